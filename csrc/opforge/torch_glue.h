@@ -1,0 +1,200 @@
+// Runtime support for the generated torch glue (build/opforge_gen/*_torch.cpp).
+//
+// The glue for each op is generated from its declaration; this header holds what every op's glue
+// shares: validating ATen tensors against the declaration with messages that name the op, the argument,
+// what was expected, what was given and the fix; turning tensors into opforge::TensorView; the CUDA
+// stream/device guard; workspace allocation. Only this file and generated code see ATen.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <initializer_list>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#ifdef OPFORGE_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include "opforge/kernel_api.h"
+
+namespace opforge {
+namespace glue {
+
+inline DType to_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return DType::kFloat32;
+    case at::kHalf: return DType::kFloat16;
+    case at::kBFloat16: return DType::kBFloat16;
+    case at::kDouble: return DType::kFloat64;
+    case at::kChar: return DType::kInt8;
+    case at::kByte: return DType::kUInt8;
+    case at::kInt: return DType::kInt32;
+    case at::kLong: return DType::kInt64;
+    case at::kBool: return DType::kBool;
+    default: TORCH_CHECK(false, "opforge: no kernel dtype for ", t);
+  }
+}
+
+// For messages only: dtypes the kernel API cannot name (complex, fp8, ...) print as their ATen name.
+inline const char* to_dtype_or_double(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: case at::kHalf: case at::kBFloat16: case at::kDouble: case at::kChar: case at::kByte:
+    case at::kInt: case at::kLong: case at::kBool: return dtype_name(to_dtype(t));
+    default: return c10::toString(t);
+  }
+}
+
+inline TensorView view(const at::Tensor& t) {
+  TensorView v;
+  v.data = t.data_ptr();
+  v.dtype = to_dtype(t.scalar_type());
+  v.rank = static_cast<int32_t>(t.dim());
+  for (int32_t i = 0; i < v.rank; ++i) {
+    v.sizes[i] = t.size(i);
+    v.strides[i] = t.stride(i);
+  }
+  return v;
+}
+
+inline StringView string_view(c10::string_view s) { return StringView{s.data(), s.size()}; }
+template <typename T>
+inline Span<T> span(c10::ArrayRef<T> a) { return Span<T>{a.data(), static_cast<int64_t>(a.size())}; }
+
+// Shape-rule arithmetic with Python/TensorRT semantics (floor division, not C++ truncation).
+inline int64_t floordiv(int64_t a, int64_t b) {
+  TORCH_CHECK_VALUE(b != 0, "opforge: shape rule divides by zero");
+  const int64_t q = a / b;
+  return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+inline int64_t ceil_div(int64_t a, int64_t b) { return -floordiv(-a, b); }
+inline int64_t max(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+inline std::string dtype_list(std::initializer_list<at::ScalarType> dtypes) {
+  std::ostringstream os;
+  const char* sep = "";
+  for (auto d : dtypes) {
+    os << sep << dtype_name(to_dtype(d));
+    sep = ", ";
+  }
+  return os.str();
+}
+
+inline std::string shape_text(at::IntArrayRef s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << "]";
+  return os.str();
+}
+
+// One call of one op on one device: validates arguments, then provides the kernel's DeviceContext.
+class Call {
+ public:
+  Call(const char* op, c10::DeviceType device) : op_(op), device_type_(device) {}
+
+  // Validates a tensor input against its declaration and returns the contiguous tensor the kernel reads.
+  at::Tensor input(const char* name, const at::Tensor& t, std::initializer_list<at::ScalarType> dtypes,
+                   int64_t rank, int64_t min_rank) {
+    TORCH_CHECK_VALUE(t.defined(), op_, ": input '", name, "' is undefined. Fix: pass a tensor.");
+    bool dtype_ok = false;
+    for (auto d : dtypes) dtype_ok = dtype_ok || d == t.scalar_type();
+    TORCH_CHECK_TYPE(dtype_ok, op_, ": input '", name, "' must have dtype in {", dtype_list(dtypes), "}, got ",
+                     to_dtype_or_double(t.scalar_type()), ". Fix: cast it with .to(<one of those dtypes>).");
+    TORCH_CHECK_VALUE(rank < 0 || t.dim() == rank, op_, ": input '", name, "' must have rank ", rank, ", got rank ",
+                      t.dim(), " (shape ", shape_text(t.sizes()), "). Fix: reshape it.");
+    TORCH_CHECK_VALUE(t.dim() >= min_rank, op_, ": input '", name, "' must have rank >= ", min_rank, ", got rank ",
+                      t.dim(), " (shape ", shape_text(t.sizes()), "). Fix: reshape it.");
+    TORCH_CHECK_VALUE(t.dim() <= kMaxRank, op_, ": input '", name, "' has rank ", t.dim(), "; kernels take at most ",
+                      kMaxRank, " dims. Fix: flatten leading dims.");
+    check_device(name, t);
+    return t.contiguous();
+  }
+
+  void same_dtype(const char* name, const at::Tensor& t, const char* other, const at::Tensor& o) {
+    TORCH_CHECK_TYPE(t.scalar_type() == o.scalar_type(), op_, ": input '", name, "' must have the dtype of '", other,
+                     "' (", dtype_name(to_dtype(o.scalar_type())), "), got ", dtype_name(to_dtype(t.scalar_type())), ". Fix: cast it with .to(", other, ".dtype).");
+  }
+
+  void expect_shape(const char* name, const at::Tensor& t, std::initializer_list<int64_t> expected, const char* rule) {
+    expect_shape(name, t, at::IntArrayRef(expected.begin(), expected.size()), rule);
+  }
+  void expect_shape(const char* name, const at::Tensor& t, at::IntArrayRef expected, const char* rule) {
+    TORCH_CHECK_VALUE(t.sizes() == expected, op_, ": input '", name, "' must have shape ", rule, " = ",
+                      shape_text(expected), ", got ", shape_text(t.sizes()), ". Fix: pass a tensor of that shape.");
+  }
+
+  void expect_choice(const char* attr, c10::string_view value, std::initializer_list<const char*> choices) {
+    std::ostringstream allowed;
+    for (const char* c : choices) {
+      if (value == c) return;
+      allowed << " '" << c << "'";
+    }
+    TORCH_CHECK_VALUE(false, op_, ": attribute '", attr, "' must be one of", allowed.str(), ", got '", value,
+                      "'. Fix: pass one of those.");
+  }
+
+  // Output dims come from the shape rule; a negative one means the inputs violate an unstated rule.
+  std::vector<int64_t> output_shape(const char* name, std::initializer_list<int64_t> dims, const char* rule) {
+    for (int64_t d : dims)
+      TORCH_CHECK_VALUE(d >= 0, op_, ": output '", name, "' would have shape ", rule, " = ",
+                        shape_text(at::IntArrayRef(dims.begin(), dims.size())),
+                        " with a negative dim. Fix: check the inputs against the op's shape rule.");
+    return std::vector<int64_t>(dims);
+  }
+
+  at::TensorOptions options(at::ScalarType dtype) const {
+    return at::TensorOptions().dtype(dtype).device(device_.value_or(at::Device(device_type_)));
+  }
+
+  DeviceContext context(int64_t workspace_bytes) {
+    TORCH_CHECK_VALUE(workspace_bytes >= 0, op_, ": workspace rule gave ", workspace_bytes, " bytes.");
+    DeviceContext ctx;
+    if (workspace_bytes > 0) {
+      workspace_ = at::empty({workspace_bytes}, options(at::kByte));
+      ctx.workspace = workspace_.data_ptr();
+      ctx.workspace_bytes = static_cast<size_t>(workspace_bytes);
+    }
+#ifdef OPFORGE_WITH_CUDA
+    if (device_type_ == c10::DeviceType::CUDA) {
+      guard_.emplace(*device_);
+      ctx.stream = static_cast<void*>(c10::cuda::getCurrentCUDAStream(device_->index()).stream());
+    }
+#endif
+    return ctx;
+  }
+
+  void check(const Status& s) {
+    TORCH_CHECK(s.is_ok(), op_, ": ", c10::DeviceTypeName(device_type_, true), " kernel failed: ", s.message);
+  }
+
+ private:
+  void check_device(const char* name, const at::Tensor& t) {
+    TORCH_CHECK(t.device().type() == device_type_, op_, ": input '", name, "' is on ", t.device(), " but the op runs on ",
+                c10::DeviceTypeName(device_type_, true), " here (inputs on different devices?). Fix: move all inputs to one device.");
+    if (!device_) {
+      device_ = t.device();
+      first_input_ = name;
+    }
+    TORCH_CHECK(t.device() == *device_, op_, ": input '", name, "' is on ", t.device(), " but '", first_input_,
+                "' is on ", *device_, ". Fix: move all inputs to one device.");
+  }
+
+  const char* op_;
+  c10::DeviceType device_type_;
+  std::optional<at::Device> device_;
+  const char* first_input_ = "";
+  at::Tensor workspace_;
+#ifdef OPFORGE_WITH_CUDA
+  std::optional<c10::cuda::CUDAGuard> guard_;
+#endif
+};
+
+}  // namespace glue
+}  // namespace opforge

@@ -1,0 +1,574 @@
+"""The declaration model: one `OpDecl` per op, validated once, read by every backend.
+
+Nothing here knows about torch, ONNX or TensorRT; backends translate an `OpDecl`. Validation happens
+in `OpDecl.build` (called by `register_op`), so a bad declaration fails when its module is imported,
+with a `DeclarationError` naming the op, the field, what was expected, what was given and the fix.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import shape_rule as sr
+from .dtypes import DTYPES, FLOATING
+from .errors import DeclarationError, ShapeRuleError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEVICES = ("cpu", "cuda")
+MAX_RANK = 8  # opforge::kMaxRank in csrc/opforge/kernel_api.h
+_ID = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)::([A-Za-z_][A-Za-z0-9_]*)$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Namespaces that belong to torch, ONNX or TensorRT themselves; an op there would shadow theirs.
+RESERVED_NAMESPACES = {"aten", "prim", "prims", "torch", "onnx", "ai", "trt", "tensorrt", "_opforge_internal"}
+_REQUIRED = object()
+
+
+class _Required:
+    def __repr__(self):
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+# Declared attribute type -> python types accepted for its values. `bool` is not an `int` here.
+ATTR_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (float, int),
+    "bool": (bool,),
+    "str": (str,),
+    "list[int]": (list, tuple),
+    "list[float]": (list, tuple),
+}
+_TYPE_SPELLINGS = {int: "int", float: "float", bool: "bool", str: "str"}
+
+
+def _attr_type_name(t: Any) -> str | None:
+    if isinstance(t, str):
+        return t if t in ATTR_TYPES else None
+    if t in _TYPE_SPELLINGS:
+        return _TYPE_SPELLINGS[t]
+    text = str(t).replace("typing.", "").replace("List", "list")
+    return text if text in ("list[int]", "list[float]") else None
+
+
+# ---- user-facing field types -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Input:
+    """A tensor input. `dtypes` lists the allowed dtypes, or is 'like(other)' to require the dtype of
+    an earlier input. `rank`/`min_rank` constrain the rank; `shape` is an exact expected shape written in
+    the shape language (e.g. '[x.shape[-1]]')."""
+
+    name: str
+    dtypes: Sequence[str] | str = FLOATING
+    optional: bool = False
+    rank: int | None = None
+    min_rank: int | None = None
+    shape: str | Sequence[str | int] | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A tensor output: its shape rule and dtype rule ('like(input)' or a dtype name).
+
+    A *size output* (made with `Output.size`) is a 0-d int64 tensor holding a data-dependent size; other
+    outputs may use its name in their shape rules. `upper` bounds it (TensorRT allocates for it) and
+    `opt` is the expected value (TensorRT's optimiser uses it)."""
+
+    name: str
+    shape: str | Sequence[str | int] = "like(x)"
+    dtype: str = "like(x)"
+    upper: str | int | None = None
+    opt: str | int | None = None
+
+    @classmethod
+    def size(cls, name: str, upper: str | int, opt: str | int | None = None) -> "Output":
+        return cls(name=name, shape=[], dtype="int64", upper=upper, opt=opt if opt is not None else upper)
+
+    @property
+    def is_size(self) -> bool:
+        return self.upper is not None
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A typed attribute: int, float, bool, str, list[int] or list[float], with an optional default and,
+    for str, the allowed `choices`."""
+
+    name: str
+    type: Any
+    default: Any = REQUIRED
+    choices: Sequence[str] | None = None
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not REQUIRED
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One set of arguments for an op: positional tensor inputs and attribute values."""
+
+    inputs: tuple
+    attrs: dict
+
+    def __init__(self, *inputs, **attrs):
+        object.__setattr__(self, "inputs", tuple(inputs))
+        object.__setattr__(self, "attrs", dict(attrs))
+
+
+# Per-dtype comparison tolerances (rtol, atol) against the reference run in float32.
+DEFAULT_TOLERANCES = {
+    "float32": (1e-5, 1e-6),
+    "float16": (1e-3, 1e-3),
+    "bfloat16": (8e-3, 8e-3),
+    "float64": (1e-10, 1e-12),
+}
+
+
+# ---- the validated declaration ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    name: str
+    dtypes: tuple[str, ...]  # resolved allowed dtypes
+    dtype_like: str | None  # must equal this input's dtype
+    optional: bool
+    rank: int | None
+    min_rank: int  # includes the rank implied by shape rules that index this input
+    shape: sr.ShapeRule | None
+
+
+@dataclass(frozen=True)
+class ResolvedOutput:
+    name: str
+    shape: sr.ShapeRule
+    dtype: str | None  # fixed dtype name, or None when like another input
+    dtype_like: str | None
+    upper: sr.Expr | None = None
+    opt: sr.Expr | None = None
+
+    @property
+    def is_size(self) -> bool:
+        return self.upper is not None
+
+
+@dataclass(frozen=True)
+class ResolvedAttr:
+    name: str
+    type: str
+    default: Any
+    has_default: bool
+    choices: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class OpDecl:
+    id: str
+    namespace: str
+    name: str
+    inputs: tuple[ResolvedInput, ...]
+    outputs: tuple[ResolvedOutput, ...]
+    attrs: tuple[ResolvedAttr, ...]
+    devices: tuple[str, ...]
+    kernel_dir: Path | None  # None: the reference is the implementation (no compiled kernels)
+    workspace: sr.Expr
+    reference: Callable
+    backward: Callable | None
+    samples: Callable | None
+    tolerances: dict[str, tuple[float, float]]
+    version: int
+    doc: str
+    source: str  # "file:line" of the declaration, for messages
+    extras: dict = field(default_factory=dict)  # backend-specific options (onnx=..., tensorrt=...)
+
+    # -- convenience --
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        """Dtypes the op supports: those of its first input."""
+        return self.inputs[0].dtypes
+
+    def input(self, name: str) -> ResolvedInput:
+        return next(i for i in self.inputs if i.name == name)
+
+    def attr(self, name: str) -> ResolvedAttr:
+        return next(a for a in self.attrs if a.name == name)
+
+    def kernel_files(self) -> dict[str, Path]:
+        """device -> kernel source file, plus 'header'."""
+        if self.kernel_dir is None:
+            return {}
+        files = {"header": self.kernel_dir / f"{self.name}.h"}
+        if "cpu" in self.devices:
+            files["cpu"] = self.kernel_dir / f"{self.name}_cpu.cpp"
+        if "cuda" in self.devices:
+            files["cuda"] = self.kernel_dir / f"{self.name}_cuda.cu"
+        return files
+
+    def tolerance(self, dtype: str) -> tuple[float, float]:
+        return self.tolerances.get(dtype, DEFAULT_TOLERANCES.get(dtype, (1e-5, 1e-6)))
+
+    # -- construction + validation --
+    @classmethod
+    def build(
+        cls,
+        id: Any,
+        reference: Any,
+        *,
+        inputs: Any,
+        outputs: Any,
+        attrs: Any = (),
+        devices: Any = DEVICES,
+        kernels: Any = "auto",
+        workspace: Any = 0,
+        backward: Any = None,
+        samples: Any = None,
+        tolerances: Any = None,
+        version: Any = 1,
+        extras: Any = None,
+        source: str = "?",
+    ) -> "OpDecl":
+        op = id if isinstance(id, str) else repr(id)
+        v = _Validator(op)
+        namespace, name = v.op_id(id)
+        res_attrs = v.attrs(attrs)
+        res_outputs_raw = v.list_of(outputs, Output, "outputs", "Output(name, shape=..., dtype=...)")
+        size_names = {o.name for o in res_outputs_raw if o.is_size}
+        res_inputs = v.inputs(inputs, res_attrs, size_names)
+        res_outputs = v.outputs(res_outputs_raw, res_inputs, res_attrs)
+        res_inputs = v.implied_ranks(res_inputs, res_outputs)
+        v.unique_names(res_inputs, res_outputs, res_attrs)
+        devs = v.devices(devices)
+        kernel_dir = v.kernels(kernels, name, devs)
+        ws = v.expression("workspace", workspace, res_inputs, res_attrs, set(), "bytes, e.g. 'x.shape[0] * 4'")
+        v.reference(reference, res_inputs, res_attrs)
+        v.callable_or_none("backward", backward, "a function (ctx, *grad_outputs) -> grads per input")
+        if kernel_dir is not None and samples is None:
+            raise DeclarationError(
+                op, "samples", "a function (device, dtype) -> list of opforge.Sample", None,
+                "add samples=... so ops.check and the generated tests have inputs to run the kernels on",
+            )
+        v.callable_or_none("samples", samples, "a function (device, dtype) -> list of opforge.Sample")
+        tol = v.tolerances(tolerances)
+        if type(version) is not int or version < 1:
+            raise DeclarationError(op, "version", "an int >= 1", version, "use version=1 for a new op")
+        if extras is not None and not isinstance(extras, dict):
+            raise DeclarationError(op, "extras", "a dict of backend options", extras, "pass a dict or omit it")
+        return cls(
+            id=f"{namespace}::{name}", namespace=namespace, name=name, inputs=res_inputs,
+            outputs=res_outputs, attrs=res_attrs, devices=devs, kernel_dir=kernel_dir, workspace=ws,
+            reference=reference, backward=backward, samples=samples, tolerances=tol, version=version,
+            doc=inspect.getdoc(reference) or "", source=source, extras=dict(extras or {}),
+        )
+
+
+class _Validator:
+    """Each method checks one field and returns its resolved form, or raises DeclarationError."""
+
+    def __init__(self, op: str):
+        self.op = op
+
+    def fail(self, field: str, expected: str, got: Any, fix: str):
+        raise DeclarationError(self.op, field, expected, got, fix)
+
+    def op_id(self, id: Any) -> tuple[str, str]:
+        m = _ID.match(id) if isinstance(id, str) else None
+        if not m:
+            self.fail("id", "'namespace::name' made of identifiers", id, "name the op like 'myproject::my_op'")
+        ns, name = m.groups()
+        if ns in RESERVED_NAMESPACES:
+            self.fail("id", f"a namespace other than {sorted(RESERVED_NAMESPACES)}", ns, "use your project's own namespace")
+        return ns, name
+
+    def identifier(self, field: str, name: Any) -> str:
+        if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name) or name in ("self", "out"):
+            self.fail(field, "a Python identifier that is not a keyword, 'self' or 'out'", name, "rename it")
+        return name
+
+    def list_of(self, items: Any, kind: type, field: str, example: str) -> list:
+        if not isinstance(items, (list, tuple)):
+            self.fail(field, f"a list of {kind.__name__}", items, f"write {field}=[{example}]")
+        for i, item in enumerate(items):
+            if not isinstance(item, kind):
+                self.fail(f"{field}[{i}]", f"an opforge.{kind.__name__}", item, f"write {example}")
+        return list(items)
+
+    def attrs(self, attrs: Any) -> tuple[ResolvedAttr, ...]:
+        out = []
+        for i, a in enumerate(self.list_of(attrs, Attr, "attrs", "Attr('alpha', float, 1.0)")):
+            where = f"attrs[{i}]"
+            name = self.identifier(f"{where}.name", a.name)
+            tname = _attr_type_name(a.type)
+            if tname is None:
+                self.fail(f"attrs.{name}.type", "one of int, float, bool, str, list[int], list[float]", a.type,
+                          "use a supported attribute type")
+            choices = None
+            if a.choices is not None:
+                if tname != "str" or not isinstance(a.choices, (list, tuple)) or not a.choices or not all(
+                        isinstance(c, str) for c in a.choices):
+                    self.fail(f"attrs.{name}.choices", "a non-empty list of strings, on a str attribute", a.choices,
+                              "drop choices or make the attribute a str")
+                choices = tuple(a.choices)
+            default = a.default
+            if a.has_default:
+                default = self.attr_value(name, tname, default, choices)
+            out.append(ResolvedAttr(name, tname, default, a.has_default, choices))
+        # Torch schemas (and Python) need defaulted arguments last.
+        seen_default = False
+        for a in out:
+            if a.has_default:
+                seen_default = True
+            elif seen_default:
+                self.fail(f"attrs.{a.name}.default", "a default, since an earlier attribute has one", REQUIRED,
+                          "give it a default or move it before the defaulted attributes")
+        return tuple(out)
+
+    def attr_value(self, name: str, tname: str, value: Any, choices) -> Any:
+        field = f"attrs.{name}.default"
+        ok_types = ATTR_TYPES[tname]
+        if not isinstance(value, ok_types) or (tname in ("int", "float") and isinstance(value, bool)):
+            self.fail(field, f"a {tname}", value, f"give a {tname} default")
+        if tname == "float":
+            value = float(value)
+            if value != value or value in (float("inf"), float("-inf")):
+                self.fail(field, "a finite float", value, "use a finite default")
+        if tname == "int" and not -(2**63) <= value < 2**63:
+            self.fail(field, "an int that fits int64", value, "use a smaller default")
+        if tname.startswith("list["):
+            elem = int if tname == "list[int]" else float
+            if not all(isinstance(e, (int, float) if elem is float else int) and not isinstance(e, bool) for e in value):
+                self.fail(field, f"a {tname}", value, f"make every element a {elem.__name__}")
+            value = tuple(elem(e) for e in value)
+        if tname == "str" and ("\0" in value):
+            self.fail(field, "a string without NUL characters", value, "remove the NUL character")
+        if choices is not None and value not in choices:
+            self.fail(field, f"one of {list(choices)}", value, "make the default one of the choices")
+        return value
+
+    def inputs(self, inputs: Any, attrs, size_names) -> tuple[ResolvedInput, ...]:
+        items = self.list_of(inputs, Input, "inputs", "Input('x')")
+        if not items:
+            self.fail("inputs", "at least one Input", [], "declare the op's tensor inputs")
+        out: list[ResolvedInput] = []
+        seen_optional = False
+        for i in items:
+            name = self.identifier("inputs.name", i.name)
+            field = f"inputs.{name}"
+            if any(o.name == name for o in out):
+                self.fail(field, "a unique input name", name, "rename one of them")
+            if not isinstance(i.optional, bool):
+                self.fail(f"{field}.optional", "a bool", i.optional, "use optional=True or False")
+            if i.optional:
+                seen_optional = True
+            elif seen_optional:
+                self.fail(f"{field}.optional", "required inputs before optional ones", "required after optional",
+                          "move optional inputs last")
+            dtypes, like = self.input_dtypes(field, i.dtypes, out)
+            rank = self.rank_value(f"{field}.rank", i.rank)
+            min_rank = self.rank_value(f"{field}.min_rank", i.min_rank) or 0
+            if rank is not None and min_rank > rank:
+                self.fail(f"{field}.min_rank", f"at most rank={rank}", min_rank, "make min_rank <= rank")
+            shape = None
+            if i.shape is not None:
+                shape = self.shape(f"{field}.shape", i.shape, [*out], attrs, set())
+                if isinstance(shape, sr.Like) and shape.input == name:
+                    self.fail(f"{field}.shape", "a shape in terms of earlier inputs", "like(itself)", "drop it")
+                if isinstance(shape, sr.Dims):
+                    if rank is not None and rank != len(shape.dims):
+                        self.fail(f"{field}.rank", f"{len(shape.dims)} (the length of its shape)", rank, "make them agree")
+                    rank = len(shape.dims)
+            out.append(ResolvedInput(name, dtypes, like, i.optional, rank, min_rank, shape))
+        return tuple(out)
+
+    def input_dtypes(self, field, dtypes, earlier) -> tuple[tuple[str, ...], str | None]:
+        if isinstance(dtypes, str):
+            like = self.like_name(f"{field}.dtypes", dtypes, earlier, "an earlier input")
+            return earlier_input(earlier, like).dtypes, like
+        if not isinstance(dtypes, (list, tuple)) or not dtypes or not all(d in DTYPES for d in dtypes) or len(
+                set(dtypes)) != len(dtypes):
+            self.fail(f"{field}.dtypes", f"a non-empty list of distinct names from {sorted(DTYPES)} or 'like(input)'",
+                      dtypes, "e.g. dtypes=('float32', 'float16')")
+        return tuple(dtypes), None
+
+    def like_name(self, field, text, earlier, what) -> str:
+        m = re.fullmatch(r"\s*like\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*", text)
+        if not m or not any(e.name == m.group(1) for e in earlier):
+            self.fail(field, f"'like(<name>)' naming {what} ({[e.name for e in earlier]})", text,
+                      "name a declared input")
+        return m.group(1)
+
+    def rank_value(self, field, value):
+        if value is None:
+            return None
+        if type(value) is not int or not 0 <= value <= MAX_RANK:
+            self.fail(field, f"an int in [0, {MAX_RANK}]", value, "kernels see at most 8 dims (opforge::kMaxRank)")
+        return value
+
+    def shape(self, field, spec, inputs, attrs, size_names) -> sr.ShapeRule:
+        try:
+            rule = sr.parse_shape(spec)
+        except ShapeRuleError as e:
+            self.fail(field, f"a shape rule ({sr.ALLOWED}, or like(input))", spec, str(e))
+        self.check_refs(field, spec, rule, inputs, attrs, size_names)
+        return rule
+
+    def expression(self, field, spec, inputs, attrs, size_names, example) -> sr.Expr:
+        try:
+            expr = sr.parse_expr(spec)
+        except ShapeRuleError as e:
+            self.fail(field, f"an integer expression ({example})", spec, str(e))
+        self.check_refs(field, spec, expr, inputs, attrs, size_names)
+        return expr
+
+    def check_refs(self, field, spec, node, inputs, attrs, size_names):
+        used_inputs, names, dims = sr.references(node)
+        known = {i.name: i for i in inputs}
+        for name in sorted(used_inputs):
+            if name not in known:
+                self.fail(field, f"references to declared inputs {sorted(known)}", spec,
+                          f"'{name}' is not an input declared before this point")
+            if known[name].optional:
+                self.fail(field, "references to required inputs only", spec,
+                          f"'{name}' is optional and may be absent; compute the shape from required inputs")
+        int_attrs = {a.name for a in attrs if a.type == "int"}
+        for name in sorted(names):
+            if name not in int_attrs and name not in size_names:
+                kind = next((a.type for a in attrs if a.name == name), None)
+                detail = f"'{name}' is a {kind} attribute" if kind else f"'{name}' is not declared"
+                self.fail(field, f"names of int attributes {sorted(int_attrs)} or size outputs {sorted(size_names)}",
+                          spec, f"{detail}; shapes are integer arithmetic over dims and int attributes")
+        for d in dims:
+            rank = known[d.input].rank
+            if rank is not None and not -rank <= d.index < rank:
+                self.fail(field, f"an index valid for {d.input} of rank {rank}", spec, "fix the index")
+
+    def outputs(self, outputs: list[Output], inputs, attrs) -> tuple[ResolvedOutput, ...]:
+        if not outputs:
+            self.fail("outputs", "at least one Output", [], "declare what the op returns")
+        if all(o.is_size for o in outputs):
+            self.fail("outputs", "at least one tensor output besides size outputs", outputs, "add the data output")
+        size_names = {o.name for o in outputs if o.is_size}
+        out = []
+        for o in outputs:
+            name = self.identifier("outputs.name", o.name)
+            field = f"outputs.{name}"
+            if o.is_size:
+                upper = self.expression(f"{field}.upper", o.upper, inputs, attrs, set(), "e.g. 'x.shape[0]'")
+                opt = self.expression(f"{field}.opt", o.opt, inputs, attrs, set(), "e.g. 'x.shape[0] // 2'")
+                if o.dtype != "int64" or o.shape not in ([], (), "[]"):
+                    self.fail(field, "a 0-d int64 tensor", (o.shape, o.dtype), "make it with Output.size(name, upper=...)")
+                out.append(ResolvedOutput(name, sr.Dims(()), "int64", None, upper, opt))
+                continue
+            if o.opt is not None:
+                self.fail(f"{field}.opt", "opt only on size outputs", o.opt, "use Output.size(...) for a data-dependent size")
+            shape = self.shape(f"{field}.shape", o.shape, inputs, attrs, size_names)
+            if isinstance(shape, sr.Dims) and len(shape.dims) > MAX_RANK:
+                self.fail(f"{field}.shape", f"at most {MAX_RANK} dims", o.shape, "reduce the rank")
+            if not isinstance(o.dtype, str):
+                self.fail(f"{field}.dtype", "'like(input)' or a dtype name", o.dtype, "e.g. dtype='like(x)'")
+            if o.dtype in DTYPES:
+                out.append(ResolvedOutput(name, shape, o.dtype, None))
+            else:
+                like = self.like_name(f"{field}.dtype", o.dtype, inputs, "an input, or a dtype name")
+                out.append(ResolvedOutput(name, shape, None, like))
+        return tuple(out)
+
+    def implied_ranks(self, inputs, outputs) -> tuple[ResolvedInput, ...]:
+        """An input indexed as x.shape[3] or x.shape[-4] anywhere must have rank >= 4: check it at run time."""
+        need: dict[str, int] = {}
+        rules = [o.shape for o in outputs] + [o.upper for o in outputs if o.upper is not None]
+        rules += [i.shape for i in inputs if i.shape is not None]
+        for rule in rules:
+            for d in sr.references(rule)[2]:
+                need[d.input] = max(need.get(d.input, 0), d.index + 1 if d.index >= 0 else -d.index)
+        out = []
+        for i in inputs:
+            min_rank = max(i.min_rank, need.get(i.name, 0))
+            if i.rank is not None and min_rank > i.rank:
+                self.fail(f"inputs.{i.name}.rank", f"at least {min_rank} (a shape rule indexes that far)", i.rank,
+                          "fix the rank or the shape rule")
+            out.append(ResolvedInput(i.name, i.dtypes, i.dtype_like, i.optional, i.rank, min_rank, i.shape))
+        return tuple(out)
+
+    def unique_names(self, inputs, outputs, attrs):
+        seen: dict[str, str] = {}
+        for kind, items in (("input", inputs), ("output", outputs), ("attribute", attrs)):
+            for item in items:
+                if item.name in seen:
+                    self.fail(f"{kind}s.{item.name}", "names unique across inputs, outputs and attributes",
+                              item.name, f"it is already used by an {seen[item.name]}; rename one")
+                seen[item.name] = kind
+
+    def devices(self, devices) -> tuple[str, ...]:
+        if isinstance(devices, str) or not isinstance(devices, (list, tuple)) or not devices or not all(
+                d in DEVICES for d in devices) or len(set(devices)) != len(devices):
+            self.fail("devices", f"a non-empty list drawn from {list(DEVICES)}", devices, "e.g. devices=('cpu', 'cuda')")
+        return tuple(d for d in DEVICES if d in devices)
+
+    def kernels(self, kernels, name, devices) -> Path | None:
+        if kernels is None:
+            return None
+        if kernels == "auto":
+            kernels = f"csrc/{name}"
+        if not isinstance(kernels, (str, Path)):
+            self.fail("kernels", "a directory (relative to the project root), 'auto' or None", kernels,
+                      f"put the kernels in csrc/{name}/")
+        directory = Path(kernels)
+        if not directory.is_absolute():
+            directory = PROJECT_ROOT / directory
+        expected = {"header": f"{name}.h", "cpu": f"{name}_cpu.cpp", "cuda": f"{name}_cuda.cu"}
+        for what in ("header", *devices):
+            path = directory / expected[what]
+            if not path.is_file():
+                self.fail("kernels", f"a {what} kernel file at {path}", "missing",
+                          f"create {path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path}"
+                          f"{' or drop ' + repr(what) + ' from devices' if what != 'header' else ''}"
+                          " (or pass kernels=None to run the reference as the implementation)")
+        return directory
+
+    def reference(self, fn, inputs, attrs):
+        if not callable(fn):
+            self.fail("reference", "a function (the decorated plain-PyTorch reference)", fn, "decorate a function")
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            self.fail("reference", "a function with an inspectable signature", fn, "decorate a plain def")
+        names = [p.name for p in params]
+        expected = [i.name for i in inputs] + [a.name for a in attrs]
+        if names != expected:
+            self.fail("reference", f"parameters {expected} (inputs, then attributes, in declaration order)", names,
+                      "make the reference's signature match the declaration")
+        for p, a in zip(params[len(inputs):], attrs):
+            if p.default is not inspect.Parameter.empty and a.has_default and p.default != a.default and not (
+                    isinstance(a.default, tuple) and list(a.default) == p.default):
+                self.fail(f"attrs.{a.name}.default", f"the reference's default {p.default!r}", a.default,
+                          "make both defaults equal (or drop the reference's default)")
+
+    def callable_or_none(self, field, value, expected):
+        if value is not None and not callable(value):
+            self.fail(field, expected, value, f"pass a function or leave {field} out")
+
+    def tolerances(self, tolerances) -> dict[str, tuple[float, float]]:
+        if tolerances is None:
+            return {}
+        if not isinstance(tolerances, dict):
+            self.fail("tolerances", "a dict dtype -> (rtol, atol)", tolerances, "e.g. {'float16': (1e-3, 1e-3)}")
+        out = {}
+        for k, val in tolerances.items():
+            if k not in DTYPES or not isinstance(val, (tuple, list)) or len(val) != 2 or not all(
+                    isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 1 for t in val):
+                self.fail(f"tolerances.{k}", "a dtype name -> (rtol, atol), each in [0, 1)", val,
+                          "e.g. {'float16': (1e-3, 1e-3)}")
+            out[k] = (float(val[0]), float(val[1]))
+        return out
+
+
+def earlier_input(earlier, name):
+    return next(e for e in earlier if e.name == name)

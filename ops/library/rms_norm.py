@@ -1,0 +1,55 @@
+"""opforge::rms_norm: x / sqrt(mean(x^2, last dim) + eps) * weight, accumulated in float32.
+
+Accumulating in float32 matters: the sum of squares of 4096 fp16 values of magnitude ~300 is ~3.7e8,
+far past fp16's 65504, so a naive half-precision reduction returns inf and the output collapses to 0."""
+
+import torch
+
+from ops import FLOATING, Attr, Input, Output, Sample, register_op
+
+
+def samples(device, dtype):
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, dtype=torch.float32) * scale).to(device=device, dtype=dtype)
+
+    def weight(n):
+        return (1 + 0.1 * torch.randn(n)).to(device=device, dtype=dtype)
+
+    return [
+        Sample(rand(4, 64), weight(64)),
+        Sample(rand(2, 3, 1000), weight(1000), eps=1e-5),
+        Sample(rand(3, 4096, scale=300.0), weight(4096)),  # overflows a half accumulator
+        Sample(rand(5, 7), weight(7), eps=0.1),
+        Sample(rand(6, 1), weight(1)),
+        Sample(rand(129), weight(129)),  # rank 1: one row
+        Sample(rand(0, 32), weight(32)),  # empty
+    ]
+
+
+def backward(ctx, grad):
+    x, w = ctx.x.float(), ctx.weight.float()
+    g = grad.float()
+    inv = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + ctx.eps)
+    xhat = x * inv
+    gw = g * w
+    grad_x = inv * (gw - xhat * (gw * xhat).mean(-1, keepdim=True))
+    grad_w = (g * xhat).reshape(-1, x.shape[-1]).sum(0)
+    return grad_x.to(ctx.x.dtype), grad_w.to(ctx.weight.dtype)
+
+
+@register_op(
+    "opforge::rms_norm",
+    inputs=[
+        Input("x", dtypes=FLOATING, min_rank=1),
+        Input("weight", dtypes="like(x)", shape="[x.shape[-1]]"),
+    ],
+    outputs=[Output("y", shape="like(x)", dtype="like(x)")],
+    attrs=[Attr("eps", float, 1e-6)],
+    backward=backward,
+    samples=samples,
+)
+def rms_norm(x, weight, eps=1e-6):
+    """RMSNorm over the last dim with a float32 accumulator for every input dtype."""
+    xf = x.float()
+    inv = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (xf * inv * weight.float()).to(x.dtype)

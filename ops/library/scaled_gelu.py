@@ -1,0 +1,50 @@
+"""opforge::scaled_gelu: alpha * gelu(x), exact (erf) or tanh-approximated, computed in float32."""
+
+import math
+
+import torch
+
+from ops import FLOATING, Attr, Input, Output, Sample, register_op
+
+
+def samples(device, dtype):
+    def rand(*shape, scale=3.0):
+        return (torch.randn(*shape, dtype=torch.float32) * scale).to(device=device, dtype=dtype)
+
+    return [
+        Sample(rand(8, 33)),
+        Sample(rand(2, 3, 64), alpha=1.702, approximate="tanh"),
+        Sample(rand(4, 5, 7, 3), alpha=-0.5, approximate="none"),
+        Sample(rand(1000), alpha=2.0),
+        Sample(rand(1, 1)),
+        Sample(rand(0, 16)),  # empty
+        Sample(rand(3, 257, scale=30.0), approximate="tanh"),  # saturated tails
+    ]
+
+
+def backward(ctx, grad):
+    """d/dx alpha*gelu(x), in float32 like the forward."""
+    x = ctx.x.float()
+    if ctx.approximate == "tanh":
+        k = math.sqrt(2.0 / math.pi)
+        inner = k * (x + 0.044715 * x**3)
+        t = torch.tanh(inner)
+        d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
+    else:
+        cdf = 0.5 * (1 + torch.erf(x * (1 / math.sqrt(2.0))))
+        pdf = torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        d = cdf + x * pdf
+    return (grad.float() * d * ctx.alpha).to(ctx.x.dtype)
+
+
+@register_op(
+    "opforge::scaled_gelu",
+    inputs=[Input("x", dtypes=FLOATING)],
+    outputs=[Output("y", shape="like(x)", dtype="like(x)")],
+    attrs=[Attr("alpha", float, 1.0), Attr("approximate", str, "none", choices=("none", "tanh"))],
+    backward=backward,
+    samples=samples,
+)
+def scaled_gelu(x, alpha=1.0, approximate="none"):
+    """alpha * gelu(x): the GELU of torch.nn.functional.gelu, scaled; float32 math for every dtype."""
+    return (torch.nn.functional.gelu(x.float(), approximate=approximate) * alpha).to(x.dtype)
