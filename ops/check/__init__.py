@@ -1,0 +1,96 @@
+"""`python -m ops.check <op>`: walk one op down every backend and report what passed, with numbers.
+
+Stages live in the `*_stages.py` modules of this package and register themselves with `@stage`; the
+runner discovers them, so a backend adds its stages without touching the runner. Every stage returns
+rows of pass / fail / skip; a skip always carries the reason, and nothing is reported as passed that
+did not run."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: str  # pass | fail | skip
+    detail: str = ""
+    metrics: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CheckContext:
+    """Shared by the stages of one op: a scratch directory and artefacts (e.g. exported models) that a
+    later stage reuses."""
+
+    workdir: Path
+    artifacts: dict = field(default_factory=dict)
+    quick: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    order: int
+    fn: Callable
+
+
+_STAGES: list[Stage] = []
+
+
+def stage(name: str, order: int):
+    """Register a stage: fn(op, ctx) -> StageResult | Iterable[StageResult]."""
+
+    def decorate(fn):
+        _STAGES.append(Stage(name, order, fn))
+        return fn
+
+    return decorate
+
+
+def stages() -> list[Stage]:
+    from . import __path__ as here
+
+    for module in pkgutil.iter_modules(here):
+        if module.name.endswith("_stages"):
+            importlib.import_module(f"{__name__}.{module.name}")
+    return sorted(_STAGES, key=lambda s: (s.order, s.name))
+
+
+def run_stage(s: Stage, op, ctx: CheckContext) -> list[StageResult]:
+    start = time.perf_counter()
+    try:
+        out = s.fn(op, ctx)
+        rows = [out] if isinstance(out, StageResult) else list(out)
+    except Exception as e:  # a crashing stage is a failed stage, reported with where it broke
+        tb = traceback.extract_tb(e.__traceback__)[-1]
+        rows = [StageResult(s.name, FAIL, f"{type(e).__name__}: {e} (at {Path(tb.filename).name}:{tb.lineno})")]
+    elapsed = (time.perf_counter() - start) / max(len(rows), 1)
+    for r in rows:
+        r.seconds = round(elapsed, 3)
+    return rows
+
+
+def check_op(op, only: Iterable[str] = (), quick: bool = False) -> list[StageResult]:
+    only = tuple(only)
+    with tempfile.TemporaryDirectory(prefix=f"opforge-check-{op.decl.name}-") as tmp:
+        ctx = CheckContext(Path(tmp), quick=quick)
+        rows: list[StageResult] = []
+        for s in stages():
+            if only and not any(s.name.startswith(prefix) for prefix in only):
+                continue
+            rows.extend(run_stage(s, op, ctx))
+        return rows

@@ -1,0 +1,58 @@
+"""python -m ops.check [OP ...] [--all] [--json] [--only STAGE] [--quick]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import OpforgeError
+from . import FAIL, PASS, SKIP, check_op
+
+MARK = {PASS: "PASS", FAIL: "FAIL", SKIP: "skip"}
+
+
+def render(op_id: str, rows) -> str:
+    width = max([len(r.stage) for r in rows] + [5])
+    lines = [f"{op_id}", f"  {'stage'.ljust(width)}  result  detail"]
+    for r in rows:
+        lines.append(f"  {r.stage.ljust(width)}  {MARK[r.status]:<6}  {r.detail}")
+    counts = {s: sum(r.status == s for r in rows) for s in (PASS, FAIL, SKIP)}
+    lines.append(f"  -> {counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.check",
+                                     description="Verify ops on every backend against their reference.")
+    parser.add_argument("ops", nargs="*", help="op ids ('ns::name') or unambiguous names")
+    parser.add_argument("--all", action="store_true", help="check every declared op")
+    parser.add_argument("--json", action="store_true", help="print a JSON report instead of tables")
+    parser.add_argument("--only", action="append", default=[], metavar="STAGE",
+                        help="run only stages whose name starts with STAGE (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="fewer dtypes in the slow stages")
+    args = parser.parse_args(argv)
+
+    import ops
+
+    try:
+        targets = ops.all_ops() if args.all else [ops.get_op(name) for name in args.ops]
+    except OpforgeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not targets:
+        parser.error("name an op, or pass --all")
+    report, failed = {}, False
+    for op in targets:
+        rows = check_op(op, only=args.only, quick=args.quick)
+        failed = failed or any(r.status == FAIL for r in rows)
+        report[op.id] = [r.to_json() for r in rows]
+        if not args.json:
+            print(render(op.id, rows), flush=True)
+    if args.json:
+        print(json.dumps({"ok": not failed, "ops": report}, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The reference implementation as the oracle for every backend: run samples through a backend and
+compare each output with the reference evaluated in float32 on the same (upcast) inputs."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..dtypes import torch_dtype
+from .compare import compare, merge
+
+
+def reference_outputs(op, sample) -> tuple:
+    """The oracle: the reference on float32 copies of floating inputs (exact upcasts of fp16/bf16)."""
+    up = [t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in sample.inputs]
+    out = op.reference(*up, **sample.attrs)
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def as_tuple(out) -> tuple:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def samples(op, device: str, dtype: str) -> list:
+    return list(op.decl.samples(device, torch_dtype(dtype)))
+
+
+def check_backend(op, device: str, dtype: str, run: Callable) -> dict:
+    """run(sample) -> outputs of the backend under test. Returns merged metrics over all samples, with
+    the dtype's tolerance; an output of the wrong dtype fails."""
+    rtol, atol = op.decl.tolerance(dtype)
+    results = []
+    for sample in samples(op, device, dtype):
+        actual = as_tuple(run(sample))
+        expected = reference_outputs(op, sample)
+        if len(actual) != len(expected):
+            results.append({"ok": False, "error": f"{len(actual)} outputs, expected {len(expected)}"})
+            continue
+        for a, e, decl_out in zip(actual, expected, op.decl.outputs):
+            m = compare(a, e, rtol, atol)
+            want = torch.int64 if decl_out.is_size else (torch_dtype(decl_out.dtype) if decl_out.dtype else
+                                                         dict(zip([i.name for i in op.decl.inputs], sample.inputs))[
+                                                             decl_out.dtype_like].dtype)
+            if a.dtype != want:
+                m = {**m, "ok": False, "error": f"output '{decl_out.name}' has dtype {a.dtype}, expected {want}"}
+            results.append(m)
+    return merge(results)
