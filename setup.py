@@ -40,7 +40,7 @@ def extension():
         name="ops._C",
         sources=[str(Path(s).relative_to(ROOT)) if Path(s).is_relative_to(ROOT) else s for s in SOURCES],
         include_dirs=[str(ROOT / "csrc")],
-        extra_compile_args={"cxx": ["-O3", "-std=c++17"], "nvcc": ["-O3", "-std=c++17"]},
+        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},  # the C++ standard is torch's choice
     )
     if WITH_CUDA:
         common["define_macros"] = [("OPFORGE_WITH_CUDA", "1")]

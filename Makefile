@@ -1,0 +1,34 @@
+# opforge: `make demo` and `make test` are the whole quick start.
+#
+# PY is the interpreter everything runs with. By default a project venv (.venv) is made and torch
+# $(TORCH_VERSION) installed into it if it has none; on a machine whose Python already holds torch
+# (a GPU box), run e.g. `make test PY=python3`: its torch is used and nothing is installed over it.
+VENV          ?= .venv
+PY            ?= $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+DEPS          := numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon
+PYTEST_ARGS   ?=
+
+.PHONY: setup build demo test check clean
+
+setup: .setup-stamp
+
+.setup-stamp: pyproject.toml setup.py
+	@if [ "$(PY)" = "$(VENV)/bin/python" ] && [ ! -x "$(PY)" ]; then python3 -m venv $(VENV); fi
+	@# Pin torch explicitly: an unpinned torch resolves to a multi-GB CUDA build.
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install -q $(DEPS)
+	$(PY) -m pip install -q --no-build-isolation -e .
+	@touch $@
+
+build: setup
+	$(PY) -m ops.build
+
+demo: setup build
+	$(PY) -m ops.check --all
+
+test: setup build
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf build ops/_C*.so ops/_C.build.json .setup-stamp

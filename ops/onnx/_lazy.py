@@ -1,0 +1,29 @@
+"""Lazy imports of the optional ONNX packages, each with the pip command that installs it."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import BackendUnavailable
+
+PACKAGES = {
+    "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
+    "onnxruntime_extensions": "onnxruntime-extensions", "onnx_graphsurgeon": "onnx-graphsurgeon",
+    "polygraphy": "polygraphy",
+}
+
+
+def require(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        top = module.split(".")[0]
+        raise BackendUnavailable(f"{module} is needed for this ONNX feature but cannot be imported ({e}). "
+                                 f"Install it: pip install {PACKAGES.get(top, top)}") from e
+
+
+def onnx():
+    m = require("onnx")
+    require("onnx.defs")
+    require("onnx.shape_inference")
+    return m

@@ -1,0 +1,49 @@
+"""`custom_translation_table` entries for the dynamo exporter (torch.onnx.export(..., dynamo=True)).
+
+One translation function per declaration, generated as Python source so its signature *is* the
+declaration: the exporter reads parameter annotations to tell tensor inputs (unannotated / Optional)
+from attributes (int, float, bool, str, Sequence[...]), and binds the FX node's arguments by name."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence  # noqa: F401  (used by the generated source)
+
+from ..declaration import OpDecl
+from . import _lazy
+from .schema import onnx_attr_value, register_schema
+
+ANNOTATIONS = {"int": "int", "float": "float", "bool": "bool", "str": "str", "list[int]": "Sequence[int]",
+               "list[float]": "Sequence[float]"}
+
+
+def translation(decl: OpDecl):
+    """An onnxscript-traceable function emitting one node (domain = namespace, op_type = name)."""
+    onnxscript = _lazy.require("onnxscript")
+    register_schema(decl)  # onnxscript looks the op up in the registered schemas
+    opset = onnxscript.values.Opset(decl.namespace, decl.version)
+    emit = getattr(opset, decl.name)
+    attrs = {a.name: a for a in decl.attrs}
+
+    def call(inputs: list, attr_values: dict):
+        values = {n: onnx_attr_value(attrs[n], v) for n, v in attr_values.items()}
+        # trailing absent optional inputs are dropped; inner ones stay as empty names (None)
+        while inputs and inputs[-1] is None:
+            inputs.pop()
+        return emit(*inputs, **values)
+
+    params = []
+    for i in decl.inputs:
+        params.append(f"{i.name}=None" if i.optional else i.name)
+    for a in decl.attrs:
+        params.append(f"{a.name}: {ANNOTATIONS[a.type]}" + (f" = {a.default!r}" if a.has_default else ""))
+    source = (f"def {decl.namespace}_{decl.name}({', '.join(params)}):\n"
+              f"    return _call([{', '.join(i.name for i in decl.inputs)}], "
+              f"{{{', '.join(f'{a.name!r}: {a.name}' for a in decl.attrs)}}})\n")
+    namespace = {"_call": call, "Sequence": Sequence, "Optional": Optional}
+    exec(compile(source, f"<opforge onnx translation of {decl.id}>", "exec"), namespace)
+    return namespace[f"{decl.namespace}_{decl.name}"]
+
+
+def translation_table(ops) -> dict:
+    """{torch OpOverload: translation} for `ops` (declared ops that support ONNX)."""
+    return {op.torch_op: translation(op.decl) for op in ops}

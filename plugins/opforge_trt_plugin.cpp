@@ -1,0 +1,644 @@
+// The generic IPluginV3 adapter (see opforge_trt_plugin.h). Every method is noexcept toward TensorRT:
+// failures are logged through TensorRT's logger and reported as a non-zero return / nullptr / false.
+#include "opforge_trt_plugin.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <new>
+
+namespace opforge {
+namespace trt {
+
+using nvinfer1::DataType;
+using nvinfer1::Dims;
+using nvinfer1::PluginField;
+using nvinfer1::PluginFieldType;
+using Severity = nvinfer1::ILogger::Severity;
+
+// ---- logging ------------------------------------------------------------------------------------
+
+namespace {
+nvinfer1::ILoggerFinder* g_logger_finder = nullptr;
+}
+
+void set_logger_finder(nvinfer1::ILoggerFinder* finder) { g_logger_finder = finder; }
+
+void log(Severity severity, const std::string& message) {
+  nvinfer1::ILogger* logger = g_logger_finder ? g_logger_finder->findLogger() : nullptr;
+  const std::string text = "[opforge] " + message;
+  if (logger != nullptr) {
+    logger->log(severity, text.c_str());
+  } else if (severity <= Severity::kWARNING) {
+    std::fprintf(stderr, "%s\n", text.c_str());
+  }
+}
+
+// ---- dtype mapping -------------------------------------------------------------------------------
+
+bool dtype_from_trt(DataType t, ::opforge::DType* out) {
+  switch (t) {
+    case DataType::kFLOAT: *out = ::opforge::DType::kFloat32; return true;
+    case DataType::kHALF: *out = ::opforge::DType::kFloat16; return true;
+    case DataType::kBF16: *out = ::opforge::DType::kBFloat16; return true;
+    case DataType::kINT8: *out = ::opforge::DType::kInt8; return true;
+    case DataType::kUINT8: *out = ::opforge::DType::kUInt8; return true;
+    case DataType::kINT32: *out = ::opforge::DType::kInt32; return true;
+    case DataType::kINT64: *out = ::opforge::DType::kInt64; return true;
+    case DataType::kBOOL: *out = ::opforge::DType::kBool; return true;
+    default: return false;  // fp8/int4/fp4/e8m0 have no opforge dtype
+  }
+}
+
+bool dtype_to_trt(int32_t d, DataType* out) {
+  switch (static_cast<::opforge::DType>(d)) {
+    case ::opforge::DType::kFloat32: *out = DataType::kFLOAT; return true;
+    case ::opforge::DType::kFloat16: *out = DataType::kHALF; return true;
+    case ::opforge::DType::kBFloat16: *out = DataType::kBF16; return true;
+    case ::opforge::DType::kInt8: *out = DataType::kINT8; return true;
+    case ::opforge::DType::kUInt8: *out = DataType::kUINT8; return true;
+    case ::opforge::DType::kInt32: *out = DataType::kINT32; return true;
+    case ::opforge::DType::kInt64: *out = DataType::kINT64; return true;
+    case ::opforge::DType::kBool: *out = DataType::kBOOL; return true;
+    case ::opforge::DType::kFloat64: return false;  // TensorRT has no float64 tensors
+  }
+  return false;
+}
+
+namespace {
+bool allowed(const InputSpec& s, DataType t) {
+  ::opforge::DType d;
+  return dtype_from_trt(t, &d) && (s.dtypes & (1u << static_cast<uint32_t>(d))) != 0;
+}
+}  // namespace
+
+// ---- known-int arithmetic (concrete shape checks) -----------------------------------------------
+
+KnownInt k_binary(const char* op, KnownInt a, KnownInt b) {
+  if (!a.known || !b.known) return KnownInt::unknown();
+  const std::string o(op);
+  if (o == "add") return KnownInt::of(a.v + b.v);
+  if (o == "sub") return KnownInt::of(a.v - b.v);
+  if (o == "mul") return KnownInt::of(a.v * b.v);
+  if (o == "max") return KnownInt::of(std::max(a.v, b.v));
+  if (o == "min") return KnownInt::of(std::min(a.v, b.v));
+  if (b.v == 0) return KnownInt::unknown();  // division by zero: nothing to compare against
+  auto floordiv = [](int64_t x, int64_t y) {
+    const int64_t q = x / y;
+    return (x % y != 0 && ((x % y < 0) != (y < 0))) ? q - 1 : q;
+  };
+  if (o == "floordiv") return KnownInt::of(floordiv(a.v, b.v));
+  if (o == "ceil_div") return KnownInt::of(-floordiv(-a.v, b.v));
+  return KnownInt::unknown();
+}
+
+KnownInt k_dim(const Dims* in, int32_t nb_in, int32_t input, int32_t index) {
+  if (input >= nb_in) return KnownInt::unknown();
+  const Dims& d = in[input];
+  const int32_t i = index < 0 ? index + d.nbDims : index;
+  if (d.nbDims < 0 || i < 0 || i >= d.nbDims || d.d[i] < 0) return KnownInt::unknown();
+  return KnownInt::of(d.d[i]);
+}
+
+// ---- Plugin --------------------------------------------------------------------------------------
+
+Plugin::Plugin(const OpSpec& spec, std::string layer_name, Attrs attrs)
+    : spec_(&spec), layer_name_(std::move(layer_name)), attrs_(std::move(attrs)) {}
+
+Plugin::Plugin(const Plugin& other)
+    : nvinfer1::IPluginV3(), nvinfer1::IPluginV3OneCore(), nvinfer1::IPluginV3OneBuild(),
+      nvinfer1::IPluginV3OneRuntime(), spec_(other.spec_), layer_name_(other.layer_name_), attrs_(other.attrs_),
+      nb_inputs_seen_(other.nb_inputs_seen_) {}
+
+bool Plugin::fail(const std::string& what) const {
+  log(Severity::kERROR, std::string(spec_->op_id) + " (layer '" + layer_name_ + "'): " + what);
+  return false;
+}
+
+nvinfer1::IPluginCapability* Plugin::getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept {
+  switch (type) {
+    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
+    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
+    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
+  }
+  return nullptr;
+}
+
+nvinfer1::IPluginV3* Plugin::clone() noexcept {
+  try {
+    return new Plugin(*this);
+  } catch (...) {
+    fail("out of memory while cloning");
+    return nullptr;
+  }
+}
+
+const char* Plugin::getPluginName() const noexcept { return spec_->name; }
+const char* Plugin::getPluginVersion() const noexcept { return spec_->version; }
+const char* Plugin::getPluginNamespace() const noexcept { return spec_->plugin_namespace; }
+int32_t Plugin::getNbOutputs() const noexcept { return spec_->nb_outputs; }
+
+bool Plugin::check_counts(int32_t nb_in, int32_t nb_out) const {
+  if (nb_in < spec_->nb_required_inputs || nb_in > spec_->nb_inputs)
+    return fail("expected " + std::to_string(spec_->nb_required_inputs) +
+                (spec_->nb_required_inputs == spec_->nb_inputs ? "" : "-" + std::to_string(spec_->nb_inputs)) +
+                " inputs, got " + std::to_string(nb_in));
+  if (nb_out != spec_->nb_outputs)
+    return fail("expected " + std::to_string(spec_->nb_outputs) + " outputs, got " + std::to_string(nb_out));
+  return true;
+}
+
+// Ranks, dtypes, formats and declared input shapes. `dims` entries may hold -1 (unknown) dims.
+bool Plugin::check_tensors(const Dims* dims, const DataType* types, const nvinfer1::TensorFormat* formats,
+                           int32_t nb_in) const {
+  for (int32_t k = 0; k < nb_in; ++k) {
+    const InputSpec& s = spec_->inputs[k];
+    const std::string who = std::string("input '") + s.name + "'";
+    const int32_t rank = dims[k].nbDims;
+    if (rank < 0 || rank > Dims::MAX_DIMS) return fail(who + " has invalid rank " + std::to_string(rank));
+    if (s.rank >= 0 && rank != s.rank)
+      return fail(who + " must have rank " + std::to_string(s.rank) + ", got " + std::to_string(rank));
+    if (rank < s.min_rank)
+      return fail(who + " must have rank >= " + std::to_string(s.min_rank) + ", got " + std::to_string(rank));
+    if (types != nullptr) {
+      if (!allowed(s, types[k]))
+        return fail(who + " has a dtype (nvinfer1::DataType " + std::to_string(static_cast<int>(types[k])) +
+                    ") the declaration does not allow");
+      if (s.dtype_like >= 0 && types[k] != types[s.dtype_like])
+        return fail(who + " must have the dtype of input '" + spec_->inputs[s.dtype_like].name + "'");
+    }
+    if (formats != nullptr && formats[k] != nvinfer1::TensorFormat::kLINEAR)
+      return fail(who + " must be in TensorFormat::kLINEAR");
+  }
+  std::string why;
+  if (!spec_->check_input_shapes(attrs_, dims, nb_in, &why)) return fail(why);
+  return true;
+}
+
+int32_t Plugin::configurePlugin(const nvinfer1::DynamicPluginTensorDesc* in, int32_t nb_in,
+                                const nvinfer1::DynamicPluginTensorDesc* out, int32_t nb_out) noexcept {
+  try {
+    if (!check_counts(nb_in, nb_out)) return 1;
+    if ((nb_in > 0 && in == nullptr) || (nb_out > 0 && out == nullptr)) return fail("null tensor descriptors"), 1;
+    std::vector<Dims> dims(nb_in), mins(nb_in), maxs(nb_in);
+    std::vector<DataType> types(nb_in);
+    std::vector<nvinfer1::TensorFormat> formats(nb_in);
+    for (int32_t k = 0; k < nb_in; ++k) {
+      dims[k] = in[k].desc.dims;
+      mins[k] = in[k].min;
+      maxs[k] = in[k].max;
+      types[k] = in[k].desc.type;
+      formats[k] = in[k].desc.format;
+    }
+    // desc.dims may hold -1 wildcards; min and max are concrete profile bounds, checked as shapes too.
+    if (!check_tensors(dims.data(), types.data(), formats.data(), nb_in)) return 1;
+    if (!check_tensors(mins.data(), nullptr, nullptr, nb_in) || !check_tensors(maxs.data(), nullptr, nullptr, nb_in))
+      return 1;
+    for (int32_t j = 0; j < nb_out; ++j) {
+      if (out[j].desc.format != nvinfer1::TensorFormat::kLINEAR)
+        return fail(std::string("output '") + spec_->outputs[j].name + "' must be in TensorFormat::kLINEAR"), 1;
+    }
+    nb_inputs_seen_ = nb_in;
+    return 0;
+  } catch (...) {
+    fail("internal error in configurePlugin");
+    return 1;
+  }
+}
+
+int32_t Plugin::getOutputDataTypes(DataType* out_types, int32_t nb_out, const DataType* in_types,
+                                   int32_t nb_in) const noexcept {
+  if (!check_counts(nb_in, nb_out) || out_types == nullptr || (nb_in > 0 && in_types == nullptr)) return 1;
+  for (int32_t k = 0; k < nb_in; ++k) {
+    if (!allowed(spec_->inputs[k], in_types[k]))
+      return fail(std::string("input '") + spec_->inputs[k].name + "' has a dtype the declaration does not allow"), 1;
+  }
+  for (int32_t j = 0; j < nb_out; ++j) {
+    const OutputSpec& o = spec_->outputs[j];
+    if (o.is_size) {
+      out_types[j] = DataType::kINT32;  // TensorRT requires kINT32 for size tensors
+    } else if (o.dtype_like >= 0) {
+      if (o.dtype_like >= nb_in) return fail(std::string("output '") + o.name + "' takes the dtype of a missing input"), 1;
+      out_types[j] = in_types[o.dtype_like];
+    } else if (!dtype_to_trt(o.dtype, &out_types[j])) {
+      return fail(std::string("output '") + o.name + "' has a dtype TensorRT cannot represent"), 1;
+    }
+  }
+  return 0;
+}
+
+int32_t Plugin::getOutputShapes(const nvinfer1::DimsExprs* in, int32_t nb_in, const nvinfer1::DimsExprs*, int32_t,
+                                nvinfer1::DimsExprs* out, int32_t nb_out, nvinfer1::IExprBuilder& eb) noexcept {
+  try {
+    if (!check_counts(nb_in, nb_out) || (nb_in > 0 && in == nullptr) || out == nullptr) return 1;
+    for (int32_t k = 0; k < nb_in; ++k) {
+      const InputSpec& s = spec_->inputs[k];
+      const int32_t rank = in[k].nbDims;
+      if (rank < 0 || rank > Dims::MAX_DIMS || (s.rank >= 0 && rank != s.rank) || rank < s.min_rank)
+        return fail(std::string("input '") + s.name + "' has rank " + std::to_string(rank) + ", the declaration needs " +
+                    (s.rank >= 0 ? std::to_string(s.rank) : ">= " + std::to_string(s.min_rank))), 1;
+    }
+    const char* why = nullptr;
+    if (spec_->output_shapes(attrs_, in, nb_in, out, eb, &why) != 0) {
+      fail(std::string("getOutputShapes: ") + (why ? why : "the expression builder returned null"));
+      return 1;
+    }
+    return 0;
+  } catch (...) {
+    fail("internal error in getOutputShapes");
+    return 1;
+  }
+}
+
+bool Plugin::supportsFormatCombination(int32_t pos, const nvinfer1::DynamicPluginTensorDesc* io, int32_t nb_in,
+                                       int32_t nb_out) noexcept {
+  if (io == nullptr || pos < 0 || pos >= nb_in + nb_out || nb_in > spec_->nb_inputs || nb_out != spec_->nb_outputs)
+    return false;
+  const nvinfer1::PluginTensorDesc& d = io[pos].desc;
+  if (d.format != nvinfer1::TensorFormat::kLINEAR) return false;
+  if (pos < nb_in) {
+    const InputSpec& s = spec_->inputs[pos];
+    // dtype_like always names an earlier input, so only io[0..pos] is read, as TensorRT requires.
+    return allowed(s, d.type) && (s.dtype_like < 0 || d.type == io[s.dtype_like].desc.type);
+  }
+  const OutputSpec& o = spec_->outputs[pos - nb_in];
+  if (o.is_size) return d.type == DataType::kINT32;
+  if (o.dtype_like >= 0) return o.dtype_like < nb_in && d.type == io[o.dtype_like].desc.type;
+  DataType fixed;
+  return dtype_to_trt(o.dtype, &fixed) && d.type == fixed;
+}
+
+int64_t Plugin::workspace_for(const Dims* dims, int32_t nb_in) const {
+  const KnownInt bytes = spec_->workspace_bytes(attrs_, dims, nb_in);
+  if (!bytes.known || bytes.v < 0) return -1;
+  int64_t total = bytes.v;
+  for (int32_t j = 0; j < spec_->nb_outputs; ++j) {
+    if (spec_->outputs[j].is_size) total = ((total + 7) / 8) * 8 + 8;  // int64 scratch per size output
+  }
+  return total;
+}
+
+size_t Plugin::getWorkspaceSize(const nvinfer1::DynamicPluginTensorDesc* in, int32_t nb_in,
+                                const nvinfer1::DynamicPluginTensorDesc*, int32_t) const noexcept {
+  try {
+    if (nb_in < 0 || nb_in > spec_->nb_inputs || (nb_in > 0 && in == nullptr)) return 0;
+    // The declared workspace at the profile's max dims: enough for every smaller problem.
+    std::vector<Dims> maxs(nb_in);
+    for (int32_t k = 0; k < nb_in; ++k) maxs[k] = in[k].max;
+    const int64_t bytes = workspace_for(maxs.data(), nb_in);
+    if (bytes < 0) {
+      fail("the declared workspace could not be evaluated at the profile's max dims");
+      return 0;
+    }
+    return static_cast<size_t>(bytes);
+  } catch (...) {
+    return 0;
+  }
+}
+
+const char* Plugin::getTimingCacheID() noexcept {
+  // Timing depends on the attributes too (e.g. approximate='tanh'), not only on shapes and formats.
+  try {
+    timing_id_ = std::string(spec_->op_id) + "/" + spec_->version;
+    const auto* fc = getFieldsToSerialize();
+    for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i) {
+      const PluginField& f = fc->fields[i];
+      const size_t width = f.type == PluginFieldType::kCHAR ? 1 : f.type == PluginFieldType::kINT32 ? 4 : 8;
+      timing_id_ += std::string("/") + f.name + "=";
+      const auto* bytes = static_cast<const unsigned char*>(f.data);
+      static const char* hex = "0123456789abcdef";
+      for (size_t b = 0; bytes != nullptr && b < width * static_cast<size_t>(f.length); ++b) {
+        timing_id_ += hex[bytes[b] >> 4];
+        timing_id_ += hex[bytes[b] & 15];
+      }
+    }
+    return timing_id_.c_str();
+  } catch (...) {
+    return nullptr;  // disables timing caching for this plugin; never wrong
+  }
+}
+
+const char* Plugin::getMetadataString() noexcept { return spec_->op_id; }
+
+int32_t Plugin::onShapeChange(const nvinfer1::PluginTensorDesc* in, int32_t nb_in, const nvinfer1::PluginTensorDesc* out,
+                              int32_t nb_out) noexcept {
+  try {
+    if (!check_counts(nb_in, nb_out)) return 1;
+    if ((nb_in > 0 && in == nullptr) || out == nullptr) return fail("null tensor descriptors"), 1;
+    std::vector<Dims> dims(nb_in);
+    std::vector<DataType> types(nb_in);
+    std::vector<nvinfer1::TensorFormat> formats(nb_in);
+    for (int32_t k = 0; k < nb_in; ++k) {
+      dims[k] = in[k].dims;
+      types[k] = in[k].type;
+      formats[k] = in[k].format;
+      for (int32_t i = 0; i < dims[k].nbDims && i < Dims::MAX_DIMS; ++i) {
+        if (dims[k].d[i] < 0)
+          return fail(std::string("input '") + spec_->inputs[k].name + "' has a negative dim at runtime"), 1;
+      }
+    }
+    if (!check_tensors(dims.data(), types.data(), formats.data(), nb_in)) return 1;
+    // The outputs TensorRT allocated must have the shapes the rule gives (size-dependent dims excepted).
+    for (int32_t j = 0; j < nb_out; ++j) {
+      KnownInt expect[Dims::MAX_DIMS];
+      const int32_t rank = spec_->output_dims(attrs_, dims.data(), nb_in, j, expect);
+      const Dims& got = out[j].dims;
+      const std::string who = std::string("output '") + spec_->outputs[j].name + "'";
+      if (rank >= 0 && got.nbDims != rank)
+        return fail(who + " has rank " + std::to_string(got.nbDims) + ", the shape rule gives " + std::to_string(rank)), 1;
+      for (int32_t i = 0; rank >= 0 && i < rank; ++i) {
+        if (expect[i].known && got.d[i] != expect[i].v)
+          return fail(who + " dim " + std::to_string(i) + " is " + std::to_string(got.d[i]) + ", the shape rule gives " +
+                      std::to_string(expect[i].v)), 1;
+      }
+    }
+    nb_inputs_seen_ = nb_in;
+    return 0;
+  } catch (...) {
+    fail("internal error in onShapeChange");
+    return 1;
+  }
+}
+
+namespace {
+bool make_view(const nvinfer1::PluginTensorDesc& d, void* data, ::opforge::TensorView* v) {
+  if (d.dims.nbDims < 0 || d.dims.nbDims > ::opforge::kMaxRank || !dtype_from_trt(d.type, &v->dtype)) return false;
+  v->data = data;
+  v->rank = d.dims.nbDims;
+  int64_t stride = 1;  // kLINEAR is row-major contiguous
+  for (int32_t i = v->rank - 1; i >= 0; --i) {
+    v->sizes[i] = d.dims.d[i];
+    v->strides[i] = stride;
+    stride *= std::max<int64_t>(d.dims.d[i], 1);
+  }
+  return true;
+}
+}  // namespace
+
+int32_t Plugin::enqueue(const nvinfer1::PluginTensorDesc* in_desc, const nvinfer1::PluginTensorDesc* out_desc,
+                        const void* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept {
+  try {
+    const int32_t nb_in = nb_inputs_seen_;
+    if (nb_in < 0) return fail("enqueue called before configurePlugin/onShapeChange"), 1;
+    if ((nb_in > 0 && (in_desc == nullptr || inputs == nullptr)) || out_desc == nullptr || outputs == nullptr)
+      return fail("enqueue got null descriptors or pointers"), 1;
+    ::opforge::TensorView in[64];
+    bool present[64] = {};
+    ::opforge::TensorView out[64];
+    if (spec_->nb_inputs > 64 || spec_->nb_outputs > 64) return fail("more than 64 inputs or outputs"), 1;
+    std::vector<Dims> dims(nb_in);
+    for (int32_t k = 0; k < nb_in; ++k) {
+      if (!make_view(in_desc[k], const_cast<void*>(inputs[k]), &in[k]))
+        return fail(std::string("input '") + spec_->inputs[k].name + "' has an unsupported descriptor"), 1;
+      present[k] = true;
+      dims[k] = in_desc[k].dims;
+    }
+    const int64_t ws_total = workspace_for(dims.data(), nb_in);
+    if (ws_total < 0) return fail("the declared workspace could not be evaluated"), 1;
+    const int64_t kernel_ws = spec_->workspace_bytes(attrs_, dims.data(), nb_in).v;
+    if (ws_total > 0 && workspace == nullptr) return fail("TensorRT passed no workspace"), 1;
+    // Size outputs: the kernel writes an int64 into workspace scratch; TensorRT's tensor is int32.
+    std::vector<std::pair<int32_t, char*>> size_scratch;
+    int64_t offset = kernel_ws;
+    for (int32_t j = 0; j < spec_->nb_outputs; ++j) {
+      if (spec_->outputs[j].is_size) {
+        offset = ((offset + 7) / 8) * 8;
+        char* p = static_cast<char*>(workspace) + offset;
+        offset += 8;
+        size_scratch.emplace_back(j, p);
+        out[j] = ::opforge::TensorView{};
+        out[j].data = p;
+        out[j].dtype = ::opforge::DType::kInt64;
+        out[j].rank = 0;
+      } else if (!make_view(out_desc[j], outputs[j], &out[j])) {
+        return fail(std::string("output '") + spec_->outputs[j].name + "' has an unsupported descriptor"), 1;
+      }
+    }
+    ::opforge::DeviceContext ctx;
+    ctx.stream = stream;
+    ctx.workspace = kernel_ws > 0 ? workspace : nullptr;
+    ctx.workspace_bytes = static_cast<size_t>(kernel_ws);
+    const ::opforge::Status st = spec_->launch(attrs_, in, present, out, ctx);
+    if (!st.is_ok()) return fail(std::string("kernel failed: ") + st.message), 1;
+#ifdef OPFORGE_TRT_WITH_KERNELS
+    for (auto& s : size_scratch) {  // little-endian: the low 4 bytes of the int64 are the int32 value
+      if (cudaMemcpyAsync(outputs[s.first], s.second, 4, cudaMemcpyDeviceToDevice, stream) != cudaSuccess)
+        return fail("copying a size output failed"), 1;
+    }
+#endif
+    return 0;
+  } catch (...) {
+    fail("internal error in enqueue");
+    return 1;
+  }
+}
+
+nvinfer1::IPluginV3* Plugin::attachToContext(nvinfer1::IPluginResourceContext*) noexcept {
+  return clone();  // no per-context resources: a full independent clone is all TensorRT needs
+}
+
+const nvinfer1::PluginFieldCollection* Plugin::getFieldsToSerialize() noexcept {
+  try {
+    // Lossless: ints as kINT64 and floats as kFLOAT64, so a kRUNTIME re-creation sees the exact attrs
+    // (the ONNX parser's kINT32/kFLOAT32 are accepted by createPlugin too).
+    serial_fields_.clear();
+    serial_bools_.assign(spec_->nb_fields, 0);
+    for (int32_t k = 0; k < spec_->nb_fields; ++k) {
+      const FieldSpec& f = spec_->fields[k];
+      switch (f.kind) {
+        case FieldKind::kInt:
+        case FieldKind::kInts:
+          serial_fields_.emplace_back(f.name, attrs_.ints[k].data(), PluginFieldType::kINT64,
+                                      static_cast<int32_t>(attrs_.ints[k].size()));
+          break;
+        case FieldKind::kBool:
+          serial_bools_[k] = attrs_.b(k) ? 1 : 0;
+          serial_fields_.emplace_back(f.name, &serial_bools_[k], PluginFieldType::kINT32, 1);
+          break;
+        case FieldKind::kFloat:
+        case FieldKind::kFloats:
+          serial_fields_.emplace_back(f.name, attrs_.floats[k].data(), PluginFieldType::kFLOAT64,
+                                      static_cast<int32_t>(attrs_.floats[k].size()));
+          break;
+        case FieldKind::kStr:
+          serial_fields_.emplace_back(f.name, attrs_.strs[k].c_str(), PluginFieldType::kCHAR,
+                                      static_cast<int32_t>(attrs_.strs[k].size()));
+          break;
+      }
+    }
+    serial_fc_.nbFields = static_cast<int32_t>(serial_fields_.size());
+    serial_fc_.fields = serial_fields_.data();
+    return &serial_fc_;
+  } catch (...) {
+    fail("out of memory in getFieldsToSerialize");
+    return nullptr;
+  }
+}
+
+// ---- Creator ---------------------------------------------------------------------------------------
+
+Creator::Creator(const OpSpec& spec) : spec_(&spec) {
+  // What the ONNX parser reads to decide which node attributes to pass, and as which type.
+  for (int32_t k = 0; k < spec.nb_fields; ++k) {
+    const FieldSpec& f = spec.fields[k];
+    PluginFieldType t = PluginFieldType::kINT32;
+    int32_t length = 1;
+    switch (f.kind) {
+      case FieldKind::kInt: case FieldKind::kBool: t = PluginFieldType::kINT32; break;
+      case FieldKind::kInts: t = PluginFieldType::kINT32; length = 0; break;
+      case FieldKind::kFloat: t = PluginFieldType::kFLOAT32; break;
+      case FieldKind::kFloats: t = PluginFieldType::kFLOAT32; length = 0; break;
+      case FieldKind::kStr: t = PluginFieldType::kCHAR; length = 0; break;
+    }
+    field_names_.emplace_back(f.name, nullptr, t, length);
+  }
+  fc_.nbFields = static_cast<int32_t>(field_names_.size());
+  fc_.fields = field_names_.data();
+}
+
+const nvinfer1::PluginFieldCollection* Creator::getFieldNames() noexcept { return &fc_; }
+
+namespace {
+const char* type_name(PluginFieldType t) {
+  switch (t) {
+    case PluginFieldType::kFLOAT16: return "kFLOAT16";
+    case PluginFieldType::kFLOAT32: return "kFLOAT32";
+    case PluginFieldType::kFLOAT64: return "kFLOAT64";
+    case PluginFieldType::kINT8: return "kINT8";
+    case PluginFieldType::kINT16: return "kINT16";
+    case PluginFieldType::kINT32: return "kINT32";
+    case PluginFieldType::kCHAR: return "kCHAR";
+    case PluginFieldType::kDIMS: return "kDIMS";
+    case PluginFieldType::kUNKNOWN: return "kUNKNOWN";
+    case PluginFieldType::kBF16: return "kBF16";
+    case PluginFieldType::kINT64: return "kINT64";
+    default: return "an unsupported PluginFieldType";
+  }
+}
+const char* kind_name(FieldKind k) {
+  switch (k) {
+    case FieldKind::kInt: return "int (kINT32 or kINT64, length 1)";
+    case FieldKind::kInts: return "list[int] (kINT32 or kINT64)";
+    case FieldKind::kFloat: return "float (kFLOAT32 or kFLOAT64, length 1)";
+    case FieldKind::kFloats: return "list[float] (kFLOAT32 or kFLOAT64)";
+    case FieldKind::kStr: return "str (kCHAR)";
+    case FieldKind::kBool: return "bool (kINT32 0 or 1, length 1)";
+  }
+  return "?";
+}
+}  // namespace
+
+bool Creator::parse(const nvinfer1::PluginFieldCollection* fc, Attrs* attrs, std::string* why) const {
+  const OpSpec& s = *spec_;
+  attrs->ints.assign(s.nb_fields, {});
+  attrs->floats.assign(s.nb_fields, {});
+  attrs->strs.assign(s.nb_fields, {});
+  std::vector<bool> seen(s.nb_fields, false);
+  const int32_t n = fc == nullptr ? 0 : fc->nbFields;
+  if (n < 0 || n > kMaxFields) return *why = "nbFields " + std::to_string(n) + " is out of range", false;
+  if (n > 0 && fc->fields == nullptr) return *why = "nbFields > 0 but fields is null", false;
+  for (int32_t i = 0; i < n; ++i) {
+    const PluginField& pf = fc->fields[i];
+    if (pf.name == nullptr) return *why = "field " + std::to_string(i) + " has no name", false;
+    const size_t name_len = strnlen(pf.name, kMaxNameLength);
+    if (name_len >= kMaxNameLength) return *why = "field " + std::to_string(i) + " has an over-long name", false;
+    const std::string name(pf.name, name_len);
+    int32_t k = 0;
+    while (k < s.nb_fields && name != s.fields[k].name) ++k;
+    if (k == s.nb_fields) {
+      std::string known;
+      for (int32_t j = 0; j < s.nb_fields; ++j) known += std::string(j ? ", " : "") + s.fields[j].name;
+      return *why = "unknown field '" + name + "' (fields: " + known + ")", false;
+    }
+    if (seen[k]) return *why = "field '" + name + "' is given twice", false;
+    seen[k] = true;
+    const FieldSpec& f = s.fields[k];
+    const std::string expected = std::string(" expected ") + kind_name(f.kind) + ", got " + type_name(pf.type) +
+                                 " with length " + std::to_string(pf.length);
+    const bool is_list = f.kind == FieldKind::kInts || f.kind == FieldKind::kFloats;
+    const int32_t limit = f.kind == FieldKind::kStr ? kMaxStringLength : is_list ? kMaxListLength : 1;
+    if (pf.length < 0 || pf.length > limit || (!is_list && f.kind != FieldKind::kStr && pf.length != 1))
+      return *why = "field '" + name + "':" + expected, false;
+    if (pf.length > 0 && pf.data == nullptr) return *why = "field '" + name + "' has length > 0 but no data", false;
+    switch (f.kind) {
+      case FieldKind::kInt: case FieldKind::kInts: case FieldKind::kBool: {
+        std::vector<int64_t>& v = attrs->ints[k];
+        if (pf.type == PluginFieldType::kINT32) {
+          const auto* p = static_cast<const int32_t*>(pf.data);
+          v.assign(p, p + pf.length);
+        } else if (pf.type == PluginFieldType::kINT64 && f.kind != FieldKind::kBool) {
+          const auto* p = static_cast<const int64_t*>(pf.data);
+          v.assign(p, p + pf.length);
+        } else {
+          return *why = "field '" + name + "':" + expected, false;
+        }
+        if (f.kind == FieldKind::kBool && v[0] != 0 && v[0] != 1)
+          return *why = "field '" + name + "' is a bool: expected 0 or 1, got " + std::to_string(v[0]), false;
+        break;
+      }
+      case FieldKind::kFloat: case FieldKind::kFloats: {
+        std::vector<double>& v = attrs->floats[k];
+        if (pf.type == PluginFieldType::kFLOAT32) {
+          const auto* p = static_cast<const float*>(pf.data);
+          v.assign(p, p + pf.length);
+        } else if (pf.type == PluginFieldType::kFLOAT64) {
+          const auto* p = static_cast<const double*>(pf.data);
+          v.assign(p, p + pf.length);
+        } else {
+          return *why = "field '" + name + "':" + expected, false;
+        }
+        break;
+      }
+      case FieldKind::kStr: {
+        if (pf.type != PluginFieldType::kCHAR) return *why = "field '" + name + "':" + expected, false;
+        // Producers disagree on whether length counts a trailing NUL; read at most `length` bytes and
+        // stop at the first NUL, so both conventions (and unterminated buffers) are read exactly.
+        const char* p = static_cast<const char*>(pf.data);
+        attrs->strs[k].assign(p, pf.length > 0 ? strnlen(p, static_cast<size_t>(pf.length)) : 0);
+        if (f.choices != nullptr) {
+          bool ok = false;
+          std::string options;
+          for (int32_t c = 0; c < f.nb_choices; ++c) {
+            ok = ok || attrs->strs[k] == f.choices[c];
+            options += std::string(c ? ", " : "") + "'" + f.choices[c] + "'";
+          }
+          if (!ok) return *why = "field '" + name + "' must be one of " + options + ", got '" + attrs->strs[k] + "'", false;
+        }
+        break;
+      }
+    }
+  }
+  for (int32_t k = 0; k < s.nb_fields; ++k) {
+    if (seen[k]) continue;
+    const FieldSpec& f = s.fields[k];
+    if (f.required) return *why = std::string("required field '") + f.name + "' is missing", false;
+    attrs->ints[k].assign(f.default_ints, f.default_ints + f.nb_default_ints);
+    attrs->floats[k].assign(f.default_floats, f.default_floats + f.nb_default_floats);
+    if (f.default_str != nullptr) attrs->strs[k] = f.default_str;
+  }
+  return true;
+}
+
+nvinfer1::IPluginV3* Creator::createPlugin(const char* name, const nvinfer1::PluginFieldCollection* fc,
+                                           nvinfer1::TensorRTPhase phase) noexcept {
+  try {
+    const std::string layer = name == nullptr ? std::string() : std::string(name, strnlen(name, kMaxNameLength));
+    Attrs attrs;
+    std::string why;
+    if (!parse(fc, &attrs, &why)) {
+      log(Severity::kERROR, std::string(spec_->op_id) + ": createPlugin(" +
+                                (phase == nvinfer1::TensorRTPhase::kBUILD ? "kBUILD" : "kRUNTIME") + ") for layer '" +
+                                layer + "' rejected its fields: " + why);
+      return nullptr;
+    }
+    return new Plugin(*spec_, layer, std::move(attrs));
+  } catch (...) {
+    log(Severity::kERROR, std::string(spec_->op_id) + ": createPlugin failed (out of memory)");
+    return nullptr;
+  }
+}
+
+}  // namespace trt
+}  // namespace opforge

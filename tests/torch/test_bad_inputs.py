@@ -1,0 +1,61 @@
+"""Bad runtime inputs give clear errors naming op, argument, expected, got and the fix; never a crash."""
+
+import pytest
+import torch
+
+import ops
+from ops.extension import status
+
+pytestmark = pytest.mark.skipif(not status()["loaded"], reason=f"ops._C not loaded: {status()['error']}")
+rms_norm = ops.get_op("opforge::rms_norm")
+scaled_gelu = ops.get_op("opforge::scaled_gelu")
+
+
+@pytest.mark.parametrize(
+    "call, error, fragments",
+    [
+        (lambda: rms_norm(torch.randn(4, 8).int(), torch.randn(8).int()), TypeError,
+         ["opforge::rms_norm", "input 'x'", "float32, float16, bfloat16", "got int32", "Fix:"]),
+        (lambda: rms_norm(torch.randn(4, 8), torch.randn(8).half()), TypeError,
+         ["input 'weight'", "dtype of 'x' (float32)", "got float16", "Fix:"]),
+        (lambda: rms_norm(torch.randn(4, 8), torch.randn(7)), ValueError,
+         ["input 'weight'", "[x.shape[-1]] = [8]", "got [7]"]),
+        (lambda: rms_norm(torch.randn(4, 8), torch.randn(2, 8)), ValueError,
+         ["input 'weight'", "rank 1", "got rank 2"]),
+        (lambda: rms_norm(torch.tensor(1.0), torch.randn(1)), ValueError,
+         ["input 'x'", "rank >= 1", "got rank 0"]),
+        (lambda: rms_norm(torch.randn(1, 1, 1, 1, 1, 1, 1, 1, 1, 2), torch.randn(2)), ValueError,
+         ["at most 8 dims"]),
+        (lambda: scaled_gelu(torch.randn(3), 1.0, "erf"), ValueError,
+         ["attribute 'approximate'", "'none' 'tanh'", "got 'erf'"]),
+        (lambda: scaled_gelu(torch.randn(3, dtype=torch.float64)), TypeError, ["got float64"]),
+        (lambda: scaled_gelu(torch.randn(3, dtype=torch.complex64)), TypeError, ["input 'x'"]),
+    ],
+)
+def test_clear_error(call, error, fragments):
+    with pytest.raises(error) as e:
+        call()
+    for f in fragments:
+        assert f in str(e.value), str(e.value)
+
+
+def test_wrong_argument_types_are_rejected_by_the_schema():
+    with pytest.raises((TypeError, RuntimeError), match="rms_norm"):
+        rms_norm(torch.randn(2, 3), torch.randn(3), "eps")
+    with pytest.raises((TypeError, RuntimeError), match="rms_norm"):
+        rms_norm([1.0, 2.0], torch.randn(2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_mixed_devices():
+    with pytest.raises(RuntimeError, match="Fix: move all inputs to one device"):
+        rms_norm(torch.randn(4, 8, device="cuda"), torch.randn(8))
+
+
+def test_fake_tensors_report_the_same_errors():
+    """torch.export sees the declaration's checks too (Python side), with the same wording."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        with pytest.raises(ValueError, match=r"input 'weight' must have shape \[x.shape\[-1\]\]"):
+            rms_norm(torch.empty(4, 8), torch.empty(7))
