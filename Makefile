@@ -6,7 +6,8 @@
 VENV          ?= .venv
 PY            ?= $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
-DEPS          := numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon
+DEPS          := numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon \
+                 onnxruntime-extensions==0.15.2 polygraphy==0.53.6
 PYTEST_ARGS   ?=
 
 .PHONY: setup build demo test check clean
@@ -18,11 +19,14 @@ setup: .setup-stamp
 	@# Pin torch explicitly: an unpinned torch resolves to a multi-GB CUDA build.
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)"
 	$(PY) -m pip install -q $(DEPS)
+	@# TensorRT headers (10.14.1, from the kernel-lens wheel) into build/trt-headers: never committed.
+	$(PY) -m ops.trt.headers
 	$(PY) -m pip install -q --no-build-isolation -e .
 	@touch $@
 
 build: setup
 	$(PY) -m ops.build
+	$(PY) -m ops.build --trt
 
 demo: setup build
 	$(PY) -m ops.check --all

@@ -33,6 +33,21 @@ class BuildOpforge(BuildExtension):
     def run(self):
         super().run()
         write_build_record(RECORD)
+        build_trt_plugins()
+
+
+def build_trt_plugins():
+    """The TensorRT plugin library, when TensorRT headers are found (TRT_INCLUDE_DIR, TENSORRT_ROOT, system
+    paths, or build/trt-headers from `python -m ops.trt.headers`). OPFORGE_TRT=0 skips it."""
+    import os
+
+    from ops.trt import headers
+
+    if os.environ.get("OPFORGE_TRT") == "0" or headers.find() is None:
+        return
+    from ops.trt.build import build
+
+    print(f"opforge: built {build().library}")
 
 
 def extension():

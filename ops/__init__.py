@@ -16,7 +16,7 @@ from .registry import Op, all_ops, get_op, register_op
 
 __all__ = [
     "Attr", "BackendUnavailable", "DeclarationError", "ExportError", "ExtensionError", "FLOATING", "Input", "Op",
-    "OpforgeError", "Output", "REQUIRED", "Sample", "ShapeRuleError", "all_ops", "get_op", "load_extension",
+    "OpforgeError", "Output", "REQUIRED", "Sample", "ShapeRuleError", "all_ops", "build_engine", "export_onnx", "get_op", "load_extension",
     "register_op",
 ]
 
@@ -27,6 +27,21 @@ def load_extension():
     from .extension import load
 
     return load(strict=True)
+
+
+def export_onnx(model, args, path=None, **kwargs):
+    """Export a model with opforge ops to ONNX; see ops.onnx.export_onnx (imported on first call, so
+    `import ops` never needs onnx)."""
+    from .onnx import export_onnx as export
+
+    return export(model, args, path, **kwargs)
+
+
+def build_engine(onnx_path, shapes=None, engine_path=None, **kwargs):
+    """Build a TensorRT engine with the opforge plugins; see ops.trt.engine.build_engine (needs TensorRT)."""
+    from .trt.engine import build_engine as build
+
+    return build(onnx_path, shapes, engine_path, **kwargs)
 
 
 def _initialise():

@@ -2,6 +2,8 @@
 
     python -m ops.build              # regenerate glue, build ops._C in place (ninja; no-op rebuild in seconds)
     python -m ops.build --print      # list the generated files and the sources that go into ops._C
+    python -m ops.build --trt        # build the TensorRT plugin library (ops/trt/build.py)
+    python -m ops.build --trt-cmake DIR [--cuda-archs 87]   # emit its standalone CMake project
 """
 
 from __future__ import annotations
@@ -81,7 +83,24 @@ def write_build_record(record: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.build", description=__doc__.splitlines()[0])
     parser.add_argument("--print", action="store_true", help="print the sources of ops._C and exit")
+    parser.add_argument("--trt", action="store_true", help="build the TensorRT plugin library instead of ops._C")
+    parser.add_argument("--trt-cmake", metavar="DIR", help="write a standalone CMake project for the plugin library")
+    parser.add_argument("--cuda-archs", default="87", help="CMAKE_CUDA_ARCHITECTURES for --trt-cmake (default 87)")
     args = parser.parse_args(argv)
+    if args.trt or args.trt_cmake:
+        from .errors import OpforgeError
+        from .trt.build import build, emit_cmake
+
+        try:
+            if args.trt_cmake:
+                print(f"wrote {emit_cmake(args.trt_cmake, args.cuda_archs)}")
+            if args.trt:
+                result = build()
+                print(f"built {result.library} ({', '.join(result.ops)}; TensorRT headers {result.trt_include})")
+        except OpforgeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
     if args.print:
         sources, record = generate_sources(cuda_enabled())
         print("\n".join(sources))

@@ -11,9 +11,10 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <cstdlib>
 #include <initializer_list>
 #include <optional>
-#include <sstream>
+#include <type_traits>
 #include <string>
 
 #ifdef OPFORGE_WITH_CUDA
@@ -37,7 +38,7 @@ inline DType to_dtype(at::ScalarType t) {
     case at::kInt: return DType::kInt32;
     case at::kLong: return DType::kInt64;
     case at::kBool: return DType::kBool;
-    default: TORCH_CHECK(false, "opforge: no kernel dtype for ", t);
+    default: TORCH_CHECK(false, "opforge: no kernel dtype for ", c10::toString(t));
   }
 }
 
@@ -66,9 +67,43 @@ inline StringView string_view(c10::string_view s) { return StringView{s.data(), 
 template <typename T>
 inline Span<T> span(c10::ArrayRef<T> a) { return Span<T>{a.data(), static_cast<int64_t>(a.size())}; }
 
+// Messages are built here without iostreams. Formatting a number through std::ostream goes through the
+// locale's num_put facet, and when the process has loaded a libstdc++ older than the headers this file
+// was compiled with (seen with torch 2.11+cu130 on the GPU machine) that lookup crashes. Strings and
+// std::to_string never touch the locale.
+inline void append(std::string& out, const char* s) { out += s; }
+inline void append(std::string& out, const std::string& s) { out += s; }
+inline void append(std::string& out, c10::string_view s) { out.append(s.data(), s.size()); }
+inline void append(std::string& out, const at::Device& d) { out += d.str(); }
+template <typename T, std::enable_if_t<std::is_integral_v<T>, int> = 0>
+inline void append(std::string& out, T v) { out += std::to_string(v); }
+
+template <typename... Args>
+std::string format(const Args&... args) {
+  std::string out;
+  (append(out, args), ...);
+  return out;
+}
+
+enum class ErrorKind { kType, kValue, kRuntime };
+
+[[noreturn]] inline void raise(ErrorKind kind, const std::string& message) {
+  switch (kind) {
+    case ErrorKind::kType: TORCH_CHECK_TYPE(false, message);
+    case ErrorKind::kValue: TORCH_CHECK_VALUE(false, message);
+    default: TORCH_CHECK(false, message);
+  }
+  std::abort();  // unreachable: each case throws
+}
+
+#define OPFORGE_REQUIRE(kind, cond, ...) \
+  do {                                   \
+    if (!(cond)) ::opforge::glue::raise(::opforge::glue::ErrorKind::kind, ::opforge::glue::format(__VA_ARGS__)); \
+  } while (0)
+
 // Shape-rule arithmetic with Python/TensorRT semantics (floor division, not C++ truncation).
 inline int64_t floordiv(int64_t a, int64_t b) {
-  TORCH_CHECK_VALUE(b != 0, "opforge: shape rule divides by zero");
+  OPFORGE_REQUIRE(kValue, b != 0, "opforge: shape rule divides by zero");
   const int64_t q = a / b;
   return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
@@ -77,21 +112,15 @@ inline int64_t max(int64_t a, int64_t b) { return a > b ? a : b; }
 inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
 
 inline std::string dtype_list(std::initializer_list<at::ScalarType> dtypes) {
-  std::ostringstream os;
-  const char* sep = "";
-  for (auto d : dtypes) {
-    os << sep << dtype_name(to_dtype(d));
-    sep = ", ";
-  }
-  return os.str();
+  std::string out;
+  for (auto d : dtypes) out += format(out.empty() ? "" : ", ", dtype_name(to_dtype(d)));
+  return out;
 }
 
 inline std::string shape_text(at::IntArrayRef s) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << "]";
-  return os.str();
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += format(i ? ", " : "", s[i]);
+  return out + "]";
 }
 
 // One call of one op on one device: validates arguments, then provides the kernel's DeviceContext.
@@ -102,23 +131,23 @@ class Call {
   // Validates a tensor input against its declaration and returns the contiguous tensor the kernel reads.
   at::Tensor input(const char* name, const at::Tensor& t, std::initializer_list<at::ScalarType> dtypes,
                    int64_t rank, int64_t min_rank) {
-    TORCH_CHECK_VALUE(t.defined(), op_, ": input '", name, "' is undefined. Fix: pass a tensor.");
+    OPFORGE_REQUIRE(kValue, t.defined(), op_, ": input '", name, "' is undefined. Fix: pass a tensor.");
     bool dtype_ok = false;
     for (auto d : dtypes) dtype_ok = dtype_ok || d == t.scalar_type();
-    TORCH_CHECK_TYPE(dtype_ok, op_, ": input '", name, "' must have dtype in {", dtype_list(dtypes), "}, got ",
+    OPFORGE_REQUIRE(kType, dtype_ok, op_, ": input '", name, "' must have dtype in {", dtype_list(dtypes), "}, got ",
                      to_dtype_or_double(t.scalar_type()), ". Fix: cast it with .to(<one of those dtypes>).");
-    TORCH_CHECK_VALUE(rank < 0 || t.dim() == rank, op_, ": input '", name, "' must have rank ", rank, ", got rank ",
+    OPFORGE_REQUIRE(kValue, rank < 0 || t.dim() == rank, op_, ": input '", name, "' must have rank ", rank, ", got rank ",
                       t.dim(), " (shape ", shape_text(t.sizes()), "). Fix: reshape it.");
-    TORCH_CHECK_VALUE(t.dim() >= min_rank, op_, ": input '", name, "' must have rank >= ", min_rank, ", got rank ",
+    OPFORGE_REQUIRE(kValue, t.dim() >= min_rank, op_, ": input '", name, "' must have rank >= ", min_rank, ", got rank ",
                       t.dim(), " (shape ", shape_text(t.sizes()), "). Fix: reshape it.");
-    TORCH_CHECK_VALUE(t.dim() <= kMaxRank, op_, ": input '", name, "' has rank ", t.dim(), "; kernels take at most ",
+    OPFORGE_REQUIRE(kValue, t.dim() <= kMaxRank, op_, ": input '", name, "' has rank ", t.dim(), "; kernels take at most ",
                       kMaxRank, " dims. Fix: flatten leading dims.");
     check_device(name, t);
     return t.contiguous();
   }
 
   void same_dtype(const char* name, const at::Tensor& t, const char* other, const at::Tensor& o) {
-    TORCH_CHECK_TYPE(t.scalar_type() == o.scalar_type(), op_, ": input '", name, "' must have the dtype of '", other,
+    OPFORGE_REQUIRE(kType, t.scalar_type() == o.scalar_type(), op_, ": input '", name, "' must have the dtype of '", other,
                      "' (", dtype_name(to_dtype(o.scalar_type())), "), got ", dtype_name(to_dtype(t.scalar_type())), ". Fix: cast it with .to(", other, ".dtype).");
   }
 
@@ -126,24 +155,24 @@ class Call {
     expect_shape(name, t, at::IntArrayRef(expected.begin(), expected.size()), rule);
   }
   void expect_shape(const char* name, const at::Tensor& t, at::IntArrayRef expected, const char* rule) {
-    TORCH_CHECK_VALUE(t.sizes() == expected, op_, ": input '", name, "' must have shape ", rule, " = ",
+    OPFORGE_REQUIRE(kValue, t.sizes() == expected, op_, ": input '", name, "' must have shape ", rule, " = ",
                       shape_text(expected), ", got ", shape_text(t.sizes()), ". Fix: pass a tensor of that shape.");
   }
 
   void expect_choice(const char* attr, c10::string_view value, std::initializer_list<const char*> choices) {
-    std::ostringstream allowed;
+    std::string allowed;
     for (const char* c : choices) {
       if (value == c) return;
-      allowed << " '" << c << "'";
+      allowed += format(" '", c, "'");
     }
-    TORCH_CHECK_VALUE(false, op_, ": attribute '", attr, "' must be one of", allowed.str(), ", got '", value,
+    OPFORGE_REQUIRE(kValue, false, op_, ": attribute '", attr, "' must be one of", allowed, ", got '", value,
                       "'. Fix: pass one of those.");
   }
 
   // Output dims come from the shape rule; a negative one means the inputs violate an unstated rule.
   std::vector<int64_t> output_shape(const char* name, std::initializer_list<int64_t> dims, const char* rule) {
     for (int64_t d : dims)
-      TORCH_CHECK_VALUE(d >= 0, op_, ": output '", name, "' would have shape ", rule, " = ",
+      OPFORGE_REQUIRE(kValue, d >= 0, op_, ": output '", name, "' would have shape ", rule, " = ",
                         shape_text(at::IntArrayRef(dims.begin(), dims.size())),
                         " with a negative dim. Fix: check the inputs against the op's shape rule.");
     return std::vector<int64_t>(dims);
@@ -154,7 +183,7 @@ class Call {
   }
 
   DeviceContext context(int64_t workspace_bytes) {
-    TORCH_CHECK_VALUE(workspace_bytes >= 0, op_, ": workspace rule gave ", workspace_bytes, " bytes.");
+    OPFORGE_REQUIRE(kValue, workspace_bytes >= 0, op_, ": workspace rule gave ", workspace_bytes, " bytes.");
     DeviceContext ctx;
     if (workspace_bytes > 0) {
       workspace_ = at::empty({workspace_bytes}, options(at::kByte));
@@ -171,18 +200,18 @@ class Call {
   }
 
   void check(const Status& s) {
-    TORCH_CHECK(s.is_ok(), op_, ": ", c10::DeviceTypeName(device_type_, true), " kernel failed: ", s.message);
+    OPFORGE_REQUIRE(kRuntime, s.is_ok(), op_, ": ", c10::DeviceTypeName(device_type_, true), " kernel failed: ", s.message);
   }
 
  private:
   void check_device(const char* name, const at::Tensor& t) {
-    TORCH_CHECK(t.device().type() == device_type_, op_, ": input '", name, "' is on ", t.device(), " but the op runs on ",
+    OPFORGE_REQUIRE(kRuntime, t.device().type() == device_type_, op_, ": input '", name, "' is on ", t.device(), " but the op runs on ",
                 c10::DeviceTypeName(device_type_, true), " here (inputs on different devices?). Fix: move all inputs to one device.");
     if (!device_) {
       device_ = t.device();
       first_input_ = name;
     }
-    TORCH_CHECK(t.device() == *device_, op_, ": input '", name, "' is on ", t.device(), " but '", first_input_,
+    OPFORGE_REQUIRE(kRuntime, t.device() == *device_, op_, ": input '", name, "' is on ", t.device(), " but '", first_input_,
                 "' is on ", *device_, ". Fix: move all inputs to one device.");
   }
 

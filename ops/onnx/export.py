@@ -55,6 +55,7 @@ _UNKNOWN_OP = [
     re.compile(r"No (?:ONNX function|decompositions registered) (?:found )?for .*?op='([\w.:]+)'"),
     re.compile(r"Exporting the operator '([\w:.]+)' to ONNX opset version \d+ is not supported"),
     re.compile(r"OpOverload\(op='([\w.]+)'"),
+    re.compile(r"operator with unrecognized namespace ([\w:.]+?)\.? If"),
 ]
 
 
@@ -115,6 +116,18 @@ def _export_dynamo(model, args, opset, dynamic, ops):
     return program.model_proto
 
 
+def _input_names(model, count: int) -> list[str]:
+    """The forward's parameter names (what the dynamo exporter calls the graph inputs too)."""
+    import inspect
+
+    try:
+        params = [p.name for p in inspect.signature(model.forward if hasattr(model, "forward") else model)
+                  .parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return params[:count] if len(params) >= count else [f"input_{k}" for k in range(count)]
+
+
 def _export_torchscript(model, args, opset, dynamic, ops):
     import torch
 
@@ -127,7 +140,7 @@ def _export_torchscript(model, args, opset, dynamic, ops):
     for op in ops:
         if not onnx_supported(op.decl):
             register(op.id, _unsupported_translation(op), 1)
-    names = [f"input_{k}" for k in range(len(args))]
+    names = _input_names(model, len(args))
     axes = {names[k]: v for k, v in dynamic.items()}
     custom = {}
     for op in supported:
@@ -171,6 +184,7 @@ def _postprocess(m, opset: int, ops, fallback: bool, trace_args):
     imports = [o for o in m.opset_import if o.domain not in domains]
     del m.opset_import[:]
     m.opset_import.extend(imports + [onnx.helper.make_opsetid(d, v) for d, v in sorted(domains.items())])
+    _forget_custom_output_shapes(m, by_key)
     if fallback and used:
         from .fallback import attach_fallbacks
 
@@ -179,6 +193,19 @@ def _postprocess(m, opset: int, ops, fallback: bool, trace_args):
     # value_info for every intermediate, custom outputs included, from the registered schemas
     m = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True, data_prop=True)
     return m, sorted(used)
+
+
+def _forget_custom_output_shapes(m, by_key) -> None:
+    """Drop what the exporter guessed about custom-node outputs (TorchScript names their dims itself,
+    e.g. 'y_dim_0'), so the final inference writes them from the op's schema: the input's symbolic
+    dims carry through (a 'batch' input gives a 'batch' output)."""
+    outputs = {o for n in m.graph.node if (n.domain, n.op_type) in by_key for o in n.output}
+    keep = [v for v in m.graph.value_info if v.name not in outputs]
+    del m.graph.value_info[:]
+    m.graph.value_info.extend(keep)
+    for v in m.graph.output:
+        if v.name in outputs and v.type.HasField("tensor_type"):
+            v.type.tensor_type.ClearField("shape")
 
 
 def _cleanup(m):

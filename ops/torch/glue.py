@@ -138,7 +138,7 @@ def generate(decl: OpDecl) -> str:
         actual = {o.name: f"value_{o.name}" for o in sizes}
         for o in sizes:
             w(f"const int64_t value_{o.name} = o_{o.name}.item<int64_t>();", 1)
-            w(f'TORCH_CHECK(value_{o.name} >= 0 && value_{o.name} <= upper_{o.name}, kOp, ": kernel reported "'
+            w(f'OPFORGE_REQUIRE(kRuntime, value_{o.name} >= 0 && value_{o.name} <= upper_{o.name}, kOp, ": kernel reported "'
               f' "{o.name}=", value_{o.name}, " outside [0, ", upper_{o.name}, "]");', 1)
         for o in decl.outputs:
             if o.is_size or isinstance(o.shape, sr.Like):

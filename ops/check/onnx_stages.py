@@ -1,0 +1,222 @@
+"""Stages for the ONNX and ONNX Runtime backend: export with both exporters at several opsets, the
+checker with strict shape inference, ORT (binding to the same CPU kernels) against the reference at
+batch 1, 3 and 8 from one dynamic export, the fallback body in plain ORT, and Polygraphy's comparator."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+
+import torch
+
+from . import FAIL, PASS, SKIP, StageResult, stage
+from .compare import compare, merge
+from .oracle import check_backend, reference_outputs, samples
+from .torch_stages import extension_problem
+
+EXPORTS = (("dynamo", 18), ("dynamo", 20), ("dynamo", 23), ("torchscript", 11), ("torchscript", 13),
+           ("torchscript", 17))
+QUICK_EXPORTS = (("dynamo", 20), ("torchscript", 11), ("torchscript", 17))
+BATCHES = (1, 3, 8)
+NEEDED = ("onnx", "onnxscript", "onnxruntime", "onnxruntime_extensions", "onnx_graphsurgeon")
+
+
+def _missing() -> str | None:
+    absent = [m for m in NEEDED if importlib.util.find_spec(m) is None]
+    return f"not installed: {', '.join(absent)} (pip install {' '.join(m.replace('_', '-') for m in absent)})" \
+        if absent else None
+
+
+def _why_not(op) -> str | None:
+    from ..onnx.schema import onnx_supported
+
+    if not onnx_supported(op.decl):
+        return "declared with onnx=False"
+    return _missing()
+
+
+def _batch_sample(op):
+    """(sample, dynamic) for the batch test: the first float32 sample whose first input has rank >= 2 and
+    whose dim 0 no other input's shape depends on; dynamic = {0: {0: 'batch'}}."""
+    from .. import shape_rule as sr
+
+    for s in samples(op, "cpu", "float32"):
+        x = s.inputs[0]
+        if x is None or x.dim() < 2 or x.shape[0] == 0:
+            continue
+        tied = False
+        for i in op.decl.inputs[1:]:
+            if i.shape is not None:
+                for d in sr.references(i.shape)[2]:
+                    if d.input == op.decl.inputs[0].name and d.index % x.dim() == 0:
+                        tied = True
+        if not tied:
+            return s
+    return None
+
+
+def _rebatch(sample, b: int):
+    x = sample.inputs[0]
+    return (x[torch.arange(b) % x.shape[0]],) + tuple(sample.inputs[1:])
+
+
+def _dims(value_info_type):
+    t = value_info_type.tensor_type
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+
+
+@stage("onnx.export", order=50)
+def onnx_export(op, ctx):
+    """Export with each exporter/opset (dim 0 dynamic), checker full_check + strict shape inference, the
+    custom node's output shape inferred with the symbolic batch dim."""
+    why = _why_not(op) or extension_problem(op)
+    if why:
+        return [StageResult("onnx.export", SKIP if "onnx=False" in why or "installed" in why else FAIL, why)]
+    import onnx
+
+    from ..onnx import export_onnx
+
+    sample = _batch_sample(op)
+    if sample is None:
+        return [StageResult("onnx.export", SKIP, "no float32 sample with a batch dim to make dynamic")]
+    from ..onnx.models import single_op_module
+
+    module = single_op_module(op, sample.attrs)
+    rows, models = [], ctx.artifacts.setdefault("onnx", {})
+    for exporter, opset in QUICK_EXPORTS if ctx.quick else EXPORTS:
+        name = f"onnx.export[{exporter}-{opset}]"
+        start = time.perf_counter()
+        path = ctx.workdir / f"{op.decl.name}_{exporter}_{opset}.onnx"
+        try:
+            m = export_onnx(module, sample.inputs, path, opset=opset, dynamic={0: {0: "batch"}})
+            inferred = onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
+            onnx.checker.check_model(inferred, full_check=True)
+        except Exception as e:
+            rows.append(StageResult(name, FAIL, f"{type(e).__name__}: {e}"))
+            continue
+        nodes = [n for n in m.graph.node if (n.domain, n.op_type) == (op.decl.namespace, op.decl.name)]
+        infos = {v.name: v.type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+        out_dims = [_dims(infos[o]) for n in nodes for o in n.output if o in infos]
+        written = next(o.version for o in m.opset_import if o.domain == "")
+        trt = all({a.name for a in n.attribute} >= {"plugin_version", "plugin_namespace"} for n in nodes)
+        problems = []
+        if len(nodes) != 1:
+            problems.append(f"{len(nodes)} {op.id} nodes")
+        if written != opset:
+            problems.append(f"opset {written} written")
+        if not out_dims or out_dims[0][:1] != ["batch"]:
+            problems.append(f"output dims {out_dims} (want symbolic 'batch' first)")
+        if not trt:
+            problems.append("TensorRT attributes missing")
+        models[(exporter, opset)] = path
+        detail = (f"opset {written}, node {op.decl.namespace}::{op.decl.name} v{op.decl.version}, output dims "
+                  f"{out_dims[0] if out_dims else '?'}; checker(full) + strict inference ok; "
+                  f"{time.perf_counter() - start:.1f}s")
+        rows.append(StageResult(name, FAIL if problems else PASS, "; ".join(problems) or detail,
+                                {"opset": written, "output_dims": out_dims}))
+    return rows
+
+
+@stage("ort.cpu", order=60)
+def ort_cpu(op, ctx):
+    """ORT with the opforge binding vs the reference: every sample per dtype (TorchScript export at
+    opset 17, one model per sample), and batch 1/3/8 through each dynamic export of onnx.export."""
+    why = _why_not(op) or extension_problem(op)
+    if why:
+        return [StageResult("ort.cpu", SKIP if "onnx=False" in why or "installed" in why else FAIL, why)]
+    from ..onnx import export_onnx, ort_session
+    from ..onnx.models import run_session, single_op_module
+    from ..onnx.ort import BRIDGE_DTYPES
+
+    rows = []
+    for dtype in op.decl.dtypes:
+        name = f"ort.cpu[{dtype}]"
+        if dtype not in BRIDGE_DTYPES:
+            rows.append(StageResult(name, SKIP, f"onnxruntime-extensions' Python bridge does not convert {dtype} "
+                                    "tensors (its numpy conversion raises for float16/bfloat16)"))
+            continue
+        counter = iter(range(10**6))
+
+        def run(sample):
+            path = ctx.workdir / f"{op.decl.name}_sample{next(counter)}.onnx"
+            export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=17)
+            return run_session(ort_session(path), sample.inputs)
+
+        m = check_backend(op, "cpu", dtype, run)
+        rtol, atol = op.decl.tolerance(dtype)
+        detail = (f"max_abs {m.get('max_abs', float('nan')):.3g}, rel_l2 {m.get('rel_l2', float('nan')):.3g} over "
+                  f"{m['cases']} outputs (rtol/atol {rtol:g}/{atol:g})" + (f"; {m['error']}" if "error" in m else ""))
+        rows.append(StageResult(name, PASS if m["ok"] else FAIL, detail, m))
+    sample = _batch_sample(op)
+    rtol, atol = op.decl.tolerance("float32")
+    for (exporter, opset), path in sorted(ctx.artifacts.get("onnx", {}).items()):
+        session = ort_session(path)
+        results = []
+        for b in BATCHES:
+            inputs = _rebatch(sample, b)
+            expected = reference_outputs(op, type(sample)(*inputs, **sample.attrs))
+            actual = run_session(session, inputs)
+            results += [compare(a, e, rtol, atol) for a, e in zip(actual, expected)]
+        m = merge(results)
+        rows.append(StageResult(f"ort.cpu.batch[{exporter}-{opset}]", PASS if m["ok"] else FAIL,
+                                f"batch {'/'.join(map(str, BATCHES))} from one dynamic export: max_abs "
+                                f"{m.get('max_abs', float('nan')):.3g}" + (f"; {m['error']}" if "error" in m else ""), m))
+    if not ctx.artifacts.get("onnx"):
+        rows.append(StageResult("ort.cpu.batch", SKIP, "no dynamic export from onnx.export to run"))
+    return rows
+
+
+@stage("ort.fallback", order=61)
+def ort_fallback(op, ctx):
+    """A graph exported with fallback=True runs in plain ORT (no binding) on the reference's ONNX body."""
+    why = _why_not(op) or extension_problem(op)
+    if why:
+        return [StageResult("ort.fallback", SKIP if "onnx=False" in why or "installed" in why else FAIL, why)]
+    from ..onnx import export_onnx, ort_session
+    from ..onnx.models import run_session, single_op_module
+
+    sample = _batch_sample(op)
+    if sample is None:
+        return [StageResult("ort.fallback", SKIP, "no float32 sample with a batch dim")]
+    rows = []
+    rtol, atol = op.decl.tolerance("float32")
+    for opset in ((17,) if ctx.quick else (11, 17, 20)):
+        path = ctx.workdir / f"{op.decl.name}_fallback_{opset}.onnx"
+        try:
+            m = export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=opset,
+                            dynamic={0: {0: "batch"}}, fallback=True)
+        except Exception as e:
+            rows.append(StageResult(f"ort.fallback[{opset}]", FAIL, f"{type(e).__name__}: {e}"))
+            continue
+        session = ort_session(path, bind_ops=False)
+        results = []
+        for b in BATCHES:
+            inputs = _rebatch(sample, b)
+            expected = reference_outputs(op, type(sample)(*inputs, **sample.attrs))
+            results += [compare(a, e, rtol, atol) for a, e in zip(run_session(session, inputs), expected)]
+        mm = merge(results)
+        fn = next(f for f in m.functions if (f.domain, f.name) == (op.decl.namespace, op.decl.name))
+        rows.append(StageResult(f"ort.fallback[{opset}]", PASS if mm["ok"] else FAIL,
+                                f"plain ORT, no binding: function {fn.domain}.{fn.name} ({len(fn.node)} nodes, "
+                                f"attributes {list(fn.attribute)}), batch 1/3/8 max_abs {mm.get('max_abs', float('nan')):.3g}"
+                                + (f"; {mm['error']}" if "error" in mm else ""), mm))
+    return rows
+
+
+@stage("ort.polygraphy", order=62)
+def ort_polygraphy(op, ctx):
+    """Polygraphy's Comparator: ORT (opforge binding) vs torch eager on the dynamic export, batch 1/3/8."""
+    why = _why_not(op) or extension_problem(op)
+    if why:
+        return [StageResult("ort.polygraphy", SKIP if "onnx=False" in why or "installed" in why else FAIL, why)]
+    if importlib.util.find_spec("polygraphy") is None:
+        return [StageResult("ort.polygraphy", SKIP, "polygraphy not installed (pip install polygraphy)")]
+    models = ctx.artifacts.get("onnx", {})
+    if not models:
+        return [StageResult("ort.polygraphy", SKIP, "no export from onnx.export")]
+    from ..onnx.polygraphy import compare_with_polygraphy
+
+    key = ("dynamo", 20) if ("dynamo", 20) in models else sorted(models)[0]
+    sample = _batch_sample(op)
+    ok, detail = compare_with_polygraphy(op, models[key], sample, BATCHES)
+    return [StageResult(f"ort.polygraphy[{key[0]}-{key[1]}]", PASS if ok else FAIL, detail)]

@@ -1,0 +1,149 @@
+"""Stages for the TensorRT backend: plugin compile, plugin host harness (CPU), enqueue on a GPU through
+the harness, and an engine build with TensorRT itself.
+
+The harness stages prove the plugin honours TensorRT's plugin interfaces; only `trt.engine` (which
+needs TensorRT installed) shows TensorRT accepting it. Each row says which it is."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from ..declaration import PROJECT_ROOT
+from ..errors import BackendUnavailable, OpforgeError
+from . import FAIL, PASS, SKIP, StageResult, stage
+
+HARNESS_DIR = PROJECT_ROOT / "tests" / "harness"
+_cache: dict = {}
+
+
+def _no_plugin(op) -> StageResult | None:
+    from ..trt.codegen import has_plugin
+
+    if has_plugin(op.decl):
+        return None
+    return StageResult("trt.plugin", SKIP, "the op has no CUDA kernels: nothing for a TensorRT plugin to run")
+
+
+def _library(variant: str = "release"):
+    """Build once per process (all ops share one library); returns (build, None) or (None, problem)."""
+    if variant not in _cache:
+        from ..trt.build import build
+
+        try:
+            _cache[variant] = (build(variant), None)
+        except BackendUnavailable as e:
+            _cache[variant] = (None, ("skip", str(e)))
+        except OpforgeError as e:
+            _cache[variant] = (None, ("fail", str(e)))
+    return _cache[variant]
+
+
+def _harness():
+    """The harness's Python driver lives with the tests (tests/harness); absent in an installed package."""
+    if not (HARNESS_DIR / "host.py").is_file():
+        return None
+    if str(HARNESS_DIR) not in sys.path:
+        sys.path.insert(0, str(HARNESS_DIR))
+    return importlib.import_module("host"), importlib.import_module("checks")
+
+
+@stage("trt.plugin", order=60)
+def plugin(op, ctx):
+    if (row := _no_plugin(op)) is not None:
+        return row
+    result, problem = _library()
+    if problem:
+        return StageResult("trt.plugin", SKIP if problem[0] == "skip" else FAIL, problem[1])
+    if op.id not in result.ops:
+        return StageResult("trt.plugin", FAIL, f"{op.id} is missing from {result.library.name}")
+    from ..trt.headers import version
+
+    return StageResult("trt.plugin", PASS, f"{result.library.name} compiled against TensorRT "
+                       f"{'.'.join(map(str, version(result.trt_include)))} headers ({len(result.ops)} ops, CUDA "
+                       f"kernels linked)", {"library": str(result.library)})
+
+
+@stage("trt.harness", order=61)
+def harness_cpu(op, ctx):
+    if (row := _no_plugin(op)) is not None:
+        return StageResult("trt.harness", SKIP, row.detail)
+    result, problem = _library()
+    if problem:
+        return StageResult("trt.harness", SKIP, f"no plugin library: {problem[1]}")
+    mods = _harness()
+    if mods is None:
+        return StageResult("trt.harness", SKIP, f"harness sources not found ({HARNESS_DIR})")
+    host, checks = mods
+    if "host" not in _cache:
+        _cache["host"] = host.Host(result.library)
+    ok, detail, metrics = checks.cpu_checks(_cache["host"], op)
+    rows = [StageResult("trt.harness", PASS if ok else FAIL, detail, metrics)]
+    if not ctx.quick:
+        asan, problem = _library("asan")
+        if problem:
+            rows.append(StageResult("trt.harness.fuzz", SKIP, f"no ASan build: {problem[1]}"))
+        elif "fuzz" not in _cache:
+            rc, out = host.run_fuzzer(asan.library, cases=1000, seed=1)
+            _cache["fuzz"] = (rc, out.strip().splitlines()[-1] if out.strip() else "")
+        if not problem:
+            rc, summary = _cache["fuzz"]
+            rows.append(StageResult("trt.harness.fuzz", PASS if rc == 0 else FAIL,
+                                    f"createPlugin fuzzed under AddressSanitizer (whole library): {summary}"))
+    return rows
+
+
+@stage("trt.enqueue", order=62)
+def enqueue(op, ctx):
+    import torch
+
+    if (row := _no_plugin(op)) is not None:
+        return StageResult("trt.enqueue", SKIP, row.detail)
+    if not torch.cuda.is_available():
+        return StageResult("trt.enqueue", SKIP, "no CUDA device on this machine (enqueue needs a GPU)")
+    result, problem = _library()
+    mods = _harness()
+    if problem or mods is None:
+        return StageResult("trt.enqueue", SKIP, f"no plugin library or harness: {problem[1] if problem else HARNESS_DIR}")
+    host, _ = mods
+    sys.path.insert(0, str(HARNESS_DIR))
+    from test_gpu_enqueue import run_plugin  # noqa: E402  (the same runner the GPU tests use)
+
+    from .oracle import check_backend
+
+    h = _cache.setdefault("host", host.Host(result.library))
+    rows = []
+    for dtype in [t for t in ("float32", "float16") if t in op.decl.dtypes]:
+        m = check_backend(op, "cuda", dtype, lambda s: run_plugin(h, op, s))
+        rows.append(StageResult(f"trt.enqueue[{dtype}]", PASS if m["ok"] else FAIL,
+                                f"[plugin host harness on {torch.cuda.get_device_name()}] max_abs "
+                                f"{m.get('max_abs', float('nan')):.3g} over {m['cases']} outputs", m))
+    return rows
+
+
+@stage("trt.engine", order=63)
+def engine(op, ctx):
+    if (row := _no_plugin(op)) is not None:
+        return StageResult("trt.engine", SKIP, row.detail)
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return StageResult("trt.engine", SKIP, "TensorRT is not installed (import tensorrt failed): no engine "
+                           "build; the harness rows above do not show TensorRT accepting the plugin")
+    import torch
+
+    if not torch.cuda.is_available():
+        return StageResult("trt.engine", SKIP, "TensorRT is installed but there is no CUDA device")
+    from ..onnx import export_onnx
+    from ..onnx.models import single_op_module
+    from ..trt.engine import build_engine
+    from .oracle import samples
+
+    sample = next(s for s in samples(op, "cuda", op.decl.dtypes[0]) if all(t.numel() for t in s.inputs))
+    path = Path(ctx.workdir) / f"{op.decl.name}.onnx"
+    export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=17)
+    shapes = {i.name: (tuple(t.shape),) * 3 for i, t in zip(op.decl.inputs, sample.inputs)}
+    data = build_engine(path, shapes)
+    return StageResult("trt.engine", PASS, f"TensorRT {tensorrt.__version__} built a strongly typed engine "
+                       f"({len(data)} bytes) from the exported model with the plugin (not executed here)")

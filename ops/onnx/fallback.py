@@ -1,0 +1,179 @@
+"""Fallback bodies: each used op's *reference* as a model-local ONNX function (domain = namespace,
+name = op), so a runtime without the custom op (plain ONNX Runtime) inlines it and runs the graph.
+
+How the body is made, generically: the reference is exported with torch (same exporter and opset as
+the model) on one of the op's own samples, with every dim dynamic, and the resulting graph becomes the
+FunctionProto (initializers turn into Constant nodes). A float attribute becomes a real function
+attribute: the reference is exported with a probe value for it, and the one constant holding that value
+is replaced by `Constant(value_float = @attr)` (ref_attr_name), reshaped and cast like the original.
+(At opset 11, which has no
+Constant(value_float), floats are specialised like the rest.) Other attributes (str, int, bool, lists) may change the traced graph's structure, so the body is
+specialised to the value the model's nodes use; nodes that disagree cannot share one function and make
+this an ExportError. Function bodies are attached after export because exporters inline functions."""
+
+from __future__ import annotations
+
+import warnings
+
+from ..dtypes import torch_dtype
+from ..errors import ExportError
+from . import _lazy
+from .schema import ELEM_TO_DTYPE, onnx_attr_value
+
+PROBES = (0.0123456789, 0.0234567891, 0.0345678912, 0.0456789123)  # distinctive, harmless magnitudes
+
+
+def _node_facts(m, node, decl):
+    onnx = _lazy.onnx()
+    types = {}
+    for v in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
+        if v.type.HasField("tensor_type"):
+            t = v.type.tensor_type
+            types[v.name] = (t.elem_type, len(t.shape.dim) if t.HasField("shape") else None)
+    for init in m.graph.initializer:
+        types[init.name] = (init.data_type, len(init.dims))
+    ins = [types.get(n, (0, None)) for n in node.input]
+    given = {p.name: onnx.helper.get_attribute_value(p) for p in node.attribute}
+    values = {}
+    for a in decl.attrs:
+        v = given.get(a.name, a.default)
+        values[a.name] = v.decode() if isinstance(v, bytes) else v
+    return ins, values
+
+
+def _sample_for(decl, dtype: str, ranks):
+    for s in decl.samples("cpu", torch_dtype(dtype)):
+        tensors = [t for t in s.inputs]
+        if len(tensors) >= len(ranks) and all(r is None or t.dim() == r for t, r in zip(tensors, ranks)) and \
+                all(t.numel() > 0 for t in tensors if t is not None):
+            return tensors
+    raise ExportError(f"{decl.id}: no declared sample has inputs of ranks {ranks} and dtype {dtype}, so no "
+                      "fallback body can be traced for it. Fix: add such a sample, or export without fallback.")
+
+
+def _export_reference(decl, tensors, attrs, opset):
+    import io
+
+    import torch
+
+    onnx = _lazy.onnx()
+
+    class Reference(torch.nn.Module):
+        def forward(self, *inputs):
+            return decl.reference(*inputs, **attrs)
+
+    names = [i.name for i in decl.inputs][: len(tensors)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if opset <= 17:
+            buf = io.BytesIO()
+            axes = {n: {d: f"{n}_d{d}" for d in range(t.dim())} for n, t in zip(names, tensors)}
+            torch.onnx.export(Reference(), tuple(tensors), buf, dynamo=False, opset_version=opset,
+                              input_names=names, output_names=[o.name for o in decl.outputs], dynamic_axes=axes)
+            return onnx.load_from_string(buf.getvalue())
+        shapes = tuple({d: torch.export.Dim.AUTO for d in range(t.dim())} for t in tensors)
+        program = torch.onnx.export(Reference(), tuple(tensors), dynamo=True, opset_version=opset,
+                                    input_names=names, output_names=[o.name for o in decl.outputs],
+                                    dynamic_shapes={"inputs": shapes}, verbose=False)
+        return program.model_proto
+
+
+def _constants(g):
+    """name -> (numpy value, producing Constant node or None for an initializer)."""
+    from onnx import numpy_helper
+
+    out = {init.name: (numpy_helper.to_array(init), None) for init in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    out[n.output[0]] = (numpy_helper.to_array(a.t), n)
+    return out
+
+
+def _body(decl, tensors, attrs, opset):
+    """(FunctionProto pieces) of the reference with float attributes wired to function attributes."""
+    import numpy as np
+
+    onnx = _lazy.onnx()
+    helper = onnx.helper
+    # Constant(value_float=...) exists from opset 12; at opset 11 float attributes are baked in too.
+    floats = [a for a in decl.attrs if a.type == "float"] if opset >= 12 else []
+    probed = dict(attrs)
+    for a, p in zip(floats, PROBES):
+        probed[a.name] = p
+    model = _export_reference(decl, tensors, probed, opset)
+    g = model.graph
+    consts = _constants(g)
+    replace = {}
+    for a, p in zip(floats, PROBES):
+        hits = [name for name, (v, _) in consts.items() if v.size == 1 and np.issubdtype(v.dtype, np.floating)
+                and np.float32(v.reshape(-1)[0]) == np.float32(p)]
+        if len(hits) != 1:
+            raise ExportError(f"{decl.id}: the fallback body cannot carry attribute '{a.name}': its value appears in "
+                              f"{len(hits)} constants of the traced reference (expected exactly 1). Fix: export "
+                              "without fallback, or make the reference use the attribute once.")
+        value, _ = consts[hits[0]]
+        replace[hits[0]] = (a.name, value)
+    nodes = []
+    for name, (value, producer) in consts.items():
+        if name in replace:
+            attr, original = replace[name]
+            raw = f"{name}__{attr}_f32"
+            nodes.append(helper.make_node("Constant", [], [raw], value_float=0.0))
+            nodes[-1].attribute[0].ref_attr_name = attr
+            shaped = raw
+            if original.shape != ():
+                shape_name = f"{name}__shape"
+                nodes.append(helper.make_node("Constant", [], [shape_name], value=onnx.numpy_helper.from_array(
+                    np.array(original.shape, dtype=np.int64))))
+                shaped = f"{name}__{attr}_shaped"
+                nodes.append(helper.make_node("Reshape", [raw, shape_name], [shaped]))
+            to = helper.np_dtype_to_tensor_dtype(original.dtype)
+            nodes.append(helper.make_node("Cast", [shaped], [name], to=to))
+        elif producer is None:  # an initializer: functions have none, so it becomes a Constant
+            nodes.append(helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(value, name)))
+    for n in g.node:
+        if not (n.op_type == "Constant" and n.output[0] in replace):
+            nodes.append(n)
+    return model, nodes, [i.name for i in g.input if i.name not in consts], [o.name for o in g.output], floats
+
+
+def make_function(decl, tensors, attrs, opset):
+    onnx = _lazy.onnx()
+    model, nodes, inputs, outputs, floats = _body(decl, tensors, attrs, opset)
+    fn = onnx.helper.make_function(decl.namespace, decl.name, inputs, outputs, nodes,
+                                   opset_imports=list(model.opset_import), attributes=[a.name for a in floats],
+                                   doc_string=f"reference of {decl.id}; specialised to "
+                                              f"{ {k: v for k, v in attrs.items() if k not in [a.name for a in floats]} }")
+    return fn, list(model.functions), list(model.opset_import)
+
+
+def attach_fallbacks(m, ops, opset: int) -> None:
+    onnx = _lazy.onnx()
+    inferred = onnx.shape_inference.infer_shapes(m)
+    imports = {o.domain: o.version for o in m.opset_import}
+    for op in ops:
+        decl = op.decl
+        nodes = [n for n in m.graph.node if (n.domain, n.op_type) == (decl.namespace, decl.name)]
+        keys = {}
+        for n in nodes:
+            ins, values = _node_facts(inferred, n, decl)
+            fixed = tuple((a.name, repr(values[a.name])) for a in decl.attrs if a.type != "float" or opset < 12)
+            keys.setdefault((tuple(ins), fixed), (ins, values))
+        if len(keys) != 1:
+            raise ExportError(f"{decl.id}: its nodes use {len(keys)} different input dtypes/ranks or non-float "
+                              f"attribute values; one fallback function per op cannot serve them all. Fix: export "
+                              "without fallback, or use one configuration of the op per model.")
+        ins, values = next(iter(keys.values()))
+        dtype = ELEM_TO_DTYPE.get(ins[0][0], "float32")
+        tensors = _sample_for(decl, dtype, [r for _, r in ins])[: len(ins)]
+        attrs = {a.name: values[a.name] if a.type != "bool" else bool(values[a.name]) for a in decl.attrs}
+        fn, extra_functions, body_imports = make_function(decl, tensors, attrs, opset)
+        m.functions.append(fn)
+        have = {(f.domain, f.name) for f in m.functions}
+        m.functions.extend(f for f in extra_functions if (f.domain, f.name) not in have)
+        for o in body_imports:
+            if o.domain not in imports:
+                m.opset_import.append(onnx.helper.make_opsetid(o.domain, o.version))
+                imports[o.domain] = o.version

@@ -1,0 +1,68 @@
+"""Polygraphy's Comparator over an opforge ONNX model: its OnnxrtRunner on our bound session vs a
+small runner for torch eager (the same op through the dispatcher), compared with the op's float32
+tolerance. Polygraphy fits here as the comparison harness; it has no way to load onnxruntime-extensions
+custom ops itself, so the session comes from ops.onnx.ort_session."""
+
+from __future__ import annotations
+
+import time
+
+from . import _lazy
+
+
+def compare_with_polygraphy(op, path, sample, batches=(1, 3, 8)) -> tuple[bool, str]:
+    import numpy as np
+    import torch
+
+    _lazy.require("polygraphy")
+    from polygraphy.backend.base import BaseRunner
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+    from polygraphy.comparator import Comparator, CompareFunc
+    from polygraphy.logger import G_LOGGER
+
+    G_LOGGER.module_severity = G_LOGGER.ERROR  # ops.check prints one row, not Polygraphy's per-run log
+
+    from . import ort_session
+    from .models import single_op_module
+
+    module = single_op_module(op, sample.attrs)
+    session = ort_session(path)
+    names = [i.name for i in session.get_inputs()]
+    out_names = [o.name for o in session.get_outputs()]
+
+    class TorchRunner(BaseRunner):
+        def __init__(self):
+            super().__init__(name="torch-eager")
+
+        def activate_impl(self):
+            pass
+
+        def deactivate_impl(self):
+            pass
+
+        def get_input_metadata_impl(self):
+            from polygraphy.common import TensorMetadata
+
+            meta = TensorMetadata()
+            for i in session.get_inputs():
+                meta.add(i.name, np.float32, i.shape)
+            return meta
+
+        def infer_impl(self, feed_dict):
+            start = time.perf_counter()
+            with torch.inference_mode():
+                out = module(*(torch.from_numpy(feed_dict[n]) for n in names))
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            self.inference_time = time.perf_counter() - start  # the Comparator sums these
+            return {n: o.numpy() for n, o in zip(out_names, outs)}
+
+    x = sample.inputs[0]
+    feeds = []
+    for b in batches:
+        inputs = (x[torch.arange(b) % x.shape[0]],) + tuple(sample.inputs[1:])
+        feeds.append({n: t.numpy() for n, t in zip(names, inputs)})
+    rtol, atol = op.decl.tolerance("float32")
+    results = Comparator.run([OnnxrtRunner(lambda: session), TorchRunner()], data_loader=feeds)
+    ok = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(rtol=rtol, atol=atol)))
+    return ok, (f"Comparator: OnnxrtRunner(opforge binding) vs torch eager, batch {'/'.join(map(str, batches))}, "
+                f"rtol/atol {rtol:g}/{atol:g}: {'match' if ok else 'MISMATCH'}")

@@ -1,0 +1,206 @@
+"""Building libopforge_trt_plugins.so, and emitting a standalone CMake project for it.
+
+    python -m ops.build --trt                 # generate the per-op specs and build the plugin library
+    python -m ops.build --trt-cmake DIR       # write a CMake project (no Python, no torch) into DIR
+
+The in-tree build writes build/opforge_trt/{gen,obj,lib} and a ninja file (incremental, parallel). Kernels
+are compiled with nvcc for OPFORGE_TRT_CUDA_ARCHS (default "75": sm_75 code + compute_75 PTX, which the
+driver JITs on newer GPUs). `variant="asan"` builds the same library without CUDA kernels, with
+AddressSanitizer, for the fuzzing harness (enqueue then fails with a message; every other path is
+the same code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..declaration import PROJECT_ROOT, OpDecl
+from ..errors import BackendUnavailable, OpforgeError
+from . import codegen, headers
+
+PLUGINS_DIR = PROJECT_ROOT / "plugins"
+CSRC_DIR = PROJECT_ROOT / "csrc"
+BUILD_ROOT = PROJECT_ROOT / "build"
+ADAPTER_SOURCES = ("opforge_trt_plugin.cpp", "opforge_trt_entry.cpp")
+LIB_NAME = "libopforge_trt_plugins.so"
+STATIC_LIB_NAME = "libopforge_trt_plugins_static.so"
+
+
+@dataclass(frozen=True)
+class PluginBuild:
+    library: Path
+    static_shim: Path
+    build_dir: Path
+    ops: tuple[str, ...]
+    with_kernels: bool
+    trt_include: Path
+
+
+def cuda_home() -> Path | None:
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(env) and (Path(os.environ[env]) / "include" / "cuda_runtime_api.h").is_file():
+            return Path(os.environ[env])
+    nvcc = shutil.which("nvcc")
+    candidates = [Path("/usr/local/cuda")] + ([Path(nvcc).resolve().parent.parent] if nvcc else [])
+    return next((c for c in candidates if (c / "include" / "cuda_runtime_api.h").is_file()), None)
+
+
+def cuda_archs() -> list[str]:
+    archs = [a.strip() for a in os.environ.get("OPFORGE_TRT_CUDA_ARCHS", "75").replace(",", ";").split(";")]
+    return [a for a in archs if a]
+
+
+def plugin_decls() -> list[OpDecl]:
+    import ops  # noqa: F401  (registers the library ops)
+    from ..registry import all_ops
+
+    return [op.decl for op in all_ops() if codegen.has_plugin(op.decl)]
+
+
+def _write_if_changed(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def generate_sources(gen_dir: Path, decls: list[OpDecl]) -> list[Path]:
+    out = [_write_if_changed(gen_dir / f"{d.namespace}_{d.name}_trt.cpp", codegen.generate(d)) for d in decls]
+    out.append(_write_if_changed(gen_dir / "opforge_trt_ops.cpp", codegen.generate_index(decls)))
+    return out
+
+
+def _ninja_escape(path: Path | str) -> str:
+    return str(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
+
+
+VARIANT_DIRS = {"release": "opforge_trt", "asan": "opforge_trt_asan", "host": "opforge_trt_host"}
+
+
+def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] | None = None,
+          build_dir: Path | None = None) -> PluginBuild:
+    """Build the plugin library. variant: 'release' (with CUDA kernels), 'asan' (no kernels,
+    AddressSanitizer) or 'host' (no kernels: every interface path but enqueue). `decls`/`build_dir` build a
+    library for other declarations (the codegen tests)."""
+    if variant not in VARIANT_DIRS:
+        raise OpforgeError(f"unknown plugin build variant {variant!r}: use one of {sorted(VARIANT_DIRS)}")
+    trt_include = headers.require()
+    cuda = cuda_home()
+    if cuda is None:
+        raise BackendUnavailable("the TensorRT plugin needs the CUDA toolkit headers (cuda_runtime_api.h). Fix: "
+                                 "install the CUDA toolkit or set CUDA_HOME")
+    with_kernels = variant == "release"
+    nvcc = cuda / "bin" / "nvcc"
+    if with_kernels and not nvcc.is_file():
+        raise BackendUnavailable(f"nvcc not found at {nvcc}: the plugin's CUDA kernels cannot be compiled. "
+                                 "Fix: install the CUDA toolkit or set CUDA_HOME")
+    if shutil.which("ninja") is None:
+        raise BackendUnavailable("ninja is needed to build the plugin library. Fix: pip install ninja")
+    decls = plugin_decls() if decls is None else decls
+    bdir = Path(build_dir) if build_dir else BUILD_ROOT / VARIANT_DIRS[variant]
+    gen = generate_sources(bdir / "gen", decls)
+    lib_dir = bdir / "lib"
+    cuda_lib = next((p for p in (cuda / "lib64", cuda / "lib") if (p / "libcudart.so").exists()), cuda / "lib64")
+    includes = [PLUGINS_DIR, CSRC_DIR, bdir / "gen", trt_include, cuda / "include"]
+    cxxflags = ["-std=c++17", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                "-Wno-deprecated-declarations"] + [f"-I{p}" for p in includes]
+    ldflags = ["-shared", "-Wl,--no-undefined", "-ldl"]  # --no-undefined: proves no libnvinfer symbol is needed
+    if with_kernels:
+        cxxflags += ["-O2", "-DOPFORGE_TRT_WITH_KERNELS"]
+        ldflags += [f"-L{cuda_lib}", "-lcudart", f"-Wl,-rpath,{cuda_lib}"]
+    elif variant == "asan":
+        cxxflags += ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
+        ldflags += ["-fsanitize=address"]
+    else:
+        cxxflags += ["-O1", "-g"]
+    gencode = []
+    for a in cuda_archs():
+        gencode += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
+    if cuda_archs():
+        top = cuda_archs()[-1]
+        gencode += ["-gencode", f"arch=compute_{top},code=compute_{top}"]
+    nvflags = ["-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden", f"-I{CSRC_DIR}"] + gencode
+
+    q = lambda args: " ".join(shlex.quote(str(a)) for a in args)  # noqa: E731
+    lines = [
+        f"cxxflags = {q(cxxflags)}", f"nvflags = {q(nvflags)}", f"ldflags = {q(ldflags)}",
+        "rule cxx", "  command = c++ -MMD -MF $out.d $cxxflags -c $in -o $out", "  depfile = $out.d", "  deps = gcc",
+        "  description = CXX $out",
+        "rule nvcc", f"  command = {shlex.quote(str(nvcc))} -MD -MF $out.d $nvflags -c $in -o $out", "  depfile = $out.d",
+        "  deps = gcc", "  description = NVCC $out",
+        "rule link", "  command = c++ -o $out $in $ldflags $extra", "  description = LINK $out",
+    ]
+    objs = []
+    sources = [PLUGINS_DIR / s for s in ADAPTER_SOURCES] + gen
+    for src in sources:
+        obj = bdir / "obj" / (src.stem + ".o")
+        lines.append(f"build {_ninja_escape(obj)}: cxx {_ninja_escape(src)}")
+        objs.append(obj)
+    if with_kernels:
+        for d in decls:
+            src = d.kernel_files()["cuda"]
+            obj = bdir / "obj" / f"{d.namespace}_{d.name}_cuda.o"
+            lines.append(f"build {_ninja_escape(obj)}: nvcc {_ninja_escape(src)}")
+            objs.append(obj)
+    lib = lib_dir / LIB_NAME
+    shim = lib_dir / STATIC_LIB_NAME
+    shim_obj = bdir / "obj" / "opforge_trt_static.o"
+    lines.append(f"build {_ninja_escape(shim_obj)}: cxx {_ninja_escape(PLUGINS_DIR / 'opforge_trt_static.cpp')}")
+    lines.append(f"build {_ninja_escape(lib)}: link {' '.join(_ninja_escape(o) for o in objs)}")
+    lines.append(f"build {_ninja_escape(shim)}: link {_ninja_escape(shim_obj)} | {_ninja_escape(lib)}")
+    lines.append(f"  extra = -L{_ninja_escape(lib_dir)} -lopforge_trt_plugins -Wl,-rpath,'$$ORIGIN'")
+    _write_if_changed(bdir / "build.ninja", "\n".join(lines) + "\n")
+    cmd = ["ninja", "-C", str(bdir)] + (["-v"] if verbose else [])
+    done = subprocess.run(cmd, capture_output=not verbose, text=True)
+    if done.returncode != 0:
+        tail = (done.stdout or "")[-4000:] + (done.stderr or "")[-2000:]
+        raise OpforgeError(f"building the TensorRT plugin library failed (`{' '.join(cmd)}`):\n{tail}")
+    record = {"trt_headers": ".".join(map(str, headers.version(trt_include))), "trt_include": str(trt_include),
+              "variant": variant, "ops": [d.id for d in decls], "cuda_archs": cuda_archs() if with_kernels else []}
+    _write_if_changed(bdir / "build.json", json.dumps(record, indent=2) + "\n")
+    return PluginBuild(lib, shim, bdir, tuple(d.id for d in decls), with_kernels, trt_include)
+
+
+def library_path(variant: str = "release") -> Path:
+    """Where the built library is (it may not exist yet: see build())."""
+    return BUILD_ROOT / VARIANT_DIRS[variant] / "lib" / LIB_NAME
+
+
+def emit_cmake(dest, archs: str = "87") -> Path:
+    """Write a standalone CMake project for the plugin library into `dest`: the adapter, the generated
+    per-op specs and the ops' CUDA kernels (no Python, no torch). Returns the CMakeLists.txt path."""
+    dest = Path(dest)
+    decls = plugin_decls()
+    if not decls:
+        raise OpforgeError("no op has CUDA kernels: there is nothing for a TensorRT plugin library to hold")
+    for sub in ("plugins", "gen", "csrc"):
+        shutil.rmtree(dest / sub, ignore_errors=True)
+    for name in (*ADAPTER_SOURCES, "opforge_trt_static.cpp", "opforge_trt_plugin.h", "opforge_trt_codegen_support.h"):
+        _copy(PLUGINS_DIR / name, dest / "plugins" / name)
+    generate_sources(dest / "gen", decls)
+    _copy(CSRC_DIR / "opforge" / "kernel_api.h", dest / "csrc" / "opforge" / "kernel_api.h")
+    kernels = []
+    for d in decls:
+        for what in ("header", "cuda"):
+            src = d.kernel_files()[what]
+            rel = Path("csrc") / src.parent.name / src.name
+            _copy(src, dest / rel)
+            if what == "cuda":
+                kernels.append(rel.as_posix())
+        for extra in d.kernel_dir.glob("*.cuh"):  # headers the kernel may include beside its own
+            _copy(extra, dest / "csrc" / d.kernel_dir.name / extra.name)
+    text = (PLUGINS_DIR / "CMakeLists.txt.in").read_text()
+    text = text.replace("@ARCHS@", archs).replace("@KERNELS@", " ".join(kernels)).replace(
+        "@OPS@", ", ".join(d.id for d in decls))
+    return _write_if_changed(dest / "CMakeLists.txt", text)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)

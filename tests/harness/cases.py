@@ -1,0 +1,75 @@
+"""Per-op test data derived from the declaration: plugin ops, sample attrs, expected dtype rules."""
+
+from __future__ import annotations
+
+import itertools
+
+import host as harness
+
+from ops import shape_rule as sr
+from ops.registry import all_ops
+from ops.trt.codegen import has_plugin
+
+
+def plugin_ops():
+    return [op for op in all_ops() if has_plugin(op.decl)]
+
+
+def op_ids():
+    return [op.id for op in plugin_ops()]
+
+
+def samples(op, dtype="float32"):
+    import torch
+
+    from ops.dtypes import torch_dtype
+
+    return list(op.decl.samples("cpu", torch_dtype(dtype))) if op.decl.samples else []
+
+
+def attrs_of(op, sample) -> dict:
+    values = {a.name: a.default for a in op.decl.attrs if a.has_default}
+    values.update(sample.attrs)
+    return values
+
+
+def input_shapes(op, sample) -> list[list[int]]:
+    return [list(t.shape) for t in sample.inputs if t is not None]
+
+
+def expected_shapes(op, shapes: list[list[int]], attrs: dict) -> list[list[int] | None]:
+    """The declaration's shape rules over concrete ints (None for size outputs)."""
+    d = op.decl
+    named = dict(zip([i.name for i in d.inputs], shapes))
+    alg = sr.IntAlgebra(named, {a.name: attrs[a.name] for a in d.attrs if a.type == "int"})
+    out = []
+    for o in d.outputs:
+        out.append(None if o.is_size else sr.evaluate_shape(o.shape, alg, lambda n: len(named[n])))
+    return out
+
+
+def trt_types(dtypes) -> list[int]:
+    return [harness.TRT_DTYPE[t] for t in dtypes if t in harness.TRT_DTYPE]
+
+
+def valid_type_combos(op):
+    """Every (input types..., output types...) the declaration allows, as nvinfer1::DataType values."""
+    d = op.decl
+    names = [i.name for i in d.inputs]
+    choices = [trt_types(i.dtypes) if not i.dtype_like else [None] for i in d.inputs]
+    combos = []
+    for picked in itertools.product(*choices):
+        types = list(picked)
+        for k, i in enumerate(d.inputs):
+            if i.dtype_like:
+                types[k] = types[names.index(i.dtype_like)]
+        outs = []
+        for o in d.outputs:
+            if o.is_size:
+                outs.append(harness.TRT_DTYPE["int32"])
+            elif o.dtype_like:
+                outs.append(types[names.index(o.dtype_like)])
+            else:
+                outs.append(harness.TRT_DTYPE.get(o.dtype, -1))
+        combos.append(tuple(types + outs))
+    return combos

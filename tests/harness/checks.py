@@ -1,0 +1,69 @@
+"""The harness checks `python -m ops.check` runs per op (the pytest files go further). Each returns
+(ok, detail, metrics); nothing is reported as passing that did not run."""
+
+from __future__ import annotations
+
+import itertools
+
+import host as harness
+from cases import attrs_of, expected_shapes, input_shapes, samples, trt_types, valid_type_combos
+
+
+def cpu_checks(h: harness.Host, op) -> tuple[bool, str, dict]:
+    d = op.decl
+    try:
+        creator = h.creator(d.name, str(d.version), d.namespace)
+    except AssertionError as e:
+        return False, f"creator not found in the library: {e}", {}
+    if list(creator.fields) != [a.name for a in d.attrs]:
+        return False, f"getFieldNames {list(creator.fields)} != declared attrs {[a.name for a in d.attrs]}", {}
+    n_shapes = n_formats = n_roundtrips = 0
+    nb_in, nb_out = len(d.inputs), len(d.outputs)
+    source = "the exported ONNX node"
+    for idx, sample in enumerate(samples(op)):
+        node = harness.synthetic_onnx_node(op, sample.attrs)
+        if idx == 0:
+            try:
+                node = harness.onnx_node_for(op, sample.attrs, sample.inputs)
+            except Exception as e:  # export needs ops._C; the synthetic node is what an exporter writes
+                source = f"a synthetic ONNX node (export failed: {str(e)[:120]})"
+        p = h.create(creator, harness.fields_from_onnx_node(node, creator.fields))
+        if p is None:
+            return False, f"createPlugin rejected the fields of sample {idx}: {h.log().strip()}", {}
+        shapes = input_shapes(op, sample)
+        want = expected_shapes(op, shapes, attrs_of(op, sample))
+        st, got, text = p.output_shapes([harness.tensor(s) for s in shapes], nb_out)
+        if st != 0 or any(w is not None and g != w for g, w in zip(got, want)):
+            return False, f"getOutputShapes for inputs {shapes} gave {text.strip()!r} (status {st}), expected {want}", {}
+        n_shapes += 1
+        ins = [harness.tensor(s) for s in shapes]
+        outs = [harness.tensor(s or []) for s in want]
+        if p.configure(ins, outs) != 0 or p.on_shape_change(ins, outs) != 0:
+            return False, f"configurePlugin/onShapeChange rejected valid inputs {shapes}: {h.log().strip()}", {}
+        again = p.recreate()
+        if again is None or again.serialized_fields() != p.serialized_fields():
+            return False, f"serialize -> createPlugin(kRUNTIME) did not round-trip: {h.log().strip()}", {}
+        clone = p.clone()
+        fields = p.serialized_fields()
+        p.destroy()
+        if clone is None or clone.serialized_fields() != fields:
+            return False, "clone() is not an independent copy", {}
+        n_roundtrips += 1
+        clone.destroy()
+        again.destroy()
+    p = h.create(creator, harness.fields_from_onnx_node(harness.synthetic_onnx_node(op, {}), creator.fields))
+    valid = set(valid_type_combos(op))
+    for combo in itertools.product(harness.ALL_TRT_DTYPES, repeat=nb_in + nb_out):
+        for pos in range(nb_in + nb_out):
+            if not any(v[:pos] == combo[:pos] for v in valid):
+                break
+            io = [harness.tensor([2] * max(d.inputs[0].min_rank, 1), t) for t in combo]
+            if p.supports(pos, io, nb_in) != any(v[:pos + 1] == combo[:pos + 1] for v in valid):
+                return False, f"supportsFormatCombination(pos={pos}) disagrees with the declared dtypes on {combo}", {}
+            n_formats += 1
+    p.destroy()
+    dtypes = [harness.TRT_DTYPE_NAME[t] for t in trt_types(d.dtypes)]
+    detail = (f"[{harness.LABEL}] fields from {source}; output shapes on {n_shapes} samples; "
+              f"{n_formats} format queries match dtypes {dtypes}; configure/onShapeChange; serialize round trip "
+              f"and clone on {n_roundtrips} samples")
+    return True, detail, {"samples": n_shapes, "format_queries": n_formats}

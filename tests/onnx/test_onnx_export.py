@@ -1,0 +1,112 @@
+"""export_onnx for every library op x exporter x opset: opset honoured, checker + strict inference,
+TensorRT attributes, graphsurgeon shapes, and ORT (same kernels) at batch 1/3/8 from one export."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import ops
+from ops.check.oracle import reference_outputs
+from ops.onnx import export_onnx, ort_session
+from ops.onnx.models import run_session, single_op_module
+
+from ops.registry import library_ops
+
+LIBRARY_OPS = library_ops()
+
+OPSETS = [11, 13, 17, 18, 20, 23]
+
+
+def _batch_sample(op):
+    from ops.check.onnx_stages import _batch_sample as pick
+
+    return pick(op)
+
+
+@pytest.mark.parametrize("opset", OPSETS)
+@pytest.mark.parametrize("op", LIBRARY_OPS, ids=lambda op: op.id)
+def test_export_check_and_run(op, opset, tmp_path):
+    import onnx_graphsurgeon as gs
+
+    sample = _batch_sample(op)
+    path = tmp_path / "op.onnx"
+    export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=opset, dynamic={0: {0: "batch"}})
+    m = onnx.load(str(path))
+    assert {o.domain: o.version for o in m.opset_import}[""] == opset
+    assert {o.domain: o.version for o in m.opset_import}[op.decl.namespace] == op.decl.version
+    onnx.checker.check_model(m, full_check=True)
+    onnx.shape_inference.infer_shapes(m, strict_mode=True)
+    nodes = [n for n in m.graph.node if (n.domain, n.op_type) == (op.decl.namespace, op.decl.name)]
+    assert len(nodes) == 1
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
+    assert attrs["plugin_version"] == str(op.decl.version).encode()
+    assert attrs["plugin_namespace"] == op.decl.namespace.encode()
+    assert {a.name for a in op.decl.attrs} <= set(attrs)  # every attribute explicit
+    graph = gs.import_onnx(m)
+    custom = [n for n in graph.nodes if n.op == op.decl.name]
+    assert custom[0].outputs[0].shape[0] == "batch"
+    assert list(custom[0].outputs[0].shape[1:]) == list(sample.inputs[0].shape[1:])
+    session = ort_session(path)
+    for b in (1, 3, 8):
+        x = sample.inputs[0]
+        inputs = (x[torch.arange(b) % x.shape[0]],) + tuple(sample.inputs[1:])
+        got = run_session(session, inputs)
+        want = reference_outputs(op, ops.Sample(*inputs, **sample.attrs))
+        rtol, atol = op.decl.tolerance("float32")
+        torch.testing.assert_close(got[0], want[0], rtol=rtol, atol=atol)
+        torch.testing.assert_close(got[0], op(*inputs, **sample.attrs), rtol=0, atol=0)  # the same kernel
+
+
+@pytest.mark.parametrize("opset", [11, 20])
+def test_float_attributes_arrive_exactly(opset, tmp_path):
+    """onnxruntime-extensions passes floats as 6-digit text; the binding restores the exact values."""
+    rms, gelu = ops.get_op("opforge::rms_norm"), ops.get_op("opforge::scaled_gelu")
+    x = torch.randn(4, 16) * 1e-4  # x^2 ~ eps: eps's 7th digit shows in the output
+    w = torch.ones(16)
+    for op, inputs, attrs, rounded in ((rms, (x, w), {"eps": 1.2345678e-7}, {"eps": 1.23457e-7}),
+                                       (gelu, (torch.randn(4, 16),), {"alpha": 1.23456789}, {"alpha": 1.23457})):
+        path = tmp_path / f"{op.decl.name}.onnx"
+        export_onnx(single_op_module(op, attrs), inputs, path, opset=opset)
+        got = run_session(ort_session(path), inputs)[0]
+        exact = op(*inputs, **{k: float(np.float32(v)) for k, v in attrs.items()})
+        assert torch.equal(got, exact)
+        assert not torch.equal(got, op(*inputs, **rounded))  # the test would notice 6-digit rounding
+
+
+def test_fallback_runs_in_plain_ort(tmp_path, mixed_model):
+    import onnxruntime as ort
+
+    model, args = mixed_model.make()
+    path = tmp_path / "fb.onnx"
+    m = export_onnx(model, args, path, opset=17, dynamic=True, fallback=True)
+    assert {(f.domain, f.name) for f in m.functions} == {("opforge", "rms_norm"), ("opforge", "scaled_gelu")}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # no opforge binding
+    for b in (1, 3, 8):
+        x = torch.randn(b, 3, 16)
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        with torch.inference_mode():
+            np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_opset_mismatch_fails_loudly(monkeypatch):
+    import ops.onnx.export as ex
+
+    real = ex._export_torchscript
+
+    def wrong_opset(model, args, opset, dynamic, op_list):
+        return real(model, args, opset + 1, dynamic, op_list)
+
+    monkeypatch.setattr(ex, "_export_torchscript", wrong_opset)
+    op = ops.get_op("opforge::scaled_gelu")
+    with pytest.raises(ops.ExportError, match="asked for opset 11 but the exporter wrote opset 12"):
+        export_onnx(single_op_module(op), (torch.randn(2, 3),), opset=11)
+
+
+def test_bad_opset_and_missing_torchscript(monkeypatch):
+    op = ops.get_op("opforge::scaled_gelu")
+    with pytest.raises(ops.ExportError, match="opset must be an int in 11-23"):
+        export_onnx(single_op_module(op), (torch.randn(2, 3),), opset=10)
+    monkeypatch.delattr(torch.onnx, "register_custom_op_symbolic")
+    with pytest.raises(ops.ExportError, match="no longer ships the TorchScript ONNX exporter"):
+        export_onnx(single_op_module(op), (torch.randn(2, 3),), opset=17)

@@ -1,0 +1,85 @@
+"""The generated OpSchema: registered, typed, and inferring shapes through the node from the shape rule."""
+
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+import ops
+from ops.onnx.schema import ONNX_DTYPES, register_schema, register_schemas
+
+from ops.registry import library_ops
+
+LIBRARY_OPS = library_ops()
+
+
+def _graph_through(decl, input_shapes, attrs=None, dtype=TensorProto.FLOAT):
+    names = [i.name for i in decl.inputs]
+    node = helper.make_node(decl.name, names, [o.name for o in decl.outputs], domain=decl.namespace, **(attrs or {}))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, dtype, s) for n, s in zip(names, input_shapes)],
+                              [helper.make_tensor_value_info(o.name, dtype, None) for o in decl.outputs])
+    graph.output[0].type.tensor_type.ClearField("shape")
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid(decl.namespace, decl.version)])
+
+
+def _dims(vi):
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param or None for d in vi.type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("op", LIBRARY_OPS, ids=lambda op: op.id)
+def test_schema_matches_declaration(op):
+    register_schemas([op])
+    d = op.decl
+    schema = onnx.defs.get_schema(d.name, d.version, d.namespace)
+    assert (schema.domain, schema.name, schema.since_version) == (d.namespace, d.name, d.version)
+    assert [p.name for p in schema.inputs] == [i.name for i in d.inputs]
+    assert [p.name for p in schema.outputs] == [o.name for o in d.outputs]
+    for a in d.attrs:
+        attr = schema.attributes[a.name]
+        assert attr.required == (not a.has_default)
+        if a.has_default:
+            assert helper.get_attribute_value(attr.default_value) == (a.default.encode() if a.type == "str" else pytest.approx(a.default))
+    assert {"plugin_version", "plugin_namespace"} <= set(schema.attributes)
+    allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    first = d.inputs[0]
+    assert allowed[schema.inputs[0].type_str] == {ONNX_DTYPES[t][0] for t in first.dtypes}
+
+
+@pytest.mark.parametrize("op", LIBRARY_OPS, ids=lambda op: op.id)
+def test_inference_keeps_symbolic_dims(op):
+    register_schemas([op])
+    d = op.decl
+    sample = d.samples("cpu", torch.float32)[0]
+    shapes = [["batch", *list(t.shape[1:])] if k == 0 else list(t.shape) for k, t in enumerate(sample.inputs)]
+    m = _graph_through(d, shapes, dtype=TensorProto.FLOAT16)  # output type left empty: inference fills it
+    out = onnx.shape_inference.infer_shapes(m, strict_mode=True).graph.output[0]
+    assert out.type.tensor_type.elem_type == TensorProto.FLOAT16  # dtype like(x)
+    assert _dims(out) == shapes[0]  # like(x): the symbolic batch dim survives
+
+
+@pytest.fixture(scope="module")
+def computed_shape_op():
+    """A reference-only op with an arithmetic shape rule over an int attribute."""
+    op_id = "opforge_test_onnx::repeat_cols"
+    if op_id in {o.id for o in ops.all_ops()}:
+        return ops.get_op(op_id)
+
+    @ops.register_op(op_id, inputs=[ops.Input("x", dtypes=("float32",), rank=2)],
+                     outputs=[ops.Output("y", shape="[x.shape[0], x.shape[1] * k + 1]")],
+                     attrs=[ops.Attr("k", int, 2)], kernels=None)
+    def repeat_cols(x, k=2):
+        return torch.cat([x.repeat(1, k), x[:, :1]], dim=1)
+
+    return repeat_cols
+
+
+def test_inference_arithmetic(computed_shape_op):
+    d = computed_shape_op.decl
+    register_schema(d)
+    infer = lambda shapes, attrs=None: _dims(onnx.shape_inference.infer_shapes(  # noqa: E731
+        _graph_through(d, shapes, attrs), strict_mode=True).graph.output[0])
+    assert infer([["n", 5]]) == ["n", 11]  # known ints computed, default k=2, symbolic dim copied
+    assert infer([["n", 5]], {"k": 3}) == ["n", 16]  # the node's attribute wins
+    got = infer([[4, "m"]])  # computed from an unknown: unknown (onnx names it unk__N); the rank is known
+    assert got[0] == 4 and len(got) == 2 and (got[1] is None or got[1].startswith("unk__"))
