@@ -30,6 +30,10 @@ build: setup
 
 demo: setup build
 	$(PY) -m ops.check --all
+	@# The example model, torch -> ONNX -> ONNX Runtime (batch 1, 3, 8) -> TensorRT.
+	$(PY) examples/mixed_model.py --opset 11
+	$(PY) examples/mixed_model.py --opset 17
+	$(PY) examples/mixed_model.py --opset 20 --trt
 
 test: setup build
 	$(PY) -m pytest $(PYTEST_ARGS)

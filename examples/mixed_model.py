@@ -1,6 +1,7 @@
 """A small model mixing standard and opforge ops: conv -> rms_norm -> scaled_gelu -> linear.
 
     python examples/mixed_model.py --opset 17          # export, check, run in ORT at batch 1/3/8
+    python examples/mixed_model.py --opset 17 --trt    # ... then the TensorRT step (engine where installed)
     python -m ops.export examples.mixed_model:make -o mixed.onnx --opset 20 --dynamic --check-ort
 """
 
@@ -59,14 +60,37 @@ def export_and_run(opset: int, path: Path, batches=(1, 3, 8), fallback: bool = F
     return diffs
 
 
+TRT_SHAPES = {"x": ((1, 3, 16), (3, 3, 16), (8, 3, 16))}  # min, opt, max: the batch sizes run above
+
+
+def tensorrt_step(path: Path) -> str:
+    """The TensorRT leg: build an engine with the plugin library where TensorRT is installed; everywhere
+    print the equivalent trtexec command. Never reports an engine that was not built."""
+    from ops.errors import BackendUnavailable
+    from ops.trt.build import library_path
+    from ops.trt.trtexec import command
+
+    shapes = {n: tuple("x".join(map(str, s)) for s in dims) for n, dims in TRT_SHAPES.items()}
+    cmd = " ".join(command(path, shapes, library_path().resolve()))
+    try:
+        engine = ops.build_engine(path, shapes=TRT_SHAPES)
+    except BackendUnavailable as e:
+        return f"TensorRT engine: skipped ({e}).\nOn a machine with TensorRT: {cmd}"
+    return f"TensorRT engine built: {engine}\n(trtexec equivalent: {cmd})"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--opset", type=int, default=20)
     parser.add_argument("--fallback", action="store_true")
+    parser.add_argument("--trt", action="store_true", help="also the TensorRT step")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        diffs = export_and_run(args.opset, Path(tmp) / "mixed.onnx", fallback=args.fallback)
-    print(f"opset {args.opset}: ORT vs torch eager max |diff| per batch: {diffs}")
+        path = Path(tmp) / "mixed.onnx"
+        diffs = export_and_run(args.opset, path, fallback=args.fallback)
+        print(f"opset {args.opset}: ORT vs torch eager max |diff| per batch: {diffs}")
+        if args.trt:
+            print(tensorrt_step(path))
     return 0 if all(d < 1e-5 for d in diffs.values()) else 1
 
 

@@ -1,8 +1,6 @@
 #include "rms_norm.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+#include "opforge/kernel_cuda.cuh"
 
 #include <cstdint>
 
@@ -18,23 +16,9 @@ constexpr int64_t kWarpRowLimit = 4 * kWarp;
 constexpr unsigned kRowsPerBlock = 8;
 constexpr int64_t kMaxBlocks = 0x7FFFFFFF;  // gridDim.x limit; larger row counts loop inside the kernel
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-// One 16-byte access: the widest load/store a thread can issue.
-template <typename T>
-struct alignas(16) Pack {
-  static constexpr int kSize = 16 / sizeof(T);
-  T v[kSize];
-};
+using ::opforge::cuda::from_float;
+using ::opforge::cuda::Pack;
+using ::opforge::cuda::to_float;
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -120,7 +104,6 @@ __global__ void rms_norm_kernel(const T* x, const T* __restrict__ w, T* y, int64
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T>
 void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
@@ -130,7 +113,8 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
   T* yp = y.ptr<T>();
   constexpr int kVec = Pack<T>::kSize;
   // Row r starts at base + r * cols elements, so aligned bases plus cols % kVec == 0 align every row.
-  const bool vectorized = cols % kVec == 0 && aligned16(xp) && aligned16(wp) && aligned16(yp);
+  const bool vectorized = cols % kVec == 0 && ::opforge::cuda::pack_aligned<T>(xp) &&
+                          ::opforge::cuda::pack_aligned<T>(wp) && ::opforge::cuda::pack_aligned<T>(yp);
   const int64_t per_row = vectorized ? cols / kVec : cols;
   dim3 block;
   if (per_row <= kWarpRowLimit) {
@@ -152,23 +136,16 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
 
 ::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
                        const ::opforge::TensorView& y, double eps, const ::opforge::DeviceContext& ctx) {
-  using ::opforge::DType;
   using ::opforge::Status;
   int64_t rows = 0, cols = 0;
   const Status st = detail::check_args(x, weight, y, &rows, &cols);
   if (!st.is_ok()) return st;
   if (rows == 0) return Status::ok();
   const float e = static_cast<float>(eps);
-  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
-  switch (x.dtype) {
-    case DType::kFloat32: launch<float>(x, weight, y, rows, cols, e, stream); break;
-    case DType::kFloat16: launch<__half>(x, weight, y, rows, cols, e, stream); break;
-    case DType::kBFloat16: launch<__nv_bfloat16>(x, weight, y, rows, cols, e, stream); break;
-    default: return Status::error(Status::kUnsupportedDType, "rms_norm: dtype not supported");
-  }
-  if (cudaGetLastError() != cudaSuccess)
-    return Status::error(Status::kCudaError, "rms_norm: CUDA launch failed");
-  return Status::ok();
+  return OPFORGE_DISPATCH_FLOATING_CUDA(x.dtype, T, [&] {
+    launch<T>(x, weight, y, rows, cols, e, ::opforge::cuda::stream(ctx));
+    return ::opforge::cuda::launch_status("rms_norm: CUDA launch failed");
+  });
 }
 
 }  // namespace rms_norm

@@ -1,8 +1,6 @@
 #include "scaled_gelu.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+#include "opforge/kernel_cuda.cuh"
 
 namespace opforge_kernels {
 namespace opforge {
@@ -17,23 +15,9 @@ constexpr float kSqrt1_2 = 0.70710678118654752440f;
 constexpr float kSqrt2OverPi = 0.79788456080286535588f;
 constexpr float kKappa = 0.044715f;
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-// One 16-byte access: the widest load/store a thread can issue.
-template <typename T>
-struct alignas(16) Pack {
-  static constexpr int kSize = 16 / sizeof(T);
-  T v[kSize];
-};
+using ::opforge::cuda::from_float;
+using ::opforge::cuda::Pack;
+using ::opforge::cuda::to_float;
 
 template <bool kTanh>
 __device__ __forceinline__ float scaled_gelu(float v, float alpha) {
@@ -70,8 +54,7 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& y, int6
   const T* xp = x.ptr<const T>();
   T* yp = y.ptr<T>();
   constexpr int kVec = Pack<T>::kSize;
-  const bool vectorized = reinterpret_cast<uintptr_t>(xp) % sizeof(Pack<T>) == 0 &&
-                          reinterpret_cast<uintptr_t>(yp) % sizeof(Pack<T>) == 0;
+  const bool vectorized = ::opforge::cuda::pack_aligned<T>(xp) && ::opforge::cuda::pack_aligned<T>(yp);
   const int64_t work = vectorized ? n / kVec + n % kVec : n;
   const int64_t blocks_needed = (work + kThreads - 1) / kThreads;
   const unsigned blocks = static_cast<unsigned>(blocks_needed < kMaxBlocks ? blocks_needed : kMaxBlocks);
@@ -85,7 +68,6 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& y, int6
 
 ::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView& y, double alpha,
                        ::opforge::StringView approximate, const ::opforge::DeviceContext& ctx) {
-  using ::opforge::DType;
   using ::opforge::Status;
   bool use_tanh = false;
   const Status st = detail::check_args(x, y, approximate, &use_tanh);
@@ -93,16 +75,10 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& y, int6
   const int64_t n = x.numel();
   if (n == 0) return Status::ok();
   const float a = static_cast<float>(alpha);
-  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream);
-  switch (x.dtype) {
-    case DType::kFloat32: launch<float>(x, y, n, a, use_tanh, stream); break;
-    case DType::kFloat16: launch<__half>(x, y, n, a, use_tanh, stream); break;
-    case DType::kBFloat16: launch<__nv_bfloat16>(x, y, n, a, use_tanh, stream); break;
-    default: return Status::error(Status::kUnsupportedDType, "scaled_gelu: dtype not supported");
-  }
-  if (cudaGetLastError() != cudaSuccess)
-    return Status::error(Status::kCudaError, "scaled_gelu: CUDA launch failed");
-  return Status::ok();
+  return OPFORGE_DISPATCH_FLOATING_CUDA(x.dtype, T, [&] {
+    launch<T>(x, y, n, a, use_tanh, ::opforge::cuda::stream(ctx));
+    return ::opforge::cuda::launch_status("scaled_gelu: CUDA launch failed");
+  });
 }
 
 }  // namespace scaled_gelu

@@ -13,6 +13,8 @@ Two limits of that bridge shape this module:
 
 from __future__ import annotations
 
+import sys
+
 import warnings
 from pathlib import Path
 
@@ -96,8 +98,13 @@ def _kernel(op):
         tensors = [torch.from_numpy(x) if x.size else torch.empty(x.shape, dtype=torch.from_numpy(x).dtype)
                    for x in arrays]
         tensors += [None] * (len(decl.inputs) - len(tensors))
-        with torch.inference_mode():
-            out = op.torch_op(*tensors, *(values[a.name] for a in decl.attrs))
+        try:
+            with torch.inference_mode():
+                out = op.torch_op(*tensors, *(values[a.name] for a in decl.attrs))
+        except Exception as e:  # ORT's Python bridge aborts on any exception: say why first
+            print(f"opforge: {decl.id} failed inside ONNX Runtime: {type(e).__name__}: {e}", file=sys.stderr,
+                  flush=True)
+            raise
         outs = out if isinstance(out, (tuple, list)) else (out,)
         results = tuple(o.contiguous().numpy() for o in outs)
         return results[0] if len(results) == 1 else results
@@ -195,6 +202,12 @@ def ort_session(model, providers=("CPUExecutionProvider",), session_options=None
     ort = _lazy.require("onnxruntime")
     m, used = prepare(model) if bind_ops else (_load(model), [])
     options = session_options or ort.SessionOptions()
+    if any(op.decl.kernel_dir is not None for op in used):
+        # An exception inside the onnxruntime-extensions callback terminates the process, so a missing or
+        # stale ops._C must surface here, as ExtensionError with the rebuild command, not at run().
+        from ..extension import load
+
+        load(strict=True)
     if used:
         ext = _lazy.require("onnxruntime_extensions")
         options.register_custom_ops_library(ext.get_library_path())

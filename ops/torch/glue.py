@@ -58,6 +58,17 @@ def _out_dtype(o: ResolvedOutput) -> str:
     return ATEN_SCALAR[o.dtype] if o.dtype else f"i_{o.dtype_like}.scalar_type()"
 
 
+def _per_device(w: _Writer, decl: OpDecl, line) -> None:
+    """One line per declared device; CUDA lines compile only into a CUDA build."""
+    for device, key in (("cpu", "CPU"), ("cuda", "CUDA")):
+        if device in decl.devices:
+            if device == "cuda":
+                w("#ifdef OPFORGE_WITH_CUDA")
+            w(line(device, key))
+            if device == "cuda":
+                w("#endif")
+
+
 def generate(decl: OpDecl) -> str:
     """The C++ source of the op's torch glue. User names get prefixes (i_ inputs, o_ outputs, a_ attrs)
     so no declared name can collide with a C++ keyword or a local of the glue."""
@@ -151,22 +162,10 @@ def generate(decl: OpDecl) -> str:
     w("}")
     w()
     call_args = ", ".join([f"arg_{i.name}" for i in decl.inputs] + [f"a_{a.name}" for a in decl.attrs])
-    for device, key in (("cpu", "CPU"), ("cuda", "CUDA")):
-        if device not in decl.devices:
-            continue
-        if device == "cuda":
-            w("#ifdef OPFORGE_WITH_CUDA")
-        w(f"{ret} {device}_impl({', '.join(params)}) {{ return run(c10::DeviceType::{key}, {call_args}); }}")
-        if device == "cuda":
-            w("#endif")
+    _per_device(w, decl, lambda device, key: f"{ret} {device}_impl({', '.join(params)}) "
+                                             f"{{ return run(c10::DeviceType::{key}, {call_args}); }}")
     w("}  // namespace")
     w()
-    for device, key in (("cpu", "CPU"), ("cuda", "CUDA")):
-        if device not in decl.devices:
-            continue
-        if device == "cuda":
-            w("#ifdef OPFORGE_WITH_CUDA")
-        w(f"TORCH_LIBRARY_IMPL({ns}, {key}, m) {{ m.impl({_c_string(name)}, &{device}_impl); }}")
-        if device == "cuda":
-            w("#endif")
+    _per_device(w, decl, lambda device, key: f"TORCH_LIBRARY_IMPL({ns}, {key}, m) "
+                                             f"{{ m.impl({_c_string(name)}, &{device}_impl); }}")
     return w.text()

@@ -172,6 +172,9 @@ def library_path(variant: str = "release") -> Path:
     return BUILD_ROOT / VARIANT_DIRS[variant] / "lib" / LIB_NAME
 
 
+KERNEL_API_HEADERS = ("kernel_api.h", "kernel_cuda.cuh")
+
+
 def emit_cmake(dest, archs: str = "87") -> Path:
     """Write a standalone CMake project for the plugin library into `dest`: the adapter, the generated
     per-op specs and the ops' CUDA kernels (no Python, no torch). Returns the CMakeLists.txt path."""
@@ -184,7 +187,8 @@ def emit_cmake(dest, archs: str = "87") -> Path:
     for name in (*ADAPTER_SOURCES, "opforge_trt_static.cpp", "opforge_trt_plugin.h", "opforge_trt_codegen_support.h"):
         _copy(PLUGINS_DIR / name, dest / "plugins" / name)
     generate_sources(dest / "gen", decls)
-    _copy(CSRC_DIR / "opforge" / "kernel_api.h", dest / "csrc" / "opforge" / "kernel_api.h")
+    for header in KERNEL_API_HEADERS:  # the framework-free kernel API; torch_glue.h needs ATen and stays out
+        _copy(CSRC_DIR / "opforge" / header, dest / "csrc" / "opforge" / header)
     kernels = []
     for d in decls:
         for what in ("header", "cuda"):
@@ -193,7 +197,7 @@ def emit_cmake(dest, archs: str = "87") -> Path:
             _copy(src, dest / rel)
             if what == "cuda":
                 kernels.append(rel.as_posix())
-        for extra in d.kernel_dir.glob("*.cuh"):  # headers the kernel may include beside its own
+        for extra in [*d.kernel_dir.glob("*.cuh"), *d.kernel_dir.glob("*.h")]:  # headers beside its own
             _copy(extra, dest / "csrc" / d.kernel_dir.name / extra.name)
     text = (PLUGINS_DIR / "CMakeLists.txt.in").read_text()
     text = text.replace("@ARCHS@", archs).replace("@KERNELS@", " ".join(kernels)).replace(
