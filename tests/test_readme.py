@@ -40,7 +40,8 @@ def test_new_op_from_readme_builds_and_passes_check(tmp_path):
     for path, body in readme_files().items():
         (project / path).parent.mkdir(parents=True, exist_ok=True)
         (project / path).write_text(body)
-    env = {**os.environ, "PYTHONPATH": str(project), "OPFORGE_TRT": "0"}
+    path = os.pathsep.join(p for p in (str(project), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OPFORGE_TRT": "0"}
     headers = ROOT / "build" / "trt-headers" / "include"
     if headers.is_dir():
         env.setdefault("TRT_INCLUDE_DIR", str(headers))
@@ -56,3 +57,11 @@ def test_new_op_from_readme_builds_and_passes_check(tmp_path):
     assert {"declaration", "build", "torch.cpu", "torch.opcheck", "onnx.export", "ort.cpu"} <= passed, passed
     if headers.is_dir():
         assert {"trt.plugin", "trt.harness"} <= passed, passed
+    if _has_cuda():
+        assert {"torch.cuda", "trt.enqueue"} <= passed, passed
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
