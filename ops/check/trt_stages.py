@@ -49,7 +49,7 @@ def _harness():
     return importlib.import_module("host"), importlib.import_module("checks")
 
 
-@stage("trt.plugin", order=60)
+@stage("trt.plugin", order=70)
 def plugin(op, ctx):
     if (row := _no_plugin(op)) is not None:
         return row
@@ -65,7 +65,7 @@ def plugin(op, ctx):
                        f"kernels linked)", {"library": str(result.library)})
 
 
-@stage("trt.harness", order=61)
+@stage("trt.harness", order=71)
 def harness_cpu(op, ctx):
     if (row := _no_plugin(op)) is not None:
         return StageResult("trt.harness", SKIP, row.detail)
@@ -94,7 +94,7 @@ def harness_cpu(op, ctx):
     return rows
 
 
-@stage("trt.enqueue", order=62)
+@stage("trt.enqueue", order=72)
 def enqueue(op, ctx):
     import torch
 
@@ -122,7 +122,7 @@ def enqueue(op, ctx):
     return rows
 
 
-@stage("trt.engine", order=63)
+@stage("trt.engine", order=73)
 def engine(op, ctx):
     if (row := _no_plugin(op)) is not None:
         return StageResult("trt.engine", SKIP, row.detail)

@@ -9,6 +9,7 @@ without the exporter's deep stack."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import warnings
@@ -108,7 +109,7 @@ def _export_dynamo(model, args, opset, dynamic, ops):
         dims = {}
         dynamic_shapes = tuple({d: dims.setdefault(n, torch.export.Dim(n)) for d, n in dynamic.get(k, {}).items()}
                                or None for k in range(len(args)))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_dynamo_registration_log():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, tuple(args), dynamo=True, opset_version=opset,
                                     custom_translation_table=table, dynamic_shapes=dynamic_shapes,
@@ -146,11 +147,44 @@ def _export_torchscript(model, args, opset, dynamic, ops):
     for op in supported:
         custom[op.decl.namespace] = max(custom.get(op.decl.namespace, 1), op.decl.version)
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_torchscript_log():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, tuple(args), buffer, dynamo=False, opset_version=opset, input_names=names,
                           dynamic_axes=axes or None, custom_opsets=custom)
     return _lazy.onnx().load_from_string(buffer.getvalue())
+
+
+@contextlib.contextmanager
+def quiet_dynamo_registration_log():
+    """The dynamo exporter logs a WARNING per torchvision op it skips when torchvision is absent (four
+    lines per export, unrelated to the model). Raise that one logger to ERROR for the export."""
+    import logging
+
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _quiet_torchscript_log():
+    """The TorchScript exporter's ONNX log is always on (torch checks the truthiness of the function
+    `_jit_is_onnx_log_enabled` instead of calling it), so a failed export dumps the whole TorchScript graph
+    to stdout before our one-line ExportError. Silence that log for the duration of the export only."""
+    import torch
+
+    original = getattr(torch._C, "_jit_onnx_log", None)
+    if original is None:
+        yield
+        return
+    torch._C._jit_onnx_log = lambda *args: None
+    try:
+        yield
+    finally:
+        torch._C._jit_onnx_log = original
 
 
 def default_opset(model_proto) -> int | None:

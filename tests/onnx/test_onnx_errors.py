@@ -51,12 +51,13 @@ def test_op_declared_without_onnx(no_onnx_op, opset):
 
 
 @pytest.mark.parametrize("opset", [17, 20])
-def test_unknown_custom_op(unknown_op, opset):
+def test_unknown_custom_op(unknown_op, opset, capfd):
     with pytest.raises(ops.ExportError) as info:
         export_onnx(Uses(unknown_op), (torch.randn(2, 3),), opset=opset)
     text = str(info.value)
     assert "opforge_unknown::mystery" in text and "ops.register_op" in text
     assert len(text) < 600
+    assert "Torch IR graph" not in capfd.readouterr().out  # no exporter dump before our message
 
 
 def test_cli_reports_user_errors(capsys, tmp_path):
