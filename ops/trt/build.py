@@ -27,7 +27,7 @@ from . import codegen, headers
 PLUGINS_DIR = PROJECT_ROOT / "plugins"
 CSRC_DIR = PROJECT_ROOT / "csrc"
 BUILD_ROOT = PROJECT_ROOT / "build"
-ADAPTER_SOURCES = ("opforge_trt_plugin.cpp", "opforge_trt_entry.cpp")
+ADAPTER_SOURCES = ("opforge_trt_plugin.cpp", "opforge_trt_creator.cpp", "opforge_trt_entry.cpp")
 LIB_NAME = "libopforge_trt_plugins.so"
 STATIC_LIB_NAME = "libopforge_trt_plugins_static.so"
 
