@@ -245,9 +245,14 @@ def _forget_custom_output_shapes(m, by_key) -> None:
 def _cleanup(m):
     """onnx-graphsurgeon: drop dead nodes, sort topologically; shapes and dtypes of tensors are kept."""
     gs = _lazy.require("onnx_graphsurgeon")
-    graph = gs.import_onnx(m)
-    graph.cleanup().toposort()
-    out = gs.export_onnx(graph, do_type_check=False)
+    logger = gs.logger.G_LOGGER
+    severity, logger.severity = logger.severity, logger.ERROR  # its bfloat16/numpy notes are not ours to show
+    try:
+        graph = gs.import_onnx(m)
+        graph.cleanup().toposort()
+        out = gs.export_onnx(graph, do_type_check=False)
+    finally:
+        logger.severity = severity
     out.ir_version = m.ir_version
     del out.opset_import[:]
     out.opset_import.extend(m.opset_import)

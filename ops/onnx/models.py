@@ -21,9 +21,29 @@ def single_op_module(op, attrs: dict | None = None):
 
 
 def run_session(session, tensors) -> tuple:
-    """Run an ORT session on torch tensors (graph inputs in order; absent optional ones skipped)."""
+    """Run an ORT session on torch tensors (graph inputs in order; absent optional ones skipped).
+    bfloat16 crosses as OrtValues: numpy has no bfloat16, so inputs are fed as their bits with the
+    ONNX element type, and outputs are copied out of ORT's buffer by address."""
+    import ctypes
+
+    import onnxruntime as ort
     import torch
 
     present = [t for t in tensors if t is not None]
-    feed = {i.name: t.detach().cpu().numpy() for i, t in zip(session.get_inputs(), present)}
-    return tuple(torch.from_numpy(o) for o in session.run(None, feed))
+    feed = {}
+    for i, t in zip(session.get_inputs(), present):
+        t = t.detach().cpu().contiguous()
+        if t.dtype == torch.bfloat16:
+            bits = t.view(torch.int16).numpy()
+            feed[i.name] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bits, 16)  # TensorProto.BFLOAT16
+        else:
+            feed[i.name] = ort.OrtValue.ortvalue_from_numpy(t.numpy())
+    outputs = []
+    for value in session.run_with_ort_values(None, feed):
+        if value.data_type() == "tensor(bfloat16)":
+            out = torch.empty(value.shape(), dtype=torch.bfloat16)
+            ctypes.memmove(out.data_ptr(), value.data_ptr(), out.numel() * out.element_size())
+            outputs.append(out)
+        else:
+            outputs.append(torch.from_numpy(value.numpy()))
+    return tuple(outputs)

@@ -7,8 +7,11 @@ Two limits of that bridge shape this module:
   proto when the session is made: the bridge's text is only the key that finds them. Two nodes of one op
   whose attributes differ only past the 6th digit cannot be told apart that way; that is refused at
   session creation with a clear error rather than run with a wrong value.
-- It reads only int, float and string attributes and converts only numpy dtypes (not float16 or
-  bfloat16): list attributes come from the proto the same way; float16 inputs are refused up front.
+- It reads only int, float and string attributes and converts only some numpy dtypes (not float16 or
+  bfloat16). List attributes come from the proto the same way. Half-precision inputs cross the bridge as
+  float32: the session's copy of the graph gets a Cast to float32 before such a node and a Cast back
+  after it. The kernels compute in float32 for every storage dtype and round the output once, so the
+  result is the one the float16/bfloat16 kernel gives; the cost is the two extra copies.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from . import _lazy
 from .schema import ELEM_TO_DTYPE, onnx_attr_value, onnx_supported
 
 BRIDGE_DTYPES = ("float32", "float64", "int8", "uint8", "int32", "int64", "bool")
+HALF_DTYPES = ("float16", "bfloat16")  # widened to float32 around the node (see the module docstring)
 _BOUND: dict[str, object] = {}  # op id -> onnxruntime_extensions Opdef (registration is per process)
 _EXACT: dict[str, dict[tuple, set]] = {}  # op id -> bridge key -> exact attribute tuples seen in models
 
@@ -160,25 +164,52 @@ def _input_dtypes(m) -> dict[str, str]:
     return types
 
 
+def _widen_half_precision(m, node, op, types) -> list:
+    """Casts that let a float16/bfloat16 node run through the float32-only bridge: returns the nodes to
+    put before `node` (its half inputs cast to float32) and after it (outputs whose dtype follows those
+    inputs cast back), rewiring `node` in place."""
+    onnx = _lazy.onnx()
+    before, after, half_inputs = [], [], {}
+    for k, name in enumerate(node.input):
+        if name and types.get(name) in HALF_DTYPES:
+            wide = f"{name}__opforge_f32_{node.name or id(node)}"
+            before.append(onnx.helper.make_node("Cast", [name], [wide], to=onnx.TensorProto.FLOAT))
+            half_inputs[op.decl.inputs[k].name] = types[name]
+            node.input[k] = wide
+    for k, out in enumerate(op.decl.outputs):
+        if k < len(node.output) and node.output[k] and out.dtype_like in half_inputs:
+            name = node.output[k]
+            node.output[k] = f"{name}__opforge_f32"
+            elem = onnx.TensorProto.FLOAT16 if half_inputs[out.dtype_like] == "float16" else onnx.TensorProto.BFLOAT16
+            after.append(onnx.helper.make_node("Cast", [node.output[k]], [name], to=elem))
+    return before, after
+
+
 def prepare(model) -> tuple:
-    """Bind every opforge op the model uses and record its nodes' exact attributes. Returns
-    (ModelProto, ops used)."""
+    """Bind every opforge op the model uses, record its nodes' exact attributes, and widen half-precision
+    nodes for the bridge. Returns (the ModelProto to run, ops used); the caller's model is not modified."""
     from ..registry import all_ops
 
-    m = _load(model)
+    onnx = _lazy.onnx()
+    m = onnx.ModelProto()
+    m.CopyFrom(_load(model))
     by_key = {(op.decl.namespace, op.decl.name): op for op in all_ops() if onnx_supported(op.decl)}
     types = _input_dtypes(m)
-    used = {}
-    for node in m.graph.node:
+    used, nodes = {}, []
+    for original in m.graph.node:
+        node = onnx.NodeProto()
+        node.CopyFrom(original)  # rewired below; the graph's node list is rebuilt from these copies
         op = by_key.get((node.domain, node.op_type))
         if op is None:
+            nodes.append(node)
             continue
-        bad = [(n, types[n]) for n in node.input if n and types.get(n) not in (None, *BRIDGE_DTYPES)]
+        bad = [(n, types[n]) for n in node.input
+               if n and types.get(n) not in (None, *BRIDGE_DTYPES, *HALF_DTYPES)]
         if bad:
             raise OpforgeError(f"{op.id} (node '{node.name}'): input {bad[0][0]!r} is {bad[0][1]}, which the "
                                "onnxruntime-extensions Python bridge cannot convert (it supports numpy dtypes: "
-                               f"{', '.join(BRIDGE_DTYPES)}). Fix: run that dtype through torch, or export with "
-                               "fallback=True and use plain ORT without the binding.")
+                               f"{', '.join(BRIDGE_DTYPES)}, plus float16/bfloat16 widened to float32). Fix: run "
+                               "that dtype through torch, or export with fallback=True and use plain ORT.")
         bind(op)
         values = _exact_values(op.decl, node)
         exact = tuple((a.name, tuple(v) if isinstance(v := values[a.name], list) else v) for a in op.decl.attrs)
@@ -192,7 +223,12 @@ def prepare(model) -> tuple:
                 "floats with 6 significant digits and no list attributes), so ORT could not tell which exact "
                 "values to use. Fix: run these models in separate processes, or make the values differ within "
                 "6 significant digits.")
+        before, after = _widen_half_precision(m, node, op, types)
+        nodes += [*before, node, *after]
         used[op.id] = op
+    if len(nodes) != len(m.graph.node):
+        del m.graph.node[:]
+        m.graph.node.extend(nodes)
     return m, list(used.values())
 
 
