@@ -11,7 +11,7 @@ import host as harness
 from cases import attrs_of, expected_shapes, op_ids, trt_types
 
 import ops
-from ops.check.oracle import check_backend
+from ops.check.oracle import as_tuple, check_backend, samples
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: enqueue "
                                 "needs a GPU (run `python -m pytest tests/harness -k gpu` on the GPU machine)")
@@ -51,3 +51,8 @@ def test_gpu_enqueue_matches_reference(trt_host, op_id, dtype):
         pytest.skip(f"{op_id} does not declare {dtype}")
     m = check_backend(op, "cuda", dtype, lambda s: run_plugin(trt_host, op, s))
     assert m["ok"], m
+    # ... and against the torch op on the same inputs: one kernel, two hosts, so the results agree
+    # exactly unless a host hands the kernel different views or attributes.
+    for sample in samples(op, "cuda", dtype):
+        for got, want in zip(run_plugin(trt_host, op, sample), as_tuple(op(*sample.inputs, **sample.attrs))):
+            assert torch.equal(got, want), (op_id, dtype, list(got.shape), (got.float() - want.float()).abs().max())
