@@ -65,13 +65,22 @@ def _dims(value_info_type):
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
 
 
+def _blocked(op, name: str):
+    """The row to return instead of running an ONNX stage: skip when the op declares no ONNX support or
+    a package is missing, fail when the compiled kernels cannot run. None when the stage can run."""
+    why = _why_not(op) or extension_problem(op)
+    if not why:
+        return None
+    return [StageResult(name, SKIP if "onnx=False" in why or "installed" in why else FAIL, why)]
+
+
 @stage("onnx.export", order=50)
 def onnx_export(op, ctx):
     """Export with each exporter/opset (dim 0 dynamic), checker full_check + strict shape inference, the
     custom node's output shape inferred with the symbolic batch dim."""
-    why = _why_not(op) or extension_problem(op)
-    if why:
-        return [StageResult("onnx.export", SKIP if "onnx=False" in why or "installed" in why else FAIL, why)]
+    blocked = _blocked(op, "onnx.export")
+    if blocked:
+        return blocked
     import onnx
 
     from ..onnx import export_onnx
@@ -121,9 +130,9 @@ def onnx_export(op, ctx):
 def ort_cpu(op, ctx):
     """ORT with the opforge binding vs the reference: every sample per dtype (TorchScript export at
     opset 17, one model per sample), and batch 1/3/8 through each dynamic export of onnx.export."""
-    why = _why_not(op) or extension_problem(op)
-    if why:
-        return [StageResult("ort.cpu", SKIP if "onnx=False" in why or "installed" in why else FAIL, why)]
+    blocked = _blocked(op, "ort.cpu")
+    if blocked:
+        return blocked
     from ..onnx import export_onnx, ort_session
     from ..onnx.models import run_session, single_op_module
     rows = []
@@ -163,9 +172,9 @@ def ort_cpu(op, ctx):
 @stage("ort.fallback", order=61)
 def ort_fallback(op, ctx):
     """A graph exported with fallback=True runs in plain ORT (no binding) on the reference's ONNX body."""
-    why = _why_not(op) or extension_problem(op)
-    if why:
-        return [StageResult("ort.fallback", SKIP if "onnx=False" in why or "installed" in why else FAIL, why)]
+    blocked = _blocked(op, "ort.fallback")
+    if blocked:
+        return blocked
     from ..onnx import export_onnx, ort_session
     from ..onnx.models import run_session, single_op_module
 
@@ -200,9 +209,9 @@ def ort_fallback(op, ctx):
 @stage("ort.polygraphy", order=62)
 def ort_polygraphy(op, ctx):
     """Polygraphy's Comparator: ORT (opforge binding) vs torch eager on the dynamic export, batch 1/3/8."""
-    why = _why_not(op) or extension_problem(op)
-    if why:
-        return [StageResult("ort.polygraphy", SKIP if "onnx=False" in why or "installed" in why else FAIL, why)]
+    blocked = _blocked(op, "ort.polygraphy")
+    if blocked:
+        return blocked
     if importlib.util.find_spec("polygraphy") is None:
         return [StageResult("ort.polygraphy", SKIP, "polygraphy not installed (pip install polygraphy)")]
     models = ctx.artifacts.get("onnx", {})
