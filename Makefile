@@ -6,7 +6,7 @@
 VENV          ?= .venv
 PY            ?= $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
-DEPS          := numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon \
+DEPS          := "setuptools>=77" wheel numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon \
                  onnxruntime-extensions==0.15.2 polygraphy==0.53.6
 PYTEST_ARGS   ?=
 
