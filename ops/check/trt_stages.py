@@ -6,15 +6,11 @@ needs TensorRT installed) shows TensorRT accepting it. Each row says which it is
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
-from ..declaration import PROJECT_ROOT
 from ..errors import BackendUnavailable, OpforgeError
 from . import FAIL, PASS, SKIP, StageResult, stage
 
-HARNESS_DIR = PROJECT_ROOT / "tests" / "harness"
 _cache: dict = {}
 
 
@@ -41,12 +37,9 @@ def _library(variant: str = "release"):
 
 
 def _harness():
-    """The harness's Python driver lives with the tests (tests/harness); absent in an installed package."""
-    if not (HARNESS_DIR / "host.py").is_file():
-        return None
-    if str(HARNESS_DIR) not in sys.path:
-        sys.path.insert(0, str(HARNESS_DIR))
-    return importlib.import_module("host"), importlib.import_module("checks")
+    from ..trt.harness import checks, host
+
+    return host, checks
 
 
 @stage("trt.plugin", order=70)
@@ -72,10 +65,7 @@ def harness_cpu(op, ctx):
     result, problem = _library()
     if problem:
         return StageResult("trt.harness", SKIP, f"no plugin library: {problem[1]}")
-    mods = _harness()
-    if mods is None:
-        return StageResult("trt.harness", SKIP, f"harness sources not found ({HARNESS_DIR})")
-    host, checks = mods
+    host, checks = _harness()
     if "host" not in _cache:
         _cache["host"] = host.Host(result.library)
     ok, detail, metrics = checks.cpu_checks(_cache["host"], op)
@@ -103,12 +93,10 @@ def enqueue(op, ctx):
     if not torch.cuda.is_available():
         return StageResult("trt.enqueue", SKIP, "no CUDA device on this machine (enqueue needs a GPU)")
     result, problem = _library()
-    mods = _harness()
-    if problem or mods is None:
-        return StageResult("trt.enqueue", SKIP, f"no plugin library or harness: {problem[1] if problem else HARNESS_DIR}")
-    host, _ = mods
-    sys.path.insert(0, str(HARNESS_DIR))
-    from test_gpu_enqueue import run_plugin  # noqa: E402  (the same runner the GPU tests use)
+    if problem:
+        return StageResult("trt.enqueue", SKIP if problem[0] == "skip" else FAIL, f"no plugin library: {problem[1]}")
+    host, _ = _harness()
+    from ..trt.harness.enqueue import run_plugin  # the same runner the GPU tests use
 
     from .oracle import check_backend
 

@@ -1,14 +1,9 @@
 """Fixtures for the plugin host harness tests: the built plugin library (release and ASan variants)
 and a Host driving it. Everything here runs on a CPU-only machine; only enqueue needs a GPU."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import host as harness  # noqa: E402
+from ops.trt.harness import host as harness
 
 
 def _build(variant):

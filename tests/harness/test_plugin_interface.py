@@ -8,9 +8,9 @@ import itertools
 import numpy as np
 import pytest
 
-import host as harness
-from cases import (attrs_of, expected_shapes, input_shapes, op_ids, plugin_ops, samples, trt_types,
-                   valid_type_combos)
+from ops.trt.harness import host as harness
+from ops.trt.harness.cases import (attrs_of, expected_shapes, input_shapes, op_ids, plugin_ops, samples,
+                                   trt_types, valid_type_combos)
 
 import ops
 

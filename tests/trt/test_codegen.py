@@ -2,18 +2,13 @@
 int attributes, ceil_div/max/min, a size output, an input shape constraint), compiled into a plugin
 library without kernels and driven through the harness's IExprBuilder."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+from ops.trt.harness import host as harness
 
-import host as harness  # noqa: E402
-
-from ops import Attr, Input, Output  # noqa: E402
-from ops import shape_rule as sr  # noqa: E402
-from ops.declaration import OpDecl  # noqa: E402
+from ops import Attr, Input, Output
+from ops import shape_rule as sr
+from ops.declaration import OpDecl
 
 
 def reference(x, w, stride, keep):  # never run: the harness checks interfaces, not values

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 
-import host as harness
+from . import host as harness
 
-from ops import shape_rule as sr
-from ops.registry import all_ops
-from ops.trt.codegen import has_plugin
+from ... import shape_rule as sr
+from ...registry import all_ops
+from ..codegen import has_plugin
 
 
 def plugin_ops():
@@ -22,7 +22,7 @@ def op_ids():
 def samples(op, dtype="float32"):
     import torch
 
-    from ops.dtypes import torch_dtype
+    from ...dtypes import torch_dtype
 
     return list(op.decl.samples("cpu", torch_dtype(dtype))) if op.decl.samples else []
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
 
 # nvinfer1 enums (NvInferRuntimeBase.h / NvInferPluginBase.h / NvInferRuntime.h, TensorRT 10.x)
 TRT_DTYPE = {"float32": 0, "float16": 1, "int8": 2, "int32": 3, "bool": 4, "uint8": 5, "bfloat16": 7, "int64": 8}
@@ -67,8 +66,8 @@ def tensors(items) -> ctypes.Array:
 
 def _compile(out: Path, sources: list[Path], flags: list[str]) -> Path:
     """Rebuild `out` when a source or header it depends on is newer (cheap: one translation unit)."""
-    from ops.trt import headers
-    from ops.trt.build import cuda_home
+    from .. import headers
+    from ..build import cuda_home
 
     deps = sources + sorted(HERE.glob("*.h"))
     if out.exists() and all(out.stat().st_mtime >= p.stat().st_mtime for p in deps):
@@ -84,14 +83,20 @@ def _compile(out: Path, sources: list[Path], flags: list[str]) -> Path:
     return out
 
 
+def _harness_build_dir() -> Path:
+    from ...paths import build_root
+
+    return build_root() / "opforge_trt_harness"
+
+
 def build_harness() -> Path:
-    return _compile(ROOT / "build" / "opforge_trt_harness" / "libopforge_trt_harness.so", [HERE / "harness.cpp"],
+    return _compile(_harness_build_dir() / "libopforge_trt_harness.so", [HERE / "harness.cpp"],
                     ["-shared", "-fPIC", "-O1", "-g", "-fvisibility=hidden"])
 
 
 def build_fuzzer() -> Path:
     """The createPlugin fuzzer, with AddressSanitizer (pair it with the 'asan' plugin library)."""
-    return _compile(ROOT / "build" / "opforge_trt_harness" / "opforge_trt_fuzz_asan", [HERE / "fuzz.cpp"],
+    return _compile(_harness_build_dir() / "opforge_trt_fuzz_asan", [HERE / "fuzz.cpp"],
                     ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"])
 
 
@@ -174,8 +179,8 @@ def onnx_node_for(op, attrs: dict, inputs) -> "onnx.NodeProto":  # noqa: F821
     """The op's node as the exporter writes it (ops.onnx.export_onnx of a one-op module). This is the one
     place to switch if the exporter changes; `synthetic_onnx_node` is the exporter-free fallback."""
     try:
-        from ops.onnx import export_onnx
-        from ops.onnx.models import single_op_module
+        from ...onnx import export_onnx
+        from ...onnx.models import single_op_module
     except ImportError:
         return synthetic_onnx_node(op, attrs)
     model = export_onnx(single_op_module(op, attrs), tuple(inputs), opset=17, check=False)
