@@ -1,44 +1,59 @@
-"""Builds ops._C against the torch that is installed: CPU kernels always, CUDA kernels when torch has
-CUDA and nvcc is found. The glue is generated from the op declarations into build/opforge_gen first.
+"""Builds ops._C (opforge's own op package, `ops.library`) against the torch that is installed: CPU kernels
+always, CUDA kernels when torch has CUDA and nvcc is found. The glue is generated from the declarations
+first. It uses the same build hook a user's op package uses (ops.build.extension + BuildExtension).
 
-Use `pip install -e .` (pyproject.toml points pip at an in-tree backend that sees the installed torch)
-or `pip install --no-build-isolation -e .`; `python -m ops.build` rebuilds in place."""
+`pip install .` / `pip wheel .` / `pip install -e .` (pyproject.toml points pip at an in-tree backend that
+sees the installed torch), or with `--no-build-isolation`; `python -m ops.build` rebuilds in place.
 
+A wheel carries the kernel API, the built-in kernels and the TensorRT adapter as package data (`ops/csrc`,
+`ops/plugins`), so ops.build, ops.check and `ops.build --trt` work from an installed opforge too."""
+
+import shutil
 import sys
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 try:
     import torch  # noqa: F401
-    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 except ImportError:
     sys.exit(
         "opforge builds its kernels against the torch that is installed, and none is.\n"
         "Install torch first (here: pip install torch==2.13.0), then: pip install --no-build-isolation -e ."
     )
 
-from ops.build import cuda_enabled, generate_sources, write_build_record  # noqa: E402
+from ops.build import BuildExtension, extension  # noqa: E402
 
-WITH_CUDA = cuda_enabled()
-SOURCES, RECORD = generate_sources(WITH_CUDA)
+DATA_TREES = {"csrc": "ops/csrc", "plugins": "ops/plugins"}  # checkout dir -> place in the wheel
+SOURCE_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu", ".in"}
 
 
-class BuildOpforge(BuildExtension):
-    """Records what was built (torch version, CUDA, per-op fingerprints) so a stale build is detected."""
+class BuildPyWithSources(build_py):
+    """Copies csrc/ and plugins/ into the package (build_lib/ops/...), for wheels and plain installs."""
 
     def run(self):
         super().run()
-        write_build_record(RECORD)
+        for src, dest in DATA_TREES.items():
+            for path in sorted((ROOT / src).rglob("*")):
+                if path.is_file() and path.suffix in SOURCE_SUFFIXES:
+                    target = Path(self.build_lib) / dest / path.relative_to(ROOT / src)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, target)
+
+
+class BuildOpforge(BuildExtension):
+    """ops._C, then the TensorRT plugin library when TensorRT headers are found (OPFORGE_TRT=0 skips it)."""
+
+    def run(self):
+        super().run()
         build_trt_plugins()
 
 
 def build_trt_plugins():
-    """The TensorRT plugin library, when TensorRT headers are found (TRT_INCLUDE_DIR, TENSORRT_ROOT, system
-    paths, or build/trt-headers from `python -m ops.trt.headers`). OPFORGE_TRT=0 skips it."""
     import os
 
     from ops.trt import headers
@@ -50,22 +65,9 @@ def build_trt_plugins():
     print(f"opforge: built {build().library}")
 
 
-def extension():
-    common = dict(
-        name="ops._C",
-        sources=[str(Path(s).relative_to(ROOT)) if Path(s).is_relative_to(ROOT) else s for s in SOURCES],
-        include_dirs=[str(ROOT / "csrc")],
-        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},  # the C++ standard is torch's choice
-    )
-    if WITH_CUDA:
-        common["define_macros"] = [("OPFORGE_WITH_CUDA", "1")]
-        return CUDAExtension(**common)
-    common["extra_compile_args"] = common["extra_compile_args"]["cxx"]
-    return CppExtension(**common)
-
-
 setup(
     packages=find_packages(include=["ops", "ops.*"]),
-    ext_modules=[extension()],
-    cmdclass={"build_ext": BuildOpforge.with_options(use_ninja=True)},
+    package_data={"ops.trt.harness": ["*.cpp"]},
+    ext_modules=[extension("ops.library")],
+    cmdclass={"build_ext": BuildOpforge, "build_py": BuildPyWithSources},
 )

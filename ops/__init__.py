@@ -3,30 +3,36 @@
     import ops
     ops.get_op("opforge::rms_norm")(x, weight)      # or torch.ops.opforge.rms_norm(x, weight)
 
-Importing `ops` registers every op in ops/library with torch and loads the compiled kernels (ops._C).
-A build problem never breaks the import: calling a compiled op then raises ExtensionError with the
-rebuild command, and `ops.load_extension()` raises it directly.
+Importing `ops` registers opforge's built-in ops (the op package `ops.library`) with torch and loads their
+compiled kernels (ops._C). A user's op package does the same for its own ops when it is imported (its
+`__init__.py` calls `ops.op_package(__name__)`). A build problem never breaks an import: calling a compiled
+op then raises ExtensionError with the rebuild command, and `ops.load_extension()` raises it directly.
 """
 
 from .declaration import REQUIRED, Attr, Input, Output, Sample
 from .dtypes import FLOATING
 from .errors import (BackendUnavailable, DeclarationError, ExportError, ExtensionError, OpforgeError,
                      ShapeRuleError)
+from .discovery import op_package
+from .packages import OpPackage
 from .registry import Op, all_ops, get_op, register_op
 
 __all__ = [
     "Attr", "BackendUnavailable", "DeclarationError", "ExportError", "ExtensionError", "FLOATING", "Input", "Op",
-    "OpforgeError", "Output", "REQUIRED", "Sample", "ShapeRuleError", "all_ops", "build_engine", "export_onnx", "get_op", "load_extension",
-    "register_op",
+    "OpPackage", "OpforgeError", "Output", "REQUIRED", "Sample", "ShapeRuleError", "all_ops", "build_engine", "export_onnx", "get_op", "load_extension",
+    "op_package", "register_op",
 ]
 
 
-def load_extension():
-    """Load ops._C, raising ExtensionError (with the rebuild command) if it is missing, stale or built
-    for another torch."""
+def load_extension(package: str | None = None):
+    """Load the compiled kernels of one op package (default: every op package imported so far), raising
+    ExtensionError (with the rebuild command) if they are missing, stale or built for another torch."""
+    from .discovery import packages
     from .extension import load
+    from .packages import package as op_package_named
 
-    return load(strict=True)
+    for pkg in packages() if package is None else [op_package_named(package)]:
+        load(pkg, strict=True)
 
 
 def export_onnx(model, args, path=None, **kwargs):
@@ -44,12 +50,4 @@ def build_engine(onnx_path, shapes=None, engine_path=None, **kwargs):
     return build(onnx_path, shapes, engine_path, **kwargs)
 
 
-def _initialise():
-    from .extension import load
-    from .registry import discover
-
-    discover()
-    load(strict=False)
-
-
-_initialise()
+from . import library  # noqa: E402,F401  (last: opforge's own op package declares its ops on import)

@@ -18,7 +18,6 @@ from . import shape_rule as sr
 from .dtypes import DTYPES, FLOATING
 from .errors import DeclarationError, ShapeRuleError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEVICES = ("cpu", "cuda")
 MAX_RANK = 8  # opforge::kMaxRank in csrc/opforge/kernel_api.h
 _ID = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)::([A-Za-z_][A-Za-z0-9_]*)$")
@@ -187,7 +186,8 @@ class OpDecl:
     version: int
     doc: str
     source: str  # "file:line" of the declaration, for messages
-    extras: dict = field(default_factory=dict)  # backend-specific options (onnx=..., tensorrt=...)
+    package: str | None = None  # the op package (ops.packages) of the declaring module
+    onnx: bool = True  # False: the op has no ONNX export
 
     # -- convenience --
     @property
@@ -232,9 +232,15 @@ class OpDecl:
         samples: Any = None,
         tolerances: Any = None,
         version: Any = 1,
-        extras: Any = None,
+        onnx: Any = True,
         source: str = "?",
+        package: str | None = None,
+        origin: Path | None = None,
+        built: Callable[[], set] = set,
     ) -> "OpDecl":
+        """`origin`: the directory of the declaring module (kernel directories are found relative to it);
+        `built`: the op ids in the package's compiled extension (kernel sources may then be absent, as in an
+        installed package that does not ship them)."""
         op = id if isinstance(id, str) else repr(id)
         v = _Validator(op)
         namespace, name = v.op_id(id)
@@ -246,7 +252,7 @@ class OpDecl:
         res_inputs = v.implied_ranks(res_inputs, res_outputs)
         v.unique_names(res_inputs, res_outputs, res_attrs)
         devs = v.devices(devices)
-        kernel_dir = v.kernels(kernels, name, devs)
+        kernel_dir = v.kernels(kernels, name, devs, origin, lambda: f"{namespace}::{name}" in built())
         ws = v.expression("workspace", workspace, res_inputs, res_attrs, set(), "bytes, e.g. 'x.shape[0] * 4'")
         v.reference(reference, res_inputs, res_attrs)
         v.callable_or_none("backward", backward, "a function (ctx, *grad_outputs) -> grads per input")
@@ -259,13 +265,13 @@ class OpDecl:
         tol = v.tolerances(tolerances)
         if type(version) is not int or version < 1:
             raise DeclarationError(op, "version", "an int >= 1", version, "use version=1 for a new op")
-        if extras is not None and not isinstance(extras, dict):
-            raise DeclarationError(op, "extras", "a dict of backend options", extras, "pass a dict or omit it")
+        if not isinstance(onnx, bool):
+            raise DeclarationError(op, "onnx", "a bool", onnx, "pass onnx=False for an op without ONNX export")
         return cls(
             id=f"{namespace}::{name}", namespace=namespace, name=name, inputs=res_inputs,
             outputs=res_outputs, attrs=res_attrs, devices=devs, kernel_dir=kernel_dir, workspace=ws,
             reference=reference, backward=backward, samples=samples, tolerances=tol, version=version,
-            doc=inspect.getdoc(reference) or "", source=source, extras=dict(extras or {}),
+            doc=inspect.getdoc(reference) or "", source=source, package=package, onnx=onnx,
         )
 
 
@@ -512,26 +518,39 @@ class _Validator:
             self.fail("devices", f"a non-empty list drawn from {list(DEVICES)}", devices, "e.g. devices=('cpu', 'cuda')")
         return tuple(d for d in DEVICES if d in devices)
 
-    def kernels(self, kernels, name, devices) -> Path | None:
+    def kernels(self, kernels, name, devices, origin: Path | None, built: Callable[[], bool]) -> Path | None:
+        """The op's kernel directory. 'auto' looks for csrc/<name>/ beside the declaring module, then in each
+        enclosing package directory, then at the project root; a relative path is relative to the declaring
+        module's directory."""
         if kernels is None:
             return None
-        if kernels == "auto":
-            kernels = f"csrc/{name}"
         if not isinstance(kernels, (str, Path)):
-            self.fail("kernels", "a directory (relative to the project root), 'auto' or None", kernels,
-                      f"put the kernels in csrc/{name}/")
-        directory = Path(kernels)
-        if not directory.is_absolute():
-            directory = PROJECT_ROOT / directory
+            self.fail("kernels", "a directory (relative to the declaring module), 'auto' or None", kernels,
+                      f"put the kernels in csrc/{name}/ beside the declaring module")
         expected = {"header": f"{name}.h", "cpu": f"{name}_cpu.cpp", "cuda": f"{name}_cuda.cu"}
-        for what in ("header", *devices):
-            path = directory / expected[what]
-            if not path.is_file():
-                self.fail("kernels", f"a {what} kernel file at {path}", "missing",
-                          f"create {path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path}"
-                          f"{' or drop ' + repr(what) + ' from devices' if what != 'header' else ''}"
-                          " (or pass kernels=None to run the reference as the implementation)")
-        return directory
+        if kernels == "auto":
+            candidates = [d / "csrc" / name for d in kernel_search_dirs(origin)]
+        else:
+            directory = Path(kernels)
+            candidates = [directory if directory.is_absolute() or origin is None else origin / directory]
+        for directory in candidates:
+            if all((directory / expected[w]).is_file() for w in ("header", *devices)):
+                return directory.resolve()
+        if candidates and built():  # an installed package whose wheel carries the compiled kernels only
+            return candidates[0]
+        where = candidates[0] if len(candidates) == 1 else None
+        if where is not None:
+            for what in ("header", *devices):
+                path = where / expected[what]
+                if not path.is_file():
+                    self.fail("kernels", f"a {what} kernel file at {path}", "missing",
+                              f"create {path}{' or drop ' + repr(what) + ' from devices' if what != 'header' else ''}"
+                              " (or pass kernels=None to run the reference as the implementation)")
+        looked = ", ".join(str(c) for c in candidates) or "nowhere (the declaring module has no file)"
+        self.fail("kernels", f"a directory csrc/{name}/ with {', '.join(expected[w] for w in ('header', *devices))}",
+                  f"none found (looked in {looked})",
+                  f"create csrc/{name}/ beside the declaring module or its package, pass kernels='<dir>', "
+                  "or kernels=None to run the reference as the implementation")
 
     def reference(self, fn, inputs, attrs):
         if not callable(fn):
@@ -568,6 +587,25 @@ class _Validator:
                           "e.g. {'float16': (1e-3, 1e-3)}")
             out[k] = (float(val[0]), float(val[1]))
         return out
+
+
+def kernel_search_dirs(origin: Path | None) -> list[Path]:
+    """Where 'auto' looks for csrc/: the declaring module's directory, each enclosing package directory, and
+    the project root of a source checkout (never site-packages itself)."""
+    if origin is None:
+        return []
+    from . import paths
+
+    origin = Path(origin).resolve()
+    dirs = [origin]
+    d = origin
+    while (d / "__init__.py").is_file() and (d.parent / "__init__.py").is_file():
+        d = d.parent
+        dirs.append(d)
+    root = paths.project_root(origin)
+    if root is not None and root not in dirs:
+        dirs.append(root)
+    return dirs
 
 
 def earlier_input(earlier, name):

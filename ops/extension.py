@@ -1,102 +1,153 @@
-"""Loading ops._C, with a clear error when it is missing, stale, or built for another torch.
+"""Loading an op package's compiled kernels, with a clear error when they are missing, stale, or built for
+another torch.
 
-The build writes ops/_C.build.json beside the library: the torch it was built against, whether CUDA
-kernels are in it, and a fingerprint per op (its generated glue + its kernel sources + the shared
-headers). Loading compares that record with the declarations as they are now, *before* the library
-is loaded, so a stale build never registers kernels that disagree with their declaration."""
+The build writes a record beside the extension (`ops/_C.build.json` for opforge's own): the torch it was
+built against, whether CUDA kernels are in it, and a fingerprint per op (its declaration as the glue sees
+it, the glue generator, the shared kernel headers and the op's kernel sources). Loading compares that record
+with the declarations as they are now, *before* the library is loaded, so a stale build never registers
+kernels that disagree with their declaration.
+
+The fingerprint reads a few small files per op and runs no code generation, so checking it at import costs
+microseconds per op. An installed package that ships its extension but not its kernel sources cannot be
+checked for staleness; its record is trusted.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
 import json
 from pathlib import Path
 
-from .declaration import PROJECT_ROOT
+from . import paths
 from .errors import ExtensionError
+from .registry import compiled_ops_in
 
-BUILD_INFO = Path(__file__).with_name("_C.build.json")
 REBUILD = "pip install --no-build-isolation -e . (or: python -m ops.build)"
-SHARED_HEADERS = ("csrc/opforge/kernel_api.h", "csrc/opforge/torch_glue.h")
-
+FINGERPRINT_VERSION = "2"
+SHARED_HEADERS = ("opforge/kernel_api.h", "opforge/kernel_cuda.cuh", "opforge/torch_glue.h")
 KERNEL_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu"}
+OPFORGE_PACKAGE = "ops.library"
 
-_state: dict = {"loaded": False, "error": None, "cuda": False}
+_state: dict[str, dict] = {}  # op package name -> {"loaded", "error", "cuda"}
 
 
-def fingerprint(decl) -> str:
-    from .torch.glue import generate
+def rebuild_hint(package) -> str:
+    if package.name == OPFORGE_PACKAGE:
+        return REBUILD
+    return (f"python -m ops.build --package {package.name} (or reinstall its project: "
+            "pip install --no-build-isolation .)")
 
-    h = hashlib.sha256(generate(decl).encode())
-    files = sorted(p for p in decl.kernel_dir.rglob("*") if p.suffix in KERNEL_SUFFIXES and not any(
-        part.startswith(".") for part in p.relative_to(decl.kernel_dir).parts)) if decl.kernel_dir else []
-    for path in [*(PROJECT_ROOT / s for s in SHARED_HEADERS), *files]:
+
+@functools.lru_cache(maxsize=1)
+def _generator_digest() -> bytes:
+    """What every op's glue depends on besides its declaration: the generator and the shared headers."""
+    h = hashlib.sha256(FINGERPRINT_VERSION.encode())
+    glue = Path(__file__).resolve().parent / "torch" / "glue.py"
+    for path in [glue, *(paths.csrc_dir() / s for s in SHARED_HEADERS)]:
         h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.digest()
+
+
+def kernel_sources(decl) -> list[Path]:
+    d = decl.kernel_dir
+    if d is None or not d.is_dir():
+        return []
+    return sorted(p for p in d.rglob("*") if p.suffix in KERNEL_SUFFIXES and not any(
+        part.startswith(".") for part in p.relative_to(d).parts))
+
+
+def declaration_text(decl) -> str:
+    """The parts of a declaration the generated glue is made from (not its source line or callables)."""
+    return repr((decl.id, decl.inputs, decl.outputs, decl.attrs, decl.devices, decl.workspace, decl.version))
+
+
+def fingerprint(decl) -> str | None:
+    """None when the op's kernel sources are not present (an installed package that ships only binaries)."""
+    files = kernel_sources(decl)
+    if not files:
+        return None
+    h = hashlib.sha256(_generator_digest())
+    h.update(declaration_text(decl).encode())
+    for path in files:
+        h.update(path.relative_to(decl.kernel_dir).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
-def _problem() -> str | None:
-    """Why ops._C cannot be loaded now, or None if it can."""
+def problem(package) -> str | None:
+    """Why the package's extension cannot be loaded now, or None if it can."""
     import torch
 
-    from .registry import library_ops
-
-    if importlib.util.find_spec("ops._C") is None or not BUILD_INFO.exists():
-        return f"the compiled extension ops._C is not built. Build it: {REBUILD}"
-    info = json.loads(BUILD_INFO.read_text())
+    hint = rebuild_hint(package)
+    try:
+        found = importlib.util.find_spec(package.extension) is not None
+    except ImportError:
+        found = False
+    if not found or not package.build_record.exists():
+        return f"the compiled extension {package.extension} is not built. Build it: {hint}"
+    info = json.loads(package.build_record.read_text())
     if info.get("torch") != torch.__version__:
-        return (f"ops._C was built for torch {info.get('torch')} but torch {torch.__version__} is installed. "
-                f"Rebuild: {REBUILD}")
+        return (f"{package.extension} was built for torch {info.get('torch')} but torch {torch.__version__} is "
+                f"installed. Rebuild: {hint}")
     built = info.get("ops", {})
-    for op in library_ops():
+    for op in compiled_ops_in(package.name):
         if op.id not in built:
-            return f"{op.id} is declared but not in the built ops._C. Rebuild: {REBUILD}"
-        if built[op.id] != fingerprint(op.decl):
-            return f"ops._C is stale: {op.id} (declaration or kernels) changed since the build. Rebuild: {REBUILD}"
+            return f"{op.id} is declared but not in the built {package.extension}. Rebuild: {hint}"
+        now = fingerprint(op.decl)
+        if now is not None and built[op.id] != now:
+            return (f"{package.extension} is stale: {op.id} (declaration or kernels) changed since the build. "
+                    f"Rebuild: {hint}")
     return None
 
 
-def load(strict: bool) -> bool:
-    """Load ops._C once. strict=True raises ExtensionError on a problem; strict=False records it and
-    registers stand-in kernels that raise it when a compiled op is called."""
-    from .registry import library_ops
+def load(package, strict: bool) -> bool:
+    """Load the package's extension once. strict=True raises ExtensionError on a problem; strict=False records
+    it and registers stand-in kernels that raise it when a compiled op is called."""
     from .torch.register import register_missing_kernels
 
-    if _state["loaded"]:
+    state = _state.setdefault(package.name, {"loaded": False, "error": None, "cuda": False})
+    if state["loaded"]:
         return True
-    if _state["error"] is None:
-        problem = _problem()
-        if problem is None:
+    if not compiled_ops_in(package.name):
+        state["loaded"] = True  # nothing compiled: nothing to load
+        return True
+    if state["error"] is None:
+        why = problem(package)
+        if why is None:
             try:
-                importlib.import_module("ops._C")
+                importlib.import_module(package.extension)
             except ImportError as e:  # e.g. undefined symbol: an ABI mismatch the record did not catch
-                problem = f"ops._C failed to load ({e}). Rebuild: {REBUILD}"
-        if problem is None:
-            info = json.loads(BUILD_INFO.read_text())
-            _state.update(loaded=True, cuda=bool(info.get("cuda")))
-            if not _state["cuda"]:
-                _register_cpu_only_stand_ins()
+                why = f"{package.extension} failed to load ({e}). Rebuild: {rebuild_hint(package)}"
+        if why is None:
+            info = json.loads(package.build_record.read_text())
+            state.update(loaded=True, cuda=bool(info.get("cuda")))
+            if not state["cuda"]:
+                _register_cpu_only_stand_ins(package)
             return True
-        _state["error"] = problem
-        for op in library_ops():
-            register_missing_kernels(op.decl, op.decl.devices, problem)
+        state["error"] = why
+        for op in compiled_ops_in(package.name):
+            register_missing_kernels(op.decl, op.decl.devices, why)
     if strict:
-        raise ExtensionError(_state["error"])
+        raise ExtensionError(state["error"])
     return False
 
 
-def _register_cpu_only_stand_ins():
+def _register_cpu_only_stand_ins(package):
     """Built without CUDA (CPU torch or no nvcc): a CUDA call should say so, not 'no kernel'."""
-    from .registry import library_ops
     from .torch.register import register_missing_kernels
 
-    for op in library_ops():
+    for op in compiled_ops_in(package.name):
         if "cuda" in op.decl.devices:
-            register_missing_kernels(op.decl, ["cuda"], "ops._C was built without CUDA kernels (CPU-only torch or "
-                                     f"no nvcc at build time). Rebuild with CUDA torch and nvcc: {REBUILD}")
+            register_missing_kernels(op.decl, ["cuda"], f"{package.extension} was built without CUDA kernels "
+                                     "(CPU-only torch or no nvcc at build time). Rebuild with CUDA torch and nvcc: "
+                                     f"{rebuild_hint(package)}")
 
 
-def status() -> dict:
-    return {"loaded": _state["loaded"], "cuda": _state["cuda"], "error": _state["error"]}
+def status(package_name: str = OPFORGE_PACKAGE) -> dict:
+    s = _state.get(package_name, {"loaded": False, "error": None, "cuda": False})
+    return {"loaded": s["loaded"], "cuda": s["cuda"], "error": s["error"]}
+

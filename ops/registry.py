@@ -3,14 +3,15 @@ the CLIs and the tests enumerate it; adding an op never edits a central file."""
 
 from __future__ import annotations
 
-import importlib
+import difflib
 import inspect
-import pkgutil
+import sys
+from pathlib import Path
 from typing import Any, Callable
 
-from pathlib import Path
-
-from .declaration import DEVICES, PROJECT_ROOT, OpDecl
+from . import paths
+from .declaration import DEVICES, OpDecl
+from .packages import built_op_ids
 from .errors import DeclarationError, OpforgeError
 
 _OPS: dict[str, "Op"] = {}
@@ -42,28 +43,37 @@ class Op:
         return f"<opforge op {self.decl.id} declared at {self.decl.source}>"
 
 
+REGISTER_OP_OPTIONS = ("inputs", "outputs", "attrs", "devices", "kernels", "workspace", "backward", "samples",
+                       "tolerances", "version", "onnx")
+
+
 def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels="auto", workspace=0,
-                backward=None, samples=None, tolerances=None, version=1, **extras) -> Callable[[Callable], Op]:
+                backward=None, samples=None, tolerances=None, version=1, onnx=True,
+                **unknown) -> Callable[[Callable], Op]:
     """Declare an op once; decorate its plain-PyTorch reference implementation.
 
     See README.md ("Write your first op") for every field. The declaration is validated here: a bad one
     raises DeclarationError naming the op, the field, what was expected, what was given, and the fix.
+    The op belongs to the op package (ops.packages) of the module that declares it; `kernels='auto'` finds
+    csrc/<name>/ relative to that module.
     """
+    op_name = id if isinstance(id, str) else repr(id)
+    for key in unknown:  # a misspelt option must not be silently ignored
+        close = difflib.get_close_matches(key, REGISTER_OP_OPTIONS, n=1, cutoff=0.5)
+        raise DeclarationError(op_name, key, f"one of register_op's options {list(REGISTER_OP_OPTIONS)}", key,
+                               f"did you mean {close[0]!r}?" if close else "remove it")
 
     def decorate(reference: Callable) -> Op:
-        try:
-            path = Path(inspect.getsourcefile(reference)).resolve()
-            if path.is_relative_to(PROJECT_ROOT):  # relative: the glue (and its fingerprint) must not
-                path = path.relative_to(PROJECT_ROOT)  # change when the checkout moves
-            src = f"{path}:{inspect.getsourcelines(reference)[1]}"
-        except (TypeError, OSError):
-            src = getattr(reference, "__qualname__", "?")
+        origin, source = _where(reference)
+        package = _package_of(reference)
         decl = OpDecl.build(id, reference, inputs=inputs, outputs=outputs, attrs=attrs, devices=devices,
                             kernels=kernels, workspace=workspace, backward=backward, samples=samples,
-                            tolerances=tolerances, version=version, extras=extras, source=src)
+                            tolerances=tolerances, version=version, onnx=onnx, source=source, package=package,
+                            origin=origin, built=lambda: built_op_ids(package))
         if decl.id in _OPS:
-            raise DeclarationError(decl.id, "id", "an id not declared before", decl.id,
-                                   f"it is already declared at {_OPS[decl.id].decl.source}; rename one")
+            raise DeclarationError(decl.id, "id", "an id declared once", decl.id,
+                                   f"it is declared at {_OPS[decl.id].decl.source} and again at {source}; rename one "
+                                   "(or make sure the module is imported under one name only)")
         from .torch.register import register
 
         try:
@@ -78,12 +88,20 @@ def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels=
     return decorate
 
 
-def discover() -> None:
-    """Import every declaration module in ops/library (each registers its op on import)."""
-    from . import library
+def _where(reference) -> tuple[Path | None, str]:
+    """(directory of the declaring module, 'file:line' for messages; relative to its project root)."""
+    try:
+        path = Path(inspect.getsourcefile(reference)).resolve()
+        return path.parent, f"{paths.relative_to_project(path)}:{inspect.getsourcelines(reference)[1]}"
+    except (TypeError, OSError):
+        return None, getattr(reference, "__qualname__", "?")
 
-    for module in pkgutil.iter_modules(library.__path__):
-        importlib.import_module(f"{library.__name__}.{module.name}")
+
+def _package_of(reference) -> str | None:
+    """The package that holds the declaring module: the op package the op's artefacts belong to."""
+    module = sys.modules.get(getattr(reference, "__module__", None) or "")
+    name = getattr(module, "__package__", None) if module is not None else None
+    return name or None
 
 
 def all_ops() -> list[Op]:
@@ -102,8 +120,17 @@ def get_op(name: str) -> Op:
     raise OpforgeError(f"no op named {name!r}: {hint}")
 
 
+def ops_in(package: str) -> list[Op]:
+    """The ops declared by modules of one op package."""
+    return [op for op in all_ops() if op.decl.package == package]
+
+
+def compiled_ops_in(package: str) -> list[Op]:
+    return [op for op in ops_in(package) if op.decl.kernel_dir is not None]
+
+
 def library_ops() -> list[Op]:
-    """Ops whose kernels are compiled into ops._C."""
+    """Ops with compiled kernels, in every op package."""
     return [op for op in all_ops() if op.decl.kernel_dir is not None]
 
 

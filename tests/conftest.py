@@ -1,3 +1,6 @@
+"""Suite-wide rules. The compiled kernels must load: a missing, stale or foreign build fails the whole run
+with the rebuild command (it used to turn every compiled-op test into a skip, and pytest exited 0)."""
+
 import itertools
 
 import pytest
@@ -20,3 +23,10 @@ def pytest_report_header(config):
     s = status()
     return [f"opforge: ops._C loaded={s['loaded']} cuda_kernels={s['cuda']} torch={torch.__version__} "
             f"cuda_available={torch.cuda.is_available()}" + (f" error={s['error']}" if s["error"] else "")]
+
+
+def pytest_sessionstart(session):
+    try:
+        ops.load_extension()
+    except ops.ExtensionError as e:
+        pytest.exit(f"opforge's compiled kernels cannot be used, so the suite cannot test them: {e}", returncode=1)

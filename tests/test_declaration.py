@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import ops
 from ops import Attr, DeclarationError, Input, Output, Sample, register_op
+from ops.paths import csrc_dir
 
 
 def declare(op_id, reference=None, **overrides):
@@ -35,12 +36,20 @@ def test_valid_declaration_registers_a_working_torch_op(unique_id):
     assert getattr(getattr(torch.ops, ns), name).default is op.torch_op
 
 
-def test_redeclaring_an_id_names_the_first_declaration(unique_id):
+def test_redeclaring_an_id_names_both_declarations(unique_id):
     op_id = unique_id("dup")
     declare(op_id)
-    with pytest.raises(DeclarationError, match="already declared at") as e:
+    with pytest.raises(DeclarationError, match="declared at .*test_declaration.py:\\d+ and again at "
+                       ".*test_declaration.py:\\d+") as e:
         declare(op_id)
     assert op_id in str(e.value)
+
+
+def test_a_misspelt_register_op_option_raises_with_the_closest_name(unique_id):
+    with pytest.raises(DeclarationError, match="'tolerance'.*did you mean 'tolerances'"):
+        register_op(unique_id(), inputs=[Input("x")], outputs=[Output("y")], tolerance={"float32": (1e-5, 1e-6)})
+    with pytest.raises(DeclarationError, match="'frobnicate'.*remove it"):
+        register_op(unique_id(), inputs=[Input("x")], outputs=[Output("y")], frobnicate=1)
 
 
 @pytest.mark.parametrize(
@@ -85,7 +94,8 @@ def test_reference_signature_must_match(unique_id):
 
 def test_kernels_require_samples(unique_id):
     with pytest.raises(DeclarationError, match="samples"):
-        declare(unique_id().replace("::", "_ns::").split("::")[0] + "::rms_norm", kernels="csrc/rms_norm", inputs=[Input("x"), Input("w")],
+        declare(unique_id().replace("::", "_ns::").split("::")[0] + "::rms_norm", kernels=str(csrc_dir() / "rms_norm"),
+                inputs=[Input("x"), Input("w")],
                 outputs=[Output("y")], attrs=[], reference=lambda x, w: x)
 
 

@@ -31,11 +31,18 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="STAGE",
                         help="run only stages whose name starts with STAGE (repeatable)")
     parser.add_argument("--quick", action="store_true", help="fewer dtypes in the slow stages")
+    parser.add_argument("--package", action="append", default=[], metavar="PKG",
+                        help="import this op package (its ops join --all; installed op packages with an "
+                             "opforge.ops entry point are always loaded)")
     args = parser.parse_args(argv)
 
     import ops
+    from ..discovery import import_package, load_installed
 
     try:
+        load_installed()
+        for name in args.package:
+            import_package(name)
         targets = ops.all_ops() if args.all else [ops.get_op(name) for name in args.ops]
     except OpforgeError as e:
         print(f"error: {e}", file=sys.stderr)

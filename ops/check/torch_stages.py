@@ -6,6 +6,7 @@ import torch
 
 from .. import shape_rule as sr
 from ..extension import load, status
+from ..packages import package
 from ..torch.register import output_shapes
 from . import FAIL, PASS, SKIP, StageResult, stage
 from .oracle import check_backend, reference_outputs, samples
@@ -37,19 +38,20 @@ def declaration(op, ctx):
 def build(op, ctx):
     if op.decl.kernel_dir is None:
         return StageResult("build", SKIP, "no compiled kernels declared: the reference is the implementation")
-    load(strict=False)
-    s = status()
+    pkg = package(op.decl.package)
+    load(pkg, strict=False)
+    s = status(pkg.name)
     if s["loaded"]:
-        return StageResult("build", PASS, f"ops._C loaded ({'CPU+CUDA' if s['cuda'] else 'CPU only'} kernels)",
-                           {"cuda_kernels": s["cuda"]})
+        return StageResult("build", PASS, f"{pkg.extension} loaded ({'CPU+CUDA' if s['cuda'] else 'CPU only'} "
+                           "kernels)", {"cuda_kernels": s["cuda"], "extension": pkg.extension})
     return StageResult("build", FAIL, s["error"])
 
 
 def extension_problem(op) -> str | None:
     """Why compiled kernels cannot run, for stages to report in one line instead of per sample."""
-    if op.decl.kernel_dir is None or status()["loaded"]:
+    if op.decl.kernel_dir is None or status(op.decl.package)["loaded"]:
         return None
-    return "ops._C is not usable (see the build row)"
+    return f"{package(op.decl.package).extension} is not usable (see the build row)"
 
 
 def _device_rows(op, device: str):

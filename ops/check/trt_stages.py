@@ -22,18 +22,27 @@ def _no_plugin(op) -> StageResult | None:
     return StageResult("trt.plugin", SKIP, "the op has no CUDA kernels: nothing for a TensorRT plugin to run")
 
 
-def _library(variant: str = "release"):
-    """Build once per process (all ops share one library); returns (build, None) or (None, problem)."""
-    if variant not in _cache:
+def _library(op, variant: str = "release"):
+    """Build once per process and op package (the package's ops share one library); returns (build, None)
+    or (None, (skip|fail, problem))."""
+    key = (variant, op.decl.package)
+    if key not in _cache:
         from ..trt.build import build
 
         try:
-            _cache[variant] = (build(variant), None)
+            _cache[key] = (build(variant, package=op.decl.package), None)
         except BackendUnavailable as e:
-            _cache[variant] = (None, ("skip", str(e)))
+            _cache[key] = (None, ("skip", str(e)))
         except OpforgeError as e:
-            _cache[variant] = (None, ("fail", str(e)))
-    return _cache[variant]
+            _cache[key] = (None, ("fail", str(e)))
+    return _cache[key]
+
+
+def _host(host, result):
+    key = ("host", str(result.library))
+    if key not in _cache:
+        _cache[key] = host.Host(result.library)
+    return _cache[key]
 
 
 def _harness():
@@ -46,7 +55,7 @@ def _harness():
 def plugin(op, ctx):
     if (row := _no_plugin(op)) is not None:
         return row
-    result, problem = _library()
+    result, problem = _library(op)
     if problem:
         return StageResult("trt.plugin", SKIP if problem[0] == "skip" else FAIL, problem[1])
     if op.id not in result.ops:
@@ -62,23 +71,22 @@ def plugin(op, ctx):
 def harness_cpu(op, ctx):
     if (row := _no_plugin(op)) is not None:
         return StageResult("trt.harness", SKIP, row.detail)
-    result, problem = _library()
+    result, problem = _library(op)
     if problem:
-        return StageResult("trt.harness", SKIP, f"no plugin library: {problem[1]}")
+        return StageResult("trt.harness", SKIP if problem[0] == "skip" else FAIL, f"no plugin library: {problem[1]}")
     host, checks = _harness()
-    if "host" not in _cache:
-        _cache["host"] = host.Host(result.library)
-    ok, detail, metrics = checks.cpu_checks(_cache["host"], op)
+    ok, detail, metrics = checks.cpu_checks(_host(host, result), op)
     rows = [StageResult("trt.harness", PASS if ok else FAIL, detail, metrics)]
     if not ctx.quick:
-        asan, problem = _library("asan")
+        asan, problem = _library(op, "asan")
         if problem:
-            rows.append(StageResult("trt.harness.fuzz", SKIP, f"no ASan build: {problem[1]}"))
-        elif "fuzz" not in _cache:
+            rows.append(StageResult("trt.harness.fuzz", SKIP if problem[0] == "skip" else FAIL,
+                                    f"no ASan build: {problem[1]}"))
+        elif ("fuzz", op.decl.package) not in _cache:
             rc, out = host.run_fuzzer(asan.library, cases=1000, seed=1)
-            _cache["fuzz"] = (rc, out.strip().splitlines()[-1] if out.strip() else "")
+            _cache[("fuzz", op.decl.package)] = (rc, out.strip().splitlines()[-1] if out.strip() else "")
         if not problem:
-            rc, summary = _cache["fuzz"]
+            rc, summary = _cache[("fuzz", op.decl.package)]
             rows.append(StageResult("trt.harness.fuzz", PASS if rc == 0 else FAIL,
                                     f"createPlugin fuzzed under AddressSanitizer (whole library): {summary}"))
     return rows
@@ -92,7 +100,7 @@ def enqueue(op, ctx):
         return StageResult("trt.enqueue", SKIP, row.detail)
     if not torch.cuda.is_available():
         return StageResult("trt.enqueue", SKIP, "no CUDA device on this machine (enqueue needs a GPU)")
-    result, problem = _library()
+    result, problem = _library(op)
     if problem:
         return StageResult("trt.enqueue", SKIP if problem[0] == "skip" else FAIL, f"no plugin library: {problem[1]}")
     host, _ = _harness()
@@ -100,7 +108,7 @@ def enqueue(op, ctx):
 
     from .oracle import check_backend
 
-    h = _cache.setdefault("host", host.Host(result.library))
+    h = _host(host, result)
     rows = []
     for dtype in [t for t in ("float32", "float16") if t in op.decl.dtypes]:
         m = check_backend(op, "cuda", dtype, lambda s: run_plugin(h, op, s))

@@ -4,7 +4,9 @@ import math
 
 import torch
 
-from ops import FLOATING, Attr, Input, Output, Sample, register_op
+from ops.declaration import Attr, Input, Output, Sample
+from ops.dtypes import FLOATING
+from ops.registry import register_op
 
 
 def samples(device, dtype):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import ExportError, OpforgeError
 from . import _lazy
+from .quiet import quiet_dynamo_registration_log
 from .schema import TRT_ATTRS, onnx_attr_value, onnx_supported, register_schemas
 
 TORCHSCRIPT_OPSETS = range(11, 18)
@@ -152,21 +153,6 @@ def _export_torchscript(model, args, opset, dynamic, ops):
         torch.onnx.export(model, tuple(args), buffer, dynamo=False, opset_version=opset, input_names=names,
                           dynamic_axes=axes or None, custom_opsets=custom)
     return _lazy.onnx().load_from_string(buffer.getvalue())
-
-
-@contextlib.contextmanager
-def quiet_dynamo_registration_log():
-    """The dynamo exporter logs a WARNING per torchvision op it skips when torchvision is absent (four
-    lines per export, unrelated to the model). Raise that one logger to ERROR for the export."""
-    import logging
-
-    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -62,7 +62,7 @@ def _export_reference(decl, tensors, attrs, opset):
         def forward(self, *inputs):
             return decl.reference(*inputs, **attrs)
 
-    from .export import quiet_dynamo_registration_log
+    from .quiet import quiet_dynamo_registration_log
 
     names = [i.name for i in decl.inputs][: len(tensors)]
     with warnings.catch_warnings(), quiet_dynamo_registration_log():

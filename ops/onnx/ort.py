@@ -242,8 +242,10 @@ def ort_session(model, providers=("CPUExecutionProvider",), session_options=None
         # An exception inside the onnxruntime-extensions callback terminates the process, so a missing or
         # stale ops._C must surface here, as ExtensionError with the rebuild command, not at run().
         from ..extension import load
+        from ..packages import package
 
-        load(strict=True)
+        for name in sorted({op.decl.package for op in used if op.decl.kernel_dir is not None}):
+            load(package(name), strict=True)
     if used:
         ext = _lazy.require("onnxruntime_extensions")
         options.register_custom_ops_library(ext.get_library_path())

@@ -33,8 +33,8 @@ _REGISTERED: dict[str, Any] = {}  # op id -> registered OpSchema (onnx keeps one
 
 
 def onnx_supported(decl: OpDecl) -> bool:
-    """A declaration opts out of ONNX with `onnx=False` in register_op's extras."""
-    return decl.extras.get("onnx", True) is not False
+    """A declaration opts out of ONNX with `register_op(..., onnx=False)`."""
+    return decl.onnx
 
 
 def onnx_attr_value(a: ResolvedAttr, value):

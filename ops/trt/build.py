@@ -20,16 +20,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..declaration import PROJECT_ROOT, OpDecl
+from .. import paths
+from ..declaration import OpDecl
 from ..errors import BackendUnavailable, OpforgeError
+from ..registry import ops_in
 from . import codegen, headers
 
-PLUGINS_DIR = PROJECT_ROOT / "plugins"
-CSRC_DIR = PROJECT_ROOT / "csrc"
-BUILD_ROOT = PROJECT_ROOT / "build"
 ADAPTER_SOURCES = ("opforge_trt_plugin.cpp", "opforge_trt_creator.cpp", "opforge_trt_entry.cpp")
-LIB_NAME = "libopforge_trt_plugins.so"
-STATIC_LIB_NAME = "libopforge_trt_plugins_static.so"
+DEFAULT_PACKAGE = "ops.library"
 
 
 @dataclass(frozen=True)
@@ -56,11 +54,15 @@ def cuda_archs() -> list[str]:
     return [a for a in archs if a]
 
 
-def plugin_decls() -> list[OpDecl]:
-    import ops  # noqa: F401  (registers the library ops)
-    from ..registry import all_ops
+def _package(name: str):
+    from ..discovery import import_package
 
-    return [op.decl for op in all_ops() if codegen.has_plugin(op.decl)]
+    return import_package(name)
+
+
+def plugin_decls(package: str = DEFAULT_PACKAGE) -> list[OpDecl]:
+    """The ops of an op package that get a TensorRT plugin (those with CUDA kernels)."""
+    return [op.decl for op in ops_in(_package(package).name) if codegen.has_plugin(op.decl)]
 
 
 def _write_if_changed(path: Path, text: str) -> Path:
@@ -80,14 +82,23 @@ def _ninja_escape(path: Path | str) -> str:
     return str(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
 
-VARIANT_DIRS = {"release": "opforge_trt", "asan": "opforge_trt_asan", "host": "opforge_trt_host"}
+VARIANT_DIRS = {"release": "trt", "asan": "trt_asan", "host": "trt_host"}
+
+
+def _kernel_include_dirs(decls: list[OpDecl]) -> list[Path]:
+    out: list[Path] = []
+    for d in decls:  # the generated code includes "<name>/<name>.h"
+        if d.kernel_dir is not None and d.kernel_dir.parent not in out:
+            out.append(d.kernel_dir.parent)
+    return out
 
 
 def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] | None = None,
-          build_dir: Path | None = None) -> PluginBuild:
-    """Build the plugin library. variant: 'release' (with CUDA kernels), 'asan' (no kernels,
-    AddressSanitizer) or 'host' (no kernels: every interface path but enqueue). `decls`/`build_dir` build a
-    library for other declarations (the codegen tests)."""
+          build_dir: Path | None = None, package: str = DEFAULT_PACKAGE) -> PluginBuild:
+    """Build an op package's plugin library, lib<stem>.so (opforge's own: libopforge_trt_plugins.so).
+    variant: 'release' (with CUDA kernels), 'asan' (no kernels, AddressSanitizer) or 'host' (no kernels:
+    every interface path but enqueue). `decls`/`build_dir` build a library for other declarations (the
+    codegen tests)."""
     if variant not in VARIANT_DIRS:
         raise OpforgeError(f"unknown plugin build variant {variant!r}: use one of {sorted(VARIANT_DIRS)}")
     trt_include = headers.require()
@@ -102,12 +113,20 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
                                  "Fix: install the CUDA toolkit or set CUDA_HOME")
     if shutil.which("ninja") is None:
         raise BackendUnavailable("ninja is needed to build the plugin library. Fix: pip install ninja")
-    decls = plugin_decls() if decls is None else decls
-    bdir = Path(build_dir) if build_dir else BUILD_ROOT / VARIANT_DIRS[variant]
+    from ..packages import package as op_package
+
+    pkg = _package(package) if decls is None else op_package(package)
+    decls = plugin_decls(package) if decls is None else decls
+    if not decls:
+        raise OpforgeError(f"op package {pkg.name!r} has no op with CUDA kernels: nothing for a TensorRT plugin "
+                           "library to hold")
+    bdir = Path(build_dir) if build_dir else pkg.build_dir / VARIANT_DIRS[variant]
+    csrc = paths.csrc_dir()
+    plugins = paths.plugins_dir()
     gen = generate_sources(bdir / "gen", decls)
     lib_dir = bdir / "lib"
     cuda_lib = next((p for p in (cuda / "lib64", cuda / "lib") if (p / "libcudart.so").exists()), cuda / "lib64")
-    includes = [PLUGINS_DIR, CSRC_DIR, bdir / "gen", trt_include, cuda / "include"]
+    includes = [plugins, csrc, *_kernel_include_dirs(decls), bdir / "gen", trt_include, cuda / "include"]
     cxxflags = ["-std=c++17", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter",
                 "-Wno-deprecated-declarations"] + [f"-I{p}" for p in includes]
     ldflags = ["-shared", "-Wl,--no-undefined", "-ldl"]  # --no-undefined: proves no libnvinfer symbol is needed
@@ -125,7 +144,8 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     if cuda_archs():
         top = cuda_archs()[-1]
         gencode += ["-gencode", f"arch=compute_{top},code=compute_{top}"]
-    nvflags = ["-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden", f"-I{CSRC_DIR}"] + gencode
+    nvflags = ["-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden", f"-I{csrc}",
+               *(f"-I{p}" for p in _kernel_include_dirs(decls))] + gencode
 
     q = lambda args: " ".join(shlex.quote(str(a)) for a in args)  # noqa: E731
     lines = [
@@ -137,7 +157,7 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
         "rule link", "  command = c++ -o $out $in $ldflags $extra", "  description = LINK $out",
     ]
     objs = []
-    sources = [PLUGINS_DIR / s for s in ADAPTER_SOURCES] + gen
+    sources = [plugins / s for s in ADAPTER_SOURCES] + gen
     for src in sources:
         obj = bdir / "obj" / (src.stem + ".o")
         lines.append(f"build {_ninja_escape(obj)}: cxx {_ninja_escape(src)}")
@@ -148,13 +168,13 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
             obj = bdir / "obj" / f"{d.namespace}_{d.name}_cuda.o"
             lines.append(f"build {_ninja_escape(obj)}: nvcc {_ninja_escape(src)}")
             objs.append(obj)
-    lib = lib_dir / LIB_NAME
-    shim = lib_dir / STATIC_LIB_NAME
+    lib = lib_dir / f"lib{pkg.plugin_library}.so"
+    shim = lib_dir / f"lib{pkg.plugin_library}_static.so"
     shim_obj = bdir / "obj" / "opforge_trt_static.o"
-    lines.append(f"build {_ninja_escape(shim_obj)}: cxx {_ninja_escape(PLUGINS_DIR / 'opforge_trt_static.cpp')}")
+    lines.append(f"build {_ninja_escape(shim_obj)}: cxx {_ninja_escape(plugins / 'opforge_trt_static.cpp')}")
     lines.append(f"build {_ninja_escape(lib)}: link {' '.join(_ninja_escape(o) for o in objs)}")
     lines.append(f"build {_ninja_escape(shim)}: link {_ninja_escape(shim_obj)} | {_ninja_escape(lib)}")
-    lines.append(f"  extra = -L{_ninja_escape(lib_dir)} -lopforge_trt_plugins -Wl,-rpath,'$$ORIGIN'")
+    lines.append(f"  extra = -L{_ninja_escape(lib_dir)} -l{pkg.plugin_library} -Wl,-rpath,'$$ORIGIN'")
     _write_if_changed(bdir / "build.ninja", "\n".join(lines) + "\n")
     cmd = ["ninja", "-C", str(bdir)] + (["-v"] if verbose else [])
     done = subprocess.run(cmd, capture_output=not verbose, text=True)
@@ -167,28 +187,33 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     return PluginBuild(lib, shim, bdir, tuple(d.id for d in decls), with_kernels, trt_include)
 
 
-def library_path(variant: str = "release") -> Path:
-    """Where the built library is (it may not exist yet: see build())."""
-    return BUILD_ROOT / VARIANT_DIRS[variant] / "lib" / LIB_NAME
+def library_path(variant: str = "release", package: str = DEFAULT_PACKAGE) -> Path:
+    """Where the op package's built library is (it may not exist yet: see build())."""
+    from ..packages import package as op_package
+
+    pkg = op_package(package)
+    return pkg.build_dir / VARIANT_DIRS[variant] / "lib" / f"lib{pkg.plugin_library}.so"
 
 
 KERNEL_API_HEADERS = ("kernel_api.h", "kernel_cuda.cuh")
 
 
-def emit_cmake(dest, archs: str = "87") -> Path:
-    """Write a standalone CMake project for the plugin library into `dest`: the adapter, the generated
-    per-op specs and the ops' CUDA kernels (no Python, no torch). Returns the CMakeLists.txt path."""
+def emit_cmake(dest, archs: str = "87", package: str = DEFAULT_PACKAGE) -> Path:
+    """Write a standalone CMake project for an op package's plugin library into `dest`: the adapter, the
+    generated per-op specs and the ops' CUDA kernels (no Python, no torch). Returns the CMakeLists.txt path."""
     dest = Path(dest)
-    decls = plugin_decls()
+    decls = plugin_decls(package)
+    stem = _package(package).plugin_library
+    csrc, plugins = paths.csrc_dir(), paths.plugins_dir()
     if not decls:
         raise OpforgeError("no op has CUDA kernels: there is nothing for a TensorRT plugin library to hold")
     for sub in ("plugins", "gen", "csrc"):
         shutil.rmtree(dest / sub, ignore_errors=True)
     for name in (*ADAPTER_SOURCES, "opforge_trt_static.cpp", "opforge_trt_plugin.h", "opforge_trt_codegen_support.h"):
-        _copy(PLUGINS_DIR / name, dest / "plugins" / name)
+        _copy(plugins / name, dest / "plugins" / name)
     generate_sources(dest / "gen", decls)
     for header in KERNEL_API_HEADERS:  # the framework-free kernel API; torch_glue.h needs ATen and stays out
-        _copy(CSRC_DIR / "opforge" / header, dest / "csrc" / "opforge" / header)
+        _copy(csrc / "opforge" / header, dest / "csrc" / "opforge" / header)
     kernels = []
     for d in decls:
         for what in ("header", "cuda"):
@@ -199,7 +224,7 @@ def emit_cmake(dest, archs: str = "87") -> Path:
                 kernels.append(rel.as_posix())
         for extra in [*d.kernel_dir.glob("*.cuh"), *d.kernel_dir.glob("*.h")]:  # headers beside its own
             _copy(extra, dest / "csrc" / d.kernel_dir.name / extra.name)
-    text = (PLUGINS_DIR / "CMakeLists.txt.in").read_text()
+    text = (plugins / "CMakeLists.txt.in").read_text().replace("opforge_trt_plugins", stem)
     text = text.replace("@ARCHS@", archs).replace("@KERNELS@", " ".join(kernels)).replace(
         "@OPS@", ", ".join(d.id for d in decls))
     return _write_if_changed(dest / "CMakeLists.txt", text)

@@ -20,7 +20,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..declaration import PROJECT_ROOT
 from ..errors import BackendUnavailable
 
 WHEEL = "kernel-lens==2.0.1"
@@ -33,8 +32,11 @@ HINT = (f"set TRT_INCLUDE_DIR (or TENSORRT_ROOT) to a TensorRT 10 install, or ru
 
 
 def cache_dir() -> Path:
-    """OPFORGE_TRT_HEADERS_CACHE, else build/trt-headers in the checkout."""
-    return Path(os.environ.get("OPFORGE_TRT_HEADERS_CACHE", PROJECT_ROOT / "build" / "trt-headers"))
+    """OPFORGE_TRT_HEADERS_CACHE, else trt-headers under opforge's build root (build/ of a checkout, the
+    user cache for an installed opforge)."""
+    from ..paths import build_root
+
+    return Path(os.environ.get("OPFORGE_TRT_HEADERS_CACHE") or build_root() / "trt-headers")
 
 
 def _has_headers(d: Path) -> bool:

@@ -40,8 +40,8 @@ def plugin_host(decl, tmp_path_factory):
 
     try:
         result = build("host", decls=[decl], build_dir=tmp_path_factory.mktemp("trt"))
-    except BackendUnavailable as e:
-        pytest.skip(str(e))
+    except BackendUnavailable as e:  # the toolchain is part of the test machine's setup
+        pytest.fail(f"cannot build the plugin library: {e}")
     return harness.Host(result.library)
 
 

@@ -1,0 +1,1 @@
+"""An example project that uses opforge for its custom ops."""

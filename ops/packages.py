@@ -1,0 +1,106 @@
+"""Op packages: where declared ops live, and what is built for them.
+
+An *op package* is a Python package whose modules declare ops with `@register_op`. Every op belongs to the
+package of the module that declares it. opforge's own ops are the package `ops.library`; a user's project
+has its own, e.g. `mypkg.ops`, whose `__init__.py` says
+
+    import ops
+    ops.op_package(__name__)          # import this package's declarations, load its compiled kernels
+
+Each op package has its own artefacts, named after it and kept apart from every other package's:
+- the torch extension `<package>._C` (opforge's is `ops._C`) with its build record beside it,
+  `_C.build.json` (torch version, CUDA or not, a fingerprint per op);
+- the TensorRT plugin library `lib<package with dots as _>_trt_plugins.so` (opforge's is
+  `libopforge_trt_plugins.so`);
+- generated glue and objects under `<build root>/opforge/<package>/` (see ops.paths.build_root).
+
+Installed op packages announce themselves with an entry point in the group `opforge.ops` (the value is the
+package's import name); `python -m ops.check --all`, `ops.export` and `ops.build` load those
+(ops.discovery). This module is the model only: names and places, no imports of declarations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+from .errors import OpforgeError
+
+_PACKAGES: dict[str, "OpPackage"] = {}
+
+
+@dataclass(frozen=True)
+class OpPackage:
+    name: str  # import name of the package holding the declarations, e.g. "mypkg.ops"
+    extension: str  # import name of its compiled kernels, e.g. "mypkg.ops._C"
+    plugin_library: str  # stem of its TensorRT plugin library: lib<stem>.so
+
+    @property
+    def directory(self) -> Path:
+        return _package_dir(self.name)
+
+    @property
+    def extension_dir(self) -> Path:
+        """The directory the extension module (and its build record) is placed in."""
+        parent = self.extension.rpartition(".")[0]
+        return self.directory if parent == self.name else _package_dir(parent)
+
+    @property
+    def extension_leaf(self) -> str:
+        return self.extension.rpartition(".")[2]
+
+    @property
+    def build_record(self) -> Path:
+        return self.extension_dir / f"{self.extension_leaf}.build.json"
+
+    @property
+    def build_dir(self) -> Path:
+        """Generated glue, objects and plugin libraries of this package."""
+        return paths.build_root(self.directory) / "opforge" / self.name
+
+
+def _package_dir(name: str) -> Path:
+    module = sys.modules.get(name)
+    locations = list(getattr(module, "__path__", []) or [])
+    if not locations:
+        spec = importlib.util.find_spec(name)
+        locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations:
+        raise OpforgeError(f"{name!r} is not an importable package: an op package is a directory with an "
+                           "__init__.py whose modules declare ops")
+    return Path(locations[0]).resolve()
+
+
+def _default(name: str) -> OpPackage:
+    return OpPackage(name, f"{name}._C", f"{name.replace('.', '_')}_trt_plugins")
+
+
+def package(name: str) -> OpPackage:
+    """The op package `name` (registered by op_package, or with the default artefact names)."""
+    return _PACKAGES.get(name) or _default(name)
+
+
+def register(pkg: OpPackage) -> OpPackage:
+    known = _PACKAGES.get(pkg.name)
+    if known is not None and known != pkg:
+        raise OpforgeError(f"op package {pkg.name!r} is declared twice with different options: {known} and {pkg}")
+    _PACKAGES[pkg.name] = pkg
+    return pkg
+
+
+def registered() -> list[str]:
+    return sorted(_PACKAGES)
+
+
+def built_op_ids(name: str | None) -> set:
+    """Op ids in the package's build record (one small JSON file; read only when kernel sources are missing)."""
+    if not name:
+        return set()
+    try:
+        return set(json.loads(package(name).build_record.read_text()).get("ops", {}))
+    except (OSError, ValueError, OpforgeError):
+        return set()
