@@ -112,6 +112,8 @@ def extension(package_name: str = DEFAULT_PACKAGE, with_cuda: bool | None = None
 
     with_cuda = cuda_enabled() if with_cuda is None else with_cuda
     sources, includes, record = generate_sources(package_name, with_cuda)
+    cwd = Path.cwd().resolve()
+    sources = [str(Path(s).relative_to(cwd)) if Path(s).is_relative_to(cwd) else s for s in sources]
     common = dict(name=package(package_name).extension, sources=sources, include_dirs=includes,
                   extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]})  # the C++ standard is torch's choice
     if with_cuda:

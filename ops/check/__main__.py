@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ..errors import OpforgeError
@@ -61,5 +62,17 @@ def main(argv=None) -> int:
     return 1 if failed else 0
 
 
+def run(argv=None) -> None:
+    """The CLI entry (python -m ops.check): exit without interpreter finalization. ONNX Runtime sessions
+    that bound opforge ops through the onnxruntime-extensions Python bridge are still alive in the bridge's
+    registry; destroyed during finalization, they call into Python that is already torn down and segfault
+    after every result has been printed (seen with onnxruntime 1.32 + onnxruntime-extensions 0.15.2). The
+    native ORT library of issue 9 removes the bridge and this workaround."""
+    code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
