@@ -19,8 +19,8 @@ from ..errors import ExportError, OpforgeError
 from . import _lazy
 from .schema import TRT_ATTRS, onnx_attr_value, onnx_supported, register_schemas
 
-TORCHSCRIPT_OPSETS = range(11, 18)
-DYNAMO_OPSETS = range(18, 24)
+TORCHSCRIPT_OPSETS = range(11, 18)  # torch.onnx.export(dynamo=False): opforge's symbolics
+DYNAMO_OPSETS = range(18, 24)  # torch.onnx.export(dynamo=True): custom_translation_table, onnxscript optimiser
 DEFAULT_OPSET = 20
 
 
