@@ -30,5 +30,9 @@ class ExportError(OpforgeError, RuntimeError):
     """An op or model cannot be exported to ONNX as requested."""
 
 
+class BackwardNotDeclared(OpforgeError, RuntimeError):
+    """A gradient was requested through an op whose declaration has no `backward` (raised by backward)."""
+
+
 class BackendUnavailable(OpforgeError, ImportError):
     """An optional backend package (onnxruntime, tensorrt, ...) is not installed."""

@@ -7,8 +7,27 @@ import pytest
 import torch
 
 import ops
+import fixture_ops  # noqa: F401  (registers the tests-only ops: opforge_fixture::*)
+import op_cases
 
 _counter = itertools.count()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--op", action="append", default=None, metavar="ID",
+                     help="run the generated per-op tests for this op only (repeatable), e.g. "
+                          "--op opforge::rms_norm --op opforge_fixture::masked_scale")
+
+
+def pytest_configure(config):
+    wanted = config.getoption("op")
+    if wanted:
+        known = {op.id for op in op_cases.candidate_ops()}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise pytest.UsageError(f"--op {', '.join(unknown)}: no registered op with samples of that id; "
+                                    f"known: {', '.join(sorted(known))}")
+        op_cases.SELECTED = list(wanted)
 
 
 @pytest.fixture
@@ -18,11 +37,14 @@ def unique_id():
 
 
 def pytest_report_header(config):
+    from ops.check.oracle import seed
     from ops.extension import status
 
     s = status()
     return [f"opforge: ops._C loaded={s['loaded']} cuda_kernels={s['cuda']} torch={torch.__version__} "
-            f"cuda_available={torch.cuda.is_available()}" + (f" error={s['error']}" if s["error"] else "")]
+            f"cuda_available={torch.cuda.is_available()}" + (f" error={s['error']}" if s["error"] else ""),
+            f"opforge: samples seeded with {seed()} (env OPFORGE_SEED); generated per-op tests over "
+            f"{', '.join(op.id for op in op_cases.generated_ops())}"]
 
 
 def pytest_sessionstart(session):

@@ -54,12 +54,25 @@ def test_cpp_algebra_spells_floor_semantics():
 
 
 def test_symint_evaluation_keeps_dims_symbolic():
-    """The fake kernel path: the same rule over SymInts, under torch.export with a dynamic dim."""
-    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+    """The fake kernel path: the same rule over SymInts (dynamic dims, as under torch.export) gives
+    expressions in the input's symbols, not the ints of the example sizes."""
+    from torch._dynamo.source import ConstantSource
     from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
-    mode = FakeTensorMode(shape_env=ShapeEnv())
-    with mode:
-        x = mode.from_tensor(torch.empty(6, 10), symbolic_context=None)
+    env = ShapeEnv()
+    mode = FakeTensorMode(shape_env=env, static_shapes=False)
+    dynamic = StatelessSymbolicContext(dynamic_sizes=[DimDynamic.DYNAMIC, DimDynamic.DYNAMIC])
+    real = torch.empty(6, 10)  # made outside the mode: torch.empty inside it is already a (static) fake
+    x = mode.from_tensor(real, source=ConstantSource("x"), symbolic_context=dynamic)
+    s0, s1 = (d.node.expr for d in x.shape)
+    assert s0.is_Symbol and s1.is_Symbol, x.shape
     rule = sr.parse_shape("[ceil_div(x.shape[1], 4), max(x.shape[0], 3)]")
-    assert sr.evaluate_shape(rule, sr.IntAlgebra({"x": x.shape}, {}), lambda n: 2) == [3, 6]
+    out = sr.evaluate_shape(rule, sr.IntAlgebra({"x": x.shape}, {}), lambda n: 2)
+    assert all(isinstance(d, torch.SymInt) for d in out), out  # plain ints [3, 6] would fail here
+    assert [d.node.hint for d in out] == [3, 6]  # the example sizes' values, read without guarding
+    assert out[0].node.expr.free_symbols == {s1} and out[1].node.expr.free_symbols == {s0}, out
+    # The same expressions give any other size's shape, max included (no guard picked a branch):
+    assert [int(d.node.expr.subs({s0: 100, s1: 41})) for d in out] == [11, 100]
+    assert [int(d.node.expr.subs({s0: 2, s1: 4})) for d in out] == [1, 3]
+    assert not env.guards, env.guards  # evaluating the rule specialised nothing

@@ -22,8 +22,35 @@ def as_tuple(out) -> tuple:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
+DEFAULT_SEED = 20240611
+
+
+def seed() -> int:
+    """The seed samples are drawn with: env OPFORGE_SEED when set, else DEFAULT_SEED."""
+    import os
+
+    text = os.environ.get("OPFORGE_SEED", "").strip()
+    if not text:
+        return DEFAULT_SEED
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise ValueError(f"OPFORGE_SEED must be an integer, got {text!r}") from None
+
+
+def seed_note() -> str:
+    """For failure messages: how to draw the same samples again."""
+    return f"samples drawn with seed {seed()} (reproduce with OPFORGE_SEED={seed()})"
+
+
 def samples(op, device: str, dtype: str) -> list:
-    return list(op.decl.samples(device, torch_dtype(dtype)))
+    """The declaration's samples, drawn with torch's RNG seeded by `seed()`: the same call gives the same
+    tensors in every run (and in another process), so a failure can be reproduced. The caller's RNG state
+    is left as it was."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed())
+        return list(op.decl.samples(device, torch_dtype(dtype)))
 
 
 def check_backend(op, device: str, dtype: str, run: Callable) -> dict:

@@ -20,8 +20,8 @@ from . import _lazy
 from .quiet import quiet_dynamo_registration_log
 from .schema import TRT_ATTRS, onnx_attr_value, onnx_supported, register_schemas
 
-TORCHSCRIPT_OPSETS = range(11, 18)
-DYNAMO_OPSETS = range(18, 24)
+TORCHSCRIPT_OPSETS = range(11, 18)  # torch.onnx.export(dynamo=False): opforge's symbolics
+DYNAMO_OPSETS = range(18, 24)  # torch.onnx.export(dynamo=True): custom_translation_table, onnxscript optimiser
 DEFAULT_OPSET = 20
 
 

@@ -5,7 +5,10 @@ How the body is made, generically: the reference is exported with torch (same ex
 the model) on one of the op's own samples, with every dim dynamic, and the resulting graph becomes the
 FunctionProto (initializers turn into Constant nodes). A float attribute becomes a real function
 attribute: the reference is exported with a probe value for it, and the one constant holding that value
-is replaced by `Constant(value_float = @attr)` (ref_attr_name), reshaped and cast like the original.
+is replaced by `Constant(value_float = @attr)` (ref_attr_name), reshaped and cast like the original; where
+the exporter's optimiser fused the reference into one standard op that holds the value as a node attribute
+instead (dynamo at opset 23 turns rms_norm's reference into RMSNormalization(epsilon=...)), that node
+attribute refers to the function attribute (ref_attr_name) instead.
 (At opset 11, which has no
 Constant(value_float), floats are specialised like the rest.) Other attributes (str, int, bool, lists) may change the traced graph's structure, so the body is
 specialised to the value the model's nodes use; nodes that disagree cannot share one function and make
@@ -111,10 +114,20 @@ def _body(decl, tensors, attrs, opset):
     for a, p in zip(floats, PROBES):
         hits = [name for name, (v, _) in consts.items() if v.size == 1 and np.issubdtype(v.dtype, np.floating)
                 and np.float32(v.reshape(-1)[0]) == np.float32(p)]
-        if len(hits) != 1:
+        # The exporter's optimiser may fuse the reference into one standard op that takes the value as a
+        # node attribute instead of a constant (dynamo at opset 23 turns rms_norm's reference into
+        # RMSNormalization(epsilon=...)). Such an attribute refers to the function attribute directly.
+        attr_hits = [na for n in g.node if n.op_type != "Constant" for na in n.attribute
+                     if na.type == onnx.AttributeProto.FLOAT and np.float32(na.f) == np.float32(p)]
+        if len(hits) + len(attr_hits) != 1:
             raise ExportError(f"{decl.id}: the fallback body cannot carry attribute '{a.name}': its value appears in "
-                              f"{len(hits)} constants of the traced reference (expected exactly 1). Fix: export "
-                              "without fallback, or make the reference use the attribute once.")
+                              f"{len(hits)} constants and {len(attr_hits)} node attributes of the traced reference "
+                              "(expected exactly 1). Fix: export without fallback, or make the reference use the "
+                              "attribute once.")
+        if attr_hits:
+            attr_hits[0].ClearField("f")
+            attr_hits[0].ref_attr_name = a.name
+            continue
         value, _ = consts[hits[0]]
         replace[hits[0]] = (a.name, value)
     nodes = []

@@ -11,6 +11,7 @@ import torch
 from .. import shape_rule as sr
 from ..declaration import OpDecl
 from ..dtypes import torch_dtype
+from ..errors import BackwardNotDeclared
 from .checks import check_inputs
 from .schema import schema
 
@@ -105,6 +106,23 @@ def _autograd(decl: OpDecl):
     return setup_context, backward
 
 
+def _no_backward(decl: OpDecl):
+    """The autograd kernel of an op that declares no backward: the forward records a node, and
+    differentiating through it raises (naming the op) instead of torch's fallback, which only warns that
+    the autograd kernel was not registered and returns silently incorrect (zero or missing) gradients."""
+
+    def setup_context(ctx, inputs, output):
+        pass
+
+    def backward(ctx, *grads):
+        raise BackwardNotDeclared(
+            f"{decl.id} declares no backward, so it cannot be differentiated: a gradient was requested through "
+            f"it (declared at {decl.source}). Fix: declare backward=fn(ctx, *grad_outputs) in its register_op, or "
+            "call it on inputs that do not require grad (e.g. under torch.no_grad() or with .detach()).")
+
+    return setup_context, backward
+
+
 def register(decl: OpDecl) -> None:
     lib = _LIBRARIES.get(decl.namespace)
     if lib is None:
@@ -113,9 +131,8 @@ def register(decl: OpDecl) -> None:
     torch.library.register_fake(decl.id, _fake_kernel(decl), lib=lib)
     if decl.kernel_dir is None:
         lib.impl(decl.name, _reference_kernel(decl), "CompositeExplicitAutograd")
-    if decl.backward is not None:
-        setup_context, backward = _autograd(decl)
-        torch.library.register_autograd(decl.id, backward, setup_context=setup_context, lib=lib)
+    setup_context, backward = _autograd(decl) if decl.backward is not None else _no_backward(decl)
+    torch.library.register_autograd(decl.id, backward, setup_context=setup_context, lib=lib)
 
 
 def register_missing_kernels(decl: OpDecl, devices, error_message: str) -> None:

@@ -1,0 +1,74 @@
+"""Ops declared only for the tests, with `kernels=None` (the reference is the implementation), so the
+generated per-op suite (tests/torch/test_library_ops.py and friends) also runs over declaration features
+that the built-in ops do not use:
+
+- opforge_fixture::masked_scale has an optional input (`mask=None`) and a backward;
+- opforge_fixture::row_absmax declares no backward and no empty sample, and its output shape is not
+  like its input's.
+
+Imported by tests/conftest.py, so they are registered in every test session. Run the whole generated
+suite on one of them with `pytest tests/torch --op opforge_fixture::masked_scale`."""
+
+import torch
+
+from ops import FLOATING, Attr, Input, Output, Sample, register_op
+
+
+def _rand(device, dtype, *shape):
+    return torch.randn(*shape).to(device=device, dtype=dtype)
+
+
+def _mask(device, *shape):
+    return (torch.rand(*shape) > 0.5).to(device)
+
+
+def masked_scale_samples(device, dtype):
+    return [
+        Sample(_rand(device, dtype, 4, 16), _mask(device, 4, 16)),
+        Sample(_rand(device, dtype, 3, 5, 7), None, scale=-0.5),  # mask omitted explicitly
+        Sample(_rand(device, dtype, 6, 9), _mask(device, 6, 9), scale=3.0),
+        Sample(_rand(device, dtype, 2, 3, 4)),  # mask omitted by leaving it out
+        Sample(_rand(device, dtype, 0, 8), _mask(device, 0, 8)),  # empty
+    ]
+
+
+def masked_scale_backward(ctx, grad):
+    factor = torch.full_like(grad, ctx.scale) if ctx.mask is None else \
+        torch.where(ctx.mask, torch.full_like(grad, ctx.scale), torch.ones_like(grad))
+    return grad * factor, None
+
+
+@register_op(
+    "opforge_fixture::masked_scale",
+    inputs=[Input("x", dtypes=FLOATING), Input("mask", dtypes=("bool",), optional=True, shape="like(x)")],
+    outputs=[Output("y", shape="like(x)", dtype="like(x)")],
+    attrs=[Attr("scale", float, 2.0)],
+    kernels=None,
+    backward=masked_scale_backward,
+    samples=masked_scale_samples,
+)
+def masked_scale(x, mask=None, scale=2.0):
+    """y = x * scale where mask (everywhere without a mask), x elsewhere; float32 math."""
+    xf = x.float()
+    y = xf * scale if mask is None else torch.where(mask, xf * scale, xf)
+    return y.to(x.dtype)
+
+
+def row_absmax_samples(device, dtype):
+    return [
+        Sample(_rand(device, dtype, 4, 16)),
+        Sample(_rand(device, dtype, 6, 3)),
+        Sample(_rand(device, dtype, 2, 100)),
+    ]
+
+
+@register_op(
+    "opforge_fixture::row_absmax",
+    inputs=[Input("x", dtypes=FLOATING, rank=2)],
+    outputs=[Output("y", shape="[x.shape[0]]", dtype="like(x)")],
+    kernels=None,
+    samples=row_absmax_samples,
+)
+def row_absmax(x):
+    """max |x| over each row (no backward declared, no empty sample)."""
+    return x.float().abs().amax(dim=1).to(x.dtype)

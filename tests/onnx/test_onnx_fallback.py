@@ -1,0 +1,58 @@
+"""export_onnx(..., fallback=True) at every opset 11-23 for every library op: the graph carries the op's
+reference as an ONNX function and runs in plain ONNX Runtime (no opforge binding), matching the reference
+with the attribute values of the node (float attributes are function attributes, not baked in).
+
+Opsets 11-17 go through the TorchScript exporter, 18-23 through dynamo (ops/onnx/export.py). At opset 23
+dynamo's optimiser fuses rms_norm's reference into ONNX RMSNormalization, whose epsilon is a node
+attribute, not a constant: the fallback body must wire the function attribute to that node attribute."""
+
+import onnx
+import pytest
+import torch
+
+from op_cases import generated_ops, is_empty, message, op_param
+from ops.check.oracle import reference_outputs, samples
+from ops.onnx import export_onnx
+from ops.onnx.export import DYNAMO_OPSETS, TORCHSCRIPT_OPSETS
+from ops.onnx.models import single_op_module
+from ops.onnx.schema import onnx_supported
+
+OPS = [op for op in generated_ops() if op.decl.kernel_dir is not None and onnx_supported(op.decl)]
+OPSETS = list(TORCHSCRIPT_OPSETS) + list(DYNAMO_OPSETS)
+
+
+def test_every_opset_is_covered():
+    assert OPSETS == list(range(11, 24))
+
+
+def _sample(op):
+    """One small non-empty sample, with every float attribute moved off its default (so a body that
+    baked in the default, or the probe value it was traced with, would not match)."""
+    s = min((s for s in samples(op, "cpu", "float32") if not is_empty(s)), key=lambda s: s.inputs[0].numel())
+    attrs = dict(s.attrs)
+    for a in op.decl.attrs:
+        if a.type == "float":
+            attrs[a.name] = 0.3 + 1.5 * float(attrs.get(a.name, a.default))
+    return type(s)(*s.inputs, **attrs)
+
+
+@pytest.mark.parametrize("opset", OPSETS)
+@pytest.mark.parametrize("op", [op_param(op) for op in OPS])
+def test_fallback_runs_in_plain_ort_at_every_opset(op, opset):
+    import onnxruntime as ort
+
+    sample = _sample(op)
+    m = export_onnx(single_op_module(op, sample.attrs), sample.inputs, opset=opset, fallback=True)
+    fn = [f for f in m.functions if (f.domain, f.name) == (op.decl.namespace, op.decl.name)]
+    assert len(fn) == 1, [(f.domain, f.name) for f in m.functions]
+    floats = [a.name for a in op.decl.attrs if a.type == "float"]
+    if opset >= 12:  # opset 11 has no Constant(value_float): floats are specialised there
+        assert list(fn[0].attribute) == floats
+    session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {i.name: t.numpy() for i, t in zip(session.get_inputs(), sample.inputs)}
+    got = session.run(None, feed)
+    rtol, atol = op.decl.tolerance("float32")
+    for g, e in zip(got, reference_outputs(op, sample)):
+        torch.testing.assert_close(torch.from_numpy(g), e, rtol=max(rtol, 1e-5), atol=max(atol, 1e-5),
+                                   msg=lambda text: message(op, "float32", f"fallback, opset {opset}",
+                                                            sample.inputs[0].shape, text))
