@@ -1,5 +1,6 @@
 """The README's "Write your first op" section, executed: its files are written into a copy of the
-project, which is built and checked. Proves that a new op needs its declaration and kernels only."""
+project, which is built, checked, and run through the whole generated per-op suite. Proves that a new op
+needs its declaration and kernels only."""
 
 import json
 import os
@@ -59,6 +60,13 @@ def test_new_op_from_readme_builds_and_passes_check(tmp_path):
         assert {"trt.plugin", "trt.harness"} <= passed, passed
     if _has_cuda():
         assert {"torch.cuda", "trt.enqueue"} <= passed, passed
+    # ... and the whole generated per-op suite, restricted to the new op
+    suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--op", "myops::scale_shift",
+                            "tests/torch", "tests/onnx/test_onnx_fallback.py"], cwd=project, env=env,
+                           capture_output=True, text=True)
+    tail = suite.stdout[-3000:] + suite.stderr[-2000:]
+    assert suite.returncode == 0, tail
+    assert " passed" in tail and " failed" not in tail, tail
 
 
 def _has_cuda() -> bool:

@@ -24,6 +24,7 @@ from . import _lazy
 from .schema import ELEM_TO_DTYPE, onnx_attr_value
 
 PROBES = (0.0123456789, 0.0234567891, 0.0345678912, 0.0456789123)  # distinctive, harmless magnitudes
+PROBES_CHECK = (0.0567891234, 0.0678912345, 0.0789123456, 0.0891234567)  # a second export to find derived constants
 
 
 def _node_facts(m, node, decl):
@@ -96,6 +97,35 @@ def _constants(g):
     return out
 
 
+def _probe_hits(consts, probe) -> list[str]:
+    import numpy as np
+
+    return [name for name, (v, _) in consts.items() if v.size == 1 and np.issubdtype(v.dtype, np.floating)
+            and np.float32(v.reshape(-1)[0]) == np.float32(probe)]
+
+
+def _check_no_derived_constants(decl, tensors, attrs, opset, floats, consts, hit_names):
+    """A constant computed from an attribute (say 1/bound, folded by the exporter) would be baked into the
+    body with the probe's value. Export again with other probes: every constant that is not an attribute
+    occurrence must come out the same."""
+    probed = dict(attrs)
+    for a, p in zip(floats, PROBES_CHECK):
+        probed[a.name] = p
+    other = _constants(_export_reference(decl, tensors, probed, opset).graph)
+    second_hits = set()
+    for p in PROBES_CHECK[:len(floats)]:
+        second_hits.update(_probe_hits(other, p))
+
+    def rest(cs, skip):
+        return sorted((v.dtype.str, v.shape, v.tobytes()) for name, (v, _) in cs.items() if name not in skip)
+
+    if rest(consts, hit_names) != rest(other, second_hits):
+        raise ExportError(f"{decl.id}: the fallback body cannot carry attributes {[a.name for a in floats]}: the traced "
+                          "reference holds constants computed from them (e.g. 1/x folded by the exporter), which a "
+                          "function attribute cannot reproduce. Fix: export without fallback, or write the reference "
+                          "so the attribute is used as it is (x / bound, not x * (1 / bound)).")
+
+
 def _body(decl, tensors, attrs, opset):
     """(FunctionProto pieces) of the reference with float attributes wired to function attributes."""
     import numpy as np
@@ -111,25 +141,26 @@ def _body(decl, tensors, attrs, opset):
     g = model.graph
     consts = _constants(g)
     replace = {}
+    hit_names: set = set()
     for a, p in zip(floats, PROBES):
-        hits = [name for name, (v, _) in consts.items() if v.size == 1 and np.issubdtype(v.dtype, np.floating)
-                and np.float32(v.reshape(-1)[0]) == np.float32(p)]
+        hits = _probe_hits(consts, p)
         # The exporter's optimiser may fuse the reference into one standard op that takes the value as a
         # node attribute instead of a constant (dynamo at opset 23 turns rms_norm's reference into
         # RMSNormalization(epsilon=...)). Such an attribute refers to the function attribute directly.
         attr_hits = [na for n in g.node if n.op_type != "Constant" for na in n.attribute
                      if na.type == onnx.AttributeProto.FLOAT and np.float32(na.f) == np.float32(p)]
-        if len(hits) + len(attr_hits) != 1:
+        if not hits and not attr_hits:
             raise ExportError(f"{decl.id}: the fallback body cannot carry attribute '{a.name}': its value appears in "
-                              f"{len(hits)} constants and {len(attr_hits)} node attributes of the traced reference "
-                              "(expected exactly 1). Fix: export without fallback, or make the reference use the "
-                              "attribute once.")
-        if attr_hits:
-            attr_hits[0].ClearField("f")
-            attr_hits[0].ref_attr_name = a.name
-            continue
-        value, _ = consts[hits[0]]
-        replace[hits[0]] = (a.name, value)
+                              "no constant or node attribute of the traced reference (the exporter folded it into "
+                              "something else). Fix: export without fallback.")
+        for na in attr_hits:  # the probe value is distinctive: every occurrence is the attribute itself
+            na.ClearField("f")
+            na.ref_attr_name = a.name
+        for name in hits:
+            replace[name] = (a.name, consts[name][0])
+        hit_names.update(hits)
+    if floats:
+        _check_no_derived_constants(decl, tensors, attrs, opset, floats, consts, hit_names)
     nodes = []
     for name, (value, producer) in consts.items():
         if name in replace:

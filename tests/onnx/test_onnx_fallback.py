@@ -56,3 +56,39 @@ def test_fallback_runs_in_plain_ort_at_every_opset(op, opset):
         torch.testing.assert_close(torch.from_numpy(g), e, rtol=max(rtol, 1e-5), atol=max(atol, 1e-5),
                                    msg=lambda text: message(op, "float32", f"fallback, opset {opset}",
                                                             sample.inputs[0].shape, text))
+
+
+def _declare_clip(unique_id, reference):
+    from ops import Attr, Input, Output, Sample, register_op
+
+    return register_op(unique_id("clip"), inputs=[Input("x")], outputs=[Output("y")],
+                       attrs=[Attr("bound", float, 3.0)], kernels=None,
+                       samples=lambda device, dtype: [Sample(torch.randn(4, 6, dtype=dtype, device=device))])(reference)
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_an_attribute_used_twice_becomes_one_function_attribute(unique_id, tmp_path, opset):
+    def softclip(x, bound=3.0):
+        return bound * torch.tanh(x / bound)
+
+    op = _declare_clip(unique_id, softclip)
+    x = torch.randn(4, 6) * 4
+    path = tmp_path / "m.onnx"
+    export_onnx(single_op_module(op, {"bound": 1.7}), (x,), path, opset=opset, fallback=True)
+    from ops.onnx import ort_session
+    from ops.onnx.models import run_session
+
+    (got,) = run_session(ort_session(str(path), bind_ops=False), (x,))
+    torch.testing.assert_close(torch.as_tensor(got), softclip(x, 1.7))
+
+
+def test_a_constant_derived_from_an_attribute_is_refused(unique_id, tmp_path):
+    def scaled(x, bound=3.0):
+        return x / bound + x * (1.0 / bound)  # 1/bound is a constant computed from the attribute
+
+    op = _declare_clip(unique_id, scaled)
+    from ops.errors import ExportError
+
+    with pytest.raises(ExportError, match="constants computed from them"):
+        export_onnx(single_op_module(op, {"bound": 1.7}), (torch.randn(4, 6),), tmp_path / "m.onnx", opset=17,
+                    fallback=True)

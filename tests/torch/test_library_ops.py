@@ -21,6 +21,13 @@ from ops.errors import BackwardNotDeclared
 
 OPS = generated_ops()
 PER_OP = [op_param(op) for op in OPS]
+
+
+def per_op(applies) -> list:
+    """The ops a test applies to, by their declaration (an op without optional inputs is not a skip of the
+    optional-input test: it is not in it)."""
+    return [op_param(op) for op in OPS if applies(op)]
+
 ALL = with_dtypes(OPS)
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                                   reason="no CUDA device on this machine"))]
@@ -57,13 +64,11 @@ def test_matches_reference(op, dtype, device):
         assert_matches_reference(op, sample, dtype, label)
 
 
-@pytest.mark.parametrize("op", PER_OP)
+@pytest.mark.parametrize("op", per_op(lambda op: optional_names(op)))
 def test_optional_inputs_given_and_omitted(op):
     """Every optional input is given by some sample (so 'omitted' variants exist too, see variants())
     and omitting it is accepted by the op and by the reference."""
     names = optional_names(op)
-    if not names:
-        pytest.skip(f"{op.id} declares no optional input")
     all_samples = samples(op, "cpu", op.decl.dtypes[0])
     for k, decl_input in enumerate(op.decl.inputs):
         if not decl_input.optional:
@@ -103,11 +108,10 @@ def test_non_contiguous_inputs(op, dtype, device):
         assert_matches_reference(op, ops.Sample(t, *x.inputs[1:], **x.attrs), dtype, "transposed")
 
 
-@pytest.mark.parametrize("op", PER_OP)
+@pytest.mark.parametrize("op", per_op(lambda op: any(is_empty(s) for s in samples(op, "cpu", "float32"))))
 def test_empty_inputs_give_empty_outputs(op):
+    """Only ops that declare an empty sample: an op need not accept empty inputs."""
     empties = [s for s in samples(op, "cpu", "float32") if is_empty(s)]
-    if not empties:
-        pytest.skip(f"{op.id} declares no empty sample")
     for s in empties:
         out = as_tuple(op(*s.inputs, **s.attrs))
         ref = reference_outputs(op, s)
@@ -138,10 +142,8 @@ def _first_nonempty(op, dtype="float32", device="cpu"):
     return next(s for s in samples(op, device, dtype) if not is_empty(s))
 
 
-@pytest.mark.parametrize("op", PER_OP)
+@pytest.mark.parametrize("op", per_op(lambda op: op.decl.backward is not None))
 def test_backward_matches_autograd_through_the_reference(op):
-    if op.decl.backward is None:
-        pytest.skip(f"{op.id} declares no backward (test_backward_without_declaration_raises covers it)")
     for label, sample in variants(op, _first_nonempty(op)):
         floating = [t is not None and t.is_floating_point() for t in sample.inputs]
         a = [t.detach().clone().double().requires_grad_() if f else t for t, f in zip(sample.inputs, floating)]
@@ -157,13 +159,11 @@ def test_backward_matches_autograd_through_the_reference(op):
                                                              sample.inputs[0].shape, m))
 
 
-@pytest.mark.parametrize("op", PER_OP)
+@pytest.mark.parametrize("op", per_op(lambda op: op.decl.backward is None))
 def test_backward_without_declaration_raises(op):
     """An op without a declared backward still runs forward on inputs that require grad, and
     differentiating through it raises an error naming the op, never torch's 'autograd kernel was not
     registered' warning with silently wrong gradients."""
-    if op.decl.backward is not None:
-        pytest.skip(f"{op.id} declares a backward (test_backward_matches_autograd_through_the_reference covers it)")
     sample = _first_nonempty(op)
     inputs = [t.detach().clone().requires_grad_() if t is not None and t.is_floating_point() else t
               for t in sample.inputs]
@@ -206,16 +206,16 @@ def _assert_close_to_reference(op, got, sample, label):
         assert m["ok"], message(op, "float32", label, sample.inputs[0].shape, m)
 
 
-def _batch_sample_or_skip(op):
-    s = batch_sample(op, samples(op, "cpu", "float32"))
-    if s is None:
-        pytest.skip(f"{op.id} has no non-empty sample whose first input has rank >= 2 and dim 0 >= 2")
-    return s
+def _batch_sample(op):
+    return batch_sample(op, samples(op, "cpu", "float32"))
 
 
-@pytest.mark.parametrize("op", PER_OP)
+WITH_BATCH = per_op(lambda op: _batch_sample(op) is not None)  # a non-empty sample of rank >= 2, dim 0 >= 2
+
+
+@pytest.mark.parametrize("op", WITH_BATCH)
 def test_torch_export_keeps_dynamic_dims(op):
-    for label, sample in variants(op, _batch_sample_or_skip(op)):
+    for label, sample in variants(op, _batch_sample(op)):
         _, given = _present(sample)
         shapes = tuple({d: torch.export.Dim.AUTO for d in range(t.dim())} for t in given)
         ep = torch.export.export(_module(op, sample), tuple(given), dynamic_shapes=(shapes,))  # one varargs entry
@@ -228,13 +228,13 @@ def test_torch_export_keeps_dynamic_dims(op):
             _assert_close_to_reference(op, ep.module()(*_present(bigger)[1]), bigger, f"export, {label}, batch {batch}")
 
 
-@pytest.mark.parametrize("op", PER_OP)
+@pytest.mark.parametrize("op", WITH_BATCH)
 def test_torch_compile(op):
     """inductor with dynamic=True on two batch sizes, compared with the reference (not the same kernel)."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
     torch._dynamo.reset()
-    for label, sample in variants(op, _batch_sample_or_skip(op)):
+    for label, sample in variants(op, _batch_sample(op)):
         counter = CompileCounterWithBackend("inductor")
         compiled = torch.compile(_module(op, sample), backend=counter, dynamic=True, fullgraph=True)
         n = sample.inputs[0].shape[0]
