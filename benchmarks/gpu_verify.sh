@@ -19,4 +19,11 @@ python3 -m pytest ${PYTEST_TARGETS:-tests} -q -p no:cacheprovider -p no:logging 
 echo "pytest exit $?"; grep -E "passed|failed" "$OUT/pytest.log" | tail -3; grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -20
 python3 -m ops.check --all --json > "$OUT/check.json" 2>/dev/null; echo "ops.check exit $?"
 python3 -m ops.check --all 2>/dev/null | grep -E "cuda|enqueue|engine|FAIL|->" | cut -c1-200 | tee "$OUT/check.txt"
-python3 benchmarks/bench_torch_ops.py --json "$OUT/bench.json" 2>&1 | grep -v Warning | tee "$OUT/bench.txt"
+# The example user package (its own op package, extension and plugin library), built and checked on the GPU.
+( cd examples/user_package && python3 -m ops.build --package mypkg.ops > "$OUT/user_build.log" 2>&1 \
+  && python3 -m ops.build --trt --package mypkg.ops >> "$OUT/user_build.log" 2>&1 \
+  && python3 -m ops.check --package mypkg.ops mypkg::softclip 2>/dev/null | cut -c1-200 | tee "$OUT/user_check.txt" ) \
+  || tail -20 "$OUT/user_build.log"
+if [ "${BENCH:-1}" = 1 ]; then
+  python3 benchmarks/bench_torch_ops.py --json "$OUT/bench.json" 2>&1 | grep -v Warning | tee "$OUT/bench.txt"
+fi
