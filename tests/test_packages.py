@@ -93,7 +93,10 @@ def test_an_unbuilt_package_imports_and_its_op_says_how_to_build(project):
 
 def _fake_build(pkg, ops_record):
     """A record and an (empty) extension file: enough for the pre-load checks, which never load it."""
-    (pkg.extension_dir / f"{pkg.extension_leaf}.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    import importlib.machinery
+
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (pkg.extension_dir / f"{pkg.extension_leaf}{suffix}").write_bytes(b"")
     pkg.build_record.write_text(json.dumps({"torch": torch.__version__, "cuda": False, "ops": ops_record}))
 
 

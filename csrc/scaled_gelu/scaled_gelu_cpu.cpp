@@ -16,8 +16,10 @@ template <typename T>
 void run(const T* x, T* y, int64_t n, float alpha, bool use_tanh) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = ::opforge::load(x, i);
-    const float g = use_tanh ? 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kKappa * v * v * v)))
-                             : 0.5f * v * (1.0f + std::erf(v * kSqrt1_2));
+    // gelu(-inf) is its limit 0 (the formula gives -inf * 0 = NaN); NaN and +inf pass through.
+    const float g = v == -INFINITY ? 0.0f
+                    : use_tanh ? 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kKappa * v * v * v)))
+                               : 0.5f * v * (1.0f + std::erf(v * kSqrt1_2));
     ::opforge::store(y, i, alpha * g);
   }
 }

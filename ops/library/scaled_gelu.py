@@ -51,5 +51,8 @@ def backward(ctx, grad):
     tolerances={"float32": (1e-5, 1e-5)},
 )
 def scaled_gelu(x, alpha=1.0, approximate="none"):
-    """alpha * gelu(x): the GELU of torch.nn.functional.gelu, scaled; float32 math for every dtype."""
-    return (torch.nn.functional.gelu(x.float(), approximate=approximate) * alpha).to(x.dtype)
+    """alpha * gelu(x): the GELU of torch.nn.functional.gelu, scaled; float32 math for every dtype.
+    gelu(-inf) is its limit, 0: the formula's -inf * 0 gives NaN, and torch versions disagree on it."""
+    x32 = x.float()
+    y = torch.nn.functional.gelu(x32, approximate=approximate)
+    return (torch.where(x32 == float("-inf"), torch.zeros_like(y), y) * alpha).to(x.dtype)

@@ -189,12 +189,11 @@ def _module(op, sample):
     where, _ = _present(sample)
     n = len(sample.inputs)
 
+    position = {k: j for j, k in enumerate(where)}
+
     class M(torch.nn.Module):
-        def forward(self, *given):
-            full = [None] * n
-            for k, t in zip(where, given):
-                full[k] = t
-            return op(*full, **sample.attrs)
+        def forward(self, *given):  # no list mutation: dynamo in torch 2.11 cannot trace list.__setitem__
+            return op(*[given[position[k]] if k in position else None for k in range(n)], **sample.attrs)
 
     return M()
 
