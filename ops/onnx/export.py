@@ -97,13 +97,46 @@ def _normalise_dynamic(dynamic, args) -> dict[int, dict[int, str]]:
     raise ExportError(f"dynamic must be True, False or {{arg index: {{dim: name}}}}, got {dynamic!r}")
 
 
+def _ops_for_translation(model, args, ops):
+    """The ops to give the dynamo exporter translations for. onnxscript requires op names to be unique across
+    domains, so when two op packages declare the same name (a::clip, b::clip) only the ops the model calls
+    are given: found by running it once on fake tensors with a recording dispatch mode (no kernels run)."""
+    from collections import Counter
+
+    names = Counter(op.decl.name for op in ops)
+    if all(n == 1 for n in names.values()):
+        return ops
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    wanted = {op.torch_op: op for op in ops}
+    seen = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, a=(), kw=None):
+            if func in wanted:
+                seen.append(wanted[func])
+            return func(*a, **(kw or {}))
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as fake, Record():
+        model(*[fake.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in args])
+    used = list(dict.fromkeys(seen))
+    clash = sorted({op.id for op in used if Counter(u.decl.name for u in used)[op.decl.name] > 1})
+    if clash:
+        raise ExportError(f"the model calls ops {clash} that share a name in different namespaces; the dynamo "
+                          "exporter (onnxscript) needs op names unique across domains. Fix: rename one of them, "
+                          "or export at opset <= 17 (TorchScript exporter)")
+    return used
+
+
 def _export_dynamo(model, args, opset, dynamic, ops):
     import torch
 
     from .dynamo import translation
 
     table = {}
-    for op in ops:
+    for op in _ops_for_translation(model, args, ops):
         table[op.torch_op] = translation(op.decl) if onnx_supported(op.decl) else _unsupported_translation(op)
     dynamic_shapes = None
     if dynamic:
