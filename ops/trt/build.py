@@ -3,7 +3,7 @@
     python -m ops.build --trt                 # generate the per-op specs and build the plugin library
     python -m ops.build --trt-cmake DIR       # write a CMake project (no Python, no torch) into DIR
 
-The in-tree build writes build/opforge_trt/{gen,obj,lib} and a ninja file (incremental, parallel). Kernels
+The in-tree build writes <build root>/opforge/<package>/trt/{gen,obj,lib} and a ninja file (incremental, parallel). Kernels
 are compiled with nvcc for OPFORGE_TRT_CUDA_ARCHS (default "75": sm_75 code + compute_75 PTX, which the
 driver JITs on newer GPUs). `variant="asan"` builds the same library without CUDA kernels, with
 AddressSanitizer, for the fuzzing harness (enqueue then fails with a message; every other path is

@@ -9,7 +9,7 @@
 // It stands in for TensorRT where TensorRT provides objects to the plugin: an ILogger/ILoggerFinder that
 // records messages, an IExprBuilder/IDimensionExpr (implemented through the apiv::V* classes of
 // NvInferImpl.h, the way libnvinfer does) that folds constants and tracks symbolic dims as text, and an
-// IPluginResourceContext. Driven from Python through the C functions below (tests/harness/host.py).
+// IPluginResourceContext. Driven from Python through the C functions below (ops/trt/harness/host.py).
 #include <dlfcn.h>
 
 #include <NvInferRuntime.h>
