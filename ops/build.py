@@ -44,14 +44,6 @@ PyMODINIT_FUNC PyInit_{leaf}(void) {{ return PyModule_Create(&opforge_module); }
 """
 
 
-def _write_if_changed(path: Path, text: str) -> Path:
-    """Keep mtimes of unchanged files, so ninja rebuilds only what a change touched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
-
-
 def cuda_enabled() -> bool:
     """CUDA kernels are built when torch has CUDA and nvcc is found (OPFORGE_CUDA=0/1 overrides)."""
     import torch
@@ -79,7 +71,7 @@ def generate_sources(package_name: str = DEFAULT_PACKAGE, with_cuda: bool = Fals
     pkg = _package(package_name)
     gen = pkg.build_dir / "gen"
     leaf = pkg.extension_leaf
-    sources = [str(_write_if_changed(gen / "module.cpp", MODULE_SOURCE.format(
+    sources = [str(paths.write_if_changed(gen / "module.cpp", MODULE_SOURCE.format(
         extension=pkg.extension, leaf=leaf, package=pkg.name)))]
     includes = [str(paths.csrc_dir())]
     record = {"torch": torch.__version__, "cuda": with_cuda, "package": pkg.name, "ops": {}}
@@ -93,14 +85,12 @@ def generate_sources(package_name: str = DEFAULT_PACKAGE, with_cuda: bool = Fals
         if missing:
             raise OpforgeError(f"{decl.id}: kernel sources missing: {missing}. They are needed to build; an "
                                "installed package that ships only its compiled extension cannot be rebuilt")
-        sources.append(str(_write_if_changed(gen / f"{decl.namespace}_{decl.name}_torch.cpp", generate(decl))))
-        sources.append(str(files["cpu"]) if "cpu" in files else None)
-        if with_cuda and "cuda" in files:
-            sources.append(str(files["cuda"]))
+        sources.append(str(paths.write_if_changed(gen / f"{decl.namespace}_{decl.name}_torch.cpp", generate(decl))))
+        sources += [str(files[d]) for d in ("cpu", "cuda") if d in files and (d == "cpu" or with_cuda)]
         if str(decl.kernel_dir.parent) not in includes:  # the glue includes "<name>/<name>.h"
             includes.append(str(decl.kernel_dir.parent))
         record["ops"][decl.id] = fingerprint(decl)
-    return [s for s in sources if s], includes, record
+    return sources, includes, record
 
 
 def extension(package_name: str = DEFAULT_PACKAGE, with_cuda: bool | None = None):
@@ -190,9 +180,10 @@ def build_package(package_name: str = DEFAULT_PACKAGE, verbose: bool = False) ->
 
 
 def main(argv=None) -> int:
+    from .discovery import add_package_option
+
     parser = argparse.ArgumentParser(prog="python -m ops.build", description=__doc__.splitlines()[0])
-    parser.add_argument("--package", action="append", default=[], metavar="PKG",
-                        help=f"the op package to build (import name; repeatable; default {DEFAULT_PACKAGE})")
+    add_package_option(parser, f"the op package to build (import name; repeatable; default {DEFAULT_PACKAGE})")
     parser.add_argument("--print", action="store_true", help="print the sources of the extension and exit")
     parser.add_argument("--trt", action="store_true", help="build the TensorRT plugin library instead")
     parser.add_argument("--trt-cmake", metavar="DIR", help="write a standalone CMake project for the plugin library")

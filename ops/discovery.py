@@ -63,6 +63,18 @@ def load_installed() -> list[str]:
     return loaded
 
 
+def add_package_option(parser, help_text: str) -> None:
+    """The CLIs' `--package PKG` (repeatable)."""
+    parser.add_argument("--package", action="append", default=[], metavar="PKG", help=help_text)
+
+
+def load_for_cli(names) -> None:
+    """What a CLI knows about: every installed op package, then those named with --package."""
+    load_installed()
+    for name in names:
+        import_package(name)
+
+
 def import_package(name: str) -> OpPackage:
     """Import an op package named on a command line (the current directory is on sys.path, as for
     `python -m`), with a clear error if it cannot be found or declares nothing."""

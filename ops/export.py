@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from .discovery import add_package_option, load_for_cli
 from .errors import OpforgeError
 
 
@@ -38,16 +39,11 @@ def main(argv=None) -> int:
     parser.add_argument("--fallback", action="store_true",
                         help="attach each op's reference as an ONNX function (plain ORT can run the graph)")
     parser.add_argument("--check-ort", action="store_true", help="run the file once in ONNX Runtime afterwards")
-    parser.add_argument("--package", action="append", default=[], metavar="PKG",
-                        help="import this op package first (installed ones with an opforge.ops entry point are "
-                             "always loaded)")
+    add_package_option(parser, "import this op package first (installed ones with an opforge.ops entry point "
+                               "are always loaded)")
     args = parser.parse_args(argv)
     try:
-        from .discovery import import_package, load_installed
-
-        load_installed()
-        for name in args.package:
-            import_package(name)
+        load_for_cli(args.package)
         from .onnx import DEFAULT_OPSET, export_onnx, ort_session
         from .onnx.models import run_session
 

@@ -67,3 +67,11 @@ def relative_to_project(path: Path) -> str:
     path = Path(path).resolve()
     root = project_root(path.parent)
     return str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else str(path)
+
+
+def write_if_changed(path: Path, text: str) -> Path:
+    """Write generated text, keeping the mtime of an unchanged file so ninja rebuilds only what changed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path

@@ -16,7 +16,7 @@ template <typename T>
 void run(const T* x, T* y, int64_t n, float alpha, bool use_tanh) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = ::opforge::load(x, i);
-    // gelu(-inf) is its limit 0 (the formula gives -inf * 0 = NaN); NaN and +inf pass through.
+    // gelu(-inf) is its limit 0 (the formula gives -inf * 0 = NaN); gelu(+inf) = +inf; NaN stays NaN.
     const float g = v == -INFINITY ? 0.0f
                     : use_tanh ? 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kKappa * v * v * v)))
                                : 0.5f * v * (1.0f + std::erf(v * kSqrt1_2));

@@ -21,7 +21,7 @@ using ::opforge::cuda::to_float;
 
 template <bool kTanh>
 __device__ __forceinline__ float scaled_gelu(float v, float alpha) {
-  // gelu(-inf) is its limit 0 (the formula gives -inf * 0 = NaN); NaN and +inf pass through.
+  // gelu(-inf) is its limit 0 (the formula gives -inf * 0 = NaN); gelu(+inf) = +inf; NaN stays NaN.
   const float g = v == -INFINITY ? 0.0f
                   : kTanh ? 0.5f * v * (1.0f + tanhf(kSqrt2OverPi * (v + kKappa * v * v * v)))
                           : 0.5f * v * (1.0f + erff(v * kSqrt1_2));

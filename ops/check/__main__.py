@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
+from ..discovery import add_package_option, load_for_cli
 from ..errors import OpforgeError
 from . import FAIL, PASS, SKIP, check_op
 
@@ -32,18 +32,14 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="STAGE",
                         help="run only stages whose name starts with STAGE (repeatable)")
     parser.add_argument("--quick", action="store_true", help="fewer dtypes in the slow stages")
-    parser.add_argument("--package", action="append", default=[], metavar="PKG",
-                        help="import this op package (its ops join --all; installed op packages with an "
-                             "opforge.ops entry point are always loaded)")
+    add_package_option(parser, "import this op package (its ops join --all; installed op packages with an "
+                               "opforge.ops entry point are always loaded)")
     args = parser.parse_args(argv)
 
     import ops
-    from ..discovery import import_package, load_installed
 
     try:
-        load_installed()
-        for name in args.package:
-            import_package(name)
+        load_for_cli(args.package)
         targets = ops.all_ops() if args.all else [ops.get_op(name) for name in args.ops]
     except OpforgeError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -62,17 +58,5 @@ def main(argv=None) -> int:
     return 1 if failed else 0
 
 
-def run(argv=None) -> None:
-    """The CLI entry (python -m ops.check): exit without interpreter finalization. ONNX Runtime sessions
-    that bound opforge ops through the onnxruntime-extensions Python bridge are still alive in the bridge's
-    registry; destroyed during finalization, they call into Python that is already torn down and segfault
-    after every result has been printed (seen with onnxruntime 1.32 + onnxruntime-extensions 0.15.2). The
-    native ORT library of issue 9 removes the bridge and this workaround."""
-    code = main(argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    run()
+    sys.exit(main())

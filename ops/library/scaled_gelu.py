@@ -52,7 +52,9 @@ def backward(ctx, grad):
 )
 def scaled_gelu(x, alpha=1.0, approximate="none"):
     """alpha * gelu(x): the GELU of torch.nn.functional.gelu, scaled; float32 math for every dtype.
-    gelu(-inf) is its limit, 0: the formula's -inf * 0 gives NaN, and torch versions disagree on it."""
+    At +-inf it is its limit (gelu(inf) = inf, gelu(-inf) = 0), stated here because torch's own CPU gelu
+    disagrees across versions (2.11 gives NaN for both, 2.13 NaN for -inf only)."""
     x32 = x.float()
     y = torch.nn.functional.gelu(x32, approximate=approximate)
-    return (torch.where(x32 == float("-inf"), torch.zeros_like(y), y) * alpha).to(x.dtype)
+    y = torch.where(torch.isinf(x32), torch.where(x32 > 0, x32, torch.zeros_like(x32)), y)
+    return (y * alpha).to(x.dtype)

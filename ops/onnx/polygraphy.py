@@ -28,6 +28,7 @@ def compare_with_polygraphy(op, path, sample, batches=(1, 3, 8)) -> tuple[bool, 
     module = single_op_module(op, sample.attrs)
     session = ort_session(path)
     names = [i.name for i in session.get_inputs()]
+    shapes = [i.shape for i in session.get_inputs()]
     out_names = [o.name for o in session.get_outputs()]
 
     class TorchRunner(BaseRunner):
@@ -43,9 +44,11 @@ def compare_with_polygraphy(op, path, sample, batches=(1, 3, 8)) -> tuple[bool, 
         def get_input_metadata_impl(self):
             from polygraphy.common import TensorMetadata
 
+            # Plain data, not the session: a local class is a reference cycle, and a session freed by the
+            # cycle collector crashes in onnxruntime-extensions' bridge (its Python ops are cleared first).
             meta = TensorMetadata()
-            for i in session.get_inputs():
-                meta.add(i.name, np.float32, i.shape)
+            for name, shape in zip(names, shapes):
+                meta.add(name, np.float32, shape)
             return meta
 
         def infer_impl(self, feed_dict):

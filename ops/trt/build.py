@@ -65,16 +65,9 @@ def plugin_decls(package: str = DEFAULT_PACKAGE) -> list[OpDecl]:
     return [op.decl for op in ops_in(_package(package).name) if codegen.has_plugin(op.decl)]
 
 
-def _write_if_changed(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
-
-
 def generate_sources(gen_dir: Path, decls: list[OpDecl]) -> list[Path]:
-    out = [_write_if_changed(gen_dir / f"{d.namespace}_{d.name}_trt.cpp", codegen.generate(d)) for d in decls]
-    out.append(_write_if_changed(gen_dir / "opforge_trt_ops.cpp", codegen.generate_index(decls)))
+    out = [paths.write_if_changed(gen_dir / f"{d.namespace}_{d.name}_trt.cpp", codegen.generate(d)) for d in decls]
+    out.append(paths.write_if_changed(gen_dir / "opforge_trt_ops.cpp", codegen.generate_index(decls)))
     return out
 
 
@@ -175,7 +168,7 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     lines.append(f"build {_ninja_escape(lib)}: link {' '.join(_ninja_escape(o) for o in objs)}")
     lines.append(f"build {_ninja_escape(shim)}: link {_ninja_escape(shim_obj)} | {_ninja_escape(lib)}")
     lines.append(f"  extra = -L{_ninja_escape(lib_dir)} -l{pkg.plugin_library} -Wl,-rpath,'$$ORIGIN'")
-    _write_if_changed(bdir / "build.ninja", "\n".join(lines) + "\n")
+    paths.write_if_changed(bdir / "build.ninja", "\n".join(lines) + "\n")
     cmd = ["ninja", "-C", str(bdir)] + (["-v"] if verbose else [])
     done = subprocess.run(cmd, capture_output=not verbose, text=True)
     if done.returncode != 0:
@@ -183,7 +176,7 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
         raise OpforgeError(f"building the TensorRT plugin library failed (`{' '.join(cmd)}`):\n{tail}")
     record = {"trt_headers": ".".join(map(str, headers.version(trt_include))), "trt_include": str(trt_include),
               "variant": variant, "ops": [d.id for d in decls], "cuda_archs": cuda_archs() if with_kernels else []}
-    _write_if_changed(bdir / "build.json", json.dumps(record, indent=2) + "\n")
+    paths.write_if_changed(bdir / "build.json", json.dumps(record, indent=2) + "\n")
     return PluginBuild(lib, shim, bdir, tuple(d.id for d in decls), with_kernels, trt_include)
 
 
@@ -227,7 +220,7 @@ def emit_cmake(dest, archs: str = "87", package: str = DEFAULT_PACKAGE) -> Path:
     text = (plugins / "CMakeLists.txt.in").read_text().replace("opforge_trt_plugins", stem)
     text = text.replace("@ARCHS@", archs).replace("@KERNELS@", " ".join(kernels)).replace(
         "@OPS@", ", ".join(d.id for d in decls))
-    return _write_if_changed(dest / "CMakeLists.txt", text)
+    return paths.write_if_changed(dest / "CMakeLists.txt", text)
 
 
 def _copy(src: Path, dst: Path) -> None:
