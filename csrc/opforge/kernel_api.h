@@ -116,12 +116,37 @@ struct StringView {
   bool equals(const char* s) const { return std::strlen(s) == size && std::memcmp(s, data, size) == 0; }
 };
 
+// A host's thread pool, seen through two plain function pointers so kernels stay framework-free:
+// `run(pool, n, grain, body, closure)` must call `body(closure, begin, end)` over disjoint chunks that
+// cover [0, n), each at least `grain` long except possibly the last, and return when all are done.
+// torch fills it with at::parallel_for, ONNX Runtime with KernelContext_ParallelFor; hosts without a
+// pool (TensorRT's CPU side, the harness) leave it null and the work runs serially on the caller.
+using ParallelBody = void (*)(void* closure, int64_t begin, int64_t end);
+using ParallelRun = void (*)(void* pool, int64_t n, int64_t grain, ParallelBody body, void* closure);
+
 // Where the kernel runs: the CUDA stream (a cudaStream_t, kept as void* so CPU translation units need
-// no CUDA headers) and the scratch memory the declaration asked for.
+// no CUDA headers), the scratch memory the declaration asked for, and the host's CPU thread pool.
 struct DeviceContext {
   void* stream = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  ParallelRun parallel_run = nullptr;
+  void* parallel_pool = nullptr;
+
+  // Calls f(begin, end) over chunks of [0, n), in parallel when the host has a pool. `f` must not throw
+  // and must only write state private to its chunk. Chunks are at least `grain` long (pick a grain
+  // worth ~10-50 us of work so a tiny tensor stays on one thread).
+  template <typename F>
+  void parallel_for(int64_t n, int64_t grain, const F& f) const {
+    if (n <= 0) return;
+    if (parallel_run == nullptr || n <= grain) {
+      f(int64_t{0}, n);
+      return;
+    }
+    parallel_run(parallel_pool, n, grain < 1 ? 1 : grain,
+                 [](void* closure, int64_t begin, int64_t end) { (*static_cast<const F*>(closure))(begin, end); },
+                 const_cast<void*>(static_cast<const void*>(&f)));
+  }
 };
 
 // Kernels report failures instead of throwing or aborting: torch turns them into exceptions, TensorRT's

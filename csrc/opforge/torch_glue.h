@@ -7,6 +7,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
@@ -185,6 +186,7 @@ class Call {
   DeviceContext context(int64_t workspace_bytes) {
     OPFORGE_REQUIRE(kValue, workspace_bytes >= 0, op_, ": workspace rule gave ", workspace_bytes, " bytes.");
     DeviceContext ctx;
+    if (device_type_ == c10::DeviceType::CPU) ctx.parallel_run = &parallel_run;
     if (workspace_bytes > 0) {
       workspace_ = at::empty({workspace_bytes}, options(at::kByte));
       ctx.workspace = workspace_.data_ptr();
@@ -204,6 +206,12 @@ class Call {
   }
 
  private:
+  // ATen's intra-op pool (OpenMP or native, torch.set_num_threads), so opforge CPU kernels use the same
+  // threads as aten ops and never oversubscribe the machine.
+  static void parallel_run(void* /*pool*/, int64_t n, int64_t grain, ParallelBody body, void* closure) {
+    at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { body(closure, begin, end); });
+  }
+
   void check_device(const char* name, const at::Tensor& t) {
     OPFORGE_REQUIRE(kRuntime, t.device().type() == device_type_, op_, ": input '", name, "' is on ", t.device(), " but the op runs on ",
                 c10::DeviceTypeName(device_type_, true), " here (inputs on different devices?). Fix: move all inputs to one device.");
