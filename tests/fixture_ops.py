@@ -101,3 +101,30 @@ def masked_window_sum(x, mask=None, kernel_size=(3, 3), stride=(1, 1), padding=(
     xf = x.float() if mask is None else x.float() * mask
     pooled = torch.nn.functional.avg_pool2d(xf, list(kernel_size), list(stride), list(padding), count_include_pad=True)
     return (pooled * (kernel_size[0] * kernel_size[1])).to(x.dtype)
+
+
+def select_rows_samples(device, dtype):
+    return [
+        Sample(_rand(device, dtype, 8, 5)),
+        Sample(_rand(device, dtype, 6, 3), threshold=10.0),  # nothing selected: zero-length outputs
+        Sample(_rand(device, dtype, 7, 4), threshold=-10.0),  # everything selected
+        Sample(_rand(device, dtype, 0, 4)),  # empty
+    ]
+
+
+@register_op(
+    "opforge_fixture::select_rows",
+    inputs=[Input("x", dtypes=FLOATING, rank=2)],
+    outputs=[Output("rows", shape="[count, x.shape[1]]", dtype="like(x)"),
+             Output("index", shape="[count]", dtype="int64"),
+             Output.size("count", upper="x.shape[0]", opt="x.shape[0] // 2")],
+    attrs=[Attr("threshold", float, 0.5)],
+    kernels=None,
+    samples=select_rows_samples,
+)
+def select_rows(x, threshold=0.5):
+    """The rows whose max exceeds `threshold`, their indices and their count: several outputs, an integer
+    output and a data-dependent size, no backward."""
+    index = torch.nonzero(x.float().amax(dim=1) > threshold).flatten() if x.shape[1] else \
+        torch.zeros(0, dtype=torch.int64, device=x.device)
+    return x[index], index, torch.tensor(index.numel(), dtype=torch.int64)
