@@ -199,6 +199,7 @@ class OpDecl:
     source: str  # "file:line" of the declaration, for messages
     package: str | None = None  # the op package (ops.packages) of the declaring module
     onnx: bool = True  # False: the op has no ONNX export
+    onnx_fallback: bool = True  # False: the reference cannot become an ONNX function (export_onnx(fallback=True))
 
     # -- convenience --
     @property
@@ -249,6 +250,7 @@ class OpDecl:
         tolerances: Any = None,
         version: Any = 1,
         onnx: Any = True,
+        onnx_fallback: Any = True,
         source: str = "?",
         package: str | None = None,
         origin: Path | None = None,
@@ -283,11 +285,15 @@ class OpDecl:
             raise DeclarationError(op, "version", "an int >= 1", version, "use version=1 for a new op")
         if not isinstance(onnx, bool):
             raise DeclarationError(op, "onnx", "a bool", onnx, "pass onnx=False for an op without ONNX export")
+        if not isinstance(onnx_fallback, bool):
+            raise DeclarationError(op, "onnx_fallback", "a bool", onnx_fallback,
+                                   "pass onnx_fallback=False when the reference cannot be exported as standard ONNX ops")
         return cls(
             id=f"{namespace}::{name}", namespace=namespace, name=name, inputs=res_inputs,
             outputs=res_outputs, attrs=res_attrs, devices=devs, kernel_dir=kernel_dir, workspace=ws,
             reference=reference, backward=backward, samples=samples, tolerances=tol, version=version,
             doc=inspect.getdoc(reference) or "", source=source, package=package, onnx=onnx,
+            onnx_fallback=onnx_fallback,
         )
 
 
@@ -405,17 +411,30 @@ class _Validator:
             min_rank = self.rank_value(f"{field}.min_rank", i.min_rank) or 0
             if rank is not None and min_rank > rank:
                 self.fail(f"{field}.min_rank", f"at most rank={rank}", min_rank, "make min_rank <= rank")
+            if i.shape is not None:  # parsed now for its rank, checked below once every input is known
+                try:
+                    parsed = sr.parse_shape(i.shape)
+                except ShapeRuleError as e:
+                    self.fail(f"{field}.shape", f"a shape rule ({sr.ALLOWED}, or like(input))", i.shape, str(e))
+                if isinstance(parsed, sr.Dims):
+                    if rank is not None and rank != len(parsed.dims):
+                        self.fail(f"{field}.rank", f"{len(parsed.dims)} (the length of its shape)", rank, "make them agree")
+                    rank = len(parsed.dims)
+            out.append(ResolvedInput(name, dtypes, like, i.optional, rank, min_rank, None))
+        # Shape rules may name any required input, later ones included (torchvision's deform_conv2d passes
+        # offset before weight, and offset's shape depends on weight's), and the input's own dims
+        # ('[boxes.shape[0], 4]': dim 1 is 4, dim 0 anything). Each is an equality the hosts check once all
+        # inputs are in hand.
+        resolved = []
+        for i, r in zip(items, out):
             shape = None
             if i.shape is not None:
-                shape = self.shape(f"{field}.shape", i.shape, [*out], attrs, set())
-                if isinstance(shape, sr.Like) and shape.input == name:
-                    self.fail(f"{field}.shape", "a shape in terms of earlier inputs", "like(itself)", "drop it")
-                if isinstance(shape, sr.Dims):
-                    if rank is not None and rank != len(shape.dims):
-                        self.fail(f"{field}.rank", f"{len(shape.dims)} (the length of its shape)", rank, "make them agree")
-                    rank = len(shape.dims)
-            out.append(ResolvedInput(name, dtypes, like, i.optional, rank, min_rank, shape))
-        return tuple(out)
+                field = f"inputs.{r.name}"
+                shape = self.shape(f"{field}.shape", i.shape, out, attrs, set())
+                if isinstance(shape, sr.Like) and shape.input == r.name:
+                    self.fail(f"{field}.shape", "a shape in terms of other inputs", "like(itself)", "drop it")
+            resolved.append(ResolvedInput(r.name, r.dtypes, r.dtype_like, r.optional, r.rank, r.min_rank, shape))
+        return tuple(resolved)
 
     def input_dtypes(self, field, dtypes, earlier) -> tuple[tuple[str, ...], str | None]:
         if isinstance(dtypes, str):
@@ -469,7 +488,7 @@ class _Validator:
         for name in sorted(used_inputs):
             if name not in known:
                 self.fail(field, f"references to declared inputs {sorted(known)}", spec,
-                          f"'{name}' is not an input declared before this point")
+                          f"'{name}' is not a declared input")
             if known[name].optional:
                 self.fail(field, "references to required inputs only", spec,
                           f"'{name}' is optional and may be absent; compute the shape from required inputs")

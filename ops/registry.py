@@ -44,11 +44,11 @@ class Op:
 
 
 REGISTER_OP_OPTIONS = ("inputs", "outputs", "attrs", "devices", "kernels", "workspace", "backward", "samples",
-                       "tolerances", "version", "onnx")
+                       "tolerances", "version", "onnx", "onnx_fallback")
 
 
 def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels="auto", workspace=0,
-                backward=None, samples=None, tolerances=None, version=1, onnx=True,
+                backward=None, samples=None, tolerances=None, version=1, onnx=True, onnx_fallback=True,
                 **unknown) -> Callable[[Callable], Op]:
     """Declare an op once; decorate its plain-PyTorch reference implementation.
 
@@ -68,7 +68,8 @@ def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels=
         package = _package_of(reference)
         decl = OpDecl.build(id, reference, inputs=inputs, outputs=outputs, attrs=attrs, devices=devices,
                             kernels=kernels, workspace=workspace, backward=backward, samples=samples,
-                            tolerances=tolerances, version=version, onnx=onnx, source=source, package=package,
+                            tolerances=tolerances, version=version, onnx=onnx, onnx_fallback=onnx_fallback,
+                            source=source, package=package,
                             origin=origin, built=lambda: built_op_ids(package))
         if decl.id in _OPS:
             raise DeclarationError(decl.id, "id", "an id declared once", decl.id,

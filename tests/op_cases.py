@@ -82,16 +82,19 @@ def batch_sample(op, all_samples):
 
 def rebatch(op, sample, batch: int):
     """The sample with dim 0 resized to `batch` (rows repeated cyclically) in every input batched with the
-    first one: same rank and same dim 0 as the first input."""
-    x = sample.inputs[0]
+    first one, as the declaration ties them (ops.check.batching: like(x), or a shape rule led by x.shape[0])."""
+    from ops.check.batching import batched_inputs
 
-    def resize(t):
-        if t is None or t.dim() != x.dim() or t.shape[0] != x.shape[0]:
+    inputs = full_inputs(op, sample)
+    batched = batched_inputs(op.decl, ops.Sample(*inputs, **sample.attrs)) or (0,)
+
+    def resize(k, t):
+        if t is None or k not in batched:
             return t
         idx = torch.arange(batch, device=t.device) % t.shape[0]
         return t.index_select(0, idx)
 
-    return ops.Sample(*[resize(t) for t in full_inputs(op, sample)], **sample.attrs)
+    return ops.Sample(*[resize(k, t) for k, t in enumerate(inputs)], **sample.attrs)
 
 
 def message(op, dtype, label, shape, metrics=None) -> str:

@@ -61,7 +61,7 @@ def test_a_misspelt_register_op_option_raises_with_the_closest_name(unique_id):
         (dict(inputs=[Input("x", rank=9), Input("w")]), "inputs.x.rank", "[0, 8]"),
         (dict(inputs=[Input("x"), Input("w", shape="[x.shape[-1] / 2]")]), "inputs.w.shape", "shape rule"),
         (dict(outputs=[Output("y", shape="[x.shape[0], scale]")]), "outputs.y.shape", "float attribute"),
-        (dict(outputs=[Output("y", shape="[q.shape[0]]")]), "outputs.y.shape", "not an input"),
+        (dict(outputs=[Output("y", shape="[q.shape[0]]")]), "outputs.y.shape", "not a declared input"),
         (dict(outputs=[Output("y", dtype="float8")]), "outputs.y.dtype", "like(<name>)"),
         (dict(outputs=[Output("x")]), "outputs.x", "unique across"),
         (dict(attrs=[Attr("k", int, 2.5), Attr("scale", float), Attr("mode", str)]), "attrs.k.default", "a int"),

@@ -48,17 +48,24 @@ def _role(i, first: str, rank: int) -> str:
     return "batched" if at == [0] and isinstance(lead, sr.Dim) else "tied"
 
 
+def batched_inputs(decl, sample) -> tuple[int, ...] | None:
+    """Indices of the sample's inputs that share input 0's batch dim (0 first), or None when the sample
+    cannot be rebatched (empty or rank-0 input 0, or an input that uses the batch dim elsewhere)."""
+    first = decl.inputs[0].name
+    x = sample.inputs[0]
+    if x is None or x.dim() < 1 or x.shape[0] == 0:
+        return None
+    roles = {k: _role(i, first, x.dim()) for k, i in enumerate(decl.inputs[1:], start=1)
+             if k < len(sample.inputs) and sample.inputs[k] is not None}
+    if "tied" in roles.values():
+        return None
+    return (0,) + tuple(k for k, r in roles.items() if r == "batched")
+
+
 def batch_plan(op, dtype: str = "float32") -> BatchPlan | None:
     """The first sample (of `dtype`, on CPU) that can be exported with a dynamic batch, or None."""
-    decl = op.decl
-    first = decl.inputs[0].name
     for s in samples(op, "cpu", dtype):
-        x = s.inputs[0]
-        if x is None or x.dim() < 1 or x.shape[0] == 0:
-            continue
-        roles = {k: _role(i, first, x.dim()) for k, i in enumerate(decl.inputs[1:], start=1)
-                 if k < len(s.inputs) and s.inputs[k] is not None}
-        if "tied" in roles.values():
-            continue
-        return BatchPlan(s, (0,) + tuple(k for k, r in roles.items() if r == "batched"))
+        batched = batched_inputs(op.decl, s)
+        if batched is not None:
+            return BatchPlan(s, batched)
     return None

@@ -172,6 +172,9 @@ def ort_fallback(op, ctx):
     blocked = _blocked(op, "ort.fallback")
     if blocked:
         return blocked
+    if not op.decl.onnx_fallback:
+        return [StageResult("ort.fallback", SKIP, "declared onnx_fallback=False: the reference has no standard-ONNX "
+                                                  "body (export_onnx(fallback=True) refuses the op)")]
     from ..onnx import export_onnx, ort_session
     from ..onnx.models import run_session, single_op_module
 

@@ -201,6 +201,10 @@ def attach_fallbacks(m, ops, opset: int) -> None:
     imports = {o.domain: o.version for o in m.opset_import}
     for op in ops:
         decl = op.decl
+        if not decl.onnx_fallback:
+            raise ExportError(f"{decl.id} declares onnx_fallback=False: its reference cannot be written as standard "
+                              "ONNX ops (e.g. data-dependent loops), so the graph has no fallback body for it. Fix: "
+                              "export without fallback=True and run the model with opforge's ONNX Runtime library")
         nodes = [n for n in m.graph.node if (n.domain, n.op_type) == (decl.namespace, decl.name)]
         keys = {}
         for n in nodes:

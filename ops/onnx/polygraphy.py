@@ -30,6 +30,9 @@ def compare_with_polygraphy(op, path, plan, batches=(1, 3, 8)) -> tuple[bool, st
     session = ort_session(path)
     names = [i.name for i in session.get_inputs()]
     shapes = [i.shape for i in session.get_inputs()]
+    # numpy dtypes from ORT's type strings ("tensor(int64)"), so integer inputs stay integers
+    dtypes = [np.dtype({"float": "float32", "double": "float64", "bool": "bool"}.get(t, t))
+              for t in (i.type[len("tensor("):-1] for i in session.get_inputs())]
     out_names = [o.name for o in session.get_outputs()]
 
     class TorchRunner(BaseRunner):
@@ -48,8 +51,8 @@ def compare_with_polygraphy(op, path, plan, batches=(1, 3, 8)) -> tuple[bool, st
             # Plain data, not the session: a local class is a reference cycle, and a session freed by the
             # cycle collector crashes in onnxruntime-extensions' bridge (its Python ops are cleared first).
             meta = TensorMetadata()
-            for name, shape in zip(names, shapes):
-                meta.add(name, np.float32, shape)
+            for name, shape, dtype in zip(names, shapes, dtypes):
+                meta.add(name, dtype, shape)
             return meta
 
         def infer_impl(self, feed_dict):

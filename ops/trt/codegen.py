@@ -40,8 +40,9 @@ def c_double(value: float) -> str:
 
 
 def has_plugin(decl: OpDecl) -> bool:
-    """Ops with compiled CUDA kernels get a plugin; others have nothing TensorRT could run."""
-    return decl.kernel_dir is not None and "cuda" in decl.devices
+    """Ops with compiled CUDA kernels and an ONNX export get a plugin. Others have nothing TensorRT could run,
+    or (onnx=False, e.g. a backward op) never reach TensorRT, whose ONNX parser is how a graph gets there."""
+    return decl.kernel_dir is not None and "cuda" in decl.devices and decl.onnx
 
 
 def symbol(decl: OpDecl) -> str:

@@ -8,16 +8,21 @@ from onnx import TensorProto, helper
 import ops
 from ops.onnx.schema import ONNX_DTYPES, register_schema, register_schemas
 
+from ops.check.batching import batch_plan
+from ops.onnx.schema import onnx_supported, output_dims
 from ops.registry import library_ops
 
-LIBRARY_OPS = library_ops()
+LIBRARY_OPS = [op for op in library_ops() if onnx_supported(op.decl)]  # onnx=False ops have no schema
 
 
 def _graph_through(decl, input_shapes, attrs=None, dtype=TensorProto.FLOAT):
-    names = [i.name for i in decl.inputs]
+    """One node of the op; `dtype` is one elem type for every input or a list of them."""
+    names = [i.name for i in decl.inputs][: len(input_shapes)]
+    dtypes = dtype if isinstance(dtype, list) else [dtype] * len(names)
     node = helper.make_node(decl.name, names, [o.name for o in decl.outputs], domain=decl.namespace, **(attrs or {}))
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, dtype, s) for n, s in zip(names, input_shapes)],
-                              [helper.make_tensor_value_info(o.name, dtype, None) for o in decl.outputs])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, t, s)
+                                            for n, t, s in zip(names, dtypes, input_shapes)],
+                              [helper.make_tensor_value_info(o.name, dtypes[0], None) for o in decl.outputs])
     graph.output[0].type.tensor_type.ClearField("shape")
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                    helper.make_opsetid(decl.namespace, decl.version)])
@@ -48,14 +53,29 @@ def test_schema_matches_declaration(op):
 
 @pytest.mark.parametrize("op", LIBRARY_OPS, ids=lambda op: op.id)
 def test_inference_keeps_symbolic_dims(op):
+    """Inference through the node gives every output the dtype its rule says (float inputs fed as FLOAT16) and
+    the dims the shape rules give over a symbolic batch."""
     register_schemas([op])
     d = op.decl
-    sample = d.samples("cpu", torch.float32)[0]
-    shapes = [["batch", *list(t.shape[1:])] if k == 0 else list(t.shape) for k, t in enumerate(sample.inputs)]
-    m = _graph_through(d, shapes, dtype=TensorProto.FLOAT16)  # output type left empty: inference fills it
-    out = onnx.shape_inference.infer_shapes(m, strict_mode=True).graph.output[0]
-    assert out.type.tensor_type.elem_type == TensorProto.FLOAT16  # dtype like(x)
-    assert _dims(out) == shapes[0]  # like(x): the symbolic batch dim survives
+    plan = batch_plan(op)
+    present = [(i, t) for i, t in zip(d.inputs, plan.sample.inputs) if t is not None]
+    shapes = [["batch" if k in plan.batched and j == 0 else n for j, n in enumerate(t.shape)]
+              for k, (_, t) in enumerate(present)]
+    types = [TensorProto.FLOAT16 if t.is_floating_point() else ONNX_DTYPES[str(t.dtype).removeprefix("torch.")][1]
+             for _, t in present]
+    attrs = {a.name: (list(v) if isinstance(v, tuple) else v) for a in d.attrs
+             if (v := plan.sample.attrs.get(a.name)) is not None}
+    m = _graph_through(d, shapes, attrs, dtype=types)
+    inferred = {o.name: o for o in onnx.shape_inference.infer_shapes(m, strict_mode=True).graph.output}
+    values = {**{a.name: a.default for a in d.attrs}, **plan.sample.attrs}
+    want = output_dims(d, {i.name: s for (i, _), s in zip(present, shapes)}, values)
+    names = [i.name for i, _ in present]
+    for o, dims in zip(d.outputs, want):
+        out = inferred[o.name]
+        expected_type = ONNX_DTYPES[o.dtype][1] if o.dtype else types[names.index(o.dtype_like)]
+        assert out.type.tensor_type.elem_type == expected_type, o.name
+        if dims is not None:
+            assert [g for g, w in zip(_dims(out), dims) if w is not None] == [w for w in dims if w is not None]
 
 
 @pytest.fixture(scope="module")

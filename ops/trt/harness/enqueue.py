@@ -16,7 +16,13 @@ def run_plugin(trt_host, op, sample):
     and run enqueue on the current CUDA stream. Returns the outputs (torch tensors on the GPU)."""
     import torch
 
+    from .cases import has_gap
+
     d = op.decl
+    if has_gap(sample):
+        raise EnqueueError(f"{d.id}: an absent optional input is followed by a present one; TensorRT passes plugin "
+                           "inputs by position, so this call has no TensorRT form. Fix: pass the earlier input "
+                           "(or reorder the declaration's optional inputs)")
     creator = trt_host.creator(d.name, str(d.version), d.namespace)
     node = harness.synthetic_onnx_node(op, sample.attrs)
     p = trt_host.create(creator, harness.fields_from_onnx_node(node, creator.fields))
