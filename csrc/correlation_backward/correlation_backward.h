@@ -13,14 +13,14 @@ namespace opforge_kernels {
 namespace opforge {
 namespace correlation_backward {
 
-::opforge::Status cpu(const ::opforge::TensorView& grad_out, const ::opforge::TensorView& f1,
-                      const ::opforge::TensorView& f2, const ::opforge::TensorView& grad_f1,
+::opforge::Status cpu(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
+                      const ::opforge::TensorView& grad_out, const ::opforge::TensorView& grad_f1,
                       const ::opforge::TensorView& grad_f2, ::opforge::Span<int64_t> kernel_size,
                       ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
                       ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
                       ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx);
-::opforge::Status cuda(const ::opforge::TensorView& grad_out, const ::opforge::TensorView& f1,
-                       const ::opforge::TensorView& f2, const ::opforge::TensorView& grad_f1,
+::opforge::Status cuda(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
+                       const ::opforge::TensorView& grad_out, const ::opforge::TensorView& grad_f1,
                        const ::opforge::TensorView& grad_f2, ::opforge::Span<int64_t> kernel_size,
                        ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
                        ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
@@ -30,8 +30,8 @@ namespace detail {
 
 using Params = ::opforge_kernels::opforge::correlation::detail::Params;
 
-inline ::opforge::Status check_args(const ::opforge::TensorView& grad_out, const ::opforge::TensorView& f1,
-                                    const ::opforge::TensorView& f2, const ::opforge::TensorView& grad_f1,
+inline ::opforge::Status check_args(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
+                                    const ::opforge::TensorView& grad_out, const ::opforge::TensorView& grad_f1,
                                     const ::opforge::TensorView& grad_f2, ::opforge::Span<int64_t> kernel_size,
                                     ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
                                     ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,

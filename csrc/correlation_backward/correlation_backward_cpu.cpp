@@ -41,7 +41,7 @@ void run(const detail::Params& p, const float* g, const float* f1t, const float*
             const float* f2row = f2b + static_cast<int64_t>(y + sy) * W * C;
             for (int x = xlo; x < xhi; ++x) {
               const float gv = correlation::detail::window_gather(p, y, x, load_g);
-              if (gv != 0.0f) axpy(gv, f2row + static_cast<int64_t>(x + sx) * C, acc1.data() + x * C, C);
+              axpy(gv, f2row + static_cast<int64_t>(x + sx) * C, acc1.data() + x * C, C);
             }
           }
           // grad_f2 at (y, x): f1 tap at (y - sy, x - sx)
@@ -50,7 +50,7 @@ void run(const detail::Params& p, const float* g, const float* f1t, const float*
             const float* f1row = f1b + static_cast<int64_t>(y1) * W * C;
             for (int x1 = xlo; x1 < xhi; ++x1) {
               const float gv = correlation::detail::window_gather(p, y1, x1, load_g);
-              if (gv != 0.0f) axpy(gv, f1row + static_cast<int64_t>(x1) * C, acc2.data() + (x1 + sx) * C, C);
+              axpy(gv, f1row + static_cast<int64_t>(x1) * C, acc2.data() + (x1 + sx) * C, C);
             }
           }
         }
@@ -68,14 +68,14 @@ void run(const detail::Params& p, const float* g, const float* f1t, const float*
 
 }  // namespace
 
-::opforge::Status cpu(const ::opforge::TensorView& grad_out, const ::opforge::TensorView& f1,
-                      const ::opforge::TensorView& f2, const ::opforge::TensorView& grad_f1,
+::opforge::Status cpu(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
+                      const ::opforge::TensorView& grad_out, const ::opforge::TensorView& grad_f1,
                       const ::opforge::TensorView& grad_f2, ::opforge::Span<int64_t> kernel_size,
                       ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
                       ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
                       ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx) {
   detail::Params p;
-  const ::opforge::Status st = detail::check_args(grad_out, f1, f2, grad_f1, grad_f2, kernel_size, patch_size,
+  const ::opforge::Status st = detail::check_args(f1, f2, grad_out, grad_f1, grad_f2, kernel_size, patch_size,
                                                   stride, padding, dilation, dilation_patch, &p);
   if (!st.is_ok()) return st;
   return OPFORGE_DISPATCH_FLOATING_CPU(f1.dtype, T, [&] {

@@ -51,23 +51,19 @@ __global__ void correlation_backward_kernel(const T* __restrict__ grad, const T*
         // grad_f1 at (y, x): the f1 tap is here, its f2 partner at (y + sy, x + sx)
         if (y + sy >= 0 && y + sy < H && x + sx >= 0 && x + sx < W) {
           const float gv = correlation::detail::window_gather(p, y, x, load_g);
-          if (gv != 0.0f) {
-            const int64_t o = static_cast<int64_t>(y + sy) * W + x + sx;
-#pragma unroll
-            for (int k = 0; k < kChannels; ++k)
-              if (k < nch) acc1[k] = fmaf(gv, to_float(f2b[k * plane + o]), acc1[k]);
-          }
+          const int64_t o = static_cast<int64_t>(y + sy) * W + x + sx;
+ragma unroll
+          for (int k = 0; k < kChannels; ++k)
+            if (k < nch) acc1[k] = fmaf(gv, to_float(f2b[k * plane + o]), acc1[k]);
         }
         // grad_f2 at (y, x): the f1 tap is at (y - sy, x - sx)
         const int y1 = y - sy, x1 = x - sx;
         if (y1 >= 0 && y1 < H && x1 >= 0 && x1 < W) {
           const float gv = correlation::detail::window_gather(p, y1, x1, load_g);
-          if (gv != 0.0f) {
-            const int64_t o = static_cast<int64_t>(y1) * W + x1;
-#pragma unroll
-            for (int k = 0; k < kChannels; ++k)
-              if (k < nch) acc2[k] = fmaf(gv, to_float(f1b[k * plane + o]), acc2[k]);
-          }
+          const int64_t o = static_cast<int64_t>(y1) * W + x1;
+ragma unroll
+          for (int k = 0; k < kChannels; ++k)
+            if (k < nch) acc2[k] = fmaf(gv, to_float(f1b[k * plane + o]), acc2[k]);
         }
       }
     }
@@ -85,14 +81,14 @@ __global__ void correlation_backward_kernel(const T* __restrict__ grad, const T*
 
 }  // namespace
 
-::opforge::Status cuda(const ::opforge::TensorView& grad_out, const ::opforge::TensorView& f1,
-                       const ::opforge::TensorView& f2, const ::opforge::TensorView& grad_f1,
+::opforge::Status cuda(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
+                       const ::opforge::TensorView& grad_out, const ::opforge::TensorView& grad_f1,
                        const ::opforge::TensorView& grad_f2, ::opforge::Span<int64_t> kernel_size,
                        ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
                        ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
                        ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx) {
   detail::Params p;
-  const ::opforge::Status st = detail::check_args(grad_out, f1, f2, grad_f1, grad_f2, kernel_size, patch_size,
+  const ::opforge::Status st = detail::check_args(f1, f2, grad_out, grad_f1, grad_f2, kernel_size, patch_size,
                                                   stride, padding, dilation, dilation_patch, &p);
   if (!st.is_ok()) return st;
   if (f1.numel() == 0) return ::opforge::Status::ok();

@@ -13,7 +13,7 @@ normalisation by the channel count, as in that package. Note: for an even patch 
 the patch differently from its CPU kernel ((dilation_patch * (patch - 1)) // 2 vs ((patch - 1) // 2) *
 dilation_patch); this op follows the CPU kernel everywhere.
 
-opforge::correlation_backward(grad_out, f1, f2, <same attrs>) -> (grad_f1, grad_f2) is its gradient, a declared
+opforge::correlation_backward(f1, f2, grad_out, <same attrs>) -> (grad_f1, grad_f2) is its gradient, a declared
 op with its own kernels (no ONNX export). Both kernels gather: each output element of the backward owns its
 sum over displacements, so no atomics are needed (see csrc/correlation_backward/)."""
 
@@ -86,11 +86,20 @@ def correlation_float(f1, f2, kernel_size, patch_size, stride, padding, dilation
     hp, wp = h + 2 * padding[0], w + 2 * padding[1]
     f1p = F.pad(f1.float(), (padding[1], padding[1], padding[0], padding[0]))
     f2p = F.pad(f2.float(), (padding[1] + lo[1], padding[1] + hi[1], padding[0] + lo[0], padding[0] + hi[0]))
+    # A term counts only where both positions are inside the image: padding is excluded, not multiplied (so
+    # an inf next to the border gives no inf * 0 = NaN), as in spatial_correlation_sampler's kernels.
+    rows, cols = torch.arange(hp, device=f1.device), torch.arange(wp, device=f1.device)
     maps = []
     for ph in range(patch_size[0]):
         for pw in range(patch_size[1]):
             y0, x0 = ph * dilation_patch[0], pw * dilation_patch[1]
-            maps.append((f1p * f2p[:, :, y0:y0 + hp, x0:x0 + wp]).sum(1))
+            sy, sx = y0 - lo[0], x0 - lo[1]
+            inside_y = (rows >= padding[0]) & (rows < padding[0] + h) & (rows + sy >= padding[0]) & (
+                rows + sy < padding[0] + h)
+            inside_x = (cols >= padding[1]) & (cols < padding[1] + w) & (cols + sx >= padding[1]) & (
+                cols + sx < padding[1] + w)
+            product = (f1p * f2p[:, :, y0:y0 + hp, x0:x0 + wp]).sum(1)
+            maps.append(torch.where(inside_y[:, None] & inside_x[None, :], product, 0.0))
     m = torch.stack(maps, 1)  # [B, P, Hp, Wp]
     p = patch_size[0] * patch_size[1]
     if list(kernel_size) == [1, 1]:
@@ -103,7 +112,7 @@ def correlation_float(f1, f2, kernel_size, patch_size, stride, padding, dilation
 
 def backward(ctx, grad):
     attrs = [ctx.kernel_size, ctx.patch_size, ctx.stride, ctx.padding, ctx.dilation, ctx.dilation_patch]
-    grad_f1, grad_f2 = torch.ops.opforge.correlation_backward(grad, ctx.f1, ctx.f2, *attrs)
+    grad_f1, grad_f2 = torch.ops.opforge.correlation_backward(ctx.f1, ctx.f2, grad, *attrs)
     return grad_f1, grad_f2
 
 
@@ -132,15 +141,16 @@ def backward_samples(device, dtype):
         full = {a.name: list(attrs.get(a.name, a.default)) for a in PAIR_ATTRS}
         oh, ow = output_hw(s[2], s[3], full["kernel_size"], full["stride"], full["padding"], full["dilation"])
         grad_shape = (s[0], *full["patch_size"], oh, ow)
-        out.append(Sample(_rand(grad_shape, device, dtype), _rand(s, device, dtype), _rand(s, device, dtype),
+        out.append(Sample(_rand(s, device, dtype), _rand(s, device, dtype), _rand(grad_shape, device, dtype),
                           **attrs))
     return out
 
 
 @register_op(
     "opforge::correlation_backward",
-    inputs=[Input("grad_out", dtypes=FLOATING, rank=5), Input("f1", dtypes="like(grad_out)", rank=4),
-            Input("f2", dtypes="like(grad_out)", shape="like(f1)")],
+    # grad_out last: a declared shape may only use earlier inputs, and its shape ties its batch dim to f1's
+    inputs=[Input("f1", dtypes=FLOATING, rank=4), Input("f2", dtypes="like(f1)", shape="like(f1)"),
+            Input("grad_out", dtypes="like(f1)", shape=OUTPUT_SHAPE)],
     outputs=[Output("grad_f1", shape="like(f1)", dtype="like(f1)"),
              Output("grad_f2", shape="like(f2)", dtype="like(f2)")],
     attrs=PAIR_ATTRS,
@@ -149,15 +159,9 @@ def backward_samples(device, dtype):
     # fp32: each gradient element sums up to patch * kernel products per channel (see correlation above).
     tolerances={"float32": (1e-5, 1e-5)},
 )
-def correlation_backward(grad_out, f1, f2, kernel_size=(1, 1), patch_size=(1, 1), stride=(1, 1), padding=(0, 0),
+def correlation_backward(f1, f2, grad_out, kernel_size=(1, 1), patch_size=(1, 1), stride=(1, 1), padding=(0, 0),
                          dilation=(1, 1), dilation_patch=(1, 1)):
-    """(grad_f1, grad_f2) of opforge::correlation: autograd through its float32 reference. grad_out's shape
-    is checked here and by the kernels (the declaration can only tie an input's shape to earlier inputs)."""
-    b, _, h, w = f1.shape
-    oh, ow = output_hw(h, w, kernel_size, stride, padding, dilation)
-    if tuple(grad_out.shape) != (b, patch_size[0], patch_size[1], oh, ow):
-        raise ValueError(f"opforge::correlation_backward: grad_out has shape {tuple(grad_out.shape)}, expected "
-                         f"{(b, patch_size[0], patch_size[1], oh, ow)}")
+    """(grad_f1, grad_f2) of opforge::correlation: autograd through its float32 reference."""
     with torch.enable_grad():
         a = f1.detach().float().requires_grad_()
         c = f2.detach().float().requires_grad_()

@@ -99,7 +99,7 @@ def test_backward_matches_loop(case):
     torch.testing.assert_close(grad_f1.double(), exp1, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad_f2.double(), exp2, rtol=1e-5, atol=1e-5)
     # the backward op's own reference (autograd through the vectorised forward reference) agrees too
-    ref1, ref2 = ops.get_op("opforge::correlation_backward").decl.reference(g, f1.detach(), f2.detach(), *attrs)
+    ref1, ref2 = ops.get_op("opforge::correlation_backward").decl.reference(f1.detach(), f2.detach(), g, *attrs)
     torch.testing.assert_close(ref1.double(), exp1, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ref2.double(), exp2, rtol=1e-5, atol=1e-5)
 
@@ -139,5 +139,26 @@ def test_backward_rejects_wrong_grad_shape():
     ops.load_extension()
     f1, f2 = _inputs((1, 2, 4, 4))
     with pytest.raises(Exception, match="grad_out"):
-        torch.ops.opforge.correlation_backward(torch.zeros(1, 3, 3, 4, 5), f1, f2, [1, 1], [3, 3], [1, 1], [0, 0],
+        torch.ops.opforge.correlation_backward(f1, f2, torch.zeros(1, 3, 3, 4, 5), [1, 1], [3, 3], [1, 1], [0, 0],
                                                [1, 1], [1, 1])
+
+
+@pytest.mark.parametrize("op_name", ["opforge::correlation", "opforge::correlation_backward"])
+def test_nonfinite_only_where_a_term_counts(op_name):
+    """An inf at the image border must not leak NaN through the padding (inf * 0): terms with a position
+    outside the image are excluded, as in spatial_correlation_sampler. Kernel and reference agree."""
+    ops.load_extension()
+    f1, f2 = _inputs((1, 2, 5, 6))
+    f1[0, 1, 0, 0] = float("inf")
+    f2[0, 0, 4, 5] = float("nan")
+    attrs = [[1, 1], [3, 3], [1, 1], [1, 1], [1, 1], [1, 1]]
+    op = ops.get_op(op_name)
+    args = (f1, f2) if op_name == "opforge::correlation" else (f1, f2, torch.randn(1, 3, 3, 7, 8))
+    got = op.torch_op(*args, *attrs)
+    want = op.decl.reference(*args, *attrs)
+    for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        torch.testing.assert_close(g, w, equal_nan=True)
+    if op_name == "opforge::correlation":
+        # the padded border next to the inf counts nothing: zero, not NaN
+        assert got[0, 1, 1, 0, 0] == 0 or torch.isinf(got[0, 1, 1, 0, 0])
+        assert not torch.isnan(got[0, 0, 0, 0, 0])
