@@ -52,7 +52,7 @@ __global__ void correlation_backward_kernel(const T* __restrict__ grad, const T*
         if (y + sy >= 0 && y + sy < H && x + sx >= 0 && x + sx < W) {
           const float gv = correlation::detail::window_gather(p, y, x, load_g);
           const int64_t o = static_cast<int64_t>(y + sy) * W + x + sx;
-ragma unroll
+#pragma unroll
           for (int k = 0; k < kChannels; ++k)
             if (k < nch) acc1[k] = fmaf(gv, to_float(f2b[k * plane + o]), acc1[k]);
         }
@@ -61,7 +61,7 @@ ragma unroll
         if (y1 >= 0 && y1 < H && x1 >= 0 && x1 < W) {
           const float gv = correlation::detail::window_gather(p, y1, x1, load_g);
           const int64_t o = static_cast<int64_t>(y1) * W + x1;
-ragma unroll
+#pragma unroll
           for (int k = 0; k < kChannels; ++k)
             if (k < nch) acc2[k] = fmaf(gv, to_float(f1b[k * plane + o]), acc2[k]);
         }
