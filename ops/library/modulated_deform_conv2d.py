@@ -109,13 +109,12 @@ def _sampled_columns(x, offset, mask, kh, kw, stride, padding, dilation, dg):
     y0, x0 = torch.floor(sy), torch.floor(sx)
     ly, lx = sy - y0, sx - x0
     hy, hx = 1 - ly, 1 - lx
-    y0, x0 = y0.long(), x0.long()
     xg = x.reshape(b, dg, c // dg, h * w)
     val = None
     for dy, dx, wt in ((0, 0, hy * hx), (0, 1, hy * lx), (1, 0, ly * hx), (1, 1, ly * lx)):
-        yc, xc = y0 + dy, x0 + dx
+        yc, xc = y0 + dy, x0 + dx  # float: clamped before the integer conversion (ONNX Clip has no int64)
         valid = (yc >= 0) & (yc < h) & (xc >= 0) & (xc < w)
-        idx = (yc.clamp(0, h - 1) * w + xc.clamp(0, w - 1)).reshape(b, dg, 1, k * p)
+        idx = (yc.clamp(0, h - 1).long() * w + xc.clamp(0, w - 1).long()).reshape(b, dg, 1, k * p)
         v = xg.gather(3, idx.expand(b, dg, c // dg, k * p)).reshape(b, dg, c // dg, k, p)
         v = torch.where(valid.unsqueeze(2), v, torch.zeros_like(v))
         term = wt.unsqueeze(2) * v
@@ -163,6 +162,8 @@ def backward(ctx, grad):
     ],
     outputs=[Output("y", shape=f"[x.shape[0], weight.shape[0], {_OH}, {_OW}]", dtype="like(x)")],
     attrs=ATTRS,
+    # CUDA: the weight rearranged as [groups][kh*kw][Cin/groups][Cout/groups] for coalesced tile loads.
+    workspace="4 * weight.shape[0] * weight.shape[1] * weight.shape[2] * weight.shape[3]",
     backward=backward,
     samples=samples,
     # float32: sums of up to Cin/groups*kh*kw = 72 products, accumulated in another order than torch's matmul.
