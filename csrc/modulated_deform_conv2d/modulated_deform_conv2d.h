@@ -96,7 +96,7 @@ inline ::opforge::Status check_args(const ::opforge::TensorView& x, const ::opfo
   return Status::ok();
 }
 
-// Where one (pixel, tap, deformable group) samples its channels. kind: 0 = outside the image (samples 0),
+// Where one (pixel, tap, deformable group) samples its channels. kind: 0 = outside (samples 0),
 // 1 = NaN position (samples NaN), 2 = inside: corner n (0: (y0,x0), 1: (y0,x0+1), 2: (y0+1,x0),
 // 3: (y0+1,x0+1)) is read at plane index idx[n] with weight w[n] when valid bit n is set.
 struct Tap {
@@ -112,7 +112,10 @@ OPFORGE_HOST_DEVICE inline Tap locate(float py, float px, int64_t H, int64_t W) 
   t.valid = 0;
   t.ly = t.lx = 0.0f;
   for (int n = 0; n < 4; ++n) { t.idx[n] = 0; t.w[n] = 0.0f; }
-  if (py <= -1.0f || py >= static_cast<float>(H) || px <= -1.0f || px >= static_cast<float>(W)) {
+  // Outside [-1, H] x [-1, W] every corner is outside the image. On the border lines (-1 and H) the value
+  // is 0 as well (the corners inside have weight 0), but they are computed, so the offset gradient there
+  // is torchvision's (its coordinate weights are taken from the corners alone).
+  if (py < -1.0f || py > static_cast<float>(H) || px < -1.0f || px > static_cast<float>(W)) {
     t.kind = 0;
     return t;
   }

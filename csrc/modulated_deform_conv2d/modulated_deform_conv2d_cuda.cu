@@ -29,6 +29,9 @@ using tile::TileTaps;
 constexpr int kBM = 64;
 constexpr int kCK = 32;
 constexpr int kThreads = 256;
+constexpr int kRowsPerPass = kThreads / kBN;    // column-tile rows filled per pass of the block
+constexpr int kPasses = kCK / kRowsPerPass;     // passes per column tile
+static_assert(kThreads % kBN == 0 && kCK % kRowsPerPass == 0, "each thread keeps one pixel of the tile");
 
 // weight [Cout, Cg, K] -> wt [groups][K][Cg][Coutg] (same dtype).
 template <typename T>
@@ -61,7 +64,7 @@ struct alignas(128) Smem<T, true> {
 };
 
 template <typename T, bool kTensorCores>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const T* __restrict__ x, const T* __restrict__ offset,
+__global__ void __launch_bounds__(kThreads, 2) forward_kernel(const T* __restrict__ x, const T* __restrict__ offset,
                                                            const T* __restrict__ wt, const T* __restrict__ mask,
                                                            const T* __restrict__ bias, T* __restrict__ y, Params p,
                                                            int64_t m_tiles) {
@@ -85,22 +88,67 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const T* __restrict__
     wmma::fill_fragment(frag_c[1], 0.0f);
   }
 
+  const int my_q = tid % kBN, cc0 = tid / kBN;
+  int my_idx[4];
+  float my_w[4], my_fill = 0.0f, my_mask = 1.0f;
+  int64_t my_base = -1;
   for (int64_t k = 0; k < p.K; ++k) {
     __syncthreads();  // previous users of s.taps are done
     tile::locate(p, offset, mask, n0, k, d0, nd, &s.taps);
+    __syncthreads();
+    if (nd == 1) {
+      my_base = s.taps.xbase[my_q];
+#pragma unroll
+      for (int n = 0; n < 4; ++n) {
+        my_idx[n] = s.taps.idx[0][n][my_q];
+        my_w[n] = s.taps.w[0][n][my_q];
+      }
+      my_fill = s.taps.fill[0][my_q];
+      my_mask = s.taps.mask[0][my_q];
+    }
     for (int64_t c0 = 0; c0 < p.Cg; c0 += kCK) {
-      __syncthreads();  // taps ready; previous tiles consumed
-      // Column tile: consecutive threads take consecutive pixels (neighbouring gathers).
-      for (int e = tid; e < kCK * kBN; e += kThreads) {
-        const int cc = e / kBN, q = e % kBN;
-        const int64_t cl = c0 + cc;
-        float v = 0.0f;
-        if (cl < p.Cg) {
-          const int64_t c = gi * p.Cg + cl;
-          v = tile::sample_column(p, x, s.taps, static_cast<int>(c / p.Cd - d0), c, q, mask != nullptr);
+      __syncthreads();  // previous tiles consumed
+      // Column tile: consecutive threads take consecutive pixels (neighbouring gathers); each thread always
+      // has pixel q = tid % kBN, rows cc0 + i * kRowsPerPass.
+      if (nd == 1) {
+        // One deformable group: the tap (in registers since locate) is the same for every row; issue all
+        // gathers of the thread first, then combine.
+        float raw[kPasses][4];
+#pragma unroll
+        for (int i = 0; i < kPasses; ++i) {
+          const int64_t cl = c0 + cc0 + i * kRowsPerPass;
+          const T* plane = x + (my_base >= 0 ? my_base : 0) + (gi * p.Cg + (cl < p.Cg ? cl : 0)) * p.H * p.W;
+          const bool row_ok = cl < p.Cg && my_base >= 0;
+#pragma unroll
+          for (int n = 0; n < 4; ++n)
+            raw[i][n] = (row_ok && my_idx[n] >= 0) ? to_float(__ldg(plane + my_idx[n])) : 0.0f;
         }
-        if constexpr (kTensorCores) s.col[cc][q] = from_float<T>(v);
-        else s.col[cc][q] = v;
+#pragma unroll
+        for (int i = 0; i < kPasses; ++i) {
+          const int64_t cl = c0 + cc0 + i * kRowsPerPass;
+          float v = 0.0f;
+          if (cl < p.Cg && my_base >= 0) {
+            // Invalid corners read as 0 with a finite weight: the same sum as skipping them.
+            v = my_fill;
+#pragma unroll
+            for (int n = 0; n < 4; ++n) v += my_w[n] * raw[i][n];
+            if (mask != nullptr) v *= my_mask;
+          }
+          if constexpr (kTensorCores) s.col[cc0 + i * kRowsPerPass][my_q] = from_float<T>(v);
+          else s.col[cc0 + i * kRowsPerPass][my_q] = v;
+        }
+      } else {
+        for (int e = tid; e < kCK * kBN; e += kThreads) {
+          const int cc = e / kBN, q = e % kBN;
+          const int64_t cl = c0 + cc;
+          float v = 0.0f;
+          if (cl < p.Cg) {
+            const int64_t c = gi * p.Cg + cl;
+            v = tile::sample_column(p, x, s.taps, static_cast<int>(c / p.Cd - d0), c, q, mask != nullptr);
+          }
+          if constexpr (kTensorCores) s.col[cc][q] = from_float<T>(v);
+          else s.col[cc][q] = v;
+        }
       }
       // Weight tile: wt[gi][k][c0 + cc][m0 + mm], coalesced along mm.
       for (int e = tid; e < kCK * kBM; e += kThreads) {

@@ -150,6 +150,34 @@ __global__ void __launch_bounds__(kThreads) weight_grads(const T* __restrict__ g
   }
 }
 
+// Any geometry (a convolution group spanning more than tile::kMaxDgTouched deformable groups): one thread
+// per weight element, summing over every pixel. Slow, but general; writes gw directly.
+template <typename T>
+__global__ void weight_grads_direct(const T* __restrict__ gout, const T* __restrict__ x, const T* __restrict__ offset,
+                                    const T* __restrict__ mask, float* __restrict__ gw, Params p) {
+  const int64_t total = p.Cout * p.Cg * p.K;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t k = e % p.K, cl = (e / p.K) % p.Cg, oc = e / (p.K * p.Cg);
+    const int64_t c = (oc / p.Coutg) * p.Cg + cl, d = c / p.Cd, i = k / p.kw, j = k % p.kw;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < p.B; ++b) {
+      const T* plane = x + (b * p.C + c) * p.H * p.W;
+      for (int64_t pix = 0; pix < p.P; ++pix) {
+        const int64_t oy = pix / p.OW, ox = pix % p.OW;
+        const int64_t obase = ((b * p.dg + d) * 2 * p.K + 2 * k) * p.P + pix;
+        const float py = static_cast<float>(oy * p.sh - p.ph + i * p.dh) + to_float(offset[obase]);
+        const float px = static_cast<float>(ox * p.sw - p.pw + j * p.dw) + to_float(offset[obase + p.P]);
+        const fwd::Tap t = fwd::locate(py, px, p.H, p.W);
+        float v = fwd::sample(t, [plane](int32_t idx) { return to_float(plane[idx]); });
+        if (mask != nullptr) v *= to_float(mask[((b * p.dg + d) * p.K + k) * p.P + pix]);
+        acc += to_float(gout[(b * p.Cout + oc) * p.P + pix]) * v;
+      }
+    }
+    gw[e] = acc;
+  }
+}
+
 template <typename T>
 __global__ void bias_grads(const T* __restrict__ gout, T* __restrict__ grad_bias, Params p) {
   __shared__ float partial[kThreads];
@@ -185,10 +213,6 @@ template <typename T>
                                     "modulated_deform_conv2d_backward: workspace smaller than declared");
   int64_t max_dg = 0;
   for (int64_t gi = 0; gi < p.groups; ++gi) max_dg = tile::dg_count(p, gi) > max_dg ? tile::dg_count(p, gi) : max_dg;
-  if (max_dg > tile::kMaxDgTouched)
-    return ::opforge::Status::error(::opforge::Status::kInvalidArgument,
-                                    "modulated_deform_conv2d_backward: on CUDA, a convolution group may span at most "
-                                    "4 deformable groups");
   float* gx = static_cast<float*>(ctx.workspace);
   float* gw = gx + nx;
   if (nx + nw > 0 && cudaMemsetAsync(gx, 0, static_cast<size_t>(nx + nw) * sizeof(float), stream) != cudaSuccess)
@@ -199,9 +223,9 @@ template <typename T>
                                                                                grad_offset, grad_mask, p);
     const int64_t m_tiles = (p.Coutg + kWM - 1) / kWM, c_tiles = (p.Cg + kWC - 1) / kWC;
     const int64_t y_blocks = p.groups * m_tiles * c_tiles * p.K;
-    if (y_blocks > 65535)
-      return ::opforge::Status::error(::opforge::Status::kInvalidArgument,
-                                      "modulated_deform_conv2d_backward: too many channels for the CUDA kernel");
+    if (y_blocks > 65535 || max_dg > tile::kMaxDgTouched) {
+      weight_grads_direct<T><<<grid_for(nw), kThreads, 0, stream>>>(gout, x, offset, mask, gw, p);
+    } else {
     const int64_t n_tiles = (p.N + kBN - 1) / kBN;
     // About 2048 blocks in all, each summing at least 4 pixel tiles before its atomics.
     int64_t chunks = 2048 / y_blocks;
@@ -212,6 +236,7 @@ template <typename T>
     if (p.Cg > 0 && p.Coutg > 0)
       weight_grads<T><<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(y_blocks)), kThreads, 0, stream>>>(
           gout, x, offset, mask, gw, p, m_tiles, c_tiles, per);
+    }
   }
   if (nx > 0) convert<T><<<grid_for(nx, 4096), kThreads, 0, stream>>>(gx, grad_x, nx);
   if (nw > 0) convert<T><<<grid_for(nw, 4096), kThreads, 0, stream>>>(gw, grad_weight, nw);

@@ -6,9 +6,10 @@ For output pixel (oy, ox), kernel tap (i, j) and deformable group d, the samplin
     py = oy * stride[0] - padding[0] + i * dilation[0] + offset[b, d*2*K + 2*(i*kw + j),     oy, ox]
     px = ox * stride[1] - padding[1] + j * dilation[1] + offset[b, d*2*K + 2*(i*kw + j) + 1, oy, ox]
 (K = kh*kw: per deformable group, per tap, (dy, dx) interleaved), x is sampled there bilinearly with
-zeros outside the image (a position with py <= -1, py >= H, px <= -1 or px >= W samples 0; corners
-outside the image count as 0), multiplied by mask[b, d*K + i*kw + j, oy, ox], and the sampled columns
-are multiplied with weight per convolution group, plus bias.
+zeros outside the image (corners outside the image count as 0, so a position with py <= -1, py >= H,
+px <= -1 or px >= W samples 0, as in torchvision), multiplied by mask[b, d*K + i*kw + j, oy, ox], and the
+sampled columns are multiplied with weight per convolution group, plus bias. Gradients are those of that
+bilinear form, which is what torchvision's backward computes, also on the border lines -1 and H.
 
 Non-finite positions: an infinite offset puts the position outside (0, like torchvision); a NaN position
 samples NaN and passes no gradient to x or offset (torchvision leaves that case undefined).
@@ -99,7 +100,9 @@ def _sampled_columns(x, offset, mask, kh, kw, stride, padding, dilation, dg):
     off = offset.reshape(b, dg, k, 2, p)
     py = base_y + off[:, :, :, 0]  # [B, dg, K, P]
     px = base_x + off[:, :, :, 1]
-    outside = (py <= -1) | (py >= h) | (px <= -1) | (px >= w)
+    # Outside [-1, H] x [-1, W] every corner is outside the image. On the lines -1 and H the value is 0 too
+    # (the corners inside have weight 0) but it is computed, so the offset gradient there is torchvision's.
+    outside = (py < -1) | (py > h) | (px < -1) | (px > w)
     nan = torch.isnan(py) | torch.isnan(px)
     skip = outside | nan
     # Positions that are not sampled are replaced by 0 before the arithmetic, so they pass no gradient

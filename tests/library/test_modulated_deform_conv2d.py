@@ -105,13 +105,14 @@ def loop_backward(grad_out, x, offset, weight, mask, stride, padding, dilation, 
                         val = _bilinear(x[b, c], H, W, y, xx)
                         cols[b, c, k, oy, ox] = m * val
                         grad_mask[b, d * K + k, oy, ox] += gc * val
-                        if y <= -1 or H <= y or xx <= -1 or W <= xx:
+                        if not (math.isfinite(y) and math.isfinite(xx)):
                             continue
+                        # Like torchvision: coordinate weights from the corners alone (no border test).
                         grad_offset[b, d * 2 * K + 2 * k, oy, ox] += m * gc * _coordinate_weight(x[b, c], y, xx, True)
                         grad_offset[b, d * 2 * K + 2 * k + 1, oy, ox] += m * gc * _coordinate_weight(x[b, c], y, xx, False)
-                        for yp in (math.floor(y), math.floor(y) + 1):
-                            for xp in (math.floor(xx), math.floor(xx) + 1):
-                                if 0 <= yp < H and 0 <= xp < W:
+                        for yp in (int(y) - 1, int(y), int(y) + 1):  # torchvision's col2im
+                            for xp in (int(xx) - 1, int(xx), int(xx) + 1):
+                                if 0 <= yp < H and 0 <= xp < W and abs(y - yp) < 1 and abs(xx - xp) < 1:
                                     grad_x[b, c, yp, xp] += m * (1 - abs(y - yp)) * (1 - abs(xx - xp)) * gc
     grad_weight = torch.zeros(weight.shape, dtype=torch.float64)
     for co in range(cout):
@@ -204,6 +205,23 @@ def test_integer_offsets_and_borders():
     want = loop_forward(x, offset, weight, None, None, [1, 1], [0, 0], [1, 1], 1, 1)
     got = ops.get_op(FWD)(x, offset, weight, **attrs)
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_border_gradients_match_torchvision_rule():
+    """Positions exactly on the lines -1, 0, H-1 and H (integer offsets): forward 0 / exact pixels, and the
+    offset gradient that torchvision's coordinate weights give there (nonzero on the -1 line)."""
+    x = torch.randn(1, 2, 3, 4)
+    weight = torch.randn(3, 2, 1, 1)
+    dy = torch.tensor([-1.0, -2.0, 3.0, 2.0, 0.0, -1.0, 1.0, -0.5, 0.0, 1.0, 2.0, -3.0]).reshape(3, 4)
+    dx = torch.tensor([0.0, -1.0, 4.0, -4.0, 3.0, -1.0, 1.0, 0.5, -2.0, 2.0, -1.0, 1.0]).reshape(3, 4)
+    offset = torch.stack([dy, dx]).reshape(1, 2, 3, 4)
+    attrs = dict(stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=1, deformable_groups=1)
+    grad_out = torch.randn(1, 3, 3, 4)
+    want = loop_backward(grad_out, x, offset, weight, None, [1, 1], [0, 0], [1, 1], 1, 1)
+    got = ops.get_op(BWD)(grad_out, x, offset, weight, **attrs)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.double(), w, rtol=1e-5, atol=1e-5)
+    assert want[1].abs().sum() > 0
 
 
 def test_bad_offset_shape_is_an_error():
