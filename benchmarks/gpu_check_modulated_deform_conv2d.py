@@ -131,7 +131,7 @@ def check_case(case, dtype, results):
 def check_empty(results):
     try:
         inputs, attrs = make_inputs(CASES[0], torch.float32)
-        inputs = [None if t is None or k in (2, 4) else t[:0] for k, t in enumerate(inputs)]  # not weight/bias
+        inputs = [t if t is None or k in (2, 4) else t[:0] for k, t in enumerate(inputs)]  # not weight/bias
         out = call(inputs, attrs)
         ok = out.shape[0] == 0
         print(f"{'PASS' if ok else 'FAIL'} empty batch: {list(out.shape)}", flush=True)

@@ -83,7 +83,8 @@ def backward_samples(device, dtype):
         s(1, 4, 9, 8, 6, 3, 3, padding=(1, 1), stride=(2, 2), groups=2, dg=2),
         s(2, 3, 8, 7, 5, 2, 3, padding=(2, 1), dilation=(2, 1), mask=False),
         s(1, 6, 6, 5, 4, 3, 2, groups=2, dg=3, stride=(1, 2), dilation=(1, 2), padding=(1, 2)),
-        s(0, 4, 5, 5, 3, 3, 3, padding=(1, 1)),  # empty batch
+        # No empty sample: with an empty batch grad_weight and grad_bias are zeros of their full shapes, and the
+        # generated empty-input test expects every output to be empty. tests/library covers the empty batch.
     ]
 
 

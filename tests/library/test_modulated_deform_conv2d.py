@@ -230,3 +230,13 @@ def test_bad_offset_shape_is_an_error():
         ops.get_op(FWD)(x, offset[:, :-2], weight, mask, bias, **attrs)
     with pytest.raises(RuntimeError, match="groups"):
         ops.get_op(FWD)(x, offset, weight, mask, bias, **{**attrs, "groups": 3})
+
+
+def test_empty_batch_backward_gives_zero_parameter_gradients():
+    (x, offset, weight, mask, bias), attrs = _inputs(CASES[0])
+    x, offset, mask = x[:0], offset[:0], mask[:0]
+    grad_out = torch.zeros(0, weight.shape[0], offset.shape[2], offset.shape[3])
+    got = ops.get_op(BWD)(grad_out, x, offset, weight, mask, **attrs)
+    assert [tuple(g.shape) for g in got] == [tuple(x.shape), tuple(offset.shape), tuple(weight.shape),
+                                             tuple(mask.shape), (weight.shape[0],)]
+    assert all(bool((g == 0).all()) for g in got)
