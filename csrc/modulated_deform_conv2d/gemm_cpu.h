@@ -7,6 +7,11 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define OPFORGE_DCN_X86 1
+#endif
+
 namespace opforge_kernels {
 namespace opforge {
 namespace modulated_deform_conv2d {
@@ -41,11 +46,30 @@ inline int64_t packed_a_size(int64_t M, int64_t R) { return (M + kMR - 1) / kMR 
   for (int i = 0; i < kMR; ++i)                                                     \
     for (int j = 0; j < kNR; ++j) c[i * ldc + j] = acc[i][j];
 
-// c[kMR][kNR] = a_block[R][kMR]^T * b[R][kNR] (b row stride ldb, c row stride ldc).
+// c[kMR][kNR] = a_block[R][kMR]^T * b[R][kNR] (b row stride ldb, c row stride ldc): 12 ymm accumulators.
+#if defined(OPFORGE_DCN_X86)
 __attribute__((target("avx2,fma"))) inline void micro_avx2(const float* a, const float* b, int64_t ldb, int64_t R,
                                                            float* c, int64_t ldc) {
-  OPFORGE_DCN_MICRO_BODY
+  static_assert(kNR == 16, "two 8-float vectors per row");
+  __m256 acc[kMR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t r = 0; r < R; ++r) {
+    const __m256 b0 = _mm256_loadu_ps(b + r * ldb), b1 = _mm256_loadu_ps(b + r * ldb + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMR; ++i) {
+      const __m256 av = _mm256_broadcast_ss(a + r * kMR + i);
+      acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < kMR; ++i) {
+    _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+    _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+  }
 }
+#endif
 inline void micro_base(const float* a, const float* b, int64_t ldb, int64_t R, float* c, int64_t ldc) {
   OPFORGE_DCN_MICRO_BODY
 }
@@ -65,13 +89,17 @@ inline bool has_avx2() {
 inline void multiply(const float* apacked, int64_t M, int64_t R, const float* b, int64_t ldb, int64_t N, float* c,
                      int64_t ldc) {
   const bool avx2 = has_avx2();
+  (void)avx2;
   for (int64_t n0 = 0; n0 < N; n0 += kNR)
     for (int64_t m0 = 0; m0 < M; m0 += kMR) {
       const float* ablk = apacked + (m0 / kMR) * R * kMR;
-      if (avx2)
+#if defined(OPFORGE_DCN_X86)
+      if (avx2) {
         micro_avx2(ablk, b + n0, ldb, R, c + m0 * ldc + n0, ldc);
-      else
-        micro_base(ablk, b + n0, ldb, R, c + m0 * ldc + n0, ldc);
+        continue;
+      }
+#endif
+      micro_base(ablk, b + n0, ldb, R, c + m0 * ldc + n0, ldc);
     }
 }
 

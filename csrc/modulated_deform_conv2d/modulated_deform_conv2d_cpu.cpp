@@ -57,15 +57,23 @@ void fill_columns(const Geometry& g, const T* x, const T* mask, int64_t b, int64
   for (int64_t c = c0; c < c0 + nc; ++c) {
     const int64_t d = c / g.Cd;
     const T* plane = x + (b * g.C + c) * g.H * g.W;
-    const auto load = [plane](int32_t idx) { return ::opforge::load(plane, idx); };
     for (int64_t k = 0; k < g.K; ++k) {
       const Tap* t = taps + (d * g.K + k) * kTile;
       float* row = col + ((c - c0) * g.K + k) * kTile;
+      // Branch-free form of detail::sample: invalid corners have idx 0 (a safe read) and are selected
+      // away (not multiplied by 0, so an inf there cannot leak in); kind 0/1 start from 0/NaN with no corner.
+      for (int64_t q = 0; q < np; ++q) {
+        const Tap& tq = t[q];
+        float v = tq.kind == 1 ? NAN : 0.0f;
+        for (int n = 0; n < 4; ++n) {
+          const float xv = ::opforge::load(plane, tq.idx[n]);
+          v += ((tq.valid >> n) & 1) ? tq.w[n] * xv : 0.0f;
+        }
+        row[q] = v;
+      }
       if (mask != nullptr) {
         const T* m = mask + ((b * g.dg + d) * g.K + k) * g.P + p0;
-        for (int64_t q = 0; q < np; ++q) row[q] = detail::sample(t[q], load) * ::opforge::load(m, q);
-      } else {
-        for (int64_t q = 0; q < np; ++q) row[q] = detail::sample(t[q], load);
+        for (int64_t q = 0; q < np; ++q) row[q] *= ::opforge::load(m, q);
       }
       for (int64_t q = np; q < kTile; ++q) row[q] = 0.0f;
     }
