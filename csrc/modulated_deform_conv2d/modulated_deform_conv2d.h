@@ -115,12 +115,12 @@ OPFORGE_HOST_DEVICE inline Tap locate(float py, float px, int64_t H, int64_t W) 
   // Outside [-1, H] x [-1, W] every corner is outside the image. On the border lines (-1 and H) the value
   // is 0 as well (the corners inside have weight 0), but they are computed, so the offset gradient there
   // is torchvision's (its coordinate weights are taken from the corners alone).
-  if (py < -1.0f || py > static_cast<float>(H) || px < -1.0f || px > static_cast<float>(W)) {
-    t.kind = 0;
+  if (py != py || px != px) {  // NaN first: a NaN coordinate samples NaN even if the other one is outside
+    t.kind = 1;
     return t;
   }
-  if (py != py || px != px) {
-    t.kind = 1;
+  if (py < -1.0f || py > static_cast<float>(H) || px < -1.0f || px > static_cast<float>(W)) {
+    t.kind = 0;
     return t;
   }
   t.kind = 2;

@@ -1,6 +1,6 @@
 // CUDA forward: an implicit GEMM. Block (pixel tile of kBN, output-channel tile of kBM, one convolution
-// group) loops over chunks of kCK input channels and taps k: it locates the tap's sampling positions once
-// per pixel and deformable group (shared by the chunk's channels), gathers a [kCK x kBN] tile of the sampled
+// group) loops over taps k and chunks of kCK input channels: it locates the tap's sampling positions once
+// per pixel and deformable group (shared by all channels), gathers a [kCK x kBN] tile of the sampled
 // column matrix into shared memory, loads the matching [kCK x kBM] tile of the weight (pre-arranged in
 // the workspace as [groups][K][Cg][Coutg] so the load is coalesced) and multiplies:
 //  - float16: tensor cores through WMMA (16x16x16, float accumulators), sm_70+;
@@ -92,11 +92,8 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const T* __restric
   int my_idx[4];
   float my_w[4], my_fill = 0.0f, my_mask = 1.0f;
   int64_t my_base = -1;
-  // Channel chunks outside, taps inside: the K taps of one chunk read the same neighbourhood of the same
-  // planes, which then stays in L1 (the taps are located again per chunk: cheap next to the gathers).
-  for (int64_t c0 = 0; c0 < p.Cg; c0 += kCK)
   for (int64_t k = 0; k < p.K; ++k) {
-    __syncthreads();  // previous users of s.taps and the tiles are done
+    __syncthreads();  // previous users of s.taps are done
     tile::locate(p, offset, mask, n0, k, d0, nd, &s.taps);
     __syncthreads();
     if (nd == 1) {
@@ -109,7 +106,8 @@ __global__ void __launch_bounds__(kThreads, 2) forward_kernel(const T* __restric
       my_fill = s.taps.fill[0][my_q];
       my_mask = s.taps.mask[0][my_q];
     }
-    {
+    for (int64_t c0 = 0; c0 < p.Cg; c0 += kCK) {
+      __syncthreads();  // previous tiles consumed
       // Column tile: consecutive threads take consecutive pixels (neighbouring gathers); each thread always
       // has pixel q = tid % kBN, rows cc0 + i * kRowsPerPass.
       if (nd == 1) {

@@ -148,9 +148,10 @@ struct Image {
           gxp[t.idx[n]] += t.w[n] * gv;
         }
       }
-      const float hy = 1.0f - t.ly, hx = 1.0f - t.lx;
-      goff[q] += gv * (hx * (v[2] - v[0]) + t.lx * (v[3] - v[1]));
-      goff[kTile + q] += gv * (hy * (v[1] - v[0]) + t.ly * (v[3] - v[2]));
+      float gy, gx;
+      detail::coordinate_grads(gv, v, t.ly, t.lx, &gy, &gx);
+      goff[q] += gy;
+      goff[kTile + q] += gx;
     }
     for (int64_t q = np; q < kTile; ++q) col[q] = 0.0f;
   }

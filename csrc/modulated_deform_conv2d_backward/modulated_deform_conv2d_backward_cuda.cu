@@ -72,9 +72,10 @@ __global__ void input_grads(const T* __restrict__ gout, const T* __restrict__ x,
 #pragma unroll
       for (int n = 0; n < 4; ++n)
         if (t.valid & (1 << n)) atomicAdd(gxp + t.idx[n], t.w[n] * gv);
-      const float hy = 1.0f - t.ly, hx = 1.0f - t.lx;
-      g_off_y += gv * (hx * (v[2] - v[0]) + t.lx * (v[3] - v[1]));
-      g_off_x += gv * (hy * (v[1] - v[0]) + t.ly * (v[3] - v[2]));
+      float gy, gx;
+      detail::coordinate_grads(gv, v, t.ly, t.lx, &gy, &gx);
+      g_off_y += gy;
+      g_off_x += gx;
     }
     grad_offset[obase] = from_float<T>(g_off_y);
     grad_offset[obase + p.P] = from_float<T>(g_off_x);
