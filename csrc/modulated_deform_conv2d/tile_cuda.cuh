@@ -1,0 +1,106 @@
+// Device code shared by the CUDA forward and backward kernels of modulated_deform_conv2d: one block works
+// on kBN output pixels (flattened over batch and plane, n = b*P + p); for one kernel tap it locates the
+// sampling positions of those pixels in every deformable group the block's channels touch (TileTaps), then
+// fills [channels x kBN] tiles of the sampled column matrix from them (sample_column).
+#pragma once
+
+#include "modulated_deform_conv2d/modulated_deform_conv2d.h"
+#include "opforge/kernel_cuda.cuh"
+
+namespace opforge_kernels {
+namespace opforge {
+namespace modulated_deform_conv2d {
+namespace tile {
+
+using detail::Geometry;
+using ::opforge::cuda::to_float;
+
+constexpr int kBN = 64;         // pixels per block
+constexpr int kMaxDgTouched = 4;  // deformable groups one convolution group may span on the tiled path
+
+// Kernel arguments in one struct (plain values, passed by value).
+struct Params {
+  int64_t B, C, H, W, Cout, Cg, Coutg, kh, kw, K, OH, OW, P, groups, dg, Cd, sh, sw, ph, pw, dh, dw;
+  int64_t N;  // B * P
+};
+
+inline Params params(const Geometry& g) {
+  return Params{g.B, g.C, g.H, g.W, g.Cout, g.Cg, g.Coutg, g.kh, g.kw, g.K, g.OH, g.OW, g.P, g.groups, g.dg, g.Cd,
+                g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.B * g.P};
+}
+
+// The deformable groups [first, last] that input channels [c_begin, c_end) of one convolution group touch.
+__host__ __device__ inline int64_t first_dg(const Params& p, int64_t gi) { return gi * p.Cg / p.Cd; }
+__host__ __device__ inline int64_t dg_count(const Params& p, int64_t gi) {
+  return p.Cg == 0 ? 1 : ((gi + 1) * p.Cg - 1) / p.Cd - first_dg(p, gi) + 1;
+}
+
+// One tap's sampling positions for the block's pixels: corner plane indices (-1: outside the image),
+// corner weights, the value a sample starts from (0, or NaN for a NaN position) and the mask.
+struct TileTaps {
+  int idx[kMaxDgTouched][4][kBN];
+  float w[kMaxDgTouched][4][kBN];
+  float fill[kMaxDgTouched][kBN];
+  float mask[kMaxDgTouched][kBN];
+  int64_t xbase[kBN];  // b * C * H * W for the pixel, -1 past N
+};
+
+// Pixel columns: b and p of each of the block's pixels (call once per block, before locate()).
+__device__ inline void columns(const Params& p, int64_t n0, TileTaps* s) {
+  for (int q = threadIdx.x; q < kBN; q += blockDim.x) {
+    const int64_t n = n0 + q;
+    s->xbase[q] = n < p.N ? (n / p.P) * p.C * p.H * p.W : -1;
+  }
+}
+
+// Fills s for tap k and deformable groups [d0, d0 + nd). Needs a __syncthreads() before use.
+template <typename T>
+__device__ inline void locate(const Params& p, const T* __restrict__ offset, const T* __restrict__ mask, int64_t n0,
+                              int64_t k, int64_t d0, int nd, TileTaps* s) {
+  const int64_t i = k / p.kw, j = k % p.kw;
+  for (int e = threadIdx.x; e < nd * kBN; e += blockDim.x) {
+    const int dl = e / kBN, q = e % kBN;
+    const int64_t n = n0 + q;
+    float fill = 0.0f, m = 1.0f;
+    detail::Tap t;
+    t.kind = 0;
+    t.valid = 0;
+    if (n < p.N) {
+      const int64_t b = n / p.P, pix = n % p.P, oy = pix / p.OW, ox = pix % p.OW, d = d0 + dl;
+      const int64_t obase = ((b * p.dg + d) * 2 * p.K + 2 * k) * p.P + pix;
+      const float py = static_cast<float>(oy * p.sh - p.ph + i * p.dh) + to_float(offset[obase]);
+      const float px = static_cast<float>(ox * p.sw - p.pw + j * p.dw) + to_float(offset[obase + p.P]);
+      t = detail::locate(py, px, p.H, p.W);
+      if (t.kind == 1) fill = NAN;
+      if (mask != nullptr) m = to_float(mask[((b * p.dg + d) * p.K + k) * p.P + pix]);
+    }
+    for (int c = 0; c < 4; ++c) {
+      s->idx[dl][c][q] = (t.kind == 2 && (t.valid & (1 << c))) ? t.idx[c] : -1;
+      s->w[dl][c][q] = t.w[c];
+    }
+    s->fill[dl][q] = fill;
+    s->mask[dl][q] = m;
+  }
+}
+
+// The column value of channel c (global index) at the block's pixel q: the mask times the bilinear sample,
+// in the reference's order of operations. 0 for pixels past N.
+template <typename T>
+__device__ __forceinline__ float sample_column(const Params& p, const T* __restrict__ x, const TileTaps& s, int dl,
+                                               int64_t c, int q, bool has_mask) {
+  const int64_t base = s.xbase[q];
+  if (base < 0) return 0.0f;
+  const T* plane = x + base + c * p.H * p.W;
+  float v = s.fill[dl][q];
+#pragma unroll
+  for (int corner = 0; corner < 4; ++corner) {
+    const int idx = s.idx[dl][corner][q];
+    if (idx >= 0) v += s.w[dl][corner][q] * to_float(__ldg(plane + idx));
+  }
+  return has_mask ? v * s.mask[dl][q] : v;
+}
+
+}  // namespace tile
+}  // namespace modulated_deform_conv2d
+}  // namespace opforge
+}  // namespace opforge_kernels
