@@ -62,7 +62,7 @@ def samples(device, dtype):
 @register_op(
     "opforge::batched_nms",
     inputs=[
-        Input("boxes", dtypes=FLOATING, rank=2),  # [N, 4]: checked by the kernels (see the report)
+        Input("boxes", dtypes=FLOATING, rank=2),  # [N, 4]: dim 1 is checked by the kernels (a rule cannot name its own input)
         Input("scores", dtypes="like(boxes)", shape="[boxes.shape[0]]"),
         Input("idxs", dtypes=("int64", "int32"), shape="[boxes.shape[0]]"),
     ],
@@ -71,10 +71,12 @@ def samples(device, dtype):
         Output.size("count", upper="boxes.shape[0]", opt="boxes.shape[0] // 2"),
     ],
     attrs=[Attr("iou_threshold", float), Attr("max_output", int, -1)],
-    # CUDA: sort keys/values and their double buffers, per-box float4 + class + segment data (<= 64 bytes a
-    # box), the per-class suppression bitmask (at most one 64-bit word per box per 64-box column chunk:
-    # N * ceil(N / 64) words when every box has one class) and CUB's temporary storage (< 64 KiB + N bytes).
-    workspace="boxes.shape[0] * 64 + 8 * boxes.shape[0] * ceil_div(boxes.shape[0], 64) + 65536",
+    # CUDA (batched_nms_cuda.cu carves it and returns an error, never overruns, if it is short): 72 bytes a box
+    # for the two radix sorts' keys/values and double buffers, float32 boxes + areas, segment ends, flags and
+    # their scan; the per-class suppression bitmask (at most one 64-bit word per box per 64-box column chunk:
+    # N * ceil(N / 64) words, reached when every box has one class); CUB's temporary storage (a few bytes a
+    # box plus tens of KiB) fits in the remaining 24 bytes a box + 1 MiB.
+    workspace="boxes.shape[0] * 96 + 8 * boxes.shape[0] * ceil_div(boxes.shape[0], 64) + 1048576",
     samples=samples,
 )
 def batched_nms(boxes, scores, idxs, iou_threshold, max_output=-1):
