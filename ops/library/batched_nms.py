@@ -62,7 +62,7 @@ def samples(device, dtype):
 @register_op(
     "opforge::batched_nms",
     inputs=[
-        Input("boxes", dtypes=FLOATING, rank=2),  # [N, 4]: dim 1 is checked by the kernels (a rule cannot name its own input)
+        Input("boxes", dtypes=FLOATING, shape="[boxes.shape[0], 4]"),  # (x1, y1, x2, y2) per box
         Input("scores", dtypes="like(boxes)", shape="[boxes.shape[0]]"),
         Input("idxs", dtypes=("int64", "int32"), shape="[boxes.shape[0]]"),
     ],
@@ -78,6 +78,8 @@ def samples(device, dtype):
     # box plus tens of KiB) fits in the remaining 24 bytes a box + 1 MiB.
     workspace="boxes.shape[0] * 96 + 8 * boxes.shape[0] * ceil_div(boxes.shape[0], 64) + 1048576",
     samples=samples,
+    onnx_fallback=False,  # greedy suppression is a data-dependent loop: no standard-ONNX body (NonMaxSuppression
+                          # is per-class-batch with different tie and threshold rules)
 )
 def batched_nms(boxes, scores, idxs, iou_threshold, max_output=-1):
     """Class-aware greedy NMS (torchvision.ops.batched_nms semantics), IoU in float32; returns (keep, count)."""

@@ -156,9 +156,8 @@ def backward(ctx, grad):
     "opforge::modulated_deform_conv2d",
     inputs=[
         Input("x", dtypes=FLOATING, rank=4),
-        # offset's shape [B, 2*dg*kh*kw, oH, oW] needs weight's dims, and a shape rule may only use earlier
-        # inputs: the kernels check it (detail::check_args).
-        Input("offset", dtypes="like(x)", rank=4),
+        # torchvision's argument order: offset before weight, whose dims its shape uses.
+        Input("offset", dtypes="like(x)", shape=f"[x.shape[0], 2 * deformable_groups * {_TAPS}, {_OH}, {_OW}]"),
         Input("weight", dtypes="like(x)", rank=4),
         Input("mask", dtypes="like(x)", optional=True,
               shape=f"[x.shape[0], deformable_groups * {_TAPS}, {_OH}, {_OW}]"),

@@ -78,6 +78,20 @@ def dims_match(got, want) -> bool:
     return got is not None and len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want))
 
 
+def output_trt_types(op, sample) -> list[int]:
+    """The nvinfer1::DataType of each output for this sample's input dtypes (size outputs: kINT32)."""
+    from ...dtypes import dtype_name
+
+    given = {i.name: t for i, t in zip(op.decl.inputs, sample.inputs) if t is not None}
+    out = []
+    for o in op.decl.outputs:
+        if o.is_size:
+            out.append(harness.TRT_DTYPE["int32"])
+        else:
+            out.append(harness.TRT_DTYPE[o.dtype or dtype_name(given[o.dtype_like].dtype)])
+    return out
+
+
 def trt_types(dtypes) -> list[int]:
     return [harness.TRT_DTYPE[t] for t in dtypes if t in harness.TRT_DTYPE]
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 
 from . import host as harness
-from .cases import attrs_of, dims_match, expected_shapes, input_shapes, samples, trt_types, valid_type_combos
+from ...dtypes import dtype_name
+from .cases import (attrs_of, dims_match, expected_shapes, input_shapes, output_trt_types, samples, trt_types,
+                    valid_type_combos)
 
 
 def cpu_checks(h: harness.Host, op) -> tuple[bool, str, dict]:
@@ -36,8 +38,10 @@ def cpu_checks(h: harness.Host, op) -> tuple[bool, str, dict]:
         if st != 0 or not all(dims_match(g, w) for g, w in zip(got, want)):
             return False, f"getOutputShapes for inputs {shapes} gave {text.strip()!r} (status {st}), expected {want}", {}
         n_shapes += 1
-        ins = [harness.tensor(s) for s in shapes]
-        outs = [harness.tensor(s or []) for s in expected_shapes(op, shapes, attrs_of(op, sample), at_upper=True)]
+        ins = [harness.tensor(list(t.shape), harness.TRT_DTYPE[dtype_name(t.dtype)]) for t in sample.inputs
+               if t is not None]
+        outs = [harness.tensor(s or [], t) for s, t in zip(expected_shapes(op, shapes, attrs_of(op, sample), at_upper=True),
+                                                           output_trt_types(op, sample))]
         if p.configure(ins, outs) != 0 or p.on_shape_change(ins, outs) != 0:
             return False, f"configurePlugin/onShapeChange rejected valid inputs {shapes}: {h.log().strip()}", {}
         again = p.recreate()
@@ -51,7 +55,8 @@ def cpu_checks(h: harness.Host, op) -> tuple[bool, str, dict]:
         n_roundtrips += 1
         clone.destroy()
         again.destroy()
-    p = h.create(creator, harness.fields_from_onnx_node(harness.synthetic_onnx_node(op, {}), creator.fields))
+    first = samples(op)[0].attrs if samples(op) else {}  # required attributes need a value
+    p = h.create(creator, harness.fields_from_onnx_node(harness.synthetic_onnx_node(op, first), creator.fields))
     valid = set(valid_type_combos(op))
     for combo in itertools.product(harness.ALL_TRT_DTYPES, repeat=nb_in + nb_out):
         for pos in range(nb_in + nb_out):
