@@ -104,8 +104,13 @@ def extension(package_name: str = DEFAULT_PACKAGE, with_cuda: bool | None = None
     sources, includes, record = generate_sources(package_name, with_cuda)
     cwd = Path.cwd().resolve()
     sources = [str(Path(s).relative_to(cwd)) if Path(s).is_relative_to(cwd) else s for s in sources]
+    # The C++ standard is torch's choice. -fno-trapping-math only drops the assumption that a program
+    # watches floating-point exception flags/traps (no value changes; clang's default): GCC 12 will not
+    # vectorise a loop with a float compare-and-select (a clamp, an inf check) without it, which is what
+    # the CPU kernels' hot loops are.
+    cxx = ["-O3", "-fno-trapping-math"]
     common = dict(name=package(package_name).extension, sources=sources, include_dirs=includes,
-                  extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]})  # the C++ standard is torch's choice
+                  extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]})
     if with_cuda:
         ext = CUDAExtension(define_macros=[("OPFORGE_WITH_CUDA", "1")], **common)
     else:
