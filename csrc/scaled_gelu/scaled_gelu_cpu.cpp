@@ -40,19 +40,19 @@ constexpr float kTanhP[] = {1.000000000e+00f, 1.338111162e-01f, 3.495690413e-03f
 constexpr float kTanhQ[] = {1.000000000e+00f, 4.671442807e-01f, 2.587737329e-02f, 3.285800922e-04f,
                             7.777487667e-07f};
 
-// a * b + c, fused where the clone has FMA (one rounding, half the instructions).
-template <bool kFma>
+// a * b + c, fused in the AVX2 clone (one rounding, half the instructions). kAvx2: compiled into it.
+template <bool kAvx2>
 OPFORGE_ALWAYS_INLINE float madd(float a, float b, float c) {
-  if constexpr (kFma) return std::fma(a, b, c);
+  if constexpr (kAvx2) return std::fma(a, b, c);
   else return a * b + c;
 }
 
 // c[K] + s * (c[K+1] + s * (...)): recursive rather than a loop, so it is straight-line code even where
 // the unroller gives up (it does on the FMA clone), which the vectoriser needs.
-template <bool kFma, int K = 0, int N>
+template <bool kAvx2, int K = 0, int N>
 OPFORGE_ALWAYS_INLINE float horner(const float (&c)[N], float s) {
   if constexpr (K == N - 1) return c[K];
-  else return madd<kFma>(horner<kFma, K + 1>(c, s), s, c[K]);
+  else return madd<kAvx2>(horner<kAvx2, K + 1>(c, s), s, c[K]);
 }
 
 OPFORGE_ALWAYS_INLINE float clamp(float v, float lo, float hi) {
@@ -63,7 +63,7 @@ OPFORGE_ALWAYS_INLINE float clamp(float v, float lo, float hi) {
 }
 
 // y[i] = alpha * gelu(x[i]) over float32 buffers (in == out allowed: element-wise).
-template <bool kTanh, bool kFma>
+template <bool kTanh, bool kAvx2>
 OPFORGE_ALWAYS_INLINE void gelu_floats(const float* in, float* out, int64_t n, float alpha) {
   const float half_alpha = 0.5f * alpha;
   for (int64_t i = 0; i < n; ++i) {
@@ -71,16 +71,16 @@ OPFORGE_ALWAYS_INLINE void gelu_floats(const float* in, float* out, int64_t n, f
     float r;  // erf(v / sqrt(2)) or tanh(sqrt(2/pi) * (v + kappa v^3)), in [-1, 1]
     bool saturated_low, saturated_high;  // past the point where r rounds to -1 / +1 in float32
     if constexpr (kTanh) {
-      const float u = v * madd<kFma>(kSqrt2OverPi * kKappa, v * v, kSqrt2OverPi);
+      const float u = v * madd<kAvx2>(kSqrt2OverPi * kKappa, v * v, kSqrt2OverPi);
       const float c = clamp(u, -kTanhMaxU, kTanhMaxU);
       const float s = c * c;
-      r = c * horner<kFma>(kTanhP, s) / horner<kFma>(kTanhQ, s);
+      r = c * horner<kAvx2>(kTanhP, s) / horner<kAvx2>(kTanhQ, s);
       saturated_low = u <= -kTanhMaxU;  // u is -inf (or NaN) for v = -inf, never past it
       saturated_high = u >= kTanhMaxU;
     } else {
       const float c = clamp(v, -kErfMaxX, kErfMaxX);
       const float s = c * c;
-      r = c * horner<kFma>(kErfP, s) / horner<kFma>(kErfQ, s);
+      r = c * horner<kAvx2>(kErfP, s) / horner<kAvx2>(kErfQ, s);
       saturated_low = v <= -kErfMaxX;
       saturated_high = v >= kErfMaxX;
     }
@@ -90,23 +90,23 @@ OPFORGE_ALWAYS_INLINE void gelu_floats(const float* in, float* out, int64_t n, f
     r = clamp(r, -1.0f, 1.0f);
     r = saturated_high ? 1.0f : r;
     const float h = half_alpha * v;
-    out[i] = saturated_low ? 0.0f : madd<kFma>(h, r, h);
+    out[i] = saturated_low ? 0.0f : madd<kAvx2>(h, r, h);
   }
 }
 
 // Blocks [b0, b1) of x (kBlock elements each, the last one possibly short).
-template <typename T, bool kTanh, bool kFma>
+template <typename T, bool kTanh, bool kAvx2>
 OPFORGE_ALWAYS_INLINE void gelu_blocks(const T* x, T* y, int64_t n, int64_t b0, int64_t b1, float alpha) {
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t begin = b * kBlock;
     const int64_t len = n - begin < kBlock ? n - begin : kBlock;
     if constexpr (std::is_same_v<T, float>) {
-      gelu_floats<kTanh, kFma>(x + begin, y + begin, len, alpha);
+      gelu_floats<kTanh, kAvx2>(x + begin, y + begin, len, alpha);
     } else {
       float buf[kBlock];
-      ::opforge::load_block(x + begin, buf, len);
-      gelu_floats<kTanh, kFma>(buf, buf, len, alpha);
-      ::opforge::store_block(buf, y + begin, len);
+      ::opforge::load_block_for<kAvx2>(x + begin, buf, len);
+      gelu_floats<kTanh, kAvx2>(buf, buf, len, alpha);
+      ::opforge::store_block_for<kAvx2>(buf, y + begin, len);
     }
   }
 }
