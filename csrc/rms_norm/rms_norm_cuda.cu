@@ -118,11 +118,11 @@ __global__ void rms_norm_kernel(const T* x, const T* __restrict__ w, T* y, int64
 // one warp a row, kRowsPerBlock rows a block, no barrier; otherwise one row a block. Blocks stay at
 // <= 512 threads (__launch_bounds__ caps the registers to match), so several fit on an SM and one block's
 // reduction overlaps another's loads.
-template <typename T, int kRowThreads, int kPacks>
+template <int kRowThreads>
 constexpr int kBlockThreads = kRowThreads == kWarp ? kWarp * kRowsPerBlock : kRowThreads;
 
 template <typename T, int kRowThreads, int kPacks>
-__global__ void __launch_bounds__(kBlockThreads<T, kRowThreads, kPacks>, kMinThreadsPerSm / kBlockThreads<T, kRowThreads, kPacks>)
+__global__ void __launch_bounds__(kBlockThreads<kRowThreads>, kMinThreadsPerSm / kBlockThreads<kRowThreads>)
 rms_norm_rows_in_registers(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int64_t rows,
                            int64_t packs_per_row, int64_t cols, float eps) {
   constexpr bool kWarpPerRow = kRowThreads == kWarp;
