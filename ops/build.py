@@ -55,6 +55,19 @@ def cuda_enabled() -> bool:
     return torch.version.cuda is not None and CUDA_HOME is not None
 
 
+def openmp_flags() -> list[str]:
+    """-fopenmp where torch's CPU thread pool is OpenMP (Linux wheels). at::parallel_for, which the glue
+    hands kernels as ctx.parallel_for, is a header template whose parallel branch exists only when the
+    including file is compiled with OpenMP (_OPENMP); without the flag every CPU kernel runs on one thread
+    whatever torch.set_num_threads says. The runtime linked is libgomp.so.1, the soname torch's bundled
+    copy already has in the process, so the loader reuses torch's and there is one pool."""
+    import torch
+
+    if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
+        return ["-fopenmp"]
+    return []
+
+
 def _package(name: str):
     from .discovery import import_package
 
@@ -108,9 +121,9 @@ def extension(package_name: str = DEFAULT_PACKAGE, with_cuda: bool | None = None
     # watches floating-point exception flags/traps (no value changes; clang's default): GCC 12 will not
     # vectorise a loop with a float compare-and-select (a clamp, an inf check) without it, which is what
     # the CPU kernels' hot loops are.
-    cxx = ["-O3", "-fno-trapping-math"]
+    cxx = ["-O3", "-fno-trapping-math"] + openmp_flags()
     common = dict(name=package(package_name).extension, sources=sources, include_dirs=includes,
-                  extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]})
+                  extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]}, extra_link_args=openmp_flags())
     if with_cuda:
         ext = CUDAExtension(define_macros=[("OPFORGE_WITH_CUDA", "1")], **common)
     else:
