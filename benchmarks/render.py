@@ -1,4 +1,5 @@
-"""Render a benchmark JSON (from bench_torch_ops.py) as the markdown table in benchmarks/README.md.
+"""Render a benchmark JSON (from bench_torch_ops.py or bench_cpu.py) as the markdown tables in
+benchmarks/README.md.
 
     python benchmarks/render.py benchmarks/results/<file>.json"""
 
@@ -7,6 +8,8 @@ import sys
 
 
 def render(report: dict) -> str:
+    if report.get("kind") == "cpu":
+        return render_cpu(report)
     lines = [
         f"{report['device']}, torch {report['torch']}; measured copy bandwidth (read + write) "
         f"{report['copy_GBps']:.0f} GB/s is the roofline.",
@@ -19,6 +22,31 @@ def render(report: dict) -> str:
             f"| {r['op']} | {r['dtype']} | {r['shape']} | {r['opforge_ms'] * 1e3:.1f} | {r['opforge_GBps']:.0f} | "
             f"{r['roofline_fraction']:.0%} | {r['speedup_vs_eager']:.2f}x | {r['speedup_vs_compile']:.2f}x | "
             f"{r['rel_l2']:.2e} |")
+    return "\n".join(lines)
+
+
+def render_cpu(report: dict) -> str:
+    m = report["machine"]
+    load = f"load average {m['load_average_start'][0]:.1f} at start, {m['load_average_end'][0]:.1f} at end"
+    lines = [
+        f"{m['cpu']} ({m['logical_cpus']} logical CPUs, aten CPU capability {m['aten_cpu_capability']}), "
+        f"torch {report['torch']}, commit {report['commit']}, {report['date']}; {load}.",
+        f"Command: `{report['command']}`. Ratio = opforge time / aten time (median of per-round ratios; "
+        "below 1 is faster than aten); q1-q3 its interquartile range.",
+        "",
+        "| op | variant | dtype | shape | threads | opforge µs | aten µs | ratio | q1-q3 | ok |",
+        "|---|---|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for r in report["kernels"]:
+        lines.append(
+            f"| {r['op']} | {r['variant'] or '-'} | {r['dtype']} | {r['shape']} | {r['threads']} | "
+            f"{r['opforge_us']:.1f} | {r['aten_us']:.1f} | {r['ratio']:.2f} | {r['ratio_q1']:.2f}-{r['ratio_q3']:.2f} | "
+            f"{'yes' if r['ok'] else 'NO'} |")
+    lines += ["", "Per-call host overhead (64x64 float32, 1 thread):", "",
+              "| op | requires_grad | opforge µs | aten µs | ratio | extra µs |", "|---|---|---:|---:|---:|---:|"]
+    for r in report["overhead"]:
+        lines.append(f"| {r['op']} | {r['requires_grad']} | {r['opforge_us']:.2f} | {r['aten_us']:.2f} | "
+                     f"{r['ratio']:.2f} | {r['extra_us']:.2f} |")
     return "\n".join(lines)
 
 

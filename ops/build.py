@@ -55,6 +55,19 @@ def cuda_enabled() -> bool:
     return torch.version.cuda is not None and CUDA_HOME is not None
 
 
+def openmp_flags() -> list[str]:
+    """-fopenmp where torch's CPU thread pool is OpenMP (Linux wheels). at::parallel_for, which the glue
+    hands kernels as ctx.parallel_for, is a header template whose parallel branch exists only when the
+    including file is compiled with OpenMP (_OPENMP); without the flag every CPU kernel runs on one thread
+    whatever torch.set_num_threads says. The runtime linked is libgomp.so.1, the soname torch's bundled
+    copy already has in the process, so the loader reuses torch's and there is one pool."""
+    import torch
+
+    if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
+        return ["-fopenmp"]
+    return []
+
+
 def _package(name: str):
     from .discovery import import_package
 
@@ -104,8 +117,13 @@ def extension(package_name: str = DEFAULT_PACKAGE, with_cuda: bool | None = None
     sources, includes, record = generate_sources(package_name, with_cuda)
     cwd = Path.cwd().resolve()
     sources = [str(Path(s).relative_to(cwd)) if Path(s).is_relative_to(cwd) else s for s in sources]
+    # The C++ standard is torch's choice. -fno-trapping-math only drops the assumption that a program
+    # watches floating-point exception flags/traps (no value changes; clang's default): GCC 12 will not
+    # vectorise a loop with a float compare-and-select (a clamp, an inf check) without it, which is what
+    # the CPU kernels' hot loops are.
+    cxx = ["-O3", "-fno-trapping-math"] + openmp_flags()
     common = dict(name=package(package_name).extension, sources=sources, include_dirs=includes,
-                  extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]})  # the C++ standard is torch's choice
+                  extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]}, extra_link_args=openmp_flags())
     if with_cuda:
         ext = CUDAExtension(define_macros=[("OPFORGE_WITH_CUDA", "1")], **common)
     else:

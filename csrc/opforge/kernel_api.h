@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define OPFORGE_HOST_DEVICE __host__ __device__
@@ -237,6 +238,135 @@ inline float load(const BFloat16* p, int64_t i) { return bf16_bits_to_float(p[i]
 inline void store(float* p, int64_t i, float v) { p[i] = v; }
 inline void store(Half* p, int64_t i, float v) { p[i].bits = float_to_fp16_bits(v); }
 inline void store(BFloat16* p, int64_t i, float v) { p[i].bits = float_to_bf16_bits(v); }
+
+
+// ---- vectorisable CPU helpers: block conversions and an AVX2 clone of hot loops ----
+//
+// The scalar conversions above branch per element, which keeps any loop that calls them scalar. A fast
+// kernel converts a block of a few hundred elements into a float32 stack buffer with load_block(),
+// computes on floats in a loop the compiler vectorises, and writes back with store_block(). Their
+// branch-free bodies are c10's float16 algorithm (FP16 library, M. Dukhan) and the usual bfloat16
+// rounding: same results as fp16_bits_to_float / float_to_fp16_bits / float_to_bf16_bits for every
+// input (round-to-nearest-even, subnormals, +-inf), NaN payloads aside (a NaN stays a NaN).
+
+#if defined(__GNUC__) || defined(__clang__)
+#define OPFORGE_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define OPFORGE_ALWAYS_INLINE inline
+#endif
+
+namespace detail {
+OPFORGE_ALWAYS_INLINE uint32_t float_bits(float f) { uint32_t u; std::memcpy(&u, &f, sizeof u); return u; }
+OPFORGE_ALWAYS_INLINE float bits_float(uint32_t u) { float f; std::memcpy(&f, &u, sizeof f); return f; }
+
+OPFORGE_ALWAYS_INLINE float fp16_to_float_branchless(uint16_t h) {
+  const uint32_t w = static_cast<uint32_t>(h) << 16;
+  const uint32_t sign = w & 0x80000000u;
+  const uint32_t two_w = w + w;
+  // Normal (and inf/nan): move exponent+mantissa into place and rebias by a multiply by 2^-112.
+  const float normalized = bits_float((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+  // Subnormal: the mantissa as the low bits of a float in [0.5, 1), minus 0.5, is exact.
+  const float denormalized = bits_float((two_w >> 17) | (126u << 23)) - 0.5f;
+  return bits_float(sign | (two_w < (1u << 27) ? float_bits(denormalized) : float_bits(normalized)));
+}
+
+OPFORGE_ALWAYS_INLINE uint16_t float_to_fp16_branchless(float f) {
+  // Scaling |f| up then down lets the float adder do the rounding to 11 significant bits (and overflow
+  // to inf); the two multiplies must not be folded, which holds without -ffast-math.
+  const uint32_t w = float_bits(f);
+  float base = (bits_float(w & 0x7FFFFFFFu) * 0x1.0p+112f) * 0x1.0p-110f;
+  const uint32_t shl1_w = w + w;
+  const uint32_t sign = w & 0x80000000u;
+  uint32_t bias = shl1_w & 0xFF000000u;
+  bias = bias < 0x71000000u ? 0x71000000u : bias;
+  base = bits_float((bias >> 1) + 0x07800000u) + base;
+  const uint32_t bits = float_bits(base);
+  const uint32_t nonsign = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);
+  return static_cast<uint16_t>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+OPFORGE_ALWAYS_INLINE uint16_t float_to_bf16_branchless(float f) {
+  const uint32_t x = float_bits(f);
+  const uint32_t rounded = (x + 0x7FFFu + ((x >> 16) & 1u)) >> 16;
+  return static_cast<uint16_t>((x & 0x7FFFFFFFu) > 0x7F800000u ? (x >> 16) | 0x40u : rounded);  // quiet nan
+}
+}  // namespace detail
+
+// out[i] = float(in[i]) for i < n (float32: a copy).
+OPFORGE_ALWAYS_INLINE void load_block(const float* in, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = in[i];
+}
+OPFORGE_ALWAYS_INLINE void load_block(const Half* in, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = detail::fp16_to_float_branchless(in[i].bits);
+}
+OPFORGE_ALWAYS_INLINE void load_block(const BFloat16* in, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = detail::bits_float(static_cast<uint32_t>(in[i].bits) << 16);
+}
+// out[i] = T(in[i]) for i < n, rounding to nearest even.
+OPFORGE_ALWAYS_INLINE void store_block(const float* in, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = in[i];
+}
+OPFORGE_ALWAYS_INLINE void store_block(const float* in, Half* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i].bits = detail::float_to_fp16_branchless(in[i]);
+}
+OPFORGE_ALWAYS_INLINE void store_block(const float* in, BFloat16* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i].bits = detail::float_to_bf16_branchless(in[i]);
+}
+
+// Run-time ISA choice for hot loops. A wheel is compiled for baseline x86-64 (SSE2: 4 floats a vector,
+// no FMA) while aten picks AVX2/AVX-512 kernels at run time, so a loop that must keep up with aten is
+// compiled a second time for AVX2+FMA: put its body in an OPFORGE_ALWAYS_INLINE template, instantiate
+// it in one plain function and one marked OPFORGE_TARGET_AVX2, and call the latter when cpu_has_avx2_fma().
+// (Manual rather than target_clones: the clone also switches explicit std::fma on, which matters because
+// torch builds with -std=c++NN, i.e. -ffp-contract=off, so a*b+c is never fused on its own.)
+// The clone also gets F16C (every AVX2 CPU has it): load_block_for/store_block_for below convert float16
+// with one instruction per 8 elements there.
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && !defined(__CUDACC__)
+#define OPFORGE_HAVE_AVX2_CLONE 1
+#define OPFORGE_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+inline bool cpu_has_avx2_fma() {
+  static const bool yes =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+}  // namespace opforge
+#include <immintrin.h>
+namespace opforge {
+OPFORGE_TARGET_AVX2 inline void load_block_f16c(const Half* in, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+  for (; i < n; ++i) out[i] = detail::fp16_to_float_branchless(in[i].bits);
+}
+OPFORGE_TARGET_AVX2 inline void store_block_f16c(const float* in, Half* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)  // round to nearest even, as float_to_fp16_bits
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) out[i].bits = detail::float_to_fp16_branchless(in[i]);
+}
+#else
+#define OPFORGE_HAVE_AVX2_CLONE 0
+#define OPFORGE_TARGET_AVX2
+inline bool cpu_has_avx2_fma() { return false; }
+#endif
+
+// load_block/store_block for a kernel body templated on kAvx2 (true only inside an OPFORGE_TARGET_AVX2
+// function): the F16C forms there, the portable ones otherwise.
+template <bool kAvx2, typename T>
+OPFORGE_ALWAYS_INLINE void load_block_for(const T* in, float* out, int64_t n) {
+#if OPFORGE_HAVE_AVX2_CLONE
+  if constexpr (kAvx2 && std::is_same_v<T, Half>) return load_block_f16c(in, out, n);
+#endif
+  load_block(in, out, n);
+}
+template <bool kAvx2, typename T>
+OPFORGE_ALWAYS_INLINE void store_block_for(const float* in, T* out, int64_t n) {
+#if OPFORGE_HAVE_AVX2_CLONE
+  if constexpr (kAvx2 && std::is_same_v<T, Half>) return store_block_f16c(in, out, n);
+#endif
+  store_block(in, out, n);
+}
 
 }  // namespace opforge
 

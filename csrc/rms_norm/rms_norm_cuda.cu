@@ -10,10 +10,17 @@ namespace rms_norm {
 namespace {
 
 constexpr int kWarp = 32;
-constexpr int kMaxThreads = 1024;
+// The looping kernel's block size cap. 512 rather than 1024: a 1024-thread block needing more than 32
+// registers a thread (float16 took 40 on sm_90) leaves one block per SM, whose load/barrier/store phases
+// then never overlap with another block's (the float16 4096x8192 case ran at 52% of copy bandwidth).
+constexpr int kMaxThreads = 512;
 // Rows of at most this many packs/elements (4 per lane) go one per warp, kRowsPerBlock warps a block.
 constexpr int64_t kWarpRowLimit = 4 * kWarp;
 constexpr unsigned kRowsPerBlock = 8;
+// The register kernel asks ptxas for at least this many resident threads per SM (half of sm_90's 2048),
+// i.e. at most 64 registers a thread: with 4 packs (64 bytes) in flight per thread that is >= 64 KB of
+// loads in flight per SM, and the bfloat16 variants otherwise took up to 94 registers (25% occupancy).
+constexpr int kMinThreadsPerSm = 1024;
 constexpr int64_t kMaxBlocks = 0x7FFFFFFF;  // gridDim.x limit; larger row counts loop inside the kernel
 
 using ::opforge::cuda::from_float;
@@ -104,6 +111,96 @@ __global__ void rms_norm_kernel(const T* x, const T* __restrict__ w, T* y, int64
   }
 }
 
+// The fast path for vectorised rows of up to 4 * 512 packs (float16: 16384 cols, float32: 8192): each of
+// kRowThreads threads of a row keeps its kPacks packs in registers from the sum of squares to the scaling,
+// so x is read from memory once (the looping kernel above reads it twice), and issues all kPacks 16-byte
+// loads before using any, so a thread has kPacks * 16 bytes in flight rather than 16. kRowThreads == 32:
+// one warp a row, kRowsPerBlock rows a block, no barrier; otherwise one row a block. Blocks stay at
+// <= 512 threads (__launch_bounds__ caps the registers to match), so several fit on an SM and one block's
+// reduction overlaps another's loads.
+template <int kRowThreads>
+constexpr int kBlockThreads = kRowThreads == kWarp ? kWarp * kRowsPerBlock : kRowThreads;
+
+template <typename T, int kRowThreads, int kPacks>
+__global__ void __launch_bounds__(kBlockThreads<kRowThreads>, kMinThreadsPerSm / kBlockThreads<kRowThreads>)
+rms_norm_rows_in_registers(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int64_t rows,
+                           int64_t packs_per_row, int64_t cols, float eps) {
+  constexpr bool kWarpPerRow = kRowThreads == kWarp;
+  constexpr int kVec = Pack<T>::kSize;
+  __shared__ float warp_sums[kWarpPerRow ? 1 : kRowThreads / kWarp];
+  __shared__ float inv_shared;
+  const int64_t rows_per_block = kWarpPerRow ? kRowsPerBlock : 1;
+  const int64_t row_stride = static_cast<int64_t>(gridDim.x) * rows_per_block;
+  const Pack<T>* wp = reinterpret_cast<const Pack<T>*>(w);
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * rows_per_block + threadIdx.y; row < rows; row += row_stride) {
+    const Pack<T>* xp = reinterpret_cast<const Pack<T>*>(x) + row * packs_per_row;
+    Pack<T>* yp = reinterpret_cast<Pack<T>*>(y) + row * packs_per_row;
+
+    Pack<T> v[kPacks];
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      const int64_t p = threadIdx.x + k * kRowThreads;
+      if (p < packs_per_row) v[k] = xp[p];
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      if (threadIdx.x + k * kRowThreads < packs_per_row) {
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) {
+          const float f = to_float(v[k].v[e]);
+          ss += f * f;
+        }
+      }
+    }
+    float inv;
+    if constexpr (kWarpPerRow) {
+      inv = 1.0f / sqrtf(warp_sum(ss) / static_cast<float>(cols) + eps);  // every lane has the total
+    } else {
+      ss = block_sum(ss, warp_sums);
+      if (threadIdx.x == 0) inv_shared = 1.0f / sqrtf(ss / static_cast<float>(cols) + eps);
+      __syncthreads();  // as in rms_norm_kernel: publishes inv_shared and fences warp_sums/inv_shared reuse
+      inv = inv_shared;
+    }
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      const int64_t p = threadIdx.x + k * kRowThreads;
+      if (p < packs_per_row) {
+        const Pack<T> wv = wp[p];
+        Pack<T> out;
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) out.v[e] = from_float<T>(to_float(v[k].v[e]) * inv * to_float(wv.v[e]));
+        yp[p] = out;
+      }
+    }
+  }
+}
+
+template <typename T, int kRowThreads, int kPacks>
+void launch_rows_in_registers(const T* x, const T* w, T* y, int64_t rows, int64_t packs_per_row, int64_t cols,
+                              float eps, cudaStream_t stream) {
+  const dim3 block = kRowThreads == kWarp ? dim3(kWarp, kRowsPerBlock) : dim3(kRowThreads);
+  const int64_t blocks_needed = (rows + block.y - 1) / block.y;
+  const unsigned blocks = static_cast<unsigned>(blocks_needed < kMaxBlocks ? blocks_needed : kMaxBlocks);
+  rms_norm_rows_in_registers<T, kRowThreads, kPacks><<<blocks, block, 0, stream>>>(x, w, y, rows, packs_per_row,
+                                                                                   cols, eps);
+}
+
+// Picks the register kernel's shape for a row of `packs` packs: 64 bytes (4 packs) in flight per thread
+// wherever the row is long enough, and 128-512 threads a row. Returns false past 4 * 512 packs.
+template <typename T>
+bool launch_vectorized(const T* x, const T* w, T* y, int64_t rows, int64_t packs, int64_t cols, float eps,
+                       cudaStream_t stream) {
+  if (packs <= 32) launch_rows_in_registers<T, 32, 1>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 64) launch_rows_in_registers<T, 32, 2>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 128) launch_rows_in_registers<T, 32, 4>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 256) launch_rows_in_registers<T, 128, 2>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 512) launch_rows_in_registers<T, 128, 4>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 1024) launch_rows_in_registers<T, 256, 4>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 2048) launch_rows_in_registers<T, 512, 4>(x, w, y, rows, packs, cols, eps, stream);
+  else return false;  // 8 packs a thread would spill (bfloat16 at the 64-register cap)
+  return true;
+}
 
 template <typename T>
 void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
@@ -116,6 +213,8 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
   const bool vectorized = cols % kVec == 0 && ::opforge::cuda::pack_aligned<T>(xp) &&
                           ::opforge::cuda::pack_aligned<T>(wp) && ::opforge::cuda::pack_aligned<T>(yp);
   const int64_t per_row = vectorized ? cols / kVec : cols;
+  if (vectorized && launch_vectorized(xp, wp, yp, rows, per_row, cols, eps, stream)) return;
+  // Misaligned views and rows too long for registers: the looping kernel.
   dim3 block;
   if (per_row <= kWarpRowLimit) {
     block = dim3(kWarp, kRowsPerBlock);

@@ -8,6 +8,9 @@ namespace scaled_gelu {
 namespace {
 
 constexpr int kThreads = 256;
+// Packs a thread loads before computing any: 64 bytes in flight per thread instead of 16, which is what
+// keeps a memory-bound kernel near copy bandwidth when the grid is only a wave or two deep.
+constexpr int kUnroll = 4;
 // A grid-stride loop needs only enough blocks to fill the GPU; more would just add scheduling overhead.
 constexpr int64_t kMaxBlocks = 4096;
 
@@ -38,11 +41,20 @@ __global__ void scaled_gelu_kernel(const T* x, T* y, int64_t n, float alpha, boo
     const int64_t packs = n / kVec;
     const Pack<T>* xp = reinterpret_cast<const Pack<T>*>(x);
     Pack<T>* yp = reinterpret_cast<Pack<T>*>(y);
-    for (int64_t p = tid; p < packs; p += stride) {
-      Pack<T> v = xp[p];
+    // Each slice u of an iteration is a contiguous run of the grid's threads, so accesses stay coalesced.
+    for (int64_t base = tid; base < packs; base += stride * kUnroll) {
+      Pack<T> v[kUnroll];
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) v.v[k] = from_float<T>(scaled_gelu<kTanh>(to_float(v.v[k]), alpha));
-      yp[p] = v;
+      for (int u = 0; u < kUnroll; ++u)
+        if (base + u * stride < packs) v[u] = xp[base + u * stride];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        if (base + u * stride < packs) {
+#pragma unroll
+          for (int k = 0; k < kVec; ++k) v[u].v[k] = from_float<T>(scaled_gelu<kTanh>(to_float(v[u].v[k]), alpha));
+          yp[base + u * stride] = v[u];
+        }
+      }
     }
     scalar_begin = packs * kVec;
   }
@@ -57,7 +69,8 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& y, int6
   T* yp = y.ptr<T>();
   constexpr int kVec = Pack<T>::kSize;
   const bool vectorized = ::opforge::cuda::pack_aligned<T>(xp) && ::opforge::cuda::pack_aligned<T>(yp);
-  const int64_t work = vectorized ? n / kVec + n % kVec : n;
+  // Enough threads for kUnroll packs each (or one element each on the scalar path).
+  const int64_t work = vectorized ? (n / kVec + kUnroll - 1) / kUnroll + n % kVec : n;
   const int64_t blocks_needed = (work + kThreads - 1) / kThreads;
   const unsigned blocks = static_cast<unsigned>(blocks_needed < kMaxBlocks ? blocks_needed : kMaxBlocks);
   if (use_tanh)
