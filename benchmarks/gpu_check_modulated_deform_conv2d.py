@@ -98,10 +98,10 @@ def check_case(case, dtype, results):
         # Backward vs torchvision autograd (float32) and vs the CPU backward kernel.
         grad = torch.randn(out.shape, device="cuda").to(dtype)
         x, offset, weight, mask, bias = inputs
-        gcuda = BWD(grad, x, offset, weight, mask, attrs["stride"], attrs["padding"], attrs["dilation"],
+        gcuda = BWD(x, offset, weight, grad, mask, attrs["stride"], attrs["padding"], attrs["dilation"],
                     attrs["groups"], attrs["deformable_groups"])
         torch.cuda.synchronize()
-        gcpu = BWD(grad.cpu(), x.cpu(), offset.cpu(), weight.cpu(), None if mask is None else mask.cpu(),
+        gcpu = BWD(x.cpu(), offset.cpu(), weight.cpu(), grad.cpu(), None if mask is None else mask.cpu(),
                    attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"], attrs["deformable_groups"])
         leaves = [None if t is None else t.detach().clone().requires_grad_() for t in f32]
         if leaves[3] is None:
@@ -164,7 +164,7 @@ def bench(results_bench):
                 row["torchvision_error"] = f"{type(e).__name__}: {e}"[:200]
             grad = torch.randn(b, cout, h, w, device="cuda", dtype=dtype)
             row["opforge_bwd_us"] = 1e3 * triton.testing.do_bench(
-                lambda: BWD(grad, x, offset, weight, mask, attrs["stride"], attrs["padding"], attrs["dilation"], 1, 1),
+                lambda: BWD(x, offset, weight, grad, mask, attrs["stride"], attrs["padding"], attrs["dilation"], 1, 1),
                 warmup=20, rep=200)
             if "torchvision_fwd_us" in row:
                 leaves = [t.detach().clone().requires_grad_() for t in (x, offset, weight, mask, bias)]

@@ -100,3 +100,10 @@ def rebatch(op, sample, batch: int):
 def message(op, dtype, label, shape, metrics=None) -> str:
     """Assertion message of the generated tests: what failed, and the seed to reproduce it."""
     return f"{op.id} [{dtype}] {label} x{list(shape)}: {metrics if metrics is not None else ''}; {seed_note()}"
+
+
+def has_float_output(decl) -> bool:
+    """Whether some output is floating (only those can carry a gradient)."""
+    floating = {"float32", "float16", "bfloat16", "float64"}
+    return any((o.dtype in floating) or (o.dtype_like and set(decl.input(o.dtype_like).dtypes) & floating)
+               for o in decl.outputs)

@@ -12,16 +12,16 @@ namespace opforge_kernels {
 namespace opforge {
 namespace modulated_deform_conv2d_backward {
 
-::opforge::Status cpu(const ::opforge::TensorView& grad_out, const ::opforge::TensorView& x,
-                      const ::opforge::TensorView& offset, const ::opforge::TensorView& weight,
+::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& offset,
+                      const ::opforge::TensorView& weight, const ::opforge::TensorView& grad_out,
                       const ::opforge::TensorView* mask, const ::opforge::TensorView& grad_x,
                       const ::opforge::TensorView& grad_offset, const ::opforge::TensorView& grad_weight,
                       const ::opforge::TensorView& grad_mask, const ::opforge::TensorView& grad_bias,
                       ::opforge::Span<int64_t> stride, ::opforge::Span<int64_t> padding,
                       ::opforge::Span<int64_t> dilation, int64_t groups, int64_t deformable_groups,
                       const ::opforge::DeviceContext& ctx);
-::opforge::Status cuda(const ::opforge::TensorView& grad_out, const ::opforge::TensorView& x,
-                       const ::opforge::TensorView& offset, const ::opforge::TensorView& weight,
+::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView& offset,
+                       const ::opforge::TensorView& weight, const ::opforge::TensorView& grad_out,
                        const ::opforge::TensorView* mask, const ::opforge::TensorView& grad_x,
                        const ::opforge::TensorView& grad_offset, const ::opforge::TensorView& grad_weight,
                        const ::opforge::TensorView& grad_mask, const ::opforge::TensorView& grad_bias,

@@ -200,8 +200,8 @@ template <typename T>
 
 }  // namespace
 
-::opforge::Status cpu(const ::opforge::TensorView& grad_out, const ::opforge::TensorView& x,
-                      const ::opforge::TensorView& offset, const ::opforge::TensorView& weight,
+::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& offset,
+                      const ::opforge::TensorView& weight, const ::opforge::TensorView& grad_out,
                       const ::opforge::TensorView* mask, const ::opforge::TensorView& grad_x,
                       const ::opforge::TensorView& grad_offset, const ::opforge::TensorView& grad_weight,
                       const ::opforge::TensorView& grad_mask, const ::opforge::TensorView& grad_bias,

@@ -40,7 +40,7 @@ ATTRS = [
 def _sample_inputs(device, dtype, b, cin, h, w, cout, kh, kw, *, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
                    groups=1, dg=1, mask=True, bias=True, offset_scale=2.0, grad=False):
     """Random inputs of one case (offsets ~ N(0, offset_scale^2), so many samples cross pixel and image
-    borders; mask in (0, 1)); with grad=True, grad_out first (for the backward op)."""
+    borders; mask in (0, 1)); with grad=True, grad_out before the mask (the backward op's order)."""
     oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
 
@@ -54,9 +54,7 @@ def _sample_inputs(device, dtype, b, cin, h, w, cout, kh, kw, *, stride=(1, 1), 
     bb = t(cout) if bias else None
     attrs = dict(stride=list(stride), padding=list(padding), dilation=list(dilation), groups=groups,
                  deformable_groups=dg)
-    inputs = [x, offset, weight, m] + ([bb] if bias and not grad else [])
-    if grad:
-        inputs = [t(b, cout, oh, ow)] + inputs
+    inputs = [x, offset, weight, t(b, cout, oh, ow), m] if grad else [x, offset, weight, m] + ([bb] if bias else [])
     while inputs and inputs[-1] is None:
         inputs.pop()
     return Sample(*inputs, **attrs)
@@ -146,7 +144,7 @@ def _forward_float(x, offset, weight, mask, bias, stride, padding, dilation, gro
 
 def backward(ctx, grad):
     grad_x, grad_offset, grad_weight, grad_mask, grad_bias = torch.ops.opforge.modulated_deform_conv2d_backward(
-        grad, ctx.x, ctx.offset, ctx.weight, ctx.mask, ctx.stride, ctx.padding, ctx.dilation, ctx.groups,
+        ctx.x, ctx.offset, ctx.weight, grad, ctx.mask, ctx.stride, ctx.padding, ctx.dilation, ctx.groups,
         ctx.deformable_groups)
     return (grad_x, grad_offset, grad_weight, grad_mask if ctx.mask is not None else None,
             grad_bias if ctx.bias is not None else None)
@@ -187,11 +185,12 @@ _GRAD_OW = "offset.shape[3]"
 @register_op(
     "opforge::modulated_deform_conv2d_backward",
     inputs=[
-        Input("grad_out", dtypes=FLOATING, rank=4),
-        Input("x", dtypes="like(grad_out)", rank=4),
-        Input("offset", dtypes="like(grad_out)", rank=4),
-        Input("weight", dtypes="like(grad_out)", rank=4),
-        Input("mask", dtypes="like(grad_out)", optional=True,
+        # The forward's inputs first, so x's dim 0 is the batch that offset, grad_out and mask are tied to.
+        Input("x", dtypes=FLOATING, rank=4),
+        Input("offset", dtypes="like(x)", shape=f"[x.shape[0], 2 * deformable_groups * {_TAPS}, {_OH}, {_OW}]"),
+        Input("weight", dtypes="like(x)", rank=4),
+        Input("grad_out", dtypes="like(x)", shape=f"[x.shape[0], weight.shape[0], {_OH}, {_OW}]"),
+        Input("mask", dtypes="like(x)", optional=True,
               shape=f"[x.shape[0], deformable_groups * {_TAPS}, {_GRAD_OH}, {_GRAD_OW}]"),
     ],
     outputs=[
@@ -212,7 +211,7 @@ _GRAD_OW = "offset.shape[3]"
     # grad_weight sums over B*oH*oW products (up to 84 here), grad_x scatters up to 4*Cout*K terms.
     tolerances={"float32": (2e-5, 2e-6)},
 )
-def modulated_deform_conv2d_backward(grad_out, x, offset, weight, mask=None, stride=(1, 1), padding=(0, 0),
+def modulated_deform_conv2d_backward(x, offset, weight, grad_out, mask=None, stride=(1, 1), padding=(0, 0),
                                      dilation=(1, 1), groups=1, deformable_groups=1):
     """(grad_x, grad_offset, grad_weight, grad_mask, grad_bias): torch.autograd through the forward's
     reference, in float32."""

@@ -57,12 +57,16 @@ def check_inputs(decl: OpDecl, inputs: dict, attrs: dict) -> None:
         if t is None or i.shape is None:
             continue
         expected = sr.evaluate_shape(i.shape, algebra, lambda n: inputs[n].dim())
-        ok = len(expected) == t.dim()
+
+        def message(i=i, t=t, expected=expected):
+            return (f"{decl.id}: input '{i.name}' must have shape {sr.to_text(i.shape)} = {list(expected)}, got "
+                    f"{list(t.shape)}. Fix: pass a tensor of that shape.")
+
+        torch._check_with(ValueError, len(expected) == t.dim(), message)
         for got, want in zip(t.shape, expected):
-            ok = ok and (got == want)  # SymInt-safe: records a guard instead of specialising
-        torch._check_with(ValueError, bool(ok) if isinstance(ok, bool) else ok,
-                          lambda: f"{decl.id}: input '{i.name}' must have shape {sr.to_text(i.shape)} = "
-                                  f"{list(expected)}, got {list(t.shape)}. Fix: pass a tensor of that shape.")
+            # One check per dim: with SymInts each is a deferred runtime assert. Combining them with `and` would
+            # call bool() on a SymBool, which guards on (specialises) the sizes.
+            torch._check_with(ValueError, got == want, message)
     for a in decl.attrs:
         if a.choices and attrs.get(a.name) not in a.choices:
             _fail(ValueError, decl, f"attribute '{a.name}' must be one of {list(a.choices)}, got "

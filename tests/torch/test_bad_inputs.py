@@ -67,7 +67,7 @@ def test_fake_tensors_report_the_same_errors():
 
 # ---- generated from the declarations: every op of the per-op suite (`--op` applies) -------------------
 
-from op_cases import full_inputs, generated_ops, is_empty, op_param  # noqa: E402
+from op_cases import full_inputs, generated_ops, has_float_output, is_empty, op_param  # noqa: E402
 from ops.check.oracle import samples  # noqa: E402
 from ops.errors import BackwardNotDeclared  # noqa: E402
 
@@ -102,14 +102,8 @@ def test_missing_required_input_is_rejected(op):
         assert op.decl.name in str(e.value), str(e.value)
 
 
-def _has_float_output(decl) -> bool:
-    floating = {"float32", "float16", "bfloat16", "float64"}
-    return any((o.dtype in floating) or (o.dtype_like and set(decl.input(o.dtype_like).dtypes) & floating)
-               for o in decl.outputs)
-
-
 @pytest.mark.parametrize("op", [op_param(op) for op in generated_ops()
-                                if op.decl.backward is None and _has_float_output(op.decl)])
+                                if op.decl.backward is None and has_float_output(op.decl)])
 def test_backward_through_an_op_without_backward_names_it(op):
     s = _first(op)
     x = s.inputs[0].detach().clone().requires_grad_()

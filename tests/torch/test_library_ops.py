@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ops
-from op_cases import (batch_sample, full_inputs, generated_ops, is_empty, message, op_param, optional_names,
+from op_cases import (batch_sample, full_inputs, generated_ops, has_float_output, is_empty, message, op_param, optional_names,
                       rebatch, variants, with_dtypes)
 from ops.check.compare import compare
 from ops.check.oracle import as_tuple, reference_outputs, samples
@@ -162,7 +162,7 @@ def test_backward_matches_autograd_through_the_reference(op):
                                                              sample.inputs[0].shape, m))
 
 
-@pytest.mark.parametrize("op", per_op(lambda op: op.decl.backward is None))
+@pytest.mark.parametrize("op", per_op(lambda op: op.decl.backward is None and has_float_output(op.decl)))
 def test_backward_without_declaration_raises(op):
     """An op without a declared backward still runs forward on inputs that require grad, and
     differentiating through it raises an error naming the op, never torch's 'autograd kernel was not
@@ -172,7 +172,7 @@ def test_backward_without_declaration_raises(op):
               for t in sample.inputs]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch's fallback warns instead of raising
-        out = as_tuple(op(*inputs, **sample.attrs))[0]
+        out = next(o for o in as_tuple(op(*inputs, **sample.attrs)) if o.is_floating_point())
         assert out.requires_grad, "the output must record the op so that backward reaches it and fails"
         with pytest.raises(BackwardNotDeclared) as e:
             out.sum().backward()
@@ -237,12 +237,25 @@ def test_torch_compile(op):
 
     torch._dynamo.reset()
     for label, sample in variants(op, _batch_sample(op)):
+        _compile_without_duck_sizing(op, label, sample)
+
+
+def _compile_without_duck_sizing(op, label, sample):
+    """Duck sizing gives dims with equal example values one symbol, so a batch of 2 and a patch size of 2 would
+    be specialised together; each dim gets its own symbol here, as in a real model."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+    from torch.fx.experimental import _config as fx_config
+
+    with fx_config.patch(use_duck_shape=False):
         counter = CompileCounterWithBackend("inductor")
         compiled = torch.compile(_module(op, sample), backend=counter, dynamic=True, fullgraph=True)
         n = sample.inputs[0].shape[0]
+        frames = []
         for batch in (n, n * 2 + 1):
             s = rebatch(op, sample, batch)
             _assert_close_to_reference(op, compiled(*_present(s)[1]), s, f"compile, {label}, batch {batch}")
-        assert counter.frame_count == 1, f"{op.id} ({label}): recompiled for a new batch size despite dynamic=True"
+            frames.append(counter.frame_count)
+        # A data-dependent output may take inductor two graphs on the first call; a new batch size takes none.
+        assert frames[1] == frames[0], f"{op.id} ({label}): recompiled for a new batch size despite dynamic=True"
         assert any(op.decl.name in str(n.target) for g in counter.graphs for n in g.graph.nodes
                    if n.op == "call_function"), f"{op.id} ({label}): the compiled graph does not call the op"
