@@ -174,6 +174,18 @@ inline bool attribute_absent(const char* op, const OrtKernelInfo* info, const ch
   return true;
 }
 
+// ORT reads a list attribute of the other element type as an empty list instead of failing, so an empty
+// result is checked against the other getter: a non-empty FLOATS where INTS is declared is an error.
+inline void expect_not_other_list(const char* op, const OrtKernelInfo* info, const char* name, const char* expected) {
+  size_t other = 0;
+  OrtStatus* s = std::strcmp(expected, "INTS") == 0 ? api().KernelInfoGetAttributeArray_float(info, name, nullptr, &other)
+                                                    : api().KernelInfoGetAttributeArray_int64(info, name, nullptr, &other);
+  if (s != nullptr) api().ReleaseStatus(s);
+  OPFORGE_ORT_REQUIRE(ORT_INVALID_ARGUMENT, s != nullptr || other == 0, op, ": attribute '", name, "' must be ", expected,
+                      ", got ", std::strcmp(expected, "INTS") == 0 ? "FLOATS" : "INTS",
+                      ". Fix: export the model with opforge (ops.export_onnx) or correct the node.");
+}
+
 inline int64_t attr_int(const char* op, const OrtKernelInfo* info, const char* name, bool has_default, int64_t dflt) {
   int64_t v = 0;
   OrtStatus* s = api().KernelInfoGetAttribute_int64(info, name, &v);
@@ -220,6 +232,8 @@ inline std::vector<int64_t> attr_ints(const char* op, const OrtKernelInfo* info,
   std::vector<int64_t> out(size);
   if (size > 0)
     check(api().KernelInfoGetAttributeArray_int64(info, name, out.data(), &size), format(op, ": reading attribute '", name, "'"));
+  else
+    expect_not_other_list(op, info, name, "INTS");
   return out;
 }
 
@@ -235,6 +249,8 @@ inline std::vector<double> attr_floats(const char* op, const OrtKernelInfo* info
   std::vector<float> raw(size);
   if (size > 0)
     check(api().KernelInfoGetAttributeArray_float(info, name, raw.data(), &size), format(op, ": reading attribute '", name, "'"));
+  else
+    expect_not_other_list(op, info, name, "FLOATS");
   return std::vector<double>(raw.begin(), raw.end());
 }
 
