@@ -209,9 +209,15 @@ def build_example(output: Path | None = None) -> Path:
     src = example_source()
     out = Path(output) if output else paths.build_root() / "opforge" / "examples" / "ort_run_model"
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The wheel ships libonnxruntime.so.<version> without the unversioned link name: link it by path.
+    # The wheel ships libonnxruntime.so.<version> only, while its SONAME (what the executable asks the loader
+    # for) is libonnxruntime.so.1: link the file by path and put a libonnxruntime.so.1 link beside the
+    # executable, found through an $ORIGIN rpath, so it runs without LD_LIBRARY_PATH.
+    soname = out.parent / "libonnxruntime.so.1"
+    if not soname.is_symlink() or soname.resolve() != runtime.resolve():
+        soname.unlink(missing_ok=True)
+        soname.symlink_to(runtime)
     cmd = ["c++", "-std=c++17", "-O2", "-Wall", "-Wextra", f"-I{include}", str(src), "-o", str(out), str(runtime),
-           f"-Wl,-rpath,{runtime.parent}"]
+           "-Wl,-rpath,$ORIGIN"]
     if not out.exists() or out.stat().st_mtime < max(src.stat().st_mtime, runtime.stat().st_mtime):
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
