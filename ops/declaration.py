@@ -97,13 +97,15 @@ class Output:
 
 @dataclass(frozen=True)
 class Attr:
-    """A typed attribute: int, float, bool, str, list[int] or list[float], with an optional default and,
-    for str, the allowed `choices`."""
+    """A typed attribute: int, float, bool, str, list[int] or list[float], with an optional default, for
+    str the allowed `choices`, and for lists a fixed `length` (required to index it in a shape rule, as
+    in `stride[0]`; every backend then checks the length of the value it is given)."""
 
     name: str
     type: Any
     default: Any = REQUIRED
     choices: Sequence[str] | None = None
+    length: int | None = None
 
     @property
     def has_default(self) -> bool:
@@ -166,6 +168,12 @@ class ResolvedAttr:
     default: Any
     has_default: bool
     choices: tuple[str, ...] | None
+    length: int | None = None  # lists only: the exact number of elements, when declared
+
+    @property
+    def in_shape_rules(self) -> bool:
+        """Whether shape rules may name it: ints by name, fixed-length list[int] by element."""
+        return self.type == "int" or (self.type == "list[int]" and self.length is not None)
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,11 @@ class OpDecl:
         if "cuda" in self.devices:
             files["cuda"] = self.kernel_dir / f"{self.name}_cuda.cu"
         return files
+
+    def shape_names(self, attrs: dict) -> dict[str, Any]:
+        """The attribute values a shape rule can read (ints, fixed-length list[int]s), from `attrs`
+        (name -> value; declared defaults fill what is absent)."""
+        return {a.name: attrs.get(a.name, a.default) for a in self.attrs if a.in_shape_rules}
 
     def tolerance(self, dtype: str) -> tuple[float, float]:
         return self.tolerances.get(dtype, DEFAULT_TOLERANCES.get(dtype, (1e-5, 1e-6)))
@@ -322,10 +335,17 @@ class _Validator:
                     self.fail(f"attrs.{name}.choices", "a non-empty list of strings, on a str attribute", a.choices,
                               "drop choices or make the attribute a str")
                 choices = tuple(a.choices)
+            length = a.length
+            if length is not None and (not tname.startswith("list[") or type(length) is not int or length < 1):
+                self.fail(f"attrs.{name}.length", "an int >= 1, on a list attribute", length,
+                          "drop length or make the attribute a list[int]/list[float]")
             default = a.default
             if a.has_default:
                 default = self.attr_value(name, tname, default, choices)
-            out.append(ResolvedAttr(name, tname, default, a.has_default, choices))
+                if length is not None and len(default) != length:
+                    self.fail(f"attrs.{name}.default", f"a list of length {length}", a.default,
+                              f"give {length} elements or change length")
+            out.append(ResolvedAttr(name, tname, default, a.has_default, choices, length))
         # Torch schemas (and Python) need defaulted arguments last.
         seen_default = False
         for a in out:
@@ -423,7 +443,7 @@ class _Validator:
         except ShapeRuleError as e:
             self.fail(field, f"a shape rule ({sr.ALLOWED}, or like(input))", spec, str(e))
         self.check_refs(field, spec, rule, inputs, attrs, size_names)
-        return rule
+        return self.absolute_items(rule, attrs)
 
     def expression(self, field, spec, inputs, attrs, size_names, example) -> sr.Expr:
         try:
@@ -431,7 +451,13 @@ class _Validator:
         except ShapeRuleError as e:
             self.fail(field, f"an integer expression ({example})", spec, str(e))
         self.check_refs(field, spec, expr, inputs, attrs, size_names)
-        return expr
+        return self.absolute_items(expr, attrs)
+
+    @staticmethod
+    def absolute_items(node, attrs):
+        """`padding[-1]` -> `padding[1]` for a length-2 list: every backend then indexes from the front."""
+        length = {a.name: a.length for a in attrs}
+        return sr.map_items(node, lambda it: sr.Item(it.name, it.index % length[it.name]))
 
     def check_refs(self, field, spec, node, inputs, attrs, size_names):
         used_inputs, names, dims = sr.references(node)
@@ -444,6 +470,17 @@ class _Validator:
                 self.fail(field, "references to required inputs only", spec,
                           f"'{name}' is optional and may be absent; compute the shape from required inputs")
         int_attrs = {a.name for a in attrs if a.type == "int"}
+        for it in sr.items(node):
+            a = next((a for a in attrs if a.name == it.name), None)
+            if a is None or a.type != "list[int]":
+                kind = f"a {a.type} attribute" if a else "not declared"
+                self.fail(field, "elements of list[int] attributes", spec,
+                          f"'{it.name}' is {kind}; index only list[int] attributes, e.g. stride[0]")
+            if a.length is None:
+                self.fail(f"attrs.{a.name}.length", "a declared length (the shape rule indexes it)", None,
+                          f"declare Attr('{a.name}', 'list[int]', ..., length=N)")
+            if not -a.length <= it.index < a.length:
+                self.fail(field, f"an index valid for {a.name} of length {a.length}", spec, "fix the index")
         for name in sorted(names):
             if name not in int_attrs and name not in size_names:
                 kind = next((a.type for a in attrs if a.name == name), None)

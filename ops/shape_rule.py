@@ -5,7 +5,8 @@ A rule is either ``like(x)`` (the shape of input ``x``) or a list of dimension e
     "[x.shape[0], ceil_div(x.shape[1], stride), max(x.shape[2], 1)]"
 
 Expressions are built from integer constants, input dims ``x.shape[i]`` (``i`` a literal, negative
-counts from the end), integer attributes by name, data-dependent sizes by name (outputs declared with
+counts from the end), integer attributes by name, elements of ``list[int]`` attributes with a declared
+length (``stride[0]``, ``padding[-1]``), data-dependent sizes by name (outputs declared with
 ``Output.size``), ``+ - * //`` and the calls ``ceil_div``, ``max``, ``min``. That set is exactly what
 TensorRT's ``IExprBuilder`` (kSUM, kSUB, kPROD, kFLOOR_DIV, kCEIL_DIV, kMAX, kMIN), torch SymInts and
 ONNX shape inference can all express, so a rule that parses is a rule every backend can honour.
@@ -26,7 +27,8 @@ from .errors import ShapeRuleError
 BINARY_OPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.FloorDiv: "floordiv"}
 CALLS = ("ceil_div", "max", "min")
 ALLOWED = (
-    "integer constants, x.shape[i] (i a literal), integer attribute names, size-output names, "
+    "integer constants, x.shape[i] (i a literal), integer attribute names, list[int] attribute elements "
+    "(stride[0]), size-output names, "
     "+ - * //, ceil_div(a, b), max(a, b), min(a, b)"
 )
 
@@ -53,13 +55,21 @@ class Name:
 
 
 @dataclass(frozen=True)
+class Item:
+    """Element `index` of a list[int] attribute (``stride[0]``); the declaration makes `index` >= 0."""
+
+    name: str
+    index: int
+
+
+@dataclass(frozen=True)
 class BinOp:
     op: str  # add sub mul floordiv ceil_div max min
     lhs: "Expr"
     rhs: "Expr"
 
 
-Expr = Const | Dim | Name | BinOp
+Expr = Const | Dim | Name | Item | BinOp
 
 
 @dataclass(frozen=True)
@@ -87,20 +97,18 @@ def _convert(node: ast.AST, text: str) -> Expr:
         return Name(node.id)
     if isinstance(node, ast.BinOp) and type(node.op) in BINARY_OPS:
         return BinOp(BINARY_OPS[type(node.op)], _convert(node.left, text), _convert(node.right, text))
-    if isinstance(node, ast.Subscript):  # x.shape[i]
-        value, index = node.value, node.slice
-        if (
-            isinstance(value, ast.Attribute)
-            and value.attr == "shape"
-            and isinstance(value.value, ast.Name)
-        ):
-            literal = index
+    if isinstance(node, ast.Subscript):  # x.shape[i] or attr[i]
+        value = node.value
+        is_dim = isinstance(value, ast.Attribute) and value.attr == "shape" and isinstance(value.value, ast.Name)
+        if is_dim or isinstance(value, ast.Name):
+            literal = node.slice
             sign = 1
             if isinstance(literal, ast.UnaryOp) and isinstance(literal.op, ast.USub):
                 sign, literal = -1, literal.operand
             if isinstance(literal, ast.Constant) and type(literal.value) is int:
-                return Dim(value.value.id, sign * literal.value)
-            raise ShapeRuleError(f"in {text!r}: the index of .shape[...] must be an integer literal")
+                return Dim(value.value.id, sign * literal.value) if is_dim else Item(value.id, sign * literal.value)
+            what = ".shape[...]" if is_dim else f"{value.id}[...]"
+            raise ShapeRuleError(f"in {text!r}: the index of {what} must be an integer literal")
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CALLS:
         if len(node.args) != 2 or node.keywords:
             raise ShapeRuleError(f"in {text!r}: {node.func.id}() takes exactly two arguments")
@@ -153,6 +161,8 @@ def to_text(node: Expr | ShapeRule) -> str:
         return f"{node.input}.shape[{node.index}]"
     if isinstance(node, Name):
         return node.name
+    if isinstance(node, Item):
+        return f"{node.name}[{node.index}]"
     symbol = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//"}.get(node.op)
     if symbol:
         return f"({to_text(node.lhs)} {symbol} {to_text(node.rhs)})"
@@ -184,6 +194,28 @@ def references(node: Expr | ShapeRule) -> tuple[set[str], set[str], list[Dim]]:
     return inputs, names, dims
 
 
+def items(node: Expr | ShapeRule | None) -> list[Item]:
+    """The list-attribute elements an expression or rule mentions."""
+    if isinstance(node, Item):
+        return [node]
+    if isinstance(node, Dims):
+        return [it for d in node.dims for it in items(d)]
+    if isinstance(node, BinOp):
+        return items(node.lhs) + items(node.rhs)
+    return []
+
+
+def map_items(node, fn):
+    """A copy of `node` with every Item replaced by `fn(item)` (used to make negative indices absolute)."""
+    if isinstance(node, Item):
+        return fn(node)
+    if isinstance(node, Dims):
+        return Dims(tuple(map_items(d, fn) for d in node.dims))
+    if isinstance(node, BinOp):
+        return BinOp(node.op, map_items(node.lhs, fn), map_items(node.rhs, fn))
+    return node
+
+
 # ---- evaluation through an algebra -----------------------------------------------------------
 
 
@@ -191,6 +223,7 @@ class Algebra(Protocol):
     def const(self, value: int) -> Any: ...
     def dim(self, input: str, index: int) -> Any: ...
     def name(self, name: str) -> Any: ...
+    def item(self, name: str, index: int) -> Any: ...
     def binary(self, op: str, lhs: Any, rhs: Any) -> Any: ...
 
 
@@ -201,6 +234,8 @@ def evaluate(expr: Expr, algebra: Algebra) -> Any:
         return algebra.dim(expr.input, expr.index)
     if isinstance(expr, Name):
         return algebra.name(expr.name)
+    if isinstance(expr, Item):
+        return algebra.item(expr.name, expr.index)
     return algebra.binary(expr.op, evaluate(expr.lhs, algebra), evaluate(expr.rhs, algebra))
 
 
@@ -233,6 +268,9 @@ class IntAlgebra:
     def name(self, name):
         return self.names[name]
 
+    def item(self, name, index):
+        return int(self.names[name][index])
+
     def binary(self, op, a, b):
         if op == "add":
             return a + b
@@ -256,10 +294,11 @@ class IntAlgebra:
 
 
 class CppAlgebra:
-    """C++ int64 expression text. `dim_code(input, index)` and `name_code(name)` spell the leaves."""
+    """C++ int64 expression text. `dim_code(input, index)`, `name_code(name)` and `item_code(name, index)`
+    spell the leaves."""
 
-    def __init__(self, dim_code, name_code):
-        self.dim_code, self.name_code = dim_code, name_code
+    def __init__(self, dim_code, name_code, item_code):
+        self.dim_code, self.name_code, self.item_code = dim_code, name_code, item_code
 
     def const(self, value):
         return f"int64_t({value})"
@@ -269,6 +308,9 @@ class CppAlgebra:
 
     def name(self, name):
         return self.name_code(name)
+
+    def item(self, name, index):
+        return self.item_code(name, index)
 
     def binary(self, op, a, b):
         symbol = {"add": "+", "sub": "-", "mul": "*"}.get(op)

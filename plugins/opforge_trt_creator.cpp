@@ -99,6 +99,9 @@ bool Creator::parse(const nvinfer1::PluginFieldCollection* fc, Attrs* attrs, std
     if (pf.length < 0 || pf.length > limit || (!is_list && f.kind != FieldKind::kStr && pf.length != 1))
       return *why = "field '" + name + "':" + expected, false;
     if (pf.length > 0 && pf.data == nullptr) return *why = "field '" + name + "' has length > 0 but no data", false;
+    if (is_list && f.length >= 0 && pf.length != f.length)
+      return *why = "field '" + name + "' must have " + std::to_string(f.length) + " elements, got " +
+                    std::to_string(pf.length), false;
     switch (f.kind) {
       case FieldKind::kInt: case FieldKind::kInts: case FieldKind::kBool: {
         std::vector<int64_t>& v = attrs->ints[k];

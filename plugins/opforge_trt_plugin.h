@@ -38,6 +38,7 @@ struct FieldSpec {
   const char* default_str;
   const char* const* choices;  // allowed values of a str field, or nullptr
   int32_t nb_choices;
+  int32_t length;  // list fields: the declared number of elements (shape rules index it), or -1 for any
 };
 
 struct InputSpec {

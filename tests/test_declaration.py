@@ -87,6 +87,54 @@ def test_bad_field_is_named_with_expected_got_and_fix(unique_id, overrides, fiel
     assert fragment in message and "Fix:" in message and op_id in message
 
 
+def _declare_windowed(op_id, shape, attrs):
+    def ref(x, kernel=(3, 3), stride=(1, 1)):
+        return x
+
+    return register_op(op_id, inputs=[Input("x", rank=4)], outputs=[Output("y", shape=shape)], attrs=attrs,
+                       kernels=None)(ref)
+
+
+@pytest.mark.parametrize(
+    "shape, attrs, field, fragment",
+    [
+        ("[x.shape[0], kernel[0]]", [Attr("kernel", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))],
+         "attrs.kernel.length", "declare Attr('kernel', 'list[int]', ..., length=N)"),
+        ("[x.shape[0], kernel[2]]", [Attr("kernel", "list[int]", (3, 3), length=2),
+                                     Attr("stride", "list[int]", (1, 1), length=2)], "outputs.y.shape", "length 2"),
+        ("[x.shape[0], kernel[0]]", [Attr("kernel", "list[int]", (3, 3, 3), length=2),
+                                     Attr("stride", "list[int]", (1, 1))], "attrs.kernel.default", "length 2"),
+        ("[x.shape[0], kernel[0]]", [Attr("kernel", "list[float]", (3.0, 3.0), length=2),
+                                     Attr("stride", "list[int]", (1, 1))], "outputs.y.shape", "list[float] attribute"),
+        ("[x.shape[0]]", [Attr("kernel", int, 3, length=2), Attr("stride", "list[int]", (1, 1))],
+         "attrs.kernel.length", "on a list attribute"),
+    ],
+)
+def test_list_attribute_indexing_is_validated(unique_id, shape, attrs, field, fragment):
+    op_id = unique_id("win")
+    with pytest.raises(DeclarationError) as e:
+        _declare_windowed(op_id, shape, attrs)
+    assert e.value.field == field and fragment in str(e.value), str(e.value)
+
+
+def test_list_attribute_elements_drive_the_output_shape(unique_id):
+    """Negative indices count from the end of the declared length; torch checks the length it gets."""
+    op = _declare_windowed(
+        unique_id("win"), "[x.shape[0], x.shape[1], (x.shape[2] - kernel[0]) // stride[0] + 1, "
+                          "(x.shape[3] - kernel[-1]) // stride[-1] + 1]",
+        [Attr("kernel", "list[int]", (3, 3), length=2), Attr("stride", "list[int]", (1, 1), length=2)])
+    assert [str(d) for d in op.decl.outputs[0].shape.dims[2:]] == [
+        str(d) for d in ops.shape_rule.parse_shape("[(x.shape[2] - kernel[0]) // stride[0] + 1, "
+                                                   "(x.shape[3] - kernel[1]) // stride[1] + 1]").dims]
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        y = op.torch_op(torch.empty(2, 3, 10, 12), [3, 5], [1, 2])
+    assert list(y.shape) == [2, 3, 8, 4]
+    with pytest.raises(ValueError, match="attribute 'stride' must have 2 elements, got 3 elements"):
+        op(torch.randn(2, 3, 10, 12), [3, 5], [1, 2, 3])
+
+
 def test_reference_signature_must_match(unique_id):
     with pytest.raises(DeclarationError, match=r"parameters \['x', 'w', 'k', 'scale', 'mode'\]"):
         declare(unique_id(), reference=lambda x, w, scale=1.0: x)

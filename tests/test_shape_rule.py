@@ -48,9 +48,24 @@ def test_references():
 
 def test_cpp_algebra_spells_floor_semantics():
     expr = sr.parse_expr("ceil_div(x.shape[-1] - 1, k) + max(x.shape[0], 2)")
-    code = sr.evaluate(expr, sr.CppAlgebra(lambda i, k: f"{i}.size({k})", lambda n: f"a_{n}"))
+    code = sr.evaluate(expr, sr.CppAlgebra(lambda i, k: f"{i}.size({k})", lambda n: f"a_{n}", None))
     assert code == ("(opforge::glue::ceil_div((x.size(-1) - int64_t(1)), a_k) + "
                     "opforge::glue::max(x.size(0), int64_t(2)))")
+
+
+def test_list_attribute_elements():
+    """`stride[0]` is an Item; it round-trips through text and evaluates over ints and C++ text."""
+    rule = sr.parse_shape("[(x.shape[2] + 2 * padding[-1] - kernel[0]) // stride[1] + 1]")
+    assert sr.items(rule) == [sr.Item("padding", -1), sr.Item("kernel", 0), sr.Item("stride", 1)]
+    assert sr.parse_shape(sr.to_text(rule)) == rule
+    values = {"padding": (1, 2), "kernel": (3, 3), "stride": (1, 2)}
+    assert sr.evaluate_shape(rule, sr.IntAlgebra({"x": (1, 1, 10)}, values), len) == [(10 + 4 - 3) // 2 + 1]
+    code = sr.evaluate(rule.dims[0], sr.CppAlgebra(lambda i, k: f"d{k}", None, lambda n, k: f"{n}[{k}]"))
+    assert "padding[-1]" in code and "stride[1]" in code
+    absolute = sr.map_items(rule, lambda it: sr.Item(it.name, it.index % 2))
+    assert sr.Item("padding", 1) in sr.items(absolute)
+    with pytest.raises(ShapeRuleError, match="integer literal"):
+        sr.parse_expr("stride[k]")
 
 
 def test_symint_evaluation_keeps_dims_symbolic():

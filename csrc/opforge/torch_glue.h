@@ -160,6 +160,11 @@ class Call {
                       shape_text(expected), ", got ", shape_text(t.sizes()), ". Fix: pass a tensor of that shape.");
   }
 
+  void expect_length(const char* attr, size_t got, int64_t length) {
+    OPFORGE_REQUIRE(kValue, static_cast<int64_t>(got) == length, op_, ": attribute '", attr, "' must have ", length,
+                      " elements, got ", got, ". Fix: pass a list of ", length, " values.");
+  }
+
   void expect_choice(const char* attr, c10::string_view value, std::initializer_list<const char*> choices) {
     std::string allowed;
     for (const char* c : choices) {

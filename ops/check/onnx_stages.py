@@ -13,6 +13,7 @@ import torch
 from . import FAIL, PASS, SKIP, StageResult, stage
 from .compare import compare, merge
 from .oracle import check_backend, reference_outputs, samples
+from .batching import batch_plan
 from .torch_stages import extension_problem
 
 EXPORTS = (("dynamo", 18), ("dynamo", 20), ("dynamo", 23), ("torchscript", 11), ("torchscript", 13),
@@ -36,34 +37,22 @@ def _why_not(op) -> str | None:
     return _missing()
 
 
-def _batch_sample(op):
-    """(sample, dynamic) for the batch test: the first float32 sample whose first input has rank >= 2 and
-    whose dim 0 no other input's shape depends on; dynamic = {0: {0: 'batch'}}."""
-    from .. import shape_rule as sr
-
-    for s in samples(op, "cpu", "float32"):
-        x = s.inputs[0]
-        if x is None or x.dim() < 2 or x.shape[0] == 0:
-            continue
-        tied = False
-        for i in op.decl.inputs[1:]:
-            if i.shape is not None:
-                for d in sr.references(i.shape)[2]:
-                    if d.input == op.decl.inputs[0].name and d.index % x.dim() == 0:
-                        tied = True
-        if not tied:
-            return s
-    return None
-
-
-def _rebatch(sample, b: int):
-    x = sample.inputs[0]
-    return (x[torch.arange(b) % x.shape[0]],) + tuple(sample.inputs[1:])
-
-
 def _dims(value_info_type):
     t = value_info_type.tensor_type
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+
+
+def _dims_agree(got: list, want: list) -> bool:
+    """Inferred output dims match the shape rules wherever the rules know the dim (None: data-dependent or
+    computed from the batch, which ONNX inference leaves unnamed)."""
+    if len(got) != len(want):
+        return False
+    for g, w in zip(got, want):
+        if w is None:
+            continue
+        if len(g) != len(w) or any(b is not None and a != b for a, b in zip(g, w)):
+            return False
+    return True
 
 
 def _blocked(op, name: str):
@@ -106,19 +95,26 @@ def onnx_export(op, ctx):
 
     from ..onnx import export_onnx
 
-    sample = _batch_sample(op)
-    if sample is None:
-        return [StageResult("onnx.export", SKIP, "no float32 sample with a batch dim to make dynamic")]
+    plan = batch_plan(op)
+    if plan is None:
+        return [StageResult("onnx.export", FAIL, "no float32 sample to export: add one whose first input is not "
+                                                 "empty to the op's samples")]
     from ..onnx.models import single_op_module
+    from ..onnx.schema import output_dims
 
+    sample = plan.sample
     module = single_op_module(op, sample.attrs)
+    # What the custom node's outputs must be inferred as: the shape rules over the symbolic batch.
+    given = {i.name: ["batch" if k in plan.batched and d == 0 else n for d, n in enumerate(t.shape)]
+             for k, (i, t) in enumerate(zip(op.decl.inputs, sample.inputs)) if t is not None}
+    want = output_dims(op.decl, given, {a.name: sample.attrs.get(a.name, a.default) for a in op.decl.attrs})
     rows, models = [], ctx.artifacts.setdefault("onnx", {})
     for exporter, opset in QUICK_EXPORTS if ctx.quick else EXPORTS:
         name = f"onnx.export[{exporter}-{opset}]"
         start = time.perf_counter()
         path = ctx.workdir / f"{op.decl.name}_{exporter}_{opset}.onnx"
         try:
-            m = export_onnx(module, sample.inputs, path, opset=opset, dynamic={0: {0: "batch"}})
+            m = export_onnx(module, sample.inputs, path, opset=opset, dynamic=plan.dynamic)
             inferred = onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
             onnx.checker.check_model(inferred, full_check=True)
         except Exception as e:
@@ -134,8 +130,8 @@ def onnx_export(op, ctx):
             problems.append(f"{len(nodes)} {op.id} nodes")
         if written != opset:
             problems.append(f"opset {written} written")
-        if not out_dims or out_dims[0][:1] != ["batch"]:
-            problems.append(f"output dims {out_dims} (want symbolic 'batch' first)")
+        if not _dims_agree(out_dims, want):
+            problems.append(f"output dims {out_dims} (the shape rules give {want})")
         if not trt:
             problems.append("TensorRT attributes missing")
         models[(exporter, opset)] = path
@@ -172,13 +168,14 @@ def ort_cpu(op, ctx):
         detail = (f"max_abs {m.get('max_abs', float('nan')):.3g}, rel_l2 {m.get('rel_l2', float('nan')):.3g} over "
                   f"{m['cases']} outputs (rtol/atol {rtol:g}/{atol:g})" + (f"; {m['error']}" if "error" in m else ""))
         rows.append(StageResult(name, PASS if m["ok"] else FAIL, detail, m))
-    sample = _batch_sample(op)
+    plan = batch_plan(op)
+    sample = plan.sample if plan else None
     rtol, atol = op.decl.tolerance("float32")
     for (exporter, opset), path in sorted(ctx.artifacts.get("onnx", {}).items()):
         session = ort_session(path)
         results = []
         for b in BATCHES:
-            inputs = _rebatch(sample, b)
+            inputs = plan.inputs(b)
             expected = reference_outputs(op, type(sample)(*inputs, **sample.attrs))
             actual = run_session(session, inputs)
             results += [compare(a, e, rtol, atol) for a, e in zip(actual, expected)]
@@ -200,23 +197,24 @@ def ort_fallback(op, ctx):
     from ..onnx import export_onnx, ort_session
     from ..onnx.models import run_session, single_op_module
 
-    sample = _batch_sample(op)
-    if sample is None:
-        return [StageResult("ort.fallback", SKIP, "no float32 sample with a batch dim")]
+    plan = batch_plan(op)
+    if plan is None:
+        return [StageResult("ort.fallback", FAIL, "no float32 sample to export")]
+    sample = plan.sample
     rows = []
     rtol, atol = op.decl.tolerance("float32")
     for opset in ((17,) if ctx.quick else (11, 17, 20)):
         path = ctx.workdir / f"{op.decl.name}_fallback_{opset}.onnx"
         try:
             m = export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=opset,
-                            dynamic={0: {0: "batch"}}, fallback=True)
+                            dynamic=plan.dynamic, fallback=True)
         except Exception as e:
             rows.append(StageResult(f"ort.fallback[{opset}]", FAIL, f"{type(e).__name__}: {e}"))
             continue
         session = ort_session(path, bind_ops=False)
         results = []
         for b in BATCHES:
-            inputs = _rebatch(sample, b)
+            inputs = plan.inputs(b)
             expected = reference_outputs(op, type(sample)(*inputs, **sample.attrs))
             results += [compare(a, e, rtol, atol) for a, e in zip(run_session(session, inputs), expected)]
         mm = merge(results)
@@ -242,6 +240,5 @@ def ort_polygraphy(op, ctx):
     from ..onnx.polygraphy import compare_with_polygraphy
 
     key = ("dynamo", 20) if ("dynamo", 20) in models else sorted(models)[0]
-    sample = _batch_sample(op)
-    ok, detail = compare_with_polygraphy(op, models[key], sample, BATCHES)
+    ok, detail = compare_with_polygraphy(op, models[key], batch_plan(op), BATCHES)
     return [StageResult(f"ort.polygraphy[{key[0]}-{key[1]}]", PASS if ok else FAIL, detail)]

@@ -96,8 +96,8 @@ def opcheck(op, ctx):
         count = 0
         for dtype in op.decl.dtypes[: 1 if ctx.quick else None]:
             for sample in samples(op, device, dtype):
-                args = tuple(t.requires_grad_() if t.is_floating_point() and op.decl.backward else t
-                             for t in sample.inputs)
+                args = tuple(t.requires_grad_() if t is not None and t.is_floating_point() and op.decl.backward
+                             else t for t in sample.inputs)
                 result = torch.library.opcheck(op.torch_op, args, sample.attrs, raise_exception=False)
                 bad = {k: v for k, v in result.items() if v != "SUCCESS"}
                 if bad:

@@ -175,8 +175,11 @@ def _export_torchscript(model, args, opset, dynamic, ops):
     for op in ops:
         if not onnx_supported(op.decl):
             register(op.id, _unsupported_translation(op), 1)
-    names = _input_names(model, len(args))
-    axes = {names[k]: v for k, v in dynamic.items()}
+    # An absent optional argument (None) is no graph input at all in the TorchScript exporter, so only the
+    # present ones are named.
+    all_names = _input_names(model, len(args))
+    names = [n for n, a in zip(all_names, args) if a is not None]
+    axes = {all_names[k]: v for k, v in dynamic.items() if k < len(args) and args[k] is not None}
     custom = {}
     for op in supported:
         custom[op.decl.namespace] = max(custom.get(op.decl.namespace, 1), op.decl.version)

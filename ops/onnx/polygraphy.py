@@ -10,7 +10,7 @@ import time
 from . import _lazy
 
 
-def compare_with_polygraphy(op, path, sample, batches=(1, 3, 8)) -> tuple[bool, str]:
+def compare_with_polygraphy(op, path, plan, batches=(1, 3, 8)) -> tuple[bool, str]:
     import numpy as np
     import torch
 
@@ -25,7 +25,8 @@ def compare_with_polygraphy(op, path, sample, batches=(1, 3, 8)) -> tuple[bool, 
     from . import ort_session
     from .models import single_op_module
 
-    module = single_op_module(op, sample.attrs)
+    """`plan`: an ops.check.batching.BatchPlan (the sample the model was exported from, rebatched)."""
+    module = single_op_module(op, plan.sample.attrs)
     session = ort_session(path)
     names = [i.name for i in session.get_inputs()]
     shapes = [i.shape for i in session.get_inputs()]
@@ -54,15 +55,14 @@ def compare_with_polygraphy(op, path, sample, batches=(1, 3, 8)) -> tuple[bool, 
         def infer_impl(self, feed_dict):
             start = time.perf_counter()
             with torch.inference_mode():
-                out = module(*(torch.from_numpy(feed_dict[n]) for n in names))
+                out = module(**{n: torch.from_numpy(feed_dict[n]) for n in names})  # graph inputs keep their names
             outs = out if isinstance(out, (tuple, list)) else (out,)
             self.inference_time = time.perf_counter() - start  # the Comparator sums these
             return {n: o.numpy() for n, o in zip(out_names, outs)}
 
-    x = sample.inputs[0]
     feeds = []
     for b in batches:
-        inputs = (x[torch.arange(b) % x.shape[0]],) + tuple(sample.inputs[1:])
+        inputs = [t for t in plan.inputs(b) if t is not None]
         feeds.append({n: t.numpy() for n, t in zip(names, inputs)})
     rtol, atol = op.decl.tolerance("float32")
     results = Comparator.run([OnnxrtRunner(lambda: session), TorchRunner()], data_loader=feeds)

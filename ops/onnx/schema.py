@@ -85,6 +85,10 @@ class OnnxShapeAlgebra:
     def name(self, name):
         return self.names.get(name)
 
+    def item(self, name, index):
+        values = self.names.get(name)
+        return None if values is None or not -len(values) <= index < len(values) else int(values[index])
+
     def binary(self, op, a, b):
         if isinstance(a, int) and isinstance(b, int):
             return sr.IntAlgebra({}, {}).binary(op, a, b)
@@ -107,8 +111,7 @@ def _dims_of(type_proto) -> list | None:
 
 def output_dims(decl: OpDecl, input_dims: dict[str, list | None], attrs: dict) -> list[list | None]:
     """Every output's dims (int | str | None each), or None for an output whose rank is unknown."""
-    names = {a.name: attrs.get(a.name, a.default) for a in decl.attrs if a.type == "int"}
-    algebra = OnnxShapeAlgebra(input_dims, names)
+    algebra = OnnxShapeAlgebra(input_dims, decl.shape_names(attrs))
     result = []
     for o in decl.outputs:
         if isinstance(o.shape, sr.Like) and input_dims.get(o.shape.input) is None:

@@ -47,7 +47,7 @@ def _output_type(decl: OpDecl, o, inputs: dict, attrs: dict):
     elif any(sizes.get(d.input) is None for d in sr.references(o.shape)[2]):
         shape = [None] * len(o.shape.dims)
     else:
-        names = {a.name: attrs[a.name] for a in decl.attrs if a.type == "int"}
+        names = decl.shape_names(attrs)
 
         class Algebra(sr.IntAlgebra):  # unknown (None) dims stay unknown through arithmetic
             def binary(self, op, a, b):

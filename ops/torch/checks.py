@@ -45,6 +45,12 @@ def check_inputs(decl: OpDecl, inputs: dict, attrs: dict) -> None:
         if t is not None and t.device != first.device:
             _fail(RuntimeError, decl, f"input '{i.name}' is on {t.device} but '{decl.inputs[0].name}' is on "
                   f"{first.device}. Fix: move all inputs to one device.")
+    for a in decl.attrs:
+        value = attrs.get(a.name)
+        if a.length is not None and (not isinstance(value, (list, tuple)) or len(value) != a.length):
+            got = f"{len(value)} elements" if isinstance(value, (list, tuple)) else repr(value)
+            _fail(ValueError, decl, f"attribute '{a.name}' must have {a.length} elements, got {got}. "
+                  f"Fix: pass a list of {a.length} values.")
     algebra = sr.IntAlgebra({n: t.shape for n, t in inputs.items() if t is not None}, attrs)
     for i in decl.inputs:
         t = inputs.get(i.name)

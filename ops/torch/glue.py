@@ -12,7 +12,7 @@ from .. import shape_rule as sr
 from ..declaration import OpDecl, ResolvedOutput
 from ..dtypes import DTYPES
 
-GENERATOR_VERSION = 1  # bump when the generated code changes shape, so old builds read as stale
+GENERATOR_VERSION = 2  # bump when the generated code changes shape, so old builds read as stale
 
 ATEN_SCALAR = {"float32": "at::kFloat", "float16": "at::kHalf", "bfloat16": "at::kBFloat16", "float64": "at::kDouble",
                "int8": "at::kChar", "uint8": "at::kByte", "int32": "at::kInt", "int64": "at::kLong", "bool": "at::kBool"}
@@ -45,7 +45,7 @@ def _expr(decl: OpDecl, node, size_values: dict[str, str]) -> str:
     def name_code(n):
         return f"a_{n}" if n in int_attrs else size_values[n]
 
-    return sr.evaluate(node, sr.CppAlgebra(lambda i, k: f"i_{i}.size({k})", name_code))
+    return sr.evaluate(node, sr.CppAlgebra(lambda i, k: f"i_{i}.size({k})", name_code, lambda n, k: f"a_{n}[{k}]"))
 
 
 def _shape_exprs(decl: OpDecl, rule: sr.ShapeRule, size_values: dict[str, str]) -> str:
@@ -108,6 +108,8 @@ def generate(decl: OpDecl) -> str:
             w(f'{guard}call.expect_shape("{i.name}", i_{i.name}, {_shape_exprs(decl, i.shape, {})}, '
               f'{_c_string(sr.to_text(i.shape))});', 1)
     for a in decl.attrs:
+        if a.length is not None:  # before any shape rule reads an element
+            w(f'call.expect_length("{a.name}", a_{a.name}.size(), {a.length});', 1)
         if a.choices:
             w(f'call.expect_choice("{a.name}", a_{a.name}, {{{", ".join(_c_string(c) for c in a.choices)}}});', 1)
     # outputs: data-dependent sizes are allocated at their upper bound and narrowed after the kernel

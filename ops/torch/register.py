@@ -30,7 +30,7 @@ def split_args(decl: OpDecl, args: tuple) -> tuple[dict, dict]:
 
 def output_shapes(decl: OpDecl, inputs: dict, attrs: dict, sizes: dict) -> list[list[Any]]:
     """Every output's shape (ints or SymInts) from the shape rules."""
-    names = {a.name: v for a, v in ((a, attrs[a.name]) for a in decl.attrs) if a.type == "int"}
+    names = decl.shape_names(attrs)
     names.update(sizes)
     algebra = sr.IntAlgebra({n: t.shape for n, t in inputs.items() if t is not None}, names)
     return [sr.evaluate_shape(o.shape, algebra, lambda n: inputs[n].dim()) for o in decl.outputs]
@@ -49,7 +49,7 @@ def _fake_kernel(decl: OpDecl):
         if any(o.is_size for o in decl.outputs):
             ctx = torch.library.get_ctx()
             upper_algebra = sr.IntAlgebra({n: t.shape for n, t in inputs.items() if t is not None},
-                                          {a.name: attrs[a.name] for a in decl.attrs if a.type == "int"})
+                                          decl.shape_names(attrs))
             for o in decl.outputs:
                 if o.is_size:
                     n = ctx.new_dynamic_size()

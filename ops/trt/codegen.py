@@ -68,6 +68,9 @@ class ExprAlgebra:
             return self.size_exprs[name]
         return f"eb.constant(a.i({self.attr_index[name]}))"
 
+    def item(self, name, index):  # createPlugin checked the declared length
+        return f"eb.constant(a.ints[{self.attr_index[name]}][{index}])"
+
     def binary(self, op, a, b):
         return f"e_op(eb, nvinfer1::DimensionOperation::{DIM_OPS[op]}, {a}, {b})"
 
@@ -88,6 +91,9 @@ class KnownAlgebra:
 
     def name(self, name):
         return "KnownInt::unknown()" if name in self.sizes else f"KnownInt::of(a.i({self.attr_index[name]}))"
+
+    def item(self, name, index):
+        return f"KnownInt::of(a.ints[{self.attr_index[name]}][{index}])"
 
     def binary(self, op, a, b):
         return f'k_binary("{op}", {a}, {b})'
@@ -121,8 +127,9 @@ def _fields(decl: OpDecl, w: list[str]) -> None:
             w.append(f"const char* const kChoices{k}[] = {{{', '.join(c_string(c) for c in a.choices)}}};")
             choices = f"kChoices{k}, {len(a.choices)}"
         required = "false" if a.has_default else "true"
+        length = -1 if a.length is None else a.length
         rows.append(f"    {{{c_string(a.name)}, FieldKind::{FIELD_KIND[a.type]}, {required}, {ints}, {floats}, {text}, "
-                    f"{choices}}},")
+                    f"{choices}, {length}}},")
     if rows:
         w.append("const FieldSpec kFields[] = {")
         w.extend(rows)

@@ -41,7 +41,7 @@ def expected_shapes(op, shapes: list[list[int]], attrs: dict) -> list[list[int] 
     """The declaration's shape rules over concrete ints (None for size outputs)."""
     d = op.decl
     named = dict(zip([i.name for i in d.inputs], shapes))
-    alg = sr.IntAlgebra(named, {a.name: attrs[a.name] for a in d.attrs if a.type == "int"})
+    alg = sr.IntAlgebra(named, d.shape_names(attrs))
     out = []
     for o in d.outputs:
         out.append(None if o.is_size else sr.evaluate_shape(o.shape, alg, lambda n: len(named[n])))
