@@ -265,6 +265,13 @@ inline void expect_choice(const char* op, const char* attr, const std::string& v
                       value, "'. Fix: set one of those on the node.");
 }
 
+// A list attribute declared with a fixed length (so shape rules may index it, as in stride[0]).
+inline void expect_length(const char* op, const char* attr, size_t got, int64_t length) {
+  OPFORGE_ORT_REQUIRE(ORT_INVALID_ARGUMENT, static_cast<int64_t>(got) == length, op, ": attribute '", attr,
+                      "' must have ", length, " elements, got ", got, ". Fix: set a list of ", length,
+                      " values on the node.");
+}
+
 inline StringView string_view(const std::string& s) { return StringView{s.data(), s.size()}; }
 template <typename T>
 inline Span<T> span(const std::vector<T>& v) { return Span<T>{v.data(), static_cast<int64_t>(v.size())}; }

@@ -22,7 +22,7 @@ from ..declaration import OpDecl, ResolvedOutput
 from ..dtypes import DTYPES
 from ..errors import OpforgeError
 
-GENERATOR_VERSION = 1  # bump when the generated code changes shape
+GENERATOR_VERSION = 2  # bump when the generated code changes shape
 
 ONNX_ELEM = {"float32": "FLOAT", "float16": "FLOAT16", "bfloat16": "BFLOAT16", "float64": "DOUBLE", "int8": "INT8",
              "uint8": "UINT8", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
@@ -75,7 +75,9 @@ def _expr(decl: OpDecl, node, size_values: dict[str, str]) -> str:
     def name_code(n):
         return f"a_{n}" if n in attrs else size_values[n]
 
-    return sr.evaluate(node, sr.CppAlgebra(lambda i, k: f"i_{i}.size({k})", name_code))
+    # list[int] elements (stride[0]; the declaration made indices absolute) index the attribute's vector,
+    # whose length the kernel's constructor checked against the declared one.
+    return sr.evaluate(node, sr.CppAlgebra(lambda i, k: f"i_{i}.size({k})", name_code, lambda n, k: f"a_{n}[{k}]"))
 
 
 def _dims(decl: OpDecl, rule: sr.Dims, size_values: dict[str, str]) -> str:
@@ -114,6 +116,8 @@ def _kernel_class(w, decl: OpDecl) -> None:
     init = "".join(f",\n        a_{a.name}({_attr_read(a)})" for a in decl.attrs)
     w(f"  Kernel(const OrtKernelInfo* info, ort::Device device)\n      : KernelBase(info, kOp, device){init} {{")
     for a in decl.attrs:
+        if a.length is not None:
+            w(f"    ort::expect_length(kOp, {_c_string(a.name)}, a_{a.name}.size(), {a.length});")
         if a.choices:
             w(f"    ort::expect_choice(kOp, {_c_string(a.name)}, a_{a.name}, "
               f"{{{', '.join(_c_string(c) for c in a.choices)}}});")

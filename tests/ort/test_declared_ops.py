@@ -121,6 +121,35 @@ void run(const ::opforge::TensorView& x, const ::opforge::TensorView& rows, cons
 """
 
 
+PAD_H = """
+#pragma once
+#include "opforge/kernel_api.h"
+namespace opforge_kernels { namespace opforge_ort_test { namespace pad_rows {
+::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& y, ::opforge::Span<int64_t> pads,
+    const ::opforge::DeviceContext&);
+}}}
+"""
+
+PAD_CPU = """
+#include "pad_rows.h"
+#include <cstring>
+namespace opforge_kernels { namespace opforge_ort_test { namespace pad_rows {
+// y = x with pads[0] zero rows above and pads[1] below.
+::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& y, ::opforge::Span<int64_t> pads,
+    const ::opforge::DeviceContext&) {
+  const size_t row = static_cast<size_t>(x.size(1)) * ::opforge::dtype_size(x.dtype);
+  std::memset(y.data, 0, static_cast<size_t>(y.numel()) * ::opforge::dtype_size(y.dtype));
+  if (x.numel() > 0) std::memcpy(static_cast<char*>(y.data) + pads[0] * row, x.data, x.size(0) * row);
+  return ::opforge::Status::ok();
+}
+}}}
+"""
+
+
+def pad_rows_reference(x, pads=(1, 2)):
+    return torch.nn.functional.pad(x, (0, 0, pads[0], pads[1]))
+
+
 def axpy_reference(x, mask=None, bias=None, alpha=2.0, shift=0, negate=False, mode="add", coeffs=(1.0,),
                    pick=(0,)):
     xf = x.float()
@@ -143,6 +172,7 @@ def _samples(device, dtype):
 
 def _declare(tmp_path):
     for name, files in (("axpy", {"axpy.h": AXPY_H, "axpy_cpu.cpp": AXPY_CPU}),
+                        ("pad_rows", {"pad_rows.h": PAD_H, "pad_rows_cpu.cpp": PAD_CPU}),
                         ("positive_rows", {"positive_rows.h": ROWS_H, "positive_rows_cpu.cpp": ROWS_CPU})):
         (tmp_path / "csrc" / name).mkdir(parents=True)
         for file, text in files.items():
@@ -162,14 +192,18 @@ def _declare(tmp_path):
         outputs=[Output("rows", shape="[count]", dtype="int64"), Output("picked", shape="[count, x.shape[1]]"),
                  Output("picked_t", shape="[x.shape[1], count]"), Output.size("count", upper="x.shape[0]")],
         devices=("cpu",), kernels=str(tmp_path / "csrc" / "positive_rows"), samples=_samples)
-    return axpy, rows
+    pad = OpDecl.build(
+        f"{NS}::pad_rows", pad_rows_reference, inputs=[Input("x", dtypes=("float32", "int64"), rank=2)],
+        outputs=[Output("y", shape="[x.shape[0] + pads[0] + pads[-1], x.shape[1]]")],
+        attrs=[Attr("pads", "list[int]", (1, 2), length=2)],
+        devices=("cpu",), kernels=str(tmp_path / "csrc" / "pad_rows"), samples=_samples)
+    return axpy, rows, pad
 
 
 @pytest.fixture(scope="module")
 def declared(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("declared")
-    axpy, rows = _declare(tmp)
-    result = build("opforge_ort_test_pkg", decls=[axpy, rows], build_dir=tmp / "ort", cuda=False)
+    result = build("opforge_ort_test_pkg", decls=list(_declare(tmp)), build_dir=tmp / "ort", cuda=False)
     assert result.library.name == "libopforge_ort_test_pkg_ort_ops.so"
     return result.library
 
@@ -248,6 +282,21 @@ def test_data_dependent_outputs_are_narrowed_to_the_reported_size(declared, dtyp
     assert got[3].shape == () and 0 < int(got[3]) < 9  # a 0-d size output; some rows kept, some not
     (none,) = _run(session, {"x": -torch.ones(3, 5, dtype=dtype)})[3:]
     assert int(none) == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64], ids=str)
+def test_list_attribute_elements_in_a_shape_rule(declared, dtype):
+    """[x.shape[0] + pads[0] + pads[-1], x.shape[1]]: list[int] elements evaluated in the C++ glue."""
+    x = torch.arange(12).reshape(3, 4).to(dtype)
+    for pads in ([0, 0], [2, 1]):
+        model = _model("pad_rows", ["x"], [("y", ELEM[dtype])], {"pads": pads}, ELEM[dtype])
+        (y,) = _run(_session(declared, model), {"x": x})
+        assert torch.equal(y, pad_rows_reference(x, pads)), (pads, y)
+    (y,) = _run(_session(declared, _model("pad_rows", ["x"], [("y", ELEM[dtype])], {}, ELEM[dtype])), {"x": x})
+    assert y.shape == (6, 4)  # the declared default (1, 2)
+    model = _model("pad_rows", ["x"], [("y", ELEM[dtype])], {"pads": [1, 2, 3]}, ELEM[dtype])
+    with pytest.raises(Exception, match="opforge_ort_test::pad_rows: attribute 'pads' must have 2 elements, got 3"):
+        _session(declared, model)
 
 
 def _error(session, feeds) -> str:
