@@ -33,10 +33,9 @@ build: setup
 
 demo: setup build
 	$(PY) -m ops.check --all
-	@# The example model, torch -> ONNX -> ONNX Runtime (batch 1, 3, 8) -> TensorRT.
-	$(PY) examples/mixed_model.py --opset 11
-	$(PY) examples/mixed_model.py --opset 17
-	$(PY) examples/mixed_model.py --opset 20 --trt
+	@# Example (a): segmentation with DCNv2 + rms_norm + scaled_gelu, 3x360x640, batch 1/4/8:
+	@# torch -> ONNX (opset 17, 20) -> ONNX Runtime -> TensorRT step, with a summary table at the end.
+	$(PY) examples/segmentation.py
 
 test: setup build
 	$(PY) -m pytest $(PYTEST_ARGS)

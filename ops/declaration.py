@@ -25,6 +25,9 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Namespaces that belong to torch, ONNX or TensorRT themselves; an op there would shadow theirs.
 RESERVED_NAMESPACES = {"aten", "prim", "prims", "torch", "onnx", "ai", "trt", "tensorrt", "_opforge_internal"}
 _REQUIRED = object()
+# Argument names torch reserves: 'self'/'out' in schemas; 'kernel' collides with a keyword of inductor's
+# FallbackKernel.create, so torch.compile of a call passing it fails to lower (torch 2.11-2.13).
+RESERVED_NAMES = {"self", "out", "kernel"}
 
 
 class _Required:
@@ -307,8 +310,9 @@ class _Validator:
         return ns, name
 
     def identifier(self, field: str, name: Any) -> str:
-        if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name) or name in ("self", "out"):
-            self.fail(field, "a Python identifier that is not a keyword, 'self' or 'out'", name, "rename it")
+        if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name) or name in RESERVED_NAMES:
+            self.fail(field, f"a Python identifier that is not a keyword or one of {sorted(RESERVED_NAMES)}", name,
+                      "rename it")
         return name
 
     def list_of(self, items: Any, kind: type, field: str, example: str) -> list:

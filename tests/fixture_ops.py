@@ -77,9 +77,9 @@ def row_absmax(x):
 def masked_window_sum_samples(device, dtype):
     return [
         Sample(_rand(device, dtype, 2, 3, 8, 9), _mask(device, 2, 3, 8, 9)),
-        Sample(_rand(device, dtype, 1, 2, 7, 6), None, kernel=[2, 3], stride=[2, 1], padding=[1, 0]),
-        Sample(_rand(device, dtype, 3, 1, 5, 5), kernel=[1, 1]),  # mask omitted by leaving it out
-        Sample(_rand(device, dtype, 2, 2, 9, 7), _mask(device, 2, 2, 9, 7), kernel=[3, 2], stride=[1, 3],
+        Sample(_rand(device, dtype, 1, 2, 7, 6), None, kernel_size=[2, 3], stride=[2, 1], padding=[1, 0]),
+        Sample(_rand(device, dtype, 3, 1, 5, 5), kernel_size=[1, 1]),  # mask omitted by leaving it out
+        Sample(_rand(device, dtype, 2, 2, 9, 7), _mask(device, 2, 2, 9, 7), kernel_size=[3, 2], stride=[1, 3],
                padding=[0, 1]),
         Sample(_rand(device, dtype, 0, 2, 4, 4), _mask(device, 0, 2, 4, 4)),  # empty
     ]
@@ -88,16 +88,43 @@ def masked_window_sum_samples(device, dtype):
 @register_op(
     "opforge_fixture::masked_window_sum",
     inputs=[Input("x", dtypes=FLOATING, rank=4), Input("mask", dtypes=("bool",), optional=True, shape="like(x)")],
-    outputs=[Output("y", shape="[x.shape[0], x.shape[1], (x.shape[2] + 2 * padding[0] - kernel[0]) // stride[0] + 1, "
-                               "(x.shape[-1] + 2 * padding[-1] - kernel[-1]) // stride[-1] + 1]", dtype="like(x)")],
-    attrs=[Attr("kernel", "list[int]", (3, 3), length=2), Attr("stride", "list[int]", (1, 1), length=2),
+    outputs=[Output("y", shape="[x.shape[0], x.shape[1], (x.shape[2] + 2 * padding[0] - kernel_size[0]) // stride[0] + 1, "
+                               "(x.shape[-1] + 2 * padding[-1] - kernel_size[-1]) // stride[-1] + 1]", dtype="like(x)")],
+    attrs=[Attr("kernel_size", "list[int]", (3, 3), length=2), Attr("stride", "list[int]", (1, 1), length=2),
            Attr("padding", "list[int]", (0, 0), length=2)],
     kernels=None,
     samples=masked_window_sum_samples,
 )
-def masked_window_sum(x, mask=None, kernel=(3, 3), stride=(1, 1), padding=(0, 0)):
+def masked_window_sum(x, mask=None, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0)):
     """Sum of the (masked) values in each kernel window, zero padding: list[int] attributes in the shape rule,
     an optional input, no backward."""
     xf = x.float() if mask is None else x.float() * mask
-    pooled = torch.nn.functional.avg_pool2d(xf, list(kernel), list(stride), list(padding), count_include_pad=True)
-    return (pooled * (kernel[0] * kernel[1])).to(x.dtype)
+    pooled = torch.nn.functional.avg_pool2d(xf, list(kernel_size), list(stride), list(padding), count_include_pad=True)
+    return (pooled * (kernel_size[0] * kernel_size[1])).to(x.dtype)
+
+
+def select_rows_samples(device, dtype):
+    return [
+        Sample(_rand(device, dtype, 8, 5)),
+        Sample(_rand(device, dtype, 6, 3), threshold=10.0),  # nothing selected: zero-length outputs
+        Sample(_rand(device, dtype, 7, 4), threshold=-10.0),  # everything selected
+        Sample(_rand(device, dtype, 0, 4)),  # empty
+    ]
+
+
+@register_op(
+    "opforge_fixture::select_rows",
+    inputs=[Input("x", dtypes=FLOATING, rank=2)],
+    outputs=[Output("rows", shape="[count, x.shape[1]]", dtype="like(x)"),
+             Output("index", shape="[count]", dtype="int64"),
+             Output.size("count", upper="x.shape[0]", opt="x.shape[0] // 2")],
+    attrs=[Attr("threshold", float, 0.5)],
+    kernels=None,
+    samples=select_rows_samples,
+)
+def select_rows(x, threshold=0.5):
+    """The rows whose max exceeds `threshold`, their indices and their count: several outputs, an integer
+    output and a data-dependent size, no backward."""
+    index = torch.nonzero(x.float().amax(dim=1) > threshold).flatten() if x.shape[1] else \
+        torch.zeros(0, dtype=torch.int64, device=x.device)
+    return x[index], index, torch.tensor(index.numel(), dtype=torch.int64)

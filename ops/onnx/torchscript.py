@@ -48,6 +48,7 @@ def _output_type(decl: OpDecl, o, inputs: dict, attrs: dict):
         shape = [None] * len(o.shape.dims)
     else:
         names = decl.shape_names(attrs)
+        names.update({s.name: None for s in decl.outputs if s.is_size})  # data-dependent: unknown until run
 
         class Algebra(sr.IntAlgebra):  # unknown (None) dims stay unknown through arithmetic
             def binary(self, op, a, b):

@@ -11,6 +11,8 @@ from ops.check.oracle import reference_outputs
 from ops.onnx import export_onnx, ort_session
 from ops.onnx.models import run_session, single_op_module
 
+from ops.check.batching import batch_plan
+from ops.onnx.schema import output_dims
 from ops.registry import library_ops
 
 LIBRARY_OPS = library_ops()
@@ -18,20 +20,15 @@ LIBRARY_OPS = library_ops()
 OPSETS = [11, 13, 17, 18, 20, 23]
 
 
-def _batch_sample(op):
-    from ops.check.onnx_stages import _batch_sample as pick
-
-    return pick(op)
-
-
 @pytest.mark.parametrize("opset", OPSETS)
 @pytest.mark.parametrize("op", LIBRARY_OPS, ids=lambda op: op.id)
 def test_export_check_and_run(op, opset, tmp_path):
     import onnx_graphsurgeon as gs
 
-    sample = _batch_sample(op)
+    plan = batch_plan(op)
+    sample = plan.sample
     path = tmp_path / "op.onnx"
-    export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=opset, dynamic={0: {0: "batch"}})
+    export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=opset, dynamic=plan.dynamic)
     m = onnx.load(str(path))
     assert {o.domain: o.version for o in m.opset_import}[""] == opset
     assert {o.domain: o.version for o in m.opset_import}[op.decl.namespace] == op.decl.version
@@ -43,19 +40,30 @@ def test_export_check_and_run(op, opset, tmp_path):
     assert attrs["plugin_version"] == str(op.decl.version).encode()
     assert attrs["plugin_namespace"] == op.decl.namespace.encode()
     assert {a.name for a in op.decl.attrs} <= set(attrs)  # every attribute explicit
-    graph = gs.import_onnx(m)
-    custom = [n for n in graph.nodes if n.op == op.decl.name]
-    assert custom[0].outputs[0].shape[0] == "batch"
-    assert list(custom[0].outputs[0].shape[1:]) == list(sample.inputs[0].shape[1:])
+    for a in op.decl.attrs:  # list attributes travel as INTS/FLOATS of their exact values
+        if a.type.startswith("list["):
+            assert list(attrs[a.name]) == list(sample.attrs.get(a.name, a.default))
+    # graphsurgeon sees the custom node's outputs with the shapes the rules give over the symbolic batch
+    given = {i.name: ["batch" if k in plan.batched and d == 0 else n for d, n in enumerate(t.shape)]
+             for k, (i, t) in enumerate(zip(op.decl.inputs, sample.inputs)) if t is not None}
+    want = output_dims(op.decl, given, {**{a.name: a.default for a in op.decl.attrs}, **sample.attrs})
+    custom = [n for n in gs.import_onnx(m).nodes if n.op == op.decl.name]
+    for out, dims in zip(custom[0].outputs, want):
+        if dims is not None:
+            assert [d for d, w in zip(out.shape, dims) if w is not None] == [w for w in dims if w is not None]
     session = ort_session(path)
     for b in (1, 3, 8):
-        x = sample.inputs[0]
-        inputs = (x[torch.arange(b) % x.shape[0]],) + tuple(sample.inputs[1:])
+        inputs = plan.inputs(b)
         got = run_session(session, inputs)
         want = reference_outputs(op, ops.Sample(*inputs, **sample.attrs))
         rtol, atol = op.decl.tolerance("float32")
-        torch.testing.assert_close(got[0], want[0], rtol=rtol, atol=atol)
-        torch.testing.assert_close(got[0], op(*inputs, **sample.attrs), rtol=0, atol=0)  # the same kernel
+        for g, w, kernel in zip(got, want, _as_tuple(op(*inputs, **sample.attrs))):
+            torch.testing.assert_close(g, w.to(g.dtype), rtol=rtol, atol=atol)
+            torch.testing.assert_close(g, kernel, rtol=0, atol=0)  # the same kernel
+
+
+def _as_tuple(out):
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
 @pytest.mark.parametrize("opset", [11, 20])

@@ -37,11 +37,23 @@ def input_shapes(op, sample) -> list[list[int]]:
     return [list(t.shape) for t in sample.inputs if t is not None]
 
 
-def expected_shapes(op, shapes: list[list[int]], attrs: dict) -> list[list[int] | None]:
-    """The declaration's shape rules over concrete ints (None for size outputs)."""
+def expected_shapes(op, shapes: list[list[int]], attrs: dict, at_upper: bool = False,
+                    sizes: dict | None = None) -> list[list[int] | None]:
+    """The declaration's shape rules over concrete ints (None for size outputs). A dim that depends on a
+    data-dependent size is None, its upper bound with `at_upper` (what a host allocates before the kernel
+    reports the real size), or computed from `sizes` (name -> the value the kernel reported)."""
     d = op.decl
     named = dict(zip([i.name for i in d.inputs], shapes))
-    alg = sr.IntAlgebra(named, d.shape_names(attrs))
+    names = d.shape_names(attrs)
+    upper = {o.name: sr.evaluate(o.upper, sr.IntAlgebra(named, names)) for o in d.outputs if o.is_size}
+    known = sizes if sizes is not None else {n: (v if at_upper else None) for n, v in upper.items()}
+    alg = sr.IntAlgebra(named, {**names, **known})
+
+    class Unknown(sr.IntAlgebra):  # a size-dependent dim stays None through arithmetic
+        def binary(self, op_, a, b):
+            return None if a is None or b is None else super().binary(op_, a, b)
+
+    alg = Unknown(alg.shapes, alg.names)
     out = []
     for o in d.outputs:
         out.append(None if o.is_size else sr.evaluate_shape(o.shape, alg, lambda n: len(named[n])))

@@ -23,14 +23,17 @@ def run_plugin(trt_host, op, sample):
     if p is None:
         raise EnqueueError(f"{d.id}: createPlugin failed: {trt_host.log()}")
     try:
-        inputs = [t.contiguous() for t in sample.inputs]
-        dtype = harness.TRT_DTYPE[str(inputs[0].dtype).removeprefix("torch.")]
+        inputs = [t.contiguous() for t in sample.inputs if t is not None]  # absent optional inputs: nbInputs smaller
         shapes = [list(t.shape) for t in inputs]
-        out_shapes = expected_shapes(op, shapes, attrs_of(op, sample))
-        outs = [torch.empty(s, dtype=inputs[0].dtype, device="cuda") for s in out_shapes]
+        # Outputs at their upper bound where the size is data-dependent (TensorRT allocates that much too);
+        # size outputs are TensorRT's int32 size tensors.
+        out_shapes = expected_shapes(op, shapes, attrs_of(op, sample), at_upper=True)
+        outs = [torch.empty(s if s is not None else [], dtype=_out_dtype(o, d, inputs), device="cuda")
+                for o, s in zip(d.outputs, out_shapes)]
         ins_desc = [harness.tensor(list(t.shape), harness.TRT_DTYPE[str(t.dtype).removeprefix("torch.")])
                     for t in inputs]
-        outs_desc = [harness.tensor(list(t.shape), dtype) for t in outs]
+        outs_desc = [harness.tensor(list(t.shape), harness.TRT_DTYPE[str(t.dtype).removeprefix("torch.")])
+                     for t in outs]
         if p.configure(ins_desc, outs_desc) != 0 or p.on_shape_change(ins_desc, outs_desc) != 0:
             raise EnqueueError(f"{d.id}: configurePlugin/onShapeChange failed: {trt_host.log()}")
         ws_bytes = p.workspace(ins_desc, outs_desc)
@@ -41,6 +44,30 @@ def run_plugin(trt_host, op, sample):
         stream.synchronize()
         if st != 0:
             raise EnqueueError(f"{d.id}: enqueue returned {st}: {trt_host.log()}")
+        sizes = {o.name: int(t.item()) for o, t in zip(d.outputs, outs) if o.is_size}
+        if sizes:  # narrow the upper-bound buffers to what the kernel reported, as the torch glue does
+            final = expected_shapes(op, shapes, attrs_of(op, sample), sizes=sizes)
+            outs = [t.to(torch.int64) if o.is_size else _narrow(t, f) for o, t, f in zip(d.outputs, outs, final)]
         return tuple(outs)
     finally:
         p.destroy()
+
+
+def _out_dtype(o, d, inputs):
+    """The torch dtype of a declared output as the plugin writes it (size outputs: TensorRT's int32)."""
+    import torch
+
+    from ...dtypes import torch_dtype
+
+    if o.is_size:
+        return torch.int32
+    if o.dtype:
+        return torch_dtype(o.dtype)
+    return inputs[[i.name for i in d.inputs].index(o.dtype_like)].dtype
+
+
+def _narrow(t, shape):
+    for dim, n in enumerate(shape):
+        if n != t.shape[dim]:
+            t = t.narrow(dim, 0, n)
+    return t
