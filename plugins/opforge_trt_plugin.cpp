@@ -343,7 +343,7 @@ int32_t Plugin::onShapeChange(const nvinfer1::PluginTensorDesc* in, int32_t nb_i
     // The outputs TensorRT allocated must have the shapes the rule gives (size-dependent dims excepted).
     for (int32_t j = 0; j < nb_out; ++j) {
       KnownInt expect[Dims::MAX_DIMS];
-      const int32_t rank = spec_->output_dims(attrs_, dims.data(), nb_in, j, expect);
+      const int32_t rank = spec_->output_dims(attrs_, dims.data(), nb_in, j, expect, nullptr);
       const Dims& got = out[j].dims;
       const std::string who = std::string("output '") + spec_->outputs[j].name + "'";
       if (rank >= 0 && got.nbDims != rank)
@@ -376,6 +376,29 @@ bool make_view(const nvinfer1::PluginTensorDesc& d, void* data, ::opforge::Tenso
   return true;
 }
 }  // namespace
+
+// A data-dependent output whose descriptor leaves a dim unknown (-1) is written at the dims its size
+// outputs' declared upper bounds give: TensorRT allocates a data-dependent plugin output from the bound
+// declared with declareSizeTensor, and the kernel's view must never be smaller than what it may write.
+bool Plugin::bound_data_dependent_dims(const Dims* in, int32_t nb_in, int32_t j, ::opforge::TensorView* v) const {
+  bool unknown = false;
+  for (int32_t i = 0; i < v->rank; ++i) unknown = unknown || v->sizes[i] < 0;
+  if (!unknown) return true;
+  KnownInt upper[64];
+  for (int32_t k = 0; k < spec_->nb_outputs && k < 64; ++k) upper[k] = spec_->size_upper(attrs_, in, nb_in, k);
+  KnownInt bound[Dims::MAX_DIMS];
+  if (spec_->output_dims(attrs_, in, nb_in, j, bound, upper) != v->rank) return false;
+  int64_t stride = 1;
+  for (int32_t i = v->rank - 1; i >= 0; --i) {
+    if (v->sizes[i] < 0) {
+      if (!bound[i].known || bound[i].v < 0) return false;
+      v->sizes[i] = bound[i].v;
+    }
+    v->strides[i] = stride;
+    stride *= std::max<int64_t>(v->sizes[i], 1);
+  }
+  return true;
+}
 
 int32_t Plugin::enqueue(const nvinfer1::PluginTensorDesc* in_desc, const nvinfer1::PluginTensorDesc* out_desc,
                         const void* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept {
@@ -414,6 +437,9 @@ int32_t Plugin::enqueue(const nvinfer1::PluginTensorDesc* in_desc, const nvinfer
         out[j].rank = 0;
       } else if (!make_view(out_desc[j], outputs[j], &out[j])) {
         return fail(std::string("output '") + spec_->outputs[j].name + "' has an unsupported descriptor"), 1;
+      } else if (!bound_data_dependent_dims(dims.data(), nb_in, j, &out[j])) {
+        return fail(std::string("output '") + spec_->outputs[j].name + "' has a dim that is neither given nor "
+                    "bounded by the declaration"), 1;
       }
     }
     ::opforge::DeviceContext ctx;

@@ -100,8 +100,12 @@ struct OpSpec {
   int32_t (*output_shapes)(const Attrs& a, const nvinfer1::DimsExprs* in, int32_t nb_in, nvinfer1::DimsExprs* out,
                            nvinfer1::IExprBuilder& eb, const char** why);
   // Output `k`'s dims over concrete (possibly unknown) input dims; returns its rank (-1: like() of a
-  // missing input). Used to check what onShapeChange is given.
-  int32_t (*output_dims)(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in, int32_t k, KnownInt* dims);
+  // missing input). `sizes` (indexed by output number, or null = unknown) gives the data-dependent sizes.
+  // Used to check what onShapeChange is given, and at enqueue to size data-dependent outputs at their bound.
+  int32_t (*output_dims)(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in, int32_t k, KnownInt* dims,
+                         const KnownInt* sizes);
+  // The declared upper bound of size output `k` (unknown for other outputs).
+  KnownInt (*size_upper)(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in, int32_t k);
   // Declared input shapes (Input(shape=...)): fills *why and returns false on a known mismatch.
   bool (*check_input_shapes)(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in, std::string* why);
   KnownInt (*workspace_bytes)(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in);
@@ -165,6 +169,7 @@ class Plugin final : public nvinfer1::IPluginV3,
   bool check_tensors(const nvinfer1::Dims* dims, const nvinfer1::DataType* types, const nvinfer1::TensorFormat* formats,
                      int32_t nb_in) const;
   int64_t workspace_for(const nvinfer1::Dims* dims, int32_t nb_in) const;  // -1 when unknown or invalid
+  bool bound_data_dependent_dims(const nvinfer1::Dims* in, int32_t nb_in, int32_t j, ::opforge::TensorView* v) const;
 
   const OpSpec* spec_;
   std::string layer_name_;

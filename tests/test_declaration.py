@@ -88,7 +88,7 @@ def test_bad_field_is_named_with_expected_got_and_fix(unique_id, overrides, fiel
 
 
 def _declare_windowed(op_id, shape, attrs):
-    def ref(x, kernel=(3, 3), stride=(1, 1)):
+    def ref(x, window=(3, 3), stride=(1, 1)):
         return x
 
     return register_op(op_id, inputs=[Input("x", rank=4)], outputs=[Output("y", shape=shape)], attrs=attrs,
@@ -98,16 +98,16 @@ def _declare_windowed(op_id, shape, attrs):
 @pytest.mark.parametrize(
     "shape, attrs, field, fragment",
     [
-        ("[x.shape[0], kernel[0]]", [Attr("kernel", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))],
-         "attrs.kernel.length", "declare Attr('kernel', 'list[int]', ..., length=N)"),
-        ("[x.shape[0], kernel[2]]", [Attr("kernel", "list[int]", (3, 3), length=2),
+        ("[x.shape[0], window[0]]", [Attr("window", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))],
+         "attrs.window.length", "declare Attr('window', 'list[int]', ..., length=N)"),
+        ("[x.shape[0], window[2]]", [Attr("window", "list[int]", (3, 3), length=2),
                                      Attr("stride", "list[int]", (1, 1), length=2)], "outputs.y.shape", "length 2"),
-        ("[x.shape[0], kernel[0]]", [Attr("kernel", "list[int]", (3, 3, 3), length=2),
-                                     Attr("stride", "list[int]", (1, 1))], "attrs.kernel.default", "length 2"),
-        ("[x.shape[0], kernel[0]]", [Attr("kernel", "list[float]", (3.0, 3.0), length=2),
+        ("[x.shape[0], window[0]]", [Attr("window", "list[int]", (3, 3, 3), length=2),
+                                     Attr("stride", "list[int]", (1, 1))], "attrs.window.default", "length 2"),
+        ("[x.shape[0], window[0]]", [Attr("window", "list[float]", (3.0, 3.0), length=2),
                                      Attr("stride", "list[int]", (1, 1))], "outputs.y.shape", "list[float] attribute"),
-        ("[x.shape[0]]", [Attr("kernel", int, 3, length=2), Attr("stride", "list[int]", (1, 1))],
-         "attrs.kernel.length", "on a list attribute"),
+        ("[x.shape[0]]", [Attr("window", int, 3, length=2), Attr("stride", "list[int]", (1, 1))],
+         "attrs.window.length", "on a list attribute"),
     ],
 )
 def test_list_attribute_indexing_is_validated(unique_id, shape, attrs, field, fragment):
@@ -117,15 +117,21 @@ def test_list_attribute_indexing_is_validated(unique_id, shape, attrs, field, fr
     assert e.value.field == field and fragment in str(e.value), str(e.value)
 
 
+def test_kernel_is_a_reserved_attribute_name(unique_id):
+    """torch.compile cannot lower a call passing `kernel=` (inductor's FallbackKernel.create keyword)."""
+    with pytest.raises(DeclarationError, match="'kernel'"):
+        _declare_windowed(unique_id("win"), "like(x)", [Attr("kernel", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))])
+
+
 def test_list_attribute_elements_drive_the_output_shape(unique_id):
     """Negative indices count from the end of the declared length; torch checks the length it gets."""
     op = _declare_windowed(
-        unique_id("win"), "[x.shape[0], x.shape[1], (x.shape[2] - kernel[0]) // stride[0] + 1, "
-                          "(x.shape[3] - kernel[-1]) // stride[-1] + 1]",
-        [Attr("kernel", "list[int]", (3, 3), length=2), Attr("stride", "list[int]", (1, 1), length=2)])
+        unique_id("win"), "[x.shape[0], x.shape[1], (x.shape[2] - window[0]) // stride[0] + 1, "
+                          "(x.shape[3] - window[-1]) // stride[-1] + 1]",
+        [Attr("window", "list[int]", (3, 3), length=2), Attr("stride", "list[int]", (1, 1), length=2)])
     assert [str(d) for d in op.decl.outputs[0].shape.dims[2:]] == [
-        str(d) for d in ops.shape_rule.parse_shape("[(x.shape[2] - kernel[0]) // stride[0] + 1, "
-                                                   "(x.shape[3] - kernel[1]) // stride[1] + 1]").dims]
+        str(d) for d in ops.shape_rule.parse_shape("[(x.shape[2] - window[0]) // stride[0] + 1, "
+                                                   "(x.shape[3] - window[1]) // stride[1] + 1]").dims]
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with FakeTensorMode():

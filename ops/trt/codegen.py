@@ -13,7 +13,7 @@ from .. import shape_rule as sr
 from ..declaration import OpDecl
 from ..dtypes import DTYPES
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 FIELD_KIND = {"int": "kInt", "list[int]": "kInts", "float": "kFloat", "list[float]": "kFloats", "str": "kStr",
               "bool": "kBool"}
@@ -78,10 +78,13 @@ class ExprAlgebra:
 class KnownAlgebra:
     """C++ text computing a KnownInt over concrete (possibly -1 = unknown) input dims."""
 
-    def __init__(self, decl: OpDecl):
+    def __init__(self, decl: OpDecl, sizes_from: str | None = None):
+        """`sizes_from`: the C++ name of a `const KnownInt*` indexed by output number that holds values for
+        the size outputs (may be null at run time); without it a size is unknown."""
         self.index = {i.name: k for k, i in enumerate(decl.inputs)}
         self.attr_index = {a.name: k for k, a in enumerate(decl.attrs)}
-        self.sizes = {o.name for o in decl.outputs if o.is_size}
+        self.sizes = {o.name: j for j, o in enumerate(decl.outputs) if o.is_size}
+        self.sizes_from = sizes_from
 
     def const(self, value):
         return f"KnownInt::of(int64_t({value}))"
@@ -90,7 +93,11 @@ class KnownAlgebra:
         return f"k_dim(in, nb_in, {self.index[input]}, {index})"
 
     def name(self, name):
-        return "KnownInt::unknown()" if name in self.sizes else f"KnownInt::of(a.i({self.attr_index[name]}))"
+        if name in self.sizes:
+            if self.sizes_from is None:
+                return "KnownInt::unknown()"
+            return f"({self.sizes_from} ? {self.sizes_from}[{self.sizes[name]}] : KnownInt::unknown())"
+        return f"KnownInt::of(a.i({self.attr_index[name]}))"
 
     def item(self, name, index):
         return f"KnownInt::of(a.ints[{self.attr_index[name]}][{index}])"
@@ -174,9 +181,10 @@ def _output_shapes(decl: OpDecl, w: list[str]) -> None:
 
 def _output_dims(decl: OpDecl, w: list[str]) -> None:
     index = {i.name: k for k, i in enumerate(decl.inputs)}
-    alg = KnownAlgebra(decl)
-    w.append("int32_t output_dims(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in, int32_t k, KnownInt* d) {")
-    w.append("  (void)a; (void)in; (void)nb_in; (void)d;")
+    alg = KnownAlgebra(decl, sizes_from="sizes")
+    w.append("int32_t output_dims(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in, int32_t k, KnownInt* d, "
+             "const KnownInt* sizes) {")
+    w.append("  (void)a; (void)in; (void)nb_in; (void)d; (void)sizes;")
     w.append("  switch (k) {")
     for j, o in enumerate(decl.outputs):
         if isinstance(o.shape, sr.Like):
@@ -270,6 +278,13 @@ def generate(decl: OpDecl) -> str:
     _output_shapes(decl, w)
     _output_dims(decl, w)
     _check_input_shapes(decl, w)
+    w.append("KnownInt size_upper(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in, int32_t k) {")
+    w.append("  (void)a; (void)in; (void)nb_in;")
+    for j, o in enumerate(decl.outputs):
+        if o.is_size:
+            w.append(f"  if (k == {j}) return {sr.evaluate(o.upper, KnownAlgebra(decl))};")
+    w.append("  return KnownInt::unknown();")
+    w.append("}")
     w.append("KnownInt workspace_bytes(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in) {")
     w.append("  (void)a; (void)in; (void)nb_in;")
     w.append(f"  return {sr.evaluate(decl.workspace, KnownAlgebra(decl))};")
@@ -284,8 +299,8 @@ def generate(decl: OpDecl) -> str:
              f"{c_string(decl.namespace)},")
     w.append(f"    {ns}::{fields[0]}, {fields[1]}, {ns}::kInputs, {len(decl.inputs)}, {n_required}, "
              f"{ns}::kOutputs, {len(decl.outputs)},")
-    w.append(f"    &{ns}::output_shapes, &{ns}::output_dims, &{ns}::check_input_shapes, &{ns}::workspace_bytes, "
-             f"&{ns}::launch,")
+    w.append(f"    &{ns}::output_shapes, &{ns}::output_dims, &{ns}::size_upper, &{ns}::check_input_shapes, "
+             f"&{ns}::workspace_bytes, &{ns}::launch,")
     w.append("};")
     w += ["", "}  // namespace gen", "}  // namespace trt", "}  // namespace opforge", ""]
     return "\n".join(w)

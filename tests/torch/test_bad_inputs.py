@@ -102,11 +102,19 @@ def test_missing_required_input_is_rejected(op):
         assert op.decl.name in str(e.value), str(e.value)
 
 
-@pytest.mark.parametrize("op", [op_param(op) for op in generated_ops() if op.decl.backward is None])
+def _has_float_output(decl) -> bool:
+    floating = {"float32", "float16", "bfloat16", "float64"}
+    return any((o.dtype in floating) or (o.dtype_like and set(decl.input(o.dtype_like).dtypes) & floating)
+               for o in decl.outputs)
+
+
+@pytest.mark.parametrize("op", [op_param(op) for op in generated_ops()
+                                if op.decl.backward is None and _has_float_output(op.decl)])
 def test_backward_through_an_op_without_backward_names_it(op):
     s = _first(op)
     x = s.inputs[0].detach().clone().requires_grad_()
     out = op(x, *s.inputs[1:], **s.attrs)
+    out = next(o for o in (out if isinstance(out, tuple) else (out,)) if o.is_floating_point())
     with pytest.raises(RuntimeError, match=f"{op.id} declares no backward.*Fix:") as e:
         torch.autograd.grad(out.sum(), x)
     assert isinstance(e.value, BackwardNotDeclared)
