@@ -7,7 +7,7 @@ VENV          ?= .venv
 PY            ?= $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 DEPS          := "setuptools>=77" wheel numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon \
-                 onnxruntime-extensions==0.15.2 polygraphy==0.53.6
+                 polygraphy==0.53.6
 PYTEST_ARGS   ?=
 
 .PHONY: setup build demo test check clean
@@ -21,12 +21,15 @@ setup: .setup-stamp
 	$(PY) -m pip install -q $(DEPS)
 	@# TensorRT headers (10.14.1, from the kernel-lens wheel) into build/trt-headers: never committed.
 	$(PY) -m ops.trt.headers
+	@# ONNX Runtime C API headers (Debian trixie's libonnxruntime-dev, private apt config) into build/ort-headers.
+	$(PY) -m ops.ort.headers
 	$(PY) -m pip install -q --no-build-isolation -e .
 	@touch $@
 
 build: setup
 	$(PY) -m ops.build
 	$(PY) -m ops.build --trt
+	$(PY) -m ops.ort.build
 
 demo: setup build
 	$(PY) -m ops.check --all

@@ -12,6 +12,8 @@ Each op package has its own artefacts, named after it and kept apart from every 
   `_C.build.json` (torch version, CUDA or not, a fingerprint per op);
 - the TensorRT plugin library `lib<package with dots as _>_trt_plugins.so` (opforge's is
   `libopforge_trt_plugins.so`);
+- the ONNX Runtime custom-op library `lib<package with dots as _>_ort_ops.so` (opforge's is
+  `libopforge_ort_ops.so`);
 - generated glue and objects under `<build root>/opforge/<package>/` (see ops.paths.build_root).
 
 Installed op packages announce themselves with an entry point in the group `opforge.ops` (the value is the
@@ -38,6 +40,12 @@ class OpPackage:
     name: str  # import name of the package holding the declarations, e.g. "mypkg.ops"
     extension: str  # import name of its compiled kernels, e.g. "mypkg.ops._C"
     plugin_library: str  # stem of its TensorRT plugin library: lib<stem>.so
+
+    @property
+    def ort_library(self) -> str:
+        """Stem of its ONNX Runtime custom-op library, lib<stem>.so, named like the TensorRT one:
+        libopforge_ort_ops.so beside libopforge_trt_plugins.so, libmypkg_ops_ort_ops.so for mypkg.ops."""
+        return self.plugin_library.removesuffix("_trt_plugins") + "_ort_ops"
 
     @property
     def directory(self) -> Path:

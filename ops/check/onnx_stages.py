@@ -1,6 +1,7 @@
 """Stages for the ONNX and ONNX Runtime backend: export with both exporters at several opsets, the
-checker with strict shape inference, ORT (binding to the same CPU kernels) against the reference at
-batch 1, 3 and 8 from one dynamic export, the fallback body in plain ORT, and Polygraphy's comparator."""
+checker with strict shape inference, ORT (the package's native custom-op library, calling the same CPU
+kernels) against the reference at batch 1, 3 and 8 from one dynamic export, the fallback body in plain
+ORT, and Polygraphy's comparator."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ EXPORTS = (("dynamo", 18), ("dynamo", 20), ("dynamo", 23), ("torchscript", 11), 
            ("torchscript", 17))
 QUICK_EXPORTS = (("dynamo", 20), ("torchscript", 11), ("torchscript", 17))
 BATCHES = (1, 3, 8)
-NEEDED = ("onnx", "onnxscript", "onnxruntime", "onnxruntime_extensions", "onnx_graphsurgeon")
+NEEDED = ("onnx", "onnxscript", "onnxruntime", "onnx_graphsurgeon")
 
 
 def _missing() -> str | None:
@@ -61,6 +62,26 @@ def _blocked(op, name: str):
     if not why:
         return None
     return [StageResult(name, SKIP if "onnx=False" in why or "installed" in why else FAIL, why)]
+
+
+def _no_native_library(op, name: str):
+    """The row to return instead of running a stage on the op's native ORT library: skip for an op without
+    compiled kernels (nothing for the library to call) or when the library cannot be built here (no ORT
+    headers), fail when it does not compile. None when the library is built (once per process and package)."""
+    from ..errors import BackendUnavailable, OpforgeError
+    from ..onnx.ort import library_for
+    from ..ort.codegen import has_library_op
+
+    if not has_library_op(op.decl):
+        return [StageResult(name, SKIP, "no compiled kernels (kernels=None): nothing for a native ONNX Runtime op "
+                            "to call; ort.fallback runs the reference's ONNX body")]
+    try:
+        library_for(op.decl.package)
+    except BackendUnavailable as e:
+        return [StageResult(name, SKIP, f"native ORT library not buildable here: {e}")]
+    except OpforgeError as e:
+        return [StageResult(name, FAIL, f"native ORT library: {e}")]
+    return None
 
 
 @stage("onnx.export", order=50)
@@ -124,9 +145,10 @@ def onnx_export(op, ctx):
 
 @stage("ort.cpu", order=60)
 def ort_cpu(op, ctx):
-    """ORT with the opforge binding vs the reference: every sample per dtype (TorchScript export at
-    opset 17, one model per sample), and batch 1/3/8 through each dynamic export of onnx.export."""
-    blocked = _blocked(op, "ort.cpu")
+    """ORT with the op package's native library vs the reference: every sample per dtype (float16 and
+    bfloat16 computed natively; TorchScript export at opset 17, one model per sample), and batch 1/3/8
+    through each dynamic export of onnx.export."""
+    blocked = _blocked(op, "ort.cpu") or _no_native_library(op, "ort.cpu")
     if blocked:
         return blocked
     from ..onnx import export_onnx, ort_session
@@ -168,7 +190,7 @@ def ort_cpu(op, ctx):
 
 @stage("ort.fallback", order=61)
 def ort_fallback(op, ctx):
-    """A graph exported with fallback=True runs in plain ORT (no binding) on the reference's ONNX body."""
+    """A graph exported with fallback=True runs in plain ORT (no custom-op library) on the reference's ONNX body."""
     blocked = _blocked(op, "ort.fallback")
     if blocked:
         return blocked
@@ -201,7 +223,7 @@ def ort_fallback(op, ctx):
         mm = merge(results)
         fn = next(f for f in m.functions if (f.domain, f.name) == (op.decl.namespace, op.decl.name))
         rows.append(StageResult(f"ort.fallback[{opset}]", PASS if mm["ok"] else FAIL,
-                                f"plain ORT, no binding: function {fn.domain}.{fn.name} ({len(fn.node)} nodes, "
+                                f"plain ORT, no custom-op library: function {fn.domain}.{fn.name} ({len(fn.node)} nodes, "
                                 f"attributes {list(fn.attribute)}), batch 1/3/8 max_abs {mm.get('max_abs', float('nan')):.3g}"
                                 + (f"; {mm['error']}" if "error" in mm else ""), mm))
     return rows
@@ -209,8 +231,8 @@ def ort_fallback(op, ctx):
 
 @stage("ort.polygraphy", order=62)
 def ort_polygraphy(op, ctx):
-    """Polygraphy's Comparator: ORT (opforge binding) vs torch eager on the dynamic export, batch 1/3/8."""
-    blocked = _blocked(op, "ort.polygraphy")
+    """Polygraphy's Comparator: ORT (native library) vs torch eager on the dynamic export, batch 1/3/8."""
+    blocked = _blocked(op, "ort.polygraphy") or _no_native_library(op, "ort.polygraphy")
     if blocked:
         return blocked
     if importlib.util.find_spec("polygraphy") is None:

@@ -8,7 +8,7 @@ from ..errors import BackendUnavailable
 
 PACKAGES = {
     "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
-    "onnxruntime_extensions": "onnxruntime-extensions", "onnx_graphsurgeon": "onnx-graphsurgeon",
+    "onnx_graphsurgeon": "onnx-graphsurgeon",
     "polygraphy": "polygraphy",
 }
 

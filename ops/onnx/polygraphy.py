@@ -1,7 +1,7 @@
-"""Polygraphy's Comparator over an opforge ONNX model: its OnnxrtRunner on our bound session vs a
-small runner for torch eager (the same op through the dispatcher), compared with the op's float32
-tolerance. Polygraphy fits here as the comparison harness; it has no way to load onnxruntime-extensions
-custom ops itself, so the session comes from ops.onnx.ort_session."""
+"""Polygraphy's Comparator over an opforge ONNX model: its OnnxrtRunner on our session (the op package's
+native custom-op library registered) vs a small runner for torch eager (the same op through the
+dispatcher), compared with the op's float32 tolerance. The session comes from ops.onnx.ort_session, which
+builds and registers the library."""
 
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def compare_with_polygraphy(op, path, plan, batches=(1, 3, 8)) -> tuple[bool, st
         def get_input_metadata_impl(self):
             from polygraphy.common import TensorMetadata
 
-            # Plain data, not the session: a local class is a reference cycle, and a session freed by the
-            # cycle collector crashes in onnxruntime-extensions' bridge (its Python ops are cleared first).
+            # Plain data, not the session: a local class is a reference cycle, and the session should be
+            # freed when the comparison ends, not whenever the cycle collector runs.
             meta = TensorMetadata()
             for name, shape, dtype in zip(names, shapes, dtypes):
                 meta.add(name, dtype, shape)
@@ -70,5 +70,5 @@ def compare_with_polygraphy(op, path, plan, batches=(1, 3, 8)) -> tuple[bool, st
     rtol, atol = op.decl.tolerance("float32")
     results = Comparator.run([OnnxrtRunner(lambda: session), TorchRunner()], data_loader=feeds)
     ok = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(rtol=rtol, atol=atol)))
-    return ok, (f"Comparator: OnnxrtRunner(opforge binding) vs torch eager, batch {'/'.join(map(str, batches))}, "
+    return ok, (f"Comparator: OnnxrtRunner(native opforge ops) vs torch eager, batch {'/'.join(map(str, batches))}, "
                 f"rtol/atol {rtol:g}/{atol:g}: {'match' if ok else 'MISMATCH'}")

@@ -5,7 +5,7 @@ import pytest
 
 import ops
 
-NEEDED = ("onnx", "onnxscript", "onnxruntime", "onnxruntime_extensions", "onnx_graphsurgeon")
+NEEDED = ("onnx", "onnxscript", "onnxruntime", "onnx_graphsurgeon")
 missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
 if missing:  # part of the test setup (make setup installs them): absent means a broken setup, not a skip
     pytest.fail(f"ONNX packages not installed: {missing}. Fix: make setup", pytrace=False)
@@ -13,7 +13,7 @@ if missing:  # part of the test setup (make setup installs them): absent means a
 try:
     ops.load_extension()
     EXTENSION_PROBLEM = None
-except ops.ExtensionError as e:  # the ONNX tests run the compiled kernels through ORT
+except ops.ExtensionError as e:  # the ONNX tests export through the torch ops (compiled kernels)
     EXTENSION_PROBLEM = str(e)
 
 

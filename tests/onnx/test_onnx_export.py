@@ -68,7 +68,7 @@ def _as_tuple(out):
 
 @pytest.mark.parametrize("opset", [11, 20])
 def test_float_attributes_arrive_exactly(opset, tmp_path):
-    """onnxruntime-extensions passes floats as 6-digit text; the binding restores the exact values."""
+    """FLOAT attributes reach the native ORT op as the float32 the model holds, not rounded text."""
     rms, gelu = ops.get_op("opforge::rms_norm"), ops.get_op("opforge::scaled_gelu")
     x = torch.randn(4, 16) * 1e-4  # x^2 ~ eps: eps's 7th digit shows in the output
     w = torch.ones(16)

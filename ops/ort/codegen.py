@@ -1,0 +1,280 @@
+"""Generates the ONNX Runtime glue: one translation unit per op, calling its framework-free kernels.
+
+Each op becomes a `Kernel` (attributes read once per node, exactly as the model holds them, with the
+declared defaults when absent) whose `compute` validates the inputs against the declaration, allocates
+the outputs from the shape rules (evaluated in C++ through shape_rule.CppAlgebra, like the torch glue and
+the TensorRT plugin), and calls `opforge_kernels::<ns>::<name>::{cpu,cuda}`. Data-dependent outputs are
+computed into buffers from ORT's allocator at their upper bound, then the real outputs are allocated at
+the sizes the kernel reported and the leading box copied in (ORT cannot shrink an output it allocated).
+
+The op is registered as one OrtCustomOp per execution provider and combination of input dtypes (a
+*variant*): ORT merges them into one schema, picks the variant whose types match the node, and so knows
+every output's dtype during type inference without a schema of ours. The runtime support is
+csrc/opforge/ort_glue.h.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from .. import shape_rule as sr
+from ..declaration import OpDecl, ResolvedOutput
+from ..dtypes import DTYPES
+from ..errors import OpforgeError
+
+GENERATOR_VERSION = 2  # bump when the generated code changes shape
+
+ONNX_ELEM = {"float32": "FLOAT", "float16": "FLOAT16", "bfloat16": "BFLOAT16", "float64": "DOUBLE", "int8": "INT8",
+             "uint8": "UINT8", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
+KERNEL_DTYPE = {"float32": "kFloat32", "float16": "kFloat16", "bfloat16": "kBFloat16", "float64": "kFloat64",
+                "int8": "kInt8", "uint8": "kUInt8", "int32": "kInt32", "int64": "kInt64", "bool": "kBool"}
+assert set(ONNX_ELEM) == set(KERNEL_DTYPE) == set(DTYPES)
+MAX_VARIANTS = 256  # per op and device; past that, ORT's kernel lookup and our library would bloat
+ATTR_MEMBER = {"int": "int64_t", "float": "double", "bool": "bool", "str": "std::string",
+               "list[int]": "std::vector<int64_t>", "list[float]": "std::vector<double>"}
+KERNEL_ATTR_ARG = {"int": "{n}", "float": "{n}", "bool": "{n}", "str": "ort::string_view({n})",
+                   "list[int]": "ort::span({n})", "list[float]": "ort::span({n})"}
+
+
+def has_library_op(decl: OpDecl) -> bool:
+    """Ops that go into a native ORT library: exported to ONNX, with compiled kernels."""
+    return decl.onnx and decl.kernel_dir is not None
+
+
+def _c_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _cpp_int(v: int) -> str:
+    return "(-9223372036854775807 - 1)" if v == -(2**63) else f"int64_t({v})"
+
+
+def _cpp_float(v: float) -> str:
+    return repr(float(v))  # shortest text that round-trips to the same double
+
+
+def _attr_default(a) -> str:
+    if not a.has_default:
+        return {"int": "0", "float": "0.0", "bool": "0", "str": '""', "list[int]": "{}", "list[float]": "{}"}[a.type]
+    v = a.default
+    return {"int": lambda: _cpp_int(v), "float": lambda: _cpp_float(v), "bool": lambda: "1" if v else "0",
+            "str": lambda: _c_string(v), "list[int]": lambda: "{" + ", ".join(_cpp_int(e) for e in v) + "}",
+            "list[float]": lambda: "{" + ", ".join(_cpp_float(e) for e in v) + "}"}[a.type]()
+
+
+def _attr_read(a) -> str:
+    reader = {"int": "attr_int", "float": "attr_float", "bool": "attr_int", "str": "attr_string",
+              "list[int]": "attr_ints", "list[float]": "attr_floats"}[a.type]
+    call = f"ort::{reader}(kOp, info, {_c_string(a.name)}, {'true' if a.has_default else 'false'}, {_attr_default(a)})"
+    return f"{call} != 0" if a.type == "bool" else call
+
+
+def _expr(decl: OpDecl, node, size_values: dict[str, str]) -> str:
+    attrs = {a.name for a in decl.attrs}
+
+    def name_code(n):
+        return f"a_{n}" if n in attrs else size_values[n]
+
+    # list[int] elements (stride[0]; the declaration made indices absolute) index the attribute's vector,
+    # whose length the kernel's constructor checked against the declared one.
+    return sr.evaluate(node, sr.CppAlgebra(lambda i, k: f"i_{i}.size({k})", name_code, lambda n, k: f"a_{n}[{k}]"))
+
+
+def _dims(decl: OpDecl, rule: sr.Dims, size_values: dict[str, str]) -> str:
+    return "std::initializer_list<int64_t>{" + ", ".join(_expr(decl, d, size_values) for d in rule.dims) + "}"
+
+
+def _out_dtype(o: ResolvedOutput) -> str:
+    return f"opforge::DType::{KERNEL_DTYPE[o.dtype]}" if o.dtype else f"i_{o.dtype_like}.dtype"
+
+
+def variants(decl: OpDecl) -> list[dict[str, str]]:
+    """Every combination of input dtypes the op accepts: input name -> dtype (inputs declared 'like(other)'
+    follow the other), plus each output's dtype."""
+    free = [i for i in decl.inputs if i.dtype_like is None]
+    combos = list(itertools.product(*(i.dtypes for i in free)))
+    if len(combos) > MAX_VARIANTS:
+        raise OpforgeError(f"{decl.id}: its inputs allow {len(combos)} dtype combinations; a native ONNX Runtime op "
+                           f"registers one kernel per combination and at most {MAX_VARIANTS} are supported. Fix: "
+                           "narrow the inputs' dtypes, or tie them with dtypes='like(other)'.")
+    out = []
+    for combo in combos:
+        chosen = dict(zip((i.name for i in free), combo))
+        for i in decl.inputs:
+            if i.dtype_like:
+                chosen[i.name] = chosen[i.dtype_like]
+        for o in decl.outputs:
+            chosen[o.name] = o.dtype or chosen[o.dtype_like]
+        out.append(chosen)
+    return out
+
+
+def _kernel_class(w, decl: OpDecl) -> None:
+    kernel_ns = f"opforge_kernels::{decl.namespace}::{decl.name}"
+    w("class Kernel final : public ort::KernelBase {")
+    w(" public:")
+    init = "".join(f",\n        a_{a.name}({_attr_read(a)})" for a in decl.attrs)
+    w(f"  Kernel(const OrtKernelInfo* info, ort::Device device)\n      : KernelBase(info, kOp, device){init} {{")
+    for a in decl.attrs:
+        if a.length is not None:
+            w(f"    ort::expect_length(kOp, {_c_string(a.name)}, a_{a.name}.size(), {a.length});")
+        if a.choices:
+            w(f"    ort::expect_choice(kOp, {_c_string(a.name)}, a_{a.name}, "
+              f"{{{', '.join(_c_string(c) for c in a.choices)}}});")
+    w("  }")
+    w()
+    w("  void compute(OrtKernelContext* context) override {")
+    w("    ort::Call call(*this, context);")
+    for k, i in enumerate(decl.inputs):
+        dtypes = "{" + ", ".join(f"opforge::DType::{KERNEL_DTYPE[d]}" for d in i.dtypes) + "}"
+        rank = -1 if i.rank is None else i.rank
+        w(f"    opforge::TensorView i_{i.name};")
+        check = (f'call.input({k}, {_c_string(i.name)}, {dtypes}, {rank}, {i.min_rank}, '
+                 f'{"true" if i.optional else "false"}, &i_{i.name})')
+        w(f"    const bool has_{i.name} = {check};" if i.optional else f"    {check};")
+    for i in decl.inputs:
+        guard = f"if (has_{i.name}) " if i.optional else ""
+        if i.dtype_like:
+            w(f'    {guard}call.same_dtype({_c_string(i.name)}, i_{i.name}, {_c_string(i.dtype_like)}, i_{i.dtype_like});')
+        if i.shape is not None:
+            expected = f"i_{i.shape.input}" if isinstance(i.shape, sr.Like) else _dims(decl, i.shape, {})
+            w(f'    {guard}call.expect_shape({_c_string(i.name)}, i_{i.name}, {expected}, '
+              f'{_c_string(sr.to_text(i.shape))});')
+    # Outputs. Those whose size the kernel decides (size outputs, and outputs whose shape names one) are
+    # computed into upper-bound buffers; the others are ORT's outputs from the start.
+    sizes = [o for o in decl.outputs if o.is_size]
+    size_names = {o.name for o in sizes}
+    upper = {o.name: f"upper_{o.name}" for o in sizes}
+    deferred = {o.name for o in decl.outputs if o.is_size or (
+        isinstance(o.shape, sr.Dims) and sr.references(o.shape)[1] & size_names)}
+    for o in sizes:
+        w(f"    const int64_t upper_{o.name} = {_expr(decl, o.upper, {})};")
+    for k, o in enumerate(decl.outputs):
+        rule = _c_string(sr.to_text(o.shape))
+        if o.name in deferred:
+            w(f"    const opforge::TensorView o_{o.name} = call.temp({_c_string(o.name)}, "
+              f"{_dims(decl, o.shape, upper)}, {_out_dtype(o)}, {rule});")
+        elif isinstance(o.shape, sr.Like):
+            w(f"    const opforge::TensorView o_{o.name} = call.output({k}, {_c_string(o.name)}, i_{o.shape.input}, "
+              f"{_out_dtype(o)}, {rule});")
+        else:
+            w(f"    const opforge::TensorView o_{o.name} = call.output({k}, {_c_string(o.name)}, "
+              f"{_dims(decl, o.shape, {})}, {_out_dtype(o)}, {rule});")
+    w(f"    const opforge::DeviceContext ctx = call.context({_expr(decl, decl.workspace, {})});")
+    args = [f"has_{i.name} ? &i_{i.name} : nullptr" if i.optional else f"i_{i.name}" for i in decl.inputs]
+    args += [f"o_{o.name}" for o in decl.outputs]
+    args += [KERNEL_ATTR_ARG[a.type].format(n=f"a_{a.name}") for a in decl.attrs]
+    args = ", ".join(args + ["ctx"])
+    w("    opforge::Status status = opforge::Status::error(opforge::Status::kInternal, \"no kernel for this device\");")
+    if "cpu" in decl.devices:
+        w(f"    if (device() == ort::Device::kCpu) status = {kernel_ns}::cpu({args});")
+    if "cuda" in decl.devices:
+        w("#ifdef OPFORGE_ORT_WITH_CUDA")
+        w(f"    if (device() == ort::Device::kCuda) status = {kernel_ns}::cuda({args});")
+        w("#endif")
+    w("    call.check_kernel(status);")
+    if deferred:
+        values = {o.name: f"value_{o.name}" for o in sizes}
+        for o in sizes:
+            w(f"    const int64_t value_{o.name} = call.size_value({_c_string(o.name)}, o_{o.name}, upper_{o.name});")
+        for k, o in enumerate(decl.outputs):
+            if o.name not in deferred:
+                continue
+            rule = _c_string(sr.to_text(o.shape))
+            w(f"    const opforge::TensorView r_{o.name} = call.output({k}, {_c_string(o.name)}, "
+              f"{_dims(decl, o.shape, values)}, {_out_dtype(o)}, {rule});")
+            if o.is_size:
+                w(f"    call.write_size(r_{o.name}, value_{o.name});")
+            else:
+                w(f"    call.narrow_into(r_{o.name}, o_{o.name});")
+    w("  }")
+    if decl.attrs:
+        w()
+        w(" private:")
+        for a in decl.attrs:
+            w(f"  const {ATTR_MEMBER[a.type]} a_{a.name};")
+    w("};")
+
+
+def _variant_table(w, decl: OpDecl, device: str) -> None:
+    enum = "kCpu" if device == "cpu" else "kCuda"
+    w(f"const ort::CustomOp kOps_{device}[] = {{")
+    for chosen in variants(decl):
+        ins = ", ".join(f"ONNX_TENSOR_ELEMENT_DATA_TYPE_{ONNX_ELEM[chosen[i.name]]}" for i in decl.inputs)
+        opt = ", ".join("true" if i.optional else "false" for i in decl.inputs)
+        outs = ", ".join(f"ONNX_TENSOR_ELEMENT_DATA_TYPE_{ONNX_ELEM[chosen[o.name]]}" for o in decl.outputs)
+        w(f"    {{{_c_string(decl.namespace)}, {_c_string(decl.name)}, ort::Device::{enum}, {decl.version}, "
+          f"{{{ins}}}, {{{opt}}}, {{{outs}}}, &make}},")
+    w("};")
+    w(f"const ort::Register kRegister_{device}{{" +
+      ", ".join(f"&kOps_{device}[{k}]" for k in range(len(variants(decl)))) + "};")
+
+
+def generate(decl: OpDecl) -> str:
+    """The C++ source of the op's ONNX Runtime glue. User names get prefixes (i_ inputs, o_ outputs, a_
+    attributes) so no declared name can collide with a C++ keyword or a local of the glue."""
+    if not has_library_op(decl):
+        raise OpforgeError(f"{decl.id}: a native ONNX Runtime op needs compiled kernels and onnx=True "
+                           f"(kernels={'None' if decl.kernel_dir is None else 'set'}, onnx={decl.onnx}).")
+    lines: list[str] = []
+
+    def w(line: str = ""):
+        lines.append(line)
+
+    header = decl.kernel_files()["header"]
+    w(f"// Generated by opforge (ORT glue v{GENERATOR_VERSION}) from the declaration of {decl.id} at {decl.source}.")
+    w("// Do not edit: `python -m ops.ort.build` regenerates it.")
+    w('#include "opforge/ort_glue.h"')
+    w(f'#include "{header.parent.name}/{header.name}"')
+    w()
+    w("namespace {")
+    w("namespace ort = ::opforge::ort;")
+    w(f"constexpr const char* kOp = {_c_string(decl.id)};")
+    w()
+    _kernel_class(w, decl)
+    w()
+    w("ort::KernelBase* make(const OrtKernelInfo* info, ort::Device device) { return new Kernel(info, device); }")
+    w()
+    if "cpu" in decl.devices:
+        _variant_table(w, decl, "cpu")
+    if "cuda" in decl.devices:
+        w("#ifdef OPFORGE_ORT_WITH_CUDA")
+        _variant_table(w, decl, "cuda")
+        w("#endif")
+    w("}  // namespace")
+    return "\n".join(lines) + "\n"
+
+
+INDEX = """\
+// Generated by opforge: the entry points of lib{stem}.so, the ONNX Runtime custom-op library of the op
+// package {package} ({count} ops: {ops}).
+// Each op's glue registers its variants itself (opforge::ort::Register), so this file lists none.
+#include "opforge/ort_glue.h"
+
+#define OPFORGE_ORT_EXPORT extern "C" __attribute__((visibility("default")))
+
+// Called by OrtApi::RegisterCustomOpsLibrary (Python: SessionOptions.register_custom_ops_library).
+OPFORGE_ORT_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api) {{
+  return opforge::ort::register_all(options, api);
+}}
+
+// What the library holds, one line per variant: "<domain>::<op_type> v<since> <provider> <input types>",
+// for tests and `python -m ops.ort.build --list` (the ONNX element type numbers of the inputs).
+OPFORGE_ORT_EXPORT const char* OpforgeOrtLibraryInfo() {{
+  static const std::string text = [] {{
+    std::string out = "api {api_line}\\n";
+    for (const opforge::ort::CustomOp* op : opforge::ort::registry()) {{
+      out += opforge::ort::format(op->domain, "::", op->name, " v", op->since_version, " ", op->provider);
+      for (auto t : op->input_types) out += opforge::ort::format(" ", static_cast<int>(t));
+      out += "\\n";
+    }}
+    return out;
+  }}();
+  return text.c_str();
+}}
+"""
+
+
+def generate_index(decls: list[OpDecl], package: str, stem: str) -> str:
+    return INDEX.format(stem=stem, package=package, count=len(decls), ops=", ".join(d.id for d in decls) or "none",
+                        api_line="\" + std::to_string(ORT_API_VERSION) + \"")

@@ -1,0 +1,76 @@
+"""The built libopforge_ort_ops.so: what it holds, and that it loads into the installed onnxruntime."""
+
+import subprocess
+
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from ops.ort.build import cuda_wanted, library_info, library_path
+from ops.ort.headers import api_version
+from ops.registry import library_ops
+
+
+def _gelu_model() -> bytes:
+    node = helper.make_node("scaled_gelu", ["x"], ["y"], domain="opforge", alpha=1.0, approximate="none")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("opforge", 1)],
+                             ir_version=10).SerializeToString()
+
+
+def test_the_library_is_named_and_placed_per_package(library):
+    assert library.library.name == "libopforge_ort_ops.so" and library.library == library_path("ops.library")
+    assert library.library.parent.parent == library.build_dir and library.build_dir.name == "ort"
+    assert set(library.ops) == {op.id for op in library_ops()}
+
+
+def test_it_loads_into_the_installed_onnxruntime(library):
+    """Built against the 1.21 headers (API version 21), registered into the wheel's runtime (1.32)."""
+    assert tuple(map(int, ort.__version__.split(".")[:2])) >= (1, 21)
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(str(library.library))
+    session = ort.InferenceSession(_gelu_model(), options, providers=["CPUExecutionProvider"])
+    import numpy as np
+
+    (y,) = session.run(None, {"x": np.zeros((2, 4), np.float32)})
+    assert y.shape == (2, 4) and not y.any()
+
+
+def test_variants_per_op_provider_and_dtype(library):
+    lines = library_info(library.library)
+    assert lines[0] == f"api {api_version(library.ort_include)}"
+    cpu = [line for line in lines[1:] if "CPUExecutionProvider" in line]
+    # rms_norm: 3 dtypes, weight follows x; scaled_gelu: 3 dtypes (ONNX element types 1 / 10 / 16)
+    assert sorted(cpu) == sorted(["opforge::rms_norm v1 CPUExecutionProvider 1 1",
+                                  "opforge::rms_norm v1 CPUExecutionProvider 10 10",
+                                  "opforge::rms_norm v1 CPUExecutionProvider 16 16",
+                                  "opforge::scaled_gelu v1 CPUExecutionProvider 1",
+                                  "opforge::scaled_gelu v1 CPUExecutionProvider 10",
+                                  "opforge::scaled_gelu v1 CPUExecutionProvider 16"])
+
+
+def test_cuda_variants_are_compiled_when_nvcc_exists(library):
+    """Compiled only: onnxruntime-gpu is not installed on any machine here, so no test runs them."""
+    cuda = [line for line in library_info(library.library) if "CUDAExecutionProvider" in line]
+    if cuda_wanted() is None:
+        assert not library.with_cuda and not cuda
+    else:
+        assert library.with_cuda and len(cuda) == 6
+
+
+def test_only_the_entry_points_are_exported_and_no_onnxruntime_symbol_is_needed(library):
+    dynamic = subprocess.run(["nm", "-D", "--defined-only", str(library.library)], capture_output=True, text=True,
+                             check=True).stdout
+    exported = {line.split()[-1] for line in dynamic.splitlines() if " T " in line}
+    assert exported == {"RegisterCustomOps", "OpforgeOrtLibraryInfo"}
+    needed = subprocess.run(["readelf", "-d", str(library.library)], capture_output=True, text=True, check=True).stdout
+    assert "onnxruntime" not in needed  # every ORT call goes through the OrtApi table
+
+
+def test_a_model_without_opforge_nodes_registers_nothing(tmp_path):
+    from ops.onnx.ort import libraries
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    assert libraries(helper.make_model(graph)) == []
