@@ -61,8 +61,10 @@ def kernel_sources(decl) -> list[Path]:
 
 
 def declaration_text(decl) -> str:
-    """The parts of a declaration the generated glue is made from (not its source line or callables)."""
-    return repr((decl.id, decl.inputs, decl.outputs, decl.attrs, decl.devices, decl.workspace, decl.version))
+    """The parts of a declaration the generated glue is made from (not its source line or callables; of the
+    backward, whether there is one and what it saves: the glue's autograd node depends on those)."""
+    return repr((decl.id, decl.inputs, decl.outputs, decl.attrs, decl.devices, decl.workspace, decl.version,
+                 decl.backward is not None, decl.saves))
 
 
 def fingerprint(decl) -> str | None:

@@ -1,9 +1,15 @@
 """Generates the C++ glue that binds ATen tensors to an op's framework-free kernels.
 
 The output is one translation unit per op, written to the build directory and never committed. It
-registers CPU (and, with OPFORGE_WITH_CUDA, CUDA) implementations for the schema that Python defines,
-validates every argument against the declaration (dtype, rank, shape, device, str choices), allocates
-outputs from the shape rule, and calls `opforge_kernels::<ns>::<name>::{cpu,cuda}`.
+- defines the op's schema (TORCH_LIBRARY_FRAGMENT) unless the dispatcher already has it: Python defines it
+  when the declaration registers, before the extension loads, so that a missing or stale build still leaves
+  an op that explains itself; without Python (libtorch, AOTInductor) this definition is the one;
+- registers CPU (and, with OPFORGE_WITH_CUDA, CUDA) kernels that validate every argument against the
+  declaration (dtype, rank, shape, device, str choices), allocate outputs from the shape rule, and call
+  `opforge_kernels::<ns>::<name>::{cpu,cuda}`;
+- registers the Autograd kernel: without grad mode or an input that requires grad it redispatches below
+  autograd (no Python on the way); otherwise it records a node that saves the declaration's `saves` and
+  whose backward calls the declared Python backward through the helper op `<ns>::<name>_opforge_backward`.
 """
 
 from __future__ import annotations
@@ -11,13 +17,16 @@ from __future__ import annotations
 from .. import shape_rule as sr
 from ..declaration import OpDecl, ResolvedOutput
 from ..dtypes import DTYPES
+from .schema import backward_op_name, schema
 
-GENERATOR_VERSION = 2  # bump when the generated code changes shape, so old builds read as stale
+GENERATOR_VERSION = 3  # bump when the generated code changes shape, so old builds read as stale
 
 ATEN_SCALAR = {"float32": "at::kFloat", "float16": "at::kHalf", "bfloat16": "at::kBFloat16", "float64": "at::kDouble",
                "int8": "at::kChar", "uint8": "at::kByte", "int32": "at::kInt", "int64": "at::kLong", "bool": "at::kBool"}
 assert set(ATEN_SCALAR) == set(DTYPES)
 
+CPP_ATTR_SAVED = {"int": "{n}", "float": "{n}", "bool": "{n}", "str": "std::string({n}.data(), {n}.size())",
+                  "list[int]": "{n}.vec()", "list[float]": "{n}.vec()"}  # -> c10::IValue, owning its data
 CPP_ATTR_PARAM = {"int": "int64_t", "float": "double", "bool": "bool", "str": "c10::string_view",
                   "list[int]": "c10::ArrayRef<int64_t>", "list[float]": "c10::ArrayRef<double>"}
 KERNEL_ATTR_ARG = {"int": "{n}", "float": "{n}", "bool": "{n}", "str": "opforge::glue::string_view({n})",
@@ -166,8 +175,77 @@ def generate(decl: OpDecl) -> str:
     call_args = ", ".join([f"arg_{i.name}" for i in decl.inputs] + [f"a_{a.name}" for a in decl.attrs])
     _per_device(w, decl, lambda device, key: f"{ret} {device}_impl({', '.join(params)}) "
                                              f"{{ return run(c10::DeviceType::{key}, {call_args}); }}")
+    w()
+    _autograd(w, decl, params, ret)
     w("}  // namespace")
     w()
+    w(f"TORCH_LIBRARY_FRAGMENT({ns}, m) {{")
+    w("// Python defines the schema first when it declares the op; here only where it has not (no Python, or", 1)
+    w("// this library loaded before the declaration). Same text: both come from ops.torch.schema.", 1)
+    w(f'if (!c10::Dispatcher::singleton().findSchema({{kOp, ""}}).has_value())', 1)
+    w(f"m.def({_c_string(schema(decl))}, {{at::Tag::pt2_compliant_tag}});", 2)
+    w("}")
     _per_device(w, decl, lambda device, key: f"TORCH_LIBRARY_IMPL({ns}, {key}, m) "
                                              f"{{ m.impl({_c_string(name)}, &{device}_impl); }}")
+    w(f"TORCH_LIBRARY_IMPL({ns}, Autograd, m) {{ m.impl({_c_string(name)}, &autograd_impl); }}")
     return w.text()
+
+
+def _autograd(w: _Writer, decl: OpDecl, params: list[str], ret: str) -> None:
+    """The Autograd kernel and its node (a torch::autograd::Function)."""
+    types = [p.rsplit(" ", 1)[0] for p in params]
+    args = ", ".join([f"arg_{i.name}" for i in decl.inputs] + [f"a_{a.name}" for a in decl.attrs])
+    n_in, n_out = len(decl.inputs), len(decl.outputs)
+    w(f"constexpr const char* kBackwardOp = {_c_string(f'{decl.namespace}::{backward_op_name(decl)}')};")
+    w(f"using Signature = {ret}({', '.join(types)});")
+    w()
+    w("const c10::TypedOperatorHandle<Signature>& typed_op() {")
+    w("static const c10::TypedOperatorHandle<Signature> handle =", 1)
+    w('c10::Dispatcher::singleton().findSchemaOrThrow(kOp, "").typed<Signature>();', 3)
+    w("return handle;", 1)
+    w("}")
+    w()
+    w(f"// Forward below autograd; saves {list(decl.saves)} for the declared backward (ops.torch.register).")
+    w(f"struct {decl.name}_backward : public torch::autograd::Function<{decl.name}_backward> {{")
+    w("static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, c10::DispatchKeySet ks, "
+      f"{', '.join(params)}) {{", 1)
+    for a in decl.attrs:
+        w(f'ctx->saved_data["{a.name}"] = {CPP_ATTR_SAVED[a.type].format(n=f"a_{a.name}")};', 2)
+    w(f"{ret} result;", 2)
+    w("{", 2)
+    w("at::AutoDispatchBelowADInplaceOrView guard;", 3)
+    w(f"result = typed_op().redispatch(ks & c10::after_autograd_keyset, {args});", 3)
+    w("}", 2)
+    outputs = ["result"] if n_out == 1 else [f"std::get<{k}>(result)" for k in range(n_out)]
+    where = {i.name: (f"opforge::glue::or_undefined(arg_{i.name})" if i.optional else f"arg_{i.name}")
+             for i in decl.inputs}
+    where.update({o.name: outputs[k] for k, o in enumerate(decl.outputs)})
+    if decl.saves:
+        w(f"ctx->save_for_backward({{{', '.join(where[n] for n in decl.saves)}}});", 2)
+    w(f"return {{{', '.join(outputs)}}};", 2)
+    w("}", 1)
+    w("static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, "
+      "torch::autograd::variable_list grads) {", 1)
+    attrs = "{" + ", ".join(f'"{a.name}"' for a in decl.attrs) + "}"
+    has_backward = "true" if decl.backward is not None else "false"
+    w(f"std::vector<at::Tensor> in = opforge::glue::run_backward(kOp, kBackwardOp, {has_backward}, ctx, grads, "
+      f"{attrs}, {n_in});", 2)
+    w("// One gradient per argument of forward: the key set, the inputs, the attributes.", 2)
+    w(f"torch::autograd::variable_list out({1 + n_in + len(decl.attrs)});", 2)
+    w(f"for (size_t k = 0; k < {n_in}; ++k) out[1 + k] = std::move(in[k]);", 2)
+    w("return out;", 2)
+    w("}", 1)
+    w("};")
+    w()
+    ptrs = ", ".join(f"opforge::glue::maybe(arg_{i.name})" if i.optional else f"&arg_{i.name}" for i in decl.inputs)
+    w(f"{ret} autograd_impl(c10::DispatchKeySet ks, {', '.join(params)}) {{")
+    w(f"if (!opforge::glue::requires_grad({{{ptrs}}})) {{", 1)
+    w("at::AutoDispatchBelowADInplaceOrView guard;", 2)
+    w(f"return typed_op().redispatch(ks & c10::after_autograd_keyset, {args});", 2)
+    w("}", 1)
+    w(f"torch::autograd::variable_list outs = {decl.name}_backward::apply(ks, {args});", 1)
+    if n_out == 1:
+        w("return outs[0];", 1)
+    else:
+        w(f"return {{{', '.join(f'outs[{k}]' for k in range(n_out))}}};", 1)
+    w("}")
