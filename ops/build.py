@@ -80,6 +80,8 @@ def generate_sources(package_name: str = DEFAULT_PACKAGE, with_cuda: bool = Fals
     leaf = pkg.extension_leaf
     sources = [str(paths.write_if_changed(gen / "module.cpp", MODULE_SOURCE.format(
         extension=pkg.extension, leaf=leaf, package=pkg.name)))]
+    # The autograd node every op shares: one translation unit per extension (ops/torch/glue.py).
+    sources.append(str(paths.csrc_dir() / "opforge" / "torch_autograd.cpp"))
     includes = [str(paths.csrc_dir())]
     record = {"torch": torch.__version__, "cuda": with_cuda, "package": pkg.name, "ops": {}}
     ops = compiled_ops_in(pkg.name)

@@ -4,18 +4,20 @@
 // shares: validating ATen tensors against the declaration with messages that name the op, the argument,
 // what was expected, what was given and the fix; turning tensors into opforge::TensorView; the CUDA
 // stream/device guard; workspace allocation; the autograd kernel's test for whether a call needs a
-// graph node, and running the declared (Python) backward through its helper op. Only this file and
-// generated code see ATen. Nothing here needs Python: the extension loads into libtorch programs too.
+// graph node, and the interface of the autograd node every op shares (torch_autograd.cpp: compiled once
+// per extension, so the per-op translation units stay free of torch's heavy autograd headers). Only
+// these files and generated code see ATen. Nothing here needs Python: the extension loads into libtorch
+// programs too.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/core/stack.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
-#include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
 #include <cstdlib>
@@ -257,53 +259,22 @@ inline bool requires_grad(std::initializer_list<const at::Tensor*> inputs) {
 inline const at::Tensor* maybe(const std::optional<at::Tensor>& t) { return t.has_value() ? &*t : nullptr; }
 inline at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); }
 
-inline c10::List<std::optional<at::Tensor>> optional_list(const std::vector<at::Tensor>& tensors) {
-  c10::List<std::optional<at::Tensor>> out;
-  out.reserve(tensors.size());
-  for (const at::Tensor& t : tensors) out.push_back(t.defined() ? std::optional<at::Tensor>(t) : std::nullopt);
-  return out;
-}
+// What the shared autograd node (torch_autograd.cpp) needs to know of one op; one static instance per op,
+// generated from its declaration.
+struct AutogradSpec {
+  const char* op;           // "ns::name", for messages
+  const char* backward_op;  // "ns::name_opforge_backward": runs the declared Python backward
+  bool has_backward;        // false: differentiating raises (the helper op says so from Python, typed)
+  size_t num_inputs;
+  size_t num_outputs;
+  size_t num_attrs;
+  std::vector<size_t> saves;  // what the backward reads: k < num_inputs is input k, else output k - num_inputs
+};
 
-// The backward of an op with compiled kernels is the Python function of its declaration. The autograd node
-// reaches it through the dispatcher, as the helper op `ns::<name>_opforge_backward(Tensor?[] saved,
-// Tensor?[] grads, <attrs>) -> Tensor?[]` that Python registers (ops/torch/register.py) with the declaration.
-// Looked up when a backward runs, not at load: the extension must load, and its forward run, where no
-// Python is (libtorch, AOTInductor). Undefined tensors travel as None both ways. Returns one gradient per
-// declared input (undefined where there is none).
-inline std::vector<at::Tensor> run_backward(const char* op, const char* backward_op, bool declared,
-                                            torch::autograd::AutogradContext* ctx,
-                                            const torch::autograd::variable_list& grads,
-                                            std::initializer_list<const char*> attrs, size_t num_inputs) {
-  const auto handle = c10::Dispatcher::singleton().findSchema({backward_op, ""});
-  if (!handle.has_value()) {
-    OPFORGE_REQUIRE(kRuntime, declared, op, " declares no backward, so it cannot be differentiated: a gradient "
-                    "was requested through it. Fix: declare backward=fn(ctx, *grad_outputs) in its register_op, or "
-                    "call it on inputs that do not require grad (torch::NoGradGuard).");
-    OPFORGE_REQUIRE(kRuntime, false, op, ": a gradient was requested through it, and its backward is the Python "
-                    "function of its declaration, run through the helper op ", backward_op, ", which is not "
-                    "registered in this process (no Python here, or the op package that declares ", op,
-                    " was not imported). Fix: differentiate it from Python after importing its op package, or "
-                    "call it on inputs that do not require grad (torch::NoGradGuard).");
-  }
-  torch::jit::Stack stack;
-  stack.reserve(2 + attrs.size());
-  stack.emplace_back(optional_list(ctx->get_saved_variables()));
-  stack.emplace_back(optional_list(grads));
-  for (const char* a : attrs) stack.push_back(ctx->saved_data.at(a));
-  handle->callBoxed(stack);
-  OPFORGE_REQUIRE(kRuntime, stack.size() == 1 && stack[0].isList(), op, ": ", backward_op,
-                  " returned something other than one list of gradients");
-  const c10::List<c10::IValue> result = stack[0].toList();
-  OPFORGE_REQUIRE(kRuntime, result.size() == num_inputs, op, ": backward returned ", result.size(),
-                  " gradients, expected one per input (", num_inputs, ")");
-  std::vector<at::Tensor> out;
-  out.reserve(num_inputs);
-  for (size_t k = 0; k < num_inputs; ++k) {
-    const c10::IValue g = result.get(k);
-    out.push_back(g.isNone() ? at::Tensor() : g.toTensor());
-  }
-  return out;
-}
+// Runs `op` below autograd on `args` (its inputs then its attributes, boxed) and records the autograd node
+// whose backward runs the declared backward. Returns the outputs. For calls where requires_grad() held.
+std::vector<at::Tensor> call_with_autograd(const AutogradSpec& spec, const c10::OperatorHandle& op,
+                                           c10::DispatchKeySet ks, torch::jit::Stack args);
 
 }  // namespace glue
 }  // namespace opforge

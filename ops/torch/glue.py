@@ -8,8 +8,9 @@ The output is one translation unit per op, written to the build directory and ne
   declaration (dtype, rank, shape, device, str choices), allocate outputs from the shape rule, and call
   `opforge_kernels::<ns>::<name>::{cpu,cuda}`;
 - registers the Autograd kernel: without grad mode or an input that requires grad it redispatches below
-  autograd (no Python on the way); otherwise it records a node that saves the declaration's `saves` and
-  whose backward calls the declared Python backward through the helper op `<ns>::<name>_opforge_backward`.
+  autograd (no Python on the way); otherwise it records the node every op shares
+  (csrc/opforge/torch_autograd.cpp), which saves the declaration's `saves` and whose backward calls the
+  declared Python backward through the helper op `<ns>::<name>_opforge_backward`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ ATEN_SCALAR = {"float32": "at::kFloat", "float16": "at::kHalf", "bfloat16": "at:
                "int8": "at::kChar", "uint8": "at::kByte", "int32": "at::kInt", "int64": "at::kLong", "bool": "at::kBool"}
 assert set(ATEN_SCALAR) == set(DTYPES)
 
-CPP_ATTR_SAVED = {"int": "{n}", "float": "{n}", "bool": "{n}", "str": "std::string({n}.data(), {n}.size())",
-                  "list[int]": "{n}.vec()", "list[float]": "{n}.vec()"}  # -> c10::IValue, owning its data
 CPP_ATTR_PARAM = {"int": "int64_t", "float": "double", "bool": "bool", "str": "c10::string_view",
                   "list[int]": "c10::ArrayRef<int64_t>", "list[float]": "c10::ArrayRef<double>"}
 KERNEL_ATTR_ARG = {"int": "{n}", "float": "{n}", "bool": "{n}", "str": "opforge::glue::string_view({n})",
@@ -192,11 +191,17 @@ def generate(decl: OpDecl) -> str:
 
 
 def _autograd(w: _Writer, decl: OpDecl, params: list[str], ret: str) -> None:
-    """The Autograd kernel and its node (a torch::autograd::Function)."""
+    """The Autograd kernel: straight to the device kernel when no gradient is needed, else through the node
+    every op shares (csrc/opforge/torch_autograd.cpp), described by this op's AutogradSpec."""
     types = [p.rsplit(" ", 1)[0] for p in params]
     args = ", ".join([f"arg_{i.name}" for i in decl.inputs] + [f"a_{a.name}" for a in decl.attrs])
-    n_in, n_out = len(decl.inputs), len(decl.outputs)
+    names = [i.name for i in decl.inputs] + [o.name for o in decl.outputs]
+    saves = ", ".join(str(names.index(n)) for n in decl.saves)
+    has_backward = "true" if decl.backward is not None else "false"
     w(f"constexpr const char* kBackwardOp = {_c_string(f'{decl.namespace}::{backward_op_name(decl)}')};")
+    w(f"// saves {list(decl.saves)} (indices into inputs, then outputs) for the declared backward")
+    w(f"const opforge::glue::AutogradSpec kAutograd{{kOp, kBackwardOp, {has_backward}, {len(decl.inputs)}, "
+      f"{len(decl.outputs)}, {len(decl.attrs)}, {{{saves}}}}};")
     w(f"using Signature = {ret}({', '.join(types)});")
     w()
     w("const c10::TypedOperatorHandle<Signature>& typed_op() {")
@@ -205,47 +210,17 @@ def _autograd(w: _Writer, decl: OpDecl, params: list[str], ret: str) -> None:
     w("return handle;", 1)
     w("}")
     w()
-    w(f"// Forward below autograd; saves {list(decl.saves)} for the declared backward (ops.torch.register).")
-    w(f"struct {decl.name}_backward : public torch::autograd::Function<{decl.name}_backward> {{")
-    w("static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, c10::DispatchKeySet ks, "
-      f"{', '.join(params)}) {{", 1)
-    for a in decl.attrs:
-        w(f'ctx->saved_data["{a.name}"] = {CPP_ATTR_SAVED[a.type].format(n=f"a_{a.name}")};', 2)
-    w(f"{ret} result;", 2)
-    w("{", 2)
-    w("at::AutoDispatchBelowADInplaceOrView guard;", 3)
-    w(f"result = typed_op().redispatch(ks & c10::after_autograd_keyset, {args});", 3)
-    w("}", 2)
-    outputs = ["result"] if n_out == 1 else [f"std::get<{k}>(result)" for k in range(n_out)]
-    where = {i.name: (f"opforge::glue::or_undefined(arg_{i.name})" if i.optional else f"arg_{i.name}")
-             for i in decl.inputs}
-    where.update({o.name: outputs[k] for k, o in enumerate(decl.outputs)})
-    if decl.saves:
-        w(f"ctx->save_for_backward({{{', '.join(where[n] for n in decl.saves)}}});", 2)
-    w(f"return {{{', '.join(outputs)}}};", 2)
-    w("}", 1)
-    w("static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, "
-      "torch::autograd::variable_list grads) {", 1)
-    attrs = "{" + ", ".join(f'"{a.name}"' for a in decl.attrs) + "}"
-    has_backward = "true" if decl.backward is not None else "false"
-    w(f"std::vector<at::Tensor> in = opforge::glue::run_backward(kOp, kBackwardOp, {has_backward}, ctx, grads, "
-      f"{attrs}, {n_in});", 2)
-    w("// One gradient per argument of forward: the key set, the inputs, the attributes.", 2)
-    w(f"torch::autograd::variable_list out({1 + n_in + len(decl.attrs)});", 2)
-    w(f"for (size_t k = 0; k < {n_in}; ++k) out[1 + k] = std::move(in[k]);", 2)
-    w("return out;", 2)
-    w("}", 1)
-    w("};")
-    w()
     ptrs = ", ".join(f"opforge::glue::maybe(arg_{i.name})" if i.optional else f"&arg_{i.name}" for i in decl.inputs)
     w(f"{ret} autograd_impl(c10::DispatchKeySet ks, {', '.join(params)}) {{")
     w(f"if (!opforge::glue::requires_grad({{{ptrs}}})) {{", 1)
     w("at::AutoDispatchBelowADInplaceOrView guard;", 2)
     w(f"return typed_op().redispatch(ks & c10::after_autograd_keyset, {args});", 2)
     w("}", 1)
-    w(f"torch::autograd::variable_list outs = {decl.name}_backward::apply(ks, {args});", 1)
-    if n_out == 1:
+    w("torch::jit::Stack stack;", 1)
+    w(f"torch::jit::push(stack, {args});", 1)
+    w("std::vector<at::Tensor> outs = opforge::glue::call_with_autograd(kAutograd, typed_op(), ks, std::move(stack));", 1)
+    if len(decl.outputs) == 1:
         w("return outs[0];", 1)
     else:
-        w(f"return {{{', '.join(f'outs[{k}]' for k in range(n_out))}}};", 1)
+        w(f"return {{{', '.join(f'outs[{k}]' for k in range(len(decl.outputs)))}}};", 1)
     w("}")

@@ -170,8 +170,8 @@ def _define(lib: torch.library.Library, decl: OpDecl) -> None:
     if not existing:
         lib.define(text, tags=(torch.Tag.pt2_compliant_tag,))
         return
-    got = str(existing[0])
-    if got != f"{decl.namespace}::{text}":
+    got = existing[0]
+    if got != torch._C.parse_schema(f"{decl.namespace}::{text}"):  # parsed: C++ prints floats at full precision
         raise ExtensionError(f"{decl.id} is already registered with torch as {got}, but its declaration (at "
                              f"{decl.source}) gives {decl.namespace}::{text}: a stale build of its extension was "
                              "loaded before the declaration. Rebuild it (python -m ops.build)")
