@@ -92,7 +92,7 @@ def machine(devices) -> dict:
         info["gpu"] = torch.cuda.get_device_name()
     try:
         info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                        cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
+                                        cwd=Path(ops.__file__).resolve().parent, check=True).stdout.strip()  # the code measured
     except (OSError, subprocess.CalledProcessError):
         info["commit"] = None
     return info
