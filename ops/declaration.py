@@ -7,6 +7,7 @@ with a `DeclarationError` naming the op, the field, what was expected, what was 
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import keyword
 import re
@@ -200,6 +201,9 @@ class OpDecl:
     package: str | None = None  # the op package (ops.packages) of the declaring module
     onnx: bool = True  # False: the op has no ONNX export
     onnx_fallback: bool = True  # False: the reference cannot become an ONNX function (export_onnx(fallback=True))
+    # What the backward reads: names of inputs and outputs, saved for it by the forward (in this order).
+    # Everything by default; () without a backward.
+    saves: tuple[str, ...] = ()
 
     # -- convenience --
     @property
@@ -246,6 +250,7 @@ class OpDecl:
         kernels: Any = "auto",
         workspace: Any = 0,
         backward: Any = None,
+        saves: Any = None,
         samples: Any = None,
         tolerances: Any = None,
         version: Any = 1,
@@ -274,6 +279,7 @@ class OpDecl:
         ws = v.expression("workspace", workspace, res_inputs, res_attrs, set(), "bytes, e.g. 'x.shape[0] * 4'")
         v.reference(reference, res_inputs, res_attrs)
         v.callable_or_none("backward", backward, "a function (ctx, *grad_outputs) -> grads per input")
+        saved = v.saves(saves, backward, res_inputs, res_outputs)
         if kernel_dir is not None and samples is None:
             raise DeclarationError(
                 op, "samples", "a function (device, dtype) -> list of opforge.Sample", None,
@@ -293,7 +299,7 @@ class OpDecl:
             outputs=res_outputs, attrs=res_attrs, devices=devs, kernel_dir=kernel_dir, workspace=ws,
             reference=reference, backward=backward, samples=samples, tolerances=tol, version=version,
             doc=inspect.getdoc(reference) or "", source=source, package=package, onnx=onnx,
-            onnx_fallback=onnx_fallback,
+            onnx_fallback=onnx_fallback, saves=saved,
         )
 
 
@@ -629,6 +635,27 @@ class _Validator:
                     isinstance(a.default, tuple) and list(a.default) == p.default):
                 self.fail(f"attrs.{a.name}.default", f"the reference's default {p.default!r}", a.default,
                           "make both defaults equal (or drop the reference's default)")
+
+    def saves(self, saves, backward, inputs, outputs) -> tuple[str, ...]:
+        """The tensors the forward keeps for the backward: every input and output unless the declaration
+        narrows it (a backward that reads only x need not keep the output alive)."""
+        names = [i.name for i in inputs] + [o.name for o in outputs]
+        if saves is None:
+            return tuple(names) if backward is not None else ()
+        if backward is None:
+            self.fail("saves", "no saves without a backward (nothing would read them)", saves,
+                      "declare backward=... or drop saves")
+        if isinstance(saves, str) or not isinstance(saves, (list, tuple)):
+            self.fail("saves", "a tuple of input/output names, e.g. saves=('x', 'weight')", saves,
+                      "write saves=('x',) for one name")
+        for name in saves:
+            if name not in names:
+                close = difflib.get_close_matches(str(name), names, n=1)
+                self.fail("saves", f"names of inputs or outputs {names}", name,
+                          f"did you mean {close[0]!r}?" if close else "name a declared input or output")
+        if len(set(saves)) != len(saves):
+            self.fail("saves", "each name once", saves, "remove the repeated name")
+        return tuple(saves)
 
     def callable_or_none(self, field, value, expected):
         if value is not None and not callable(value):

@@ -27,7 +27,7 @@ from .registry import compiled_ops_in
 
 REBUILD = "pip install --no-build-isolation -e . (or: python -m ops.build)"
 FINGERPRINT_VERSION = "2"
-SHARED_HEADERS = ("opforge/kernel_api.h", "opforge/kernel_cuda.cuh", "opforge/torch_glue.h")
+SHARED_SOURCES = ("opforge/kernel_api.h", "opforge/kernel_cuda.cuh", "opforge/torch_glue.h", "opforge/torch_autograd.cpp")
 KERNEL_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu"}
 OPFORGE_PACKAGE = "ops.library"
 
@@ -46,7 +46,7 @@ def _generator_digest() -> bytes:
     """What every op's glue depends on besides its declaration: the generator and the shared headers."""
     h = hashlib.sha256(FINGERPRINT_VERSION.encode())
     glue = Path(__file__).resolve().parent / "torch" / "glue.py"
-    for path in [glue, *(paths.csrc_dir() / s for s in SHARED_HEADERS)]:
+    for path in [glue, *(paths.csrc_dir() / s for s in SHARED_SOURCES)]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.digest()
@@ -61,8 +61,10 @@ def kernel_sources(decl) -> list[Path]:
 
 
 def declaration_text(decl) -> str:
-    """The parts of a declaration the generated glue is made from (not its source line or callables)."""
-    return repr((decl.id, decl.inputs, decl.outputs, decl.attrs, decl.devices, decl.workspace, decl.version))
+    """The parts of a declaration the generated glue is made from (not its source line or callables; of the
+    backward, whether there is one and what it saves: the glue's autograd node depends on those)."""
+    return repr((decl.id, decl.inputs, decl.outputs, decl.attrs, decl.devices, decl.workspace, decl.version,
+                 decl.backward is not None, decl.saves))
 
 
 def fingerprint(decl) -> str | None:

@@ -43,12 +43,12 @@ class Op:
         return f"<opforge op {self.decl.id} declared at {self.decl.source}>"
 
 
-REGISTER_OP_OPTIONS = ("inputs", "outputs", "attrs", "devices", "kernels", "workspace", "backward", "samples",
+REGISTER_OP_OPTIONS = ("inputs", "outputs", "attrs", "devices", "kernels", "workspace", "backward", "saves", "samples",
                        "tolerances", "version", "onnx", "onnx_fallback")
 
 
 def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels="auto", workspace=0,
-                backward=None, samples=None, tolerances=None, version=1, onnx=True, onnx_fallback=True,
+                backward=None, saves=None, samples=None, tolerances=None, version=1, onnx=True, onnx_fallback=True,
                 **unknown) -> Callable[[Callable], Op]:
     """Declare an op once; decorate its plain-PyTorch reference implementation.
 
@@ -67,7 +67,7 @@ def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels=
         origin, source = _where(reference)
         package = _package_of(reference)
         decl = OpDecl.build(id, reference, inputs=inputs, outputs=outputs, attrs=attrs, devices=devices,
-                            kernels=kernels, workspace=workspace, backward=backward, samples=samples,
+                            kernels=kernels, workspace=workspace, backward=backward, saves=saves, samples=samples,
                             tolerances=tolerances, version=version, onnx=onnx, onnx_fallback=onnx_fallback,
                             source=source, package=package,
                             origin=origin, built=lambda: built_op_ids(package))

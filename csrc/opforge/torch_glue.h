@@ -3,10 +3,18 @@
 // The glue for each op is generated from its declaration; this header holds what every op's glue
 // shares: validating ATen tensors against the declaration with messages that name the op, the argument,
 // what was expected, what was given and the fix; turning tensors into opforge::TensorView; the CUDA
-// stream/device guard; workspace allocation. Only this file and generated code see ATen.
+// stream/device guard; workspace allocation; the autograd kernel's test for whether a call needs a
+// graph node, and the interface of the autograd node every op shares (torch_autograd.cpp: compiled once
+// per extension, so the per-op translation units stay free of torch's heavy autograd headers). Only
+// these files and generated code see ATen. Nothing here needs Python: the extension loads into libtorch
+// programs too.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/core/LegacyTypeDispatch.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/core/stack.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
@@ -237,6 +245,36 @@ class Call {
   std::optional<c10::cuda::CUDAGuard> guard_;
 #endif
 };
+
+// -- autograd --------------------------------------------------------------------------------------
+
+// Whether a call must record an autograd node: grad mode is on and a tensor input requires grad (nullptr:
+// an absent optional input). Otherwise the autograd kernel goes straight to the device kernel.
+inline bool requires_grad(std::initializer_list<const at::Tensor*> inputs) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : inputs)
+    if (t != nullptr && t->defined() && t->requires_grad()) return true;
+  return false;
+}
+inline const at::Tensor* maybe(const std::optional<at::Tensor>& t) { return t.has_value() ? &*t : nullptr; }
+inline at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); }
+
+// What the shared autograd node (torch_autograd.cpp) needs to know of one op; one static instance per op,
+// generated from its declaration.
+struct AutogradSpec {
+  const char* op;           // "ns::name", for messages
+  const char* backward_op;  // "ns::name_opforge_backward": runs the declared Python backward
+  bool has_backward;        // false: differentiating raises (the helper op says so from Python, typed)
+  size_t num_inputs;
+  size_t num_outputs;
+  size_t num_attrs;
+  std::vector<size_t> saves;  // what the backward reads: k < num_inputs is input k, else output k - num_inputs
+};
+
+// Runs `op` below autograd on `args` (its inputs then its attributes, boxed) and records the autograd node
+// whose backward runs the declared backward. Returns the outputs. For calls where requires_grad() held.
+std::vector<at::Tensor> call_with_autograd(const AutogradSpec& spec, const c10::OperatorHandle& op,
+                                           c10::DispatchKeySet ks, torch::jit::Stack args);
 
 }  // namespace glue
 }  // namespace opforge

@@ -48,6 +48,7 @@ def backward(ctx, grad):
     outputs=[Output("y", shape="like(x)", dtype="like(x)")],
     attrs=[Attr("eps", float, 1e-6)],
     backward=backward,
+    saves=("x", "weight"),  # what backward reads: the output need not be kept alive for it
     samples=samples,
 )
 def rms_norm(x, weight, eps=1e-6):

@@ -45,6 +45,7 @@ def backward(ctx, grad):
     outputs=[Output("y", shape="like(x)", dtype="like(x)")],
     attrs=[Attr("alpha", float, 1.0), Attr("approximate", str, "none", choices=("none", "tanh"))],
     backward=backward,
+    saves=("x",),  # what backward reads: the output need not be kept alive for it
     samples=samples,
     # For x < -3 the erf/tanh forms cancel (1 + erf(v) -> 0) in float32 in every implementation,
     # torch's own included: absolute errors reach ~1e-7 * |x| there, so float32 gets atol 1e-5.

@@ -1,9 +1,16 @@
 """Generates the C++ glue that binds ATen tensors to an op's framework-free kernels.
 
 The output is one translation unit per op, written to the build directory and never committed. It
-registers CPU (and, with OPFORGE_WITH_CUDA, CUDA) implementations for the schema that Python defines,
-validates every argument against the declaration (dtype, rank, shape, device, str choices), allocates
-outputs from the shape rule, and calls `opforge_kernels::<ns>::<name>::{cpu,cuda}`.
+- defines the op's schema (TORCH_LIBRARY_FRAGMENT) unless the dispatcher already has it: Python defines it
+  when the declaration registers, before the extension loads, so that a missing or stale build still leaves
+  an op that explains itself; without Python (libtorch, AOTInductor) this definition is the one;
+- registers CPU (and, with OPFORGE_WITH_CUDA, CUDA) kernels that validate every argument against the
+  declaration (dtype, rank, shape, device, str choices), allocate outputs from the shape rule, and call
+  `opforge_kernels::<ns>::<name>::{cpu,cuda}`;
+- registers the Autograd kernel: without grad mode or an input that requires grad it redispatches below
+  autograd (no Python on the way); otherwise it records the node every op shares
+  (csrc/opforge/torch_autograd.cpp), which saves the declaration's `saves` and whose backward calls the
+  declared Python backward through the helper op `<ns>::<name>_opforge_backward`.
 """
 
 from __future__ import annotations
@@ -11,8 +18,9 @@ from __future__ import annotations
 from .. import shape_rule as sr
 from ..declaration import OpDecl, ResolvedOutput
 from ..dtypes import DTYPES
+from .schema import backward_op_name, schema
 
-GENERATOR_VERSION = 2  # bump when the generated code changes shape, so old builds read as stale
+GENERATOR_VERSION = 3  # bump when the generated code changes shape, so old builds read as stale
 
 ATEN_SCALAR = {"float32": "at::kFloat", "float16": "at::kHalf", "bfloat16": "at::kBFloat16", "float64": "at::kDouble",
                "int8": "at::kChar", "uint8": "at::kByte", "int32": "at::kInt", "int64": "at::kLong", "bool": "at::kBool"}
@@ -166,8 +174,53 @@ def generate(decl: OpDecl) -> str:
     call_args = ", ".join([f"arg_{i.name}" for i in decl.inputs] + [f"a_{a.name}" for a in decl.attrs])
     _per_device(w, decl, lambda device, key: f"{ret} {device}_impl({', '.join(params)}) "
                                              f"{{ return run(c10::DeviceType::{key}, {call_args}); }}")
+    w()
+    _autograd(w, decl, params, ret)
     w("}  // namespace")
     w()
+    w(f"TORCH_LIBRARY_FRAGMENT({ns}, m) {{")
+    w("// Python defines the schema first when it declares the op; here only where it has not (no Python, or", 1)
+    w("// this library loaded before the declaration). Same text: both come from ops.torch.schema.", 1)
+    w(f'if (!c10::Dispatcher::singleton().findSchema({{kOp, ""}}).has_value())', 1)
+    w(f"m.def({_c_string(schema(decl))}, {{at::Tag::pt2_compliant_tag}});", 2)
+    w("}")
     _per_device(w, decl, lambda device, key: f"TORCH_LIBRARY_IMPL({ns}, {key}, m) "
                                              f"{{ m.impl({_c_string(name)}, &{device}_impl); }}")
+    w(f"TORCH_LIBRARY_IMPL({ns}, Autograd, m) {{ m.impl({_c_string(name)}, &autograd_impl); }}")
     return w.text()
+
+
+def _autograd(w: _Writer, decl: OpDecl, params: list[str], ret: str) -> None:
+    """The Autograd kernel: straight to the device kernel when no gradient is needed, else through the node
+    every op shares (csrc/opforge/torch_autograd.cpp), described by this op's AutogradSpec."""
+    types = [p.rsplit(" ", 1)[0] for p in params]
+    args = ", ".join([f"arg_{i.name}" for i in decl.inputs] + [f"a_{a.name}" for a in decl.attrs])
+    names = [i.name for i in decl.inputs] + [o.name for o in decl.outputs]
+    saves = ", ".join(str(names.index(n)) for n in decl.saves)
+    has_backward = "true" if decl.backward is not None else "false"
+    w(f"constexpr const char* kBackwardOp = {_c_string(f'{decl.namespace}::{backward_op_name(decl)}')};")
+    w(f"// saves {list(decl.saves)} (indices into inputs, then outputs) for the declared backward")
+    w(f"const opforge::glue::AutogradSpec kAutograd{{kOp, kBackwardOp, {has_backward}, {len(decl.inputs)}, "
+      f"{len(decl.outputs)}, {len(decl.attrs)}, {{{saves}}}}};")
+    w(f"using Signature = {ret}({', '.join(types)});")
+    w()
+    w("const c10::TypedOperatorHandle<Signature>& typed_op() {")
+    w("static const c10::TypedOperatorHandle<Signature> handle =", 1)
+    w('c10::Dispatcher::singleton().findSchemaOrThrow(kOp, "").typed<Signature>();', 3)
+    w("return handle;", 1)
+    w("}")
+    w()
+    ptrs = ", ".join(f"opforge::glue::maybe(arg_{i.name})" if i.optional else f"&arg_{i.name}" for i in decl.inputs)
+    w(f"{ret} autograd_impl(c10::DispatchKeySet ks, {', '.join(params)}) {{")
+    w(f"if (!opforge::glue::requires_grad({{{ptrs}}})) {{", 1)
+    w("at::AutoDispatchBelowADInplaceOrView guard;", 2)
+    w(f"return typed_op().redispatch(ks & c10::after_autograd_keyset, {args});", 2)
+    w("}", 1)
+    w("torch::jit::Stack stack;", 1)
+    w(f"torch::jit::push(stack, {args});", 1)
+    w("std::vector<at::Tensor> outs = opforge::glue::call_with_autograd(kAutograd, typed_op(), ks, std::move(stack));", 1)
+    if len(decl.outputs) == 1:
+        w("return outs[0];", 1)
+    else:
+        w(f"return {{{', '.join(f'outs[{k}]' for k in range(len(decl.outputs)))}}};", 1)
+    w("}")

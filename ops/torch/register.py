@@ -1,9 +1,13 @@
-"""Registers a declaration with torch: schema, fake kernel, autograd, and (for reference-only ops) the
-reference as the implementation. Compiled CPU/CUDA kernels register themselves from ops._C."""
+"""Registers a declaration with torch from Python: schema, fake kernel, and for reference-only ops the
+reference as the implementation and their autograd.
+
+Ops with compiled kernels get everything on their hot path from the generated C++ glue in their extension
+(ops/torch/glue.py): CPU/CUDA kernels and an Autograd kernel, so a call never enters Python, and the
+schema too where Python has not defined it (libtorch, AOTInductor). Their declared backward is Python: the
+C++ autograd node calls it through a helper op, `ns::<name>_opforge_backward`, registered here."""
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import torch
@@ -11,9 +15,9 @@ import torch
 from .. import shape_rule as sr
 from ..declaration import OpDecl
 from ..dtypes import torch_dtype
-from ..errors import BackwardNotDeclared
+from ..errors import BackwardNotDeclared, ExtensionError
 from .checks import check_inputs
-from .schema import schema
+from .schema import backward_op_name, backward_schema, schema
 
 _LIBRARIES: dict[str, torch.library.Library] = {}  # kept alive: dropping one unregisters its ops
 
@@ -76,69 +80,127 @@ def _reference_kernel(decl: OpDecl):
     return impl
 
 
-def _autograd(decl: OpDecl):
-    tensor_inputs = [i.name for i in decl.inputs]
+class BackwardContext:
+    """The `ctx` a declared backward receives: every attribute and every saved tensor by name (an absent
+    optional input is None). Reading an input or output that `saves=` leaves out says so, with the fix."""
 
-    def setup_context(ctx, inputs, output):
-        ins, attrs = split_args(decl, inputs)
-        outs = output if isinstance(output, tuple) else (output,)
-        ctx.save_for_backward(*[ins[n] for n in tensor_inputs], *outs)
-        ctx.opforge_attrs = attrs
-        ctx.opforge_absent = {n for n, t in ins.items() if t is None}
+    def __init__(self, decl: OpDecl, saved: dict, attrs: dict):
+        self.__dict__["_opforge_decl"] = decl
+        self.__dict__.update(attrs)
+        self.__dict__.update(saved)
 
-    def backward(ctx, *grads):
-        saved = ctx.saved_tensors
-        view = types.SimpleNamespace(**ctx.opforge_attrs)
-        for k, n in enumerate(tensor_inputs):
-            setattr(view, n, saved[k])
-        for k, o in enumerate(decl.outputs):
-            setattr(view, o.name, saved[len(tensor_inputs) + k])
-        result = decl.backward(view, *grads)
-        if isinstance(result, dict):
-            result = tuple(result.get(n) for n in tensor_inputs)
-        if not isinstance(result, (tuple, list)):
-            result = (result,)
-        if len(result) != len(tensor_inputs):
-            raise RuntimeError(f"{decl.id}: backward returned {len(result)} gradients, expected one per input "
-                               f"{tensor_inputs} (None where there is none)")
-        return tuple(result) + (None,) * len(decl.attrs)
-
-    return setup_context, backward
+    def __getattr__(self, name):  # only reached for names that are not set
+        decl = self.__dict__["_opforge_decl"]
+        tensors = [i.name for i in decl.inputs] + [o.name for o in decl.outputs]
+        if name in tensors:
+            raise AttributeError(f"{decl.id}: the backward reads ctx.{name}, but the declaration saves only "
+                                 f"{list(decl.saves)} for it. Fix: add {name!r} to saves= in its register_op "
+                                 f"({decl.source})")
+        raise AttributeError(f"{decl.id}: ctx has no {name!r}; it holds the attributes "
+                             f"{[a.name for a in decl.attrs]} and the saved tensors {list(decl.saves)}")
 
 
-def _no_backward(decl: OpDecl):
-    """The autograd kernel of an op that declares no backward: the forward records a node, and
-    differentiating through it raises (naming the op) instead of torch's fallback, which only warns that
-    the autograd kernel was not registered and returns silently incorrect (zero or missing) gradients."""
+def grads_per_input(decl: OpDecl, result) -> list:
+    """A declared backward's result -> one gradient (or None) per declared input."""
+    names = [i.name for i in decl.inputs]
+    if isinstance(result, dict):
+        unknown = set(result) - set(names)
+        if unknown:
+            raise RuntimeError(f"{decl.id}: backward returned gradients for {sorted(unknown)}, which are not inputs "
+                               f"{names}")
+        result = [result.get(n) for n in names]
+    if not isinstance(result, (tuple, list)):
+        result = (result,)
+    if len(result) != len(names):
+        raise RuntimeError(f"{decl.id}: backward returned {len(result)} gradients, expected one per input "
+                           f"{names} (None where there is none)")
+    return list(result)
 
-    def setup_context(ctx, inputs, output):
-        pass
 
-    def backward(ctx, *grads):
+def _run_backward(decl: OpDecl, saved: dict, attrs: dict, grads) -> list:
+    if decl.backward is None:
         raise BackwardNotDeclared(
             f"{decl.id} declares no backward, so it cannot be differentiated: a gradient was requested through "
             f"it (declared at {decl.source}). Fix: declare backward=fn(ctx, *grad_outputs) in its register_op, or "
             "call it on inputs that do not require grad (e.g. under torch.no_grad() or with .detach()).")
+    return grads_per_input(decl, decl.backward(BackwardContext(decl, saved, attrs), *grads))
+
+
+def _python_autograd(decl: OpDecl):
+    """Autograd of a reference-only op (no compiled kernels, so the hot path is Python anyway). Ops with
+    compiled kernels get theirs from the generated C++ glue instead (see backward_op_name)."""
+    positions = {i.name: k for k, i in enumerate(decl.inputs)}
+    output_positions = {o.name: k for k, o in enumerate(decl.outputs)}
+
+    def setup_context(ctx, inputs, output):
+        ins, attrs = split_args(decl, inputs)
+        outs = output if isinstance(output, tuple) else (output,)
+        ctx.save_for_backward(*[ins[n] if n in positions else outs[output_positions[n]] for n in decl.saves])
+        ctx.opforge_attrs = attrs
+
+    def backward(ctx, *grads):
+        saved = dict(zip(decl.saves, ctx.saved_tensors))
+        return tuple(_run_backward(decl, saved, ctx.opforge_attrs, grads)) + (None,) * len(decl.attrs)
 
     return setup_context, backward
 
 
-def register(decl: OpDecl) -> None:
-    lib = _LIBRARIES.get(decl.namespace)
+def _backward_kernel(decl: OpDecl):
+    attr_names = [a.name for a in decl.attrs]
+
+    def backward(saved, grads, *attrs):
+        return _run_backward(decl, dict(zip(decl.saves, saved)), dict(zip(attr_names, attrs)), grads)
+
+    return backward
+
+
+def _library(namespace: str) -> torch.library.Library:
+    lib = _LIBRARIES.get(namespace)
     if lib is None:
-        lib = _LIBRARIES[decl.namespace] = torch.library.Library(decl.namespace, "FRAGMENT")
-    lib.define(schema(decl), tags=(torch.Tag.pt2_compliant_tag,))
+        lib = _LIBRARIES[namespace] = torch.library.Library(namespace, "FRAGMENT")
+    return lib
+
+
+def _define(lib: torch.library.Library, decl: OpDecl) -> None:
+    """Define the op's schema unless the dispatcher has it already: the op package's compiled extension
+    defines it too (for libtorch and AOTInductor, where no Python runs), and may have been loaded first
+    (torch.ops.load_library, an AOTInductor package). A schema that differs is a stale build."""
+    text = schema(decl)
+    existing = torch._C._jit_get_schemas_for_operator(decl.id)
+    if not existing:
+        lib.define(text, tags=(torch.Tag.pt2_compliant_tag,))
+        return
+    got = existing[0]
+    if got != torch._C.parse_schema(f"{decl.namespace}::{text}"):  # parsed: C++ prints floats at full precision
+        raise ExtensionError(f"{decl.id} is already registered with torch as {got}, but its declaration (at "
+                             f"{decl.source}) gives {decl.namespace}::{text}: a stale build of its extension was "
+                             "loaded before the declaration. Rebuild it (python -m ops.build)")
+
+
+def register(decl: OpDecl) -> None:
+    """Schema and fake kernel of every op. A reference-only op also gets its implementation and its
+    autograd here; a compiled op gets its kernels and its autograd kernel from its extension (generated C++,
+    so calls stay out of Python), plus the helper op that runs its Python backward."""
+    lib = _library(decl.namespace)
+    _define(lib, decl)
     torch.library.register_fake(decl.id, _fake_kernel(decl), lib=lib)
     if decl.kernel_dir is None:
         lib.impl(decl.name, _reference_kernel(decl), "CompositeExplicitAutograd")
-    setup_context, backward = _autograd(decl) if decl.backward is not None else _no_backward(decl)
-    torch.library.register_autograd(decl.id, backward, setup_context=setup_context, lib=lib)
+        setup_context, backward = _python_autograd(decl)
+        torch.library.register_autograd(decl.id, backward, setup_context=setup_context, lib=lib)
+        return
+    if not torch._C._jit_get_schemas_for_operator(f"{decl.namespace}::{backward_op_name(decl)}"):
+        lib.define(backward_schema(decl))
+    # CompositeImplicitAutograd: the backward's own aten ops are what autograd (double backward),
+    # torch.compile and export see; the helper never appears in a graph.
+    lib.impl(backward_op_name(decl), _backward_kernel(decl), "CompositeImplicitAutograd")
 
 
 def register_missing_kernels(decl: OpDecl, devices, error_message: str) -> None:
     """Stand-ins for compiled kernels that could not be loaded: calling them raises the load error
-    (with the rebuild command) instead of torch's generic 'could not run ... with the CPU backend'."""
-    from ..errors import ExtensionError
+    (with the rebuild command) instead of torch's generic 'could not run ... with the CPU backend'.
+    No autograd kernel stands in: the extension would have brought it, and without one torch's fallback
+    runs the stand-in, which raises before any gradient matters."""
 
     def missing(*args):
         raise ExtensionError(f"{decl.id}: {error_message}")

@@ -179,7 +179,8 @@ def test_backward_without_declaration_raises(op):
     assert isinstance(e.value, RuntimeError)
     assert op.id in str(e.value) and "declares no backward" in str(e.value), str(e.value)
     with torch.no_grad():  # without grad, the op runs as usual
-        torch.testing.assert_close(as_tuple(op(*inputs, **sample.attrs))[0], out.detach())
+        again = next(o for o in as_tuple(op(*inputs, **sample.attrs)) if o.is_floating_point())
+        torch.testing.assert_close(again, out.detach())
 
 
 def _present(sample):
