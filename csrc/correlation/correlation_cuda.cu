@@ -123,9 +123,19 @@ correlation_tiled_kernel(const T* __restrict__ f1, const T* __restrict__ f2, T* 
   const int64_t hw = p.out_h * p.out_w;
   T* dst = out + ((static_cast<int64_t>(b) * p.patch_h + ph) * p.patch_w + pw0) * hw +
            static_cast<int64_t>(oy) * p.out_w + ox;
+  // With kernel 1 an output is one product summed over channels, and a product with a position outside the
+  // image is excluded (it is not a multiplication by the zero fill: inf * 0 would be NaN), so such an output
+  // is exactly 0, as in the reference and the general kernel.
+  const int y1 = oy - p.pad_h, x1 = ox - p.pad_w;
+  const bool f1_inside = y1 >= 0 && y1 < H && x1 >= 0 && x1 < W;
+  const int y2 = y1 + p.shift_h(ph);
 #pragma unroll
-  for (int k = 0; k < G; ++k)
-    if (pw0 + k < p.patch_w) dst[k * hw] = from_float<T>(acc[k]);
+  for (int k = 0; k < G; ++k) {
+    if (pw0 + k >= p.patch_w) continue;
+    const int x2 = x1 + p.shift_w(pw0 + k);
+    const bool inside = f1_inside && y2 >= 0 && y2 < H && x2 >= 0 && x2 < W;
+    dst[k * hw] = from_float<T>(inside ? acc[k] : 0.0f);
+  }
 }
 
 // Picks the tile shape, slot split and channel chunk; false when the tiled kernel cannot take the case.
