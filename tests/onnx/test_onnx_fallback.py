@@ -11,13 +11,16 @@ import pytest
 import torch
 
 from op_cases import generated_ops, is_empty, message, op_param
+from ops.check.batching import batch_plan
 from ops.check.oracle import reference_outputs, samples
 from ops.onnx import export_onnx
 from ops.onnx.export import DYNAMO_OPSETS, TORCHSCRIPT_OPSETS
 from ops.onnx.models import single_op_module
 from ops.onnx.schema import onnx_supported
 
-OPS = [op for op in generated_ops() if op.decl.kernel_dir is not None and onnx_supported(op.decl)]
+OPS = [op for op in generated_ops() if op.decl.kernel_dir is not None and onnx_supported(op.decl)
+       and op.decl.onnx_fallback]
+NO_FALLBACK = [op for op in generated_ops() if onnx_supported(op.decl) and not op.decl.onnx_fallback]
 OPSETS = list(TORCHSCRIPT_OPSETS) + list(DYNAMO_OPSETS)
 
 
@@ -28,7 +31,7 @@ def test_every_opset_is_covered():
 def _sample(op):
     """One small non-empty sample, with every float attribute moved off its default (so a body that
     baked in the default, or the probe value it was traced with, would not match)."""
-    s = min((s for s in samples(op, "cpu", "float32") if not is_empty(s)), key=lambda s: s.inputs[0].numel())
+    s = batch_plan(op).sample  # the sample ops.check's ort.fallback exports (fallback probes start from it)
     attrs = dict(s.attrs)
     for a in op.decl.attrs:
         if a.type == "float":
@@ -49,13 +52,25 @@ def test_fallback_runs_in_plain_ort_at_every_opset(op, opset):
     if opset >= 12:  # opset 11 has no Constant(value_float): floats are specialised there
         assert list(fn[0].attribute) == floats
     session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    feed = {i.name: t.numpy() for i, t in zip(session.get_inputs(), sample.inputs)}
+    feed = {i.name: t.numpy() for i, t in zip(session.get_inputs(), [t for t in sample.inputs if t is not None])}
     got = session.run(None, feed)
     rtol, atol = op.decl.tolerance("float32")
     for g, e in zip(got, reference_outputs(op, sample)):
         torch.testing.assert_close(torch.from_numpy(g), e, rtol=max(rtol, 1e-5), atol=max(atol, 1e-5),
                                    msg=lambda text: message(op, "float32", f"fallback, opset {opset}",
                                                             sample.inputs[0].shape, text))
+
+
+@pytest.mark.parametrize("op", [op_param(op) for op in NO_FALLBACK])
+def test_an_op_without_fallback_body_is_refused_by_name(op):
+    """onnx_fallback=False (batched_nms: greedy suppression is a data-dependent loop): a fallback export names
+    the op and the fix instead of tracing a body that cannot exist."""
+    from ops.errors import ExportError
+
+    sample = _sample(op)
+    with pytest.raises(ExportError, match=f"{op.id} declares onnx_fallback=False.*Fix:"):
+        export_onnx(single_op_module(op, sample.attrs), sample.inputs, opset=17, fallback=True)
+    export_onnx(single_op_module(op, sample.attrs), sample.inputs, opset=17)  # without fallback it exports
 
 
 def _declare_clip(unique_id, reference):
