@@ -22,7 +22,9 @@ def _graph_through(decl, input_shapes, attrs=None, dtype=TensorProto.FLOAT):
     node = helper.make_node(decl.name, names, [o.name for o in decl.outputs], domain=decl.namespace, **(attrs or {}))
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, t, s)
                                             for n, t, s in zip(names, dtypes, input_shapes)],
-                              [helper.make_tensor_value_info(o.name, dtypes[0], None) for o in decl.outputs])
+                              [helper.make_tensor_value_info(o.name, ONNX_DTYPES[o.dtype][1] if o.dtype else
+                                                             dtypes[names.index(o.dtype_like)], None)
+                               for o in decl.outputs])
     graph.output[0].type.tensor_type.ClearField("shape")
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                    helper.make_opsetid(decl.namespace, decl.version)])
