@@ -8,16 +8,14 @@ Runtime -> TensorRT step. One image per call (NMS output length is per image).
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ops  # noqa: E402
-from ops.deploy import Converter, print_summary  # noqa: E402
+from ops.deploy import Converter, example_main  # noqa: E402
 
 CLASSES, ANCHORS, STRIDE = 80, 3, 16
 
@@ -62,15 +60,7 @@ def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small", action="store_true")
-    parser.add_argument("--no-trt", dest="trt", action="store_false")
-    parser.add_argument("--workdir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        steps = convert(args.workdir or Path(tmp), args.small, args.trt)
-    print_summary("detection head with batched_nms, torch -> ONNX -> ORT -> TensorRT", steps)
-    return 1 if any(s.result == "FAIL" for s in steps) else 0
+    return example_main(__doc__, 'detection head with batched_nms, torch -> ONNX -> ORT -> TensorRT', convert, argv)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,14 @@ end to end: torch -> ONNX (opset 17, opset 20; dynamic batch) -> ONNX Runtime ->
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ops  # noqa: E402
-from ops.deploy import Converter, print_summary  # noqa: E402
+from ops.deploy import Converter, example_main  # noqa: E402
 
 PATCH = 9  # displacements -4..4 in each direction at 1/4 resolution
 
@@ -59,15 +57,7 @@ def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small", action="store_true")
-    parser.add_argument("--no-trt", dest="trt", action="store_false")
-    parser.add_argument("--workdir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        steps = convert(args.workdir or Path(tmp), args.small, args.trt)
-    print_summary("optical flow (correlation cost volume), torch -> ONNX -> ORT -> TensorRT", steps)
-    return 1 if any(s.result == "FAIL" for s in steps) else 0
+    return example_main(__doc__, 'optical flow (correlation cost volume), torch -> ONNX -> ORT -> TensorRT', convert, argv)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,14 @@ GPU enqueue where CUDA exists). Ends with a summary table; exit status 1 if any 
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ops  # noqa: E402
-from ops.deploy import Converter, print_summary  # noqa: E402
+from ops.deploy import Converter, example_main  # noqa: E402
 
 
 class DeformBlock(torch.nn.Module):
@@ -76,15 +74,7 @@ def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small", action="store_true", help="3x96x160 instead of 3x360x640")
-    parser.add_argument("--no-trt", dest="trt", action="store_false", help="skip the TensorRT steps")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the ONNX files here")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        steps = convert(args.workdir or Path(tmp), args.small, args.trt)
-    print_summary("segmentation (DCNv2 + rms_norm + scaled_gelu), torch -> ONNX -> ORT -> TensorRT", steps)
-    return 1 if any(s.result == "FAIL" for s in steps) else 0
+    return example_main(__doc__, 'segmentation (DCNv2 + rms_norm + scaled_gelu), torch -> ONNX -> ORT -> TensorRT', convert, argv)
 
 
 if __name__ == "__main__":

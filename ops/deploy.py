@@ -269,3 +269,20 @@ def print_summary(title: str, steps: list[Step], out=print) -> None:
         out(f"  {s.name:<{width}}  {s.result:<6}  {s.seconds:6.1f}s  {s.detail}")
     counts = {r: sum(s.result == r for s in steps) for r in (PASS, FAIL, SKIP)}
     out(f"  -> {counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped")
+
+
+def example_main(doc: str, title: str, convert, argv=None) -> int:
+    """The command line every example shares: --small, --no-trt, --workdir; prints the summary table and
+    returns 1 if any step failed. `convert(workdir, small, trt)` is the example's conversion."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="the reduced size the tests run")
+    parser.add_argument("--no-trt", dest="trt", action="store_false", help="skip the TensorRT steps")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the ONNX files here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        steps = convert(args.workdir or Path(tmp), args.small, args.trt)
+    print_summary(title, steps)
+    return 1 if any(s.result == FAIL for s in steps) else 0
