@@ -7,7 +7,7 @@ from onnx import TensorProto, helper
 
 from ops.ort.build import cuda_wanted, library_info, library_path
 from ops.ort.headers import api_version
-from ops.registry import library_ops
+from ops.registry import compiled_ops_in
 
 
 def _gelu_model() -> bytes:
@@ -21,7 +21,7 @@ def _gelu_model() -> bytes:
 def test_the_library_is_named_and_placed_per_package(library):
     assert library.library.name == "libopforge_ort_ops.so" and library.library == library_path("ops.library")
     assert library.library.parent.parent == library.build_dir and library.build_dir.name == "ort"
-    assert set(library.ops) == {op.id for op in library_ops() if op.decl.onnx}  # onnx=False ops never reach ORT
+    assert set(library.ops) == {op.id for op in compiled_ops_in("ops.library") if op.decl.onnx}  # onnx=False ops never reach ORT
 
 
 def test_it_loads_into_the_installed_onnxruntime(library):

@@ -11,6 +11,7 @@ import torch
 
 from ops import Attr, Input, Output, Sample, register_op
 from ops.declaration import OpDecl
+from ops.prototypes import write_headers
 from ops.torch.glue import generate
 from ops.torch.schema import schema
 
@@ -85,23 +86,12 @@ def test_generated_glue_compiles_for_every_argument_kind(tmp_path):
     import torch.utils.cpp_extension as ext
 
     decl = _everything_decl()
-    object.__setattr__(decl, "kernel_dir", tmp_path / "everything")  # a header stub instead of real kernels
-    (tmp_path / "everything").mkdir()
-    (tmp_path / "everything" / "everything.h").write_text(
-        '#pragma once\n#include "opforge/kernel_api.h"\n'
-        "namespace opforge_kernels { namespace opforge_glue_test { namespace everything {\n"
-        "::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView* bias,\n"
-        "  const ::opforge::TensorView& y, const ::opforge::TensorView& idx, const ::opforge::TensorView& n,\n"
-        "  int64_t k, double f, bool flag, ::opforge::StringView mode, ::opforge::Span<int64_t> ks,\n"
-        "  ::opforge::Span<double> fs, const ::opforge::DeviceContext& ctx);\n"
-        "::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView* bias,\n"
-        "  const ::opforge::TensorView& y, const ::opforge::TensorView& idx, const ::opforge::TensorView& n,\n"
-        "  int64_t k, double f, bool flag, ::opforge::StringView mode, ::opforge::Span<int64_t> ks,\n"
-        "  ::opforge::Span<double> fs, const ::opforge::DeviceContext& ctx);\n}}}\n")
+    object.__setattr__(decl, "kernel_dir", tmp_path / "everything")  # no kernels: the prototypes are enough
+    prototypes = write_headers([decl], tmp_path)
     source = tmp_path / "glue.cpp"
     source.write_text(generate(decl))
     root = Path(__file__).resolve().parents[2]
-    includes = [f"-I{p}" for p in ext.include_paths()] + [f"-I{root / 'csrc'}", f"-I{tmp_path}",
+    includes = [f"-I{p}" for p in ext.include_paths()] + [f"-I{root / 'csrc'}", f"-I{prototypes}",
                                                           f"-I{sysconfig.get_paths()['include']}"]
     cmd = ["g++", "-std=c++20", "-fsyntax-only", "-Wall", "-Werror", *includes, str(source)]
     result = subprocess.run(cmd, capture_output=True, text=True)
