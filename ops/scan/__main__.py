@@ -60,6 +60,9 @@ def _import(module: str):
         path = Path(module)
         if not path.is_file():
             raise OpforgeError(f"{module} does not exist. Fix: give the path of a Python file, or a module name")
+        for loaded in list(sys.modules.values()):  # imported already (re-running it would redefine its ops)
+            if getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() == path.resolve():
+                return loaded
         spec = importlib.util.spec_from_file_location(path.stem, path)
         loaded = importlib.util.module_from_spec(spec)
         sys.modules.setdefault(path.stem, loaded)

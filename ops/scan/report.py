@@ -12,9 +12,6 @@ import re
 
 from . import tensorrt as trt
 
-KINDS = {"aten": "torch (aten)", "opforge": "opforge op", "custom": "custom op, not declared"}
-
-
 def suggested_namespace(module: str | None) -> str:
     """The namespace ops.new suggestions use by default: the model module's last name ('examples.segmentation'
     -> 'segmentation'), or 'custom'."""
