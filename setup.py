@@ -67,7 +67,7 @@ def build_trt_plugins():
 
 setup(
     packages=find_packages(include=["ops", "ops.*"]),
-    package_data={"ops.trt.harness": ["*.cpp"]},
+    package_data={"ops.trt.harness": ["*.cpp"], "ops.scan": ["*.json"]},
     ext_modules=[extension("ops.library")],
     cmdclass={"build_ext": BuildOpforge, "build_py": BuildPyWithSources},
 )

@@ -53,6 +53,12 @@ def make(small: bool = False):
     return model, lambda batch: (torch.randn(batch, 3, height, width),)
 
 
+def example():
+    """(model, example args) at the small size, batch 1: python -m ops.scan examples.detection:example (or ops.export)."""
+    model, inputs = make(small=True)
+    return model, inputs(1)
+
+
 def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print):
     model, inputs = make(small)
     return Converter(model, inputs, name="detection", workdir=workdir, batches=(1,), tolerance=(1e-4, 1e-4),

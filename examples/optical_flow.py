@@ -50,6 +50,12 @@ def make(small: bool = False):
     return model, inputs
 
 
+def example():
+    """(model, example args) at the small size, batch 1: python -m ops.scan examples.optical_flow:example (or ops.export)."""
+    model, inputs = make(small=True)
+    return model, inputs(1)
+
+
 def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print):
     model, inputs = make(small)
     return Converter(model, inputs, name="optical_flow", workdir=workdir, batches=(1, 2, 4),

@@ -1,0 +1,159 @@
+"""python -m ops.scan: every blocker of a model in one run, the ops.new command for each, the JSON and the
+table agree, the example models have none, and usage errors are one line with exit status 2.
+
+The scans run in-process through the CLI's main() and share the per-call trial cache, so the file stays
+well under a minute on two cores."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ops.scan.__main__ import main
+from ops.scan.report import fix_command, suggested_namespace
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parents[1] / "examples"
+MODELS = HERE / "scan_models.py"
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def two_blockers():
+    """The default scan (opsets 17 and 20, both exporters) of RMSNorm + an undeclared custom op, as JSON."""
+    with pytest.MonkeyPatch.context():
+        import io
+        from contextlib import redirect_stdout
+
+        buffer = io.StringIO()
+        with redirect_stdout(buffer):
+            code = main([f"{MODELS}:two_blockers", "--json"])
+    return code, json.loads(buffer.getvalue())
+
+
+def by_name(report):
+    return {e["operator"]: e for e in report["operators"]}
+
+
+def test_every_blocker_in_one_run_with_its_ops_new_command(two_blockers):
+    code, report = two_blockers
+    assert code == 1
+    assert [c["name"] for c in report["columns"]] == ["torchscript-17", "torchscript-20", "dynamo-20"]
+    assert [c["name"] for c in report["columns"] if c["decides"]] == ["torchscript-17", "dynamo-20"]
+    assert sorted(report["blockers"]) == ["aten::rms_norm", "scan_fixture::deform_sample"]
+    ops = by_name(report)
+
+    rms = ops["aten::rms_norm"]
+    assert rms["kind"] == "aten" and rms["modules"] == ["norm"] and rms["calls"] == 1
+    assert not rms["exports"]["torchscript-17"]["ok"]
+    assert "aten::rms_norm" in rms["exports"]["torchscript-17"]["reason"]
+    assert rms["exports"]["dynamo-20"]["ok"]  # the dynamo exporter decomposes it below opset 23
+    assert {"Pow", "ReduceMean", "Mul"} <= set(rms["exports"]["dynamo-20"]["onnx_ops"])
+    assert rms["blocked_by"] == ["torchscript-17"]
+    assert rms["fix"] == "python -m ops.new scan_models::rms_norm --like aten::rms_norm"
+
+    deform = ops["scan_fixture::deform_sample"]
+    assert deform["kind"] == "custom"  # declared with torch.library, not with opforge
+    assert all(not x["ok"] for x in deform["exports"].values())
+    assert "scan_fixture" in deform["exports"]["dynamo-20"]["reason"]
+    assert deform["blocked_by"] == ["torchscript-17", "dynamo-20"]
+    assert deform["fix"] == "python -m ops.new scan_models::deform_sample --like scan_fixture::deform_sample"
+
+    # the operators around them export everywhere and are not blockers
+    for name in ("aten::conv2d", "aten::relu", "aten::permute"):
+        assert not ops[name]["blocker"] and all(x["ok"] for x in ops[name]["exports"].values()), name
+    assert ops["aten::conv2d"]["calls"] == 3 and ops["aten::conv2d"]["modules"] == ["stem", "offset", "head"]
+    assert ops["aten::conv2d"]["onnx_ops"] == ["Conv"] and ops["aten::conv2d"]["tensorrt"]["status"] == "supported"
+    assert report["model"]["torchscript-17"]["ok"] is False and report["model"]["dynamo-20"]["ok"] is False
+
+
+def test_real_aten_operators_refused_at_opset_17(capsys):
+    """3-D grid sampling and antialiased bicubic resizing: both fail in the TorchScript exporter at 17, and
+    both are reported in the same run; at dynamo-20 both export and TensorRT's table restricts them."""
+    code, out, _ = run(capsys, f"{MODELS}:volumetric", "--opset", "17", "--exporter", "torchscript", "--json")
+    report = json.loads(out)
+    assert code == 1
+    assert sorted(report["blockers"]) == ["aten::_upsample_bicubic2d_aa.vec", "aten::grid_sampler"]
+    ops = by_name(report)
+    assert "5D" in ops["aten::grid_sampler"]["exports"]["torchscript-17"]["reason"]
+    assert ops["aten::_upsample_bicubic2d_aa.vec"]["fix"] == (
+        "python -m ops.new scan_models::upsample_bicubic2d_aa --like aten::_upsample_bicubic2d_aa.vec")
+    assert not ops["aten::mean"]["blocker"]
+
+
+def test_json_and_table_report_the_same_facts(capsys):
+    target = f"{MODELS}:volumetric"
+    code_json, out_json, _ = run(capsys, target, "--opset", "17", "20", "--exporter", "torchscript", "--json")
+    code_text, out_text, _ = run(capsys, target, "--opset", "17", "--opset", "20", "--exporter", "torchscript")
+    report = json.loads(out_json)
+    assert code_json == code_text == 1
+    lines = out_text.splitlines()
+    header = next(line for line in lines if line.startswith("operator"))
+    assert header.split()[3:5] == ["ts-17*", "ts-20*"]  # --exporter torchscript: it decides both opsets
+    for e in report["operators"]:
+        row = next(line for line in lines if line.startswith(e["operator"] + " "))
+        cells = row.split()
+        assert cells[1] == str(e["calls"])
+        statuses = ["ok" if e["exports"][c]["ok"] else "FAIL" for c in ("torchscript-17", "torchscript-20")]
+        assert [c for c in cells if c in ("ok", "FAIL")][:2] == statuses, row
+        assert row.rstrip().endswith("BLOCKER") == e["blocker"]
+        for op in e["onnx_ops"]:
+            assert op in row
+        if e["blocker"]:
+            assert e["fix"] in out_text
+    assert f"TensorRT: {report['tensorrt']['ref']} @ {report['tensorrt']['commit'][:12]}" in out_text
+
+
+@pytest.mark.parametrize("name", ["segmentation", "optical_flow", "detection"])
+def test_example_models_have_no_blocker_at_opset_20(name, capsys):
+    code, out, err = run(capsys, f"{EXAMPLES / name}.py:example", "--opset", "20", "--exporter", "dynamo", "--json")
+    report = json.loads(out)
+    assert code == 0, report["blockers"]
+    assert report["blockers"] == [] and report["model"]["dynamo-20"]["ok"]
+    ops = by_name(report)
+    declared = [e for e in report["operators"] if e["kind"] == "opforge"]
+    assert declared, "each example calls at least one opforge op"
+    for e in declared:  # an opforge op becomes its own custom node, i.e. its TensorRT plugin
+        assert e["onnx_ops"] == [e["operator"]] and e["tensorrt"]["status"] == "plugin", e
+    assert ops["aten::conv2d"]["onnx_ops"] == ["Conv"]
+    assert err == ""
+
+
+def test_suggestions():
+    assert suggested_namespace("examples.segmentation") == "segmentation"
+    assert suggested_namespace("__main__") == "custom" and suggested_namespace("aten") == "custom"
+    assert fix_command("torchvision::deform_conv2d", "mymodels") == (
+        "python -m ops.new mymodels::deform_conv2d --like torchvision::deform_conv2d")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["nocolon"], "expected module:function"),
+    (["ops.nonexistent_module:make"], "cannot import module 'ops.nonexistent_module'"),
+    (["missing/file.py:make"], "missing/file.py does not exist"),
+    ([f"{MODELS}:no_such_function"], "has no function 'no_such_function'"),
+    ([f"{MODELS}:not_a_pair"], "not (model, example_args)"),
+    ([f"{MODELS}:two_blockers", "--opset", "9"], "opset 9 is outside 11-23"),
+    ([f"{MODELS}:two_blockers", "--opset", "seventeen"], "--opset takes integers"),
+    ([f"{MODELS}:two_blockers", "--opset", "23", "--exporter", "torchscript"], "writes opsets up to 20"),
+    ([f"{MODELS}:two_blockers", "--trt-version", "7.0"], "no onnx-tensorrt operator table is recorded for TensorRT 7.0"),
+    ([f"{MODELS}:two_blockers", "--namespace", "My-Models"], "--namespace must be a lower-case identifier"),
+])
+def test_user_errors_are_one_line_with_exit_status_2(argv, expected, capsys):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
+    assert "Fix:" in err
+
+
+def test_help_explains_the_columns(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    for words in ("ts-N, dyn-N", "decides", "TensorRT V", "blocker", "Exit status"):
+        assert words in out
