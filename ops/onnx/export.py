@@ -282,6 +282,12 @@ def _cleanup(m):
     out.functions.extend(m.functions)
     for prop in m.metadata_props:
         out.metadata_props.append(prop)
+    # graphsurgeon drops node metadata; the dynamo exporter's (module scope of each node, which
+    # ops.precision reports in terms of the torch model) is copied back by node name.
+    scopes = {n.name: list(n.metadata_props) for n in m.graph.node if n.metadata_props}
+    for node in out.graph.node:
+        for prop in scopes.get(node.name, ()):
+            node.metadata_props.append(prop)
     out.producer_name, out.producer_version = m.producer_name, m.producer_version
     return out
 
