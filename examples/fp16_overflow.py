@@ -37,19 +37,20 @@ class PlainRMSNorm(torch.nn.Module):
 
 
 class MixerBlock(torch.nn.Module):
-    def __init__(self, dim: int, hidden: int):
+    """Pre-norm MLP block; `plain` picks the hand-written norm, else opforge::rms_norm, which accumulates in
+    float32 whatever the input dtype, so half inputs are safe for it."""
+
+    def __init__(self, dim: int, hidden: int, plain: bool):
         super().__init__()
-        self.norm = PlainRMSNorm(dim)
+        self.norm = PlainRMSNorm(dim) if plain else None
+        self.norm_weight = torch.nn.Parameter(torch.ones(dim))
         self.up = torch.nn.Linear(dim, hidden)
         self.down = torch.nn.Linear(hidden, dim)
-        self.norm_weight = torch.nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        h = self.norm(x)
+        h = self.norm(x) if self.norm is not None else torch.ops.opforge.rms_norm(x, self.norm_weight, 1e-6)
         h = torch.ops.opforge.scaled_gelu(self.up(h), 1.0, "tanh")
-        x = x + self.down(h)
-        # opforge::rms_norm accumulates in float32 whatever the input dtype: half inputs are safe for it
-        return x, torch.ops.opforge.rms_norm(x, self.norm_weight, 1e-6)
+        return x + self.down(h)
 
 
 class LargeActivationMixer(torch.nn.Module):
@@ -59,14 +60,15 @@ class LargeActivationMixer(torch.nn.Module):
         super().__init__()
         self.embed = torch.nn.Linear(32, dim)
         self.offset = torch.nn.Parameter(torch.zeros(dim))
-        self.blocks = torch.nn.ModuleList(MixerBlock(dim, hidden) for _ in range(blocks))
+        self.blocks = torch.nn.ModuleList(MixerBlock(dim, hidden, plain=k % 2 == 0) for k in range(blocks))
+        self.final_norm = PlainRMSNorm(dim)
         self.head = torch.nn.Linear(dim, out)
 
     def forward(self, x):
         x = self.embed(x) + self.offset
         for block in self.blocks:
-            x, normed = block(x)
-        return self.head(normed)
+            x = block(x)
+        return self.head(self.final_norm(x))
 
 
 def make(seed: int = 0, tokens: int = 64):
