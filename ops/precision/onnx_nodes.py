@@ -57,10 +57,22 @@ def _expose_all(model):
     return m
 
 
-def float32_values(model, samples) -> list[dict]:
+def float32_values(model, samples, reference: str = "ort") -> list[dict]:
     """For each sample (a tuple of torch tensors): {value name: torch tensor} of every intermediate and output
-    of the float32 graph, run in ONNX Runtime."""
+    of the float32 graph, run in ONNX Runtime (reference="torch": ops.precision's torch runner, float32 on the
+    CPU, for machines without the native ORT op library)."""
     import torch
+
+    if reference == "torch":
+        from .torch_eval import TorchGraphRunner
+
+        runner = TorchGraphRunner(model)
+        runs = []
+        for sample in samples:
+            present = [t for t in sample if t is not None]
+            feeds = {i.name: t.cpu() for i, t in zip(model.graph.input, present)}
+            runs.append({**{k: v.cpu() for k, v in runner.run(feeds, keep_all=True).items()}, **feeds})
+        return runs
 
     from ..onnx import ort_session
     from ..onnx.models import run_session

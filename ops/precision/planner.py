@@ -43,7 +43,7 @@ def _samples(args, calibration) -> list:
 
 def analyze(model, args, *, calibration=None, dtype: str = "float16", budget: float = DEFAULT_BUDGET,
             underflow: float = DEFAULT_UNDERFLOW, opset: int = 17, modules: bool = True, device: str = "cpu",
-            onnx_model=None) -> Analysis:
+            onnx_model=None, reference: str = "ort") -> Analysis:
     """Record, per exported ONNX node and per torch module, the float32 activation range and the error of
     running that part alone in half; flag overflow, underflow and budget breaches."""
     import torch
@@ -60,7 +60,7 @@ def analyze(model, args, *, calibration=None, dtype: str = "float16", budget: fl
     if isinstance(model, torch.nn.Module):
         model = model.eval()
     m = onnx_model if onnx_model is not None else export_onnx(model, samples[0], opset=opset)
-    runs = float32_values(m, samples)
+    runs = float32_values(m, samples, reference)
     nodes = analyze_nodes(m, runs, fmt, budget, underflow, device)
     mods = analyze_modules(model, samples, fmt, budget, underflow, device) \
         if modules and isinstance(model, torch.nn.Module) else []
@@ -78,7 +78,7 @@ def _mixed_run(mixed, analysis, device):
     worst, values = 0.0, []
     for sample, ref in zip(analysis.samples, analysis.runs):
         feeds = {i.name: t for i, t in zip(mixed.graph.input, [t for t in sample if t is not None])}
-        got = runner.run(feeds, keep_all=True)
+        got = {k: v.cpu() for k, v in runner.run(feeds, keep_all=True).items()}
         values.append(got)
         for o in mixed.graph.output:
             worst = max(worst, rel_l2(got[o.name].float(), ref[o.name].float()))
