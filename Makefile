@@ -7,7 +7,7 @@ VENV          ?= .venv
 PY            ?= $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 DEPS          := "setuptools>=77" wheel numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon \
-                 polygraphy==0.53.6
+                 polygraphy==0.53.6 matplotlib onnxconverter-common
 PYTEST_ARGS   ?=
 
 .PHONY: setup build demo test check clean

@@ -282,19 +282,44 @@ def _cleanup(m):
     out.functions.extend(m.functions)
     for prop in m.metadata_props:
         out.metadata_props.append(prop)
+    # graphsurgeon drops node metadata; the dynamo exporter's (module scope of each node, which
+    # ops.precision reports in terms of the torch model) is copied back by node name.
+    scopes = {n.name: list(n.metadata_props) for n in m.graph.node if n.metadata_props}
+    for node in out.graph.node:
+        for prop in scopes.get(node.name, ()):
+            node.metadata_props.append(prop)
     out.producer_name, out.producer_version = m.producer_name, m.producer_version
     return out
 
 
+PRECISIONS = ("float32", "mixed-float16", "mixed-bfloat16")
+
+
 def export_onnx(model, args, path=None, *, opset: int = DEFAULT_OPSET, dynamic=False, fallback: bool = False,
-                check: bool = True):
+                check: bool = True, precision: str = "float32", calibration=None, budget: float | None = None,
+                target: float | None = None):
     """Export `model(*args)` to ONNX with every opforge op as a custom node (domain = namespace).
 
     opset 11-17 uses the TorchScript exporter, 18-23 the dynamo exporter. dynamic: True makes dim 0 of
     every tensor argument a symbolic 'batch' dim; or {arg index: {dim: name}}. fallback=True attaches an
     ONNX function per used op (its reference in standard ops) so plain ONNX Runtime can run the graph.
-    Writes `path` when given; returns the onnx.ModelProto. Raises ExportError on any problem."""
+    precision="mixed-float16" (or "mixed-bfloat16") writes a mixed-precision graph (ops.precision): the parts
+    that overflow or break the error budget in half on `args` (and the `calibration` argument tuples) stay
+    float32 behind explicit Casts, everything else is half, weights included; budget/target are the per-node
+    and end-to-end rel_l2 limits. Writes `path` when given; returns the onnx.ModelProto. Raises ExportError on
+    any problem."""
     import torch
+
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}. Fix: e.g. "
+                          "precision='mixed-float16'.")
+    if precision != "float32":
+        from ..precision import DEFAULT_BUDGET, DEFAULT_TARGET, export_mixed
+
+        mixed, _ = export_mixed(model, args, path, dtype=precision.removeprefix("mixed-"), calibration=calibration,
+                                opset=opset, dynamic=dynamic, fallback=fallback,
+                                budget=budget or DEFAULT_BUDGET, target=target or DEFAULT_TARGET)
+        return mixed
 
     onnx = _lazy.onnx()
     if not isinstance(opset, int) or opset not in TORCHSCRIPT_OPSETS and opset not in DYNAMO_OPSETS:

@@ -1,0 +1,104 @@
+"""python -m ops.precision module:function [--data inputs.pt] [--dtype float16|bfloat16] [--json out.json]
+[--plot out.png] [--budget 1e-3] [--export-mixed out.onnx]
+
+function() returns (model, example_args). --data is a torch.save'd list of argument tuples (calibration
+inputs; the example args are always included). Prints the ranked table; user errors print one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from ..errors import OpforgeError
+
+
+def load_target(spec: str):
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr or "::" in spec:
+        raise OpforgeError(f"target must be 'package.module:function' returning (model, example_args), got {spec!r}. "
+                           "Fix: e.g. python -m ops.precision examples.fp16_overflow:make")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise OpforgeError(f"cannot load {spec!r}: {e}. Fix: check the module is importable (PYTHONPATH) and "
+                           "defines that function.") from None
+    made = fn()
+    if not (isinstance(made, (tuple, list)) and len(made) == 2):
+        raise OpforgeError(f"{spec}() must return (model, example_args), got {type(made).__name__}. Fix: return a "
+                           "2-tuple.")
+    model, args = made
+    return model, tuple(args) if isinstance(args, (list, tuple)) else (args,)
+
+
+def load_data(path: str | None) -> list:
+    if path is None:
+        return []
+    import torch
+
+    if not Path(path).is_file():
+        raise OpforgeError(f"--data {path}: no such file. Fix: torch.save([(x1,), (x2,), ...], '{path}') first.")
+    data = torch.load(path, weights_only=True)
+    if not isinstance(data, (list, tuple)) or not data:
+        raise OpforgeError(f"--data {path} must hold a non-empty list of argument tuples, got {type(data).__name__}. "
+                           "Fix: torch.save([(x1,), (x2,)], path).")
+    return [tuple(d) if isinstance(d, (list, tuple)) else (d,) for d in data]
+
+
+def main(argv=None) -> int:
+    from .planner import DEFAULT_BUDGET, DEFAULT_TARGET
+
+    parser = argparse.ArgumentParser(prog="python -m ops.precision", description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", help="module:function returning (model, example_args)")
+    parser.add_argument("--data", help="torch.save'd list of argument tuples used as calibration inputs")
+    parser.add_argument("--dtype", default="float16", help="float16 (default) or bfloat16")
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
+                        help=f"per-node rel_l2 error budget of running it alone in half (default {DEFAULT_BUDGET:g})")
+    parser.add_argument("--target-error", type=float, default=DEFAULT_TARGET,
+                        help=f"end-to-end rel_l2 the mixed plan must meet (default {DEFAULT_TARGET:g})")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset of the analysed export (default 17)")
+    parser.add_argument("--json", metavar="PATH", help="write the full report as JSON ('-' for stdout)")
+    parser.add_argument("--plot", metavar="PNG", help="plot per-node max |activation| against the half limit")
+    parser.add_argument("--export-mixed", metavar="ONNX", help="also write the mixed-precision ONNX graph")
+    parser.add_argument("--rows", type=int, default=25, help="table rows per section (default 25)")
+    args = parser.parse_args(argv)
+    try:
+        import ops  # noqa: F401  (registers the built-in ops)
+        from .formats import half_format
+        from .planner import analyze, plan_mixed
+        from .report import plot
+
+        half_format(args.dtype)
+        model, example = load_target(args.target)
+        analysis = analyze(model, example, calibration=load_data(args.data), dtype=args.dtype, budget=args.budget,
+                           opset=args.opset)
+        mixed = plan_mixed(analysis, target=args.target_error)
+        if args.export_mixed:
+            import onnx
+
+            Path(args.export_mixed).parent.mkdir(parents=True, exist_ok=True)
+            onnx.save(mixed, args.export_mixed)
+        if args.json != "-":
+            print(analysis.report.table(args.rows))
+        if args.json:
+            text = json.dumps(analysis.report.to_json(), indent=1, default=str)
+            if args.json == "-":
+                print(text)
+            else:
+                Path(args.json).write_text(text)
+                print(f"wrote {args.json}")
+        if args.plot:
+            plot(analysis.report, args.plot)
+            print(f"wrote {args.plot}")
+        if args.export_mixed:
+            print(f"wrote {args.export_mixed}")
+    except OpforgeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
