@@ -9,10 +9,14 @@
 #   bench     bench_torch_ops.py             overhead  bench_overhead.py (per-call host time)
 #   sanitize  compute-sanitizer memcheck + racecheck over every CUDA kernel
 #   user      the example user package
+#   scan      ops.scan on torchvision.ops.DeformConv2d + torch.nn.RMSNorm (torchvision loads there), and the
+#             ops.new commands it suggests
+#   dcncpu    bench_dcn_cpu.py (DCN on the host's CPU vs torchvision's CPU kernel, issue 9)
+#   precision benchmarks/gpu_check_precision.py (the mixed-float16 export's half parts on CUDA, issue 11)
 # Logs and JSON land in $OUT.
 set -uo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
-STEPS=${STEPS:-probe pytest check examples opcheck bench overhead sanitize user}
+STEPS=${STEPS:-probe pytest check examples opcheck bench overhead sanitize user precision}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export OPFORGE_TRT_CUDA_ARCHS=${OPFORGE_TRT_CUDA_ARCHS:-90} TRT_INCLUDE_DIR=${TRT_INCLUDE_DIR:-$PWD/build/trt-headers/include}
 has() { [[ " $STEPS " == *" $1 "* ]]; }
@@ -58,4 +62,21 @@ if has user; then
     && python3 -m ops.build --trt --package mypkg.ops >> "$OUT/user_build.log" 2>&1 \
     && python3 -m ops.check --package mypkg.ops mypkg::softclip 2>/dev/null | cut -c1-200 > "$OUT/user_check.txt" ) \
     || tail -20 "$OUT/user_build.log"; tail -1 "$OUT/user_check.txt"
+fi
+if has precision; then
+  timeout 900 python3 benchmarks/gpu_check_precision.py --out "$OUT/precision.json" > "$OUT/precision.txt" 2>&1
+  echo "precision exit $?"; grep -vE "^\s*$|Warning" "$OUT/precision.txt" | tail -25 | cut -c1-200
+fi
+if has dcncpu; then
+  timeout 600 python3 benchmarks/bench_dcn_cpu.py --json "$OUT/dcn_cpu.json" --threads 1,8 ${DCN_CPU_ARGS:-} 2>&1 \
+    | grep -v Warning | tee "$OUT/dcn_cpu.txt" | tail -12
+fi
+if has scan; then
+  python3 -m ops.scan tests/scan/scan_models.py:torchvision_blockers --json > "$OUT/scan_tv.json" 2> "$OUT/scan_tv.err"
+  echo "ops.scan exit $? (1 = blockers found)"; python3 -m ops.scan tests/scan/scan_models.py:torchvision_blockers 2>&1 \
+    | grep -v Warning | tee "$OUT/scan_tv.txt" | tail -20 | cut -c1-220
+  grep -o "python -m ops.new [^\"]*" "$OUT/scan_tv.txt" | sort -u | while read -r cmd; do
+    ( d=$(mktemp -d) && cp -r ops csrc tests setup.py pyproject.toml "$d"/ 2>/dev/null; cd "$d" && export PYTHONPATH="$d" && eval "python3${cmd#python}" \
+      > "$OUT/scan_new_$(echo "$cmd" | md5sum | cut -c1-6).txt" 2>&1; echo "[$?] $cmd" )
+  done
 fi

@@ -59,3 +59,28 @@ def volumetric():
 
 def not_a_pair():
     return torch.nn.Identity()
+
+
+class TorchvisionBlockers(torch.nn.Module):
+    """torchvision.ops.DeformConv2d (with a mask: DCNv2) and torch.nn.RMSNorm in one network: the issue's
+    example. Needs torchvision with compiled ops (the GPU host has it; this project's CPU machine does not)."""
+
+    def __init__(self, channels: int = 8):
+        super().__init__()
+        import torchvision
+
+        self.stem = torch.nn.Conv2d(3, channels, 3, padding=1)
+        self.offset = torch.nn.Conv2d(channels, 3 * 9, 3, padding=1)
+        self.dcn = torchvision.ops.DeformConv2d(channels, channels, 3, padding=1)
+        self.norm = torch.nn.RMSNorm(channels)
+
+    def forward(self, image):
+        h = torch.relu(self.stem(image))
+        o = self.offset(h)
+        h = self.dcn(h, o[:, :18], torch.sigmoid(o[:, 18:]))
+        return self.norm(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def torchvision_blockers():
+    torch.manual_seed(0)
+    return TorchvisionBlockers().eval(), (torch.randn(1, 3, 16, 16),)
