@@ -96,13 +96,22 @@ def depth_patches(gen, patches: int = 64):
     return (base + 30 * torch.randn(1, patches, 64, generator=gen)).clamp(0, 10000)
 
 
-def calibration(maker, count: int = 2):
-    """More inputs like the example's, for --data / calibration."""
-    model, (x,) = maker()
-    gen = torch.Generator().manual_seed(123)
+def calibration(maker, count: int = 2, seed: int = 123, **kw):
+    """More inputs like the example's, for --data / calibration (planning)."""
+    model, (x,) = maker(**kw)
+    gen = torch.Generator().manual_seed(seed)
     if maker is make_transformer:
         return [(depth_patches(gen, x.shape[1]),) for _ in range(count)]
     return [(torch.randn(x.shape, generator=gen),) for _ in range(count)]
+
+
+HELD_OUT_SEEDS = (2001, 2002, 2003)  # never used for planning nor for developing the planner
+
+
+def held_out(maker, seeds=HELD_OUT_SEEDS, **kw):
+    """Inputs like the example's from other seeds: one per seed, for checking a plan on inputs it was not
+    made on."""
+    return [calibration(maker, 1, seed, **kw)[0] for seed in seeds]
 
 
 if __name__ == "__main__":

@@ -9,19 +9,21 @@
 - node_types.py:    which tensors of a node may become half, from its ONNX schema / opforge declaration
 - mixed.py:         the rewrite: half where allowed and not flagged, float32 behind explicit Casts elsewhere
 - validate.py:      the strongly-typed check (every tensor typed, no type parameter bound to two types)
-- planner.py:       analyze() and plan_mixed() (flagged -> float32; then meet the end-to-end target)
+- planner.py:       analyze() and plan_mixed() (flagged -> float32; then measured sensitivity until the
+                    end-to-end target * margin holds on every calibration input)
 - report.py:        ranking, table, JSON, plot; flops.py: FLOPs per node
 """
 
 from __future__ import annotations
 
-from .planner import DEFAULT_BUDGET, DEFAULT_TARGET, analyze, plan_mixed
+from .planner import DEFAULT_BUDGET, DEFAULT_MARGIN, DEFAULT_TARGET, analyze, plan_mixed
 
-__all__ = ["DEFAULT_BUDGET", "DEFAULT_TARGET", "analyze", "export_mixed", "plan_mixed"]
+__all__ = ["DEFAULT_BUDGET", "DEFAULT_MARGIN", "DEFAULT_TARGET", "analyze", "export_mixed", "plan_mixed"]
 
 
 def export_mixed(model, args, path=None, *, dtype: str = "float16", calibration=None, opset: int = 17,
-                 budget: float = DEFAULT_BUDGET, target: float = DEFAULT_TARGET, dynamic=False, fallback=False):
+                 budget: float = DEFAULT_BUDGET, target: float = DEFAULT_TARGET, margin: float = DEFAULT_MARGIN,
+                 dynamic=False, fallback=False):
     """Export float32, analyse, and write the mixed-precision graph. Returns (ModelProto, PrecisionReport)."""
     import json
 
@@ -30,7 +32,7 @@ def export_mixed(model, args, path=None, *, dtype: str = "float16", calibration=
     m32 = export_onnx(model, args, opset=opset, dynamic=dynamic, fallback=fallback)
     analysis = analyze(model, args, calibration=calibration, dtype=dtype, budget=budget, opset=opset,
                        modules=False, onnx_model=m32)
-    mixed = plan_mixed(analysis, target=target)
+    mixed = plan_mixed(analysis, target=target, margin=margin)
     summary = {k: v for k, v in analysis.report.mixed.items() if k != "kept_float32"}
     prop = mixed.metadata_props.add()
     prop.key, prop.value = "opforge.precision", json.dumps({"dtype": dtype, **summary,

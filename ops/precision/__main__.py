@@ -1,8 +1,9 @@
 """python -m ops.precision module:function [--data inputs.pt] [--dtype float16|bfloat16] [--json out.json]
 [--plot out.png] [--budget 1e-3] [--export-mixed out.onnx]
 
-function() returns (model, example_args). --data is a torch.save'd list of argument tuples (calibration
-inputs; the example args are always included). Prints the ranked table; user errors print one line."""
+function() returns (model, example_args) or (model, example_args, calibration): calibration is a list of
+argument tuples, like --data (a torch.save'd list); the example args are always included. The plan must
+meet --target-error * --margin on every calibration input, so that it holds on inputs it was not made on. Prints the ranked table; user errors print one line."""
 
 from __future__ import annotations
 
@@ -26,11 +27,12 @@ def load_target(spec: str):
         raise OpforgeError(f"cannot load {spec!r}: {e}. Fix: check the module is importable (PYTHONPATH) and "
                            "defines that function.") from None
     made = fn()
-    if not (isinstance(made, (tuple, list)) and len(made) == 2):
-        raise OpforgeError(f"{spec}() must return (model, example_args), got {type(made).__name__}. Fix: return a "
-                           "2-tuple.")
-    model, args = made
-    return model, tuple(args) if isinstance(args, (list, tuple)) else (args,)
+    if not (isinstance(made, (tuple, list)) and len(made) in (2, 3)):
+        raise OpforgeError(f"{spec}() must return (model, example_args) or (model, example_args, calibration), "
+                           f"got {type(made).__name__}. Fix: return a 2- or 3-tuple.")
+    model, args = made[0], made[1]
+    calibration = [tuple(c) if isinstance(c, (list, tuple)) else (c,) for c in (made[2] if len(made) == 3 else [])]
+    return model, tuple(args) if isinstance(args, (list, tuple)) else (args,), calibration
 
 
 def load_data(path: str | None) -> list:
@@ -48,7 +50,7 @@ def load_data(path: str | None) -> list:
 
 
 def main(argv=None) -> int:
-    from .planner import DEFAULT_BUDGET, DEFAULT_TARGET
+    from .planner import DEFAULT_BUDGET, DEFAULT_MARGIN, DEFAULT_TARGET
 
     parser = argparse.ArgumentParser(prog="python -m ops.precision", description=__doc__.split("\n\n")[0])
     parser.add_argument("target", help="module:function returning (model, example_args)")
@@ -58,6 +60,8 @@ def main(argv=None) -> int:
                         help=f"per-node rel_l2 error budget of running it alone in half (default {DEFAULT_BUDGET:g})")
     parser.add_argument("--target-error", type=float, default=DEFAULT_TARGET,
                         help=f"end-to-end rel_l2 the mixed plan must meet (default {DEFAULT_TARGET:g})")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                        help=f"the plan must meet target-error * margin on the calibration inputs (default {DEFAULT_MARGIN:g})")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset of the analysed export (default 17)")
     parser.add_argument("--json", metavar="PATH", help="write the full report as JSON ('-' for stdout)")
     parser.add_argument("--plot", metavar="PNG", help="plot per-node max |activation| against the half limit")
@@ -71,10 +75,10 @@ def main(argv=None) -> int:
         from .report import plot
 
         half_format(args.dtype)
-        model, example = load_target(args.target)
-        analysis = analyze(model, example, calibration=load_data(args.data), dtype=args.dtype, budget=args.budget,
+        model, example, own = load_target(args.target)
+        analysis = analyze(model, example, calibration=own + load_data(args.data), dtype=args.dtype, budget=args.budget,
                            opset=args.opset)
-        mixed = plan_mixed(analysis, target=args.target_error)
+        mixed = plan_mixed(analysis, target=args.target_error, margin=args.margin)
         if args.export_mixed:
             import onnx
 

@@ -72,7 +72,8 @@ class PrecisionReport:
                           f"({mx['flagged']} flagged, {mx['added_for_budget']} added to meet the end-to-end target, "
                           f"{mx['no_half_kernel']} without a half type), "
                           f"{mx['half_flop_fraction']:.1%} of FLOPs in {self.dtype}, "
-                          f"end-to-end rel_l2 {_err(mx['rel_l2'])} (target {mx['target']:g})"]
+                          f"end-to-end rel_l2 {_err(mx['rel_l2'])} worst over {mx.get('calibration_samples', 1)} "
+                          f"calibration input(s) (target {mx['target']:g} x margin {mx.get('margin', 1):g})"]
         return "\n".join(lines)
 
 
