@@ -63,7 +63,7 @@ def main(argv=None) -> int:
             meta = json.loads(next(p.value for p in m.metadata_props if p.key == "opforge.precision"))
             print(f"{args.precision}: {meta['float32_nodes']} nodes kept float32 ({meta['flagged']} flagged), "
                   f"{meta['half_flop_fraction']:.1%} of FLOPs in half, end-to-end rel_l2 {meta['rel_l2']:.2e} "
-                  f"(torch kernels, on the example args)")
+                  f"(torch kernels, worst over {meta['calibration_samples']} calibration input(s))")
         if args.check_ort:
             outs = run_session(ort_session(args.output), inputs)
             print(f"ONNX Runtime ran it: output shapes {[list(o.shape) for o in outs]}")

@@ -50,3 +50,19 @@ def rel_l2(got, want) -> float:
     if denom == 0.0:
         return 0.0 if diff == 0.0 else float("inf")
     return diff / denom
+
+
+def risk_flags(finding, fmt: HalfFormat, budget: float, underflow_limit: float) -> list[str]:
+    """What is wrong with running one part (an ONNX node, a torch module) in half, from its float32 range
+    (max_abs), the error of running it alone in half (error: None when it cannot run in half) and the
+    fraction of its nonzero outputs that round to zero (underflow)."""
+    flags = []
+    if finding.max_abs > fmt.max:
+        flags.append("overflow")
+    if finding.error == float("inf") and "overflow" not in flags:
+        flags.append("non-finite")
+    if finding.error is not None and budget < finding.error < float("inf"):
+        flags.append("budget")
+    if finding.underflow > underflow_limit:
+        flags.append("underflow")
+    return flags

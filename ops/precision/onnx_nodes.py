@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .formats import HalfFormat, rel_l2
+from .formats import HalfFormat, rel_l2, risk_flags
 from .node_types import FLOAT, elem_types, half_slots
 
 
@@ -192,13 +192,6 @@ def analyze_nodes(model, runs: list[dict], fmt: HalfFormat, budget: float, under
                 if name and k in slots.outputs and name in env and k < len(halves):
                     err = rel_l2(halves[k], env[name])
                     f.error = err if f.error is None else max(f.error, err)
-        if f.max_abs > fmt.max:
-            f.flags.append("overflow")
-        if f.error == float("inf") and "overflow" not in f.flags:
-            f.flags.append("non-finite")
-        if f.error is not None and budget < f.error < float("inf"):
-            f.flags.append("budget")
-        if f.underflow > underflow_limit:
-            f.flags.append("underflow")
+        f.flags += risk_flags(f, fmt, budget, underflow_limit)
         findings.append(f)
     return findings

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from .formats import HalfFormat, rel_l2
+from .formats import HalfFormat, rel_l2, risk_flags
 
 
 @dataclass
@@ -125,13 +125,6 @@ def analyze_modules(model, samples, fmt: HalfFormat, budget: float, underflow_li
             errs = [rel_l2(g, w) for g, w in zip(have, want)]
             if errs:
                 f.error = max(errs + ([f.error] if f.error is not None else []))
-        if f.max_abs > fmt.max:
-            f.flags.append("overflow")
-        if f.error == float("inf") and "overflow" not in f.flags:
-            f.flags.append("non-finite")
-        if f.error is not None and budget < f.error < float("inf"):
-            f.flags.append("budget")
-        if f.underflow > underflow_limit:
-            f.flags.append("underflow")
+        f.flags += risk_flags(f, fmt, budget, underflow_limit)
         findings.append(f)
     return findings
