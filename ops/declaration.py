@@ -28,7 +28,17 @@ RESERVED_NAMESPACES = {"aten", "prim", "prims", "torch", "onnx", "ai", "trt", "t
 _REQUIRED = object()
 # Argument names torch reserves: 'self'/'out' in schemas; 'kernel' collides with a keyword of inductor's
 # FallbackKernel.create, so torch.compile of a call passing it fails to lower (torch 2.11-2.13).
-RESERVED_NAMES = {"self", "out", "kernel"}
+# 'ctx' is the kernel's DeviceContext parameter in the generated prototypes (ops/prototypes.py).
+RESERVED_NAMES = {"self", "out", "kernel", "ctx"}
+# Names become C++ identifiers (kernel parameters, namespaces): a C++ keyword would not compile.
+CPP_KEYWORDS = frozenset("""
+    alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
+    compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
+    default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline
+    int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public
+    register reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch
+    template this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile
+    wchar_t while xor xor_eq""".split())
 
 
 class _Required:
@@ -218,10 +228,13 @@ class OpDecl:
         return next(a for a in self.attrs if a.name == name)
 
     def kernel_files(self) -> dict[str, Path]:
-        """device -> kernel source file, plus 'header'."""
+        """device -> kernel source file, plus 'header' where the op has a hand-written <name>.h (optional:
+        the prototypes are generated, ops/prototypes.py; a header may still hold helpers or the prototypes)."""
         if self.kernel_dir is None:
             return {}
-        files = {"header": self.kernel_dir / f"{self.name}.h"}
+        files = {}
+        if (self.kernel_dir / f"{self.name}.h").is_file():
+            files["header"] = self.kernel_dir / f"{self.name}.h"
         if "cpu" in self.devices:
             files["cpu"] = self.kernel_dir / f"{self.name}_cpu.cpp"
         if "cuda" in self.devices:
@@ -319,12 +332,19 @@ class _Validator:
         ns, name = m.groups()
         if ns in RESERVED_NAMESPACES:
             self.fail("id", f"a namespace other than {sorted(RESERVED_NAMESPACES)}", ns, "use your project's own namespace")
+        for part in (ns, name):
+            if part in CPP_KEYWORDS:
+                self.fail("id", "a namespace and name that are not C++ keywords (they become C++ namespaces)", id,
+                          f"rename {part!r}, e.g. {part}_")
         return ns, name
 
     def identifier(self, field: str, name: Any) -> str:
         if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name) or name in RESERVED_NAMES:
             self.fail(field, f"a Python identifier that is not a keyword or one of {sorted(RESERVED_NAMES)}", name,
                       "rename it")
+        if name in CPP_KEYWORDS:
+            self.fail(field, "a name that is not a C++ keyword (it names a kernel parameter or namespace)", name,
+                      f"rename it, e.g. {name}_")
         return name
 
     def list_of(self, items: Any, kind: type, field: str, example: str) -> list:
@@ -593,27 +613,27 @@ class _Validator:
         if not isinstance(kernels, (str, Path)):
             self.fail("kernels", "a directory (relative to the declaring module), 'auto' or None", kernels,
                       f"put the kernels in csrc/{name}/ beside the declaring module")
-        expected = {"header": f"{name}.h", "cpu": f"{name}_cpu.cpp", "cuda": f"{name}_cuda.cu"}
+        expected = {"cpu": f"{name}_cpu.cpp", "cuda": f"{name}_cuda.cu"}
         if kernels == "auto":
             candidates = [d / "csrc" / name for d in kernel_search_dirs(origin)]
         else:
             directory = Path(kernels)
             candidates = [directory if directory.is_absolute() or origin is None else origin / directory]
         for directory in candidates:
-            if all((directory / expected[w]).is_file() for w in ("header", *devices)):
+            if all((directory / expected[w]).is_file() for w in devices):
                 return directory.resolve()
         if candidates and built():  # an installed package whose wheel carries the compiled kernels only
             return candidates[0]
         where = candidates[0] if len(candidates) == 1 else None
         if where is not None:
-            for what in ("header", *devices):
+            for what in devices:
                 path = where / expected[what]
                 if not path.is_file():
                     self.fail("kernels", f"a {what} kernel file at {path}", "missing",
-                              f"create {path}{' or drop ' + repr(what) + ' from devices' if what != 'header' else ''}"
-                              " (or pass kernels=None to run the reference as the implementation)")
+                              f"create {path} or drop {what!r} from devices (`python -m ops.new` writes a skeleton; "
+                              "or pass kernels=None to run the reference as the implementation)")
         looked = ", ".join(str(c) for c in candidates) or "nowhere (the declaring module has no file)"
-        self.fail("kernels", f"a directory csrc/{name}/ with {', '.join(expected[w] for w in ('header', *devices))}",
+        self.fail("kernels", f"a directory csrc/{name}/ with {', '.join(expected[w] for w in devices)}",
                   f"none found (looked in {looked})",
                   f"create csrc/{name}/ beside the declaring module or its package, pass kernels='<dir>', "
                   "or kernels=None to run the reference as the implementation")

@@ -45,8 +45,9 @@ def rebuild_hint(package) -> str:
 def _generator_digest() -> bytes:
     """What every op's glue depends on besides its declaration: the generator and the shared headers."""
     h = hashlib.sha256(FINGERPRINT_VERSION.encode())
-    glue = Path(__file__).resolve().parent / "torch" / "glue.py"
-    for path in [glue, *(paths.csrc_dir() / s for s in SHARED_SOURCES)]:
+    here = Path(__file__).resolve().parent
+    generators = [here / "torch" / "glue.py", here / "torch" / "schema.py", here / "prototypes.py"]
+    for path in [*generators, *(paths.csrc_dir() / s for s in SHARED_SOURCES)]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.digest()

@@ -8,19 +8,11 @@
 #pragma once
 
 #include "opforge/kernel_api.h"
+#include "opforge_kernels/opforge/batched_nms.h"  // the entry points, generated from the declaration
 
 namespace opforge_kernels {
 namespace opforge {
 namespace batched_nms {
-
-::opforge::Status cpu(const ::opforge::TensorView& boxes, const ::opforge::TensorView& scores,
-                      const ::opforge::TensorView& idxs, const ::opforge::TensorView& keep,
-                      const ::opforge::TensorView& count, double iou_threshold, int64_t max_output,
-                      const ::opforge::DeviceContext& ctx);
-::opforge::Status cuda(const ::opforge::TensorView& boxes, const ::opforge::TensorView& scores,
-                       const ::opforge::TensorView& idxs, const ::opforge::TensorView& keep,
-                       const ::opforge::TensorView& count, double iou_threshold, int64_t max_output,
-                       const ::opforge::DeviceContext& ctx);
 
 namespace detail {
 

@@ -164,11 +164,11 @@ void run(const T* boxes, const T* scores, const I* idxs, int64_t n, float thr, i
 }
 
 }  // namespace
+}  // namespace batched_nms
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cpu(const ::opforge::TensorView& boxes, const ::opforge::TensorView& scores,
-                      const ::opforge::TensorView& idxs, const ::opforge::TensorView& keep,
-                      const ::opforge::TensorView& count, double iou_threshold, int64_t max_output,
-                      const ::opforge::DeviceContext& ctx) {
+OPFORGE_CPU_KERNEL(opforge, batched_nms) {
   int64_t n = 0;
   const ::opforge::Status st = detail::check_args(boxes, scores, idxs, keep, count, &n);
   if (!st.is_ok()) return st;
@@ -188,7 +188,3 @@ void run(const T* boxes, const T* scores, const I* idxs, int64_t n, float thr, i
     return ::opforge::Status::ok();
   });
 }
-
-}  // namespace batched_nms
-}  // namespace opforge
-}  // namespace opforge_kernels

@@ -274,11 +274,11 @@ template <typename T, typename I>
 }
 
 }  // namespace
+}  // namespace batched_nms
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cuda(const ::opforge::TensorView& boxes, const ::opforge::TensorView& scores,
-                       const ::opforge::TensorView& idxs, const ::opforge::TensorView& keep,
-                       const ::opforge::TensorView& count, double iou_threshold, int64_t max_output,
-                       const ::opforge::DeviceContext& ctx) {
+OPFORGE_CUDA_KERNEL(opforge, batched_nms) {
   using ::opforge::Status;
   int64_t n = 0;
   const Status st = detail::check_args(boxes, scores, idxs, keep, count, &n);
@@ -301,7 +301,3 @@ template <typename T, typename I>
                      keep.ptr<int64_t>(), count_out, ctx);
   });
 }
-
-}  // namespace batched_nms
-}  // namespace opforge
-}  // namespace opforge_kernels

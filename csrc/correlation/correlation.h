@@ -6,21 +6,11 @@
 #pragma once
 
 #include "opforge/kernel_api.h"
+#include "opforge_kernels/opforge/correlation.h"  // the entry points, generated from the declaration
 
 namespace opforge_kernels {
 namespace opforge {
 namespace correlation {
-
-::opforge::Status cpu(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
-                      const ::opforge::TensorView& out, ::opforge::Span<int64_t> kernel_size,
-                      ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
-                      ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
-                      ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx);
-::opforge::Status cuda(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
-                       const ::opforge::TensorView& out, ::opforge::Span<int64_t> kernel_size,
-                       ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
-                       ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
-                       ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx);
 
 namespace detail {
 

@@ -58,25 +58,20 @@ void run(const detail::Params& p, const float* f1t, const float* f2t, T* out, co
 }
 
 }  // namespace
-
-::opforge::Status cpu(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
-                      const ::opforge::TensorView& out, ::opforge::Span<int64_t> kernel_size,
-                      ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
-                      ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
-                      ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx) {
-  detail::Params p;
-  const ::opforge::Status st =
-      detail::check_args(f1, f2, out, kernel_size, patch_size, stride, padding, dilation, dilation_patch, &p);
-  if (!st.is_ok()) return st;
-  return OPFORGE_DISPATCH_FLOATING_CPU(f1.dtype, T, [&] {
-    if (out.numel() == 0) return ::opforge::Status::ok();
-    const std::vector<float> f1t = channels_last_float(f1.ptr<const T>(), p, ctx);
-    const std::vector<float> f2t = channels_last_float(f2.ptr<const T>(), p, ctx);
-    run(p, f1t.data(), f2t.data(), out.ptr<T>(), ctx);
-    return ::opforge::Status::ok();
-  });
-}
-
 }  // namespace correlation
 }  // namespace opforge
 }  // namespace opforge_kernels
+
+OPFORGE_CPU_KERNEL(opforge, correlation) {
+  detail::Params p;
+  const ::opforge::Status st =
+      detail::check_args(f1, f2, corr, kernel_size, patch_size, stride, padding, dilation, dilation_patch, &p);
+  if (!st.is_ok()) return st;
+  return OPFORGE_DISPATCH_FLOATING_CPU(f1.dtype, T, [&] {
+    if (corr.numel() == 0) return ::opforge::Status::ok();
+    const std::vector<float> f1t = channels_last_float(f1.ptr<const T>(), p, ctx);
+    const std::vector<float> f2t = channels_last_float(f2.ptr<const T>(), p, ctx);
+    run(p, f1t.data(), f2t.data(), corr.ptr<T>(), ctx);
+    return ::opforge::Status::ok();
+  });
+}

@@ -248,23 +248,22 @@ void launch_general(const T* f1, const T* f2, T* out, const detail::Params& p, i
 }
 
 }  // namespace
+}  // namespace correlation
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cuda(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
-                       const ::opforge::TensorView& out, ::opforge::Span<int64_t> kernel_size,
-                       ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
-                       ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
-                       ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx) {
+OPFORGE_CUDA_KERNEL(opforge, correlation) {
   detail::Params p;
   const ::opforge::Status st =
-      detail::check_args(f1, f2, out, kernel_size, patch_size, stride, padding, dilation, dilation_patch, &p);
+      detail::check_args(f1, f2, corr, kernel_size, patch_size, stride, padding, dilation, dilation_patch, &p);
   if (!st.is_ok()) return st;
-  const int64_t total = out.numel();
+  const int64_t total = corr.numel();
   if (total == 0) return ::opforge::Status::ok();
   const cudaStream_t stream = ::opforge::cuda::stream(ctx);
   return OPFORGE_DISPATCH_FLOATING_CUDA(f1.dtype, T, [&] {
     const T* a = f1.ptr<const T>();
     const T* b = f2.ptr<const T>();
-    T* o = out.ptr<T>();
+    T* o = corr.ptr<T>();
     TileConfig cfg;
     if (tile_config(p, &cfg)) {
       dispatch_tiled<T>(a, b, o, p, cfg, stream);
@@ -274,7 +273,3 @@ void launch_general(const T* f1, const T* f2, T* out, const detail::Params& p, i
     return ::opforge::cuda::launch_status("correlation: CUDA launch failed");
   });
 }
-
-}  // namespace correlation
-}  // namespace opforge
-}  // namespace opforge_kernels

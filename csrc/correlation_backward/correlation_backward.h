@@ -8,23 +8,11 @@
 
 #include "correlation/correlation.h"
 #include "opforge/kernel_api.h"
+#include "opforge_kernels/opforge/correlation_backward.h"  // the entry points, generated from the declaration
 
 namespace opforge_kernels {
 namespace opforge {
 namespace correlation_backward {
-
-::opforge::Status cpu(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
-                      const ::opforge::TensorView& grad_out, const ::opforge::TensorView& grad_f1,
-                      const ::opforge::TensorView& grad_f2, ::opforge::Span<int64_t> kernel_size,
-                      ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
-                      ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
-                      ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx);
-::opforge::Status cuda(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
-                       const ::opforge::TensorView& grad_out, const ::opforge::TensorView& grad_f1,
-                       const ::opforge::TensorView& grad_f2, ::opforge::Span<int64_t> kernel_size,
-                       ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
-                       ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
-                       ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx);
 
 namespace detail {
 

@@ -67,13 +67,11 @@ void run(const detail::Params& p, const float* g, const float* f1t, const float*
 }
 
 }  // namespace
+}  // namespace correlation_backward
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cpu(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
-                      const ::opforge::TensorView& grad_out, const ::opforge::TensorView& grad_f1,
-                      const ::opforge::TensorView& grad_f2, ::opforge::Span<int64_t> kernel_size,
-                      ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
-                      ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
-                      ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx) {
+OPFORGE_CPU_KERNEL(opforge, correlation_backward) {
   detail::Params p;
   const ::opforge::Status st = detail::check_args(f1, f2, grad_out, grad_f1, grad_f2, kernel_size, patch_size,
                                                   stride, padding, dilation, dilation_patch, &p);
@@ -89,7 +87,3 @@ void run(const detail::Params& p, const float* g, const float* f1t, const float*
     return ::opforge::Status::ok();
   });
 }
-
-}  // namespace correlation_backward
-}  // namespace opforge
-}  // namespace opforge_kernels

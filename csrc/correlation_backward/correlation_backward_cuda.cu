@@ -80,13 +80,11 @@ __global__ void correlation_backward_kernel(const T* __restrict__ grad, const T*
 }
 
 }  // namespace
+}  // namespace correlation_backward
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cuda(const ::opforge::TensorView& f1, const ::opforge::TensorView& f2,
-                       const ::opforge::TensorView& grad_out, const ::opforge::TensorView& grad_f1,
-                       const ::opforge::TensorView& grad_f2, ::opforge::Span<int64_t> kernel_size,
-                       ::opforge::Span<int64_t> patch_size, ::opforge::Span<int64_t> stride,
-                       ::opforge::Span<int64_t> padding, ::opforge::Span<int64_t> dilation,
-                       ::opforge::Span<int64_t> dilation_patch, const ::opforge::DeviceContext& ctx) {
+OPFORGE_CUDA_KERNEL(opforge, correlation_backward) {
   detail::Params p;
   const ::opforge::Status st = detail::check_args(f1, f2, grad_out, grad_f1, grad_f2, kernel_size, patch_size,
                                                   stride, padding, dilation, dilation_patch, &p);
@@ -104,7 +102,3 @@ __global__ void correlation_backward_kernel(const T* __restrict__ grad, const T*
     return ::opforge::cuda::launch_status("correlation_backward: CUDA launch failed");
   });
 }
-
-}  // namespace correlation_backward
-}  // namespace opforge
-}  // namespace opforge_kernels

@@ -8,23 +8,11 @@
 #include <cmath>
 
 #include "opforge/kernel_api.h"
+#include "opforge_kernels/opforge/modulated_deform_conv2d.h"  // the entry points, generated from the declaration
 
 namespace opforge_kernels {
 namespace opforge {
 namespace modulated_deform_conv2d {
-
-::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& offset,
-                      const ::opforge::TensorView& weight, const ::opforge::TensorView* mask,
-                      const ::opforge::TensorView* bias, const ::opforge::TensorView& y,
-                      ::opforge::Span<int64_t> stride, ::opforge::Span<int64_t> padding,
-                      ::opforge::Span<int64_t> dilation, int64_t groups, int64_t deformable_groups,
-                      const ::opforge::DeviceContext& ctx);
-::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView& offset,
-                       const ::opforge::TensorView& weight, const ::opforge::TensorView* mask,
-                       const ::opforge::TensorView* bias, const ::opforge::TensorView& y,
-                       ::opforge::Span<int64_t> stride, ::opforge::Span<int64_t> padding,
-                       ::opforge::Span<int64_t> dilation, int64_t groups, int64_t deformable_groups,
-                       const ::opforge::DeviceContext& ctx);
 
 namespace detail {
 

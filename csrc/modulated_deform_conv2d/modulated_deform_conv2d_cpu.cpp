@@ -131,13 +131,11 @@ template <typename T>
 }
 
 }  // namespace
+}  // namespace modulated_deform_conv2d
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& offset,
-                      const ::opforge::TensorView& weight, const ::opforge::TensorView* mask,
-                      const ::opforge::TensorView* bias, const ::opforge::TensorView& y,
-                      ::opforge::Span<int64_t> stride, ::opforge::Span<int64_t> padding,
-                      ::opforge::Span<int64_t> dilation, int64_t groups, int64_t deformable_groups,
-                      const ::opforge::DeviceContext& ctx) {
+OPFORGE_CPU_KERNEL(opforge, modulated_deform_conv2d) {
   Geometry g;
   ::opforge::Status st =
       detail::check_args(x, offset, weight, mask, stride, padding, dilation, groups, deformable_groups, &g);
@@ -152,7 +150,3 @@ template <typename T>
                       mask ? mask->ptr<const T>() : nullptr, bias ? bias->ptr<const T>() : nullptr, y.ptr<T>(), ctx);
   });
 }
-
-}  // namespace modulated_deform_conv2d
-}  // namespace opforge
-}  // namespace opforge_kernels

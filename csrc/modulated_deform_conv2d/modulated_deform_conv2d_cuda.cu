@@ -277,13 +277,11 @@ template <typename T>
 }
 
 }  // namespace
+}  // namespace modulated_deform_conv2d
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView& offset,
-                       const ::opforge::TensorView& weight, const ::opforge::TensorView* mask,
-                       const ::opforge::TensorView* bias, const ::opforge::TensorView& y,
-                       ::opforge::Span<int64_t> stride, ::opforge::Span<int64_t> padding,
-                       ::opforge::Span<int64_t> dilation, int64_t groups, int64_t deformable_groups,
-                       const ::opforge::DeviceContext& ctx) {
+OPFORGE_CUDA_KERNEL(opforge, modulated_deform_conv2d) {
   detail::Geometry g;
   ::opforge::Status st =
       detail::check_args(x, offset, weight, mask, stride, padding, dilation, groups, deformable_groups, &g);
@@ -298,7 +296,3 @@ template <typename T>
                      mask ? mask->ptr<const T>() : nullptr, bias ? bias->ptr<const T>() : nullptr, y.ptr<T>(), ctx);
   });
 }
-
-}  // namespace modulated_deform_conv2d
-}  // namespace opforge
-}  // namespace opforge_kernels

@@ -7,27 +7,11 @@
 #pragma once
 
 #include "modulated_deform_conv2d/modulated_deform_conv2d.h"
+#include "opforge_kernels/opforge/modulated_deform_conv2d_backward.h"  // the entry points, generated from the declaration
 
 namespace opforge_kernels {
 namespace opforge {
 namespace modulated_deform_conv2d_backward {
-
-::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& offset,
-                      const ::opforge::TensorView& weight, const ::opforge::TensorView& grad_out,
-                      const ::opforge::TensorView* mask, const ::opforge::TensorView& grad_x,
-                      const ::opforge::TensorView& grad_offset, const ::opforge::TensorView& grad_weight,
-                      const ::opforge::TensorView& grad_mask, const ::opforge::TensorView& grad_bias,
-                      ::opforge::Span<int64_t> stride, ::opforge::Span<int64_t> padding,
-                      ::opforge::Span<int64_t> dilation, int64_t groups, int64_t deformable_groups,
-                      const ::opforge::DeviceContext& ctx);
-::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView& offset,
-                       const ::opforge::TensorView& weight, const ::opforge::TensorView& grad_out,
-                       const ::opforge::TensorView* mask, const ::opforge::TensorView& grad_x,
-                       const ::opforge::TensorView& grad_offset, const ::opforge::TensorView& grad_weight,
-                       const ::opforge::TensorView& grad_mask, const ::opforge::TensorView& grad_bias,
-                       ::opforge::Span<int64_t> stride, ::opforge::Span<int64_t> padding,
-                       ::opforge::Span<int64_t> dilation, int64_t groups, int64_t deformable_groups,
-                       const ::opforge::DeviceContext& ctx);
 
 namespace detail {
 

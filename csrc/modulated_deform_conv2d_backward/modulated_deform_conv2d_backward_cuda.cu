@@ -245,15 +245,11 @@ template <typename T>
 }
 
 }  // namespace
+}  // namespace modulated_deform_conv2d_backward
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView& offset,
-                       const ::opforge::TensorView& weight, const ::opforge::TensorView& grad_out,
-                       const ::opforge::TensorView* mask, const ::opforge::TensorView& grad_x,
-                       const ::opforge::TensorView& grad_offset, const ::opforge::TensorView& grad_weight,
-                       const ::opforge::TensorView& grad_mask, const ::opforge::TensorView& grad_bias,
-                       ::opforge::Span<int64_t> stride, ::opforge::Span<int64_t> padding,
-                       ::opforge::Span<int64_t> dilation, int64_t groups, int64_t deformable_groups,
-                       const ::opforge::DeviceContext& ctx) {
+OPFORGE_CUDA_KERNEL(opforge, modulated_deform_conv2d_backward) {
   fwd::Geometry g;
   const ::opforge::Status st = detail::check_args(grad_out, x, offset, weight, mask, grad_x, grad_offset, grad_weight,
                                                   grad_mask, grad_bias, stride, padding, dilation, groups,
@@ -265,7 +261,3 @@ template <typename T>
                      grad_weight.ptr<T>(), grad_mask.ptr<T>(), grad_bias.ptr<T>(), ctx);
   });
 }
-
-}  // namespace modulated_deform_conv2d_backward
-}  // namespace opforge
-}  // namespace opforge_kernels

@@ -17,6 +17,13 @@
 //   attrs  : int -> int64_t, float -> double, bool -> bool, str -> opforge::StringView,
 //            list[int] -> opforge::Span<int64_t>, list[float] -> opforge::Span<double>
 //
+// The build generates these prototypes from the declaration (ops/prototypes.py) into
+// <build>/gen/include/opforge_kernels/<ns>/<name>.h; a kernel file includes that header and writes only
+// the bodies, at global scope, with the declaration's names as parameters:
+//
+//   #include "opforge_kernels/myops/scale_shift.h"
+//   OPFORGE_CPU_KERNEL(myops, scale_shift) { ... x, y, scale, shift, ctx ... }
+//
 // The glue guarantees before the call: dtypes are among the declared ones, ranks/shapes satisfy the
 // declaration, views are contiguous (TensorRT linear format / torch .contiguous()), pointers are on the
 // device the entry point is for, and ctx.workspace holds at least the declared workspace bytes.
@@ -27,6 +34,13 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+
+// The definition of an op's entry point, its parameter list coming from the generated prototypes header
+// (OPFORGE_KERNEL_PARAMS_<ns>__<name>). Use at global scope: C++ forbids a qualified definition inside the
+// namespace it names.
+#define OPFORGE_CPU_KERNEL(ns, name) ::opforge::Status opforge_kernels::ns::name::cpu(OPFORGE_KERNEL_PARAMS_##ns##__##name)
+#define OPFORGE_CUDA_KERNEL(ns, name) \
+  ::opforge::Status opforge_kernels::ns::name::cuda(OPFORGE_KERNEL_PARAMS_##ns##__##name)
 
 #if defined(__CUDACC__)
 #define OPFORGE_HOST_DEVICE __host__ __device__

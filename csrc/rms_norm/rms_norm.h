@@ -2,17 +2,13 @@
 #pragma once
 
 #include "opforge/kernel_api.h"
+#include "opforge_kernels/opforge/rms_norm.h"  // the entry points, generated from the declaration
 
 namespace opforge_kernels {
 namespace opforge {
 namespace rms_norm {
 
 // `::opforge` is spelled out because inside this namespace plain `opforge` names opforge_kernels::opforge.
-::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
-                      const ::opforge::TensorView& y, double eps, const ::opforge::DeviceContext& ctx);
-::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
-                       const ::opforge::TensorView& y, double eps, const ::opforge::DeviceContext& ctx);
-
 namespace detail {
 
 // Shared by both entry points so CPU and CUDA reject exactly the same inputs. On success *rows and

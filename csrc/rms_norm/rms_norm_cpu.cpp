@@ -117,9 +117,11 @@ void run(const T* x, const T* w, T* y, int64_t rows, int64_t cols, float eps, co
 }
 
 }  // namespace
+}  // namespace rms_norm
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
-                      const ::opforge::TensorView& y, double eps, const ::opforge::DeviceContext& ctx) {
+OPFORGE_CPU_KERNEL(opforge, rms_norm) {
   int64_t rows = 0, cols = 0;
   const ::opforge::Status st = detail::check_args(x, weight, y, &rows, &cols);
   if (!st.is_ok()) return st;
@@ -128,7 +130,3 @@ void run(const T* x, const T* w, T* y, int64_t rows, int64_t cols, float eps, co
     return ::opforge::Status::ok();
   });
 }
-
-}  // namespace rms_norm
-}  // namespace opforge
-}  // namespace opforge_kernels

@@ -232,9 +232,11 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
 }
 
 }  // namespace
+}  // namespace rms_norm
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
-                       const ::opforge::TensorView& y, double eps, const ::opforge::DeviceContext& ctx) {
+OPFORGE_CUDA_KERNEL(opforge, rms_norm) {
   using ::opforge::Status;
   int64_t rows = 0, cols = 0;
   const Status st = detail::check_args(x, weight, y, &rows, &cols);
@@ -246,7 +248,3 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
     return ::opforge::cuda::launch_status("rms_norm: CUDA launch failed");
   });
 }
-
-}  // namespace rms_norm
-}  // namespace opforge
-}  // namespace opforge_kernels

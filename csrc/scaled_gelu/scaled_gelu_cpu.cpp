@@ -134,9 +134,11 @@ void run(const T* x, T* y, int64_t n, float alpha, const ::opforge::DeviceContex
 }
 
 }  // namespace
+}  // namespace scaled_gelu
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& y, double alpha,
-                      ::opforge::StringView approximate, const ::opforge::DeviceContext& ctx) {
+OPFORGE_CPU_KERNEL(opforge, scaled_gelu) {
   bool use_tanh = false;
   const ::opforge::Status st = detail::check_args(x, y, approximate, &use_tanh);
   if (!st.is_ok()) return st;
@@ -150,7 +152,3 @@ void run(const T* x, T* y, int64_t n, float alpha, const ::opforge::DeviceContex
     return ::opforge::Status::ok();
   });
 }
-
-}  // namespace scaled_gelu
-}  // namespace opforge
-}  // namespace opforge_kernels

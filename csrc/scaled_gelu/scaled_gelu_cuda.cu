@@ -80,9 +80,11 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& y, int6
 }
 
 }  // namespace
+}  // namespace scaled_gelu
+}  // namespace opforge
+}  // namespace opforge_kernels
 
-::opforge::Status cuda(const ::opforge::TensorView& x, const ::opforge::TensorView& y, double alpha,
-                       ::opforge::StringView approximate, const ::opforge::DeviceContext& ctx) {
+OPFORGE_CUDA_KERNEL(opforge, scaled_gelu) {
   using ::opforge::Status;
   bool use_tanh = false;
   const Status st = detail::check_args(x, y, approximate, &use_tanh);
@@ -95,7 +97,3 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& y, int6
     return ::opforge::cuda::launch_status("scaled_gelu: CUDA launch failed");
   });
 }
-
-}  // namespace scaled_gelu
-}  // namespace opforge
-}  // namespace opforge_kernels

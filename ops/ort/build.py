@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths
+from .. import paths, prototypes
 from ..declaration import OpDecl
 from ..errors import BackendUnavailable, OpforgeError
 from ..registry import ops_in
@@ -79,14 +79,6 @@ def _ninja_escape(path: Path | str) -> str:
     return str(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
 
-def _kernel_include_dirs(decls: list[OpDecl]) -> list[Path]:
-    out: list[Path] = []
-    for d in decls:  # the generated code includes "<name>/<name>.h"
-        if d.kernel_dir.parent not in out:
-            out.append(d.kernel_dir.parent)
-    return out
-
-
 def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpDecl] | None = None,
           build_dir: Path | None = None, cuda: bool | None = None) -> OrtLibrary:
     """Build the op package's library (opforge's own: libopforge_ort_ops.so); incremental through ninja.
@@ -114,7 +106,7 @@ def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpD
     stem = pkg.ort_library
     sources.append(paths.write_if_changed(gen / "opforge_ort_ops.cpp", codegen.generate_index(decls, pkg.name, stem)))
     csrc = paths.csrc_dir()
-    kernel_dirs = _kernel_include_dirs(decls)
+    kernel_dirs = prototypes.kernel_include_dirs(decls, bdir)
     cxxflags = ["-std=c++20", "-O3", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter",
                 f"-I{csrc}", *(f"-I{p}" for p in kernel_dirs), f"-I{include}"]
     ldflags = ["-shared", "-Wl,--no-undefined"]  # no onnxruntime symbol: all calls go through the OrtApi table

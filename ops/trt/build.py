@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths
+from .. import paths, prototypes
 from ..declaration import OpDecl
 from ..errors import BackendUnavailable, OpforgeError
 from ..registry import ops_in
@@ -78,14 +78,6 @@ def _ninja_escape(path: Path | str) -> str:
 VARIANT_DIRS = {"release": "trt", "asan": "trt_asan", "host": "trt_host"}
 
 
-def _kernel_include_dirs(decls: list[OpDecl]) -> list[Path]:
-    out: list[Path] = []
-    for d in decls:  # the generated code includes "<name>/<name>.h"
-        if d.kernel_dir is not None and d.kernel_dir.parent not in out:
-            out.append(d.kernel_dir.parent)
-    return out
-
-
 def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] | None = None,
           build_dir: Path | None = None, package: str = DEFAULT_PACKAGE) -> PluginBuild:
     """Build an op package's plugin library, lib<stem>.so (opforge's own: libopforge_trt_plugins.so).
@@ -119,7 +111,8 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     gen = generate_sources(bdir / "gen", decls)
     lib_dir = bdir / "lib"
     cuda_lib = next((p for p in (cuda / "lib64", cuda / "lib") if (p / "libcudart.so").exists()), cuda / "lib64")
-    includes = [plugins, csrc, *_kernel_include_dirs(decls), bdir / "gen", trt_include, cuda / "include"]
+    kernel_includes = prototypes.kernel_include_dirs(decls, bdir)
+    includes = [plugins, csrc, *kernel_includes, bdir / "gen", trt_include, cuda / "include"]
     cxxflags = ["-std=c++17", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter",
                 "-Wno-deprecated-declarations"] + [f"-I{p}" for p in includes]
     ldflags = ["-shared", "-Wl,--no-undefined", "-ldl"]  # --no-undefined: proves no libnvinfer symbol is needed
@@ -138,7 +131,7 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
         top = cuda_archs()[-1]
         gencode += ["-gencode", f"arch=compute_{top},code=compute_{top}"]
     nvflags = ["-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden", f"-I{csrc}",
-               *(f"-I{p}" for p in _kernel_include_dirs(decls))] + gencode
+               *(f"-I{p}" for p in kernel_includes)] + gencode
 
     q = lambda args: " ".join(shlex.quote(str(a)) for a in args)  # noqa: E731
     lines = [
@@ -205,11 +198,14 @@ def emit_cmake(dest, archs: str = "87", package: str = DEFAULT_PACKAGE) -> Path:
     for name in (*ADAPTER_SOURCES, "opforge_trt_static.cpp", "opforge_trt_plugin.h", "opforge_trt_codegen_support.h"):
         _copy(plugins / name, dest / "plugins" / name)
     generate_sources(dest / "gen", decls)
+    prototypes.write_headers(decls, dest)  # dest/gen/include: CMakeLists.txt.in puts it on the include path
     for header in KERNEL_API_HEADERS:  # the framework-free kernel API; torch_glue.h needs ATen and stays out
         _copy(csrc / "opforge" / header, dest / "csrc" / "opforge" / header)
     kernels = []
     for d in decls:
         for what in ("header", "cuda"):
+            if what not in d.kernel_files():  # the hand-written header is optional
+                continue
             src = d.kernel_files()[what]
             rel = Path("csrc") / src.parent.name / src.name
             _copy(src, dest / rel)
