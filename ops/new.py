@@ -892,10 +892,17 @@ def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
     lines += ["", ""]
     lines.append("@register_op(")
     lines.append(f"    {_lit(plan.id)},")
-    lines.append(f"    inputs=[{', '.join(_render_input(i) for i in plan.inputs)}],")
-    lines.append(f"    outputs=[{', '.join(f'Output({_lit(o.name)}, shape={_lit(o.shape)}, dtype={_lit(o.dtype)})' for o in plan.outputs)}],")
+    def field(name, items):  # one line if it fits in 120 columns, else one item per line
+        one = f"    {name}=[{', '.join(items)}],"
+        if len(one) <= 120:
+            return [one]
+        return [f"    {name}=["] + [f"        {item}," for item in items] + ["    ],"]
+
+    lines += field("inputs", [_render_input(i) for i in plan.inputs])
+    lines += field("outputs", [f"Output({_lit(o.name)}, shape={_lit(o.shape)}, dtype={_lit(o.dtype)})"
+                               for o in plan.outputs])
     if plan.attrs:
-        lines.append(f"    attrs=[{', '.join(_render_attr(a) for a in plan.attrs)}],")
+        lines += field("attrs", [_render_attr(a) for a in plan.attrs])
     if tuple(plan.devices) != DEVICES:
         lines.append(f"    devices={_lit(tuple(plan.devices))},")
     lines.append("    samples=samples,")

@@ -289,3 +289,45 @@ def test_three_generated_ops_build_and_pass_check(tmp_path):
     assert {r["stage"]: r["status"] for r in report["ops"]["demo::strided_pick"]}["ort.fallback[17]"] == "pass"
     text = run("ops.check", "demo::grid_sample", "--package", "newops", "--only", "torch.cpu")
     assert "REF " in text.stdout and "ran the reference instead of the kernel (REF)" in text.stdout, text.stdout
+
+
+POOL = ["--input", "x:rank=4", "--input", "mask:optional:shape=[x.shape[0], x.shape[2], x.shape[3]]",
+        "--output", "y:[x.shape[0], x.shape[1], ceil_div(x.shape[2], stride[0]), ceil_div(x.shape[3], stride[1])]",
+        "--output", "idx:[x.shape[0]]:int64", "--attr", "k:int", "--attr", "stride:list[int,2]=2,2"]
+
+
+def test_flags_samples_and_placeholder_fit_the_declared_rules(capsys, tmp_path):
+    """Without building: the generated declaration validates, its samples satisfy the input rules, cover the
+    optional input absent and present and an empty case, and the placeholder returns the declared shapes."""
+    import torch
+
+    from ops.torch.register import output_shapes
+
+    rc, _, err = _main(capsys, "demo::pool", *POOL, "--dir", str(tmp_path))
+    assert rc == 0, err
+    text = (tmp_path / "pool.py").read_text()
+    captured = {}
+
+    def register_op(op_id, **fields):
+        def decorate(fn):
+            captured.update(fields, id=op_id, fn=fn)
+            return fn
+        return decorate
+
+    code = compile(text.replace("Sample, register_op", "Sample"), "pool.py", "exec")
+    exec(code, {"register_op": register_op, "__name__": "pool"})
+    assert captured["kernels_pending"] == ("cpu", "cuda")
+    fields = {k: v for k, v in captured.items() if k in ("inputs", "outputs", "attrs", "samples")}
+    decl = ops.declaration.OpDecl.build(captured["id"], captured["fn"], kernels=None, **fields)
+    cases = decl.samples("cpu", torch.float32)
+    assert any(len(s.inputs) == 1 for s in cases) and any(len(s.inputs) == 2 for s in cases)
+    assert any(s.inputs[0].numel() == 0 for s in cases)
+    for s in cases:
+        inputs = dict(zip([i.name for i in decl.inputs], list(s.inputs) + [None] * (2 - len(s.inputs))))
+        attrs = {a.name: s.attrs.get(a.name, a.default) for a in decl.attrs}
+        if inputs["mask"] is not None:
+            assert list(inputs["mask"].shape) == [inputs["x"].shape[0], *inputs["x"].shape[2:]]
+        outs = captured["fn"](*inputs.values(), *attrs.values())
+        for got, want in zip(outs, output_shapes(decl, inputs, attrs, {})):
+            assert list(got.shape) == list(want)
+        assert outs[1].dtype == torch.int64
