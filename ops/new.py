@@ -1208,6 +1208,10 @@ def validate(plan: Plan, kernels: Any = None) -> OpDecl:
 def scaffold(args) -> tuple[Plan, dict[Path, str]]:
     plan, fn = make_plan(args)
     if plan.source != "flags":
+        for a in plan.attrs:
+            if not a.has_default:
+                plan.notes.append(f"attribute '{a.name}' has no default: the runs and samples use {_sample_value(a)!r} "
+                                  f"(choose with --attr '{a.name}:{a.type}=VALUE')")
         guessed = not args.shapes
         shape_sets = [parse_shapes(s) for s in args.shapes] if args.shapes else _guessed_shapes(plan)
         runs = collect_runs(plan, fn, shape_sets, guessed)
