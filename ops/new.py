@@ -29,7 +29,6 @@ import json
 import keyword
 import re
 import sys
-import textwrap
 import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -988,8 +987,8 @@ def render_cpu(plan: Plan, decl: OpDecl) -> str:
     out_view = o.name
     lines = [
         f"// {plan.id}: CPU kernel. SKELETON written by `python -m ops.new`: the loop is real, the math is not.",
-        f"// Until you write it, the declaration lists 'cpu' in kernels_pending, so the op runs its reference on CPU",
-        f"// (and ops.check reports REF); this body returns an error if it is called anyway.",
+        "// Until you write it, the declaration lists 'cpu' in kernels_pending, so the op runs its reference on CPU",
+        "// (and ops.check reports REF); this body returns an error if it is called anyway.",
         "//",
         "// Parameters (generated from the declaration into opforge_kernels/<ns>/<name>.h):",
         *_signature_comment(decl),
@@ -998,11 +997,11 @@ def render_cpu(plan: Plan, decl: OpDecl) -> str:
         "",
         "namespace {",
         "",
-        f"// Elements per parallel chunk at least (~10 us of work): small tensors stay on the calling thread.",
+        "// Elements per parallel chunk at least (~10 us of work): small tensors stay on the calling thread.",
         "constexpr int64_t kGrain = 32768;",
         "",
         "template <typename T>",
-        f"::opforge::Status run(const ::opforge::TensorView& out, const ::opforge::DeviceContext& ctx) {{",
+        "::opforge::Status run(const ::opforge::TensorView& out, const ::opforge::DeviceContext& ctx) {{",
         "  T* y = out.ptr<T>();",
         "  const int64_t n = out.numel();",
         "  ctx.parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {",
@@ -1027,10 +1026,10 @@ def render_cpu(plan: Plan, decl: OpDecl) -> str:
         f"OPFORGE_CPU_KERNEL({plan.namespace}, {plan.name}) {{",
     ]
     names = [i.name for i in decl.inputs] + [x.name for x in decl.outputs] + [a.name for a in decl.attrs]
-    lines.append(f"  (void)ctx;")
+    lines.append("  (void)ctx;")
     for n in names:
         lines.append(f"  (void){n};")
-    lines.append(f"  ::opforge::Status status = [&]() -> ::opforge::Status {{")
+    lines.append("  ::opforge::Status status = [&]() -> ::opforge::Status {{")
     lines.append(f"    switch ({out_view}.dtype) {{")
     lines += ["  " + line for line in _dispatch_cases(decl, o, False, "return run<{T}>(" + out_view + ", ctx);")]
     lines.append("      default:")
@@ -1051,8 +1050,8 @@ def render_cuda(plan: Plan, decl: OpDecl) -> str:
     o = decl.outputs[0]
     lines = [
         f"// {plan.id}: CUDA kernel. SKELETON written by `python -m ops.new`: the launch is real, the math is not.",
-        f"// Until you write it, the declaration lists 'cuda' in kernels_pending, so the op runs its reference on",
-        f"// CUDA (and ops.check reports REF); this entry point returns an error if it is called anyway.",
+        "// Until you write it, the declaration lists 'cuda' in kernels_pending, so the op runs its reference on",
+        "// CUDA (and ops.check reports REF); this entry point returns an error if it is called anyway.",
         "//",
         "// Parameters (generated from the declaration into opforge_kernels/<ns>/<name>.h):",
         *_signature_comment(decl),

@@ -14,7 +14,7 @@ import pytest
 import ops
 from ops import new
 from ops.declaration import FLOATING, REQUIRED, Attr, Input, Output
-from ops.errors import DeclarationError, OpforgeError
+from ops.errors import DeclarationError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,7 +235,7 @@ def test_kernels_pending_is_validated():
 
 
 def test_check_renders_reference_stages():
-    from ops.check import FAIL, PASS, REFERENCE, SKIP, StageResult
+    from ops.check import PASS, REFERENCE, SKIP, StageResult
     from ops.check.__main__ import render
 
     text = render("demo::op", [StageResult("torch.cpu[float32]", REFERENCE, "ran the REFERENCE"),
