@@ -331,3 +331,40 @@ def test_flags_samples_and_placeholder_fit_the_declared_rules(capsys, tmp_path):
         for got, want in zip(outs, output_shapes(decl, inputs, attrs, {})):
             assert list(got.shape) == list(want)
         assert outs[1].dtype == torch.int64
+
+
+@pytest.mark.parametrize("argv", [FLAGS, POOL, GRID], ids=["flags", "flags-optional-list-two-outputs", "like"])
+def test_cpu_skeleton_compiles_against_the_generated_prototypes(capsys, tmp_path, argv):
+    """Seconds instead of a build: the CPU skeleton, with the prototypes header the build would generate,
+    passes g++ -fsyntax-only -Wall -Werror (the full build is test_three_generated_ops_build_and_pass_check)."""
+    import shutil
+
+    from ops import prototypes
+
+    if shutil.which("g++") is None:
+        pytest.skip("no g++")
+    rc, out, err = _main(capsys, "demo::skel", *argv, "--dir", str(tmp_path), "--dry-run")
+    assert rc == 0, err
+    plan, files = new.scaffold(_args(argv + ["--dir", str(tmp_path)]))
+    decl = new.validate(plan)
+    include = tmp_path / "include"
+    (include / prototypes.include_path(decl)).parent.mkdir(parents=True)
+    (include / prototypes.include_path(decl)).write_text(prototypes.header(decl))
+    cpu = next(text for path, text in files.items() if path.name.endswith("_cpu.cpp"))
+    (tmp_path / "skel_cpu.cpp").write_text(cpu)
+    result = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{ROOT / 'csrc'}",
+                             f"-I{include}", str(tmp_path / "skel_cpu.cpp")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    if shutil.which("nvcc") and argv is POOL:  # the CUDA skeleton too, where nvcc exists (compiled, not run)
+        cuda = next(text for path, text in files.items() if path.name.endswith("_cuda.cu"))
+        (tmp_path / "skel_cuda.cu").write_text(cuda)
+        result = subprocess.run(["nvcc", "-std=c++17", "-c", "-o", str(tmp_path / "skel_cuda.o"), f"-I{ROOT / 'csrc'}",
+                                 f"-I{include}", "-Xcompiler", "-Wall,-Werror", str(tmp_path / "skel_cuda.cu")],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _args(argv):
+    args = new.parser().parse_args(["demo::skel", *argv], namespace=new._Args())
+    args.attr_specs = [new.parse_attr(s) for s in args.attr]
+    return args
