@@ -214,6 +214,14 @@ class OpDecl:
     # What the backward reads: names of inputs and outputs, saved for it by the forward (in this order).
     # Everything by default; () without a backward.
     saves: tuple[str, ...] = ()
+    # Devices whose compiled kernel is a skeleton not written yet (`python -m ops.new` starts an op so): the
+    # kernel files exist and compile, but torch runs the reference there, the ONNX Runtime library / TensorRT
+    # plugin leave the op out, and ops.check reports those stages as having run the reference.
+    kernels_pending: tuple[str, ...] = ()
+
+    def runs_kernel(self, device: str) -> bool:
+        """Whether a call on `device` runs a compiled kernel (not the reference)."""
+        return self.kernel_dir is not None and device in self.devices and device not in self.kernels_pending
 
     # -- convenience --
     @property
@@ -269,6 +277,7 @@ class OpDecl:
         version: Any = 1,
         onnx: Any = True,
         onnx_fallback: Any = True,
+        kernels_pending: Any = (),
         source: str = "?",
         package: str | None = None,
         origin: Path | None = None,
@@ -307,12 +316,13 @@ class OpDecl:
         if not isinstance(onnx_fallback, bool):
             raise DeclarationError(op, "onnx_fallback", "a bool", onnx_fallback,
                                    "pass onnx_fallback=False when the reference cannot be exported as standard ONNX ops")
+        pending = v.kernels_pending(kernels_pending, devs, kernel_dir)
         return cls(
             id=f"{namespace}::{name}", namespace=namespace, name=name, inputs=res_inputs,
             outputs=res_outputs, attrs=res_attrs, devices=devs, kernel_dir=kernel_dir, workspace=ws,
             reference=reference, backward=backward, samples=samples, tolerances=tol, version=version,
             doc=inspect.getdoc(reference) or "", source=source, package=package, onnx=onnx,
-            onnx_fallback=onnx_fallback, saves=saved,
+            onnx_fallback=onnx_fallback, saves=saved, kernels_pending=pending,
         )
 
 
@@ -637,6 +647,19 @@ class _Validator:
                   f"none found (looked in {looked})",
                   f"create csrc/{name}/ beside the declaring module or its package, pass kernels='<dir>', "
                   "or kernels=None to run the reference as the implementation")
+
+    def kernels_pending(self, pending, devices, kernel_dir) -> tuple[str, ...]:
+        if pending in ((), None):
+            return ()
+        if isinstance(pending, str) or not isinstance(pending, (list, tuple)) or not all(
+                d in devices for d in pending) or len(set(pending)) != len(pending):
+            self.fail("kernels_pending", f"a tuple drawn from the declared devices {list(devices)}", pending,
+                      "e.g. kernels_pending=('cpu', 'cuda') while the kernel bodies are skeletons; remove a device "
+                      "once its kernel is written")
+        if kernel_dir is None:
+            self.fail("kernels_pending", "no kernels_pending with kernels=None (there are no kernel files)", pending,
+                      "drop kernels_pending, or give the op kernel files (python -m ops.new writes skeletons)")
+        return tuple(d for d in devices if d in pending)
 
     def reference(self, fn, inputs, attrs):
         if not callable(fn):

@@ -64,8 +64,10 @@ def kernel_sources(decl) -> list[Path]:
 def declaration_text(decl) -> str:
     """The parts of a declaration the generated glue is made from (not its source line or callables; of the
     backward, whether there is one and what it saves: the glue's autograd node depends on those)."""
-    return repr((decl.id, decl.inputs, decl.outputs, decl.attrs, decl.devices, decl.workspace, decl.version,
-                 decl.backward is not None, decl.saves))
+    parts = (decl.id, decl.inputs, decl.outputs, decl.attrs, decl.devices, decl.workspace, decl.version,
+             decl.backward is not None, decl.saves)
+    # Which devices register their compiled kernel: dropping a device from kernels_pending needs a rebuild.
+    return repr(parts + ((("kernels_pending", decl.kernels_pending),) if decl.kernels_pending else ()))
 
 
 def fingerprint(decl) -> str | None:

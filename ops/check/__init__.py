@@ -2,8 +2,10 @@
 
 Stages live in the `*_stages.py` modules of this package and register themselves with `@stage`; the
 runner discovers them, so a backend adds its stages without touching the runner. Every stage returns
-rows of pass / fail / skip; a skip always carries the reason, and nothing is reported as passed that
-did not run."""
+rows of pass / fail / skip / reference; a skip always carries the reason, and nothing is reported as passed that
+did not run. `reference` is a stage that ran, and agreed, but ran the op's reference instead of a compiled kernel
+(a device listed in the declaration's kernels_pending: the kernel is an ops.new skeleton not written yet); it is
+not a failure, and the summary counts it apart from the kernels that passed."""
 
 from __future__ import annotations
 
@@ -16,13 +18,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
+PASS, FAIL, SKIP, REFERENCE = "pass", "fail", "skip", "reference"
+
+
+def pending_note(decl, device: str) -> str:
+    """The detail prefix of a stage that ran the reference on `device` instead of its pending kernel."""
+    return (f"ran the REFERENCE, not the kernel ({device} kernel pending: write the body in "
+            f"{decl.kernel_dir.parent.name}/{decl.kernel_dir.name}/{decl.name}_{'cpu.cpp' if device == 'cpu' else 'cuda.cu'}, then drop "
+            f"{device!r} from kernels_pending)")
 
 
 @dataclass
 class StageResult:
     stage: str
-    status: str  # pass | fail | skip
+    status: str  # pass | fail | skip | reference
     detail: str = ""
     metrics: dict = field(default_factory=dict)
     seconds: float = 0.0

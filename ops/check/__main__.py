@@ -8,18 +8,22 @@ import sys
 
 from ..discovery import add_package_option, load_for_cli
 from ..errors import OpforgeError
-from . import FAIL, PASS, SKIP, check_op
+from . import FAIL, PASS, REFERENCE, SKIP, check_op
 
-MARK = {PASS: "PASS", FAIL: "FAIL", SKIP: "skip"}
+MARK = {PASS: "PASS", FAIL: "FAIL", SKIP: "skip", REFERENCE: "REF"}
 
 
-def render(op_id: str, rows) -> str:
+def render(op_id: str, rows, pending=()) -> str:
     width = max([len(r.stage) for r in rows] + [5])
     lines = [f"{op_id}", f"  {'stage'.ljust(width)}  result  detail"]
     for r in rows:
         lines.append(f"  {r.stage.ljust(width)}  {MARK[r.status]:<6}  {r.detail}")
-    counts = {s: sum(r.status == s for r in rows) for s in (PASS, FAIL, SKIP)}
-    lines.append(f"  -> {counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped")
+    counts = {s: sum(r.status == s for r in rows) for s in (PASS, FAIL, SKIP, REFERENCE)}
+    ref = (f", {counts[REFERENCE]} ran the reference instead of the kernel (REF)" if counts[REFERENCE] else "")
+    lines.append(f"  -> {counts[PASS]} passed{ref}, {counts[FAIL]} failed, {counts[SKIP]} skipped")
+    if pending:
+        lines.append(f"  kernels pending on {', '.join(pending)}: the op runs its reference there until the kernel "
+                     "bodies are written and kernels_pending is removed from its declaration")
     return "\n".join(lines)
 
 
@@ -46,15 +50,17 @@ def main(argv=None) -> int:
         return 2
     if not targets:
         parser.error("name an op, or pass --all")
-    report, failed = {}, False
+    report, failed, pending = {}, False, {}
     for op in targets:
         rows = check_op(op, only=args.only, quick=args.quick)
         failed = failed or any(r.status == FAIL for r in rows)
         report[op.id] = [r.to_json() for r in rows]
+        if op.decl.kernels_pending:
+            pending[op.id] = list(op.decl.kernels_pending)
         if not args.json:
-            print(render(op.id, rows), flush=True)
+            print(render(op.id, rows, op.decl.kernels_pending), flush=True)
     if args.json:
-        print(json.dumps({"ok": not failed, "ops": report}, indent=2))
+        print(json.dumps({"ok": not failed, "ops": report, "kernels_pending": pending}, indent=2))
     return 1 if failed else 0
 
 

@@ -72,6 +72,9 @@ def _no_native_library(op, name: str):
     from ..onnx.ort import library_for
     from ..ort.codegen import has_library_op
 
+    if op.decl.kernel_dir is not None and "cpu" in op.decl.kernels_pending:
+        return [StageResult(name, SKIP, "kernel pending (cpu): the native ONNX Runtime library leaves the op out until "
+                            "its CPU kernel is written; nothing ran here")]
     if not has_library_op(op.decl):
         return [StageResult(name, SKIP, "no compiled kernels (kernels=None): nothing for a native ONNX Runtime op "
                             "to call; ort.fallback runs the reference's ONNX body")]

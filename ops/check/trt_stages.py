@@ -19,6 +19,9 @@ def _no_plugin(op) -> StageResult | None:
 
     if has_plugin(op.decl):
         return None
+    if op.decl.kernel_dir is not None and "cuda" in op.decl.kernels_pending and op.decl.onnx:
+        return StageResult("trt.plugin", SKIP, "kernel pending (cuda): the TensorRT plugin library leaves the op out "
+                                               "until its CUDA kernel is written; nothing ran here")
     if not op.decl.onnx:
         return StageResult("trt.plugin", SKIP, "declared onnx=False: no ONNX node, so TensorRT's parser never "
                                                "creates its plugin (none is built)")

@@ -71,7 +71,8 @@ def libraries(model) -> list[Path]:
                 packages.append(op.decl.package)
         elif (op.decl.namespace, op.decl.name) not in functions:
             raise OpforgeError(
-                f"{op.id}: the model uses this op, which has no compiled kernels (declared with kernels=None), so no "
+                f"{op.id}: the model uses this op, which has no compiled CPU kernel (declared with kernels=None, or "
+                "its cpu kernel is in kernels_pending), so no "
                 "native ONNX Runtime library holds it and the model carries no fallback body for it. Fix: export "
                 "with ops.export_onnx(..., fallback=True) so ORT runs the reference's ONNX function, or give the op "
                 "kernels (csrc/<name>/).")

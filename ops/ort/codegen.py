@@ -38,8 +38,9 @@ KERNEL_ATTR_ARG = {"int": "{n}", "float": "{n}", "bool": "{n}", "str": "ort::str
 
 
 def has_library_op(decl: OpDecl) -> bool:
-    """Ops that go into a native ORT library: exported to ONNX, with compiled kernels."""
-    return decl.onnx and decl.kernel_dir is not None
+    """Ops that go into a native ORT library: exported to ONNX, with a compiled CPU kernel that is written (not
+    pending: a skeleton from ops.new would compute nothing)."""
+    return decl.onnx and decl.kernel_dir is not None and "cpu" not in decl.kernels_pending
 
 
 def _c_string(text: str) -> str:

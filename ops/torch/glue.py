@@ -96,7 +96,10 @@ def generate(decl: OpDecl) -> str:
               for i in decl.inputs]
     params += [f"{CPP_ATTR_PARAM[a.type]} a_{a.name}" for a in decl.attrs]
     ret = "at::Tensor" if len(decl.outputs) == 1 else "std::tuple<" + ", ".join("at::Tensor" for _ in decl.outputs) + ">"
-    w(f"{ret} run(c10::DeviceType device, {', '.join(params)}) {{")
+    # A device whose kernel is pending (kernels_pending) still compiles and links its kernel, but its impl is not
+    # registered: Python registers the reference for that device (ops/torch/register.py).
+    unused = "[[maybe_unused]] " if all(d in decl.kernels_pending for d in decl.devices) else ""
+    w(f"{unused}{ret} run(c10::DeviceType device, {', '.join(params)}) {{")
     w("opforge::glue::Call call(kOp, device);", 1)
     # inputs: validate and make contiguous
     for i in decl.inputs:
@@ -172,7 +175,8 @@ def generate(decl: OpDecl) -> str:
     w("}")
     w()
     call_args = ", ".join([f"arg_{i.name}" for i in decl.inputs] + [f"a_{a.name}" for a in decl.attrs])
-    _per_device(w, decl, lambda device, key: f"{ret} {device}_impl({', '.join(params)}) "
+    _per_device(w, decl, lambda device, key: f"{'[[maybe_unused]] ' if device in decl.kernels_pending else ''}"
+                                             f"{ret} {device}_impl({', '.join(params)}) "
                                              f"{{ return run(c10::DeviceType::{key}, {call_args}); }}")
     w()
     _autograd(w, decl, params, ret)
@@ -184,8 +188,10 @@ def generate(decl: OpDecl) -> str:
     w(f'if (!c10::Dispatcher::singleton().findSchema({{kOp, ""}}).has_value())', 1)
     w(f"m.def({_c_string(schema(decl))}, {{at::Tag::pt2_compliant_tag}});", 2)
     w("}")
-    _per_device(w, decl, lambda device, key: f"TORCH_LIBRARY_IMPL({ns}, {key}, m) "
-                                             f"{{ m.impl({_c_string(name)}, &{device}_impl); }}")
+    _per_device(w, decl, lambda device, key: (
+        f"// {device}: kernel pending (kernels_pending); the reference is registered from Python"
+        if device in decl.kernels_pending else
+        f"TORCH_LIBRARY_IMPL({ns}, {key}, m) {{ m.impl({_c_string(name)}, &{device}_impl); }}"))
     w(f"TORCH_LIBRARY_IMPL({ns}, Autograd, m) {{ m.impl({_c_string(name)}, &autograd_impl); }}")
     return w.text()
 

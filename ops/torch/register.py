@@ -80,6 +80,24 @@ def _reference_kernel(decl: OpDecl):
     return impl
 
 
+def _pending_kernel(decl: OpDecl):
+    """What runs on a device whose kernel is pending (kernels_pending): the reference, computed like the oracle
+    ops.check compares kernels with (floating inputs in float32, outputs cast back to their declared dtype),
+    and never returning a view of an input (a kernel writes fresh outputs; the dispatcher forbids aliasing)."""
+
+    def impl(*args):
+        inputs, attrs = split_args(decl, args)
+        check_inputs(decl, inputs, attrs)
+        up = [t.float() if t is not None and t.is_floating_point() else t for t in inputs.values()]
+        out = decl.reference(*up, *attrs.values())
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        # always a fresh contiguous tensor (a reference may return a view of an input, e.g. x[:, ::2])
+        fixed = [t.to(output_dtype(decl, o, inputs), copy=True).contiguous() for o, t in zip(decl.outputs, outs)]
+        return fixed[0] if len(fixed) == 1 else tuple(fixed)
+
+    return impl
+
+
 class BackwardContext:
     """The `ctx` a declared backward receives: every attribute and every saved tensor by name (an absent
     optional input is None). Reading an input or output that `saves=` leaves out says so, with the fix."""
@@ -189,6 +207,10 @@ def register(decl: OpDecl) -> None:
         setup_context, backward = _python_autograd(decl)
         torch.library.register_autograd(decl.id, backward, setup_context=setup_context, lib=lib)
         return
+    # Pending kernels (ops.new skeletons): the reference runs on those devices until the kernel is written; the
+    # extension's Autograd kernel redispatches to it like to a compiled kernel.
+    for device in decl.kernels_pending:
+        lib.impl(decl.name, _pending_kernel(decl), device.upper())
     if not torch._C._jit_get_schemas_for_operator(f"{decl.namespace}::{backward_op_name(decl)}"):
         lib.define(backward_schema(decl))
     # CompositeImplicitAutograd: the backward's own aten ops are what autograd (double backward),
@@ -206,4 +228,5 @@ def register_missing_kernels(decl: OpDecl, devices, error_message: str) -> None:
         raise ExtensionError(f"{decl.id}: {error_message}")
 
     for device in devices:
-        _LIBRARIES[decl.namespace].impl(decl.name, missing, device.upper())
+        if device not in decl.kernels_pending:  # those run the reference, whatever the extension's state
+            _LIBRARIES[decl.namespace].impl(decl.name, missing, device.upper())

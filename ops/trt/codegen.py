@@ -43,7 +43,7 @@ def c_double(value: float) -> str:
 def has_plugin(decl: OpDecl) -> bool:
     """Ops with compiled CUDA kernels and an ONNX export get a plugin. Others have nothing TensorRT could run,
     or (onnx=False, e.g. a backward op) never reach TensorRT, whose ONNX parser is how a graph gets there."""
-    return decl.kernel_dir is not None and "cuda" in decl.devices and decl.onnx
+    return decl.kernel_dir is not None and "cuda" in decl.devices and decl.onnx and "cuda" not in decl.kernels_pending
 
 
 def symbol(decl: OpDecl) -> str:
