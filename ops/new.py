@@ -249,6 +249,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     package: str | None = None  # the op package the files go to (None: opforge's ops.library or a --dir)
     onnx_fallback_problem: str | None = None  # why the reference does not export to standard ONNX, if it does not
+    imports: list[str] = field(default_factory=list)  # modules that register the --like operator (--import)
 
 
 def check_id(op_id: str) -> tuple[str, str]:
@@ -331,8 +332,9 @@ _SCHEMA_TYPES = {"int": "int", "SymInt": "int", "float": "float", "Scalar": "flo
 def plan_from_schema(op_id, spec, args) -> Plan:
     schema, call, _ = resolve_operator(spec)
     ns, name = check_id(op_id)
-    inputs, attrs, positional, keyword_args, problems = [], [], [], [], []
+    inputs, attrs, positional, keyword_args, problems, notes = [], [], [], [], [], []
     flagged_attrs = {a.name for a in args.attr_specs}
+    skipped = False  # an argument left out: later ones are passed by keyword
     for a in schema.arguments:
         t = str(a.type)
         if a.alias_info is not None and a.alias_info.is_write:
@@ -353,11 +355,15 @@ def plan_from_schema(op_id, spec, args) -> Plan:
                     problems.append(f"argument '{a.name}' has type {t}, which no opforge attribute or input can hold")
                 continue
             if a.has_default_value() and default is None and declared not in flagged_attrs:
-                problems.append(f"argument '{a.name}' ({t}) defaults to None, which an opforge attribute cannot hold: "
-                                f"pass --attr '{declared}:{tname}=VALUE' (the value to use instead)")
+                # An opforge attribute cannot hold None: the reference leaves the argument out, so the operator
+                # applies its own default, and the op does not expose it.
+                notes.append(f"argument '{a.name}' ({t}) defaults to None, which an opforge attribute cannot hold: "
+                             f"left out, so {spec} uses its own default (declare it with "
+                             f"--attr '{declared}:{tname}=VALUE')")
+                skipped = True
                 continue
             attrs.append(_attr_from_type(tname, a.name, t, default, a.has_default_value(), getattr(a, "N", None)))
-        (keyword_args.append((a.name, declared)) if a.kwarg_only else positional.append(declared))
+        (keyword_args.append((a.name, declared)) if a.kwarg_only or skipped else positional.append(declared))
     if not schema.returns or any(str(r.type) != "Tensor" for r in schema.returns):
         problems.append(f"returns {[str(r.type) for r in schema.returns]}: ops.new handles operators returning "
                         "Tensors only")
@@ -370,7 +376,8 @@ def plan_from_schema(op_id, spec, args) -> Plan:
                                "TensorRT, which pass inputs by position) needs optional inputs last")
     outputs = [Output("y" if len(schema.returns) == 1 else f"y{k}", shape=f"like({inputs[0].name})",
                       dtype=f"like({inputs[0].name})") for k, _ in enumerate(schema.returns)]
-    return Plan(f"{ns}::{name}", ns, name, inputs, outputs, attrs, "like", str(spec), positional, keyword_args)
+    return Plan(f"{ns}::{name}", ns, name, inputs, outputs, attrs, "like", str(spec), positional, keyword_args,
+                notes=notes)
 
 
 # -- --from: a Python function --
@@ -865,6 +872,8 @@ def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
         lines += ["import torch", "", f"from {module} import {function} as _function", ""]
     else:
         lines += ["import torch", ""]
+    if plan.imports:  # the modules whose import registers the --like operator the reference calls
+        lines += [f"import {m}  # noqa: F401  (registers {plan.target})" for m in plan.imports] + [""]
     lines.append("from ops import Attr, Input, Output, Sample, register_op")
     lines += ["", ""]
     lines.append("def samples(device, dtype):")
@@ -1199,8 +1208,25 @@ def validate(plan: Plan, kernels: Any = None) -> OpDecl:
                         devices=plan.devices, kernels=None, samples=lambda device, dtype: [])
 
 
+def import_modules(names: list[str]) -> list[str]:
+    """Import each --import module (a dotted name, importable from the current directory)."""
+    if str(Path.cwd()) not in sys.path and "" not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    for name in names:
+        if not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$", name):
+            raise SpecError("--import", "a dotted module name", name, "--import mypkg.layers")
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise OpforgeError(f"--import {name}: cannot import it ({e}). Fix: run from the directory that holds "
+                               "it, or put it on PYTHONPATH") from None
+    return list(names)
+
+
 def scaffold(args) -> tuple[Plan, dict[Path, str]]:
+    imported = import_modules(getattr(args, "imports", []))
     plan, fn = make_plan(args)
+    plan.imports = imported if plan.source == "like" else []
     if plan.source != "flags":
         for a in plan.attrs:
             if not a.has_default:
@@ -1293,6 +1319,9 @@ def parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("where the signature comes from (default: the flags below)")
     src.add_argument("--like", metavar="NS::OP", help="a torch operator, e.g. aten::grid_sampler_2d")
     src.add_argument("--from", dest="from_", metavar="MODULE:FUNCTION", help="a Python function")
+    src.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                     help="import MODULE first (repeatable): the module that registers a --like operator defined in "
+                          "your code (torch.library); the declaration imports it too")
     p.add_argument("--input", action="append", default=[], metavar="SPEC", help="NAME[:FIELD]... (repeatable)")
     p.add_argument("--output", action="append", default=[], metavar="SPEC", help="NAME:SHAPE[:DTYPE] (repeatable)")
     p.add_argument("--attr", action="append", default=[], metavar="SPEC", help="NAME:TYPE[=DEFAULT] (repeatable)")

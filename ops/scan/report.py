@@ -9,6 +9,7 @@ operator exports alone is a blocker of its own (row '(whole model)')."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from . import tensorrt as trt
 
@@ -21,10 +22,64 @@ def suggested_namespace(module: str | None) -> str:
     return name
 
 
-def fix_command(op_name: str, namespace: str) -> str:
-    """The ops.new command that declares an op standing in for `op_name` ('aten::_upsample_bicubic2d_aa.vec')."""
-    base = op_name.partition("::")[2].split(".")[0].lstrip("_")
-    return f"python -m ops.new {namespace}::{base} --like {op_name}"
+# Operators torch (or an installed library ops.new imports itself) registers; any other namespace comes from
+# the user's code, which ops.new must import to read the operator's schema.
+KNOWN_NAMESPACES = ("aten", "prims", "torchvision")
+
+
+def importable_module(target: str | None) -> str | None:
+    """The dotted module name of a scan target ('pkg.models:make' -> 'pkg.models'; 'tests/scan/m.py:f' ->
+    'tests.scan.m' when that path is under the current directory), or None."""
+    module = (target or "").rpartition(":")[0]
+    if module.endswith(".py"):
+        try:
+            rel = Path(module).resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            return None
+        module = ".".join(rel.with_suffix("").parts)
+    return module if re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", module) else None
+
+
+def _recorded_call_flags(op) -> str:
+    """--shapes and --attr flags for ops.new from the operator's first recorded call, so that ops.new runs the
+    operator on inputs it accepts (guessed shapes rarely fit an operator with coupled inputs) with the attribute
+    values the model uses."""
+    from ..new import _SCHEMA_TYPES, _safe_name
+    from .trace import TensorSpec
+
+    schema = getattr(op.overload, "_schema", None)
+    if schema is None or not op.calls:
+        return ""
+    call = op.calls[0]
+    values = dict(zip([a.name for a in schema.arguments], call.args))
+    values.update(call.kwargs)
+    shapes, attrs = [], []
+    for a in schema.arguments:
+        v = values.get(a.name)
+        if isinstance(v, TensorSpec):
+            shapes.append(f"{_safe_name(a.name)}={'x'.join(map(str, v.shape)) or 'scalar'}")
+            continue
+        t = str(a.type)
+        tname = _SCHEMA_TYPES.get(t[len("Optional["):-1] if t.startswith("Optional[") else t)
+        if v is None or tname is None or isinstance(v, (list, tuple)) and not all(
+                isinstance(e, (int, float)) for e in v):
+            continue
+        text = ",".join(str(e) for e in v) if isinstance(v, (list, tuple)) else str(v)
+        attrs.append(f"--attr '{_safe_name(a.name)}:{tname}={text}'")
+    return " ".join(([f"--shapes '{' '.join(shapes)}'"] if shapes else []) + attrs)
+
+
+def fix_command(op, namespace: str, target: str | None = None) -> str:
+    """The ops.new command that declares an op standing in for `op` (an Operator of the trace, named e.g.
+    'aten::_upsample_bicubic2d_aa.vec'), with its recorded call's shapes and attribute values; an operator of
+    the user's own code also gets `--import` of the scanned model's module, which registers it."""
+    base = op.name.partition("::")[2].split(".")[0].lstrip("_")
+    command = f"python -m ops.new {namespace}::{base} --like {op.name}"
+    module = importable_module(target)
+    if op.name.partition("::")[0] not in KNOWN_NAMESPACES and module:
+        command += f" --import {module}"
+    flags = _recorded_call_flags(op)
+    return command + (" " + flags if flags else "")
 
 
 def _plugin_domains() -> dict:
@@ -84,8 +139,8 @@ def build_report(target: str | None, trace, results, table, namespace: str) -> d
                 entry["fix_note"] = (f"{op.name} is declared at {decl.decl.source}; the failure is in its declaration "
                                      "or export (see the reason)")
             else:
-                entry["fix"] = fix_command(op.name, namespace)
-                new = fix_command(op.name, namespace).split()[3]
+                entry["fix"] = fix_command(op, namespace, target)
+                new = entry["fix"].split()[3]
                 entry["fix_note"] = (f"then call torch.ops.{new.replace('::', '.')} where the model calls {op.name} "
                                      f"(in {', '.join(m or '<model>' for m in op.modules)}), and build it "
                                      "(python -m ops.build)")

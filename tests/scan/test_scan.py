@@ -5,16 +5,21 @@ The scans run in-process through the CLI's main() and share the per-call trial c
 well under a minute on two cores."""
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ops.scan.__main__ import main
-from ops.scan.report import fix_command, suggested_namespace
+from ops.scan.report import importable_module, suggested_namespace
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parents[1] / "examples"
 MODELS = HERE / "scan_models.py"
+ROOT = HERE.parents[1]
 
 
 def run(capsys, *argv):
@@ -55,14 +60,18 @@ def test_every_blocker_in_one_run_with_its_ops_new_command(two_blockers):
     assert rms["exports"]["dynamo-20"]["ok"]  # the dynamo exporter decomposes it below opset 23
     assert {"Pow", "ReduceMean", "Mul"} <= set(rms["exports"]["dynamo-20"]["onnx_ops"])
     assert rms["blocked_by"] == ["torchscript-17"]
-    assert rms["fix"] == "python -m ops.new scan_models::rms_norm --like aten::rms_norm"
+    # the recorded call's shapes and attribute values, so ops.new runs the operator on inputs it accepts
+    assert rms["fix"] == ("python -m ops.new scan_models::rms_norm --like aten::rms_norm "
+                          "--shapes 'input=1x16x16x8 weight=8' --attr 'normalized_shape:list[int]=8'")
 
     deform = ops["scan_fixture::deform_sample"]
     assert deform["kind"] == "custom"  # declared with torch.library, not with opforge
     assert all(not x["ok"] for x in deform["exports"].values())
     assert "scan_fixture" in deform["exports"]["dynamo-20"]["reason"]
     assert deform["blocked_by"] == ["torchscript-17", "dynamo-20"]
-    assert deform["fix"] == "python -m ops.new scan_models::deform_sample --like scan_fixture::deform_sample"
+    # an operator of the model's own code: ops.new imports the model's module, which registers it
+    assert deform["fix"] == ("python -m ops.new scan_models::deform_sample --like scan_fixture::deform_sample "
+                             "--import tests.scan.scan_models --shapes 'x=1x8x16x16 offset=1x2x16x16'")
 
     # the operators around them export everywhere and are not blockers
     for name in ("aten::conv2d", "aten::relu", "aten::permute"):
@@ -82,7 +91,8 @@ def test_real_aten_operators_refused_at_opset_17(capsys):
     ops = by_name(report)
     assert "5D" in ops["aten::grid_sampler"]["exports"]["torchscript-17"]["reason"]
     assert ops["aten::_upsample_bicubic2d_aa.vec"]["fix"] == (
-        "python -m ops.new scan_models::upsample_bicubic2d_aa --like aten::_upsample_bicubic2d_aa.vec")
+        "python -m ops.new scan_models::upsample_bicubic2d_aa --like aten::_upsample_bicubic2d_aa.vec "
+        "--shapes 'input=1x3x16x16' --attr 'align_corners:bool=False' --attr 'scale_factors:list[float]=0.5,0.5'")
     assert not ops["aten::mean"]["blocker"]
 
 
@@ -127,8 +137,25 @@ def test_example_models_have_no_blocker_at_opset_20(name, capsys):
 def test_suggestions():
     assert suggested_namespace("examples.segmentation") == "segmentation"
     assert suggested_namespace("__main__") == "custom" and suggested_namespace("aten") == "custom"
-    assert fix_command("torchvision::deform_conv2d", "mymodels") == (
-        "python -m ops.new mymodels::deform_conv2d --like torchvision::deform_conv2d")
+    assert importable_module(f"{MODELS}:two_blockers") == "tests.scan.scan_models"
+    assert importable_module("pkg.models:make") == "pkg.models" and importable_module("/elsewhere/m.py:f") is None
+
+
+def test_the_suggested_ops_new_commands_work(two_blockers, tmp_path):
+    """Each blocker's command, run as printed (from the project root, into a fresh op package via --dir),
+    writes a declaration and kernel skeletons: ops.new accepted the operator, the shapes and the attributes."""
+    _, report = two_blockers
+    package = tmp_path / "scanned_ops"
+    package.mkdir()
+    (package / "__init__.py").write_text("import ops\n\nops.op_package(__name__)\n")
+    for name in report["blockers"]:
+        command = by_name(report)[name]["fix"]
+        argv = shlex.split(command)[1:] + ["--dir", str(package)]
+        done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+        assert done.returncode == 0, f"{command}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
+        op_name = shlex.split(command)[3].split("::")[1]
+        assert (package / f"{op_name}.py").is_file() and (package / "csrc" / op_name / f"{op_name}_cpu.cpp").is_file()
 
 
 @pytest.mark.parametrize("argv, expected", [
