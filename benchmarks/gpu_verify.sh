@@ -12,6 +12,8 @@
 #   scan      ops.scan on torchvision.ops.DeformConv2d + torch.nn.RMSNorm (torchvision loads there), and the
 #             ops.new commands it suggests
 #   dcncpu    bench_dcn_cpu.py (DCN on the host's CPU vs torchvision's CPU kernel, issue 9)
+#   new       benchmarks/gpu_check_ops_new.py (three ops.new scaffolds built with CUDA and checked)
+#   nms       benchmarks/gpu_check_batched_nms.py --no-bench (correctness only)
 #   precision benchmarks/gpu_check_precision.py (the mixed-float16 export's half parts on CUDA, issue 11)
 # Logs and JSON land in $OUT.
 set -uo pipefail
@@ -79,4 +81,12 @@ if has scan; then
     ( d=$(mktemp -d) && cp -r ops csrc tests setup.py pyproject.toml "$d"/ 2>/dev/null; cd "$d" && export PYTHONPATH="$d" && eval "python3${cmd#python}" \
       > "$OUT/scan_new_$(echo "$cmd" | md5sum | cut -c1-6).txt" 2>&1; echo "[$?] $cmd" )
   done
+fi
+if has new; then
+  timeout 900 python3 benchmarks/gpu_check_ops_new.py --out "$OUT/ops_new" > "$OUT/ops_new.txt" 2>&1
+  echo "ops.new check exit $?"; grep -vE "^\s*$|Warning" "$OUT/ops_new.txt" | tail -15 | cut -c1-200
+fi
+if has nms; then
+  timeout 900 python3 benchmarks/gpu_check_batched_nms.py --no-bench --out "$OUT/batched_nms.json" > "$OUT/batched_nms.txt" 2>&1
+  echo "batched_nms check exit $?"; grep -E "FAIL|exact-arithmetic|cases" "$OUT/batched_nms.txt" | tail -8 | cut -c1-220
 fi
