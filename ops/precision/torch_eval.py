@@ -356,6 +356,10 @@ class TorchGraphRunner:
                 ins = [env[n] if n else None for n in node.input]
                 for name, value in zip(node.output, run_node(node, ins)):
                     if name:
+                        # Constant nodes and shape arithmetic make CPU tensors: every value lives on the
+                        # runner's device, so a node never mixes devices.
+                        if isinstance(value, torch.Tensor) and value.device.type != torch.device(self.device).type:
+                            value = value.to(self.device)
                         env[name] = value
                         produced[name] = value
         if keep_all:
