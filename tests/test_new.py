@@ -136,7 +136,7 @@ def test_bad_ids_use_the_declaration_rules(capsys, tmp_path, op_id, says):
     (["--like", "aten::grid_sampler_2d", "--shapes", "input=2x3x4x4 grid=2x3x4x3"], "fails on --shapes"),
     ([*GRID, "--output", "y:like(input)"], "--output: expected a rule that reproduces aten::grid_sampler_2d"),
     ([*GRID, "--attr", "nope:int=1"], "--attr: expected names of aten::grid_sampler_2d's attrs"),
-    (["--like", "aten::rms_norm"], "argument 'eps' (Optional[float]) defaults to None"),
+    (["--like", "aten::rms_norm", "--shapes", "input=2x3x8 weight=8"], "normalized_shape"),
     (["--like", "aten::add_.Tensor"], "is mutated in place"),
     (["--from", "nomod:f"], "cannot import module 'nomod'"),
     (["--from", "os.path"], "--from: expected module:function"),
@@ -147,6 +147,18 @@ def test_errors(capsys, tmp_path, argv, says):
     rc, _, err = _main(capsys, "demo::thing", *argv, "--dir", str(tmp_path))
     assert rc == 2 and says in err, err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_none_default_argument_is_left_out_with_a_note(capsys, tmp_path):
+    """aten::rms_norm's `float? eps=None`: an attribute cannot hold None, so the reference calls the operator
+    without it (its own default applies) and the note says how to declare it instead."""
+    (tmp_path / "__init__.py").write_text("import ops\n\nops.op_package(__name__)\n")
+    rc, out, err = _main(capsys, "demo::rmsn", "--like", "aten::rms_norm", "--shapes", "input=2x3x8 weight=8",
+                         "--attr", "normalized_shape:list[int]=8", "--dir", str(tmp_path))
+    assert rc == 0, err
+    assert "argument 'eps' (Optional[float]) defaults to None" in out and "--attr 'eps:float=VALUE'" in out, out
+    declaration = (tmp_path / "rmsn.py").read_text()
+    assert 'Attr("normalized_shape"' in declaration and 'Attr("eps"' not in declaration, declaration
 
 
 def test_an_existing_op_id_is_refused(capsys, tmp_path):
