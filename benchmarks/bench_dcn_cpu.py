@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torchvision.ops as tvo
 
-    import ops
+    import ops  # noqa: F401  (loads opforge's compiled ops: torch.ops.opforge.*)
 
     dcn = torch.ops.opforge.modulated_deform_conv2d
     rounds = args.rounds or (6 if args.quick else 15)

@@ -97,7 +97,6 @@ def split_declaration(source: str) -> dict[str, int]:
 
 def module_counts(module_path: Path) -> dict:
     """The counts of a declaration module and every op it declares (kernels and generated code summed)."""
-    import ops
     from ops.packages import package
     from ops.prototypes import include_path, include_root
     from ops.registry import all_ops

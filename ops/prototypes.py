@@ -77,7 +77,7 @@ def header(decl) -> str:
              f"{decl.source}.",
              "// Do not edit: every build regenerates it. It is the calling convention every host uses.",
              "#pragma once", "", '#include "opforge/kernel_api.h"', "",
-             f"namespace opforge_kernels {{", f"namespace {decl.namespace} {{", f"namespace {decl.name} {{", ""]
+             "namespace opforge_kernels {", f"namespace {decl.namespace} {{", f"namespace {decl.name} {{", ""]
     for device in decl.devices:
         lines.append(f"::opforge::Status {device}({signature});")
     lines += ["", f"}}  // namespace {decl.name}", f"}}  // namespace {decl.namespace}", "}  // namespace opforge_kernels",

@@ -105,7 +105,7 @@ def test_a_mismatched_signature_names_the_op_the_argument_and_both_types(unique_
     with pytest.raises(KernelSignatureError, match=fragment) as e:
         check_kernel_sources(op.decl)
     msg = str(e.value)
-    assert msg.startswith(op.id + ": the cpu kernel at ") and f"_cpu.cpp:4" in msg
+    assert msg.startswith(op.id + ": the cpu kernel at ") and "_cpu.cpp:4" in msg
     assert f"OPFORGE_CPU_KERNEL({op.decl.namespace}, {op.decl.name})" in msg  # the fix
 
 

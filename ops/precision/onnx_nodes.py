@@ -127,8 +127,6 @@ def run_node_in_half(node, model, values: dict, slots, fmt: HalfFormat, device="
     if node.op_type == "Cast" and slots.outputs:
         import copy
 
-        import onnx
-
         half_node = copy.deepcopy(node)
         for a in half_node.attribute:
             if a.name == "to":
