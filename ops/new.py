@@ -991,6 +991,26 @@ def _dispatch_cases(decl: OpDecl, o, cuda: bool, call: str) -> list[str]:
     return lines
 
 
+def _entry_body(plan: Plan, decl: OpDecl, o, device: str, call: str) -> list[str]:
+    """The entry point's body after its OPFORGE_*_KERNEL line: dispatch on the first output's dtype to the
+    skeleton's loop, then the NotImplemented-style return that keeps the op pending. (Parameters the body
+    does not read yet are fine: the generated macro marks them [[maybe_unused]].)"""
+    view = o.name
+    lines = ["  ::opforge::Status status = [&]() -> ::opforge::Status {", f"    switch ({view}.dtype) {{"]
+    lines += ["  " + line for line in _dispatch_cases(decl, o, device == "cuda", call)]
+    lines += ["      default:",
+              '        return ::opforge::Status::error(::opforge::Status::kUnsupportedDType, '
+              f'"{plan.id}: dtype not supported by this kernel");',
+              "    }", "  }();", "  if (!status.is_ok()) return status;",
+              f"  // NotImplemented: delete this line once the {'loop' if device == 'cpu' else 'kernel'} above "
+              f"computes the op, and drop '{device}' from",
+              "  // kernels_pending in the declaration.",
+              f'  return ::opforge::Status::error(::opforge::Status::kInternal, "{plan.id}: the {device} kernel is an '
+              'ops.new skeleton (kernel pending)");',
+              "}"]
+    return lines
+
+
 def render_cpu(plan: Plan, decl: OpDecl) -> str:
     o = decl.outputs[0]
     out_view = o.name
@@ -1034,21 +1054,7 @@ def render_cpu(plan: Plan, decl: OpDecl) -> str:
         "",
         f"OPFORGE_CPU_KERNEL({plan.namespace}, {plan.name}) {{",
     ]
-    # (parameters the body does not read yet are fine: the generated macro marks them [[maybe_unused]])
-    lines.append("  ::opforge::Status status = [&]() -> ::opforge::Status {")
-    lines.append(f"    switch ({out_view}.dtype) {{")
-    lines += ["  " + line for line in _dispatch_cases(decl, o, False, "return run<{T}>(" + out_view + ", ctx);")]
-    lines.append("      default:")
-    lines.append('        return ::opforge::Status::error(::opforge::Status::kUnsupportedDType, '
-                 f'"{plan.id}: dtype not supported by this kernel");')
-    lines.append("    }")
-    lines.append("  }();")
-    lines.append("  if (!status.is_ok()) return status;")
-    lines.append("  // NotImplemented: delete this line once the loop above computes the op, and drop 'cpu' from")
-    lines.append("  // kernels_pending in the declaration.")
-    lines.append(f'  return ::opforge::Status::error(::opforge::Status::kInternal, "{plan.id}: the cpu kernel is an '
-                 f'ops.new skeleton (kernel pending)");')
-    lines.append("}")
+    lines += _entry_body(plan, decl, o, "cpu", "return run<{T}>(" + out_view + ", ctx);")
     return "\n".join(lines) + "\n"
 
 
@@ -1107,21 +1113,7 @@ def render_cuda(plan: Plan, decl: OpDecl) -> str:
         "",
         f"OPFORGE_CUDA_KERNEL({plan.namespace}, {plan.name}) {{",
     ]
-    # (parameters the body does not read yet are fine: the generated macro marks them [[maybe_unused]])
-    lines.append("  ::opforge::Status status = [&]() -> ::opforge::Status {")
-    lines.append(f"    switch ({o.name}.dtype) {{")
-    lines += ["  " + line for line in _dispatch_cases(decl, o, True, "return launch<{T}>(" + o.name + ", ctx);")]
-    lines.append("      default:")
-    lines.append('        return ::opforge::Status::error(::opforge::Status::kUnsupportedDType, '
-                 f'"{plan.id}: dtype not supported by this kernel");')
-    lines.append("    }")
-    lines.append("  }();")
-    lines.append("  if (!status.is_ok()) return status;")
-    lines.append("  // NotImplemented: delete this line once the kernel above computes the op, and drop 'cuda' from")
-    lines.append("  // kernels_pending in the declaration.")
-    lines.append(f'  return ::opforge::Status::error(::opforge::Status::kInternal, "{plan.id}: the cuda kernel is an '
-                 f'ops.new skeleton (kernel pending)");')
-    lines.append("}")
+    lines += _entry_body(plan, decl, o, "cuda", "return launch<{T}>(" + o.name + ", ctx);")
     return "\n".join(lines) + "\n"
 
 
