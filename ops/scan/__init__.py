@@ -12,7 +12,7 @@ from __future__ import annotations
 
 
 def scan(model, args, *, opsets=None, exporter: str = "both", trt_version: str | None = None,
-         namespace: str = "custom", target: str | None = None) -> dict:
+         namespace: str = "custom", target: str | None = None, package: str | None = None) -> dict:
     from .columns import DEFAULT_OPSETS, plan_columns
     from .report import build_report
     from .tensorrt import table_for
@@ -24,4 +24,4 @@ def scan(model, args, *, opsets=None, exporter: str = "both", trt_version: str |
     args = tuple(args) if isinstance(args, (list, tuple)) else (args,)
     trace = trace_model(model, args)
     results = [scan_column(trace, column, model, args) for column in columns]
-    return build_report(target, trace, results, table, namespace)
+    return build_report(target, trace, results, table, namespace, package)

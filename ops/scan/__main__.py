@@ -77,6 +77,14 @@ def _import(module: str):
                            "give a path: path/to/file.py:function") from None
 
 
+def _destination(packages) -> str | None:
+    """The op package the ops.new suggestions write into: the one --package given (several: none, the
+    user picks)."""
+    if isinstance(packages, str):
+        return packages
+    return packages[0] if packages and len(packages) == 1 else None
+
+
 def load_target(spec: str):
     """(model, args, module name) from 'module:function'."""
     module_name, sep, attr = spec.rpartition(":")
@@ -131,7 +139,7 @@ def main(argv=None) -> int:
             raise OpforgeError(f"--namespace must be a lower-case identifier (an op id is ns::name), got "
                                f"{namespace!r}. Fix: e.g. --namespace mymodels")
         report = scan(model, inputs, opsets=opsets, exporter=args.exporter, trt_version=args.trt_version,
-                      namespace=namespace, target=args.target)
+                      namespace=namespace, target=args.target, package=_destination(args.package))
     except OpforgeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -69,7 +69,7 @@ def _recorded_call_flags(op) -> str:
     return " ".join(([f"--shapes '{' '.join(shapes)}'"] if shapes else []) + attrs)
 
 
-def fix_command(op, namespace: str, target: str | None = None) -> str:
+def fix_command(op, namespace: str, target: str | None = None, package: str | None = None) -> str:
     """The ops.new command that declares an op standing in for `op` (an Operator of the trace, named e.g.
     'aten::_upsample_bicubic2d_aa.vec'), with its recorded call's shapes and attribute values; an operator of
     the user's own code also gets `--import` of the scanned model's module, which registers it."""
@@ -79,7 +79,7 @@ def fix_command(op, namespace: str, target: str | None = None) -> str:
     if op.name.partition("::")[0] not in KNOWN_NAMESPACES and module:
         command += f" --import {module}"
     flags = _recorded_call_flags(op)
-    return command + (" " + flags if flags else "")
+    return command + (" " + flags if flags else "") + (f" --package {package}" if package else "")
 
 
 def _plugin_domains() -> dict:
@@ -93,7 +93,7 @@ def _plugin_domains() -> dict:
     return out
 
 
-def build_report(target: str | None, trace, results, table, namespace: str) -> dict:
+def build_report(target: str | None, trace, results, table, namespace: str, package: str | None = None) -> dict:
     from ..registry import all_ops
 
     declared = {op.torch_op: op for op in all_ops()}
@@ -139,11 +139,13 @@ def build_report(target: str | None, trace, results, table, namespace: str) -> d
                 entry["fix_note"] = (f"{op.name} is declared at {decl.decl.source}; the failure is in its declaration "
                                      "or export (see the reason)")
             else:
-                entry["fix"] = fix_command(op, namespace, target)
+                entry["fix"] = fix_command(op, namespace, target, package)
                 new = entry["fix"].split()[3]
                 entry["fix_note"] = (f"then call torch.ops.{new.replace('::', '.')} where the model calls {op.name} "
                                      f"(in {', '.join(m or '<model>' for m in op.modules)}), and build it "
-                                     "(python -m ops.build)")
+                                     "(python -m ops.build" + (f" --package {package})" if package else ")")
+                                     + ("" if package else "; outside the opforge repo add --package YOUR_OP_PACKAGE "
+                                        "(scan with --package to have it filled in) or --dir DIR"))
         operators.append(entry)
     model = {r.column.name: {"ok": r.model.ok, "reason": r.model.reason} for r in results}
     ops_blocking = [e for e in operators if e["blocker"]]

@@ -184,3 +184,13 @@ def test_help_explains_the_columns(capsys):
     assert e.value.code == 0
     for words in ("ts-N, dyn-N", "decides", "TensorRT V", "blocker", "Exit status"):
         assert words in out
+
+
+def test_scanning_with_package_fills_it_into_the_suggestions(capsys):
+    code, out, _ = run(capsys, f"{MODELS}:two_blockers", "--json", "--package", "ops.library")
+    report = json.loads(out)
+    assert code == 1 and report["blockers"]
+    for name in report["blockers"]:
+        entry = by_name(report)[name]
+        assert entry["fix"].endswith(" --package ops.library"), entry["fix"]
+        assert "python -m ops.build --package ops.library" in entry["fix_note"], entry["fix_note"]
