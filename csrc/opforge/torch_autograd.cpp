@@ -70,45 +70,38 @@ std::vector<at::Tensor> run_backward(const AutogradSpec& spec, AutogradContext* 
 // autograd cannot describe an undefined tensor). The node's name is that of this struct for every op;
 // errors raised from it name the op.
 struct OpforgeFunction : public torch::autograd::Function<OpforgeFunction> {
-  static variable_list forward(AutogradContext* ctx, const AutogradSpec* spec, const c10::OperatorHandle* op,
-                               c10::DispatchKeySet ks, at::TensorList /*present inputs, for autograd*/,
-                               torch::jit::Stack* args) {
-    std::vector<at::Tensor> inputs(spec->num_inputs);
-    c10::List<bool> present;
-    for (size_t k = 0; k < spec->num_inputs; ++k) {
-      present.push_back(!(*args)[k].isNone());
-      if (present.get(k)) inputs[k] = (*args)[k].toTensor();
-    }
-    c10::impl::GenericList attrs(c10::AnyType::get());
-    for (size_t k = spec->num_inputs; k < args->size(); ++k) attrs.push_back((*args)[k]);
+  static variable_list forward(AutogradContext* ctx, const AutogradSpec* spec, BelowAutograd* below,
+                               c10::impl::GenericList* attrs, at::TensorList /*present inputs, for autograd*/,
+                               const std::vector<at::Tensor>* inputs) {
+    variable_list outputs;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      op->redispatchBoxed(ks & c10::after_autograd_keyset, args);
+      outputs = (*below)();
     }
-    OPFORGE_REQUIRE(kRuntime, args->size() == spec->num_outputs, spec->op, ": expected ", spec->num_outputs,
-                    " outputs from the kernel, got ", args->size());
-    variable_list outputs;
-    outputs.reserve(spec->num_outputs);
-    for (const c10::IValue& v : *args) outputs.push_back(v.toTensor());
+    OPFORGE_REQUIRE(kRuntime, outputs.size() == spec->num_outputs, spec->op, ": expected ", spec->num_outputs,
+                    " outputs from the kernel, got ", outputs.size());
     std::vector<at::Tensor> saved;
     saved.reserve(spec->saves.size());
-    for (size_t k : spec->saves) saved.push_back(k < spec->num_inputs ? inputs[k] : outputs[k - spec->num_inputs]);
+    int64_t present = 0;  // bit k: input k was given (call_with_autograd checks there are fewer than 63)
+    for (size_t k = 0; k < spec->num_inputs; ++k)
+      if ((*inputs)[k].defined()) present |= int64_t{1} << k;
+    for (size_t k : spec->saves) saved.push_back(k < spec->num_inputs ? (*inputs)[k] : outputs[k - spec->num_inputs]);
     ctx->save_for_backward(saved);
     // The spec is a static object of the extension (which is never unloaded), kept by address.
     ctx->saved_data["spec"] = static_cast<int64_t>(reinterpret_cast<std::intptr_t>(spec));
-    ctx->saved_data["present"] = std::move(present);
-    ctx->saved_data["attrs"] = std::move(attrs);
+    ctx->saved_data["present"] = present;
+    ctx->saved_data["attrs"] = std::move(*attrs);
     return outputs;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto* spec = reinterpret_cast<const AutogradSpec*>(static_cast<std::intptr_t>(ctx->saved_data.at("spec").toInt()));
     std::vector<at::Tensor> in = run_backward(*spec, ctx, grads);
-    const c10::List<bool> present = ctx->saved_data.at("present").toBoolList();
-    // One gradient per argument of forward: spec, op, ks, each present input, args.
+    const int64_t present = ctx->saved_data.at("present").toInt();
+    // One gradient per argument of forward: spec, below, attrs, each present input, inputs.
     variable_list out(3);
     for (size_t k = 0; k < spec->num_inputs; ++k)
-      if (present.get(k)) out.push_back(std::move(in[k]));
+      if (present & (int64_t{1} << k)) out.push_back(std::move(in[k]));
     out.emplace_back();
     return out;
   }
@@ -116,13 +109,14 @@ struct OpforgeFunction : public torch::autograd::Function<OpforgeFunction> {
 
 }  // namespace
 
-std::vector<at::Tensor> call_with_autograd(const AutogradSpec& spec, const c10::OperatorHandle& op,
-                                           c10::DispatchKeySet ks, torch::jit::Stack args) {
+std::vector<at::Tensor> call_with_autograd(const AutogradSpec& spec, std::vector<at::Tensor> inputs,
+                                           c10::impl::GenericList attrs, BelowAutograd below) {
+  OPFORGE_REQUIRE(kRuntime, spec.num_inputs < 63, spec.op, ": more than 62 inputs");
   std::vector<at::Tensor> present;
   present.reserve(spec.num_inputs);
-  for (size_t k = 0; k < spec.num_inputs; ++k)
-    if (!args[k].isNone()) present.push_back(args[k].toTensor());
-  return OpforgeFunction::apply(&spec, &op, ks, at::TensorList(present), &args);
+  for (const at::Tensor& t : inputs)
+    if (t.defined()) present.push_back(t);
+  return OpforgeFunction::apply(&spec, &below, &attrs, at::TensorList(present), &inputs);
 }
 
 }  // namespace glue

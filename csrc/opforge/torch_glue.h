@@ -18,6 +18,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
+#include <c10/util/FunctionRef.h>
 #include <torch/library.h>
 
 #include <cstdlib>
@@ -271,10 +272,13 @@ struct AutogradSpec {
   std::vector<size_t> saves;  // what the backward reads: k < num_inputs is input k, else output k - num_inputs
 };
 
-// Runs `op` below autograd on `args` (its inputs then its attributes, boxed) and records the autograd node
-// whose backward runs the declared backward. Returns the outputs. For calls where requires_grad() held.
-std::vector<at::Tensor> call_with_autograd(const AutogradSpec& spec, const c10::OperatorHandle& op,
-                                           c10::DispatchKeySet ks, torch::jit::Stack args);
+// Runs the op below autograd (`below`: the generated kernel's unboxed redispatch, called under
+// AutoDispatchBelowADInplaceOrView) and records the autograd node whose backward runs the declared backward
+// on the saved tensors and `attrs`. `inputs` has one entry per declared input, undefined where an optional
+// one is absent. Returns the outputs. For calls where requires_grad() held.
+using BelowAutograd = c10::function_ref<std::vector<at::Tensor>()>;
+std::vector<at::Tensor> call_with_autograd(const AutogradSpec& spec, std::vector<at::Tensor> inputs,
+                                           c10::impl::GenericList attrs, BelowAutograd below);
 
 }  // namespace glue
 }  // namespace opforge

@@ -21,7 +21,7 @@ from ..dtypes import DTYPES
 from ..prototypes import include_path
 from .schema import backward_op_name, schema
 
-GENERATOR_VERSION = 4  # bump when the generated code changes shape, so old builds read as stale
+GENERATOR_VERSION = 5  # bump when the generated code changes shape, so old builds read as stale
 
 ATEN_SCALAR = {"float32": "at::kFloat", "float16": "at::kHalf", "bfloat16": "at::kBFloat16", "float64": "at::kDouble",
                "int8": "at::kChar", "uint8": "at::kByte", "int32": "at::kInt", "int64": "at::kLong", "bool": "at::kBool"}
@@ -222,9 +222,25 @@ def _autograd(w: _Writer, decl: OpDecl, params: list[str], ret: str) -> None:
     w("at::AutoDispatchBelowADInplaceOrView guard;", 2)
     w(f"return typed_op().redispatch(ks & c10::after_autograd_keyset, {args});", 2)
     w("}", 1)
-    w("torch::jit::Stack stack;", 1)
-    w(f"torch::jit::push(stack, {args});", 1)
-    w("std::vector<at::Tensor> outs = opforge::glue::call_with_autograd(kAutograd, typed_op(), ks, std::move(stack));", 1)
+    # The node records the inputs and the attributes (as IValues: the backward op takes them boxed), then
+    # runs the op below autograd through this unboxed redispatch: no boxing on the forward's path.
+    inputs = ", ".join(f"arg_{i.name}.has_value() ? *arg_{i.name} : at::Tensor()" if i.optional else f"arg_{i.name}"
+                       for i in decl.inputs)
+    w(f"std::vector<at::Tensor> inputs{{{inputs}}};", 1)
+    w("c10::impl::GenericList attrs(c10::AnyType::get());", 1)
+    if decl.attrs:
+        w(f"attrs.reserve({len(decl.attrs)});", 1)
+    for a in decl.attrs:
+        w(f"attrs.push_back(c10::IValue(a_{a.name}));", 1)
+    w("auto below = [&]() -> std::vector<at::Tensor> {", 1)
+    w(f"{ret} r = typed_op().redispatch(ks & c10::after_autograd_keyset, {args});", 2)
+    if len(decl.outputs) == 1:
+        w("return {r};", 2)
+    else:
+        w(f"return {{{', '.join(f'std::get<{k}>(r)' for k in range(len(decl.outputs)))}}};", 2)
+    w("};", 1)
+    w("std::vector<at::Tensor> outs = opforge::glue::call_with_autograd(kAutograd, std::move(inputs), "
+      "std::move(attrs), below);", 1)
     if len(decl.outputs) == 1:
         w("return outs[0];", 1)
     else:
