@@ -13,6 +13,9 @@ plan with the end-to-end loop run on the device, then the checks:
   flop_fraction    >= 0.9 of FLOPs in float16
   no_misses        exhaustive: every node that gives inf/NaN run alone in half on the device is flagged
   opforge_kernels  each opforge node alone in half on the device vs its float32 output (rel_l2)
+  plugin_harness   each float16 opforge node of the mixed graph through its TensorRT plugin (plugin host
+                   harness, GPU enqueue) on the inputs it sees in the mixed run vs the torch kernel's output
+                   (added after the 2026-11-26 H100 runs; not yet run on a GPU)
 Every check is recorded PASS/FAIL with numbers; an exception in one check or model is recorded, never fatal;
 the JSON is always written."""
 
@@ -40,6 +43,44 @@ def _reference_kind() -> str:
     except Exception as e:  # noqa: BLE001
         print(f"native ORT op library unavailable ({str(e).splitlines()[0][:120]}): float32 reference = torch runner")
         return "torch"
+
+
+def plugin_harness_check(mixed, values: dict, types: dict, record) -> None:
+    """The opforge nodes the mixed graph types float16, run through their TensorRT plugin (the plugin host
+    harness: createPlugin from the node's ONNX attributes, enqueue on the GPU) on the float16 inputs the node
+    sees in the mixed run, against the torch CUDA kernel's output in that run. Needs CUDA and the plugin
+    library (`python -m ops.build --trt`)."""
+    import torch
+
+    from ops.check.trt_stages import _harness, _host, _library
+    from ops.declaration import Sample
+    from ops.precision.formats import rel_l2
+    from ops.precision.node_types import FLOAT16
+    from ops.precision.torch_eval import attributes, custom_op
+    from ops.trt.harness.enqueue import run_plugin
+
+    if not torch.cuda.is_available():
+        record("plugin_harness", False, skipped="no CUDA device: enqueue needs a GPU")
+        return
+    host_mod, _ = _harness()
+    rows = {}
+    for node in mixed.graph.node:
+        op = custom_op(node) if node.domain not in ("", "ai.onnx") else None
+        if op is None or types.get(node.output[0]) != FLOAT16:
+            continue
+        library, problem = _library(op)
+        if problem:
+            record("plugin_harness", False, error=f"plugin library: {problem[1]}"[:400])
+            return
+        a = attributes(node)
+        attrs = {at.name: a.get(at.name, at.default) for at in op.decl.attrs}
+        inputs = [values[n].cuda() if n else None for n in node.input]
+        got = run_plugin(_host(host_mod, library), op, Sample(*inputs, **attrs))
+        want = values[node.output[0]]
+        rows[node.name] = {"op": op.id, "dtype": str(got[0].dtype), "rel_l2_vs_torch_kernel": rel_l2(got[0].float(),
+                                                                                                   want.float())}
+    record("plugin_harness", all(r["dtype"] == "torch.float16" and r["rel_l2_vs_torch_kernel"] <= 1e-3
+                                 for r in rows.values()), nodes=rows or "no float16 opforge node in this model")
 
 
 def check_model(name: str, device: str, reference: str) -> dict:
@@ -80,6 +121,7 @@ def check_model(name: str, device: str, reference: str) -> dict:
         feeds = {i.name: a for i, a in zip(mixed.graph.input, args)}
         values = runner.run(feeds, keep_all=True)
         types = elem_types(mixed)
+        every_value = {**runner.weights, **{k: v.to(device) for k, v in feeds.items()}, **values}
         wrong = [n for n, v in values.items() if types.get(n) == FLOAT16 and
                  (v.dtype != torch.float16 or v.device.type != torch.device(device).type)]
         n_half = sum(1 for n in values if types.get(n) == FLOAT16)
@@ -92,6 +134,11 @@ def check_model(name: str, device: str, reference: str) -> dict:
         record("rel_l2", err <= 1e-3 and bool(torch.isfinite(y).all()), rel_l2=err, finite=bool(torch.isfinite(y).all()))
     except Exception as e:  # noqa: BLE001
         record("half_on_device", False, error=traceback.format_exc()[-800:])
+
+    try:  # plugin_harness: each opforge node of the mixed graph that runs in half, through its TensorRT plugin
+        plugin_harness_check(mixed, every_value, types, record)
+    except Exception:  # noqa: BLE001
+        record("plugin_harness", False, error=traceback.format_exc()[-800:])
 
     try:  # held-out inputs: required <= 1e-3 too
         held = ex.held_out(maker)
