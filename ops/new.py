@@ -718,6 +718,8 @@ def _onnx_problem(plan: Plan, fn: Callable, run: Run) -> str | None:
 
     import torch
 
+    from .onnx.quiet import quiet_torchscript_log
+
     names = [i.name for i in plan.inputs if run.shapes.get(i.name) is not None]
 
     class Reference(torch.nn.Module):
@@ -729,7 +731,7 @@ def _onnx_problem(plan: Plan, fn: Callable, run: Run) -> str | None:
 
     tensors = tuple(_tensor(run.shapes[n], _input_dtype(plan, n)) for n in names)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_torchscript_log():  # no TorchScript graph dump on a failure
             warnings.simplefilter("ignore")
             torch.onnx.export(Reference(), tensors, io.BytesIO(), dynamo=False, opset_version=17)
     except Exception as e:

@@ -9,7 +9,6 @@ without the exporter's deep stack."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 import warnings
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from ..errors import ExportError, OpforgeError
 from . import _lazy
-from .quiet import quiet_dynamo_registration_log
+from .quiet import quiet_dynamo_registration_log, quiet_torchscript_log
 from .schema import TRT_ATTRS, onnx_attr_value, onnx_supported, register_schemas
 
 TORCHSCRIPT_OPSETS = range(11, 18)  # torch.onnx.export(dynamo=False): opforge's symbolics
@@ -184,29 +183,11 @@ def _export_torchscript(model, args, opset, dynamic, ops):
     for op in supported:
         custom[op.decl.namespace] = max(custom.get(op.decl.namespace, 1), op.decl.version)
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), _quiet_torchscript_log():
+    with warnings.catch_warnings(), quiet_torchscript_log():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, tuple(args), buffer, dynamo=False, opset_version=opset, input_names=names,
                           dynamic_axes=axes or None, custom_opsets=custom)
     return _lazy.onnx().load_from_string(buffer.getvalue())
-
-
-@contextlib.contextmanager
-def _quiet_torchscript_log():
-    """The TorchScript exporter's ONNX log is always on (torch checks the truthiness of the function
-    `_jit_is_onnx_log_enabled` instead of calling it), so a failed export dumps the whole TorchScript graph
-    to stdout before our one-line ExportError. Silence that log for the duration of the export only."""
-    import torch
-
-    original = getattr(torch._C, "_jit_onnx_log", None)
-    if original is None:
-        yield
-        return
-    torch._C._jit_onnx_log = lambda *args: None
-    try:
-        yield
-    finally:
-        torch._C._jit_onnx_log = original
 
 
 def default_opset(model_proto) -> int | None:

@@ -16,3 +16,21 @@ def quiet_dynamo_registration_log():
         yield
     finally:
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def quiet_torchscript_log():
+    """The TorchScript exporter's ONNX log is always on (torch checks the truthiness of the function
+    `_jit_is_onnx_log_enabled` instead of calling it), so a failed export dumps the whole TorchScript graph
+    to stdout before our one-line ExportError. Silence that log for the duration of the export only."""
+    import torch
+
+    original = getattr(torch._C, "_jit_onnx_log", None)
+    if original is None:
+        yield
+        return
+    torch._C._jit_onnx_log = lambda *args: None
+    try:
+        yield
+    finally:
+        torch._C._jit_onnx_log = original
