@@ -28,8 +28,8 @@ KNOWN_NAMESPACES = ("aten", "prims", "torchvision")
 
 
 def importable_module(target: str | None) -> str | None:
-    """The dotted module name of a scan target ('pkg.models:make' -> 'pkg.models'; 'tests/scan/m.py:f' ->
-    'tests.scan.m' when that path is under the current directory), or None."""
+    """The dotted module name of a scan target ('pkg.models:make' -> 'pkg.models'; 'pkg/sub/m.py:f' ->
+    'pkg.sub.m' when that path is under the current directory), or None."""
     module = (target or "").rpartition(":")[0]
     if module.endswith(".py"):
         try:
