@@ -131,7 +131,6 @@ def run_node_in_half(node, model, values: dict, slots, fmt: HalfFormat, device="
         for a in half_node.attribute:
             if a.name == "to":
                 a.i = fmt.onnx_type
-        del onnx  # only the attribute proto is touched
     return run_node(half_node, ins)
 
 

@@ -169,3 +169,22 @@ def test_cli_json_and_plot(tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["summary"]["flagged_nodes"] >= 8 and report["mixed"]["half_flop_fraction"] >= 0.9
     assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_a_cast_to_float_runs_in_half_as_a_cast_to_half():
+    """A Cast whose output becomes half casts to half when run alone in half (the transformer example's
+    attention mask goes through one)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT, name="cast")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.INT64, [3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    slots = half_slots(node, model, elem_types(model))
+    assert slots is not None and slots.outputs == (0,)
+    (out,) = run_node_in_half(node, model, {"x": torch.tensor([1, 70000, -3])}, slots, half_format("float16"))
+    assert out.dtype == torch.float16
+    assert out[0] == 1 and torch.isinf(out[1]) and out[2] == -3
+    assert node.attribute[0].i == TensorProto.FLOAT  # the graph's own node is left as it was
