@@ -36,43 +36,54 @@ __host__ __device__ inline int64_t dg_count(const Params& p, int64_t gi) {
 }
 
 // One tap's sampling positions for the block's pixels: corner plane indices (-1: outside the image),
-// corner weights, the value a sample starts from (0, or NaN for a NaN position) and the mask.
+// corner weights, the value a sample starts from (0, or NaN for a NaN position) and the mask; and, per
+// pixel, the tap-independent positions computed once per block by columns() (no 64-bit division in the
+// per-tap and per-element loops: they dominated the instruction count).
 struct TileTaps {
   int idx[kMaxDgTouched][4][kBN];
   float w[kMaxDgTouched][4][kBN];
   float fill[kMaxDgTouched][kBN];
   float mask[kMaxDgTouched][kBN];
   int64_t xbase[kBN];  // b * C * H * W for the pixel, -1 past N
+  int64_t obase[kBN];  // offset index of (b, deformable group 0, tap 0, dy) at the pixel
+  int64_t mbase[kBN];  // mask index of (b, deformable group 0, tap 0) at the pixel
+  int64_t ybase[kBN];  // y index of (b, output channel 0) at the pixel
+  int oy[kBN], ox[kBN];
 };
 
-// Pixel columns: b and p of each of the block's pixels (call once per block, before locate()).
+// Pixel columns: where each of the block's pixels lives (call once per block, before locate()).
 __device__ inline void columns(const Params& p, int64_t n0, TileTaps* s) {
   for (int q = threadIdx.x; q < kBN; q += blockDim.x) {
     const int64_t n = n0 + q;
-    s->xbase[q] = n < p.N ? (n / p.P) * p.C * p.H * p.W : -1;
+    const int64_t b = n / p.P, pix = n % p.P;
+    s->xbase[q] = n < p.N ? b * p.C * p.H * p.W : -1;
+    s->obase[q] = b * p.dg * 2 * p.K * p.P + pix;
+    s->mbase[q] = b * p.dg * p.K * p.P + pix;
+    s->ybase[q] = b * p.Cout * p.P + pix;
+    s->oy[q] = static_cast<int>(pix / p.OW);
+    s->ox[q] = static_cast<int>(pix % p.OW);
   }
 }
 
 // Fills s for tap k and deformable groups [d0, d0 + nd). Needs a __syncthreads() before use.
 template <typename T>
-__device__ inline void locate(const Params& p, const T* __restrict__ offset, const T* __restrict__ mask, int64_t n0,
-                              int64_t k, int64_t d0, int nd, TileTaps* s) {
-  const int64_t i = k / p.kw, j = k % p.kw;
+__device__ inline void locate(const Params& p, const T* __restrict__ offset, const T* __restrict__ mask, int64_t k,
+                              int64_t d0, int nd, TileTaps* s) {
+  const int i = static_cast<int>(k) / static_cast<int>(p.kw), j = static_cast<int>(k) % static_cast<int>(p.kw);
   for (int e = threadIdx.x; e < nd * kBN; e += blockDim.x) {
     const int dl = e / kBN, q = e % kBN;
-    const int64_t n = n0 + q;
     float fill = 0.0f, m = 1.0f;
     detail::Tap t;
     t.kind = 0;
     t.valid = 0;
-    if (n < p.N) {
-      const int64_t b = n / p.P, pix = n % p.P, oy = pix / p.OW, ox = pix % p.OW, d = d0 + dl;
-      const int64_t obase = ((b * p.dg + d) * 2 * p.K + 2 * k) * p.P + pix;
-      const float py = static_cast<float>(oy * p.sh - p.ph + i * p.dh) + to_float(offset[obase]);
-      const float px = static_cast<float>(ox * p.sw - p.pw + j * p.dw) + to_float(offset[obase + p.P]);
+    if (s->xbase[q] >= 0) {
+      const int64_t d = d0 + dl;
+      const int64_t obase = s->obase[q] + (d * 2 * p.K + 2 * k) * p.P;
+      const float py = static_cast<float>(s->oy[q] * p.sh - p.ph + i * p.dh) + to_float(offset[obase]);
+      const float px = static_cast<float>(s->ox[q] * p.sw - p.pw + j * p.dw) + to_float(offset[obase + p.P]);
       t = detail::locate(py, px, p.H, p.W);
       if (t.kind == 1) fill = NAN;
-      if (mask != nullptr) m = to_float(mask[((b * p.dg + d) * p.K + k) * p.P + pix]);
+      if (mask != nullptr) m = to_float(mask[s->mbase[q] + (d * p.K + k) * p.P]);
     }
     for (int c = 0; c < 4; ++c) {
       s->idx[dl][c][q] = (t.kind == 2 && (t.valid & (1 << c))) ? t.idx[c] : -1;

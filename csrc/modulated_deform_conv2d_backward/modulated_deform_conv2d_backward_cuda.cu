@@ -115,7 +115,7 @@ __global__ void __launch_bounds__(kThreads) weight_grads(const T* __restrict__ g
     __syncthreads();
     tile::columns(p, n0, &taps);
     __syncthreads();
-    tile::locate(p, offset, mask, n0, k, d0, nd, &taps);
+    tile::locate(p, offset, mask, k, d0, nd, &taps);
     __syncthreads();
     for (int e = tid; e < kWC * kBN; e += kThreads) {
       const int cc = e / kBN, q = e % kBN;

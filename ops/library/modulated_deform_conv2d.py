@@ -163,8 +163,10 @@ def backward(ctx, grad):
     ],
     outputs=[Output("y", shape=f"[x.shape[0], weight.shape[0], {_OH}, {_OW}]", dtype="like(x)")],
     attrs=ATTRS,
-    # CUDA: the weight rearranged as [groups][kh*kw][Cin/groups][Cout/groups] for coalesced tile loads.
-    workspace="4 * weight.shape[0] * weight.shape[1] * weight.shape[2] * weight.shape[3]",
+    # CUDA: the weight rearranged as [groups][kh*kw][Cin/groups][Cout/groups] for coalesced tile loads, then
+    # (16-byte aligned) x copied channels-last, so a bilinear corner's channels are one contiguous run.
+    workspace="4 * (weight.shape[0] * weight.shape[1] * weight.shape[2] * weight.shape[3] + "
+              "x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3]) + 16",
     backward=backward,
     samples=samples,
     # float32: sums of up to Cin/groups*kh*kw = 72 products, accumulated in another order than torch's matmul.
