@@ -54,7 +54,9 @@ if has overhead && [ -f benchmarks/bench_overhead.py ]; then
   python3 benchmarks/bench_overhead.py --json "$OUT/overhead.json" 2>&1 | grep -v Warning | tee "$OUT/overhead.txt"
 fi
 if has sanitize; then
-  compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 python3 benchmarks/sanitize_kernels.py \
+  # No --leak-check: it reports the sample tensors torch still holds at interpreter exit (host-side, not a
+  # kernel's doing; 127 such reports for rms_norm + scaled_gelu on 2026-11-26), which drowns access errors.
+  compute-sanitizer --tool memcheck --error-exitcode 9 python3 benchmarks/sanitize_kernels.py \
     > "$OUT/memcheck.txt" 2>&1; echo "memcheck exit $?"; grep -E "ERROR SUMMARY|kernel runs|FAIL" "$OUT/memcheck.txt" | tail -5
   compute-sanitizer --tool racecheck --error-exitcode 9 python3 benchmarks/sanitize_kernels.py --small \
     > "$OUT/racecheck.txt" 2>&1; echo "racecheck exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|kernel runs|FAIL" "$OUT/racecheck.txt" | tail -5

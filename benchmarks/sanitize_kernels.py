@@ -1,6 +1,6 @@
 """Run every CUDA kernel of every library op once per sample and dtype, for compute-sanitizer.
 
-    compute-sanitizer --tool memcheck  --leak-check full python3 benchmarks/sanitize_kernels.py
+    compute-sanitizer --tool memcheck python3 benchmarks/sanitize_kernels.py   # access errors (see gpu_verify.sh on leaks)
     compute-sanitizer --tool racecheck python3 benchmarks/sanitize_kernels.py --small
 
 The op's own samples are the cases: they hold its edge shapes (empty, odd sizes, a single row, optional
