@@ -66,27 +66,53 @@ __global__ void arrange_weight(const T* __restrict__ w, T* __restrict__ wt, Para
   }
 }
 
-// x [B, C, HW] -> xt [B, HW, C], 64 x 64 tiles through shared memory so reads and writes both coalesce;
-// 16 elements per thread keep enough loads in flight (32 x 32 tiles reached a quarter of copy bandwidth).
-// Block (32, 8); grid (HW tiles, C tiles, B).
+// x [B, C, HW] -> xt [B, HW, C] in 64 x 64 tiles through shared memory, block (32, 8), grid (HW tiles, C tiles,
+// B). kPacked (HW and C multiples of the 16-byte pack, x aligned): every global access is one 16-byte pack,
+// reads along pixels and writes along channels, the transposition happening element-wise in shared
+// memory; otherwise one element per access.
 constexpr int kTT = 64;
-template <typename T>
+template <typename T, bool kPacked>
 __global__ void to_channels_last(const T* __restrict__ x, T* __restrict__ xt, int64_t C, int64_t HW) {
-  __shared__ T t[kTT][kTT + 1];
+  __shared__ T t[kTT][kTT + 1];  // t[channel][pixel]; the +1 spreads the column reads over banks
   const int64_t p0 = static_cast<int64_t>(blockIdx.x) * kTT, c0 = static_cast<int64_t>(blockIdx.y) * kTT;
   const T* src = x + static_cast<int64_t>(blockIdx.z) * C * HW;
   T* dst = xt + static_cast<int64_t>(blockIdx.z) * C * HW;
+  const int tid = threadIdx.y * 32 + threadIdx.x;
+  if constexpr (kPacked) {
+    constexpr int kV = Pack<T>::kSize, kPacks = kTT / kV;  // packs per tile row
 #pragma unroll
-  for (int i = threadIdx.y; i < kTT; i += 8)
+    for (int e = tid; e < kTT * kPacks; e += 256) {
+      const int c = e / kPacks, pv = (e % kPacks) * kV;
+      if (c0 + c < C && p0 + pv < HW) {
+        const Pack<T> v = *reinterpret_cast<const Pack<T>*>(src + (c0 + c) * HW + p0 + pv);
 #pragma unroll
-    for (int j = threadIdx.x; j < kTT; j += 32)
-      if (c0 + i < C && p0 + j < HW) t[i][j] = src[(c0 + i) * HW + p0 + j];
-  __syncthreads();
+        for (int i = 0; i < kV; ++i) t[c][pv + i] = v.v[i];
+      }
+    }
+    __syncthreads();
 #pragma unroll
-  for (int i = threadIdx.y; i < kTT; i += 8)
+    for (int e = tid; e < kTT * kPacks; e += 256) {
+      const int p = e / kPacks, cv = (e % kPacks) * kV;
+      if (p0 + p < HW && c0 + cv < C) {
+        Pack<T> v;
 #pragma unroll
-    for (int j = threadIdx.x; j < kTT; j += 32)
-      if (p0 + i < HW && c0 + j < C) dst[(p0 + i) * C + c0 + j] = t[j][i];
+        for (int i = 0; i < kV; ++i) v.v[i] = t[cv + i][p];
+        *reinterpret_cast<Pack<T>*>(dst + (p0 + p) * C + c0 + cv) = v;
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = threadIdx.y; i < kTT; i += 8)
+#pragma unroll
+      for (int j = threadIdx.x; j < kTT; j += 32)
+        if (c0 + i < C && p0 + j < HW) t[i][j] = src[(c0 + i) * HW + p0 + j];
+    __syncthreads();
+#pragma unroll
+    for (int i = threadIdx.y; i < kTT; i += 8)
+#pragma unroll
+      for (int j = threadIdx.x; j < kTT; j += 32)
+        if (p0 + i < HW && c0 + j < C) dst[(p0 + i) * C + c0 + j] = t[j][i];
+  }
 }
 
 template <typename T>
@@ -410,7 +436,11 @@ template <typename T>
     const int64_t hw = p.H * p.W;
     const dim3 tgrid(static_cast<unsigned>((hw + kTT - 1) / kTT), static_cast<unsigned>((p.C + kTT - 1) / kTT),
                      static_cast<unsigned>(p.B));
-    to_channels_last<T><<<tgrid, dim3(32, 8), 0, stream>>>(x, xt, p.C, hw);
+    constexpr int kV = Pack<T>::kSize;
+    if (hw % kV == 0 && p.C % kV == 0 && ::opforge::cuda::pack_aligned<T>(x))
+      to_channels_last<T, true><<<tgrid, dim3(32, 8), 0, stream>>>(x, xt, p.C, hw);
+    else
+      to_channels_last<T, false><<<tgrid, dim3(32, 8), 0, stream>>>(x, xt, p.C, hw);
   }
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(p.groups * m_tiles));
   constexpr int kV = Config<T>::kV;
