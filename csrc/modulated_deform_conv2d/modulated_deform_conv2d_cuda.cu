@@ -12,8 +12,8 @@
 // workspace as [groups][K][Cg][Coutg] so the load is coalesced) and multiplies:
 //  - float16: tensor cores through WMMA (16x16x16, float accumulators), sm_70+;
 //  - float32 and bfloat16: a register-tiled SIMT GEMM in float32 (no TF32: fp32 accuracy is kept). A 3xTF32
-//    tensor-core variant was measured on the H100 and dropped: no faster at the benchmark layer (the float32
-//    forward is bound by its gathers, which move twice float16's bytes), and 10x the float32 error.
+//    tensor-core variant was measured on the H100 and dropped: no faster at the benchmark layer (so the GEMM
+//    is not what bounds the float32 forward; its gathers move twice float16's bytes), and 10x the error.
 // A convolution group spanning more than tile::kMaxDgTouched deformable groups, or a workspace too small
 // for the two copies, takes the direct kernel.
 #include "modulated_deform_conv2d.h"
