@@ -62,6 +62,42 @@ def _cpu_name() -> str:
     return platform.processor() or "?"
 
 
+def measure(shape=(8, 64, 256), threads=2, approximate="none", warmup=50, repeat=500) -> dict:
+    """Both sessions timed on one model and input: per-graph times and max_abs vs torch, and the two ratios.
+    Callable on its own so benchmarks/bench_deploy.py runs the same measurement in its process."""
+    import onnxruntime as ort
+
+    b, c, n = shape
+    torch.manual_seed(0)
+    model = ConvNormGelu(c, n).eval()
+    model.approximate = approximate
+    x = torch.randn(b, c, n)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        native, standard = Path(tmp) / "native.onnx", Path(tmp) / "standard.onnx"
+        ops.export_onnx(model, (x,), native, opset=17)
+        ops.export_onnx(model, (x,), standard, opset=17, fallback=True)
+        sessions = {}
+        for name, path, bind in (("opforge native ops", native, True), ("standard ONNX ops", standard, False)):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            sessions[name] = ops.onnx.ort_session(path, session_options=options, bind_ops=bind)
+        feed = {sessions["opforge native ops"].get_inputs()[0].name: x.numpy()}
+        outs = {k: s.run(None, feed)[0] for k, s in sessions.items()}
+        with torch.inference_mode():
+            want = model(x).numpy()
+        for _ in range(3):  # interleave rounds so drift in machine load hits both sides alike
+            for name, session in sessions.items():
+                rows.setdefault(name, []).extend(_time(session, feed, warmup, repeat // 3))
+    result = {name: {"median_us": statistics.median(t) * 1e6, "min_us": min(t) * 1e6, "p10_us": float(np.percentile(t, 10)) * 1e6,
+                     "p90_us": float(np.percentile(t, 90)) * 1e6,
+                     "max_abs_vs_torch": float(np.abs(outs[name] - want).max())} for name, t in rows.items()}
+    native, standard = result["opforge native ops"], result["standard ONNX ops"]
+    return {"results": result, "native_over_standard_median": native["median_us"] / standard["median_us"],
+            "native_over_standard_p10": native["p10_us"] / standard["p10_us"]}
+
+
 def main(argv=None) -> int:
     import onnxruntime as ort
 
@@ -74,33 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     b, c, n = map(int, args.shape.split("x"))
-    torch.manual_seed(0)
-    model = ConvNormGelu(c, n).eval()
-    model.approximate = args.approximate
-    x = torch.randn(b, c, n)
-    rows = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        native, standard = Path(tmp) / "native.onnx", Path(tmp) / "standard.onnx"
-        ops.export_onnx(model, (x,), native, opset=17)
-        ops.export_onnx(model, (x,), standard, opset=17, fallback=True)
-        sessions = {}
-        for name, path, bind in (("opforge native ops", native, True), ("standard ONNX ops", standard, False)):
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = args.threads
-            options.inter_op_num_threads = 1
-            sessions[name] = ops.onnx.ort_session(path, session_options=options, bind_ops=bind)
-        feed = {sessions["opforge native ops"].get_inputs()[0].name: x.numpy()}
-        outs = {k: s.run(None, feed)[0] for k, s in sessions.items()}
-        with torch.inference_mode():
-            want = model(x).numpy()
-        for _ in range(3):  # interleave rounds so drift in machine load hits both sides alike
-            for name, session in sessions.items():
-                rows.setdefault(name, []).extend(_time(session, feed, args.warmup, args.repeat // 3))
-    result = {name: {"median_us": statistics.median(t) * 1e6, "min_us": min(t) * 1e6, "p10_us": float(np.percentile(t, 10)) * 1e6,
-                     "p90_us": float(np.percentile(t, 90)) * 1e6,
-                     "max_abs_vs_torch": float(np.abs(outs[name] - want).max())} for name, t in rows.items()}
-    ratio = result["opforge native ops"]["median_us"] / result["standard ONNX ops"]["median_us"]
-    ratio_p10 = result["opforge native ops"]["p10_us"] / result["standard ONNX ops"]["p10_us"]
+    measured = measure((b, c, n), args.threads, args.approximate, args.warmup, args.repeat)
+    ratio, ratio_p10 = measured["native_over_standard_median"], measured["native_over_standard_p10"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
     record = {
@@ -109,10 +120,9 @@ def main(argv=None) -> int:
         "command": "python benchmarks/bench_ort_cpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "load_average_1_5_15": list(os.getloadavg())},  # a shared machine: p10/min are the steadier
-        "onnxruntime": ort.__version__, "torch": torch.__version__, "results": result,
-        "native_over_standard_median": ratio, "native_over_standard_p10": ratio_p10,
+        "onnxruntime": ort.__version__, "torch": torch.__version__, **measured,
     }
-    for name, r in result.items():
+    for name, r in measured["results"].items():
         print(f"{name:>20}: median {r['median_us']:8.1f} us  (p10 {r['p10_us']:.1f}, p90 {r['p90_us']:.1f}); "
               f"max_abs vs torch {r['max_abs_vs_torch']:.2e}")
     print(f"native / standard = {ratio:.2f}x median, {ratio_p10:.2f}x p10  ({args.threads} threads, {args.shape}, {_cpu_name()})")
