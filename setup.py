@@ -26,7 +26,7 @@ except ImportError:
         "Install torch first (here: pip install torch==2.13.0), then: pip install --no-build-isolation -e ."
     )
 
-from ops.build import BuildExtension, extension  # noqa: E402
+from ops.build import BuildExtension, extension, object_dir  # noqa: E402
 
 DATA_TREES = {"csrc": "ops/csrc", "plugins": "ops/plugins"}  # checkout dir -> place in the wheel
 SOURCE_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu", ".in"}
@@ -47,6 +47,13 @@ class BuildPyWithSources(build_py):
 
 class BuildOpforge(BuildExtension):
     """ops._C, then the TensorRT plugin library when TensorRT headers are found (OPFORGE_TRT=0 skips it)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        # Compile where `python -m ops.build` does, not in a directory of pip's: ninja then reuses the objects
+        # of whichever built first, so `pip install -e .` followed by `ops.build` (what make build runs), or a
+        # wheel built after them, compiles only what changed instead of every kernel again.
+        self.build_temp = str(object_dir("ops.library"))
 
     def run(self):
         super().run()

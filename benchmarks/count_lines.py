@@ -139,7 +139,8 @@ def op_counts(op_id: str) -> dict:
 def readme_counts() -> dict:
     text = (ROOT / "README.md").read_text()
     files = dict(re.findall(r"^```\w+ file=(\S+)\n(.*?)^```$", text, flags=re.M | re.S))
-    decl = next(v for k, v in files.items() if k.endswith(".py"))
+    # the module declaring the op (not the op package's two-line __init__.py, written once per package)
+    decl = next(v for k, v in files.items() if k.endswith(".py") and "@register_op(" in v)
     counts = split_declaration(decl)
     counts["kernels"] = sum(code_lines_cpp(v) for k, v in files.items() if k.endswith(KERNEL_SUFFIXES))
     counts["user_non_kernel"] = counts["declaration"] + counts["reference"] + counts["samples"]

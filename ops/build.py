@@ -180,6 +180,13 @@ def __getattr__(name):  # BuildExtension imports torch's cpp_extension only when
     raise AttributeError(name)
 
 
+def object_dir(package_name: str = DEFAULT_PACKAGE) -> Path:
+    """Where the package's extension is compiled: its objects and ninja file (setuptools' build_temp)."""
+    from .packages import package
+
+    return package(package_name).build_dir / "temp"
+
+
 def build_package(package_name: str = DEFAULT_PACKAGE, verbose: bool = False) -> Path:
     """Build the package's extension in its build directory (incremental: ninja) and install it beside the
     package, with its build record. Returns the installed extension's path."""
@@ -196,7 +203,7 @@ def build_package(package_name: str = DEFAULT_PACKAGE, verbose: bool = False) ->
                          "cmdclass": {"build_ext": _build_extension_class()}})
     cmd = dist.get_command_obj("build_ext")
     cmd.build_lib = str(pkg.build_dir / "lib")
-    cmd.build_temp = str(pkg.build_dir / "temp")
+    cmd.build_temp = str(object_dir(package_name))
     cmd.inplace = 0
     out = io.StringIO()
     try:

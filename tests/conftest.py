@@ -17,9 +17,13 @@ def pytest_addoption(parser):
     parser.addoption("--op", action="append", default=None, metavar="ID",
                      help="run the generated per-op tests for this op only (repeatable), e.g. "
                           "--op opforge::rms_norm --op opforge_fixture::masked_scale")
+    parser.addoption("--package", action="append", default=[], metavar="PKG",
+                     help="import this op package first (repeatable, as for the CLIs): its ops join the generated "
+                          "per-op tests, e.g. --package mypkg.ops --op mypkg::softclip")
 
 
 def pytest_configure(config):
+    _import_packages(config.getoption("package"))
     wanted = config.getoption("op")
     if wanted:
         known = {op.id for op in op_cases.candidate_ops()}
@@ -28,6 +32,19 @@ def pytest_configure(config):
             raise pytest.UsageError(f"--op {', '.join(unknown)}: no registered op with samples of that id; "
                                     f"known: {', '.join(sorted(known))}")
         op_cases.SELECTED = list(wanted)
+
+
+def _import_packages(names):
+    """--package: a user's op package is tested like the built-in ops. Its kernels are loaded with the others at
+    session start, so a missing or stale build of it stops the run too."""
+    from ops.discovery import import_package
+    from ops.errors import OpforgeError
+
+    for name in names:
+        try:
+            import_package(name)
+        except OpforgeError as e:
+            raise pytest.UsageError(f"--package {name}: {e}") from None
 
 
 @pytest.fixture

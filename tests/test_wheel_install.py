@@ -35,7 +35,8 @@ def installed(tmp_path_factory):
         pytest.skip(f"the fresh venv pins {TORCH_PIN} (this machine's CPU wheel); this interpreter has torch "
                     f"{torch.__version__}")
     tmp = tmp_path_factory.mktemp("wheel")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # The venv's processes write the .pyc of what they import (see the --no-compile below)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")}
     env.update(XDG_CACHE_HOME=str(tmp / "cache"), OPFORGE_TRT="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
     headers = ROOT / "build" / "trt-headers" / "include"
     if headers.is_dir():  # the headers CI fetched; an installed opforge would fetch its own into the cache
@@ -48,7 +49,8 @@ def installed(tmp_path_factory):
     (wheel,) = (tmp / "dist").glob("opforge-*.whl")
     venv.create(tmp / "venv", with_pip=True)
     python = tmp / "venv" / "bin" / "python"
-    run([python, "-m", "pip", "install", "-q", TORCH_PIN, *RUNTIME_DEPS], tmp, env)
+    # --no-compile: pip would byte-compile every module of torch and the ONNX packages, thousands never imported here
+    run([python, "-m", "pip", "install", "-q", "--no-compile", TORCH_PIN, *RUNTIME_DEPS], tmp, env)
     run([python, "-m", "pip", "install", "-q", "--no-deps", wheel], tmp, env)
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
