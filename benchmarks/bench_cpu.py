@@ -52,6 +52,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def opforge_cpu_isa() -> str:
+    """The loop form opforge's CPU kernels take on this machine, as kernel_api.h's cpu_isa() decides it: the
+    widest of baseline, avx2 (with fma, f16c), avx512 (f, vl, bw, dq) that /proc/cpuinfo lists, capped by
+    OPFORGE_CPU_ISA."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = set(next((l for l in text.splitlines() if l.startswith("flags")), "").partition(":")[2].split())
+    except OSError:
+        flags = set()
+    order = ["baseline", "avx2", "avx512"]
+    have = "baseline"
+    if {"avx2", "fma", "f16c"} <= flags:
+        have = "avx512" if {"avx512f", "avx512vl", "avx512bw", "avx512dq"} <= flags else "avx2"
+    cap = os.environ.get("OPFORGE_CPU_ISA", "avx512")
+    return have if cap not in order or order.index(have) <= order.index(cap) else cap
+
+
+def command_line() -> str:
+    """How this run was started, with OPFORGE_CPU_ISA when it is set (it changes what is measured)."""
+    cap = os.environ.get("OPFORGE_CPU_ISA")
+    return " ".join(([f"OPFORGE_CPU_ISA={cap}"] if cap else []) + [Path(sys.executable).name, *sys.argv])
+
+
 def commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -178,10 +201,11 @@ def main(argv=None):
     report = {
         "kind": "cpu",
         "date": started.isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "commit": commit(),
         "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "host": platform.node(),
                     "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                    "opforge_cpu_isa": opforge_cpu_isa(),
                     "load_average_start": load_start, "load_average_end": os.getloadavg()},
         "torch": torch.__version__,
         "kernels": kernels,

@@ -98,6 +98,7 @@ def machine(devices: list[str]) -> dict:
 
     return {"cpu": bench_cpu.cpu_model(), "cores": os.cpu_count(), "host": platform.node(),
             "platform": platform.platform(), "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "opforge_cpu_isa": bench_cpu.opforge_cpu_isa(),
             "torch": torch.__version__, "onnxruntime": ort.__version__,
             "gpu": torch.cuda.get_device_name() if "cuda" in devices else None, "commit": bench_cpu.commit(),
             "load_average_start": os.getloadavg()}
@@ -146,7 +147,9 @@ def main(argv=None) -> int:
     if "cuda" in devices and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device on this machine")
     ops.load_extension()
-    command = shlex.join([Path(sys.executable).name, sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    cap = os.environ.get("OPFORGE_CPU_ISA")  # changes what the kernel part measures
+    command = shlex.join(([f"OPFORGE_CPU_ISA={cap}"] if cap else [])
+                         + [Path(sys.executable).name, sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     record = run(QUICK if args.quick else FULL, [int(t) for t in args.threads.split(",")], devices, command)
     out = Path(args.json) if args.json else RESULTS / f"deploy-{platform.node() or 'host'}-{record['date'][:10]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,8 @@ def render_cpu(report: dict) -> str:
     m = report["machine"]
     load = f"load average {m['load_average_start'][0]:.1f} at start, {m['load_average_end'][0]:.1f} at end"
     lines = [
-        f"{m['cpu']} ({m['logical_cpus']} logical CPUs, aten CPU capability {m['aten_cpu_capability']}), "
+        f"{m['cpu']} ({m['logical_cpus']} logical CPUs, aten CPU capability {m['aten_cpu_capability']}"
+        f"{', opforge ' + m['opforge_cpu_isa'] if 'opforge_cpu_isa' in m else ''}), "
         f"torch {report['torch']}, commit {report['commit']}, {report['date']}; {load}.",
         f"Command: `{report['command']}`. Ratio = opforge time / aten time (median of per-round ratios; "
         "below 1 is faster than aten); q1-q3 its interquartile range.",

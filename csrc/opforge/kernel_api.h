@@ -32,6 +32,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -328,23 +330,66 @@ OPFORGE_ALWAYS_INLINE void store_block(const float* in, BFloat16* out, int64_t n
 }
 
 // Run-time ISA choice for hot loops. A wheel is compiled for baseline x86-64 (SSE2: 4 floats a vector,
-// no FMA) while aten picks AVX2/AVX-512 kernels at run time, so a loop that must keep up with aten is
-// compiled a second time for AVX2+FMA: put its body in an OPFORGE_ALWAYS_INLINE template, instantiate
-// it in one plain function and one marked OPFORGE_TARGET_AVX2, and call the latter when cpu_has_avx2_fma().
-// (Manual rather than target_clones: the clone also switches explicit std::fma on, which matters because
-// torch builds with -std=c++NN, i.e. -ffp-contract=off, so a*b+c is never fused on its own.)
-// The clone also gets F16C (every AVX2 CPU has it): load_block_for/store_block_for below convert float16
-// with one instruction per 8 elements there.
+// no FMA) while aten picks AVX2/AVX-512 kernels at run time (and oneDNN JIT-compiles some, gelu among
+// them), so a loop that must keep up with aten is compiled again for wider vectors and picked at run time:
+//  * AVX2+FMA: put the loop body in an OPFORGE_ALWAYS_INLINE template, instantiate it in one plain
+//    function and one marked OPFORGE_TARGET_AVX2, and call the latter when cpu_has_avx2_fma(). (Manual
+//    rather than target_clones: the clone also switches explicit std::fma on, which matters because torch
+//    builds with -std=c++NN, i.e. -ffp-contract=off, so a*b+c is never fused on its own.) The clone also
+//    gets F16C (every AVX2 CPU has it): load_block_for/store_block_for below convert float16 with one
+//    instruction per 8 elements there.
+//  * AVX-512 (F, VL, BW, DQ: every AVX-512 Xeon since Skylake-SP): a function marked
+//    OPFORGE_TARGET_AVX512, called when cpu_has_avx512(), 16 floats a vector with masked tails;
+//    load16/store16 below read and write 16 elements of any storage type in registers.
+// OPFORGE_CPU_ISA=baseline|avx2|avx512 caps the choice (read once per process): to compare the paths on
+// one machine, or to test the narrower ones on a wide CPU.
+enum class CpuIsa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && !defined(__CUDACC__)
 #define OPFORGE_HAVE_AVX2_CLONE 1
 #define OPFORGE_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
-inline bool cpu_has_avx2_fma() {
-  static const bool yes =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  return yes;
+#define OPFORGE_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
+namespace detail {
+inline CpuIsa cpu_isa_cap() {
+  const char* cap = std::getenv("OPFORGE_CPU_ISA");
+  if (cap == nullptr || *cap == '\0') return CpuIsa::kAvx512;
+  if (std::strcmp(cap, "baseline") == 0) return CpuIsa::kBaseline;
+  if (std::strcmp(cap, "avx2") == 0) return CpuIsa::kAvx2;
+  if (std::strcmp(cap, "avx512") == 0) return CpuIsa::kAvx512;
+  std::fprintf(stderr, "opforge: OPFORGE_CPU_ISA=%s is not one of baseline, avx2, avx512; ignored\n", cap);
+  return CpuIsa::kAvx512;
 }
+inline CpuIsa detect_cpu_isa() {
+  CpuIsa have = CpuIsa::kBaseline;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    have = CpuIsa::kAvx2;
+    // libgcc's and compiler-rt's checks include the OS saving the zmm state (XCR0).
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+      have = CpuIsa::kAvx512;
+  }
+  const CpuIsa cap = cpu_isa_cap();
+  return static_cast<int>(cap) < static_cast<int>(have) ? cap : have;
+}
+}  // namespace detail
+// The widest instruction set hot loops may use here.
+inline CpuIsa cpu_isa() {
+  static const CpuIsa isa = detail::detect_cpu_isa();
+  return isa;
+}
+inline bool cpu_has_avx2_fma() { return cpu_isa() != CpuIsa::kBaseline; }
+inline bool cpu_has_avx512() { return cpu_isa() == CpuIsa::kAvx512; }
 }  // namespace opforge
+// GCC 12's AVX-512 intrinsics start some results as `__m512 __Y = __Y;`, which -Wmaybe-uninitialized
+// reports at every use: a false positive of those headers. The state at the header's lines decides.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 namespace opforge {
 OPFORGE_TARGET_AVX2 inline void load_block_f16c(const Half* in, float* out, int64_t n) {
   int64_t i = 0;
@@ -359,10 +404,40 @@ OPFORGE_TARGET_AVX2 inline void store_block_f16c(const float* in, Half* out, int
                      _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   for (; i < n; ++i) out[i].bits = detail::float_to_fp16_branchless(in[i]);
 }
+
+// 16 elements as floats: the lanes of `mask` from p, zeros elsewhere; and back, rounding to nearest even
+// as the scalar store() does (the lanes outside `mask` are not written). mask_first(k): the first k lanes.
+OPFORGE_TARGET_AVX512 inline __mmask16 mask_first(int64_t k) {
+  return k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << k) - 1u);
+}
+OPFORGE_TARGET_AVX512 inline __m512 load16(const float* p, __mmask16 mask) { return _mm512_maskz_loadu_ps(mask, p); }
+OPFORGE_TARGET_AVX512 inline __m512 load16(const Half* p, __mmask16 mask) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p));
+}
+OPFORGE_TARGET_AVX512 inline __m512 load16(const BFloat16* p, __mmask16 mask) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p)), 16));
+}
+OPFORGE_TARGET_AVX512 inline void store16(float* p, __mmask16 mask, __m512 v) { _mm512_mask_storeu_ps(p, mask, v); }
+OPFORGE_TARGET_AVX512 inline void store16(Half* p, __mmask16 mask, __m512 v) {
+  _mm256_mask_storeu_epi16(p, mask, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+OPFORGE_TARGET_AVX512 inline void store16(BFloat16* p, __mmask16 mask, __m512 v) {
+  // float_to_bf16_branchless on 16 lanes: round to nearest even, NaN kept quiet.
+  const __m512i x = _mm512_castps_si512(v);
+  const __m512i high = _mm512_srli_epi32(x, 16);
+  const __m512i lsb = _mm512_and_si512(high, _mm512_set1_epi32(1));
+  __m512i bits = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  bits = _mm512_mask_mov_epi32(bits, nan, _mm512_or_si512(high, _mm512_set1_epi32(0x40)));
+  _mm256_mask_storeu_epi16(p, mask, _mm512_cvtepi32_epi16(bits));
+}
 #else
 #define OPFORGE_HAVE_AVX2_CLONE 0
 #define OPFORGE_TARGET_AVX2
+#define OPFORGE_TARGET_AVX512
+inline CpuIsa cpu_isa() { return CpuIsa::kBaseline; }
 inline bool cpu_has_avx2_fma() { return false; }
+inline bool cpu_has_avx512() { return false; }
 #endif
 
 // load_block/store_block for a kernel body templated on kAvx2 (true only inside an OPFORGE_TARGET_AVX2
