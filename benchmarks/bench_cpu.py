@@ -54,18 +54,20 @@ def cpu_model() -> str:
 
 def opforge_cpu_isa() -> str:
     """The loop form opforge's CPU kernels take on this machine, as kernel_api.h's cpu_isa() decides it: the
-    widest of baseline, avx2 (with fma, f16c), avx512 (f, vl, bw, dq) that /proc/cpuinfo lists, capped by
-    OPFORGE_CPU_ISA."""
+    widest of baseline, avx2 (with fma, f16c), avx512 (f, vl, bw, dq), avx512bf16 that /proc/cpuinfo lists,
+    capped by OPFORGE_CPU_ISA."""
     try:
         text = Path("/proc/cpuinfo").read_text()
         flags = set(next((l for l in text.splitlines() if l.startswith("flags")), "").partition(":")[2].split())
     except OSError:
         flags = set()
-    order = ["baseline", "avx2", "avx512"]
+    order = ["baseline", "avx2", "avx512", "avx512bf16"]
     have = "baseline"
     if {"avx2", "fma", "f16c"} <= flags:
-        have = "avx512" if {"avx512f", "avx512vl", "avx512bw", "avx512dq"} <= flags else "avx2"
-    cap = os.environ.get("OPFORGE_CPU_ISA", "avx512")
+        have = "avx2"
+        if {"avx512f", "avx512vl", "avx512bw", "avx512dq"} <= flags:
+            have = "avx512bf16" if "avx512_bf16" in flags else "avx512"
+    cap = os.environ.get("OPFORGE_CPU_ISA", order[-1])
     return have if cap not in order or order.index(have) <= order.index(cap) else cap
 
 

@@ -182,15 +182,36 @@ OPFORGE_TARGET_AVX512 void gelu_blocks_avx512(const T* x, T* y, int64_t n, int64
     ::opforge::store16(y + i, mask, gelu16<kTanh>(::opforge::load16(x + i, mask), half_alpha));
   }
 }
+
+// The same for bfloat16 on CPUs with AVX512_BF16: one instruction rounds the results.
+template <bool kTanh>
+OPFORGE_TARGET_AVX512_BF16 void gelu_blocks_avx512_bf16(const ::opforge::BFloat16* x, ::opforge::BFloat16* y, int64_t n,
+                                                        int64_t b0, int64_t b1, float alpha) {
+  const __m512 half_alpha = _mm512_set1_ps(0.5f * alpha);
+  const int64_t end = n < b1 * kBlock ? n : b1 * kBlock;
+  for (int64_t i = b0 * kBlock; i < end; i += 16) {
+    const __mmask16 mask = ::opforge::mask_first(end - i);
+    ::opforge::store16_cvtne(y + i, mask, gelu16<kTanh>(::opforge::load16(x + i, mask), half_alpha));
+  }
+}
 #endif
+
+// The widest form of the loop this CPU runs (kernel_api.h: cpu_isa()).
+template <typename T, bool kTanh>
+auto widest_blocks() -> void (*)(const T*, T*, int64_t, int64_t, int64_t, float) {
+#if OPFORGE_HAVE_AVX2_CLONE
+  if constexpr (std::is_same_v<T, ::opforge::BFloat16>) {
+    if (::opforge::cpu_has_avx512_bf16()) return &gelu_blocks_avx512_bf16<kTanh>;
+  }
+  if (::opforge::cpu_has_avx512()) return &gelu_blocks_avx512<T, kTanh>;
+  if (::opforge::cpu_has_avx2_fma()) return &gelu_blocks_avx2<T, kTanh>;
+#endif
+  return &gelu_blocks_baseline<T, kTanh>;
+}
 
 template <typename T, bool kTanh>
 void run(const T* x, T* y, int64_t n, float alpha, const ::opforge::DeviceContext& ctx) {
-  auto* blocks = &gelu_blocks_baseline<T, kTanh>;
-#if OPFORGE_HAVE_AVX2_CLONE
-  if (::opforge::cpu_has_avx512()) blocks = &gelu_blocks_avx512<T, kTanh>;
-  else if (::opforge::cpu_has_avx2_fma()) blocks = &gelu_blocks_avx2<T, kTanh>;
-#endif
+  const auto blocks = widest_blocks<T, kTanh>();
   ctx.parallel_for((n + kBlock - 1) / kBlock, kGrainBlocks,
                    [&](int64_t b0, int64_t b1) { blocks(x, y, n, b0, b1, alpha); });
 }

@@ -1,8 +1,9 @@
 """opforge::scaled_gelu's CPU kernel on each of its instruction-set paths, against float64.
 
-The kernel has three forms of its loop, picked at run time (csrc/scaled_gelu/scaled_gelu_cpu.cpp): baseline
-x86-64, AVX2+FMA and AVX-512 (16 lanes, reciprocal estimate plus a Newton step instead of a division,
-float16/bfloat16 converted in registers, masked tails). A machine runs only the widest one it has, so each
+The kernel has four forms of its loop, picked at run time (csrc/scaled_gelu/scaled_gelu_cpu.cpp): baseline
+x86-64, AVX2+FMA, AVX-512 (16 lanes, reciprocal estimate plus a Newton step instead of a division,
+float16/bfloat16 converted in registers, masked tails) and AVX-512 with BF16 (bfloat16 rounded by
+vcvtneps2bf16, subnormal lanes by the integer rounding). A machine runs only the widest one it has, so each
 path is run here in a subprocess with OPFORGE_CPU_ISA capping the choice; a path the CPU lacks is skipped
 with its reason. Every path must meet the same bound against erf/tanh evaluated in float64:
 
@@ -27,7 +28,7 @@ import pytest
 import torch
 
 OP_ID = "opforge::scaled_gelu"
-ISAS = ["baseline", "avx2", "avx512"]
+ISAS = ["baseline", "avx2", "avx512", "avx512bf16"]
 ALPHAS = [1.0, 1.5, -1.25]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Lengths of separate calls: every tail of a 16-lane vector and of a 512-element block, and two blocks.
@@ -49,8 +50,8 @@ def isa_param(isa):
         return pytest.param(isa)
     if platform.machine() not in ("x86_64", "AMD64", "i686"):
         return pytest.param(isa, marks=pytest.mark.skip(reason=f"{isa} is an x86 path; this is {platform.machine()}"))
-    need = {"avx2": {"avx2", "fma", "f16c"},
-            "avx512": {"avx2", "fma", "f16c", "avx512f", "avx512vl", "avx512bw", "avx512dq"}}[isa]
+    avx512 = {"avx2", "fma", "f16c", "avx512f", "avx512vl", "avx512bw", "avx512dq"}
+    need = {"avx2": {"avx2", "fma", "f16c"}, "avx512": avx512, "avx512bf16": avx512 | {"avx512_bf16"}}[isa]
     missing = sorted(need - cpu_flags())
     mark = pytest.mark.skipif(bool(missing), reason=f"this CPU has no {', '.join(missing)} (/proc/cpuinfo): "
                                                     f"the {isa} path cannot run here")
@@ -167,5 +168,5 @@ def test_an_unknown_isa_name_is_reported_not_silently_ignored(tmp_path):
     env = {**os.environ, "OPFORGE_CPU_ISA": "avx9000"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "OPFORGE_CPU_ISA=avx9000 is not one of baseline, avx2, avx512" in done.stderr
+    assert "OPFORGE_CPU_ISA=avx9000 is not one of baseline, avx2, avx512, avx512bf16" in done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == pytest.approx([0.8413447] * 3, rel=1e-6)
