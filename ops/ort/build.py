@@ -11,7 +11,8 @@ kernel and CUDA execution-provider variants. It is compiled against ONNX Runtime
 (ops/ort/headers.py) and links nothing of onnxruntime: every call goes through the OrtApi table the
 runtime hands to RegisterCustomOps, at the API version of the headers, so one build loads into that
 runtime version and every newer one. Objects and the ninja file live beside the TensorRT plugin build,
-under <build root>/opforge/<package>/ort/.
+under <build root>/opforge/<package>/ort/; the CUDA kernel objects are the plugin library's
+(ops/cuda_kernels.py: compiled once for both).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths, prototypes
+from .. import cuda_kernels, paths, prototypes
 from ..declaration import OpDecl
 from ..errors import BackendUnavailable, OpforgeError
 from ..registry import ops_in
@@ -67,16 +68,10 @@ def library_path(package: str = DEFAULT_PACKAGE) -> Path:
 
 def cuda_wanted() -> Path | None:
     """The CUDA toolkit to build the CUDA-EP variants with, or None (no nvcc, or OPFORGE_ORT_CUDA=0)."""
-    from ..trt.build import cuda_home
-
     if os.environ.get("OPFORGE_ORT_CUDA") == "0":
         return None
-    cuda = cuda_home()
+    cuda = cuda_kernels.cuda_home()
     return cuda if cuda is not None and (cuda / "bin" / "nvcc").is_file() else None
-
-
-def _ninja_escape(path: Path | str) -> str:
-    return str(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
 
 def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpDecl] | None = None,
@@ -110,46 +105,33 @@ def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpD
     cxxflags = ["-std=c++20", "-O3", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter",
                 f"-I{csrc}", *(f"-I{p}" for p in kernel_dirs), f"-I{include}"]
     ldflags = ["-shared", "-Wl,--no-undefined"]  # no onnxruntime symbol: all calls go through the OrtApi table
-    nvflags: list[str] = []
     if with_cuda:
-        from ..trt.build import cuda_archs
-
         cxxflags += ["-DOPFORGE_ORT_WITH_CUDA", f"-I{cuda_root / 'include'}"]
         cuda_lib = next((p for p in (cuda_root / "lib64", cuda_root / "lib") if (p / "libcudart.so").exists()),
                         cuda_root / "lib64")
         ldflags += [f"-L{cuda_lib}", "-lcudart", f"-Wl,-rpath,{cuda_lib}"]
-        gencode = []
-        for a in cuda_archs():
-            gencode += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
-        if cuda_archs():
-            top = cuda_archs()[-1]
-            gencode += ["-gencode", f"arch=compute_{top},code=compute_{top}"]
-        nvflags = ["-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden", f"-I{csrc}",
-                   *(f"-I{p}" for p in kernel_dirs), *gencode]
     q = lambda args: " ".join(shlex.quote(str(a)) for a in args)  # noqa: E731
-    lines = [f"cxxflags = {q(cxxflags)}", f"ldflags = {q(ldflags)}", f"nvflags = {q(nvflags)}",
+    lines = [f"cxxflags = {q(cxxflags)}", f"ldflags = {q(ldflags)}",
              "rule cxx", "  command = c++ -MMD -MF $out.d $cxxflags -c $in -o $out", "  depfile = $out.d",
              "  deps = gcc", "  description = CXX $out",
-             "rule nvcc", f"  command = {shlex.quote(str(cuda_root / 'bin' / 'nvcc')) if with_cuda else 'false'} "
-             "-MD -MF $out.d $nvflags -c $in -o $out", "  depfile = $out.d", "  deps = gcc", "  description = NVCC $out",
              "rule link", "  command = c++ -o $out $in $ldflags", "  description = LINK $out"]
     objs = []
     for src in sources:
         obj = bdir / "obj" / (src.stem + ".o")
-        lines.append(f"build {_ninja_escape(obj)}: cxx {_ninja_escape(src)}")
+        lines.append(f"build {paths.ninja_escape(obj)}: cxx {paths.ninja_escape(src)}")
         objs.append(obj)
     for d in decls:
         files = d.kernel_files()
         if "cpu" in files:
             obj = bdir / "obj" / f"{d.namespace}_{d.name}_cpu.o"
-            lines.append(f"build {_ninja_escape(obj)}: cxx {_ninja_escape(files['cpu'])}")
+            lines.append(f"build {paths.ninja_escape(obj)}: cxx {paths.ninja_escape(files['cpu'])}")
             objs.append(obj)
-        if with_cuda and "cuda" in files:
-            obj = bdir / "obj" / f"{d.namespace}_{d.name}_cuda.o"
-            lines.append(f"build {_ninja_escape(obj)}: nvcc {_ninja_escape(files['cuda'])}")
-            objs.append(obj)
+    if with_cuda:  # shared with the TensorRT plugin library (compiled by the first of the two to build)
+        cuda_dir = (Path(build_dir) if build_dir else pkg.build_dir) / "cuda"
+        objs += cuda_kernels.build([d for d in decls if "cuda" in d.kernel_files()], cuda_dir,
+                                   cuda_root / "bin" / "nvcc", verbose)
     lib = bdir / "lib" / f"lib{stem}.so"
-    lines.append(f"build {_ninja_escape(lib)}: link {' '.join(_ninja_escape(o) for o in objs)}")
+    lines.append(f"build {paths.ninja_escape(lib)}: link {' '.join(paths.ninja_escape(o) for o in objs)}")
     paths.write_if_changed(bdir / "build.ninja", "\n".join(lines) + "\n")
     cmd = ["ninja", "-C", str(bdir)] + (["-v"] if verbose else [])
     done = subprocess.run(cmd, capture_output=not verbose, text=True)

@@ -5,22 +5,22 @@
 
 The in-tree build writes <build root>/opforge/<package>/trt/{gen,obj,lib} and a ninja file (incremental, parallel). Kernels
 are compiled with nvcc for OPFORGE_TRT_CUDA_ARCHS (default "75": sm_75 code + compute_75 PTX, which the
-driver JITs on newer GPUs). `variant="asan"` builds the same library without CUDA kernels, with
-AddressSanitizer, for the fuzzing harness (enqueue then fails with a message; every other path is
-the same code).
+driver JITs on newer GPUs), once for this library and the ONNX Runtime one (ops/cuda_kernels.py).
+`variant="asan"` builds the same library without CUDA kernels, with AddressSanitizer, for the fuzzing
+harness (enqueue then fails with a message; every other path is the same code).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths, prototypes
+from .. import cuda_kernels, paths, prototypes
+from ..cuda_kernels import cuda_archs, cuda_home
 from ..declaration import OpDecl
 from ..errors import BackendUnavailable, OpforgeError
 from ..registry import ops_in
@@ -40,20 +40,6 @@ class PluginBuild:
     trt_include: Path
 
 
-def cuda_home() -> Path | None:
-    for env in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(env) and (Path(os.environ[env]) / "include" / "cuda_runtime_api.h").is_file():
-            return Path(os.environ[env])
-    nvcc = shutil.which("nvcc")
-    candidates = [Path("/usr/local/cuda")] + ([Path(nvcc).resolve().parent.parent] if nvcc else [])
-    return next((c for c in candidates if (c / "include" / "cuda_runtime_api.h").is_file()), None)
-
-
-def cuda_archs() -> list[str]:
-    archs = [a.strip() for a in os.environ.get("OPFORGE_TRT_CUDA_ARCHS", "75").replace(",", ";").split(";")]
-    return [a for a in archs if a]
-
-
 def _package(name: str):
     from ..discovery import import_package
 
@@ -69,10 +55,6 @@ def generate_sources(gen_dir: Path, decls: list[OpDecl]) -> list[Path]:
     out = [paths.write_if_changed(gen_dir / f"{d.namespace}_{d.name}_trt.cpp", codegen.generate(d)) for d in decls]
     out.append(paths.write_if_changed(gen_dir / "opforge_trt_ops.cpp", codegen.generate_index(decls)))
     return out
-
-
-def _ninja_escape(path: Path | str) -> str:
-    return str(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
 
 VARIANT_DIRS = {"release": "trt", "asan": "trt_asan", "host": "trt_host"}
@@ -124,43 +106,29 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
         ldflags += ["-fsanitize=address"]
     else:
         cxxflags += ["-O1", "-g"]
-    gencode = []
-    for a in cuda_archs():
-        gencode += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
-    if cuda_archs():
-        top = cuda_archs()[-1]
-        gencode += ["-gencode", f"arch=compute_{top},code=compute_{top}"]
-    nvflags = ["-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden", f"-I{csrc}",
-               *(f"-I{p}" for p in kernel_includes)] + gencode
 
     q = lambda args: " ".join(shlex.quote(str(a)) for a in args)  # noqa: E731
     lines = [
-        f"cxxflags = {q(cxxflags)}", f"nvflags = {q(nvflags)}", f"ldflags = {q(ldflags)}",
+        f"cxxflags = {q(cxxflags)}", f"ldflags = {q(ldflags)}",
         "rule cxx", "  command = c++ -MMD -MF $out.d $cxxflags -c $in -o $out", "  depfile = $out.d", "  deps = gcc",
         "  description = CXX $out",
-        "rule nvcc", f"  command = {shlex.quote(str(nvcc))} -MD -MF $out.d $nvflags -c $in -o $out", "  depfile = $out.d",
-        "  deps = gcc", "  description = NVCC $out",
         "rule link", "  command = c++ -o $out $in $ldflags $extra", "  description = LINK $out",
     ]
     objs = []
     sources = [plugins / s for s in ADAPTER_SOURCES] + gen
     for src in sources:
         obj = bdir / "obj" / (src.stem + ".o")
-        lines.append(f"build {_ninja_escape(obj)}: cxx {_ninja_escape(src)}")
+        lines.append(f"build {paths.ninja_escape(obj)}: cxx {paths.ninja_escape(src)}")
         objs.append(obj)
-    if with_kernels:
-        for d in decls:
-            src = d.kernel_files()["cuda"]
-            obj = bdir / "obj" / f"{d.namespace}_{d.name}_cuda.o"
-            lines.append(f"build {_ninja_escape(obj)}: nvcc {_ninja_escape(src)}")
-            objs.append(obj)
+    if with_kernels:  # shared with the ONNX Runtime library's CUDA variants (compiled by the first to build)
+        objs += cuda_kernels.build(decls, (Path(build_dir) if build_dir else pkg.build_dir) / "cuda", nvcc, verbose)
     lib = lib_dir / f"lib{pkg.plugin_library}.so"
     shim = lib_dir / f"lib{pkg.plugin_library}_static.so"
     shim_obj = bdir / "obj" / "opforge_trt_static.o"
-    lines.append(f"build {_ninja_escape(shim_obj)}: cxx {_ninja_escape(plugins / 'opforge_trt_static.cpp')}")
-    lines.append(f"build {_ninja_escape(lib)}: link {' '.join(_ninja_escape(o) for o in objs)}")
-    lines.append(f"build {_ninja_escape(shim)}: link {_ninja_escape(shim_obj)} | {_ninja_escape(lib)}")
-    lines.append(f"  extra = -L{_ninja_escape(lib_dir)} -l{pkg.plugin_library} -Wl,-rpath,'$$ORIGIN'")
+    lines.append(f"build {paths.ninja_escape(shim_obj)}: cxx {paths.ninja_escape(plugins / 'opforge_trt_static.cpp')}")
+    lines.append(f"build {paths.ninja_escape(lib)}: link {' '.join(paths.ninja_escape(o) for o in objs)}")
+    lines.append(f"build {paths.ninja_escape(shim)}: link {paths.ninja_escape(shim_obj)} | {paths.ninja_escape(lib)}")
+    lines.append(f"  extra = -L{paths.ninja_escape(lib_dir)} -l{pkg.plugin_library} -Wl,-rpath,'$$ORIGIN'")
     paths.write_if_changed(bdir / "build.ninja", "\n".join(lines) + "\n")
     cmd = ["ninja", "-C", str(bdir)] + (["-v"] if verbose else [])
     done = subprocess.run(cmd, capture_output=not verbose, text=True)
