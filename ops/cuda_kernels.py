@@ -12,12 +12,10 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
-from . import paths, prototypes
+from . import ninja, paths, prototypes
 from .declaration import OpDecl
-from .errors import OpforgeError
 
 
 def cuda_home() -> Path | None:
@@ -55,12 +53,7 @@ def build(decls: list[OpDecl], build_dir: Path, nvcc: Path, verbose: bool = Fals
     lines = [f"nvflags = {' '.join(shlex.quote(str(a)) for a in nvflags)}",
              "rule nvcc", f"  command = {shlex.quote(str(nvcc))} -MD -MF $out.d $nvflags -c $in -o $out",
              "  depfile = $out.d", "  deps = gcc", "  description = NVCC $out"]
-    lines += [f"build {paths.ninja_escape(obj)}: nvcc {paths.ninja_escape(d.kernel_files()['cuda'])}"
+    lines += [f"build {ninja.escape(obj)}: nvcc {ninja.escape(d.kernel_files()['cuda'])}"
               for d, obj in zip(decls, objs)]
-    paths.write_if_changed(build_dir / "build.ninja", "\n".join(lines) + "\n")
-    cmd = ["ninja", "-C", str(build_dir)] + (["-v"] if verbose else [])
-    done = subprocess.run(cmd, capture_output=not verbose, text=True)
-    if done.returncode != 0:
-        tail = (done.stdout or "")[-4000:] + (done.stderr or "")[-2000:]
-        raise OpforgeError(f"compiling the CUDA kernels failed (`{' '.join(cmd)}`):\n{tail}")
+    ninja.run(build_dir, lines, "compiling the CUDA kernels", verbose)
     return objs

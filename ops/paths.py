@@ -76,7 +76,3 @@ def write_if_changed(path: Path, text: str) -> Path:
         path.write_text(text)
     return path
 
-
-def ninja_escape(path: Path | str) -> str:
-    """A path as a ninja file writes it ($, space and colon escaped)."""
-    return str(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")

@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import cuda_kernels, paths, prototypes
+from .. import cuda_kernels, ninja, paths, prototypes
 from ..declaration import OpDecl
 from ..errors import BackendUnavailable, OpforgeError
 from ..registry import ops_in
@@ -118,26 +118,21 @@ def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpD
     objs = []
     for src in sources:
         obj = bdir / "obj" / (src.stem + ".o")
-        lines.append(f"build {paths.ninja_escape(obj)}: cxx {paths.ninja_escape(src)}")
+        lines.append(f"build {ninja.escape(obj)}: cxx {ninja.escape(src)}")
         objs.append(obj)
     for d in decls:
         files = d.kernel_files()
         if "cpu" in files:
             obj = bdir / "obj" / f"{d.namespace}_{d.name}_cpu.o"
-            lines.append(f"build {paths.ninja_escape(obj)}: cxx {paths.ninja_escape(files['cpu'])}")
+            lines.append(f"build {ninja.escape(obj)}: cxx {ninja.escape(files['cpu'])}")
             objs.append(obj)
     if with_cuda:  # shared with the TensorRT plugin library (compiled by the first of the two to build)
         cuda_dir = (Path(build_dir) if build_dir else pkg.build_dir) / "cuda"
         objs += cuda_kernels.build([d for d in decls if "cuda" in d.kernel_files()], cuda_dir,
                                    cuda_root / "bin" / "nvcc", verbose)
     lib = bdir / "lib" / f"lib{stem}.so"
-    lines.append(f"build {paths.ninja_escape(lib)}: link {' '.join(paths.ninja_escape(o) for o in objs)}")
-    paths.write_if_changed(bdir / "build.ninja", "\n".join(lines) + "\n")
-    cmd = ["ninja", "-C", str(bdir)] + (["-v"] if verbose else [])
-    done = subprocess.run(cmd, capture_output=not verbose, text=True)
-    if done.returncode != 0:
-        tail = (done.stdout or "")[-6000:] + (done.stderr or "")[-2000:]
-        raise OpforgeError(f"building the ONNX Runtime op library failed (`{' '.join(cmd)}`):\n{tail}")
+    lines.append(f"build {ninja.escape(lib)}: link {' '.join(ninja.escape(o) for o in objs)}")
+    ninja.run(bdir, lines, "building the ONNX Runtime op library", verbose)
     api = headers.api_version(include)
     record = {"ort_include": str(include), "ort_api_version": api, "ops": [d.id for d in decls],
               "cuda": with_cuda, "generator": codegen.GENERATOR_VERSION}

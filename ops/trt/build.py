@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import cuda_kernels, paths, prototypes
+from .. import cuda_kernels, ninja, paths, prototypes
 from ..cuda_kernels import cuda_archs, cuda_home
 from ..declaration import OpDecl
 from ..errors import BackendUnavailable, OpforgeError
@@ -118,23 +117,18 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     sources = [plugins / s for s in ADAPTER_SOURCES] + gen
     for src in sources:
         obj = bdir / "obj" / (src.stem + ".o")
-        lines.append(f"build {paths.ninja_escape(obj)}: cxx {paths.ninja_escape(src)}")
+        lines.append(f"build {ninja.escape(obj)}: cxx {ninja.escape(src)}")
         objs.append(obj)
     if with_kernels:  # shared with the ONNX Runtime library's CUDA variants (compiled by the first to build)
         objs += cuda_kernels.build(decls, (Path(build_dir) if build_dir else pkg.build_dir) / "cuda", nvcc, verbose)
     lib = lib_dir / f"lib{pkg.plugin_library}.so"
     shim = lib_dir / f"lib{pkg.plugin_library}_static.so"
     shim_obj = bdir / "obj" / "opforge_trt_static.o"
-    lines.append(f"build {paths.ninja_escape(shim_obj)}: cxx {paths.ninja_escape(plugins / 'opforge_trt_static.cpp')}")
-    lines.append(f"build {paths.ninja_escape(lib)}: link {' '.join(paths.ninja_escape(o) for o in objs)}")
-    lines.append(f"build {paths.ninja_escape(shim)}: link {paths.ninja_escape(shim_obj)} | {paths.ninja_escape(lib)}")
-    lines.append(f"  extra = -L{paths.ninja_escape(lib_dir)} -l{pkg.plugin_library} -Wl,-rpath,'$$ORIGIN'")
-    paths.write_if_changed(bdir / "build.ninja", "\n".join(lines) + "\n")
-    cmd = ["ninja", "-C", str(bdir)] + (["-v"] if verbose else [])
-    done = subprocess.run(cmd, capture_output=not verbose, text=True)
-    if done.returncode != 0:
-        tail = (done.stdout or "")[-4000:] + (done.stderr or "")[-2000:]
-        raise OpforgeError(f"building the TensorRT plugin library failed (`{' '.join(cmd)}`):\n{tail}")
+    lines.append(f"build {ninja.escape(shim_obj)}: cxx {ninja.escape(plugins / 'opforge_trt_static.cpp')}")
+    lines.append(f"build {ninja.escape(lib)}: link {' '.join(ninja.escape(o) for o in objs)}")
+    lines.append(f"build {ninja.escape(shim)}: link {ninja.escape(shim_obj)} | {ninja.escape(lib)}")
+    lines.append(f"  extra = -L{ninja.escape(lib_dir)} -l{pkg.plugin_library} -Wl,-rpath,'$$ORIGIN'")
+    ninja.run(bdir, lines, "building the TensorRT plugin library", verbose)
     record = {"trt_headers": ".".join(map(str, headers.version(trt_include))), "trt_include": str(trt_include),
               "variant": variant, "ops": [d.id for d in decls], "cuda_archs": cuda_archs() if with_kernels else []}
     paths.write_if_changed(bdir / "build.json", json.dumps(record, indent=2) + "\n")
