@@ -1,0 +1,175 @@
+"""Why scaled_gelu's CUDA kernel reaches 87-94% of copy bandwidth at 2^26 elements but only 66-72% at 2^24
+half-precision elements (benchmarks/README.md): times variants of the kernel, built here with
+torch.utils.cpp_extension.load_inline, against a copy of the same bytes and the 1 GiB copy roofline.
+
+Variants: the erf from CUDA's libm (`erff`, what the kernel used) or the rational approximation the CPU
+kernel uses (csrc/scaled_gelu/scaled_gelu_cpu.cpp, divided with __fdividef); packs per thread before any
+compute (1, 2, 4); and the grid cap (4096 blocks, or one block per 256 threads of work).
+
+    python3 benchmarks/profile_scaled_gelu_cuda.py [--json out.json]     # on a CUDA machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+
+import torch
+from torch.utils.cpp_extension import load_inline
+
+CUDA_SOURCE = r"""
+#include <torch/types.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <c10/cuda/CUDAStream.h>
+
+namespace {
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <typename T> struct alignas(16) Pack { static constexpr int kSize = 16 / sizeof(T); T v[kSize]; };
+
+constexpr float kErfMaxX = 5.4f;
+
+// The CPU kernel's coefficients (erf(x / sqrt 2) = x P(x^2) / Q(x^2) on |x| <= 5.4), Horner form.
+__device__ __forceinline__ float erf_p(float s) {
+  return fmaf(fmaf(fmaf(fmaf(fmaf(4.837789191e-08f, s, 1.265413175e-05f), s, 3.123043571e-04f), s,
+                             9.203887545e-03f), s, 6.509676576e-02f), s, 7.978845835e-01f);
+}
+__device__ __forceinline__ float erf_q(float s) {
+  return fmaf(fmaf(fmaf(fmaf(fmaf(1.237519314e-06f, s, 6.989686517e-05f), s, 1.812823815e-03f), s,
+                             2.791117318e-02f), s, 2.482532859e-01f), s, 1.0f);
+}
+
+template <bool kRational>
+__device__ __forceinline__ float gelu(float v, float alpha) {
+  if constexpr (kRational) {
+    const float c = fminf(fmaxf(v, -kErfMaxX), kErfMaxX);
+    const float s = c * c;
+    float r = __fdividef(c * erf_p(s), erf_q(s));
+    r = fminf(fmaxf(r, -1.0f), 1.0f);
+    r = v >= kErfMaxX ? 1.0f : r;
+    const float h = 0.5f * alpha * v;
+    return v <= -kErfMaxX ? 0.0f : fmaf(h, r, h);
+  } else {
+    const float g = v == -INFINITY ? 0.0f : 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
+    return alpha * g;
+  }
+}
+
+template <typename T, bool kRational, int kUnroll>
+__global__ void kernel(const T* x, T* y, int64_t packs, float alpha) {
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const Pack<T>* xp = reinterpret_cast<const Pack<T>*>(x);
+  Pack<T>* yp = reinterpret_cast<Pack<T>*>(y);
+  for (int64_t base = tid; base < packs; base += stride * kUnroll) {
+    Pack<T> v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      if (base + u * stride < packs) v[u] = xp[base + u * stride];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (base + u * stride < packs) {
+#pragma unroll
+        for (int k = 0; k < Pack<T>::kSize; ++k) v[u].v[k] = from_float<T>(gelu<kRational>(to_float(v[u].v[k]), alpha));
+        yp[base + u * stride] = v[u];
+      }
+    }
+  }
+}
+
+template <typename T, bool kRational, int kUnroll>
+void launch(const torch::Tensor& x, torch::Tensor& y, int64_t max_blocks) {
+  const int64_t packs = x.numel() / Pack<T>::kSize;
+  const int64_t work = (packs + kUnroll - 1) / kUnroll;
+  int64_t blocks = (work + 255) / 256;
+  if (max_blocks > 0 && blocks > max_blocks) blocks = max_blocks;
+  kernel<T, kRational, kUnroll><<<blocks, 256, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      reinterpret_cast<const T*>(x.data_ptr()), reinterpret_cast<T*>(y.data_ptr()), packs, 1.0f);
+}
+
+template <typename T>
+void by_variant(const torch::Tensor& x, torch::Tensor& y, bool rational, int64_t unroll, int64_t max_blocks) {
+  if (rational) {
+    if (unroll == 1) launch<T, true, 1>(x, y, max_blocks);
+    else if (unroll == 2) launch<T, true, 2>(x, y, max_blocks);
+    else launch<T, true, 4>(x, y, max_blocks);
+  } else {
+    if (unroll == 1) launch<T, false, 1>(x, y, max_blocks);
+    else if (unroll == 2) launch<T, false, 2>(x, y, max_blocks);
+    else launch<T, false, 4>(x, y, max_blocks);
+  }
+}
+}  // namespace
+
+void gelu_variant(torch::Tensor x, torch::Tensor y, bool rational, int64_t unroll, int64_t max_blocks) {
+  TORCH_CHECK(x.is_cuda() && x.is_contiguous() && x.numel() % 8 == 0);
+  if (x.scalar_type() == torch::kFloat) by_variant<float>(x, y, rational, unroll, max_blocks);
+  else if (x.scalar_type() == torch::kHalf) by_variant<__half>(x, y, rational, unroll, max_blocks);
+  else by_variant<__nv_bfloat16>(x, y, rational, unroll, max_blocks);
+}
+"""
+CPP_SOURCE = "void gelu_variant(torch::Tensor x, torch::Tensor y, bool rational, int64_t unroll, int64_t max_blocks);"
+
+ROTATE = 4  # input sets cycled so L2 does not hold the input between calls
+
+
+def median_us(fn) -> float:
+    from triton.testing import do_bench
+
+    return 1e3 * float(do_bench(fn, warmup=25, rep=200, return_mode="median"))
+
+
+def rotating(fn, xs, ys):
+    state = {"i": 0}
+
+    def call():
+        i = state["i"] = (state["i"] + 1) % len(xs)
+        fn(xs[i], ys[i])
+    return call
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    ext = load_inline("opforge_gelu_variants", CPP_SOURCE, cuda_sources=CUDA_SOURCE, functions=["gelu_variant"],
+                      extra_cuda_cflags=["-O3"], verbose=False)
+    big = torch.empty(2**28, device="cuda").uniform_()
+    big_out = torch.empty_like(big)
+    roofline = 2 * big.numel() * 4 / (median_us(lambda: big_out.copy_(big)) * 1e-6)
+    del big, big_out
+    rows = []
+    for dtype, n in itertools.product((torch.float16, torch.bfloat16, torch.float32), (2**24, 2**26)):
+        xs = [torch.randn(n, device="cuda", dtype=dtype) * 3 for _ in range(ROTATE)]
+        ys = [torch.empty_like(x) for x in xs]
+        nbytes = 2 * n * xs[0].element_size()
+        copy_us = median_us(rotating(lambda a, b: b.copy_(a), xs, ys))
+        want = torch.nn.functional.gelu(xs[0].double())
+        for rational, unroll, cap in itertools.product((False, True), (1, 2, 4), (4096, 0)):
+            ext.gelu_variant(xs[0], ys[0], rational, unroll, cap)
+            err = (ys[0].double() - want).abs().max().item()
+            us = median_us(rotating(lambda a, b: ext.gelu_variant(a, b, rational, unroll, cap), xs, ys))
+            row = {"dtype": str(dtype).split(".")[1], "n": n, "math": "rational" if rational else "erff",
+                   "unroll": unroll, "max_blocks": cap or None, "us": us, "copy_same_size_us": copy_us,
+                   "of_roofline": nbytes / (us * 1e-6) / roofline, "of_same_size_copy": copy_us / us,
+                   "max_abs_err": err}
+            rows.append(row)
+            print(f"{row['dtype']:9s} 2^{int(math.log2(n))} {row['math']:8s} unroll {unroll} cap {cap or '-':>5} "
+                  f"{us:7.1f} us  {row['of_roofline']:.0%} of 1 GiB copy, {row['of_same_size_copy']:.0%} of a "
+                  f"same-size copy ({copy_us:.1f} us)  max err {err:.1e}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "roofline_GBps": roofline / 1e9, "rows": rows}, f,
+                      indent=1)
+
+
+if __name__ == "__main__":
+    main()
