@@ -142,10 +142,10 @@ def main():
     args = parser.parse_args()
     ext = load_inline("opforge_gelu_variants", CPP_SOURCE, cuda_sources=CUDA_SOURCE, functions=["gelu_variant"],
                       extra_cuda_cflags=["-O3"], verbose=False)
-    big = torch.empty(2**28, device="cuda").uniform_()
-    big_out = torch.empty_like(big)
-    roofline = 2 * big.numel() * 4 / (median_us(lambda: big_out.copy_(big)) * 1e-6)
-    del big, big_out
+    big = [torch.empty(2**28, device="cuda").uniform_()]
+    big.append(torch.empty_like(big[0]))
+    roofline = 2 * big[0].numel() * 4 / (median_us(lambda: big[1].copy_(big[0])) * 1e-6)
+    big.clear()
     rows = []
     for dtype, n in itertools.product((torch.float16, torch.bfloat16, torch.float32), (2**24, 2**26)):
         xs = [torch.randn(n, device="cuda", dtype=dtype) * 3 for _ in range(ROTATE)]

@@ -7,6 +7,11 @@ import json
 import sys
 
 
+def same_size(row: dict) -> str:
+    """The row's time against torch's copy of the same bytes (recorded since 2026-11-26)."""
+    return f"{row['same_size_copy_fraction']:.0%}" if "same_size_copy_fraction" in row else "—"
+
+
 def render(report: dict) -> str:
     if report.get("kind") == "cpu":
         return render_cpu(report)
@@ -14,13 +19,15 @@ def render(report: dict) -> str:
         f"{report['device']}, torch {report['torch']}; measured copy bandwidth (read + write) "
         f"{report['copy_GBps']:.0f} GB/s is the roofline.",
         "",
-        "| op | dtype | shape | opforge µs | GB/s | of roofline | vs eager | vs torch.compile | rel_l2 vs fp32 ref |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| op | dtype | shape | opforge µs | GB/s | of roofline | of same-size copy | vs eager | vs torch.compile "
+        "| rel_l2 vs fp32 ref |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(
             f"| {r['op']} | {r['dtype']} | {r['shape']} | {r['opforge_ms'] * 1e3:.1f} | {r['opforge_GBps']:.0f} | "
-            f"{r['roofline_fraction']:.0%} | {r['speedup_vs_eager']:.2f}x | {r['speedup_vs_compile']:.2f}x | "
+            f"{r['roofline_fraction']:.0%} | {same_size(r)} | {r['speedup_vs_eager']:.2f}x | "
+            f"{r['speedup_vs_compile']:.2f}x | "
             f"{r['rel_l2']:.2e} |")
     return "\n".join(lines)
 

@@ -1,14 +1,15 @@
 #include "scaled_gelu.h"
+#include "gelu_math.h"
 
 #include <cmath>
 #include <type_traits>
 
 // Speed: the kernel must keep up with aten's vectorised gelu, so the per-element libm erf/tanh calls
 // and the per-element half conversions are gone. Instead:
-//  * erf and tanh are rational minimax approximations (fit_coefficients.py), branch-free, so the
-//    element loop vectorises; their float64 relative error is < 3e-8 (under half an ulp), so the float32
-//    result is within a few ulp of a correctly rounded erf/tanh (tests/torch measure it against the
-//    reference);
+//  * erf and tanh are rational minimax approximations (gelu_math.h, shared with the CUDA kernel),
+//    branch-free, so the element loop vectorises; their float64 relative error is < 3e-8 (under half an
+//    ulp), so the float32 result is within a few ulp of a correctly rounded erf/tanh
+//    (tests/library/test_scaled_gelu.py measures each form of the loop against float64);
 //  * half inputs go through a float32 stack block (opforge::load_block/store_block, vectorised);
 //  * the loop is compiled twice, baseline and AVX2+FMA, picked at run time (kernel_api.h says why), and
 //    written a third time with AVX-512 intrinsics for the CPUs where aten's gelu runs 16 lanes a vector:
@@ -26,22 +27,14 @@ constexpr int64_t kBlock = 512;
 // so small tensors stay on the calling thread.
 constexpr int64_t kGrainBlocks = 64;
 
-constexpr float kSqrt2OverPi = 0.79788456080286535588f;
-constexpr float kKappa = 0.044715f;
-
-// erf(x / sqrt(2)) = x * P(x^2) / Q(x^2) on |x| <= kErfMaxX; beyond it erf(x / sqrt(2)) rounds to +-1 in
-// float32 (1 - erf < 2^-25), so x is clamped there first (which also keeps x^10 finite for huge x).
-constexpr float kErfMaxX = 5.4f;
-constexpr float kErfP[] = {7.978845835e-01f, 6.509676576e-02f, 9.203887545e-03f,
-                           3.123043571e-04f, 1.265413175e-05f, 4.837789191e-08f};
-constexpr float kErfQ[] = {1.000000000e+00f, 2.482532859e-01f, 2.791117318e-02f,
-                           1.812823815e-03f, 6.989686517e-05f, 1.237519314e-06f};
-// tanh(u) = u * P(u^2) / Q(u^2) on |u| <= kTanhMaxU; beyond it tanh(u) rounds to +-1 in float32.
-constexpr float kTanhMaxU = 9.0f;
-constexpr float kTanhP[] = {1.000000000e+00f, 1.338111162e-01f, 3.495690413e-03f, 2.061073974e-05f,
-                            1.335690047e-08f};
-constexpr float kTanhQ[] = {1.000000000e+00f, 4.671442807e-01f, 2.587737329e-02f, 3.285800922e-04f,
-                            7.777487667e-07f};
+using math::kErfMaxX;
+using math::kErfP;
+using math::kErfQ;
+using math::kKappa;
+using math::kSqrt2OverPi;
+using math::kTanhMaxU;
+using math::kTanhP;
+using math::kTanhQ;
 
 // a * b + c, fused in the AVX2 clone (one rounding, half the instructions). kAvx2: compiled into it.
 template <bool kAvx2>

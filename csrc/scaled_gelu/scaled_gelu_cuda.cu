@@ -1,5 +1,6 @@
 #include "scaled_gelu.h"
 
+#include "gelu_math.h"
 #include "opforge/kernel_cuda.cuh"
 
 namespace opforge_kernels {
@@ -8,27 +9,56 @@ namespace scaled_gelu {
 namespace {
 
 constexpr int kThreads = 256;
-// Packs a thread loads before computing any: 64 bytes in flight per thread instead of 16, which is what
-// keeps a memory-bound kernel near copy bandwidth when the grid is only a wave or two deep.
-constexpr int kUnroll = 4;
+// Packs a thread loads before computing any. 4 (64 bytes in flight per thread) was 6-10% slower than 1 on
+// the H100 at 2^24-2^26 half elements (benchmarks/profile_scaled_gelu_cuda.py): the kernel is close to
+// compute-bound there, and a thread that computes 32 elements before storing any delays the stores.
+constexpr int kUnroll = 1;
 // A grid-stride loop needs only enough blocks to fill the GPU; more would just add scheduling overhead.
 constexpr int64_t kMaxBlocks = 4096;
 
-constexpr float kSqrt1_2 = 0.70710678118654752440f;
-constexpr float kSqrt2OverPi = 0.79788456080286535588f;
-constexpr float kKappa = 0.044715f;
+using math::kErfMaxX;
+using math::kErfP;
+using math::kErfQ;
+using math::kKappa;
+using math::kSqrt2OverPi;
+using math::kTanhMaxU;
+using math::kTanhP;
+using math::kTanhQ;
 
 using ::opforge::cuda::from_float;
 using ::opforge::cuda::Pack;
 using ::opforge::cuda::to_float;
 
+// c[K] + s * (c[K+1] + s * (...)).
+template <int K = 0, int N>
+__device__ __forceinline__ float horner(const float (&c)[N], float s) {
+  if constexpr (K == N - 1) return c[K];
+  else return fmaf(horner<K + 1>(c, s), s, c[K]);
+}
+
+// The CPU kernel's formula (scaled_gelu_cpu.cpp, gelu_floats, says why each step is there), with the
+// division by Q >= 1 as __fdividef (a reciprocal and a multiply, within 2 ulp for such Q). It replaced libm's
+// erff/tanhf: fewer instructions, which is what counts at half precision here (profile_scaled_gelu_cuda.py),
+// and the same formula on every backend.
 template <bool kTanh>
 __device__ __forceinline__ float scaled_gelu(float v, float alpha) {
-  // gelu(-inf) is its limit 0 (the formula gives -inf * 0 = NaN); gelu(+inf) = +inf; NaN stays NaN.
-  const float g = v == -INFINITY ? 0.0f
-                  : kTanh ? 0.5f * v * (1.0f + tanhf(kSqrt2OverPi * (v + kKappa * v * v * v)))
-                          : 0.5f * v * (1.0f + erff(v * kSqrt1_2));
-  return alpha * g;
+  float r;
+  bool saturated_low, saturated_high;
+  if (kTanh) {
+    const float u = v * fmaf(kSqrt2OverPi * kKappa, v * v, kSqrt2OverPi);
+    const float c = fminf(fmaxf(u, -kTanhMaxU), kTanhMaxU);  // fmaxf/fminf drop a NaN: c is finite
+    r = __fdividef(c * horner(kTanhP, c * c), horner(kTanhQ, c * c));
+    saturated_low = u <= -kTanhMaxU;
+    saturated_high = u >= kTanhMaxU;
+  } else {
+    const float c = fminf(fmaxf(v, -kErfMaxX), kErfMaxX);
+    r = __fdividef(c * horner(kErfP, c * c), horner(kErfQ, c * c));
+    saturated_low = v <= -kErfMaxX;
+    saturated_high = v >= kErfMaxX;
+  }
+  r = saturated_high ? 1.0f : fminf(fmaxf(r, -1.0f), 1.0f);
+  const float h = 0.5f * alpha * v;  // a NaN v comes out here
+  return saturated_low ? 0.0f : fmaf(h, r, h);  // gelu(-inf) = 0, its limit
 }
 
 template <typename T, bool kTanh>
