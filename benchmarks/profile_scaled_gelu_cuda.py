@@ -2,9 +2,9 @@
 half-precision elements (benchmarks/README.md): times variants of the kernel, built here with
 torch.utils.cpp_extension.load_inline, against a copy of the same bytes and the 1 GiB copy roofline.
 
-Variants: the erf from CUDA's libm (`erff`, what the kernel used) or the rational approximation the CPU
-kernel uses (csrc/scaled_gelu/scaled_gelu_cpu.cpp, divided with __fdividef); packs per thread before any
-compute (1, 2, 4); and the grid cap (4096 blocks, or one block per 256 threads of work).
+Variants, for each form (erf and tanh): the function from CUDA's libm (`erff`, `tanhf`) or the rational
+approximation of csrc/scaled_gelu/gelu_math.h divided with __fdividef; packs per thread before any compute
+(1, 2, 4); and the grid cap (4096 blocks, or one block per 256 threads of work).
 
     python3 benchmarks/profile_scaled_gelu_cuda.py [--json out.json]     # on a CUDA machine
 """
@@ -36,8 +36,9 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
 template <typename T> struct alignas(16) Pack { static constexpr int kSize = 16 / sizeof(T); T v[kSize]; };
 
 constexpr float kErfMaxX = 5.4f;
+constexpr float kTanhMaxU = 9.0f;
 
-// The CPU kernel's coefficients (erf(x / sqrt 2) = x P(x^2) / Q(x^2) on |x| <= 5.4), Horner form.
+// gelu_math.h's coefficients, Horner form: erf(x / sqrt 2) = x P(x^2) / Q(x^2), tanh(u) = u P(u^2) / Q(u^2).
 __device__ __forceinline__ float erf_p(float s) {
   return fmaf(fmaf(fmaf(fmaf(fmaf(4.837789191e-08f, s, 1.265413175e-05f), s, 3.123043571e-04f), s,
                              9.203887545e-03f), s, 6.509676576e-02f), s, 7.978845835e-01f);
@@ -46,24 +47,44 @@ __device__ __forceinline__ float erf_q(float s) {
   return fmaf(fmaf(fmaf(fmaf(fmaf(1.237519314e-06f, s, 6.989686517e-05f), s, 1.812823815e-03f), s,
                              2.791117318e-02f), s, 2.482532859e-01f), s, 1.0f);
 }
+__device__ __forceinline__ float tanh_p(float s) {
+  return fmaf(fmaf(fmaf(fmaf(1.335690047e-08f, s, 2.061073974e-05f), s, 3.495690413e-03f), s, 1.338111162e-01f), s,
+              1.0f);
+}
+__device__ __forceinline__ float tanh_q(float s) {
+  return fmaf(fmaf(fmaf(fmaf(7.777487667e-07f, s, 3.285800922e-04f), s, 2.587737329e-02f), s, 4.671442807e-01f), s,
+              1.0f);
+}
 
-template <bool kRational>
+template <bool kTanh, bool kRational>
 __device__ __forceinline__ float gelu(float v, float alpha) {
   if constexpr (kRational) {
-    const float c = fminf(fmaxf(v, -kErfMaxX), kErfMaxX);
-    const float s = c * c;
-    float r = __fdividef(c * erf_p(s), erf_q(s));
-    r = fminf(fmaxf(r, -1.0f), 1.0f);
-    r = v >= kErfMaxX ? 1.0f : r;
+    float r;
+    bool low, high;
+    if constexpr (kTanh) {
+      const float u = v * fmaf(0.79788456080286535588f * 0.044715f, v * v, 0.79788456080286535588f);
+      const float c = fminf(fmaxf(u, -kTanhMaxU), kTanhMaxU);
+      r = __fdividef(c * tanh_p(c * c), tanh_q(c * c));
+      low = u <= -kTanhMaxU;
+      high = u >= kTanhMaxU;
+    } else {
+      const float c = fminf(fmaxf(v, -kErfMaxX), kErfMaxX);
+      r = __fdividef(c * erf_p(c * c), erf_q(c * c));
+      low = v <= -kErfMaxX;
+      high = v >= kErfMaxX;
+    }
+    r = high ? 1.0f : fminf(fmaxf(r, -1.0f), 1.0f);
     const float h = 0.5f * alpha * v;
-    return v <= -kErfMaxX ? 0.0f : fmaf(h, r, h);
+    return low ? 0.0f : fmaf(h, r, h);
   } else {
-    const float g = v == -INFINITY ? 0.0f : 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
+    const float g = v == -INFINITY ? 0.0f
+                    : kTanh ? 0.5f * v * (1.0f + tanhf(0.79788456080286535588f * (v + 0.044715f * v * v * v)))
+                            : 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
     return alpha * g;
   }
 }
 
-template <typename T, bool kRational, int kUnroll>
+template <typename T, bool kTanh, bool kRational, int kUnroll>
 __global__ void kernel(const T* x, T* y, int64_t packs, float alpha) {
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -78,45 +99,52 @@ __global__ void kernel(const T* x, T* y, int64_t packs, float alpha) {
     for (int u = 0; u < kUnroll; ++u) {
       if (base + u * stride < packs) {
 #pragma unroll
-        for (int k = 0; k < Pack<T>::kSize; ++k) v[u].v[k] = from_float<T>(gelu<kRational>(to_float(v[u].v[k]), alpha));
+        for (int k = 0; k < Pack<T>::kSize; ++k) v[u].v[k] = from_float<T>(gelu<kTanh, kRational>(to_float(v[u].v[k]), alpha));
         yp[base + u * stride] = v[u];
       }
     }
   }
 }
 
-template <typename T, bool kRational, int kUnroll>
+template <typename T, bool kTanh, bool kRational, int kUnroll>
 void launch(const torch::Tensor& x, torch::Tensor& y, int64_t max_blocks) {
   const int64_t packs = x.numel() / Pack<T>::kSize;
   const int64_t work = (packs + kUnroll - 1) / kUnroll;
   int64_t blocks = (work + 255) / 256;
   if (max_blocks > 0 && blocks > max_blocks) blocks = max_blocks;
-  kernel<T, kRational, kUnroll><<<blocks, 256, 0, c10::cuda::getCurrentCUDAStream()>>>(
+  kernel<T, kTanh, kRational, kUnroll><<<blocks, 256, 0, c10::cuda::getCurrentCUDAStream()>>>(
       reinterpret_cast<const T*>(x.data_ptr()), reinterpret_cast<T*>(y.data_ptr()), packs, 1.0f);
 }
 
+template <typename T, bool kTanh, bool kRational>
+void by_unroll(const torch::Tensor& x, torch::Tensor& y, int64_t unroll, int64_t max_blocks) {
+  if (unroll == 1) launch<T, kTanh, kRational, 1>(x, y, max_blocks);
+  else if (unroll == 2) launch<T, kTanh, kRational, 2>(x, y, max_blocks);
+  else launch<T, kTanh, kRational, 4>(x, y, max_blocks);
+}
+
 template <typename T>
-void by_variant(const torch::Tensor& x, torch::Tensor& y, bool rational, int64_t unroll, int64_t max_blocks) {
-  if (rational) {
-    if (unroll == 1) launch<T, true, 1>(x, y, max_blocks);
-    else if (unroll == 2) launch<T, true, 2>(x, y, max_blocks);
-    else launch<T, true, 4>(x, y, max_blocks);
+void by_variant(const torch::Tensor& x, torch::Tensor& y, bool tanh, bool rational, int64_t unroll,
+                int64_t max_blocks) {
+  if (tanh) {
+    if (rational) by_unroll<T, true, true>(x, y, unroll, max_blocks);
+    else by_unroll<T, true, false>(x, y, unroll, max_blocks);
   } else {
-    if (unroll == 1) launch<T, false, 1>(x, y, max_blocks);
-    else if (unroll == 2) launch<T, false, 2>(x, y, max_blocks);
-    else launch<T, false, 4>(x, y, max_blocks);
+    if (rational) by_unroll<T, false, true>(x, y, unroll, max_blocks);
+    else by_unroll<T, false, false>(x, y, unroll, max_blocks);
   }
 }
 }  // namespace
 
-void gelu_variant(torch::Tensor x, torch::Tensor y, bool rational, int64_t unroll, int64_t max_blocks) {
+void gelu_variant(torch::Tensor x, torch::Tensor y, bool tanh, bool rational, int64_t unroll, int64_t max_blocks) {
   TORCH_CHECK(x.is_cuda() && x.is_contiguous() && x.numel() % 8 == 0);
-  if (x.scalar_type() == torch::kFloat) by_variant<float>(x, y, rational, unroll, max_blocks);
-  else if (x.scalar_type() == torch::kHalf) by_variant<__half>(x, y, rational, unroll, max_blocks);
-  else by_variant<__nv_bfloat16>(x, y, rational, unroll, max_blocks);
+  if (x.scalar_type() == torch::kFloat) by_variant<float>(x, y, tanh, rational, unroll, max_blocks);
+  else if (x.scalar_type() == torch::kHalf) by_variant<__half>(x, y, tanh, rational, unroll, max_blocks);
+  else by_variant<__nv_bfloat16>(x, y, tanh, rational, unroll, max_blocks);
 }
 """
-CPP_SOURCE = "void gelu_variant(torch::Tensor x, torch::Tensor y, bool rational, int64_t unroll, int64_t max_blocks);"
+CPP_SOURCE = ("void gelu_variant(torch::Tensor x, torch::Tensor y, bool tanh, bool rational, int64_t unroll, "
+              "int64_t max_blocks);")
 
 ROTATE = 4  # input sets cycled so L2 does not hold the input between calls
 
@@ -139,6 +167,10 @@ def rotating(fn, xs, ys):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json")
+    parser.add_argument("--unroll", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4],
+                        help="packs per thread to try (default 1,2,4)")
+    parser.add_argument("--cap", type=lambda s: [int(v) for v in s.split(",")], default=[4096, 0],
+                        help="grid caps to try, 0 = none (default 4096,0)")
     args = parser.parse_args()
     ext = load_inline("opforge_gelu_variants", CPP_SOURCE, cuda_sources=CUDA_SOURCE, functions=["gelu_variant"],
                       extra_cuda_cflags=["-O3"], verbose=False)
@@ -152,17 +184,19 @@ def main():
         ys = [torch.empty_like(x) for x in xs]
         nbytes = 2 * n * xs[0].element_size()
         copy_us = median_us(rotating(lambda a, b: b.copy_(a), xs, ys))
-        want = torch.nn.functional.gelu(xs[0].double())
-        for rational, unroll, cap in itertools.product((False, True), (1, 2, 4), (4096, 0)):
-            ext.gelu_variant(xs[0], ys[0], rational, unroll, cap)
+        for form, rational, unroll, cap in itertools.product(("erf", "tanh"), (False, True), args.unroll, args.cap):
+            tanh = form == "tanh"
+            want = torch.nn.functional.gelu(xs[0].double(), approximate="tanh" if tanh else "none")
+            ext.gelu_variant(xs[0], ys[0], tanh, rational, unroll, cap)
             err = (ys[0].double() - want).abs().max().item()
-            us = median_us(rotating(lambda a, b: ext.gelu_variant(a, b, rational, unroll, cap), xs, ys))
-            row = {"dtype": str(dtype).split(".")[1], "n": n, "math": "rational" if rational else "erff",
+            us = median_us(rotating(lambda a, b: ext.gelu_variant(a, b, tanh, rational, unroll, cap), xs, ys))
+            math_name = "rational" if rational else f"{form}f"
+            row = {"dtype": str(dtype).split(".")[1], "n": n, "form": form, "math": math_name,
                    "unroll": unroll, "max_blocks": cap or None, "us": us, "copy_same_size_us": copy_us,
                    "of_roofline": nbytes / (us * 1e-6) / roofline, "of_same_size_copy": copy_us / us,
                    "max_abs_err": err}
             rows.append(row)
-            print(f"{row['dtype']:9s} 2^{int(math.log2(n))} {row['math']:8s} unroll {unroll} cap {cap or '-':>5} "
+            print(f"{row['dtype']:9s} 2^{int(math.log2(n))} {form:4s} {row['math']:8s} unroll {unroll} cap {cap or '-':>5} "
                   f"{us:7.1f} us  {row['of_roofline']:.0%} of 1 GiB copy, {row['of_same_size_copy']:.0%} of a "
                   f"same-size copy ({copy_us:.1f} us)  max err {err:.1e}", flush=True)
     if args.json:
