@@ -1,4 +1,4 @@
-"""Fits the rational approximations in scaled_gelu_cpu.cpp (run it to reproduce the constants there).
+"""Fits the rational approximations in gelu_math.h (run it to reproduce the constants there).
 
     python csrc/scaled_gelu/fit_coefficients.py
 

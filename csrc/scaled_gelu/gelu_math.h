@@ -1,7 +1,7 @@
-// The rational approximations of erf and tanh that both scaled_gelu kernels evaluate (fit_coefficients.py
-// reproduces the constants), so the CPU and CUDA kernels, and through them ONNX Runtime and TensorRT, compute
-// one formula. In a CUDA translation unit the coefficient tables are __constant__ (device code reads them as
-// instruction operands); elsewhere constexpr.
+// The rational approximations of erf and tanh in scaled_gelu's kernels (fit_coefficients.py reproduces the
+// constants): the CPU kernel evaluates both, the CUDA kernel the erf one (its tanh form is libm's tanhf, which
+// measured faster there). In a CUDA translation unit the coefficient tables are __constant__ (device code reads
+// them as instruction operands); elsewhere constexpr.
 #pragma once
 
 namespace opforge_kernels {
