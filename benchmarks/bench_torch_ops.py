@@ -10,6 +10,7 @@ buffers, so L2 residency does not flatter the small cases."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 
@@ -55,10 +56,11 @@ def cases():
                 return (torch.randn(rows, cols, device="cuda", dtype=dtype),
                         (1 + 0.1 * torch.randn(cols, device="cuda")).to(dtype))
             yield "opforge::rms_norm", dtype, f"{rows}x{cols}", make, {"eps": 1e-6}, lambda r, c: 2 * r * c + c
-        for n in (2**26, 2**24):
+        for n, approximate in itertools.product((2**26, 2**24), ("tanh", "none")):
             def make(n=n, dtype=dtype):
                 return (torch.randn(n, device="cuda", dtype=dtype) * 3,)
-            yield "opforge::scaled_gelu", dtype, f"{n}", make, {"alpha": 1.702, "approximate": "tanh"}, None
+            shape = f"{n}" + (" (erf)" if approximate == "none" else "")
+            yield "opforge::scaled_gelu", dtype, shape, make, {"alpha": 1.702, "approximate": approximate}, None
 
 
 def main():
