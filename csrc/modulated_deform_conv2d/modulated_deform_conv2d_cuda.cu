@@ -14,6 +14,10 @@
 //  - float32 and bfloat16: a register-tiled SIMT GEMM in float32 (no TF32: fp32 accuracy is kept). A 3xTF32
 //    tensor-core variant was measured on the H100 and dropped: no faster at the benchmark layer (so the GEMM
 //    is not what bounds the float32 forward; its gathers move twice float16's bytes), and 10x the error.
+// The loads of a step are issued together, ahead of the barrier that precedes their use: the next tap's offsets
+// and mask (tile::fetch_entry) while this tap is gathered and multiplied, and a chunk's weight tile with its
+// gathers. Each tap used to wait for three dependent round trips to memory in turn (offsets, then gathers,
+// then weights) with the block's two barriers between them.
 // A convolution group spanning more than tile::kMaxDgTouched deformable groups, or a workspace too small
 // for the two copies, takes the direct kernel.
 #include "modulated_deform_conv2d.h"
@@ -210,35 +214,52 @@ struct Gather {
   }
 };
 
-// tl.w[cc][mm] = src[cc * coutg + mm] (the chunk's rows of the arranged weight, coalesced along mm), zero
-// past c_left rows and m_left columns. 16-byte loads when every row starts aligned (coutg % kV == 0).
+// A chunk's weight tile, tl.w[cc][mm] = src[cc * coutg + mm] (rows of the arranged weight, coalesced along
+// mm), zero past c_left rows and m_left columns, in 16-byte packs when every row starts aligned
+// (coutg % kV == 0): load() into registers, issued with the chunk's gathers; store() once the previous tile
+// is consumed.
 template <typename T>
-__device__ __forceinline__ void load_weight_tile(const T* __restrict__ src, int c_left, int m_left, int coutg,
-                                                 Tiles<T>& tl) {
+struct WeightTile {
   using Cfg = Config<T>;
-  constexpr int kV = Cfg::kV, kPacksPerRow = kBM / kV;
-  if (coutg % kV == 0) {
+  static constexpr int kV = Cfg::kV, kPacksPerRow = kBM / kV, kPacks = Cfg::kCK * kPacksPerRow;
+  static constexpr int kPerThread = (kPacks + kThreads - 1) / kThreads;
+  Pack<T> v[kPerThread];
+
+  __device__ __forceinline__ void load(const T* __restrict__ src, int c_left, int m_left, int coutg) {
 #pragma unroll
-    for (int e = threadIdx.x; e < Cfg::kCK * kPacksPerRow; e += kThreads) {
-      const int cc = e / kPacksPerRow, mm = (e % kPacksPerRow) * kV;
-      Pack<T> v;
-      if (cc < c_left && mm < m_left) {
-        v = *reinterpret_cast<const Pack<T>*>(src + cc * coutg + mm);
+    for (int r = 0; r < kPerThread; ++r) {
+      const int e = threadIdx.x + r * kThreads, cc = e / kPacksPerRow, mm = (e % kPacksPerRow) * kV;
+      if (e < kPacks && cc < c_left && mm < m_left) {
+        v[r] = *reinterpret_cast<const Pack<T>*>(src + cc * coutg + mm);
       } else {
 #pragma unroll
-        for (int i = 0; i < kV; ++i) v.v[i] = from_float<T>(0.0f);
+        for (int i = 0; i < kV; ++i) v[r].v[i] = from_float<T>(0.0f);
       }
+    }
+  }
+
+  __device__ __forceinline__ void store(Tiles<T>& tl) const {
+#pragma unroll
+    for (int r = 0; r < kPerThread; ++r) {
+      const int e = threadIdx.x + r * kThreads, cc = e / kPacksPerRow, mm = (e % kPacksPerRow) * kV;
+      if (e >= kPacks) continue;
       if constexpr (Cfg::kTC) {
-        *reinterpret_cast<Pack<T>*>(&tl.w[cc][mm]) = v;
+        *reinterpret_cast<Pack<T>*>(&tl.w[cc][mm]) = v[r];
       } else {
 #pragma unroll
         for (int i = 0; i < kV; i += 4)
-          *reinterpret_cast<float4*>(&tl.w[cc][mm + i]) =
-              make_float4(to_float(v.v[i]), to_float(v.v[i + 1]), to_float(v.v[i + 2]), to_float(v.v[i + 3]));
+          *reinterpret_cast<float4*>(&tl.w[cc][mm + i]) = make_float4(
+              to_float(v[r].v[i]), to_float(v[r].v[i + 1]), to_float(v[r].v[i + 2]), to_float(v[r].v[i + 3]));
       }
     }
-    return;
   }
+};
+
+// The weight tile element by element, for rows that do not start 16-byte aligned (coutg % kV != 0).
+template <typename T>
+__device__ __forceinline__ void load_weight_tile_unaligned(const T* __restrict__ src, int c_left, int m_left,
+                                                           int coutg, Tiles<T>& tl) {
+  using Cfg = Config<T>;
   for (int e = threadIdx.x; e < Cfg::kCK * kBM; e += kThreads) {
     const int cc = e / kBM, mm = e % kBM;
     const T v = cc < c_left && mm < m_left ? src[cc * coutg + mm] : from_float<T>(0.0f);
@@ -263,6 +284,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int tid = threadIdx.x;
   const bool has_mask = mask != nullptr;
   tile::columns(p, n0, &s.taps);
+  static_assert(kThreads >= tile::kMaxDgTouched * kBN, "one locate entry per thread");
+  const bool locates = tid < nd * kBN;
+  const bool weight_packed = p.Coutg % kV == 0;
+  __syncthreads();
+  tile::TapRaw next_tap;
+  if (locates) next_tap = tile::fetch_entry(p, offset, mask, 0, d0, tid, &s.taps);
 
   // SIMT: thread (tm, tn) owns rows m0 + tm*4 .. +4 and pixels tn + 16*j, j < 4 (a quarter warp then reads
   // 8 consecutive col rows: no bank conflicts with the 144-byte row stride).
@@ -280,16 +307,22 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   for (int64_t k = 0; k < p.K; ++k) {
     __syncthreads();  // previous users of s.taps are done
-    tile::locate(p, offset, mask, k, d0, nd, &s.taps);
+    if (locates) tile::place_entry(p, k, tid, next_tap, &s.taps);
     __syncthreads();
+    if (locates && k + 1 < p.K) next_tap = tile::fetch_entry(p, offset, mask, k + 1, d0, tid, &s.taps);
     for (int64_t c0 = 0; c0 < p.Cg; c0 += kCK) {
-      // Gathers of this chunk first (all loads in flight), while the previous chunk may still be in use.
+      // Gathers and weight tile of this chunk first (all loads in flight), while the previous chunk may
+      // still be in use.
       Gather<T, kVecOK> g[Cfg::kItems];
 #pragma unroll
       for (int r = 0; r < Cfg::kItems; ++r) {
         const int e = tid + r * kThreads, q = e / Cfg::kVecsPerPixel, v = e % Cfg::kVecsPerPixel;
         g[r].load(p, xt, s.taps, gi, d0, nd, q, c0 + v * kV, has_mask);
       }
+      const T* w_src = wt + ((gi * p.K + k) * p.Cg + c0) * p.Coutg + m0;
+      const int c_left = static_cast<int>(p.Cg - c0), m_left = static_cast<int>(p.Coutg - m0);
+      WeightTile<T> w_tile;
+      if (weight_packed) w_tile.load(w_src, c_left, m_left, static_cast<int>(p.Coutg));
       __syncthreads();  // previous tiles consumed
 #pragma unroll
       for (int r = 0; r < Cfg::kItems; ++r) {
@@ -308,8 +341,8 @@ __global__ void __launch_bounds__(kThreads, 2)
                                                                              vals[i + 3]);
         }
       }
-      load_weight_tile<T>(wt + ((gi * p.K + k) * p.Cg + c0) * p.Coutg + m0, static_cast<int>(p.Cg - c0),
-                          static_cast<int>(p.Coutg - m0), static_cast<int>(p.Coutg), tl);
+      if (weight_packed) w_tile.store(tl);
+      else load_weight_tile_unaligned<T>(w_src, c_left, m_left, static_cast<int>(p.Coutg), tl);
       __syncthreads();
       if constexpr (Cfg::kTC) {
 #pragma unroll

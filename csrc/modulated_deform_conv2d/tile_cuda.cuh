@@ -65,33 +65,55 @@ __device__ inline void columns(const Params& p, int64_t n0, TileTaps* s) {
   }
 }
 
+// locate() in two steps, for a caller that loads the next tap's offsets while it works on this one:
+// fetch_entry() loads the raw offset and mask of entry e (deformable group e / kBN, pixel e % kBN), which
+// place_entry() turns into the TileTaps entry. Both only read the tap-independent part of s.
+struct TapRaw {
+  float dy = 0.0f, dx = 0.0f, m = 1.0f;
+};
+
+template <typename T>
+__device__ __forceinline__ TapRaw fetch_entry(const Params& p, const T* __restrict__ offset, const T* __restrict__ mask,
+                                              int64_t k, int64_t d0, int e, const TileTaps* s) {
+  TapRaw r;
+  const int dl = e / kBN, q = e % kBN;
+  if (s->xbase[q] >= 0) {
+    const int64_t d = d0 + dl;
+    const int64_t obase = s->obase[q] + (d * 2 * p.K + 2 * k) * p.P;
+    r.dy = to_float(offset[obase]);
+    r.dx = to_float(offset[obase + p.P]);
+    if (mask != nullptr) r.m = to_float(mask[s->mbase[q] + (d * p.K + k) * p.P]);
+  }
+  return r;
+}
+
+__device__ __forceinline__ void place_entry(const Params& p, int64_t k, int e, const TapRaw& r, TileTaps* s) {
+  const int i = static_cast<int>(k) / static_cast<int>(p.kw), j = static_cast<int>(k) % static_cast<int>(p.kw);
+  const int dl = e / kBN, q = e % kBN;
+  float fill = 0.0f;
+  detail::Tap t;
+  t.kind = 0;
+  t.valid = 0;
+  if (s->xbase[q] >= 0) {
+    const float py = static_cast<float>(s->oy[q] * p.sh - p.ph + i * p.dh) + r.dy;
+    const float px = static_cast<float>(s->ox[q] * p.sw - p.pw + j * p.dw) + r.dx;
+    t = detail::locate(py, px, p.H, p.W);
+    if (t.kind == 1) fill = NAN;
+  }
+  for (int c = 0; c < 4; ++c) {
+    s->idx[dl][c][q] = (t.kind == 2 && (t.valid & (1 << c))) ? t.idx[c] : -1;
+    s->w[dl][c][q] = t.w[c];
+  }
+  s->fill[dl][q] = fill;
+  s->mask[dl][q] = r.m;  // 1 where no mask, or past N
+}
+
 // Fills s for tap k and deformable groups [d0, d0 + nd). Needs a __syncthreads() before use.
 template <typename T>
 __device__ inline void locate(const Params& p, const T* __restrict__ offset, const T* __restrict__ mask, int64_t k,
                               int64_t d0, int nd, TileTaps* s) {
-  const int i = static_cast<int>(k) / static_cast<int>(p.kw), j = static_cast<int>(k) % static_cast<int>(p.kw);
-  for (int e = threadIdx.x; e < nd * kBN; e += blockDim.x) {
-    const int dl = e / kBN, q = e % kBN;
-    float fill = 0.0f, m = 1.0f;
-    detail::Tap t;
-    t.kind = 0;
-    t.valid = 0;
-    if (s->xbase[q] >= 0) {
-      const int64_t d = d0 + dl;
-      const int64_t obase = s->obase[q] + (d * 2 * p.K + 2 * k) * p.P;
-      const float py = static_cast<float>(s->oy[q] * p.sh - p.ph + i * p.dh) + to_float(offset[obase]);
-      const float px = static_cast<float>(s->ox[q] * p.sw - p.pw + j * p.dw) + to_float(offset[obase + p.P]);
-      t = detail::locate(py, px, p.H, p.W);
-      if (t.kind == 1) fill = NAN;
-      if (mask != nullptr) m = to_float(mask[s->mbase[q] + (d * p.K + k) * p.P]);
-    }
-    for (int c = 0; c < 4; ++c) {
-      s->idx[dl][c][q] = (t.kind == 2 && (t.valid & (1 << c))) ? t.idx[c] : -1;
-      s->w[dl][c][q] = t.w[c];
-    }
-    s->fill[dl][q] = fill;
-    s->mask[dl][q] = m;
-  }
+  for (int e = threadIdx.x; e < nd * kBN; e += blockDim.x)
+    place_entry(p, k, e, fetch_entry(p, offset, mask, k, d0, e, s), s);
 }
 
 // The column value of channel c (global index) at the block's pixel q: the mask times the bilinear sample,
