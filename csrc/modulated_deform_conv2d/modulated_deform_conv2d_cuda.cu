@@ -305,11 +305,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     wmma::fill_fragment(frag_c[1], 0.0f);
   }
 
-  // Two barriers per tap and chunk: the tap's entries are written only after the barrier before the previous
-  // chunk's multiply, which every reader of the previous entries has passed; and a tap's first chunk writes
-  // the tiles after the barrier that follows the new entries, which the previous multiply (the last reader of
-  // the tiles) precedes. Only a later chunk of the same tap needs its own barrier before writing the tiles.
   for (int64_t k = 0; k < p.K; ++k) {
+    __syncthreads();  // previous users of s.taps are done
     if (locates) tile::place_entry(p, k, tid, next_tap, &s.taps);
     __syncthreads();
     if (locates && k + 1 < p.K) next_tap = tile::fetch_entry(p, offset, mask, k + 1, d0, tid, &s.taps);
@@ -326,7 +323,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int c_left = static_cast<int>(p.Cg - c0), m_left = static_cast<int>(p.Coutg - m0);
       WeightTile<T> w_tile;
       if (weight_packed) w_tile.load(w_src, c_left, m_left, static_cast<int>(p.Coutg));
-      if (c0 > 0) __syncthreads();  // the previous chunk's tiles consumed
+      __syncthreads();  // previous tiles consumed
 #pragma unroll
       for (int r = 0; r < Cfg::kItems; ++r) {
         const int e = tid + r * kThreads, q = e / Cfg::kVecsPerPixel, v = e % Cfg::kVecsPerPixel;
