@@ -19,66 +19,52 @@ import math
 import torch
 from torch.utils.cpp_extension import load_inline
 
+from ops import paths
+
 CUDA_SOURCE = r"""
 #include <torch/types.h>
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "opforge/kernel_cuda.cuh"
+#include "scaled_gelu/gelu_math.h"
+
 namespace {
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-template <typename T> struct alignas(16) Pack { static constexpr int kSize = 16 / sizeof(T); T v[kSize]; };
+using ::opforge::cuda::from_float;
+using ::opforge::cuda::Pack;
+using ::opforge::cuda::to_float;
+namespace math = ::opforge_kernels::opforge::scaled_gelu::math;
 
-constexpr float kErfMaxX = 5.4f;
-constexpr float kTanhMaxU = 9.0f;
-
-// gelu_math.h's coefficients, Horner form: erf(x / sqrt 2) = x P(x^2) / Q(x^2), tanh(u) = u P(u^2) / Q(u^2).
-__device__ __forceinline__ float erf_p(float s) {
-  return fmaf(fmaf(fmaf(fmaf(fmaf(4.837789191e-08f, s, 1.265413175e-05f), s, 3.123043571e-04f), s,
-                             9.203887545e-03f), s, 6.509676576e-02f), s, 7.978845835e-01f);
-}
-__device__ __forceinline__ float erf_q(float s) {
-  return fmaf(fmaf(fmaf(fmaf(fmaf(1.237519314e-06f, s, 6.989686517e-05f), s, 1.812823815e-03f), s,
-                             2.791117318e-02f), s, 2.482532859e-01f), s, 1.0f);
-}
-__device__ __forceinline__ float tanh_p(float s) {
-  return fmaf(fmaf(fmaf(fmaf(1.335690047e-08f, s, 2.061073974e-05f), s, 3.495690413e-03f), s, 1.338111162e-01f), s,
-              1.0f);
-}
-__device__ __forceinline__ float tanh_q(float s) {
-  return fmaf(fmaf(fmaf(fmaf(7.777487667e-07f, s, 3.285800922e-04f), s, 2.587737329e-02f), s, 4.671442807e-01f), s,
-              1.0f);
+template <int K = 0, int N>
+__device__ __forceinline__ float horner(const float (&c)[N], float s) {
+  if constexpr (K == N - 1) return c[K];
+  else return fmaf(horner<K + 1>(c, s), s, c[K]);
 }
 
+// kRational: gelu_math.h's approximations divided with __fdividef (what the kernel's erf form runs); else
+// libm's erff / tanhf.
 template <bool kTanh, bool kRational>
 __device__ __forceinline__ float gelu(float v, float alpha) {
   if constexpr (kRational) {
     float r;
     bool low, high;
     if constexpr (kTanh) {
-      const float u = v * fmaf(0.79788456080286535588f * 0.044715f, v * v, 0.79788456080286535588f);
-      const float c = fminf(fmaxf(u, -kTanhMaxU), kTanhMaxU);
-      r = __fdividef(c * tanh_p(c * c), tanh_q(c * c));
-      low = u <= -kTanhMaxU;
-      high = u >= kTanhMaxU;
+      const float u = v * fmaf(math::kSqrt2OverPi * math::kKappa, v * v, math::kSqrt2OverPi);
+      const float c = fminf(fmaxf(u, -math::kTanhMaxU), math::kTanhMaxU);
+      r = __fdividef(c * horner(math::kTanhP, c * c), horner(math::kTanhQ, c * c));
+      low = u <= -math::kTanhMaxU;
+      high = u >= math::kTanhMaxU;
     } else {
-      const float c = fminf(fmaxf(v, -kErfMaxX), kErfMaxX);
-      r = __fdividef(c * erf_p(c * c), erf_q(c * c));
-      low = v <= -kErfMaxX;
-      high = v >= kErfMaxX;
+      const float c = fminf(fmaxf(v, -math::kErfMaxX), math::kErfMaxX);
+      r = __fdividef(c * horner(math::kErfP, c * c), horner(math::kErfQ, c * c));
+      low = v <= -math::kErfMaxX;
+      high = v >= math::kErfMaxX;
     }
     r = high ? 1.0f : fminf(fmaxf(r, -1.0f), 1.0f);
     const float h = 0.5f * alpha * v;
     return low ? 0.0f : fmaf(h, r, h);
   } else {
     const float g = v == -INFINITY ? 0.0f
-                    : kTanh ? 0.5f * v * (1.0f + tanhf(0.79788456080286535588f * (v + 0.044715f * v * v * v)))
+                    : kTanh ? 0.5f * v * (1.0f + tanhf(math::kSqrt2OverPi * (v + math::kKappa * v * v * v)))
                             : 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
     return alpha * g;
   }
@@ -173,7 +159,7 @@ def main():
                         help="grid caps to try, 0 = none (default 4096,0)")
     args = parser.parse_args()
     ext = load_inline("opforge_gelu_variants", CPP_SOURCE, cuda_sources=CUDA_SOURCE, functions=["gelu_variant"],
-                      extra_cuda_cflags=["-O3"], verbose=False)
+                      extra_cuda_cflags=["-O3"], extra_include_paths=[str(paths.csrc_dir())], verbose=False)
     big = [torch.empty(2**28, device="cuda").uniform_()]
     big.append(torch.empty_like(big[0]))
     roofline = 2 * big[0].numel() * 4 / (median_us(lambda: big[1].copy_(big[0])) * 1e-6)
