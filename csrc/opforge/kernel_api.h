@@ -330,8 +330,8 @@ OPFORGE_ALWAYS_INLINE void store_block(const float* in, BFloat16* out, int64_t n
 }
 
 // Run-time ISA choice for hot loops. A wheel is compiled for baseline x86-64 (SSE2: 4 floats a vector,
-// no FMA) while aten picks AVX2/AVX-512 kernels at run time (and oneDNN JIT-compiles some, gelu among
-// them), so a loop that must keep up with aten is compiled again for wider vectors and picked at run time:
+// no FMA) while aten picks AVX2/AVX-512 kernels at run time, so a loop that must keep up with aten is
+// compiled again for wider vectors and picked at run time:
 //  * AVX2+FMA: put the loop body in an OPFORGE_ALWAYS_INLINE template, instantiate it in one plain
 //    function and one marked OPFORGE_TARGET_AVX2, and call the latter when cpu_has_avx2_fma(). (Manual
 //    rather than target_clones: the clone also switches explicit std::fma on, which matters because torch

@@ -183,7 +183,8 @@ OPFORGE_TARGET_AVX512 void gelu_blocks_avx512(const T* x, T* y, int64_t n, int64
   }
 }
 
-// The same for bfloat16 on CPUs with AVX512_BF16: one instruction rounds the results.
+// The same for bfloat16 on CPUs with AVX512_BF16: one instruction rounds the results. A function of its own
+// because that instruction needs its own target attribute, which cannot depend on a template argument.
 template <bool kTanh>
 OPFORGE_TARGET_AVX512_BF16 void gelu_blocks_avx512_bf16(const ::opforge::BFloat16* x, ::opforge::BFloat16* y, int64_t n,
                                                         int64_t b0, int64_t b1, float alpha) {

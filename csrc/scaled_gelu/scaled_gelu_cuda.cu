@@ -9,10 +9,6 @@ namespace scaled_gelu {
 namespace {
 
 constexpr int kThreads = 256;
-// Packs a thread loads before computing any. 4 (64 bytes in flight per thread) was 6-10% slower than 1 on
-// the H100 at 2^24-2^26 half elements (benchmarks/profile_scaled_gelu_cuda.py): the kernel is close to
-// compute-bound there, and a thread that computes 32 elements before storing any delays the stores.
-constexpr int kUnroll = 1;
 // A grid-stride loop needs only enough blocks to fill the GPU; more would just add scheduling overhead.
 constexpr int64_t kMaxBlocks = 4096;
 
@@ -62,20 +58,14 @@ __global__ void scaled_gelu_kernel(const T* x, T* y, int64_t n, float alpha, boo
     const int64_t packs = n / kVec;
     const Pack<T>* xp = reinterpret_cast<const Pack<T>*>(x);
     Pack<T>* yp = reinterpret_cast<Pack<T>*>(y);
-    // Each slice u of an iteration is a contiguous run of the grid's threads, so accesses stay coalesced.
-    for (int64_t base = tid; base < packs; base += stride * kUnroll) {
-      Pack<T> v[kUnroll];
+    // One 16-byte pack per thread and iteration. Loading 4 before computing any was 6-10% slower on the H100
+    // at 2^24-2^26 half elements (benchmarks/profile_scaled_gelu_cuda.py, --unroll): the kernel is close to
+    // compute-bound there, and a thread that computes 32 elements before storing any delays its stores.
+    for (int64_t i = tid; i < packs; i += stride) {
+      Pack<T> v = xp[i];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (base + u * stride < packs) v[u] = xp[base + u * stride];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        if (base + u * stride < packs) {
-#pragma unroll
-          for (int k = 0; k < kVec; ++k) v[u].v[k] = from_float<T>(scaled_gelu<kTanh>(to_float(v[u].v[k]), alpha));
-          yp[base + u * stride] = v[u];
-        }
-      }
+      for (int k = 0; k < kVec; ++k) v.v[k] = from_float<T>(scaled_gelu<kTanh>(to_float(v.v[k]), alpha));
+      yp[i] = v;
     }
     scalar_begin = packs * kVec;
   }
@@ -90,8 +80,8 @@ void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& y, int6
   T* yp = y.ptr<T>();
   constexpr int kVec = Pack<T>::kSize;
   const bool vectorized = ::opforge::cuda::pack_aligned<T>(xp) && ::opforge::cuda::pack_aligned<T>(yp);
-  // Enough threads for kUnroll packs each (or one element each on the scalar path).
-  const int64_t work = vectorized ? (n / kVec + kUnroll - 1) / kUnroll + n % kVec : n;
+  // Enough threads for one pack each (or one element each on the scalar path).
+  const int64_t work = vectorized ? n / kVec + n % kVec : n;
   const int64_t blocks_needed = (work + kThreads - 1) / kThreads;
   const unsigned blocks = static_cast<unsigned>(blocks_needed < kMaxBlocks ? blocks_needed : kMaxBlocks);
   if (use_tanh)
