@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 import ops
+from ops import cpu_isa
 from ops.check.compare import compare
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,25 +51,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def opforge_cpu_isa() -> str:
-    """The loop form opforge's CPU kernels take on this machine, as kernel_api.h's cpu_isa() decides it: the
-    widest of baseline, avx2 (with fma, f16c), avx512 (f, vl, bw, dq), avx512bf16 that /proc/cpuinfo lists,
-    capped by OPFORGE_CPU_ISA."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        flags = set(next((l for l in text.splitlines() if l.startswith("flags")), "").partition(":")[2].split())
-    except OSError:
-        flags = set()
-    order = ["baseline", "avx2", "avx512", "avx512bf16"]
-    have = "baseline"
-    if {"avx2", "fma", "f16c"} <= flags:
-        have = "avx2"
-        if {"avx512f", "avx512vl", "avx512bw", "avx512dq"} <= flags:
-            have = "avx512bf16" if "avx512_bf16" in flags else "avx512"
-    cap = os.environ.get("OPFORGE_CPU_ISA", order[-1])
-    return have if cap not in order or order.index(have) <= order.index(cap) else cap
 
 
 def command_line() -> str:
@@ -207,7 +189,7 @@ def main(argv=None):
         "commit": commit(),
         "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "host": platform.node(),
                     "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                    "opforge_cpu_isa": opforge_cpu_isa(),
+                    "opforge_cpu_isa": cpu_isa.selected(),
                     "load_average_start": load_start, "load_average_end": os.getloadavg()},
         "torch": torch.__version__,
         "kernels": kernels,

@@ -38,6 +38,7 @@ import bench_cpu  # noqa: E402
 import bench_ort_cpu  # noqa: E402
 import bench_overhead  # noqa: E402
 import ops  # noqa: E402
+from ops import cpu_isa  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"ort": 1.3, "kernels": 1.25, "overhead": 1.3}  # issue 9
@@ -98,7 +99,7 @@ def machine(devices: list[str]) -> dict:
 
     return {"cpu": bench_cpu.cpu_model(), "cores": os.cpu_count(), "host": platform.node(),
             "platform": platform.platform(), "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "opforge_cpu_isa": bench_cpu.opforge_cpu_isa(),
+            "opforge_cpu_isa": cpu_isa.selected(),
             "torch": torch.__version__, "onnxruntime": ort.__version__,
             "gpu": torch.cuda.get_device_name() if "cuda" in devices else None, "commit": bench_cpu.commit(),
             "load_average_start": os.getloadavg()}

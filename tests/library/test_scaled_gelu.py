@@ -27,34 +27,22 @@ from pathlib import Path
 import pytest
 import torch
 
+from ops import cpu_isa
+
 OP_ID = "opforge::scaled_gelu"
-ISAS = ["baseline", "avx2", "avx512", "avx512bf16"]
 ALPHAS = [1.0, 1.5, -1.25]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Lengths of separate calls: every tail of a 16-lane vector and of a 512-element block, and two blocks.
 LENGTHS = list(range(1, 34)) + [511, 512, 513, 1000, 1031]
 
 
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
-
-
 def isa_param(isa):
-    """A path this CPU can run, or a skip that says which CPU features it lacks."""
-    if isa == "baseline":
-        return pytest.param(isa)
-    if platform.machine() not in ("x86_64", "AMD64", "i686"):
-        return pytest.param(isa, marks=pytest.mark.skip(reason=f"{isa} is an x86 path; this is {platform.machine()}"))
-    avx512 = {"avx2", "fma", "f16c", "avx512f", "avx512vl", "avx512bw", "avx512dq"}
-    need = {"avx2": {"avx2", "fma", "f16c"}, "avx512": avx512, "avx512bf16": avx512 | {"avx512_bf16"}}[isa]
-    missing = sorted(need - cpu_flags())
+    """A form this CPU can run, or a skip that says which CPU features it lacks."""
+    if isa != "baseline" and platform.machine() not in ("x86_64", "AMD64", "i686"):
+        return pytest.param(isa, marks=pytest.mark.skip(reason=f"{isa} is an x86 form; this is {platform.machine()}"))
+    missing = cpu_isa.missing_features(isa)
     mark = pytest.mark.skipif(bool(missing), reason=f"this CPU has no {', '.join(missing)} (/proc/cpuinfo): "
-                                                    f"the {isa} path cannot run here")
+                                                    f"the {isa} form cannot run here")
     return pytest.param(isa, marks=mark)
 
 
@@ -151,7 +139,7 @@ def x():
     return sweep()
 
 
-@pytest.mark.parametrize("isa", [isa_param(i) for i in ISAS])
+@pytest.mark.parametrize("isa", [isa_param(i) for i in cpu_isa.LEVELS])
 def test_each_cpu_path_meets_the_float64_bound(isa, x, tmp_path):
     out = run_path(isa, x, tmp_path)
     for dtype_name in DTYPES:

@@ -1,0 +1,39 @@
+"""Which form of the hot CPU loops opforge's kernels run on this machine, read the way kernel_api.h's cpu_isa()
+decides it: the widest of baseline, avx2, avx512, avx512bf16 whose CPU features /proc/cpuinfo lists, capped by
+OPFORGE_CPU_ISA. For benchmark records and for tests that run each form (Linux; elsewhere every feature reads
+as absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LEVELS = ["baseline", "avx2", "avx512", "avx512bf16"]
+# Each level's CPU features beyond the one before it (names as /proc/cpuinfo writes them).
+FEATURES = {"baseline": set(), "avx2": {"avx2", "fma", "f16c"},
+            "avx512": {"avx512f", "avx512vl", "avx512bw", "avx512dq"}, "avx512bf16": {"avx512_bf16"}}
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def missing_features(level: str, flags: set[str] | None = None) -> list[str]:
+    """The CPU features `level` needs that this CPU lacks (empty: it can run that form)."""
+    flags = cpu_flags() if flags is None else flags
+    need = set().union(*(FEATURES[l] for l in LEVELS[: LEVELS.index(level) + 1]))
+    return sorted(need - flags)
+
+
+def selected() -> str:
+    """The form the kernels take here: the widest the CPU has, capped by OPFORGE_CPU_ISA (an unknown value
+    is ignored, as the kernels ignore it)."""
+    flags = cpu_flags()
+    have = [l for l in LEVELS if not missing_features(l, flags)][-1]
+    cap = os.environ.get("OPFORGE_CPU_ISA", LEVELS[-1])
+    return cap if cap in LEVELS and LEVELS.index(cap) < LEVELS.index(have) else have
