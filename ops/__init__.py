@@ -9,6 +9,7 @@ compiled kernels (ops._C). A user's op package does the same for its own ops whe
 op then raises ExtensionError with the rebuild command, and `ops.load_extension()` raises it directly.
 """
 
+from .batch import Batch
 from .declaration import REQUIRED, Attr, Input, Output, Sample
 from .dtypes import FLOATING
 from .errors import (BackendUnavailable, DeclarationError, ExportError, ExtensionError, OpforgeError,
@@ -18,7 +19,7 @@ from .packages import OpPackage
 from .registry import Op, all_ops, get_op, register_op
 
 __all__ = [
-    "Attr", "BackendUnavailable", "DeclarationError", "ExportError", "ExtensionError", "FLOATING", "Input", "Op",
+    "Attr", "Batch", "BackendUnavailable", "DeclarationError", "ExportError", "ExtensionError", "FLOATING", "Input", "Op",
     "OpPackage", "OpforgeError", "Output", "REQUIRED", "Sample", "ShapeRuleError", "all_ops", "build_engine", "export_onnx", "get_op", "load_extension",
     "op_package", "register_op",
 ]

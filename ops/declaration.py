@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import shape_rule as sr
+from .batch import DEFAULT_NAME, Batch, ResolvedBatch, inferred_dim, parse_dim, tied_dims
 from .dtypes import DTYPES, FLOATING
 from .errors import DeclarationError, ShapeRuleError
 
@@ -76,7 +77,8 @@ def _attr_type_name(t: Any) -> str | None:
 class Input:
     """A tensor input. `dtypes` lists the allowed dtypes, or is 'like(other)' to require the dtype of
     an earlier input. `rank`/`min_rank` constrain the rank; `shape` is an exact expected shape written in
-    the shape language (e.g. '[x.shape[-1]]')."""
+    the shape language (e.g. '[x.shape[-1]]'). `batch_dim` declares that this dim of the input is the op's
+    batch where no shape rule says so (ops.batch)."""
 
     name: str
     dtypes: Sequence[str] | str = FLOATING
@@ -84,6 +86,7 @@ class Input:
     rank: int | None = None
     min_rank: int | None = None
     shape: str | Sequence[str | int] | None = None
+    batch_dim: int | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ class ResolvedInput:
     rank: int | None
     min_rank: int  # includes the rank implied by shape rules that index this input
     shape: sr.ShapeRule | None
+    batch_dim: int | None = None  # declared tie to the op's batch (Input.batch_dim)
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,8 @@ class OpDecl:
     # kernel files exist and compile, but torch runs the reference there, the ONNX Runtime library / TensorRT
     # plugin leave the op out, and ops.check reports those stages as having run the reference.
     kernels_pending: tuple[str, ...] = ()
+    # The dim that varies between calls and the input dims tied to it (ops.batch); no dims: the op has none.
+    batch: ResolvedBatch = ResolvedBatch(DEFAULT_NAME, (), "none")
 
     def runs_kernel(self, device: str) -> bool:
         """Whether a call on `device` runs a compiled kernel (not the reference)."""
@@ -278,6 +284,7 @@ class OpDecl:
         onnx: Any = True,
         onnx_fallback: Any = True,
         kernels_pending: Any = (),
+        batch: Any = "auto",
         source: str = "?",
         package: str | None = None,
         origin: Path | None = None,
@@ -296,6 +303,7 @@ class OpDecl:
         res_outputs = v.outputs(res_outputs_raw, res_inputs, res_attrs)
         res_inputs = v.implied_ranks(res_inputs, res_outputs)
         v.unique_names(res_inputs, res_outputs, res_attrs)
+        res_batch = v.batch(batch, res_inputs, res_outputs)
         devs = v.devices(devices)
         kernel_dir = v.kernels(kernels, name, devs, origin, lambda: f"{namespace}::{name}" in built())
         ws = v.expression("workspace", workspace, res_inputs, res_attrs, set(), "bytes, e.g. 'x.shape[0] * 4'")
@@ -322,7 +330,7 @@ class OpDecl:
             outputs=res_outputs, attrs=res_attrs, devices=devs, kernel_dir=kernel_dir, workspace=ws,
             reference=reference, backward=backward, samples=samples, tolerances=tol, version=version,
             doc=inspect.getdoc(reference) or "", source=source, package=package, onnx=onnx,
-            onnx_fallback=onnx_fallback, saves=saved, kernels_pending=pending,
+            onnx_fallback=onnx_fallback, saves=saved, kernels_pending=pending, batch=res_batch,
         )
 
 
@@ -456,7 +464,8 @@ class _Validator:
                     if rank is not None and rank != len(parsed.dims):
                         self.fail(f"{field}.rank", f"{len(parsed.dims)} (the length of its shape)", rank, "make them agree")
                     rank = len(parsed.dims)
-            out.append(ResolvedInput(name, dtypes, like, i.optional, rank, min_rank, None))
+            batch_dim = self.batch_dim(f"{field}.batch_dim", i.batch_dim, rank)
+            out.append(ResolvedInput(name, dtypes, like, i.optional, rank, min_rank, None, batch_dim))
         # Shape rules may name any required input, later ones included (torchvision's deform_conv2d passes
         # offset before weight, and offset's shape depends on weight's), and the input's own dims
         # ('[boxes.shape[0], 4]': dim 1 is 4, dim 0 anything). Each is an equality the hosts check once all
@@ -469,7 +478,8 @@ class _Validator:
                 shape = self.shape(f"{field}.shape", i.shape, out, attrs, set())
                 if isinstance(shape, sr.Like) and shape.input == r.name:
                     self.fail(f"{field}.shape", "a shape in terms of other inputs", "like(itself)", "drop it")
-            resolved.append(ResolvedInput(r.name, r.dtypes, r.dtype_like, r.optional, r.rank, r.min_rank, shape))
+            resolved.append(ResolvedInput(r.name, r.dtypes, r.dtype_like, r.optional, r.rank, r.min_rank, shape,
+                                          r.batch_dim))
         return tuple(resolved)
 
     def input_dtypes(self, field, dtypes, earlier) -> tuple[tuple[str, ...], str | None]:
@@ -596,7 +606,8 @@ class _Validator:
             if i.rank is not None and min_rank > i.rank:
                 self.fail(f"inputs.{i.name}.rank", f"at least {min_rank} (a shape rule indexes that far)", i.rank,
                           "fix the rank or the shape rule")
-            out.append(ResolvedInput(i.name, i.dtypes, i.dtype_like, i.optional, i.rank, min_rank, i.shape))
+            out.append(ResolvedInput(i.name, i.dtypes, i.dtype_like, i.optional, i.rank, min_rank, i.shape,
+                                     i.batch_dim))
         return tuple(out)
 
     def unique_names(self, inputs, outputs, attrs):
@@ -607,6 +618,59 @@ class _Validator:
                     self.fail(f"{kind}s.{item.name}", "names unique across inputs, outputs and attributes",
                               item.name, f"it is already used by an {seen[item.name]}; rename one")
                 seen[item.name] = kind
+
+    def batch_dim(self, field, value, rank):
+        if value is None:
+            return None
+        if type(value) is not int or not (-rank <= value < rank if rank is not None else -MAX_RANK <= value < MAX_RANK):
+            self.fail(field, f"a dim index of the input (rank {rank if rank is not None else 'any'})", value,
+                      "give the index of the dim that is the op's batch, e.g. batch_dim=0")
+        return value % rank if rank is not None else value
+
+    def batch(self, spec, inputs, outputs) -> ResolvedBatch:
+        """The op's varying dim (ops.batch): inferred ('auto'), declared (a dim reference or ops.Batch), or
+        None (the op has none)."""
+        if spec is None:
+            return ResolvedBatch(DEFAULT_NAME, (), "declared batch=None: no dim varies between calls")
+        declared = spec != "auto"
+        if declared:
+            batch = spec if isinstance(spec, Batch) else Batch(spec) if isinstance(spec, str) else None
+            dim = parse_dim(batch.dim) if batch is not None and isinstance(batch.dim, str) else None
+            required = {i.name: i for i in inputs if not i.optional}
+            if dim is None or dim.input not in required:
+                self.fail("batch", f"'auto', None, or a dim of a required input such as '{inputs[0].name}.shape[0]' "
+                          f"(inputs {sorted(required)}), or ops.Batch(dim, name=...)", spec,
+                          "name the input dim that varies between calls (the rois of RoIAlign, the indices of a "
+                          "gather), or batch=None when none does")
+            rank = required[dim.input].rank
+            if rank is not None and not -rank <= dim.index < rank:
+                self.fail("batch", f"a dim of {dim.input} (rank {rank})", batch.dim, "fix the dim index")
+            if not isinstance(batch.name, str) or not _NAME.match(batch.name):
+                self.fail("batch.name", "an identifier (the symbolic dim of exported graphs)", batch.name,
+                          "e.g. Batch('rois.shape[0]', name='num_rois')")
+            name, how = batch.name, "declared"
+        else:
+            dim, how = inferred_dim(inputs, outputs)
+            name = DEFAULT_NAME
+            rank = self.input_rank(inputs, dim.input)
+            if rank == 0:
+                return ResolvedBatch(name, (), f"{how}, which is a rank-0 input: no dim varies")
+        ties = {i.name: i.batch_dim for i in inputs if i.batch_dim is not None}
+        tied, compound = tied_dims(dim, inputs, ties)
+        if compound:
+            why = (f"input(s) {compound} use the batch dim {dim.input}.shape[{dim.index}] inside arithmetic in their "
+                   "shape rule, so resizing the batch cannot keep the rule")
+            if declared:
+                self.fail("batch", "a dim that input shape rules use only as a whole dim", spec,
+                          f"{why}; declare another batch dim, or batch=None")
+            return ResolvedBatch(name, (), f"{how}; {why}: no dim varies")
+        ranks = {i.name: i.rank for i in inputs}
+        dims = tuple(dict.fromkeys((n, k % ranks[n] if ranks[n] else k) for n, k in tied))
+        return ResolvedBatch(name, dims, how)
+
+    @staticmethod
+    def input_rank(inputs, name):
+        return next(i.rank for i in inputs if i.name == name)
 
     def devices(self, devices) -> tuple[str, ...]:
         if isinstance(devices, str) or not isinstance(devices, (list, tuple)) or not devices or not all(

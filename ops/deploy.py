@@ -77,9 +77,15 @@ def record_op_calls(model, args) -> list[tuple]:
 
 
 class Converter:
+    """Converts `model` end to end. `make_inputs(b)` gives its arguments at batch `b`; `batch_dims` says which
+    dim of which argument is that batch ({argument index: dim}; default dim 0 of every tensor argument), so a
+    model whose batch is elsewhere (proposals per image, queries) is exported with that dim dynamic."""
+
     def __init__(self, model, make_inputs: Callable[[int], tuple], *, name: str, workdir: Path,
-                 batches=(1, 4, 8), tolerance=(1e-4, 1e-4), progress: Callable[[str], None] = print):
+                 batches=(1, 4, 8), tolerance=(1e-4, 1e-4), progress: Callable[[str], None] = print,
+                 batch_dims: dict[int, int] | None = None):
         self.model, self.make_inputs, self.name = model.eval(), make_inputs, name
+        self.batch_dims = batch_dims
         self.workdir, self.batches, self.tolerance, self.progress = Path(workdir), tuple(batches), tolerance, progress
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.steps: list[Step] = []
@@ -119,7 +125,8 @@ class Converter:
 
         def run():
             opt = self.batches[len(self.batches) // 2]
-            m = export_onnx(self.model, self.inputs[opt], path, opset=opset, dynamic=True)
+            dynamic = True if self.batch_dims is None else {k: {d: "batch"} for k, d in self.batch_dims.items()}
+            m = export_onnx(self.model, self.inputs[opt], path, opset=opset, dynamic=dynamic)
             onnx.checker.check_model(m, full_check=True)
             custom = sorted({f"{n.domain}::{n.op_type}" for n in m.graph.node if n.domain not in ("", "ai.onnx")})
             dims = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in m.graph.output]
@@ -157,9 +164,10 @@ class Converter:
                 return SKIP, "no export", {}
             lo, opt, hi = min(self.batches), self.batches[len(self.batches) // 2], max(self.batches)
             shapes = {}
-            for name, t in zip(input_names, self.inputs[opt]):
-                rest = list(t.shape[1:])
-                shapes[name] = tuple("x".join(map(str, [b, *rest])) for b in (lo, opt, hi))
+            present = [(k, t) for k, t in enumerate(self.inputs[opt]) if t is not None]
+            for name, (k, t) in zip(input_names, present):
+                # min/opt/max from the inputs made at each batch size: every dynamic dim follows the batch
+                shapes[name] = tuple("x".join(map(str, self.inputs[b][k].shape)) for b in (lo, opt, hi))
             cmd = " ".join(command(self.models[opset], shapes, library_path().resolve()))
             try:
                 from .trt.engine import build_engine

@@ -44,12 +44,12 @@ class Op:
 
 
 REGISTER_OP_OPTIONS = ("inputs", "outputs", "attrs", "devices", "kernels", "workspace", "backward", "saves", "samples",
-                       "tolerances", "version", "onnx", "onnx_fallback", "kernels_pending")
+                       "tolerances", "version", "onnx", "onnx_fallback", "kernels_pending", "batch")
 
 
 def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels="auto", workspace=0,
                 backward=None, saves=None, samples=None, tolerances=None, version=1, onnx=True, onnx_fallback=True,
-                kernels_pending=(), **unknown) -> Callable[[Callable], Op]:
+                kernels_pending=(), batch="auto", **unknown) -> Callable[[Callable], Op]:
     """Declare an op once; decorate its plain-PyTorch reference implementation.
 
     See README.md ("Write your first op") for every field. The declaration is validated here: a bad one
@@ -69,7 +69,7 @@ def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels=
         decl = OpDecl.build(id, reference, inputs=inputs, outputs=outputs, attrs=attrs, devices=devices,
                             kernels=kernels, workspace=workspace, backward=backward, saves=saves, samples=samples,
                             tolerances=tolerances, version=version, onnx=onnx, onnx_fallback=onnx_fallback,
-                            kernels_pending=kernels_pending, source=source, package=package,
+                            kernels_pending=kernels_pending, batch=batch, source=source, package=package,
                             origin=origin, built=lambda: built_op_ids(package))
         if decl.id in _OPS:
             raise DeclarationError(decl.id, "id", "an id declared once", decl.id,

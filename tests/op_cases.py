@@ -71,30 +71,36 @@ def is_empty(sample) -> bool:
 
 
 def batch_sample(op, all_samples):
-    """A non-empty sample whose first input has rank >= 2 and a batch (dim 0) >= 2, for the dynamic-shape
-    tests, or None."""
+    """A non-empty sample whose declared batch (ops.batch) is present with a size >= 2, for the dynamic-shape
+    tests, or None (also for an op without a batch)."""
     for s in all_samples:
-        x = s.inputs[0]
-        if not is_empty(s) and x.dim() >= 2 and x.shape[0] >= 2:
+        size = batch_size(op, s)
+        if not is_empty(s) and size is not None and size >= 2:
             return s
     return None
 
 
-def rebatch(op, sample, batch: int):
-    """The sample with dim 0 resized to `batch` (rows repeated cyclically) in every input batched with the
-    first one, as the declaration ties them (ops.check.batching: like(x), or a shape rule led by x.shape[0])."""
+def batch_size(op, sample) -> int | None:
+    """The sample's size along the op's batch dim, or None when it has none to vary."""
     from ops.check.batching import batched_inputs
 
     inputs = full_inputs(op, sample)
-    batched = batched_inputs(op.decl, ops.Sample(*inputs, **sample.attrs)) or (0,)
+    dims = batched_inputs(op.decl, ops.Sample(*inputs, **sample.attrs))
+    if dims is None:
+        return None
+    k = next(k for k, i in enumerate(op.decl.inputs) if i.name == op.decl.batch.input)
+    return inputs[k].shape[dims[k]]
 
-    def resize(k, t):
-        if t is None or k not in batched:
-            return t
-        idx = torch.arange(batch, device=t.device) % t.shape[0]
-        return t.index_select(0, idx)
 
-    return ops.Sample(*[resize(k, t) for k, t in enumerate(inputs)], **sample.attrs)
+def rebatch(op, sample, batch: int):
+    """The sample resized to `batch` along the op's declared batch dim (entries repeated cyclically) in every
+    input tied to it (ops.batch: like(x), a shape rule that names the dim, Input(batch_dim=...))."""
+    from ops.check.batching import batched_inputs, resized
+
+    inputs = full_inputs(op, sample)
+    dims = batched_inputs(op.decl, ops.Sample(*inputs, **sample.attrs))
+    assert dims is not None, f"{op.id}: the sample has no batch to resize"
+    return ops.Sample(*resized(inputs, dims, batch), **sample.attrs)
 
 
 def message(op, dtype, label, shape, metrics=None) -> str:

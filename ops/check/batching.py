@@ -1,10 +1,10 @@
-"""Which inputs of an op share its batch dim, so an export can make that dim dynamic and the checks can
-run the one exported model at other batch sizes.
+"""The declared batch (ops.batch) applied to samples: which dims of a sample's tensors to make symbolic in a
+dynamic export, and the sample resized along them, so the checks run one exported model at several sizes.
 
-Input 0's dim 0 is the batch. Every other input whose shape rule says its dim 0 *is* that dim
-(`like(x)`, or `[x.shape[0], ...]`) is batched with it: NMS's scores/idxs follow its boxes, a mask follows
-its image. An input that uses the dim anywhere else cannot be rebatched consistently, and a sample with an
-empty or rank-0 input 0 has no batch to vary; such samples are passed over."""
+The batch is the declaration's, not input 0's dim 0: RoIAlign varies its rois (`rois.shape[0]`) and keeps its
+feature maps; an embedding lookup varies its indices and keeps its table. A sample whose batch input is
+absent, empty, or of too small a rank has no batch to vary and is passed over; an op without a batch
+(`batch=None`, or none inferred) is exported with static shapes and checked at its sample's own size."""
 
 from __future__ import annotations
 
@@ -12,60 +12,77 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import shape_rule as sr
 from .oracle import samples
 
 
 @dataclass(frozen=True)
 class BatchPlan:
     sample: object  # the ops.Sample the model is exported from
-    batched: tuple[int, ...]  # indices of the present inputs whose dim 0 is the batch
+    dims: dict[int, int]  # present input index -> the dim of it that is the batch (empty: no batch)
+    name: str = "batch"  # the symbolic dim in the exported graph
 
     @property
     def dynamic(self) -> dict[int, dict[int, str]]:
-        """export_onnx's `dynamic`: dim 0 of every batched input is the symbolic 'batch'."""
-        return {k: {0: "batch"} for k in self.batched}
+        """export_onnx's `dynamic`: the batch dim of every batched input is the symbolic `name`."""
+        return {k: {d: self.name} for k, d in self.dims.items()}
 
-    def inputs(self, batch: int) -> tuple:
-        """The sample's inputs at another batch size (rows repeated cyclically, the same rows for every
-        batched input)."""
-        rows = torch.arange(batch) % self.sample.inputs[0].shape[0]
-        return tuple(t[rows.to(t.device)] if k in self.batched else t for k, t in enumerate(self.sample.inputs))
+    @property
+    def size(self) -> int | None:
+        """The sample's own batch size, or None without a batch."""
+        return next((self.sample.inputs[k].shape[d] for k, d in self.dims.items()), None)
+
+    def sizes(self, wanted) -> tuple:
+        """The batch sizes to run: `wanted` where the op has a batch, else only the sample's own (None)."""
+        return tuple(wanted) if self.dims else (None,)
+
+    def inputs(self, batch: int | None) -> tuple:
+        """The sample's inputs at another batch size (entries repeated cyclically along the batch dim, the same
+        entries for every batched input); the sample's own inputs for None."""
+        if batch is None:
+            return tuple(self.sample.inputs)
+        return resized(self.sample.inputs, self.dims, batch)
+
+    def dim_names(self, decl) -> dict[str, list]:
+        """input name -> its dims, the batch dim as the symbolic name (what shape rules are evaluated over)."""
+        return {i.name: [self.name if self.dims.get(k) == d else n for d, n in enumerate(t.shape)]
+                for k, (i, t) in enumerate(zip(decl.inputs, self.sample.inputs)) if t is not None}
 
 
-def _role(i, first: str, rank: int) -> str:
-    """'batched' (its dim 0 is the batch), 'free' (it does not use the batch) or 'tied' (it uses the batch
-    elsewhere), for input 0 of rank `rank` in a given sample."""
-    if i.shape is None:
-        return "free"
-    if isinstance(i.shape, sr.Like):
-        return "batched" if i.shape.input == first else "free"
-    at = [k for k, e in enumerate(i.shape.dims) for d in sr.references(e)[2]
-          if d.input == first and d.index % rank == 0]
-    if not at:
-        return "free"
-    lead = i.shape.dims[0]
-    return "batched" if at == [0] and isinstance(lead, sr.Dim) else "tied"
+def resized(inputs, dims: dict[int, int], batch: int) -> tuple:
+    """`inputs` with every input k in `dims` resized to `batch` along dim dims[k], entries taken cyclically."""
+    size = next(inputs[k].shape[d] for k, d in dims.items())
+    rows = torch.arange(batch) % size
+    return tuple(t.index_select(dims[k], rows.to(t.device)) if k in dims else t for k, t in enumerate(inputs))
 
 
-def batched_inputs(decl, sample) -> tuple[int, ...] | None:
-    """Indices of the sample's inputs that share input 0's batch dim (0 first), or None when the sample
-    cannot be rebatched (empty or rank-0 input 0, or an input that uses the batch dim elsewhere)."""
-    first = decl.inputs[0].name
-    x = sample.inputs[0]
-    if x is None or x.dim() < 1 or x.shape[0] == 0:
+def batched_inputs(decl, sample) -> dict[int, int] | None:
+    """{input index: batch dim} over the sample's present inputs, or None when the sample has no batch to vary
+    (its batch input absent, of too small a rank, or empty) or the op declares none."""
+    batch = decl.batch
+    if not batch.dims:
         return None
-    roles = {k: _role(i, first, x.dim()) for k, i in enumerate(decl.inputs[1:], start=1)
-             if k < len(sample.inputs) and sample.inputs[k] is not None}
-    if "tied" in roles.values():
-        return None
-    return (0,) + tuple(k for k, r in roles.items() if r == "batched")
+    dims = {}
+    for k, (i, t) in enumerate(zip(decl.inputs, sample.inputs)):
+        d = None if t is None else batch.dim_of(i.name, t.dim())
+        if d is not None:
+            dims[k] = d
+        elif i.name == batch.input:
+            return None  # the input that defines the batch is absent or of too small a rank
+    k = next(k for k, i in enumerate(decl.inputs) if i.name == batch.input)
+    return dims if sample.inputs[k].shape[dims[k]] > 0 else None
 
 
 def batch_plan(op, dtype: str = "float32") -> BatchPlan | None:
-    """The first sample (of `dtype`, on CPU) that can be exported with a dynamic batch, or None."""
-    for s in samples(op, "cpu", dtype):
-        batched = batched_inputs(op.decl, s)
-        if batched is not None:
-            return BatchPlan(s, batched)
+    """The first sample (of `dtype`, on CPU) to export: with a batch to vary when the op has one; for an op
+    without one, the first sample with no empty input. None when no sample qualifies."""
+    all_samples = samples(op, "cpu", dtype)
+    if op.decl.batch.dims:
+        for s in all_samples:
+            dims = batched_inputs(op.decl, s)
+            if dims is not None:
+                return BatchPlan(s, dims, op.decl.batch.name)
+        return None
+    for s in all_samples:
+        if all(t is None or t.numel() > 0 for t in s.inputs):
+            return BatchPlan(s, {}, op.decl.batch.name)
     return None

@@ -1,6 +1,7 @@
 """Stages for the ONNX and ONNX Runtime backend: export with both exporters at several opsets, the
 checker with strict shape inference, ORT (the package's native custom-op library, calling the same CPU
-kernels) against the reference at batch 1, 3 and 8 from one dynamic export, the fallback body in plain
+kernels) against the reference at batch 1, 3 and 8 (of the op's declared batch dim, ops.batch) from one dynamic
+export, the fallback body in plain
 ORT, and Polygraphy's comparator."""
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ EXPORTS = (("dynamo", 18), ("dynamo", 20), ("dynamo", 23), ("torchscript", 11), 
 QUICK_EXPORTS = (("dynamo", 20), ("torchscript", 11), ("torchscript", 17))
 BATCHES = (1, 3, 8)
 NEEDED = ("onnx", "onnxscript", "onnxruntime", "onnx_graphsurgeon")
+
+
+def _sizes_text(op, plan) -> str:
+    """What the batch rows ran: '<batch dim> 1/3/8', or the sample's own shapes for an op without a batch."""
+    if not plan.dims:
+        return f"static shapes ({op.decl.batch.how})"
+    b = op.decl.batch
+    dim = f"{b.input}.shape[{b.dims[0][1]}]"
+    return f"{b.name} ({dim}) {'/'.join(map(str, BATCHES))}"
 
 
 def _missing() -> str | None:
@@ -89,8 +99,8 @@ def _no_native_library(op, name: str):
 
 @stage("onnx.export", order=50)
 def onnx_export(op, ctx):
-    """Export with each exporter/opset (dim 0 dynamic), checker full_check + strict shape inference, the
-    custom node's output shape inferred with the symbolic batch dim."""
+    """Export with each exporter/opset (the declared batch dim dynamic), checker full_check + strict shape
+    inference, the custom node's output shape inferred with the symbolic batch dim."""
     blocked = _blocked(op, "onnx.export")
     if blocked:
         return blocked
@@ -100,17 +110,16 @@ def onnx_export(op, ctx):
 
     plan = batch_plan(op)
     if plan is None:
-        return [StageResult("onnx.export", FAIL, "no float32 sample to export: add one whose first input is not "
-                                                 "empty to the op's samples")]
+        return [StageResult("onnx.export", FAIL, "no float32 sample to export: add one to the op's samples whose "
+                                                 f"batch input ({op.decl.batch.input if op.decl.batch.dims else 'any'})"
+                                                 " is present and not empty")]
     from ..onnx.models import single_op_module
     from ..onnx.schema import output_dims
 
     sample = plan.sample
     module = single_op_module(op, sample.attrs)
     # What the custom node's outputs must be inferred as: the shape rules over the symbolic batch.
-    given = {i.name: ["batch" if k in plan.batched and d == 0 else n for d, n in enumerate(t.shape)]
-             for k, (i, t) in enumerate(zip(op.decl.inputs, sample.inputs)) if t is not None}
-    want = output_dims(op.decl, given, {a.name: sample.attrs.get(a.name, a.default) for a in op.decl.attrs})
+    want = output_dims(op.decl, plan.dim_names(op.decl), {a.name: sample.attrs.get(a.name, a.default) for a in op.decl.attrs})
     rows, models = [], ctx.artifacts.setdefault("onnx", {})
     for exporter, opset in QUICK_EXPORTS if ctx.quick else EXPORTS:
         name = f"onnx.export[{exporter}-{opset}]"
@@ -177,14 +186,14 @@ def ort_cpu(op, ctx):
     for (exporter, opset), path in sorted(ctx.artifacts.get("onnx", {}).items()):
         session = ort_session(path)
         results = []
-        for b in BATCHES:
+        for b in plan.sizes(BATCHES):
             inputs = plan.inputs(b)
             expected = reference_outputs(op, type(sample)(*inputs, **sample.attrs))
             actual = run_session(session, inputs)
             results += [compare(a, e, rtol, atol) for a, e in zip(actual, expected)]
         m = merge(results)
         rows.append(StageResult(f"ort.cpu.batch[{exporter}-{opset}]", PASS if m["ok"] else FAIL,
-                                f"batch {'/'.join(map(str, BATCHES))} from one dynamic export: max_abs "
+                                f"{_sizes_text(op, plan)} from one dynamic export: max_abs "
                                 f"{m.get('max_abs', float('nan')):.3g}" + (f"; {m['error']}" if "error" in m else ""), m))
     if not ctx.artifacts.get("onnx"):
         rows.append(StageResult("ort.cpu.batch", SKIP, "no dynamic export from onnx.export to run"))
@@ -219,7 +228,7 @@ def ort_fallback(op, ctx):
             continue
         session = ort_session(path, bind_ops=False)
         results = []
-        for b in BATCHES:
+        for b in plan.sizes(BATCHES):
             inputs = plan.inputs(b)
             expected = reference_outputs(op, type(sample)(*inputs, **sample.attrs))
             results += [compare(a, e, rtol, atol) for a, e in zip(run_session(session, inputs), expected)]
@@ -227,14 +236,16 @@ def ort_fallback(op, ctx):
         fn = next(f for f in m.functions if (f.domain, f.name) == (op.decl.namespace, op.decl.name))
         rows.append(StageResult(f"ort.fallback[{opset}]", PASS if mm["ok"] else FAIL,
                                 f"plain ORT, no custom-op library: function {fn.domain}.{fn.name} ({len(fn.node)} nodes, "
-                                f"attributes {list(fn.attribute)}), batch 1/3/8 max_abs {mm.get('max_abs', float('nan')):.3g}"
+                                f"attributes {list(fn.attribute)}), {_sizes_text(op, plan)} max_abs "
+                                f"{mm.get('max_abs', float('nan')):.3g}"
                                 + (f"; {mm['error']}" if "error" in mm else ""), mm))
     return rows
 
 
 @stage("ort.polygraphy", order=62)
 def ort_polygraphy(op, ctx):
-    """Polygraphy's Comparator: ORT (native library) vs torch eager on the dynamic export, batch 1/3/8."""
+    """Polygraphy's Comparator: ORT (native library) vs torch eager on the dynamic export, batch 1/3/8 (of the
+    declared batch dim)."""
     blocked = _blocked(op, "ort.polygraphy") or _no_native_library(op, "ort.polygraphy")
     if blocked:
         return blocked
@@ -246,5 +257,6 @@ def ort_polygraphy(op, ctx):
     from ..onnx.polygraphy import compare_with_polygraphy
 
     key = ("dynamo", 20) if ("dynamo", 20) in models else sorted(models)[0]
-    ok, detail = compare_with_polygraphy(op, models[key], batch_plan(op), BATCHES)
+    plan = batch_plan(op)
+    ok, detail = compare_with_polygraphy(op, models[key], plan, plan.sizes(BATCHES))
     return [StageResult(f"ort.polygraphy[{key[0]}-{key[1]}]", PASS if ok else FAIL, detail)]

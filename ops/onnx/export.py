@@ -129,6 +129,38 @@ def _ops_for_translation(model, args, ops):
     return used
 
 
+def _present_arguments(model, args, dynamic):
+    """(model, args, dynamic) without the absent (None) arguments. torch.onnx matches `dynamic_shapes` to the
+    flattened tensor arguments, where a None argument has no leaf, so one None among the arguments made it drop
+    every declared dim name ('s77' instead of 'batch'). The wrapper takes the present tensors under the
+    forward's own parameter names (the graph input names) and calls the model with None where they were."""
+    import torch
+
+    present = [k for k, a in enumerate(args) if a is not None]
+    if len(present) == len(args):
+        return model, args, dynamic
+    names = [_input_names(model, len(args))[k] for k in present]
+    namespace: dict = {}
+    exec(f"def forward(opforge_self, {', '.join(names)}):\n"  # the model's names; the wrapper's own are prefixed
+         f"    return opforge_self.opforge_call(({', '.join(names)}{',' if len(names) == 1 else ''}))", namespace)
+
+    class PresentArguments(torch.nn.Module):
+        forward = namespace["forward"]
+
+        def __init__(self):
+            super().__init__()
+            self.opforge_model = model
+
+        def opforge_call(self, given):
+            full = [None] * len(args)
+            for k, t in zip(present, given):
+                full[k] = t
+            return self.opforge_model(*full)
+
+    return (PresentArguments(), tuple(args[k] for k in present),
+            {j: dynamic[k] for j, k in enumerate(present) if k in dynamic})
+
+
 def _export_dynamo(model, args, opset, dynamic, ops):
     import torch
 
@@ -137,6 +169,7 @@ def _export_dynamo(model, args, opset, dynamic, ops):
     table = {}
     for op in _ops_for_translation(model, args, ops):
         table[op.torch_op] = translation(op.decl) if onnx_supported(op.decl) else _unsupported_translation(op)
+    model, args, dynamic = _present_arguments(model, args, dynamic)
     dynamic_shapes = None
     if dynamic:
         dims = {}

@@ -61,8 +61,8 @@ def test_inference_keeps_symbolic_dims(op):
     d = op.decl
     plan = batch_plan(op)
     present = [(i, t) for i, t in zip(d.inputs, plan.sample.inputs) if t is not None]
-    shapes = [["batch" if k in plan.batched and j == 0 else n for j, n in enumerate(t.shape)]
-              for k, (_, t) in enumerate(present)]
+    named = plan.dim_names(d)
+    shapes = [named[i.name] for i, _ in present]
     types = [TensorProto.FLOAT16 if t.is_floating_point() else ONNX_DTYPES[str(t.dtype).removeprefix("torch.")][1]
              for _, t in present]
     attrs = {a.name: (list(v) if isinstance(v, tuple) else v) for a in d.attrs

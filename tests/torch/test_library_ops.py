@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ops
-from op_cases import (batch_sample, full_inputs, generated_ops, has_float_output, is_empty, message, op_param, optional_names,
+from op_cases import (batch_sample, batch_size, full_inputs, generated_ops, has_float_output, is_empty, message, op_param, optional_names,
                       rebatch, variants, with_dtypes)
 from ops.check.compare import compare
 from ops.check.oracle import as_tuple, reference_outputs, samples
@@ -213,7 +213,7 @@ def _batch_sample(op):
     return batch_sample(op, samples(op, "cpu", "float32"))
 
 
-WITH_BATCH = per_op(lambda op: _batch_sample(op) is not None)  # a non-empty sample of rank >= 2, dim 0 >= 2
+WITH_BATCH = per_op(lambda op: _batch_sample(op) is not None)  # a non-empty sample whose batch is >= 2
 
 
 @pytest.mark.parametrize("op", WITH_BATCH)
@@ -225,7 +225,7 @@ def test_torch_export_keeps_dynamic_dims(op):
         node = next(nd for nd in ep.graph.nodes if nd.op == "call_function" and op.decl.name in str(nd.target))
         out_shape = as_tuple(node.meta["val"])[0].shape
         assert isinstance(out_shape[0], torch.SymInt), (op.id, label, out_shape)
-        n = sample.inputs[0].shape[0]
+        n = batch_size(op, sample)
         for batch in (n * 3, n + 1):
             bigger = rebatch(op, sample, batch)
             _assert_close_to_reference(op, ep.module()(*_present(bigger)[1]), bigger, f"export, {label}, batch {batch}")
@@ -250,7 +250,7 @@ def _compile_without_duck_sizing(op, label, sample):
     with fx_config.patch(use_duck_shape=False):
         counter = CompileCounterWithBackend("inductor")
         compiled = torch.compile(_module(op, sample), backend=counter, dynamic=True, fullgraph=True)
-        n = sample.inputs[0].shape[0]
+        n = batch_size(op, sample)
         frames = []
         for batch in (n, n * 2 + 1):
             s = rebatch(op, sample, batch)
