@@ -116,3 +116,24 @@ def test_bad_opset_and_missing_torchscript(monkeypatch):
     monkeypatch.delattr(torch.onnx, "register_custom_op_symbolic")
     with pytest.raises(ops.ExportError, match="no longer ships the TorchScript ONNX exporter"):
         export_onnx(single_op_module(op), (torch.randn(2, 3),), opset=17)
+
+
+@pytest.mark.parametrize("opset", [17, 18, 20, 23])
+def test_an_explicit_none_argument_keeps_the_declared_dim_names(opset):
+    """`forward(x, offset, weight, mask=None)` called with mask=None: both exporters keep the names given in
+    `dynamic` (the dynamo exporter used to fall back to torch's own symbols, e.g. 's77'), and the graph inputs
+    keep the forward's parameter names."""
+
+    class Model(torch.nn.Module):
+        def forward(self, x, offset, weight, mask=None):
+            return torch.ops.opforge.modulated_deform_conv2d(x, offset, weight, mask, None, [1, 1], [1, 1], [1, 1],
+                                                             1, 1)
+
+    x, offset, weight = torch.randn(2, 4, 7, 6), torch.randn(2, 18, 7, 6), torch.randn(3, 4, 3, 3)
+    dims = {}
+    for args in ((x, offset, weight), (x, offset, weight, None)):
+        m = export_onnx(Model(), args, opset=opset, dynamic={0: {0: "n"}, 1: {0: "n"}, 3: {0: "n"}})
+        assert [i.name for i in m.graph.input] == ["x", "offset", "weight"]
+        dims[len(args)] = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+                           for v in list(m.graph.input) + list(m.graph.output)]
+    assert dims[4] == dims[3] == [["n", 4, 7, 6], ["n", 18, 7, 6], [3, 4, 3, 3], ["n", 3, 7, 6]]

@@ -1,0 +1,1 @@
+"""An example project whose ops come from real models (see pyproject.toml)."""
