@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ops.check import FAIL, PASS
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "examples" / "model_ops"
 
@@ -34,13 +36,13 @@ def report(tmp_path_factory):
 def test_every_op_passes_every_stage_that_runs_here(report):
     rows, done = report
     assert set(rows) == {"modelops::embedding_rows", "modelops::masked_pool", "modelops::box_blur"}
-    failed = [f"{op} {r['stage']}: {r['detail'][:300]}" for op, rs in rows.items() for r in rs if r["status"] == "FAIL"]
+    failed = [f"{op} {r['stage']}: {r['detail'][:300]}" for op, rs in rows.items() for r in rs if r["status"] == FAIL]
     assert not failed and done.returncode == 0, failed
     for op, rs in rows.items():
         stages = {r["stage"]: r["status"] for r in rs}
         for needed in ("ort.cpu[float32]", "ort.cpu.batch[dynamo-20]", "ort.polygraphy[dynamo-20]", "trt.harness",
                        "onnx.export[dynamo-18]", "onnx.export[torchscript-17]", "torch.opcheck[cpu]"):
-            assert stages.get(needed) == "PASS", (op, needed, stages)
+            assert stages.get(needed) == PASS, (op, needed, stages)
 
 
 def test_the_embedding_is_exported_and_checked_along_its_indices(report):
