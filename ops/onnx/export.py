@@ -212,14 +212,14 @@ def _export_torchscript(model, args, opset, dynamic, ops):
     all_names = _input_names(model, len(args))
     names = [n for n, a in zip(all_names, args) if a is not None]
     axes = {all_names[k]: v for k, v in dynamic.items() if k < len(args) and args[k] is not None}
-    custom = {}
-    for op in supported:
-        custom[op.decl.namespace] = max(custom.get(op.decl.namespace, 1), op.decl.version)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), quiet_torchscript_log():
         warnings.simplefilter("ignore")
+        # No custom_opsets: the exporter warns (from C++, past any Python filter) about every given domain the
+        # model does not use, and _postprocess writes the opset_import of the custom domains from the ops
+        # the graph holds, with their declared versions, whatever the exporter wrote.
         torch.onnx.export(model, tuple(args), buffer, dynamo=False, opset_version=opset, input_names=names,
-                          dynamic_axes=axes or None, custom_opsets=custom)
+                          dynamic_axes=axes or None)
     return _lazy.onnx().load_from_string(buffer.getvalue())
 
 
