@@ -4,7 +4,7 @@
 # Builds ops._C with CUDA kernels and the TensorRT plugin library (headers from TRT_INCLUDE_DIR, or
 # build/trt-headers made by `python -m ops.trt.headers`), then the steps named in STEPS (default: all):
 #   probe     the bad-input probe            pytest    the test suite (PYTEST_TARGETS, default tests)
-#   check     ops.check --all                examples  the three example models (GPU enqueue per node)
+#   check     ops.check --all (CHECK_OPS: only these)  examples  the example models (EXAMPLES, GPU enqueue per node)
 #   opcheck   benchmarks/gpu_check_<op>.py (correctness + benchmark vs torchvision/localcorr/eager/compile)
 #   bench     bench_torch_ops.py             overhead  bench_overhead.py (per-call host time)
 #   sanitize  compute-sanitizer memcheck + racecheck over every CUDA kernel
@@ -34,17 +34,18 @@ if has pytest; then
   echo "pytest exit $?"; grep -E "passed|failed" "$OUT/pytest.log" | tail -3; grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -20
 fi
 if has check; then
-  python3 -m ops.check --all --json > "$OUT/check.json" 2>/dev/null; echo "ops.check exit $?"
-  python3 -m ops.check --all 2>/dev/null | grep -E "^[a-z_]+::|cuda|enqueue|FAIL|->" | cut -c1-220 | tee "$OUT/check.txt"
+  python3 -m ops.check ${CHECK_OPS:---all} --json > "$OUT/check.json" 2>/dev/null; echo "ops.check exit $?"
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); [print(op, row['stage'], row['status'], row['detail'][:200]) for op, rows in r['ops'].items() for row in rows if row['status'] != 'pass' or 'cuda' in row['stage'] or 'enqueue' in row['stage']]" "$OUT/check.json" \
+    | cut -c1-260 | tee "$OUT/check.txt"
 fi
 if has examples; then
-  for ex in segmentation optical_flow detection; do
+  for ex in ${EXAMPLES:-segmentation optical_flow detection deformable_detr two_stage_detection}; do
     timeout 900 python3 examples/$ex.py --workdir "$OUT/$ex" > "$OUT/example_$ex.txt" 2>&1; echo "example $ex exit $?"
     sed -n '/^[a-z].*torch -> ONNX/,$p' "$OUT/example_$ex.txt" | cut -c1-260; rm -rf "$OUT/$ex"
   done
 fi
 if has opcheck; then
-  for script in benchmarks/gpu_check_*.py; do
+  for script in ${OPCHECK_SCRIPTS:-benchmarks/gpu_check_*.py}; do
     name=$(basename "$script" .py); timeout 900 python3 "$script" --out "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
     echo "$name exit $?"; grep -vE "^\s*$|Warning" "$OUT/$name.txt" | tail -25 | cut -c1-200
   done
@@ -56,9 +57,9 @@ fi
 if has sanitize; then
   # No --leak-check: it reports the sample tensors torch still holds at interpreter exit (host-side, not a
   # kernel's doing; 127 such reports for rms_norm + scaled_gelu on 2026-11-26), which drowns access errors.
-  compute-sanitizer --tool memcheck --error-exitcode 9 python3 benchmarks/sanitize_kernels.py \
+  compute-sanitizer --tool memcheck --error-exitcode 9 python3 benchmarks/sanitize_kernels.py ${SANITIZE_OPS:-} \
     > "$OUT/memcheck.txt" 2>&1; echo "memcheck exit $?"; grep -E "ERROR SUMMARY|kernel runs|FAIL" "$OUT/memcheck.txt" | tail -5
-  compute-sanitizer --tool racecheck --error-exitcode 9 python3 benchmarks/sanitize_kernels.py --small \
+  compute-sanitizer --tool racecheck --error-exitcode 9 python3 benchmarks/sanitize_kernels.py --small ${SANITIZE_OPS:-} \
     > "$OUT/racecheck.txt" 2>&1; echo "racecheck exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|kernel runs|FAIL" "$OUT/racecheck.txt" | tail -5
 fi
 if has user; then

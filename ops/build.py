@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from . import paths
+from .build_output import NinjaLog, capture_fd1
 from .errors import OpforgeError
 from .registry import compiled_ops_in
 
@@ -205,12 +206,14 @@ def build_package(package_name: str = DEFAULT_PACKAGE, verbose: bool = False) ->
     cmd.build_lib = str(pkg.build_dir / "lib")
     cmd.build_temp = str(object_dir(package_name))
     cmd.inplace = 0
-    out = io.StringIO()
+    log = NinjaLog(verbose=verbose)
+    out = io.StringIO()  # setuptools' own chatter ("running build_ext", ...): shown with -v only
     try:
-        with contextlib.redirect_stdout(sys.stdout if verbose else out):
+        with capture_fd1(log), contextlib.redirect_stdout(sys.stdout if verbose else out):
             dist.run_command("build_ext")
     except Exception as e:
-        raise OpforgeError(f"building {pkg.extension} failed: {e}\n{out.getvalue()[-6000:]}") from e
+        rebuild = f"python -m ops.build{'' if package_name == DEFAULT_PACKAGE else ' --package ' + package_name}"
+        raise OpforgeError(log.failure(f"building {pkg.extension}", rebuild)) from e
     built = Path(cmd.get_ext_fullpath(ext.name))
     dest = pkg.extension_dir / built.name
     record = built.parent / f"{pkg.extension_leaf}.build.json"

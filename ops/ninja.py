@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from . import paths
+from .build_output import NinjaLog
 from .errors import OpforgeError
 
 
@@ -16,12 +17,15 @@ def escape(path: Path | str) -> str:
     return str(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
 
-def run(build_dir: Path, lines: list[str], what: str, verbose: bool = False) -> None:
-    """Write build_dir/build.ninja from `lines` and run ninja there; a failure raises with the log's tail,
-    introduced as "<what> failed"."""
+def run(build_dir: Path, lines: list[str], what: str, verbose: bool = False, rebuild: str | None = None) -> None:
+    """Write build_dir/build.ninja from `lines` and run ninja there, showing progress as ops.build_output does;
+    a failure raises with the failing command, the first compiler error and `rebuild` (how to try again)."""
     paths.write_if_changed(build_dir / "build.ninja", "\n".join(lines) + "\n")
     cmd = ["ninja", "-C", str(build_dir)] + (["-v"] if verbose else [])
-    done = subprocess.run(cmd, capture_output=not verbose, text=True)
-    if done.returncode != 0:
-        tail = (done.stdout or "")[-6000:] + (done.stderr or "")[-2000:]
-        raise OpforgeError(f"{what} failed (`{' '.join(cmd)}`):\n{tail}")
+    log = NinjaLog(verbose=verbose)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        for line in proc.stdout:
+            log.feed(line)
+    log.done()
+    if proc.returncode != 0:
+        raise OpforgeError(log.failure(what, rebuild or f"ninja -C {build_dir}"))

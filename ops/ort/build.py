@@ -132,7 +132,8 @@ def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpD
                                    cuda_root / "bin" / "nvcc", verbose)
     lib = bdir / "lib" / f"lib{stem}.so"
     lines.append(f"build {ninja.escape(lib)}: link {' '.join(ninja.escape(o) for o in objs)}")
-    ninja.run(bdir, lines, "building the ONNX Runtime op library", verbose)
+    ninja.run(bdir, lines, "building the ONNX Runtime op library", verbose,
+              rebuild=f"python -m ops.ort.build --package {pkg.name}")
     api = headers.api_version(include)
     record = {"ort_include": str(include), "ort_api_version": api, "ops": [d.id for d in decls],
               "cuda": with_cuda, "generator": codegen.GENERATOR_VERSION}

@@ -128,7 +128,8 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     lines.append(f"build {ninja.escape(lib)}: link {' '.join(ninja.escape(o) for o in objs)}")
     lines.append(f"build {ninja.escape(shim)}: link {ninja.escape(shim_obj)} | {ninja.escape(lib)}")
     lines.append(f"  extra = -L{ninja.escape(lib_dir)} -l{pkg.plugin_library} -Wl,-rpath,'$$ORIGIN'")
-    ninja.run(bdir, lines, "building the TensorRT plugin library", verbose)
+    ninja.run(bdir, lines, "building the TensorRT plugin library", verbose,
+              rebuild=f"python -m ops.build --trt --package {pkg.name}")
     record = {"trt_headers": ".".join(map(str, headers.version(trt_include))), "trt_include": str(trt_include),
               "variant": variant, "ops": [d.id for d in decls], "cuda_archs": cuda_archs() if with_kernels else []}
     paths.write_if_changed(bdir / "build.json", json.dumps(record, indent=2) + "\n")
