@@ -36,9 +36,30 @@ def load_extension(package: str | None = None):
         load(pkg, strict=True)
 
 
-def export_onnx(model, args, path=None, **kwargs):
-    """Export a model with opforge ops to ONNX; see ops.onnx.export_onnx (imported on first call, so
-    `import ops` never needs onnx)."""
+PRECISIONS = ("float32", "mixed-float16", "mixed-bfloat16")
+
+
+def export_onnx(model, args, path=None, *, precision: str = "float32", calibration=None, budget: float | None = None,
+                target: float | None = None, **kwargs):
+    """Export a model with opforge ops to ONNX; see ops.onnx.export_onnx for the arguments (imported on first
+    call, so `import ops` never needs onnx).
+
+    precision="mixed-float16" (or "mixed-bfloat16") writes a mixed-precision graph (ops.precision): the parts
+    that overflow or break the error budget in half on `args` (and the `calibration` argument tuples) stay
+    float32 behind explicit Casts, everything else is half, weights included; budget/target are the per-node
+    and end-to-end rel_l2 limits."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}. Fix: e.g. "
+                          "precision='mixed-float16'.")
+    if precision != "float32":
+        from .onnx import DEFAULT_OPSET
+        from .precision import DEFAULT_BUDGET, DEFAULT_TARGET, export_mixed
+
+        mixed, _ = export_mixed(model, args, path, dtype=precision.removeprefix("mixed-"), calibration=calibration,
+                                opset=kwargs.get("opset", DEFAULT_OPSET), dynamic=kwargs.get("dynamic", False),
+                                fallback=kwargs.get("fallback", False), budget=budget or DEFAULT_BUDGET,
+                                target=target or DEFAULT_TARGET)
+        return mixed
     from .onnx import export_onnx as export
 
     return export(model, args, path, **kwargs)
@@ -51,4 +72,5 @@ def build_engine(onnx_path, shapes=None, engine_path=None, **kwargs):
     return build(onnx_path, shapes, engine_path, **kwargs)
 
 
+from . import torch as _torch_backend  # noqa: E402,F401  (the torch backend's registration hook, before any op)
 from . import library  # noqa: E402,F401  (last: opforge's own op package declares its ops on import)

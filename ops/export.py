@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         load_for_cli(args.package)
-        from .onnx import DEFAULT_OPSET, export_onnx, ort_session
+        from . import export_onnx  # the public entry: float32, or the mixed-precision graph of ops.precision
+        from .onnx import DEFAULT_OPSET, ort_session
         from .onnx.models import run_session
 
         model, inputs = _target(args.target)

@@ -15,6 +15,15 @@ from .packages import built_op_ids
 from .errors import DeclarationError, OpforgeError
 
 _OPS: dict[str, "Op"] = {}
+# What backends do with a declaration when it registers (ops.torch defines the torch op): they add themselves
+# here when imported, so the core never imports a backend.
+_ON_REGISTER: list[Callable[[OpDecl], None]] = []
+
+
+def on_register(hook: Callable[[OpDecl], None]) -> Callable[[OpDecl], None]:
+    """Call `hook(decl)` for every op declared from now on (a backend's registration)."""
+    _ON_REGISTER.append(hook)
+    return hook
 
 
 class Op:
@@ -75,13 +84,14 @@ def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels=
             raise DeclarationError(decl.id, "id", "an id declared once", decl.id,
                                    f"it is declared at {_OPS[decl.id].decl.source} and again at {source}; rename one "
                                    "(or make sure the module is imported under one name only)")
-        from .torch.register import register
-
-        try:
-            register(decl)
-        except (RuntimeError, ValueError) as e:  # torch rejected something validation let through
-            raise DeclarationError(decl.id, "schema", "a declaration torch.library accepts", str(e),
-                                   "report this as an opforge bug, with the declaration") from e
+        if not _ON_REGISTER:
+            raise OpforgeError(f"{decl.id}: no backend registered a hook (import ops, not ops.registry alone)")
+        for hook in _ON_REGISTER:
+            try:
+                hook(decl)
+            except (RuntimeError, ValueError) as e:  # the backend rejected something validation let through
+                raise DeclarationError(decl.id, "schema", "a declaration torch.library accepts", str(e),
+                                       "report this as an opforge bug, with the declaration") from e
         op = Op(decl)
         _OPS[decl.id] = op
         return op

@@ -306,34 +306,17 @@ def _cleanup(m):
     return out
 
 
-PRECISIONS = ("float32", "mixed-float16", "mixed-bfloat16")
-
-
 def export_onnx(model, args, path=None, *, opset: int = DEFAULT_OPSET, dynamic=False, fallback: bool = False,
-                check: bool = True, precision: str = "float32", calibration=None, budget: float | None = None,
-                target: float | None = None):
+                check: bool = True):
     """Export `model(*args)` to ONNX with every opforge op as a custom node (domain = namespace).
 
     opset 11-17 uses the TorchScript exporter, 18-23 the dynamo exporter. dynamic: True makes dim 0 of
     every tensor argument a symbolic 'batch' dim; or {arg index: {dim: name}}. fallback=True attaches an
     ONNX function per used op (its reference in standard ops) so plain ONNX Runtime can run the graph.
-    precision="mixed-float16" (or "mixed-bfloat16") writes a mixed-precision graph (ops.precision): the parts
-    that overflow or break the error budget in half on `args` (and the `calibration` argument tuples) stay
-    float32 behind explicit Casts, everything else is half, weights included; budget/target are the per-node
-    and end-to-end rel_l2 limits. Writes `path` when given; returns the onnx.ModelProto. Raises ExportError on
-    any problem."""
+    Writes `path` when given; returns the onnx.ModelProto. Raises ExportError on any problem. (A
+    mixed-precision graph: `ops.export_onnx(..., precision="mixed-float16")`, which ops.precision writes on
+    top of this export.)"""
     import torch
-
-    if precision not in PRECISIONS:
-        raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}. Fix: e.g. "
-                          "precision='mixed-float16'.")
-    if precision != "float32":
-        from ..precision import DEFAULT_BUDGET, DEFAULT_TARGET, export_mixed
-
-        mixed, _ = export_mixed(model, args, path, dtype=precision.removeprefix("mixed-"), calibration=calibration,
-                                opset=opset, dynamic=dynamic, fallback=fallback,
-                                budget=budget or DEFAULT_BUDGET, target=target or DEFAULT_TARGET)
-        return mixed
 
     onnx = _lazy.onnx()
     if not isinstance(opset, int) or opset not in TORCHSCRIPT_OPSETS and opset not in DYNAMO_OPSETS:
