@@ -31,8 +31,8 @@ struct Params {
   int64_t N = 0, C = 0, D = 0, H = 0, W = 0;  // input
   int64_t Do = 0, Ho = 0, Wo = 0;              // grid / output
   bool nearest = false, border = false, align = false;
-  int64_t in_plane() const { return D * H * W; }
-  int64_t out_plane() const { return Do * Ho * Wo; }
+  OPFORGE_HOST_DEVICE int64_t in_plane() const { return D * H * W; }
+  OPFORGE_HOST_DEVICE int64_t out_plane() const { return Do * Ho * Wo; }
 };
 
 // Checks shared by the forward and the backward (which passes its grad_out as `out`), in every host.
