@@ -20,11 +20,13 @@ clamped coordinate (index <= 0 or >= size - 1); there a NaN index stays NaN and 
 all), as in aten's backward.
 
 ONNX: the op exports as a custom node (domain opforge). Standard ONNX GridSample takes 5-D input only from
-opset 20 (GridSample-16 is 4-D only; the TorchScript exporter refuses 5-D at every opset) and TensorRT's
-GridSample layer (10.x, Jetson's 10.3 included) is 4-D only, so below opset 20 and in TensorRT this op's
-plugin is the way. No fallback body is declared (onnx_fallback=False): the reference's standard-ONNX form
-(GridSample on 5-D) exists only from opset 20 with the dynamo exporter, and a fallback must serve every
-opset the op exports at (11-23)."""
+opset 20 (GridSample-16 is 4-D only; the TorchScript exporter refuses 5-D below opset 20: "Unsupported: ONNX
+export of operator GridSample with 5D volumetric input"), and TensorRT's GridSample layer takes rank-4
+tensors only (IGridSampleLayer in NvInfer.h, still so in 10.14; onnx-tensorrt's table: "Input must be 4D
+input"), so Jetson's TensorRT 10.3 cannot run a 5-D GridSample at any opset: there this op's plugin is the
+way. No fallback body is declared (onnx_fallback=False): the reference's standard-ONNX form is GridSample on
+5-D input, which exists only from opset 20, and one declared fallback must serve every opset the op exports
+at (11-23; ops.check's ort.fallback exports at 11, 17 and 20)."""
 
 import torch
 import torch.nn.functional as F
