@@ -20,7 +20,7 @@ using ::opforge::cuda::to_float;
 constexpr int kThreads = 256;
 
 template <typename T, bool kNearest>
-__global__ void __launch_bounds__(kThreads) backward_kernel(const T* __restrict__ input, const T* __restrict__ grid,
+__global__ void __launch_bounds__(kThreads, 3) backward_kernel(const T* __restrict__ input, const T* __restrict__ grid,
                                                              const T* __restrict__ gout, float* __restrict__ gin,
                                                              T* __restrict__ grad_grid, const detail::Params p,
                                                              int64_t total) {
