@@ -15,8 +15,8 @@
 #include "opforge/kernel_api.h"
 #include "opforge_kernels/opforge/grid_sample3d.h"  // the entry points, generated from the declaration
 
-// `#pragma unroll` for nvcc only (-Wall hosts would warn about an unknown pragma).
-#if defined(__CUDACC__)
+// `#pragma unroll` in the device pass only (host compilers under -Wall warn about an unknown pragma).
+#if defined(__CUDA_ARCH__)
 #define OPFORGE_GS3D_UNROLL _Pragma("unroll")
 #else
 #define OPFORGE_GS3D_UNROLL
