@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from . import tensorrt as trt
+from .library import standing_in
 
 def suggested_namespace(module: str | None) -> str:
     """The namespace ops.new suggestions use by default: the model module's last name ('examples.segmentation'
@@ -139,6 +140,13 @@ def build_report(target: str | None, trace, results, table, namespace: str, pack
                 entry["fix_note"] = (f"{op.name} is declared at {decl.decl.source}; the failure is in its declaration "
                                      "or export (see the reason)")
             else:
+                declared_ops = standing_in(op)
+                if declared_ops:  # an opforge op already does what the operator does: use it
+                    entry["library_ops"] = [{"op": d.id, "declared_at": str(d.decl.source)} for d in declared_ops]
+                    entry["library_note"] = (f"{' or '.join(d.id for d in declared_ops)} is declared already (its "
+                                             f"reference calls {op.name} on inputs of these ranks): call torch.ops."
+                                             f"{declared_ops[0].id.replace('::', '.')} where the model calls {op.name}"
+                                             "; otherwise declare a new op:")
                 entry["fix"] = fix_command(op, namespace, target, package)
                 new = entry["fix"].split()[3]
                 entry["fix_note"] = (f"then call torch.ops.{new.replace('::', '.')} where the model calls {op.name} "
@@ -241,6 +249,8 @@ def render(report: dict) -> str:
                      "node and runs as a TensorRT plugin):")
         for e in blockers:
             lines.append(f"  {e['operator']} [{', '.join(e['blocked_by'])}]")
+            if e.get("library_note"):
+                lines.append(f"    {e['library_note']}")
             if e.get("fix"):
                 lines.append(f"    {e['fix']}")
             lines.append(f"    {e['fix_note']}")

@@ -4,7 +4,8 @@ two_blockers: torch.nn.RMSNorm (aten::rms_norm: no TorchScript symbolic before o
 declared with torch.library but not with opforge (scan_fixture::deform_sample, standing in for
 torchvision::deform_conv2d, which this machine's torch has no torchvision for): both fail at opset 17.
 volumetric: 3-D grid sampling (aten::grid_sampler on 5-D input) and antialiased bicubic resizing
-(aten::_upsample_bicubic2d_aa): real aten operators the TorchScript exporter refuses at opset 17."""
+(aten::_upsample_bicubic2d_aa): real aten operators the TorchScript exporter refuses at opset 17.
+planar_warp: 2-D grid sampling (aten::grid_sampler on 4-D input), which opforge::grid_sample3d does not stand in for."""
 
 import torch
 
@@ -55,6 +56,16 @@ def volumetric():
     torch.manual_seed(0)
     return Volumetric().eval(), (torch.randn(1, 2, 4, 4, 4), torch.rand(1, 3, 3, 3, 3) * 2 - 1,
                                  torch.randn(1, 3, 16, 16))
+
+
+class PlanarWarp(torch.nn.Module):
+    def forward(self, image, grid):
+        return torch.nn.functional.grid_sample(image, grid, align_corners=True)
+
+
+def planar_warp():
+    torch.manual_seed(0)
+    return PlanarWarp().eval(), (torch.randn(1, 2, 6, 7), torch.rand(1, 4, 5, 2) * 2 - 1)
 
 
 def not_a_pair():

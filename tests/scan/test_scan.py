@@ -96,6 +96,41 @@ def test_real_aten_operators_refused_at_opset_17(capsys):
     assert not ops["aten::mean"]["blocker"]
 
 
+def test_volumetric_grid_sample_is_a_blocker_below_opset_20_and_the_library_op_is_suggested(capsys):
+    """F.grid_sample on 5-D input: the TorchScript exporter refuses it at 17 (GridSample is 4-D only before opset
+    20); at 20 both exporters write GridSample, which TensorRT's table restricts to 4-D input. The scan names
+    opforge::grid_sample3d (its reference calls aten::grid_sampler on 5-D input) besides the ops.new command."""
+    code, out, _ = run(capsys, f"{MODELS}:volumetric", "--json")
+    report = json.loads(out)
+    assert code == 1 and "aten::grid_sampler" in report["blockers"]
+    gs = by_name(report)["aten::grid_sampler"]
+    assert gs["blocked_by"] == ["torchscript-17"]
+    assert not gs["exports"]["torchscript-17"]["ok"] and "5D" in gs["exports"]["torchscript-17"]["reason"]
+    assert gs["exports"]["torchscript-20"]["ok"] and gs["exports"]["dynamo-20"]["ok"]
+    assert gs["onnx_ops"] == ["GridSample"]
+    trt_note = {v["op"]: v for v in gs["tensorrt"]["onnx_ops"]}["GridSample"]
+    assert trt_note["status"] == "restricted" and "4D" in trt_note["note"]
+    assert [d["op"] for d in gs["library_ops"]] == ["opforge::grid_sample3d"]
+    assert gs["library_ops"][0]["declared_at"].startswith("ops/library/grid_sample3d.py:")
+    assert "torch.ops.opforge.grid_sample3d" in gs["library_note"]
+    assert gs["fix"].startswith("python -m ops.new scan_models::grid_sampler --like aten::grid_sampler ")
+    # the bicubic resize has no opforge op: no suggestion of one
+    assert "library_ops" not in by_name(report)["aten::_upsample_bicubic2d_aa.vec"]
+
+    code, text, _ = run(capsys, f"{MODELS}:volumetric")
+    row = next(line for line in text.splitlines() if line.startswith("aten::grid_sampler "))
+    assert row.split()[3:6] == ["FAIL", "ok", "ok"] and row.rstrip().endswith("BLOCKER")  # ts-17* ts-20 dyn-20*
+    assert gs["library_note"] in text
+
+
+def test_planar_grid_sample_gets_no_volumetric_suggestion(capsys):
+    """4-D grid sampling at opset 11 (no GridSample before 16) blocks too, but opforge::grid_sample3d is 5-D only."""
+    code, out, _ = run(capsys, f"{MODELS}:planar_warp", "--opset", "11", "--exporter", "torchscript", "--json")
+    report = json.loads(out)
+    gs = by_name(report)["aten::grid_sampler"]
+    assert code == 1 and gs["blocker"] and "library_ops" not in gs
+
+
 def test_json_and_table_report_the_same_facts(capsys):
     target = f"{MODELS}:volumetric"
     code_json, out_json, _ = run(capsys, target, "--opset", "17", "20", "--exporter", "torchscript", "--json")
