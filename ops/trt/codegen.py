@@ -292,13 +292,13 @@ def generate(decl: OpDecl) -> str:
     w.append("}")
     _launch(decl, w)
     w += ["", "}  // namespace", f"}}  // namespace {decl.namespace}__{decl.name}", ""]
-    fields = ("kFields", len(decl.attrs)) if decl.attrs else ("nullptr", 0)
     ns = f"{decl.namespace}__{decl.name}"
+    fields = (f"{ns}::kFields", len(decl.attrs)) if decl.attrs else ("nullptr", 0)  # an op may have no attributes
     w.append(f"extern const OpSpec {symbol(decl)};")
     w.append(f"const OpSpec {symbol(decl)} = {{")
     w.append(f"    {c_string(decl.id)}, {c_string(decl.name)}, {c_string(str(decl.version))}, "
              f"{c_string(decl.namespace)},")
-    w.append(f"    {ns}::{fields[0]}, {fields[1]}, {ns}::kInputs, {len(decl.inputs)}, {n_required}, "
+    w.append(f"    {fields[0]}, {fields[1]}, {ns}::kInputs, {len(decl.inputs)}, {n_required}, "
              f"{ns}::kOutputs, {len(decl.outputs)},")
     w.append(f"    &{ns}::output_shapes, &{ns}::output_dims, &{ns}::size_upper, &{ns}::check_input_shapes, "
              f"&{ns}::workspace_bytes, &{ns}::launch,")
