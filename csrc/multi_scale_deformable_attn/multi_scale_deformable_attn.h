@@ -105,6 +105,7 @@ inline ::opforge::Status read_levels(const ::opforge::TensorView& spatial_shapes
   using ::opforge::Status;
   const int64_t* shapes = spatial_shapes.ptr<const int64_t>();
   const int64_t* starts = level_start_index.ptr<const int64_t>();
+  bool partial = false;
   int64_t total = 0;  // stays <= S + S^2 < 2^63: H, W <= S < 2^31, and the loop stops once it passes S
   for (int64_t l = 0; l < g.L; ++l) {
     const long long h = shapes[2 * l], w = shapes[2 * l + 1];
@@ -121,13 +122,16 @@ inline ::opforge::Status read_levels(const ::opforge::TensorView& spatial_shapes
                                           static_cast<long long>(total)));
     levels[l] = Level{h, w, starts[l]};
     total += h * w;
-    if (total > g.S) break;
+    if (total > g.S && l + 1 < g.L) {  // levels left: only a lower bound is known (and no overflow can follow)
+      partial = true;
+      break;
+    }
   }
   if (total != g.S)
     return Status::error(Status::kInvalidArgument,
                          format_message("opforge::multi_scale_deformable_attn: spatial_shapes has %s%lld pixels (sum "
                                         "of H*W over its %lld levels), but value.shape[1] (S) is %lld",
-                                        total > g.S ? "at least " : "", static_cast<long long>(total),
+                                        partial ? "at least " : "", static_cast<long long>(total),
                                         static_cast<long long>(g.L), static_cast<long long>(g.S)));
   return Status::ok();
 }
