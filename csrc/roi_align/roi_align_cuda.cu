@@ -1,0 +1,5 @@
+#include "roi_align/roi_align.h"
+#include "opforge_kernels/opforge/roi_align.h"
+OPFORGE_CUDA_KERNEL(opforge, roi_align) {
+  return ::opforge::Status::error(::opforge::Status::kInternal, "roi_align: skeleton");
+}
