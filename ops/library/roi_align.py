@@ -193,6 +193,8 @@ def roi_align_float(features, rois, pooled_height, pooled_width, spatial_scale, 
     ly, lx = y - y_low.float(), x - x_low.float()
     hy, hx = 1.0 - ly, 1.0 - lx
     flat = features.permute(0, 2, 3, 1).reshape(n * h * w, c)
+    if flat.shape[0] == 0:  # no pixel (N, H or W is 0): no sample is taken, but the gathers need a row
+        flat = features.new_zeros(1, c)
     base = rois[:, 0].long()[r] * (h * w)
 
     def v(yy, xx):
@@ -228,7 +230,6 @@ def backward(ctx, grad):
     backward=backward,
     saves=("features", "rois"),
     samples=samples,
-    kernels_pending=("cuda",),
     # The number of samples of a bin depends on the data (adaptive grid): no standard-ONNX body (ONNX's own
     # RoiAlign has no roi-size clamp, no batch-index column and another sample/boundary rule).
     onnx_fallback=False,
@@ -255,7 +256,6 @@ def roi_align(features, rois, pooled_height, pooled_width, spatial_scale=1.0, sa
     # 8), then transposed (and converted) into grad_features; + 16 for alignment.
     workspace="features.shape[0] * features.shape[2] * features.shape[3] * ceil_div(features.shape[1], 8) * 32 + 16",
     samples=backward_samples,
-    kernels_pending=("cuda",),
     onnx=False,
     # float32: a pixel's gradient sums the weighted grads of every sample near it, in another order (atomics
     # on CUDA) than autograd's.
