@@ -29,10 +29,9 @@ template <typename T>
     if (!detail::batch_index_ok(b, p.batch)) {
       thread_local char message[256];
       std::snprintf(message, sizeof message,
-                    "%s: rois[%lld, 0] (the batch index) is %.9g; it must be an integer in [0, %lld) (features has "
-                    "%lld images)",
-                    op, static_cast<long long>(k), static_cast<double>(b), static_cast<long long>(p.batch),
-                    static_cast<long long>(p.batch));
+                    "%s: rois[%lld, 0] (the batch index) is %.9g; it must be an integer in [0, N) where features' N "
+                    "is %lld",
+                    op, static_cast<long long>(k), static_cast<double>(b), static_cast<long long>(p.batch));
       return ::opforge::Status::error(::opforge::Status::kInvalidArgument, message);
     }
   }

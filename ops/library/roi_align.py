@@ -33,8 +33,9 @@ pooled_width, sampling_ratio, aligned)), ONNX RoiAlign's output_height/output_wi
 TensorRT's ROIAlign_TRT plugin, and scalar INT fields reach a TensorRT plugin without a length to check.
 
 The backward is its own op, opforge::roi_align_backward(grad_out, rois, features, ...) -> grad_features (CPU
-and CUDA kernels, no ONNX); features is read for its shape only. rois get no gradient (torchvision gives
-none either)."""
+and CUDA kernels, no ONNX); features is read for its shape only. rois are constants of the sampling, as in
+torchvision (whose backward gives them None): their gradient is zeros, so that autograd.grad over every floating
+input works as for any other op."""
 
 import torch
 
@@ -106,7 +107,8 @@ def samples(device, dtype):
 def backward_samples(device, dtype):
     # No empty sample: with K = 0 grad_features is zeros of the features' full shape, where the generated
     # empty-input test expects empty outputs. tests/library/test_roi_align.py covers K = 0.
-    return [_case(device, dtype, *shape, grad=True, **opts) for shape, opts in CASES]
+    # First a sample with N = 2: grad_features' dim 0 is N, which torch.export must keep symbolic.
+    return [_case(device, dtype, *shape, grad=True, **opts) for shape, opts in CASES[1:] + CASES[:1]]
 
 
 def check_attrs(op, pooled_height, pooled_width, sampling_ratio):
@@ -123,7 +125,7 @@ def check_batch_index(op, rois, n):
     if bool(bad.any()):
         row = int(torch.nonzero(bad)[0, 0])
         raise ValueError(f"{op}: rois[{row}, 0] (the batch index) is {float(b[row])!r}; it must be an integer in "
-                         f"[0, {n}) (features has {n} images)")
+                         f"[0, N) where features' N is {n}")
 
 
 def _samples_of(rois, height, width, pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned):
@@ -212,7 +214,9 @@ def backward(ctx, grad):
     grad_features = torch.ops.opforge.roi_align_backward(grad, ctx.rois, ctx.features, ctx.pooled_height,
                                                          ctx.pooled_width, ctx.spatial_scale, ctx.sampling_ratio,
                                                          ctx.aligned)
-    return grad_features, None  # no gradient for rois (torchvision gives none)
+    # rois are constants of the sampling (torchvision's backward gives them none): a zero gradient, so that
+    # autograd.grad over every floating input works as for any op.
+    return grad_features, torch.zeros_like(ctx.rois)
 
 
 @register_op(
@@ -236,9 +240,11 @@ def backward(ctx, grad):
 )
 def roi_align(features, rois, pooled_height, pooled_width, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     """torchvision.ops.roi_align(features, rois, (pooled_height, pooled_width), ...) in float32."""
-    out = roi_align_float(features.float(), rois.float(), pooled_height, pooled_width, spatial_scale,
+    out = roi_align_float(features.float(), rois.detach().float(), pooled_height, pooled_width, spatial_scale,
                           sampling_ratio, aligned)
-    return out.to(features.dtype)
+    # A zero gradient for rois (see backward): 0.0 that depends on rois, without NaN * 0 for non-finite rois.
+    zero = torch.where(torch.zeros_like(rois, dtype=torch.bool), rois.float(), 0.0).sum()
+    return (out + zero).to(features.dtype)
 
 
 @register_op(
