@@ -46,10 +46,9 @@ def test_schema_matches_declaration(op):
         attr = schema.attributes[a.name]
         assert attr.required == (not a.has_default)
         if a.has_default:
-            # ONNX has no bool attribute: a bool default is INT 0/1 (pytest.approx(False) equals no int)
-            want = (a.default.encode() if a.type == "str" else int(a.default) if a.type == "bool"
-                    else pytest.approx(a.default))
-            assert helper.get_attribute_value(attr.default_value) == want
+            expected = (a.default.encode() if a.type == "str" else int(a.default) if a.type == "bool"  # ONNX INT
+                        else pytest.approx(a.default))
+            assert helper.get_attribute_value(attr.default_value) == expected
     assert {"plugin_version", "plugin_namespace"} <= set(schema.attributes)
     allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
     first = d.inputs[0]
