@@ -1,4 +1,5 @@
-"""The three example models (examples/segmentation.py, optical_flow.py, detection.py) convert end to end at
+"""The example models (examples/segmentation.py, optical_flow.py, detection.py, deformable_detr.py,
+two_stage_detection.py) convert end to end at
 their small sizes: every step that can run here passes (torch, both ONNX exports, ORT at every batch, the
 plugin harness on every opforge node); the steps that need TensorRT or a GPU say so instead of passing."""
 
@@ -17,7 +18,8 @@ def _load(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["segmentation", "optical_flow", "detection"])
+@pytest.mark.parametrize("name", ["segmentation", "optical_flow", "detection", "deformable_detr",
+                                  "two_stage_detection"])
 def test_example_converts_end_to_end(name, tmp_path):
     steps = _load(name).convert(tmp_path, small=True, trt=True, progress=lambda line: None)
     by_name = {s.name: s for s in steps}
