@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 import ops
-from ops import cpu_isa
+from ops import extension
 from ops.check.compare import compare
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -189,7 +189,7 @@ def main(argv=None):
         "commit": commit(),
         "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "host": platform.node(),
                     "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                    "opforge_cpu_isa": cpu_isa.selected(),
+                    "opforge_cpu_isa": extension.cpu_isa(),  # the kernels' own choice (OPFORGE_CPU_ISA applied)
                     "load_average_start": load_start, "load_average_end": os.getloadavg()},
         "torch": torch.__version__,
         "kernels": kernels,

@@ -7,16 +7,17 @@
 Three parts, each the measurement of an existing script, called as a function:
   ort       bench_ort_cpu.measure: conv1d -> rms_norm -> scaled_gelu in ONNX Runtime with the opforge nodes
             on the native library vs the same graph in standard ONNX ops; target native / standard <= 1.3x
-            (median over runs).
+            (median over runs). Both graphs' outputs must be within the ops' float32 tolerance of torch's.
   kernels   bench_cpu.run_kernels: each CPU kernel vs its aten equivalent at the same thread count;
             target opforge / aten <= 1.25x (median of per-round ratios).
   overhead  bench_overhead.measure: per-call host cost on tiny tensors vs aten, on CPU and, when present,
             CUDA; target opforge / aten <= 1.3x.
 
 The record holds the machine (cpu, cores, torch, GPU, commit, load average), the date, the command, per part
-its rows with ratio, target and met, and a summary of every missed target and by how much. Exit status 1
-when a kernel disagrees with its reference (as bench_cpu.py); a missed speed target is reported, not an
-error, since on a shared machine the ratios move with the neighbours' load.
+its rows with ratio, target and met (and ok, max_abs for the correctness of the ort and kernels rows), and a
+summary of every missed target and by how much and of every incorrect row. Exit status 1 when a kernel or an
+ORT graph disagrees with its reference (as bench_cpu.py); a missed speed target is reported, not an error,
+since on a shared machine the ratios move with the neighbours' load.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import bench_cpu  # noqa: E402
 import bench_ort_cpu  # noqa: E402
 import bench_overhead  # noqa: E402
 import ops  # noqa: E402
-from ops import cpu_isa  # noqa: E402
+from ops import extension  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"ort": 1.3, "kernels": 1.25, "overhead": 1.3}  # issue 9
@@ -54,9 +55,11 @@ QUICK = {"ort": {"shape": (8, 64, 256), "warmup": 20, "repeat": 300},
 def ort_rows(threads: int, shape, warmup: int, repeat: int) -> list[dict]:
     m = bench_ort_cpu.measure(tuple(shape), threads, "none", warmup, repeat)
     shape_s = "x".join(map(str, shape))
+    graphs = m["results"]
     return [{"case": f"conv1d->rms_norm->scaled_gelu {shape_s} threads={threads}", "shape": shape_s,
              "threads": threads, "ratio": m["native_over_standard_median"],
-             "ratio_p10": m["native_over_standard_p10"], "graphs": m["results"]}]
+             "ratio_p10": m["native_over_standard_p10"], "graphs": graphs,
+             "ok": m["ok"], "max_abs": max(g["max_abs_vs_torch"] for g in graphs.values())}]
 
 
 def kernel_rows(threads: list[int], shapes, rounds: int) -> list[dict]:
@@ -99,7 +102,7 @@ def machine(devices: list[str]) -> dict:
 
     return {"cpu": bench_cpu.cpu_model(), "cores": os.cpu_count(), "host": platform.node(),
             "platform": platform.platform(), "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "opforge_cpu_isa": cpu_isa.selected(),
+            "opforge_cpu_isa": extension.cpu_isa(),  # the form the loaded kernels take (OPFORGE_CPU_ISA applied)
             "torch": torch.__version__, "onnxruntime": ort.__version__,
             "gpu": torch.cuda.get_device_name() if "cuda" in devices else None, "commit": bench_cpu.commit(),
             "load_average_start": os.getloadavg()}
@@ -130,7 +133,8 @@ def table(record: dict) -> str:
                   for r in part["rows"]]
     s = record["summary"]
     lines.append(f"{s['met']}/{s['rows']} met; missed: "
-                 + (", ".join(f"{m['part']} {m['case']} by {m['over_by_pct']:.0f}%" for m in s["missed"]) or "none"))
+                 + (", ".join(f"{m['part']} {m['case']} by {m['over_by_pct']:.0f}%" for m in s["missed"]) or "none")
+                 + "; incorrect: " + (", ".join(f"{m['part']} {m['case']}" for m in s["incorrect"]) or "none"))
     return "\n".join(lines)
 
 

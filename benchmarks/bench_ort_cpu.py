@@ -62,9 +62,22 @@ def _cpu_name() -> str:
     return platform.processor() or "?"
 
 
+GRAPH_OPS = ("opforge::rms_norm", "opforge::scaled_gelu")
+
+
+def graph_tolerance() -> tuple[float, float]:
+    """(rtol, atol) an ORT output must meet against torch: the loosest float32 tolerance its opforge ops
+    declare (the Conv before them is float32 in both, and adds far less)."""
+    tols = [ops.get_op(op_id).decl.tolerance("float32") for op_id in GRAPH_OPS]
+    return max(t[0] for t in tols), max(t[1] for t in tols)
+
+
 def measure(shape=(8, 64, 256), threads=2, approximate="none", warmup=50, repeat=500) -> dict:
-    """Both sessions timed on one model and input: per-graph times and max_abs vs torch, and the two ratios.
+    """Both sessions timed on one model and input: per-graph times, max_abs vs torch and whether the output
+    is within graph_tolerance() of torch's ("ok"), and the two ratios. "ok" at the top: both graphs are.
     Callable on its own so benchmarks/bench_deploy.py runs the same measurement in its process."""
+    from ops.check.compare import compare
+
     import onnxruntime as ort
 
     b, c, n = shape
@@ -86,15 +99,19 @@ def measure(shape=(8, 64, 256), threads=2, approximate="none", warmup=50, repeat
         feed = {sessions["opforge native ops"].get_inputs()[0].name: x.numpy()}
         outs = {k: s.run(None, feed)[0] for k, s in sessions.items()}
         with torch.inference_mode():
-            want = model(x).numpy()
+            want = model(x)
+        rtol, atol = graph_tolerance()
+        checks = {k: compare(torch.from_numpy(v), want, rtol, atol) for k, v in outs.items()}
         for _ in range(3):  # interleave rounds so drift in machine load hits both sides alike
             for name, session in sessions.items():
                 rows.setdefault(name, []).extend(_time(session, feed, warmup, repeat // 3))
     result = {name: {"median_us": statistics.median(t) * 1e6, "min_us": min(t) * 1e6, "p10_us": float(np.percentile(t, 10)) * 1e6,
                      "p90_us": float(np.percentile(t, 90)) * 1e6,
-                     "max_abs_vs_torch": float(np.abs(outs[name] - want).max())} for name, t in rows.items()}
+                     "max_abs_vs_torch": checks[name]["max_abs"], "ok": checks[name]["ok"], "rtol": rtol, "atol": atol}
+              for name, t in rows.items()}
     native, standard = result["opforge native ops"], result["standard ONNX ops"]
-    return {"results": result, "native_over_standard_median": native["median_us"] / standard["median_us"],
+    return {"results": result, "ok": native["ok"] and standard["ok"],
+            "native_over_standard_median": native["median_us"] / standard["median_us"],
             "native_over_standard_p10": native["p10_us"] / standard["p10_us"]}
 
 
@@ -124,11 +141,12 @@ def main(argv=None) -> int:
     }
     for name, r in measured["results"].items():
         print(f"{name:>20}: median {r['median_us']:8.1f} us  (p10 {r['p10_us']:.1f}, p90 {r['p90_us']:.1f}); "
-              f"max_abs vs torch {r['max_abs_vs_torch']:.2e}")
+              f"max_abs vs torch {r['max_abs_vs_torch']:.2e} ({'ok' if r['ok'] else 'WRONG'}, rtol {r['rtol']:g} "
+              f"atol {r['atol']:g})")
     print(f"native / standard = {ratio:.2f}x median, {ratio_p10:.2f}x p10  ({args.threads} threads, {args.shape}, {_cpu_name()})")
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
-    return 0
+    return 0 if measured["ok"] else 1
 
 
 if __name__ == "__main__":

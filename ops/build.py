@@ -49,6 +49,15 @@ static struct PyModuleDef opforge_module = {{PyModuleDef_HEAD_INIT, "{leaf}",
     "opforge compiled kernels of {package} (CPU, and CUDA when built with it)", -1, nullptr}};
 
 PyMODINIT_FUNC PyInit_{leaf}(void) {{ return PyModule_Create(&opforge_module); }}
+
+// opforge-internal: the form of the hot CPU loops in this process, kernel_api.h's cpu_isa() (the function the
+// kernels call; OPFORGE_CPU_ISA caps it) as 0 baseline, 1 avx2, 2 avx512, 3 avx512bf16. Read by
+// ops.extension.cpu_isa() through ctypes, so tests and benchmark records state the path that ran instead of
+// re-deriving it (ops/cpu_isa.py mirrors the rule in Python).
+#include "opforge/kernel_api.h"
+extern "C" __attribute__((visibility("default"))) int opforge_cpu_isa() {{
+  return static_cast<int>(::opforge::cpu_isa());
+}}
 """
 
 

@@ -1,7 +1,7 @@
 """Which form of the hot CPU loops opforge's kernels run on this machine, read the way kernel_api.h's cpu_isa()
 decides it: the widest of baseline, avx2, avx512, avx512bf16 whose CPU features /proc/cpuinfo lists, capped by
-OPFORGE_CPU_ISA. For benchmark records and for tests that run each form (Linux; elsewhere every feature reads
-as absent)."""
+OPFORGE_CPU_ISA. For tests that pick the forms a CPU can run (Linux; elsewhere every feature reads as absent).
+What the loaded kernels actually took is ops.extension.cpu_isa(), read from the compiled library itself."""
 
 from __future__ import annotations
 

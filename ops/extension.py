@@ -156,3 +156,25 @@ def status(package_name: str = OPFORGE_PACKAGE) -> dict:
     s = _state.get(package_name, {"loaded": False, "error": None, "cuda": False})
     return {"loaded": s["loaded"], "cuda": s["cuda"], "error": s["error"]}
 
+
+
+def cpu_isa(package_name: str = OPFORGE_PACKAGE) -> str:
+    """The form of the hot CPU loops (one of ops.cpu_isa.LEVELS) that the package's compiled kernels take in
+    this process: kernel_api.h's cpu_isa() as compiled into its extension, OPFORGE_CPU_ISA applied, read from
+    the library itself (ops.cpu_isa.selected() derives the same rule from /proc/cpuinfo without loading it).
+    Loads the extension; raises ExtensionError when it cannot be loaded or predates this query."""
+    import ctypes
+
+    from .cpu_isa import LEVELS
+    from .packages import package
+
+    pkg = package(package_name)
+    load(pkg, strict=True)
+    library = importlib.import_module(pkg.extension).__file__
+    try:
+        query = ctypes.CDLL(library).opforge_cpu_isa  # the loaded library: dlopen returns the same handle
+    except AttributeError:
+        raise ExtensionError(f"{pkg.extension} has no opforge_cpu_isa(): it was built before the query existed. "
+                             f"Rebuild: {rebuild_hint(pkg)}") from None
+    query.restype = ctypes.c_int
+    return LEVELS[query()]

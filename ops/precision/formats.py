@@ -54,8 +54,10 @@ def rel_l2(got, want) -> float:
 
 def risk_flags(finding, fmt: HalfFormat, budget: float, underflow_limit: float) -> list[str]:
     """What is wrong with running one part (an ONNX node, a torch module) in half, from its float32 range
-    (max_abs), the error of running it alone in half (error: None when it cannot run in half) and the
-    fraction of its nonzero outputs that round to zero (underflow)."""
+    (max_abs), the error of running it alone in half (error: None when it was not measured), the fraction of
+    its nonzero outputs that round to zero (underflow), and whether running it in half failed (no_half: the
+    reason, e.g. no half kernel on this device): such a part cannot be deployed in half, so it is flagged
+    like any other risk and the mixed export keeps it float32."""
     flags = []
     if finding.max_abs > fmt.max:
         flags.append("overflow")
@@ -65,4 +67,6 @@ def risk_flags(finding, fmt: HalfFormat, budget: float, underflow_limit: float) 
         flags.append("budget")
     if finding.underflow > underflow_limit:
         flags.append("underflow")
+    if finding.no_half:
+        flags.append("no-half")
     return flags

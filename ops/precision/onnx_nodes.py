@@ -24,10 +24,11 @@ class NodeFinding:
     max_abs: float = 0.0  # over the node's float32 inputs and outputs
     out_max_abs: float = 0.0
     underflow: float = 0.0  # fraction of nonzero float32 output values that round to 0 in half
-    error: float | None = None  # rel_l2 of the node's outputs run alone in half (None: cannot run in half)
+    error: float | None = None  # rel_l2 of the node's outputs run alone in half (None: not run in half)
     half_capable: bool = True  # its ONNX schema / opforge declaration allows half
     flops: float = 0.0
-    flags: list = field(default_factory=list)  # overflow | non-finite | budget | underflow
+    flags: list = field(default_factory=list)  # overflow | non-finite | budget | underflow | no-half
+    no_half: str = ""  # why running it alone in half failed ('' = it ran, or was not tried)
     note: str = ""
 
 
@@ -182,9 +183,10 @@ def analyze_nodes(model, runs: list[dict], fmt: HalfFormat, budget: float, under
                 continue
             try:
                 halves = run_node_in_half(node, model, env, slots, fmt, device)
-            except Exception as e:  # noqa: BLE001 - a node torch cannot run in half is reported, not fatal
-                f.note = f"not measured in half: {str(e).splitlines()[0][:120]}"
-                continue
+            except Exception as e:  # noqa: BLE001 - a node torch cannot run in half is flagged, not fatal
+                f.no_half = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+                f.note = f"not run in half (a mixed export keeps it float32): {f.no_half}"
+                continue  # the other calibration runs still give its float32 range
             for k, name in enumerate(node.output):
                 if name and k in slots.outputs and name in env and k < len(halves):
                     err = rel_l2(halves[k], env[name])

@@ -181,7 +181,7 @@ def plan_mixed(analysis: Analysis, *, target: float = DEFAULT_TARGET, margin: fl
                max_rounds: int = 20, device: str = "cpu"):
     """The mixed-precision ModelProto and the decision (also stored in analysis.report.mixed).
 
-    1. Flagged nodes (overflow, non-finite, budget, underflow) stay float32, and so do the large-valued
+    1. Flagged nodes (overflow, non-finite, no-half, budget, underflow) stay float32, and so do the large-valued
        producers of an overflowing node's inputs (_large_producers).
     2. Sensitivity: each other half-capable node runs alone in half, everything else float32, on every
        calibration sample; the worst end-to-end rel_l2 is its sensitivity. A node whose sensitivity alone

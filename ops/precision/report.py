@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-FLAG_WEIGHT = {"overflow": 4, "non-finite": 3, "budget": 2, "underflow": 1}
+# "no-half": running the part in half failed (no half kernel): certain to break a half deployment, as
+# overflow and non-finite outputs are, but it says nothing about the values, so it ranks below them.
+FLAG_WEIGHT = {"overflow": 5, "non-finite": 4, "no-half": 3, "budget": 2, "underflow": 1}
 
 
 def risk_key(f) -> tuple:
@@ -37,17 +39,15 @@ class PrecisionReport:
         return sorted((f for f in self.nodes if f.flops or f.max_abs or f.flags), key=risk_key)
 
     def to_json(self) -> dict:
-        def clean(d):
-            return {k: (None if isinstance(v, float) and math.isinf(v) and k == "error" and False else v)
-                    for k, v in d.items()}
-
+        """Every finding as it is: an error of inf (a half run produced inf/NaN) stays inf (JSON's Infinity),
+        distinct from None (not run in half)."""
         return {
             "dtype": self.dtype, "limit": self.limit, "budget": self.budget, "underflow_limit": self.underflow_limit,
             "onnx_opset": self.onnx_opset,
             "summary": {"nodes": len(self.nodes), "flagged_nodes": len(self.flagged_nodes()),
                         "modules": len(self.modules), "flagged_modules": len(self.flagged_modules())},
-            "nodes": [clean(asdict(f)) for f in sorted(self.nodes, key=risk_key)],
-            "modules": [clean(asdict(f)) for f in sorted(self.modules, key=risk_key)],
+            "nodes": [asdict(f) for f in sorted(self.nodes, key=risk_key)],
+            "modules": [asdict(f) for f in sorted(self.modules, key=risk_key)],
             "mixed": self.mixed,
         }
 
@@ -60,7 +60,8 @@ class PrecisionReport:
         lines += ["ONNX nodes (ranked by risk)", head, "-" * len(head)]
         for f in self.ranked_nodes()[:rows]:
             lines.append(f"{','.join(f.flags) or '-':<18} {_cut(f.module or '(model)', 28):<28} {_cut(f.node, 34):<34} "
-                         f"{_cut(f.op_type, 18):<18} {_num(f.max_abs):>10} {_err(f.error):>9} {f.underflow:>6.1%}")
+                         f"{_cut(f.op_type, 18):<18} {_num(f.max_abs):>10} {_err(f.error):>9} {f.underflow:>6.1%}"
+                         + (f"  {f.note}" if f.note else ""))
         lines += ["", "torch modules (ranked by risk)",
                   f"{'risk':<18} {'module':<40} {'type':<24} {'max |x|':>10} {'half err':>9}", "-" * 105]
         for f in sorted(self.modules, key=risk_key)[:rows]:

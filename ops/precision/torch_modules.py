@@ -18,8 +18,13 @@ class ModuleFinding:
     out_max_abs: float = 0.0
     underflow: float = 0.0
     error: float | None = None  # rel_l2 of the module's output run alone in half
-    flags: list = field(default_factory=list)
+    flags: list = field(default_factory=list)  # overflow | non-finite | budget | underflow | no-half
+    no_half: str = ""  # why it could not run in half ('' = it ran)
     note: str = ""
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0][:100] if str(e) else type(e).__name__
 
 
 def _tensors(x):
@@ -102,7 +107,7 @@ def analyze_modules(model, samples, fmt: HalfFormat, budget: float, underflow_li
         try:
             half = copy.deepcopy(module).to(device=device, dtype=fmt.torch_dtype())
         except Exception as e:  # noqa: BLE001
-            half, f.note = None, f"cannot be copied to half: {str(e).splitlines()[0][:100]}"
+            half, f.no_half = None, f"cannot be copied to half: {_first_line(e)}"
         for args, kwargs, output in entries:
             in_top, _ = _stats(_tensors((args, kwargs)), fmt)
             out_top, flushed = _stats(_tensors(output), fmt)
@@ -116,8 +121,8 @@ def analyze_modules(model, samples, fmt: HalfFormat, budget: float, underflow_li
                 half_kwargs = _cast(torch.utils._pytree.tree_map(to_device, kwargs), fmt.torch_dtype())
                 with torch.inference_mode():
                     got = half(*half_args, **half_kwargs)
-            except Exception as e:  # noqa: BLE001 - no half kernel on this device: reported, not fatal
-                f.note = f"not run in half: {str(e).splitlines()[0][:100]}"
+            except Exception as e:  # noqa: BLE001 - no half kernel on this device: flagged, not fatal
+                f.no_half = f"not run in half: {_first_line(e)}"
                 half = None
                 continue
             want = [t for t in _tensors(output) if t.is_floating_point()]
@@ -126,5 +131,6 @@ def analyze_modules(model, samples, fmt: HalfFormat, budget: float, underflow_li
             if errs:
                 f.error = max(errs + ([f.error] if f.error is not None else []))
         f.flags += risk_flags(f, fmt, budget, underflow_limit)
+        f.note = f.no_half
         findings.append(f)
     return findings

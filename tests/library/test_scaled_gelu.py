@@ -4,8 +4,9 @@ The kernel has four forms of its loop, picked at run time (csrc/scaled_gelu/scal
 x86-64, AVX2+FMA, AVX-512 (16 lanes, reciprocal estimate plus a Newton step instead of a division,
 float16/bfloat16 converted in registers, masked tails) and AVX-512 with BF16 (bfloat16 rounded by
 vcvtneps2bf16, subnormal lanes by the integer rounding). A machine runs only the widest one it has, so each
-path is run here in a subprocess with OPFORGE_CPU_ISA capping the choice; a path the CPU lacks is skipped
-with its reason. Every path must meet the same bound against erf/tanh evaluated in float64:
+path is run here in a subprocess with OPFORGE_CPU_ISA capping the choice, and that subprocess reports the
+form its kernels took (ops.extension.cpu_isa(): kernel_api.h's cpu_isa() read from the loaded extension),
+which must be the one asked for; a path the CPU lacks is skipped with its reason. Every path must meet the same bound against erf/tanh evaluated in float64:
 
 - float32: |got - ref| <= 8 (ulp(ref) + ulp(1) |alpha x / 2|). The second term is the cancellation in
   1 + erf for negative x, which any float32 formula of gelu has (aten's included). The baseline and AVX2
@@ -66,7 +67,7 @@ def run_path(isa: str, x: torch.Tensor, tmp_path: Path) -> dict:
     per process)."""
     torch.save(x, tmp_path / "x.pt")
     script = f"""
-import torch, ops
+import torch, ops, ops.extension
 op = ops.get_op({OP_ID!r})
 x = torch.load({str(tmp_path / 'x.pt')!r})
 out = {{}}
@@ -77,6 +78,7 @@ for dtype in {list(DTYPES)!r}:
             key = f"{{dtype}} {{approximate}} {{alpha}}"
             out[key] = op(xd, alpha=alpha, approximate=approximate)
             out["lengths " + key] = [op(xd[5:5 + n], alpha=alpha, approximate=approximate) for n in {LENGTHS!r}]
+out["cpu_isa"] = ops.extension.cpu_isa()  # the form the kernels above took in this process
 torch.save(out, {str(tmp_path / 'out.pt')!r})
 """
     env = {**os.environ, "OPFORGE_CPU_ISA": isa}
@@ -142,6 +144,7 @@ def x():
 @pytest.mark.parametrize("isa", [isa_param(i) for i in cpu_isa.LEVELS])
 def test_each_cpu_path_meets_the_float64_bound(isa, x, tmp_path):
     out = run_path(isa, x, tmp_path)
+    assert out["cpu_isa"] == isa, f"OPFORGE_CPU_ISA={isa}, but the kernels ran the {out['cpu_isa']} form"
     for dtype_name in DTYPES:
         for approximate in ("none", "tanh"):
             for alpha in ALPHAS:
@@ -152,9 +155,13 @@ def test_each_cpu_path_meets_the_float64_bound(isa, x, tmp_path):
 
 
 def test_an_unknown_isa_name_is_reported_not_silently_ignored(tmp_path):
-    script = f"import torch, ops; print(ops.get_op({OP_ID!r})(torch.ones(3)).tolist())"
+    script = (f"import torch, ops, ops.extension; print(ops.get_op({OP_ID!r})(torch.ones(3)).tolist()); "
+              "print(ops.extension.cpu_isa())")
     env = {**os.environ, "OPFORGE_CPU_ISA": "avx9000"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "OPFORGE_CPU_ISA=avx9000 is not one of baseline, avx2, avx512, avx512bf16" in done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == pytest.approx([0.8413447] * 3, rel=1e-6)
+    values, ran = done.stdout.strip().splitlines()[-2:]
+    assert json.loads(values) == pytest.approx([0.8413447] * 3, rel=1e-6)
+    widest = [level for level in cpu_isa.LEVELS if not cpu_isa.missing_features(level)][-1]
+    assert ran == widest, f"an ignored cap must leave the widest form this CPU has ({widest}); the kernels ran {ran}"

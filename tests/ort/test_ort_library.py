@@ -5,7 +5,8 @@ import subprocess
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from ops.ort.build import cuda_wanted, library_info, library_path
+from ops.ort.build import cuda_wanted, library_decls, library_info, library_path
+from ops.ort.codegen import variants
 from ops.ort.headers import api_version
 from ops.registry import compiled_ops_in
 
@@ -50,14 +51,30 @@ def test_variants_per_op_provider_and_dtype(library):
                                   "opforge::scaled_gelu v1 CPUExecutionProvider 16"])
 
 
+def _variants(lines: list[str], provider: str) -> set[tuple[str, ...]]:
+    """(op, version, input types...) of every variant the library registers for `provider`."""
+    rows = [line.split() for line in lines[1:]]
+    return {(r[0], r[1], *r[3:]) for r in rows if r[2] == provider}
+
+
 def test_cuda_variants_are_compiled_when_nvcc_exists(library):
-    """Compiled only: onnxruntime-gpu is not installed on any machine here, so no test runs them."""
-    cuda = [line for line in library_info(library.library) if "CUDAExecutionProvider" in line]
-    cpu = [line for line in library_info(library.library) if "CPUExecutionProvider" in line]
+    """The CUDA EP variants are those of the CPU EP (op, version and input dtypes), for every op that declares
+    a CUDA kernel; none without nvcc. They run in tests/ort/test_ort_native_ops.py where onnxruntime has the
+    CUDA provider (not on any machine here: see CUDA_EP_MISSING there)."""
+    lines = library_info(library.library)
+    cpu, cuda = _variants(lines, "CPUExecutionProvider"), _variants(lines, "CUDAExecutionProvider")
+    assert {r.split()[2] for r in lines[1:]} <= {"CPUExecutionProvider", "CUDAExecutionProvider"}
+    decls = library_decls("ops.library")
+    # The CPU variants: every op of the library, one per dtype combination its declaration accepts.
+    assert {v[0] for v in cpu} == {d.id for d in decls}
+    for d in decls:
+        assert len([v for v in cpu if v[0] == d.id]) == len(variants(d)), d.id
     if cuda_wanted() is None:
         assert not library.with_cuda and not cuda
-    else:  # every CPU variant has its CUDA twin (all library ops declare both devices)
-        assert library.with_cuda and len(cuda) == len(cpu)
+    else:
+        with_cuda = {d.id for d in decls if "cuda" in d.devices}
+        assert library.with_cuda and with_cuda == {d.id for d in decls}  # every library op declares both devices
+        assert cuda == {v for v in cpu if v[0] in with_cuda}
 
 
 def test_only_the_entry_points_are_exported_and_no_onnxruntime_symbol_is_needed(library):

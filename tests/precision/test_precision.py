@@ -33,16 +33,55 @@ def planned():
     return analysis, mixed
 
 
+# What overflows in float16, from make()'s construction: the residual stream is |x| ~ 400 (the offset is set
+# to +-400), so in each hand-written norm, x * rsqrt(x.pow(2).mean(-1) + eps) * weight, every value from the
+# square up to the square root is ~400^2 = 1.6e5 > 65504: Pow, ReduceMean, Add (+eps) and Sqrt (rsqrt is
+# exported as Sqrt then Reciprocal; the Reciprocal's input is back at ~400 and the Muls are ~1 and ~400).
+NORM_CHAIN = ("Pow", "ReduceMean", "Add", "Sqrt")
+
+
+def plain_norms(model) -> list[str]:
+    """The module paths of make()'s hand-written norms (blocks.0.norm and final_norm with the default 2 blocks)."""
+    from examples.fp16_overflow import PlainRMSNorm
+
+    return [path for path, m in model.named_modules() if isinstance(m, PlainRMSNorm)]
+
+
+def expected_overflow(model) -> list[tuple[str, str]]:
+    """(module, op type) of every node that must be flagged, one per node."""
+    return sorted((path, op) for path in plain_norms(model) for op in NORM_CHAIN)
+
+
 def test_report_flags_the_hand_written_norm_and_ranks_it_first(planned):
     analysis, _ = planned
     report = analysis.report
-    ranked = report.ranked_nodes()
-    assert "overflow" in ranked[0].flags
-    flagged = {f.node for f in report.flagged_nodes()}
-    assert {"/blocks.0/norm/Pow", "/final_norm/Pow"} <= flagged
+    model, _ = make(tokens=16)
+    want = expected_overflow(model)
+    assert len(want) == 8 and plain_norms(model) == ["blocks.0.norm", "final_norm"]
+    flagged = report.flagged_nodes()
+    assert sorted((f.module, f.op_type) for f in flagged) == want  # exactly these nodes, nothing else
+    assert all(f.flags == ["overflow"] and f.error == float("inf") for f in flagged)
     assert not any(f.flags for f in report.nodes if "rms_norm" in f.op_type)  # float32 accumulator: safe in half
-    assert {"blocks.0.norm", "final_norm"} <= {f.module for f in report.flagged_modules()}
-    assert "blocks.0.norm" in report.table()
+    # The ranking: the 8 overflowing nodes first (same flag, same inf error, then by max |x|), then the rest,
+    # unflagged; the table lists them in that order.
+    ranked = report.ranked_nodes()
+    top = ranked[:len(want)]
+    assert {f.node for f in top} == {f.node for f in flagged}
+    assert [f.max_abs for f in top] == sorted((f.max_abs for f in top), reverse=True)
+    assert all(f.max_abs > 65504 for f in top) and not any(f.flags for f in ranked[len(want):])
+    table = report.table(rows=len(ranked)).splitlines()
+    start = table.index("ONNX nodes (ranked by risk)") + 3  # after the title, the header and the rule
+    rows = table[start:table.index("", start)]
+    assert [line.split()[2] for line in rows] == [f.node for f in ranked]
+    # Modules: each hand-written norm returns zeros in half (error 1), and so does the whole model, whose
+    # head reads final_norm; blocks.0 adds the broken norm's branch to a residual of |x| ~ 400 that carries
+    # its output, so it stays within the budget. The two norms rank first.
+    assert {f.module for f in report.flagged_modules()} == {"blocks.0.norm", "final_norm", ""}
+    from ops.precision.report import risk_key
+
+    modules = sorted(report.modules, key=risk_key)
+    assert {f.module for f in modules[:2]} == {"blocks.0.norm", "final_norm"}
+    assert all(f.error == pytest.approx(1.0) for f in modules[:2])
 
 
 def test_every_node_that_overflows_alone_in_half_is_flagged(planned):
@@ -167,7 +206,11 @@ def test_cli_json_and_plot(tmp_path, capsys):
                "--plot", str(tmp_path / "r.png"), "--rows", "5"])
     assert rc == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["summary"]["flagged_nodes"] >= 8 and report["mixed"]["half_flop_fraction"] >= 0.9
+    model, _ = make()
+    assert report["summary"]["flagged_nodes"] == 8 and report["mixed"]["half_flop_fraction"] >= 0.9
+    assert sorted((n["module"], n["op_type"]) for n in report["nodes"] if n["flags"]) == expected_overflow(model)
+    assert [n["flags"] for n in report["nodes"][:8]] == [["overflow"]] * 8  # the JSON lists nodes ranked
+    assert all(n["error"] == float("inf") for n in report["nodes"][:8])  # inf stays inf (not None: not run)
     assert (tmp_path / "r.png").stat().st_size > 1000
 
 
@@ -188,3 +231,93 @@ def test_a_cast_to_float_runs_in_half_as_a_cast_to_half():
     assert out.dtype == torch.float16
     assert out[0] == 1 and torch.isinf(out[1]) and out[2] == -3
     assert node.attribute[0].i == TensorProto.FLOAT  # the graph's own node is left as it was
+
+
+def _matmul_relu_matmul():
+    """x (4x8) -> MatMul -> Relu -> MatMul -> y: a float32 graph whose every node may take half."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(g.standard_normal((8, 8)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(g.standard_normal((8, 4)).astype(np.float32), "w2")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], [w1, w2])
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_a_node_that_cannot_run_in_half_is_flagged_and_stays_float32(monkeypatch):
+    """A node torch has no half kernel for (here Relu, whose handler is made to refuse half inputs the way a
+    missing kernel does) is flagged no-half, ranked, shown with its reason, and kept float32 by the mixed
+    plan; before, it only got a note and the plan put it in half."""
+    import json
+
+    from ops.precision.torch_eval import handlers
+
+    relu = handlers()["Relu"]
+
+    def relu_without_half(a, x):
+        if x.dtype == torch.float16:
+            raise RuntimeError('"relu_cpu" not implemented for \'Half\'')
+        return relu(a, x)
+
+    monkeypatch.setitem(handlers(), "Relu", relu_without_half)
+    model = _matmul_relu_matmul()
+    analysis = analyze(None, (torch.randn(4, 8),), calibration=[(torch.randn(4, 8),)], modules=False, onnx_model=model)
+    report = analysis.report
+    by_node = {f.node: f for f in report.nodes}
+    assert by_node["relu"].flags == ["no-half"] and by_node["relu"].error is None
+    assert "not implemented for 'Half'" in by_node["relu"].no_half
+    assert not by_node["mm1"].flags and not by_node["mm2"].flags
+    assert report.ranked_nodes()[0].node == "relu"
+    row = next(line for line in report.table().splitlines() if " relu " in line)
+    assert row.startswith("no-half") and "a mixed export keeps it float32" in row and "'Half'" in row
+    assert json.loads(json.dumps(report.to_json()))["nodes"][0]["no_half"] == by_node["relu"].no_half
+
+    mixed = plan_mixed(analysis, target=0.1)
+    assert report.mixed["kept_float32"] == {"relu": "no-half"}
+    types = elem_types(mixed)
+    relu_node = next(n for n in mixed.graph.node if n.name == "relu")
+    assert types[relu_node.input[0]] == FLOAT and types[relu_node.output[0]] == FLOAT
+    assert {types[n.output[0]] for n in mixed.graph.node if n.name in ("mm1", "mm2")} == {FLOAT16}
+
+
+def test_a_module_that_cannot_run_in_half_is_flagged():
+    """torch.linalg.inv has no half kernel on the CPU: the module is flagged no-half with torch's reason."""
+    from ops.precision.report import PrecisionReport
+    from ops.precision.torch_modules import analyze_modules
+
+    class Inverse(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.inv(x) + x
+
+    a = torch.randn(3, 3) + 3 * torch.eye(3)
+    (f,) = analyze_modules(Inverse(), [(a,)], half_format("float16"), budget=1e-3, underflow_limit=0.01)
+    assert f.flags == ["no-half"] and f.error is None
+    assert f.no_half.startswith("not run in half: ") and "Half" in f.no_half and f.note == f.no_half
+    report = PrecisionReport("float16", 65504.0, 1e-3, 0.01, [], [f], 17)
+    assert report.flagged_modules() == [f]
+    assert any(line.startswith("no-half") and "Inverse" in line and "not run in half" in line
+               for line in report.table().splitlines())
+
+
+def test_json_keeps_an_infinite_error_apart_from_not_run():
+    """to_json writes findings as they are (a former clean-up step was dead code): inf error stays inf
+    (JSON Infinity), None (not run in half) stays null."""
+    import json
+
+    from ops.precision.onnx_nodes import NodeFinding
+    from ops.precision.report import PrecisionReport
+
+    nodes = [NodeFinding("a", "Pow", "m", max_abs=1e5, error=float("inf"), flags=["overflow"]),
+             NodeFinding("b", "Relu", "m", max_abs=1.0, error=None, no_half="no kernel", flags=["no-half"])]
+    text = json.dumps(PrecisionReport("float16", 65504.0, 1e-3, 0.01, nodes, [], 17).to_json())
+    back = {n["node"]: n for n in json.loads(text)["nodes"]}
+    assert back["a"]["error"] == float("inf") and back["b"]["error"] is None and back["b"]["no_half"] == "no kernel"
+    assert [n["node"] for n in json.loads(text)["nodes"]] == ["a", "b"]  # overflow outranks no-half

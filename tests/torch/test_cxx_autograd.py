@@ -86,9 +86,38 @@ def test_none_gradients_round_trip_through_cpp():
 
 
 def test_the_backward_helper_op_takes_and_returns_none():
-    saved = [torch.randn(2, 8), torch.randn(8)]
-    grads = torch.ops.opforge.rms_norm_opforge_backward(saved, [torch.ones(2, 8)], 1e-6)
-    assert len(grads) == 2 and all(isinstance(g, torch.Tensor) for g in grads)
+    """Its schema is `(Tensor?[] saved, Tensor?[] grads, float eps) -> Tensor?[]` (ops/torch/schema.py): a None
+    saved tensor (an absent optional input) and a None gradient (autograd has none for that output) reach the
+    declared backward as None, and a None it returns (no gradient for that input) comes back as None, never
+    as a zero tensor."""
+    op = ops.get_op("opforge::rms_norm")
+    decl = op.decl
+    declared = decl.backward
+    seen = {}
+
+    def backward(ctx, grad):
+        seen.update(x=ctx.x, weight=ctx.weight, grad=grad, eps=ctx.eps)
+        return (None, None) if grad is None else (declared(ctx, grad)[0], None)
+
+    x, w = torch.randn(2, 8), torch.randn(8)
+    object.__setattr__(decl, "backward", backward)
+    try:
+        none_in = torch.ops.opforge.rms_norm_opforge_backward([x, None], [None], 1e-6)
+        assert seen["x"] is not None and seen["weight"] is None and seen["grad"] is None and seen["eps"] == 1e-6
+        mixed = torch.ops.opforge.rms_norm_opforge_backward([x, w], [torch.ones(2, 8)], 1e-6)
+        assert seen["weight"] is not None and seen["grad"] is not None
+    finally:
+        object.__setattr__(decl, "backward", declared)
+    assert none_in == [None, None]
+    assert len(mixed) == 2 and isinstance(mixed[0], torch.Tensor) and mixed[1] is None
+    torch.testing.assert_close(mixed[0], declared_grad_x(op, x, w, torch.ones(2, 8)))
+
+
+def declared_grad_x(op, x, w, g):
+    """grad x of rms_norm through the reference's autograd, to check the tensor the helper op returned."""
+    xr = x.detach().clone().requires_grad_()
+    (gx,) = torch.autograd.grad(op.reference(xr, w), (xr,), g)
+    return gx
 
 
 def test_reading_a_tensor_that_saves_leaves_out_names_the_fix(unique_id):

@@ -26,6 +26,17 @@ def extension_library() -> Path:
     return path
 
 
+def cuda_link_flags() -> list[str]:
+    """What a libtorch program of a CUDA build links besides torch_cpu and c10 (TorchConfig.cmake's
+    TORCH_LIBRARIES: torch_cuda, c10_cuda), when this torch has them. The program calls nothing of them,
+    but a CUDA build of the extension needs libc10_cuda.so (and libtorch_cuda.so, which brings the CUDA
+    runtime with it): the extension carries no search path of its own, so they must be loaded already when
+    it is dlopened, as Python's `import torch` does. --no-as-needed keeps them (as libtorch's CMake does)."""
+    present = [name for name in ("torch_cuda", "c10_cuda")
+               if any((Path(d) / f"lib{name}.so").is_file() for d in cpp_ext.library_paths())]
+    return ["-Wl,--no-as-needed", *(f"-l{name}" for name in present), "-Wl,--as-needed"] if present else []
+
+
 def test_extension_has_no_undefined_python_symbols():
     """Extension modules take Python's C API from the interpreter, so any strong reference to it is an
     undefined symbol that fails dlopen(RTLD_NOW) elsewhere; the one in PyInit is weak (ops/build.py)."""
@@ -47,7 +58,7 @@ def test_a_libtorch_program_calls_the_ops_without_python(tmp_path):
     libs = [f"-L{p}" for p in cpp_ext.library_paths()] + [f"-Wl,-rpath,{p}" for p in cpp_ext.library_paths()]
     abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
     cmd = [gxx, "-std=c++20", "-O0", abi, *includes, str(HERE / "cpp" / "call_without_python.cpp"),
-           "-o", str(exe), *libs, "-ltorch_cpu", "-lc10", "-ldl"]
+           "-o", str(exe), *libs, "-ltorch_cpu", "-lc10", *cuda_link_flags(), "-ldl"]
     built = subprocess.run(cmd, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-4000:]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
