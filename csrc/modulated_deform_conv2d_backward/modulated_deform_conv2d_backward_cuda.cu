@@ -13,14 +13,17 @@
 //     coalesced atomics; the offset and mask gradients are reduced over the channels by warp shuffles and
 //     added (one atomic per block, pixel, tap and value) into float32 buffers. The column gradient
 //     [B, C*K, P] is never materialised (torchvision writes and reads it: 2x132 MB at the benchmark layer).
-//  2. grad_x converted back to NCHW (transposing through shared memory); grad_offset / grad_mask converted.
+//  2. weight_grads_cl: grad_weight = grad_out x columns^T per (tap, 64 output x 32 input channels), summed over
+//     chunks of pixel tiles, the column tiles gathered from xt lane = channel (OPFORGE_DCN_WGRAD=legacy: the
+//     legacy weight_grads below instead).
+//  3. grad_x converted back to NCHW (transposing through shared memory); grad_offset / grad_mask converted.
 // legacy (see input_grads): one thread per (b, deformable group, tap, pixel) that forms each channel's column
 //  gradient as a scalar dot product over the group's output channels, scatters it to the four corners of
 //  grad_x (NCHW, atomics) and sums the offset and mask gradients in registers. Kept for A/B timing.
-// Both then share:
-//  3. weight_grads: the forward's column tiles (tile_cuda.cuh) times grad_out tiles, summed over pixel
+// legacy, and tiled where weight_grads_cl does not apply, then use:
+//  4. weight_grads: the forward's column tiles (tile_cuda.cuh) times grad_out tiles, summed over pixel
 //     tiles split across blocks (atomics into the float grad_weight).
-//  4. bias_grads: one block per output channel. 5. convert the float buffers.
+// Both: bias_grads (one block per output channel), and conversion of the float buffers.
 // The tiled path needs a convolution group to span at most tile::kMaxDgTouched deformable groups and the
 // grid to fit; otherwise the legacy input gradients run.
 // Workspace (float32 unless noted, each region 16-byte aligned): grad_x [B*C*H*W], grad_weight [Cout*Cg*K],
@@ -115,15 +118,62 @@ constexpr int kDg = tile::kMaxDgTouched;
 static_assert(kThreads == 256 && kBN == 64 && kCK == 32, "the GEMM thread map assumes 16 x 16 threads");
 static_assert(kPixPerWarp % kScatterBatch == 0, "whole scatter batches per warp");
 
-// Sampling positions of the block's pixels for one tap, per deformable group slot dl (0 .. nd-1): corner plane
-// indices (-1: outside the image or not sampled), fractional parts, mask, and detail::Tap::kind.
-struct alignas(16) BwdSmem {
+// Sampling positions of the block's pixels for one tap, per deformable group slot sl (0 .. nd-1): corner plane
+// indices (-1: outside the image or not sampled), fractional parts, mask, and detail::Tap::kind; and the
+// tap-independent place of each pixel.
+struct BwdTaps {
   int idx[kDg][4][kBN];
   float ly[kDg][kBN], lx[kDg][kBN], m[kDg][kBN];
   int kind[kDg][kBN];
-  float red[kDg][3][kBN];  // per-tap sums over the block's channels: d/d(dy), d/d(dx), d/d(mask)
-  int64_t xbase[kBN];      // b * H * W * C (the image in x, and in xt / grad_x channels-last), -1 past N
+  int64_t xbase[kBN];  // b * H * W * C (the image in x, and in xt / grad_x channels-last), -1 past N
   int b[kBN], pix[kBN], oy[kBN], ox[kBN];
+
+  // Pixels n0 .. n0 + kBN - 1 (flattened over batch and plane). Needs a barrier before use.
+  __device__ __forceinline__ void columns(const Params& p, int64_t n0) {
+    for (int q = threadIdx.x; q < kBN; q += blockDim.x) {
+      const int64_t n = n0 + q;
+      const int64_t bb = n < p.N ? n / p.P : 0, pp = n < p.N ? n % p.P : 0;
+      xbase[q] = n < p.N ? bb * p.C * p.H * p.W : -1;
+      b[q] = static_cast<int>(bb);
+      pix[q] = static_cast<int>(pp);
+      oy[q] = static_cast<int>(pp / p.OW);
+      ox[q] = static_cast<int>(pp % p.OW);
+    }
+  }
+
+  // Tap k for deformable groups d0 .. d0 + nd - 1, as detail::locate places them. Needs a barrier before use.
+  template <typename T>
+  __device__ __forceinline__ void locate(const Params& p, const T* __restrict__ offset, const T* __restrict__ mask,
+                                         int64_t k, int64_t d0, int nd) {
+    const int i = static_cast<int>(k / p.kw), j = static_cast<int>(k % p.kw);
+    for (int e = threadIdx.x; e < nd * kBN; e += blockDim.x) {
+      const int sl = e / kBN, q = e % kBN;
+      fwd::Tap t;
+      t.kind = 0;
+      t.valid = 0;
+      t.ly = t.lx = 0.0f;
+      float mv = 0.0f;
+      if (xbase[q] >= 0) {
+        const int64_t bd = static_cast<int64_t>(b[q]) * p.dg + d0 + sl;
+        const int64_t obase = (bd * 2 * p.K + 2 * k) * p.P + pix[q];
+        const float py = static_cast<float>(oy[q] * p.sh - p.ph + i * p.dh) + to_float(offset[obase]);
+        const float px = static_cast<float>(ox[q] * p.sw - p.pw + j * p.dw) + to_float(offset[obase + p.P]);
+        t = fwd::locate(py, px, p.H, p.W);
+        mv = mask != nullptr ? to_float(mask[(bd * p.K + k) * p.P + pix[q]]) : 1.0f;
+      }
+#pragma unroll
+      for (int n = 0; n < 4; ++n) idx[sl][n][q] = t.kind == 2 && (t.valid & (1 << n)) ? t.idx[n] : -1;
+      ly[sl][q] = t.ly;
+      lx[sl][q] = t.lx;
+      m[sl][q] = mv;
+      kind[sl][q] = t.kind;
+    }
+  }
+};
+
+struct alignas(16) BwdSmem {
+  BwdTaps taps;
+  float red[kDg][3][kBN];  // per-tap sums over the block's channels: d/d(dy), d/d(dx), d/d(mask)
   float go[kMO][kBN];            // grad_out tile: go[co][q]
   float wk[kMO][kCK + 2];        // W_k^T tile: wk[co][cc] (rows 8-byte aligned for float2 reads)
   float cg[kBN][kCK + 1];        // column gradient tile: cg[q][cc] (the +1: lane-consecutive reads, no conflicts)
@@ -136,8 +186,8 @@ __device__ __forceinline__ void load_go(const Params& p, const T* __restrict__ g
     const int mm = e / kBN, q = e % kBN;
     const int64_t co = m0 + mm;
     float v = 0.0f;
-    if (co < p.Coutg && s.xbase[q] >= 0)
-      v = to_float(gout[(static_cast<int64_t>(s.b[q]) * p.Cout + gi * p.Coutg + co) * p.P + s.pix[q]]);
+    if (co < p.Coutg && s.taps.xbase[q] >= 0)
+      v = to_float(gout[(static_cast<int64_t>(s.taps.b[q]) * p.Cout + gi * p.Coutg + co) * p.P + s.taps.pix[q]]);
     s.go[mm][q] = v;
   }
 }
@@ -169,15 +219,8 @@ __global__ void __launch_bounds__(kThreads) input_grads_tiled(const T* __restric
   const bool has_mask = mask != nullptr;
   const int64_t m_tiles = (p.Coutg + kMO - 1) / kMO;
 
-  for (int q = tid; q < kBN; q += kThreads) {
-    const int64_t n = n0 + q;
-    const int64_t b = n < p.N ? n / p.P : 0, pix = n < p.N ? n % p.P : 0;
-    s.xbase[q] = n < p.N ? b * p.C * p.H * p.W : -1;
-    s.b[q] = static_cast<int>(b);
-    s.pix[q] = static_cast<int>(pix);
-    s.oy[q] = static_cast<int>(pix / p.OW);
-    s.ox[q] = static_cast<int>(pix % p.OW);
-  }
+  BwdTaps& tp = s.taps;
+  tp.columns(p, n0);
   __syncthreads();
   if (m_tiles == 1) load_go(p, gout, gi, 0, s);  // grad_out tile for every tap (consumed after the barrier below)
 
@@ -194,30 +237,9 @@ __global__ void __launch_bounds__(kThreads) input_grads_tiled(const T* __restric
 
   for (int64_t k = 0; k < p.K; ++k) {
     __syncthreads();  // the previous tap's readers of the taps, sums and tiles are done
-    const int i = static_cast<int>(k / p.kw), j = static_cast<int>(k % p.kw);
-    for (int e = tid; e < nd * kBN; e += kThreads) {
-      const int sl = e / kBN, q = e % kBN;
-      fwd::Tap t;
-      t.kind = 0;
-      t.valid = 0;
-      t.ly = t.lx = 0.0f;
-      float m = 0.0f;
-      if (s.xbase[q] >= 0) {
-        const int64_t bd = static_cast<int64_t>(s.b[q]) * p.dg + d0 + sl;
-        const int64_t obase = (bd * 2 * p.K + 2 * k) * p.P + s.pix[q];
-        const float py = static_cast<float>(s.oy[q] * p.sh - p.ph + i * p.dh) + to_float(offset[obase]);
-        const float px = static_cast<float>(s.ox[q] * p.sw - p.pw + j * p.dw) + to_float(offset[obase + p.P]);
-        t = fwd::locate(py, px, p.H, p.W);
-        m = has_mask ? to_float(mask[(bd * p.K + k) * p.P + s.pix[q]]) : 1.0f;
-      }
-#pragma unroll
-      for (int n = 0; n < 4; ++n) s.idx[sl][n][q] = t.kind == 2 && (t.valid & (1 << n)) ? t.idx[n] : -1;
-      s.ly[sl][q] = t.ly;
-      s.lx[sl][q] = t.lx;
-      s.m[sl][q] = m;
-      s.kind[sl][q] = t.kind;
-      s.red[sl][0][q] = s.red[sl][1][q] = s.red[sl][2][q] = 0.0f;
-    }
+    tp.locate(p, offset, mask, k, d0, nd);
+    for (int e = tid; e < nd * kBN; e += kThreads) s.red[e / kBN][0][e % kBN] = s.red[e / kBN][1][e % kBN] =
+        s.red[e / kBN][2][e % kBN] = 0.0f;
 
     // Column gradient cg[q][cc] = sum over co of W[gi*Coutg + co][c0 + cc][k] * grad_out[b, gi*Coutg + co, pix].
     float acc[2][4] = {};
@@ -246,34 +268,34 @@ __global__ void __launch_bounds__(kThreads) input_grads_tiled(const T* __restric
 #pragma unroll
       for (int u = 0; u < kScatterBatch; ++u) {
         const int q = warp * kPixPerWarp + qb + u;
-        const int64_t base = s.xbase[q] + c;
+        const int64_t base = tp.xbase[q] + c;
 #pragma unroll
         for (int n = 0; n < 4; ++n) {
-          const int idx = s.idx[dl][n][q];
+          const int idx = tp.idx[dl][n][q];
           v[u][n] = active && idx >= 0 ? to_float(__ldg(xt + base + static_cast<int64_t>(idx) * p.C)) : 0.0f;
         }
       }
 #pragma unroll
       for (int u = 0; u < kScatterBatch; ++u) {
         const int q = warp * kPixPerWarp + qb + u;
-        if (s.xbase[q] < 0) continue;  // warp-uniform
-        const int kind = s.kind[dl][q];
+        if (tp.xbase[q] < 0) continue;  // warp-uniform
+        const int kind = tp.kind[dl][q];
         const float gc = active ? s.cg[q][lane] : 0.0f;
         float g_y = 0.0f, g_x = 0.0f, g_m = 0.0f;
         if (kind == 2) {
-          const float ly = s.ly[dl][q], lx = s.lx[dl][q], hy = 1.0f - ly, hx = 1.0f - lx;
+          const float ly = tp.ly[dl][q], lx = tp.lx[dl][q], hy = 1.0f - ly, hx = 1.0f - lx;
           const float w[4] = {hy * hx, hy * lx, ly * hx, ly * lx};  // as detail::locate computes them
           float val = 0.0f;
 #pragma unroll
           for (int n = 0; n < 4; ++n)
-            if (s.idx[dl][n][q] >= 0) val += w[n] * v[u][n];
+            if (tp.idx[dl][n][q] >= 0) val += w[n] * v[u][n];
           g_m = gc * val;
           if (active) {
-            const float gv = has_mask ? gc * s.m[dl][q] : gc;
-            float* at = gxt + s.xbase[q] + c;
+            const float gv = has_mask ? gc * tp.m[dl][q] : gc;
+            float* at = gxt + tp.xbase[q] + c;
 #pragma unroll
             for (int n = 0; n < 4; ++n) {
-              const int idx = s.idx[dl][n][q];
+              const int idx = tp.idx[dl][n][q];
               if (idx >= 0) atomicAdd(at + static_cast<int64_t>(idx) * p.C, w[n] * gv);
             }
             detail::coordinate_grads(gv, v[u], ly, lx, &g_y, &g_x);
@@ -303,14 +325,118 @@ __global__ void __launch_bounds__(kThreads) input_grads_tiled(const T* __restric
     __syncthreads();
     for (int e = tid; e < nd * kBN; e += kThreads) {
       const int sl = e / kBN, q = e % kBN;
-      if (s.xbase[q] < 0) continue;
-      const int64_t bd = static_cast<int64_t>(s.b[q]) * p.dg + d0 + sl;
-      const int64_t obase = (bd * 2 * p.K + 2 * k) * p.P + s.pix[q];
+      if (tp.xbase[q] < 0) continue;
+      const int64_t bd = static_cast<int64_t>(tp.b[q]) * p.dg + d0 + sl;
+      const int64_t obase = (bd * 2 * p.K + 2 * k) * p.P + tp.pix[q];
       atomicAdd(goff + obase, s.red[sl][0][q]);
       atomicAdd(goff + obase + p.P, s.red[sl][1][q]);
-      atomicAdd(gmask + (bd * p.K + k) * p.P + s.pix[q], s.red[sl][2][q]);
+      atomicAdd(gmask + (bd * p.K + k) * p.P + tp.pix[q], s.red[sl][2][q]);
     }
   }
+}
+
+// grad_weight from the channels-last xt (tiled mode): block = (chunk of pixel tiles, convolution group, 64 output
+// channels, 32 input channels, tap). Per pixel tile: the tap's positions (BwdTaps), the sampled column tile
+// col[q][cc] gathered lane = channel (a corner's 32 channels are one contiguous run of xt), the grad_out tile
+// got[q][co], and gw[co][cc] += sum over q of got[q][co] * col[q][cc] (4 x 2 outputs per thread); one atomic
+// per output and block at the end. Grid: x = chunks, y = groups * m_tiles * c_tiles * K.
+struct alignas(16) WgSmem {
+  BwdTaps taps;
+  float got[kBN][kMO + 4];  // got[q][co] (rows 16-byte aligned for float4 reads)
+  float col[kBN][kCK + 2];  // col[q][cc] (rows 8-byte aligned for float2 reads)
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) weight_grads_cl(const T* __restrict__ gout, const T* __restrict__ xt,
+                                                           const T* __restrict__ offset, const T* __restrict__ mask,
+                                                           float* __restrict__ gw, Params p, int64_t m_tiles,
+                                                           int64_t c_tiles, int64_t tiles_per_block) {
+  __shared__ WgSmem s;
+  BwdTaps& tp = s.taps;
+  int64_t rest = blockIdx.y;
+  const int64_t k = rest % p.K;
+  rest /= p.K;
+  const int64_t c0 = (rest % c_tiles) * kCK;
+  rest /= c_tiles;
+  const int64_t m0 = (rest % m_tiles) * kMO, gi = rest / m_tiles;
+  const int64_t d0 = tile::first_dg(p, gi);
+  const int nd = static_cast<int>(tile::dg_count(p, gi));
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const bool has_mask = mask != nullptr;
+  const int64_t cl = c0 + lane;
+  const bool active = cl < p.Cg;
+  const int64_t c = gi * p.Cg + (active ? cl : c0);
+  const int dl = static_cast<int>(c / p.Cd - d0);
+  const int tco = tid / 16, tcc = tid % 16;  // outputs co = 4*tco .. +3, cc = 2*tcc, 2*tcc + 1
+  float acc[4][2] = {};
+  const int64_t n_tiles = (p.N + kBN - 1) / kBN;
+  const int64_t t_begin = blockIdx.x * tiles_per_block;
+  const int64_t t_end = t_begin + tiles_per_block < n_tiles ? t_begin + tiles_per_block : n_tiles;
+  for (int64_t nt = t_begin; nt < t_end; ++nt) {
+    __syncthreads();  // the previous tile's readers are done
+    tp.columns(p, nt * kBN);
+    __syncthreads();
+    tp.locate(p, offset, mask, k, d0, nd);
+    for (int e = tid; e < kMO * kBN; e += kThreads) {
+      const int mm = e / kBN, q = e % kBN;
+      const int64_t co = m0 + mm;
+      float v = 0.0f;
+      if (co < p.Coutg && tp.xbase[q] >= 0)
+        v = to_float(gout[(static_cast<int64_t>(tp.b[q]) * p.Cout + gi * p.Coutg + co) * p.P + tp.pix[q]]);
+      s.got[q][mm] = v;
+    }
+    __syncthreads();
+    for (int qq = 0; qq < kPixPerWarp; qq += kScatterBatch) {
+      float v[kScatterBatch][4];
+#pragma unroll
+      for (int u = 0; u < kScatterBatch; ++u) {
+        const int q = warp * kPixPerWarp + qq + u;
+        const int64_t base = tp.xbase[q] + c;
+#pragma unroll
+        for (int n = 0; n < 4; ++n) {
+          const int idx = tp.idx[dl][n][q];
+          v[u][n] = active && idx >= 0 ? to_float(__ldg(xt + base + static_cast<int64_t>(idx) * p.C)) : 0.0f;
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kScatterBatch; ++u) {
+        const int q = warp * kPixPerWarp + qq + u;
+        float val = 0.0f;
+        if (active && tp.xbase[q] >= 0) {
+          // The forward's column value: (fill + corners) * mask, fill = NaN for a NaN position, else 0.
+          const int kind = tp.kind[dl][q];
+          if (kind == 2) {
+            const float ly = tp.ly[dl][q], lx = tp.lx[dl][q], hy = 1.0f - ly, hx = 1.0f - lx;
+            const float w[4] = {hy * hx, hy * lx, ly * hx, ly * lx};
+#pragma unroll
+            for (int n = 0; n < 4; ++n)
+              if (tp.idx[dl][n][q] >= 0) val += w[n] * v[u][n];
+          } else if (kind == 1) {
+            val = NAN;
+          }
+          if (has_mask) val *= tp.m[dl][q];
+        }
+        s.col[q][lane] = val;
+      }
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int q = 0; q < kBN; ++q) {
+      const float4 g = *reinterpret_cast<const float4*>(&s.got[q][4 * tco]);
+      const float2 a = *reinterpret_cast<const float2*>(&s.col[q][2 * tcc]);
+      acc[0][0] += g.x * a.x; acc[0][1] += g.x * a.y;
+      acc[1][0] += g.y * a.x; acc[1][1] += g.y * a.y;
+      acc[2][0] += g.z * a.x; acc[2][1] += g.z * a.y;
+      acc[3][0] += g.w * a.x; acc[3][1] += g.w * a.y;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int64_t co = m0 + 4 * tco + r, ccl = c0 + 2 * tcc + u;
+      if (co < p.Coutg && ccl < p.Cg) atomicAdd(gw + ((gi * p.Coutg + co) * p.Cg + ccl) * p.K + k, acc[r][u]);
+    }
 }
 
 // src float [B, HW, C] -> dst [B, C, HW] (x's dtype), 64 x 64 tiles through shared memory, block (32, 8),
@@ -455,6 +581,12 @@ inline bool legacy_requested() {
   return e != nullptr && std::strcmp(e, "legacy") == 0;
 }
 
+// OPFORGE_DCN_WGRAD=legacy: in tiled mode, the weight gradient by the legacy weight_grads kernel (A/B).
+inline bool wgrad_legacy_requested() {
+  const char* e = std::getenv("OPFORGE_DCN_WGRAD");
+  return e != nullptr && std::strcmp(e, "legacy") == 0;
+}
+
 inline size_t align16(size_t bytes) { return (bytes + 15) / 16 * 16; }
 
 template <typename T>
@@ -514,7 +646,17 @@ template <typename T>
   if (p.N > 0) {
     const int64_t m_tiles = (p.Coutg + kWM - 1) / kWM, wc_tiles = (p.Cg + kWC - 1) / kWC;
     const int64_t y_blocks = p.groups * m_tiles * wc_tiles * p.K;
-    if (y_blocks > 65535 || max_dg > tile::kMaxDgTouched) {
+    const int64_t cl_y = p.groups * ((p.Coutg + kMO - 1) / kMO) * c_tiles * p.K;
+    if (tiled && !wgrad_legacy_requested() && cl_y <= 65535 && p.Coutg > 0) {
+      // About 2048 blocks in all, each summing at least 4 pixel tiles before its atomics.
+      int64_t chunks = 2048 / cl_y;
+      chunks = chunks < 1 ? 1 : chunks;
+      int64_t per = (n_tiles + chunks - 1) / chunks;
+      per = per < 4 ? 4 : per;
+      chunks = (n_tiles + per - 1) / per;
+      weight_grads_cl<T><<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(cl_y)), kThreads, 0, stream>>>(
+          gout, xt, offset, mask, gw, p, (p.Coutg + kMO - 1) / kMO, c_tiles, per);
+    } else if (y_blocks > 65535 || max_dg > tile::kMaxDgTouched) {
       weight_grads_direct<T><<<grid_for(nw), kThreads, 0, stream>>>(gout, x, offset, mask, gw, p);
     } else if (p.Cg > 0 && p.Coutg > 0) {
       // About 2048 blocks in all, each summing at least 4 pixel tiles before its atomics.
