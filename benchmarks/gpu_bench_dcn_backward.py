@@ -286,11 +286,14 @@ def bench(rows):
 
 
 def main():
+    global MODES
     ap = argparse.ArgumentParser()
     ap.add_argument("out", nargs="?", default="gpu_bench_dcn_backward.json")
     ap.add_argument("--sanitize", action="store_true", help="each kernel once on small shapes, no timing")
     ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--modes", default="tiled,legacy", help="backward modes to check (comma-separated)")
     args = ap.parse_args()
+    MODES = tuple(m for m in args.modes.split(",") if m)
     info = dict(card=torch.cuda.get_device_name(), torch=torch.__version__, cuda=torch.version.cuda,
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(), sanitize=args.sanitize)
     try:
