@@ -13,6 +13,8 @@ namespace modulated_deform_conv2d {
 namespace tile {
 
 using detail::Geometry;
+using ::opforge::cuda::from_float;
+using ::opforge::cuda::Pack;
 using ::opforge::cuda::to_float;
 
 constexpr int kBN = 64;         // pixels per block
@@ -132,6 +134,73 @@ __device__ __forceinline__ float sample_column(const Params& p, const T* __restr
   }
   return has_mask ? v * s.mask[dl][q] : v;
 }
+
+// Layout kernels shared by the forward and the backward (internal linkage: each .cu gets its own copy, so
+// no two translation units register one host stub).
+namespace {
+
+// weight [Cout, Cg, K] -> wt [groups][K][Cg][Coutg] (same dtype).
+template <typename T>
+__global__ void arrange_weight(const T* __restrict__ w, T* __restrict__ wt, Params p) {
+  const int64_t total = p.Cout * p.Cg * p.K;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t co = e / (p.Cg * p.K), c = (e / p.K) % p.Cg, k = e % p.K;
+    const int64_t gi = co / p.Coutg, col = co % p.Coutg;
+    wt[((gi * p.K + k) * p.Cg + c) * p.Coutg + col] = w[e];
+  }
+}
+
+// x [B, C, HW] -> xt [B, HW, C] in 64 x 64 tiles through shared memory, block (32, 8), grid (HW tiles, C tiles,
+// B). kPacked (HW and C multiples of the 16-byte pack, x aligned): every global access is one 16-byte pack,
+// reads along pixels and writes along channels, the transposition happening element-wise in shared
+// memory; otherwise one element per access.
+constexpr int kTT = 64;
+template <typename T, bool kPacked>
+__global__ void to_channels_last(const T* __restrict__ x, T* __restrict__ xt, int64_t C, int64_t HW) {
+  __shared__ T t[kTT][kTT + 1];  // t[channel][pixel]; the +1 spreads the column reads over banks
+  const int64_t p0 = static_cast<int64_t>(blockIdx.x) * kTT, c0 = static_cast<int64_t>(blockIdx.y) * kTT;
+  const T* src = x + static_cast<int64_t>(blockIdx.z) * C * HW;
+  T* dst = xt + static_cast<int64_t>(blockIdx.z) * C * HW;
+  const int tid = threadIdx.y * 32 + threadIdx.x;
+  if constexpr (kPacked) {
+    constexpr int kV = Pack<T>::kSize, kPacks = kTT / kV;  // packs per tile row
+#pragma unroll
+    for (int e = tid; e < kTT * kPacks; e += 256) {
+      const int c = e / kPacks, pv = (e % kPacks) * kV;
+      if (c0 + c < C && p0 + pv < HW) {
+        const Pack<T> v = *reinterpret_cast<const Pack<T>*>(src + (c0 + c) * HW + p0 + pv);
+#pragma unroll
+        for (int i = 0; i < kV; ++i) t[c][pv + i] = v.v[i];
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int e = tid; e < kTT * kPacks; e += 256) {
+      const int p = e / kPacks, cv = (e % kPacks) * kV;
+      if (p0 + p < HW && c0 + cv < C) {
+        Pack<T> v;
+#pragma unroll
+        for (int i = 0; i < kV; ++i) v.v[i] = t[cv + i][p];
+        *reinterpret_cast<Pack<T>*>(dst + (p0 + p) * C + c0 + cv) = v;
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = threadIdx.y; i < kTT; i += 8)
+#pragma unroll
+      for (int j = threadIdx.x; j < kTT; j += 32)
+        if (c0 + i < C && p0 + j < HW) t[i][j] = src[(c0 + i) * HW + p0 + j];
+    __syncthreads();
+#pragma unroll
+    for (int i = threadIdx.y; i < kTT; i += 8)
+#pragma unroll
+      for (int j = threadIdx.x; j < kTT; j += 32)
+        if (p0 + i < HW && c0 + j < C) dst[(p0 + i) * C + c0 + j] = t[j][i];
+  }
+}
+
+}  // namespace
 
 }  // namespace tile
 }  // namespace modulated_deform_conv2d

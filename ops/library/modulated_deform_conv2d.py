@@ -205,9 +205,13 @@ _GRAD_OW = "offset.shape[3]"
         Output("grad_bias", shape="[weight.shape[0]]", dtype="like(grad_out)"),
     ],
     attrs=ATTRS,
-    # float32 scratch for the CUDA kernels: grad_x and grad_weight are accumulated with atomics.
-    workspace="4 * (x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] + weight.shape[0] * weight.shape[1] * "
-              "weight.shape[2] * weight.shape[3])",
+    # Scratch for the CUDA kernels (see modulated_deform_conv2d_backward_cuda.cu), each region 16-byte aligned:
+    # float32 grad_x and grad_weight (accumulated with atomics), float32 grad_offset and grad_mask (the tiled
+    # path's atomics: 4 + 2 bytes per offset element), and x's dtype (<= 4 bytes) copies of x channels-last
+    # and of the weight arranged per tap. About 8*numel(x) + 8*numel(weight) + 6*numel(offset) bytes.
+    workspace="4 * (2 * x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] + 2 * weight.shape[0] * weight.shape[1] * "
+              "weight.shape[2] * weight.shape[3]) + 6 * offset.shape[0] * offset.shape[1] * offset.shape[2] * "
+              "offset.shape[3] + 96",
     samples=backward_samples,
     onnx=False,
     # grad_weight sums over B*oH*oW products (up to 84 here), grad_x scatters up to 4*Cout*K terms.
