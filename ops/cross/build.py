@@ -46,6 +46,7 @@ class TargetBuild:
     artefacts: list[Artefact]
     skipped: dict[str, str]         # artefact kind -> why it was not built
     manifest: Path | None = None
+    compilers: object = None        # ops.compilers.Compilers
 
     def artefact(self, kind: str) -> Path | None:
         return next((a.path for a in self.artefacts if a.kind == kind), None)
@@ -66,9 +67,10 @@ def _select(decls, ops):
 
 def build(package: str = DEFAULT_PACKAGE, target_name: str = "jetson-orin", cuda_archs: str | None = None,
           jetpack: str = "6", ops: list[str] | None = None, verbose: bool = False, example: bool = True,
-          log=print) -> TargetBuild:
+          directory: Path | None = None, log=print) -> TargetBuild:
     """Cross-build the package's TensorRT plugin library, ONNX Runtime op library and the C++ example for
-    one JetPack generation. `ops` restricts the build to some ops (the quick CI check)."""
+    one JetPack generation. `ops` restricts the build to some ops (the quick CI check); `directory` replaces
+    build/jetson/<package>/jetpack<N> (the manifest goes beside it)."""
     from ..discovery import import_package
     from ..ort import build as ort_build
     from ..ort import headers as ort_headers
@@ -78,7 +80,7 @@ def build(package: str = DEFAULT_PACKAGE, target_name: str = "jetson-orin", cuda
     t = targets.target(target_name, cuda_archs)
     comp = targets.compilers(t, jetpack)
     pkg = import_package(package)
-    out = package_dir(package) / f"jetpack{jetpack}"
+    out = Path(directory).resolve() if directory else package_dir(package) / f"jetpack{jetpack}"
     work, lib, bindir = out / "work", out / "lib", out / "bin"
     lib.mkdir(parents=True, exist_ok=True)
     artefacts: list[Artefact] = []
@@ -155,9 +157,27 @@ def build(package: str = DEFAULT_PACKAGE, target_name: str = "jetson-orin", cuda
                        "cuda": emulate.cuda_code(a.path, cuobjdump), "needed": emulate.needed(a.path)
                        if a.path.suffix != ".a" else [], "symbol_versions": emulate.symbol_versions(a.path)
                        if a.path.suffix != ".a" else {}})
-    result = TargetBuild(pkg.name, t, jetpack, out, artefacts, skipped)
+    result = TargetBuild(pkg.name, t, jetpack, out, artefacts, skipped, compilers=comp)
     result.manifest = write_manifest(result, comp)
     return result
+
+
+def cuda_lib_dir(result: TargetBuild) -> Path:
+    """The directory of the target's libcudart.so.N (PyPI's aarch64 wheel): what the libraries load under qemu."""
+    return result.compilers.cuda_lib
+
+
+def harness_server(result: TargetBuild) -> Path:
+    """The plugin host harness cross-compiled with its server (ops/cross/remote_harness.py)."""
+    from .remote_harness import build_server
+
+    return build_server(result.compilers, toolchain.status().found["tensorrt-10.3"], result.directory / "work" / "harness")
+
+
+def fuzzer(result: TargetBuild) -> Path:
+    from .remote_harness import build_fuzzer
+
+    return build_fuzzer(result.compilers, toolchain.status().found["tensorrt-10.3"], result.directory / "work" / "harness")
 
 
 def _cuobjdump() -> Path | None:

@@ -1,7 +1,10 @@
 """Running aarch64 programs here under qemu user mode, and reading what an artefact was built for.
 
-Every run names qemu-aarch64 and the cross toolchain's sysroot explicitly (-L /usr/aarch64-linux-gnu), so
-it works without binfmt_misc (a container often has none). Emulation shows that the code is correct on
+Every run names qemu-aarch64 and a sysroot explicitly (-L), so it works without binfmt_misc (a container
+often has none). The sysroot (build/jetson/toolchain/sysroot) is the cross toolchain's libraries
+(/usr/aarch64-linux-gnu/lib) plus a /proc/cpuinfo describing Orin's cores (Cortex-A78AE): qemu 7.2 shows
+programs this machine's x86 /proc/cpuinfo, and ONNX Runtime's CPU detection (pytorch/cpuinfo), which finds
+no ARM core in it, crashes at load time. qemu opens a path under -L first when the file exists there. Emulation shows that the code is correct on
 aarch64 (instruction set, ABI, alignment, the loader finding every library); its timings say nothing about
 a Jetson.
 """
@@ -20,6 +23,47 @@ def qemu() -> str | None:
     return shutil.which("qemu-aarch64")
 
 
+ORIN_CORE = """processor\t: {index}
+BogoMIPS\t: 62.50
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x0
+CPU part\t: 0xd42
+CPU revision\t: 1
+
+"""
+
+
+def _present_cpus() -> int:
+    """How many CPUs /sys/devices/system/cpu/present lists (what the emulated program sees there too)."""
+    try:
+        text = Path("/sys/devices/system/cpu/present").read_text().strip()
+    except OSError:
+        return 1
+    count = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        count += int(hi or lo) - int(lo) + 1
+    return max(count, 1)
+
+
+def sysroot() -> Path:
+    """build/jetson/toolchain/sysroot: the cross libraries and an aarch64 /proc/cpuinfo (see above)."""
+    root = toolchain.root() / "sysroot"
+    (root / "proc").mkdir(parents=True, exist_ok=True)
+    for sub in ("lib", "usr", "etc"):
+        target = toolchain.SYSROOT / sub
+        link = root / sub
+        if target.exists() and not link.is_symlink():
+            link.symlink_to(target)
+    text = "".join(ORIN_CORE.format(index=i) for i in range(_present_cpus()))
+    cpuinfo = root / "proc" / "cpuinfo"
+    if not cpuinfo.is_file() or cpuinfo.read_text() != text:
+        cpuinfo.write_text(text)
+    return root
+
+
 def unavailable() -> str | None:
     """Why aarch64 programs cannot run here, or None."""
     if qemu() is None:
@@ -31,7 +75,7 @@ def unavailable() -> str | None:
 
 def command(exe, args=(), lib_dirs=(), env: dict | None = None) -> list[str]:
     """qemu-aarch64 -L <sysroot> [-E LD_LIBRARY_PATH=...] exe args..."""
-    cmd = [qemu(), "-L", str(toolchain.SYSROOT)]
+    cmd = [qemu(), "-L", str(sysroot())]
     if lib_dirs:
         cmd += ["-E", "LD_LIBRARY_PATH=" + ":".join(str(d) for d in lib_dirs)]
     for k, v in (env or {}).items():

@@ -63,8 +63,10 @@ def compilers(t: Target, jetpack: str = "6") -> Compilers:
                          cuda_include=root / "include", cuda_lib=root / "lib", cuda_archs=t.cuda_archs, cross=True)
     nvcc = toolchain.host_nvcc()
     include = nvcc.parent.parent / "include"
-    flags = ["-ccbin", cxx]
-    if (include / "cccl").is_dir():  # CUDA 13 keeps libcu++/CUB/Thrust there; its profile adds it per target dir
+    # nvcc's profile adds the include directories of the target's targets/<arch>/ tree, which an x86 install
+    # lacks for aarch64; the headers themselves are the same for both, so the installed ones are named.
+    flags = ["-ccbin", cxx, f"-I{include}"]
+    if (include / "cccl").is_dir():  # CUDA 13 keeps libcu++/CUB/Thrust there
         flags += ["-isystem", str(include / "cccl")]
     return Compilers(name=f"{t.name} / CUDA {st.versions.get('cuda13', '13')} (JetPack 7)", cxx=cxx,
                      ar=f"{t.triple}-ar", nvcc=nvcc, nvcc_flags=tuple(flags), cuda_include=include,
