@@ -294,6 +294,8 @@ def install_cuda12(log=print) -> Path:
     aarch64 libcudart.so.12, laid out as a CUDA toolkit that nvcc's own profile points at."""
     out = cuda12_dir()
     if (out / "bin" / "nvcc").is_file() and (out / "lib" / "libcudart.so").exists():
+        if not (out / "lib" / "libcudadevrt.a").exists():
+            _empty_devrt(out / "lib" / "libcudadevrt.a")
         return out
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
@@ -340,6 +342,7 @@ def install_cuda12(log=print) -> Path:
     if not (staging / "lib" / "libcudart.so.12").is_file() or not (staging / "include" / "crt" / "host_config.h").is_file():
         raise BackendUnavailable(f"{rt_whl.name} / {nvcc_whl.name} lack libcudart.so.12 or crt/host_config.h")
     _link(staging / "lib" / "libcudart.so", "libcudart.so.12")
+    _empty_devrt(staging / "lib" / "libcudadevrt.a")
     version = _first_line([staging / "bin" / "nvcc", "--version"])
     done = _run([staging / "bin" / "nvcc", "--version"])
     m = re.search(r"release (\d+\.\d+), V([\d.]+)", done.stdout)
@@ -352,6 +355,66 @@ def install_cuda12(log=print) -> Path:
     return out
 
 
+def _empty_devrt(path: Path) -> None:
+    """nvcc names libcudadevrt.a (the device runtime of relocatable device code, which opforge does not use)
+    on every link it drives, e.g. CMake's CUDA compiler check; PyPI's cu12 runtime wheel has no aarch64
+    copy, so an empty archive stands in. Nothing opforge builds links anything from it."""
+    if shutil.which(f"{TRIPLE}-ar") is None:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        src, obj = Path(tmp) / "empty.c", Path(tmp) / "empty.o"
+        src.write_text("/* stands in for libcudadevrt.a: see ops/cross/toolchain.py */\n")
+        if _run([f"{TRIPLE}-gcc", "-c", src, "-o", obj]).returncode == 0:
+            path.unlink(missing_ok=True)
+            _run([f"{TRIPLE}-ar", "rcs", path, obj])
+
+
+CMAKE_TOOLCHAIN = """\
+# Written by ops/cross/toolchain.py: cross-compiling for aarch64 Linux (Jetson, JetPack {jetpack}) from this
+# machine, for the CMake project `python -m ops.build --trt-cmake DIR` emits:
+#   cmake -S DIR -B DIR/build -DCMAKE_TOOLCHAIN_FILE={path} -DTRT_INCLUDE_DIR=<TensorRT 10.3 headers>
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR aarch64)
+set(CMAKE_C_COMPILER {triple}-gcc)
+set(CMAKE_CXX_COMPILER {triple}-g++)
+set(CMAKE_CUDA_COMPILER {nvcc})
+set(CMAKE_CUDA_HOST_COMPILER {triple}-g++)
+set(CUDAToolkit_ROOT {cuda_root})
+# libcudart.so.N, not the static runtime: PyPI's aarch64 CUDA 12 wheel ships only the shared one, and on a
+# Jetson the shared one is JetPack's.
+set(CMAKE_CUDA_FLAGS_INIT "-cudart shared {extra_flags}")
+set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
+set(CMAKE_FIND_ROOT_PATH /usr/{triple} {cuda_root})
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
+"""
+
+
+def cmake_toolchain_file(jetpack: str = "6") -> Path:
+    """build/jetson/toolchain/aarch64-jetpack<N>.cmake, for the emitted CMake project (README)."""
+    path = root() / f"aarch64-jetpack{jetpack}.cmake"
+    if jetpack == "6":
+        cuda_root, nvcc, extra = cuda12_dir(), cuda12_dir() / "bin" / "nvcc", ""
+    else:
+        nvcc = host_nvcc()
+        if nvcc is None or not (cuda13_dir() / "include").exists():
+            raise BackendUnavailable("no CUDA 13 cross toolkit (nvcc 13 + build/jetson/toolchain/cuda13). Fix: "
+                                     "python -m ops.cross.toolchain")
+        # cuda13/include is the installed toolkit's (the headers are the same for both architectures),
+        # cuda13/lib the aarch64 libcudart.so.13 from PyPI.
+        # nvcc 13's profile looks for targets/<aarch64>/include, which an x86 install lacks: name them.
+        cuda_root, extra = cuda13_dir(), f"-I{cuda13_dir() / 'include'} -L{cuda13_dir() / 'lib'}"
+        if (cuda13_dir() / "include" / "cccl").is_dir():
+            extra += f" -isystem {cuda13_dir() / 'include' / 'cccl'}"
+    text = CMAKE_TOOLCHAIN.format(jetpack=jetpack, path=path, triple=TRIPLE, nvcc=nvcc, cuda_root=cuda_root,
+                                  extra_flags=extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def install_cuda13(log=print) -> Path | None:
     """build/jetson/toolchain/cuda13/lib: the aarch64 libcudart.so.13 of the installed nvcc's minor version."""
     out = cuda13_dir()
@@ -359,6 +422,8 @@ def install_cuda13(log=print) -> Path | None:
     if nvcc is None or nvcc_version(nvcc)[0] < 13:
         return None
     if (out / "lib" / "libcudart.so").exists():
+        if not (out / "include").exists():
+            _link(out / "include", str(nvcc.parent.parent / "include"))
         return out
     major, minor = nvcc_version(nvcc)
     log(f"downloading PyPI's aarch64 nvidia-cuda-runtime {major}.{minor}")
@@ -370,6 +435,7 @@ def install_cuda13(log=print) -> Path | None:
     if not so.is_file():
         raise BackendUnavailable(f"{whl.name} holds no lib/libcudart.so.{major}")
     _link(staging / "lib" / "libcudart.so", so.name)
+    _link(staging / "include", str(nvcc.parent.parent / "include"))  # the same headers for both architectures
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     _save_record(cuda13={"nvcc": f"{major}.{minor}", "nvcc_path": str(nvcc), "runtime_wheel": whl.name})
