@@ -83,3 +83,14 @@ def test_the_plugin_harness_cpu_checks_pass_on_the_aarch64_library(quick_build):
     ok, detail = results[QUICK_OP]
     verify.record(f"quick: plugin harness CPU checks {QUICK_OP} (aarch64 library, qemu)", ok, detail)
     assert ok, detail
+
+
+def test_the_createplugin_fuzz_passes_on_the_aarch64_library(quick_build):
+    if "trt_plugins" in quick_build.skipped:
+        pytest.skip(quick_build.skipped["trt_plugins"])
+    rc, out = verify.fuzz(cross_build.fuzzer(quick_build), quick_build.artefact("trt_plugins"),
+                          [cross_build.cuda_lib_dir(quick_build)], cases=1000)
+    verify.record(f"quick: createPlugin fuzz {QUICK_OP} (aarch64 library, qemu, no ASan)", rc == 0,
+                  out.strip().splitlines()[-1] if out.strip() else f"exit {rc}")
+    assert rc == 0, out[-3000:]
+    assert '"rejected_silently": 0' in out and '"roundtrip_failures": 0' in out, out
