@@ -18,9 +18,10 @@ What it installs, and from where (the package registries this project reaches: D
 - ONNX Runtime for aarch64: libonnxruntime.so from PyPI's manylinux aarch64 `onnxruntime` wheel, the version
   installed here (so the emulated run and the x86 run use the same runtime).
 - TensorRT 10.3 headers (JetPack 6), Apache-2.0, from NVIDIA/TensorRT's public repository, tag v10.3.0. No
-  registry this machine reaches ships them, so they are copied from a directory (OPFORGE_TRT_10_3_INCLUDE)
-  or a git clone/mirror of that repository (OPFORGE_TENSORRT_GIT: `git show v10.3.0:include/...`); without
-  either, everything but the TensorRT plugin library builds, and its checks skip saying so.
+  registry this machine reaches ships them, so they are copied from a directory (OPFORGE_TRT_10_3_INCLUDE,
+  else shared/tensorrt-10.3/include beside the checkout) or a git clone/mirror of that repository
+  (OPFORGE_TENSORRT_GIT: `git show v10.3.0:include/...`); without them, everything but the TensorRT plugin
+  library builds, and its checks skip saying so.
 
 Wheels are downloaded with `pip download --no-deps --only-binary :all: --platform manylinux..._aarch64` and
 unpacked here; nothing is pip-installed. toolchain.json records every version.
@@ -182,8 +183,9 @@ def status() -> Status:
     else:
         st.missing["tensorrt-10.3"] = (
             f"no TensorRT 10.3 headers in {inc}: no registry this machine reaches ships them. Fix: set "
-            f"OPFORGE_TRT_10_3_INCLUDE to a directory of them, or OPFORGE_TENSORRT_GIT to a clone of "
-            f"NVIDIA/TensorRT (tag {TRT_TAG}), and run python -m ops.cross.toolchain")
+            f"OPFORGE_TRT_10_3_INCLUDE to a directory of them (or put them in shared/tensorrt-10.3/include "
+            f"beside the checkout), or OPFORGE_TENSORRT_GIT to a clone of NVIDIA/TensorRT (tag {TRT_TAG}), and "
+            f"run python -m ops.cross.toolchain")
     return st
 
 
@@ -480,7 +482,7 @@ def install_trt_headers(log=print) -> Path | None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     source = None
-    given = os.environ.get("OPFORGE_TRT_10_3_INCLUDE")
+    given = os.environ.get("OPFORGE_TRT_10_3_INCLUDE") or _shared_headers()
     git_dir = os.environ.get("OPFORGE_TENSORRT_GIT")
     if given and (Path(given) / "NvInferRuntime.h").is_file():
         for h in Path(given).glob("*.h"):
@@ -509,6 +511,18 @@ def install_trt_headers(log=print) -> Path | None:
     staging.rename(out)
     _save_record(tensorrt_headers=".".join(map(str, got)), tensorrt_headers_source=source)
     return out
+
+
+def _shared_headers() -> str | None:
+    """shared/tensorrt-10.3/include beside the checkout (where the project's shared folder is laid for
+    developers and CI), if it holds the headers."""
+    from ..paths import project_root
+
+    project = project_root(Path(__file__).resolve())
+    if project is None:
+        return None
+    candidate = project.parent / "shared" / "tensorrt-10.3" / "include"
+    return str(candidate) if (candidate / "NvInferRuntime.h").is_file() else None
 
 
 def _git_dir(path: Path) -> Path:
