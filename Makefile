@@ -10,7 +10,7 @@ DEPS          := "setuptools>=77" wheel numpy ninja pytest hypothesis onnx onnxs
                  polygraphy==0.53.6 matplotlib onnxconverter-common
 PYTEST_ARGS   ?=
 
-.PHONY: setup build demo test check clean
+.PHONY: setup build demo test check clean jetson jetson-toolchain
 
 setup: .setup-stamp
 
@@ -39,6 +39,20 @@ demo: setup build
 
 test: setup build
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Jetson (aarch64 + sm_87), README "Deploying to a Jetson": the cross toolchain into build/jetson/toolchain
+# (apt: g++-aarch64-linux-gnu, qemu-user, binfmt-support; Debian trixie's nvidia-cuda-toolkit 12.4 and PyPI's
+# aarch64 wheels, unpacked there), every artefact for JetPack 6 and 7, the emulated checks (tests/jetson, full),
+# then the table. TensorRT 10.3 headers: OPFORGE_TRT_10_3_INCLUDE=DIR or OPFORGE_TENSORRT_GIT=<TensorRT clone>.
+jetson-toolchain: setup
+	$(PY) -m ops.cross.toolchain
+
+jetson: setup jetson-toolchain
+	$(PY) -m ops.build
+	$(PY) -m ops.build --target jetson-orin --jetpack 6,7
+	@rm -f build/jetson/results.json
+	@OPFORGE_JETSON_FULL=1 $(PY) -m pytest tests/jetson $(PYTEST_ARGS); status=$$?; \
+	  echo; $(PY) -m ops.cross.verify --table || status=1; exit $$status
 
 clean:
 	rm -rf build ops/_C*.so ops/_C.build.json .setup-stamp

@@ -5,6 +5,8 @@
     python -m ops.build --print [--package P]    # list the generated files and the sources of the extension
     python -m ops.build --trt [--package P]      # build the package's TensorRT plugin library (ops/trt/build.py)
     python -m ops.build --trt-cmake DIR [--cuda-archs 87] [--package P]   # emit its standalone CMake project
+    python -m ops.build --target jetson-orin [--package P] [--jetpack 6,7]  # cross-build every native artefact
+                                                                            # for a Jetson (ops/cross/build.py)
 
 The same machinery is the build hook for a user's setup.py (see README, "Ops in your own package"):
 
@@ -241,10 +243,19 @@ def main(argv=None) -> int:
     parser.add_argument("--print", action="store_true", help="print the sources of the extension and exit")
     parser.add_argument("--trt", action="store_true", help="build the TensorRT plugin library instead")
     parser.add_argument("--trt-cmake", metavar="DIR", help="write a standalone CMake project for the plugin library")
-    parser.add_argument("--cuda-archs", default="87", help="CMAKE_CUDA_ARCHITECTURES for --trt-cmake (default 87)")
+    parser.add_argument("--cuda-archs", default="87", help="CMAKE_CUDA_ARCHITECTURES for --trt-cmake, CUDA archs "
+                        "for --target (default 87)")
+    parser.add_argument("--target", help="cross-build for jetson-orin or aarch64-linux (ops/cross/build.py)")
+    parser.add_argument("--jetpack", default="6", help="with --target: JetPack generations, 6 (CUDA 12), 7 (CUDA 13) "
+                        "or 6,7 (default 6)")
+    parser.add_argument("--ops", help="with --target: only these ops (comma-separated ids)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the compiler commands")
     args = parser.parse_args(argv)
     names = args.package or [DEFAULT_PACKAGE]
+    if args.target:
+        from .cross.build import main as cross_main
+
+        return cross_main(args, names)
     try:
         for name in names:
             if args.trt or args.trt_cmake:

@@ -1,7 +1,8 @@
 """Which form of the hot CPU loops opforge's kernels run on this machine, read the way kernel_api.h's cpu_isa()
 decides it: the widest of baseline, avx2, avx512, avx512bf16 whose CPU features /proc/cpuinfo lists, capped by
-OPFORGE_CPU_ISA. For tests that pick the forms a CPU can run (Linux; elsewhere every feature reads as absent).
-What the loaded kernels actually took is ops.extension.cpu_isa(), read from the compiled library itself."""
+OPFORGE_CPU_ISA (on aarch64: asimd, or baseline). For benchmark records and for tests that run each form
+(Linux; elsewhere every feature reads as absent). What the loaded kernels actually took is
+ops.extension.cpu_isa(), read from the compiled library itself."""
 
 from __future__ import annotations
 
@@ -32,7 +33,11 @@ def missing_features(level: str, flags: set[str] | None = None) -> list[str]:
 
 def selected() -> str:
     """The form the kernels take here: the widest the CPU has, capped by OPFORGE_CPU_ISA (an unknown value
-    is ignored, as the kernels ignore it)."""
+    is ignored, as the kernels ignore it). On aarch64: asimd (base architecture) unless capped to baseline."""
+    import platform
+
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return "baseline" if os.environ.get("OPFORGE_CPU_ISA") == "baseline" else "asimd"
     flags = cpu_flags()
     have = [l for l in LEVELS if not missing_features(l, flags)][-1]
     cap = os.environ.get("OPFORGE_CPU_ISA", LEVELS[-1])

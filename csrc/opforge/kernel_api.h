@@ -346,7 +346,13 @@ OPFORGE_ALWAYS_INLINE void store_block(const float* in, BFloat16* out, int64_t n
 //    cpu_has_avx512_bf16().
 // OPFORGE_CPU_ISA=baseline|avx2|avx512|avx512bf16 caps the choice (read once per process): to compare the
 // paths on one machine, or to test the narrower ones on a wide CPU.
-enum class CpuIsa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3 };
+//  * AArch64 (Jetson): ASIMD (NEON) and a fused multiply-add are part of the base architecture, so there is
+//    nothing to detect and no target attribute. The templated loop body is instantiated a second time with
+//    kAvx2 = true (read it as "the wide form": std::fma fused, float16 converted by FCVTL/FCVTN 8 lanes at a
+//    time in load_block_for/store_block_for) and cpu_has_asimd() picks it. OPFORGE_CPU_ISA=baseline|asimd
+//    chooses between it and the portable loop (plain C++, which the compiler also vectorises with NEON).
+//    No x86 intrinsic header is included there.
+enum class CpuIsa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3, kAsimd = 16 };
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && !defined(__CUDACC__)
 #define OPFORGE_HAVE_AVX2_CLONE 1
@@ -449,6 +455,52 @@ OPFORGE_TARGET_AVX512_BF16 inline void store16_cvtne(BFloat16* p, __mmask16 mask
   std::memcpy(&bits, &converted, sizeof bits);
   _mm256_mask_storeu_epi16(p, static_cast<__mmask16>(mask & ~subnormal), bits);
 }
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__) && !defined(__CUDACC__)
+#define OPFORGE_HAVE_AVX2_CLONE 0
+#define OPFORGE_HAVE_ASIMD 1
+#define OPFORGE_TARGET_AVX2
+#define OPFORGE_TARGET_AVX512
+#define OPFORGE_TARGET_AVX512_BF16
+namespace detail {
+inline CpuIsa detect_cpu_isa() {
+  const char* cap = std::getenv("OPFORGE_CPU_ISA");
+  if (cap == nullptr || *cap == '\0' || std::strcmp(cap, "asimd") == 0) return CpuIsa::kAsimd;
+  if (std::strcmp(cap, "baseline") == 0) return CpuIsa::kBaseline;
+  std::fprintf(stderr, "opforge: OPFORGE_CPU_ISA=%s is not one of baseline, asimd (aarch64); ignored\n", cap);
+  return CpuIsa::kAsimd;
+}
+}  // namespace detail
+inline CpuIsa cpu_isa() {
+  static const CpuIsa isa = detail::detect_cpu_isa();
+  return isa;
+}
+inline bool cpu_has_avx2_fma() { return false; }
+inline bool cpu_has_avx512() { return false; }
+inline bool cpu_has_avx512_bf16() { return false; }
+inline bool cpu_has_asimd() { return cpu_isa() == CpuIsa::kAsimd; }
+}  // namespace opforge
+#include <arm_neon.h>
+namespace opforge {
+// float16 <-> float32 with the base ASIMD conversions (FCVTL/FCVTN, 4 lanes each): round to nearest even
+// (FPCR's default mode, which Linux leaves set), subnormals kept, NaN kept a NaN; the same values as
+// detail::fp16_to_float_branchless / float_to_fp16_branchless.
+inline void load_block_neon(const Half* in, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(reinterpret_cast<const uint16_t*>(in + i)));
+    vst1q_f32(out + i, vcvt_f32_f16(vget_low_f16(h)));
+    vst1q_f32(out + i + 4, vcvt_high_f32_f16(h));
+  }
+  for (; i < n; ++i) out[i] = detail::fp16_to_float_branchless(in[i].bits);
+}
+inline void store_block_neon(const float* in, Half* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const float16x8_t h = vcvt_high_f16_f32(vcvt_f16_f32(vld1q_f32(in + i)), vld1q_f32(in + i + 4));
+    vst1q_u16(reinterpret_cast<uint16_t*>(out + i), vreinterpretq_u16_f16(h));
+  }
+  for (; i < n; ++i) out[i].bits = detail::float_to_fp16_branchless(in[i]);
+}
 #else
 #define OPFORGE_HAVE_AVX2_CLONE 0
 #define OPFORGE_TARGET_AVX2
@@ -459,6 +511,10 @@ inline bool cpu_has_avx2_fma() { return false; }
 inline bool cpu_has_avx512() { return false; }
 inline bool cpu_has_avx512_bf16() { return false; }
 #endif
+#ifndef OPFORGE_HAVE_ASIMD
+#define OPFORGE_HAVE_ASIMD 0
+inline bool cpu_has_asimd() { return false; }
+#endif
 
 // load_block/store_block for a kernel body templated on kAvx2 (true only inside an OPFORGE_TARGET_AVX2
 // function): the F16C forms there, the portable ones otherwise.
@@ -467,12 +523,18 @@ OPFORGE_ALWAYS_INLINE void load_block_for(const T* in, float* out, int64_t n) {
 #if OPFORGE_HAVE_AVX2_CLONE
   if constexpr (kAvx2 && std::is_same_v<T, Half>) return load_block_f16c(in, out, n);
 #endif
+#if OPFORGE_HAVE_ASIMD
+  if constexpr (kAvx2 && std::is_same_v<T, Half>) return load_block_neon(in, out, n);
+#endif
   load_block(in, out, n);
 }
 template <bool kAvx2, typename T>
 OPFORGE_ALWAYS_INLINE void store_block_for(const float* in, T* out, int64_t n) {
 #if OPFORGE_HAVE_AVX2_CLONE
   if constexpr (kAvx2 && std::is_same_v<T, Half>) return store_block_f16c(in, out, n);
+#endif
+#if OPFORGE_HAVE_ASIMD
+  if constexpr (kAvx2 && std::is_same_v<T, Half>) return store_block_neon(in, out, n);
 #endif
   store_block(in, out, n);
 }

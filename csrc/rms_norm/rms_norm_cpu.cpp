@@ -7,7 +7,8 @@
 
 // Speed: rows are spread over the host's thread pool (ctx.parallel_for); half rows go through float32
 // stack blocks (opforge::load_block/store_block, vectorised) instead of a branchy conversion per
-// element; the loops are compiled twice, baseline and AVX2+FMA, picked at run time (kernel_api.h).
+// element; the loops are compiled twice, baseline and AVX2+FMA (on aarch64: baseline and ASIMD with FMA
+// and NEON float16 conversion), picked at run time (kernel_api.h).
 namespace opforge_kernels {
 namespace opforge {
 namespace rms_norm {
@@ -105,12 +106,22 @@ OPFORGE_TARGET_AVX2 void rows_avx2(const T* x, const T* w, T* y, int64_t cols, f
   rows_impl<T, true>(x, w, y, cols, eps, r0, r1);
 }
 #endif
+#if OPFORGE_HAVE_ASIMD
+// AArch64's wide form: fused multiply-adds and NEON float16 conversions (kernel_api.h).
+template <typename T>
+void rows_asimd(const T* x, const T* w, T* y, int64_t cols, float eps, int64_t r0, int64_t r1) {
+  rows_impl<T, true>(x, w, y, cols, eps, r0, r1);
+}
+#endif
 
 template <typename T>
 void run(const T* x, const T* w, T* y, int64_t rows, int64_t cols, float eps, const ::opforge::DeviceContext& ctx) {
   auto* rows_fn = &rows_baseline<T>;
 #if OPFORGE_HAVE_AVX2_CLONE
   if (::opforge::cpu_has_avx2_fma()) rows_fn = &rows_avx2<T>;
+#endif
+#if OPFORGE_HAVE_ASIMD
+  if (::opforge::cpu_has_asimd()) rows_fn = &rows_asimd<T>;
 #endif
   const int64_t grain = cols >= kGrainElements ? 1 : kGrainElements / cols;
   ctx.parallel_for(rows, grain, [&](int64_t r0, int64_t r1) { rows_fn(x, w, y, cols, eps, r0, r1); });

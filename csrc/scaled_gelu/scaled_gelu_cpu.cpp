@@ -200,9 +200,20 @@ OPFORGE_TARGET_AVX512_BF16 void gelu_blocks_avx512_bf16(const ::opforge::BFloat1
 }
 #endif
 
+#if OPFORGE_HAVE_ASIMD
+// AArch64's wide form: the same loop with fused multiply-adds and NEON float16 conversions (kernel_api.h).
+template <typename T, bool kTanh>
+void gelu_blocks_asimd(const T* x, T* y, int64_t n, int64_t b0, int64_t b1, float alpha) {
+  gelu_blocks<T, kTanh, true>(x, y, n, b0, b1, alpha);
+}
+#endif
+
 // The widest form of the loop this CPU runs (kernel_api.h: cpu_isa()).
 template <typename T, bool kTanh>
 auto widest_blocks() -> void (*)(const T*, T*, int64_t, int64_t, int64_t, float) {
+#if OPFORGE_HAVE_ASIMD
+  if (::opforge::cpu_has_asimd()) return &gelu_blocks_asimd<T, kTanh>;
+#endif
 #if OPFORGE_HAVE_AVX2_CLONE
   if constexpr (std::is_same_v<T, ::opforge::BFloat16>) {
     if (::opforge::cpu_has_avx512_bf16()) return &gelu_blocks_avx512_bf16<kTanh>;

@@ -10,12 +10,19 @@
 // The .bin files are a sequence of tensors, each: int32 ONNX element type, int32 rank, int64 dims[rank],
 // then the raw little-endian data (tests/ort/test_cpp_example.py writes them).
 //
+// Environment: OPFORGE_RUN_OUTPUTS=PATH writes the outputs to PATH in the same format (to compare two
+// machines' runs; tests/jetson); OPFORGE_RUN_REPEAT=N runs the model N more times and prints the median
+// time of one run (on a Jetson: the number to look at; under emulation: only ratios mean anything).
+//
 // Build (tests do it through `python -m ops.ort.build --example`):
 //   g++ -std=c++17 -I<ort headers> run_model.cpp -o ort_run_model <site-packages>/onnxruntime/capi/libonnxruntime.so.1.32.0
 #include <onnxruntime_cxx_api.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -118,6 +125,30 @@ int run(int argc, char** argv) {
     feeds.push_back(Ort::Value::CreateTensor(cpu, t.data.data(), t.data.size(), t.dims.data(), t.dims.size(), t.type));
   std::vector<Ort::Value> outputs = session.Run(Ort::RunOptions{nullptr}, input_names.data(), feeds.data(),
                                                 feeds.size(), output_names.data(), output_names.size());
+  if (const char* repeat = std::getenv("OPFORGE_RUN_REPEAT"); repeat != nullptr && std::atoi(repeat) > 0) {
+    std::vector<double> ms;
+    for (int r = 0; r < std::atoi(repeat); ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      session.Run(Ort::RunOptions{nullptr}, input_names.data(), feeds.data(), feeds.size(), output_names.data(),
+                  output_names.size());
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    std::printf("median run %.3f ms over %zu runs\n", ms[ms.size() / 2], ms.size());
+  }
+  if (const char* path = std::getenv("OPFORGE_RUN_OUTPUTS"); path != nullptr && *path != '\0') {
+    std::ofstream out(path, std::ios::binary);
+    for (Ort::Value& v : outputs) {
+      const auto info = v.GetTensorTypeAndShapeInfo();
+      const int32_t header[2] = {static_cast<int32_t>(info.GetElementType()), static_cast<int32_t>(info.GetShape().size())};
+      out.write(reinterpret_cast<const char*>(header), sizeof header);
+      const std::vector<int64_t> dims = info.GetShape();
+      out.write(reinterpret_cast<const char*>(dims.data()), static_cast<std::streamsize>(dims.size() * sizeof(int64_t)));
+      out.write(static_cast<const char*>(v.GetTensorRawData()),
+                static_cast<std::streamsize>(info.GetElementCount() * element_size(info.GetElementType())));
+    }
+    if (!out) throw std::runtime_error(std::string("cannot write ") + path);
+  }
 
   bool ok = outputs.size() == expected.size();
   for (size_t k = 0; k < outputs.size() && k < expected.size(); ++k) {

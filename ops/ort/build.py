@@ -75,10 +75,12 @@ def cuda_wanted() -> Path | None:
 
 
 def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpDecl] | None = None,
-          build_dir: Path | None = None, cuda: bool | None = None) -> OrtLibrary:
+          build_dir: Path | None = None, cuda: bool | None = None, compilers=None,
+          cuda_dir: Path | None = None) -> OrtLibrary:
     """Build the op package's library (opforge's own: libopforge_ort_ops.so); incremental through ninja.
     `decls`/`build_dir` build a library for other declarations (tests); `cuda` forces the CUDA variants
-    on or off (default: when nvcc is found)."""
+    on or off (default: when nvcc is found). `compilers` (ops/compilers.py) and `cuda_dir` (the kernel
+    objects, shared with the plugin library) build for another machine."""
     from ..packages import package as op_package
 
     include = headers.require()
@@ -91,6 +93,8 @@ def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpD
                            "a native ONNX Runtime library to hold (ops declared with kernels=None run in ORT only "
                            "through a fallback body: export_onnx(..., fallback=True))")
     cuda_root = cuda_wanted() if cuda is None or cuda else None
+    if compilers is not None:
+        cuda_root = compilers.cuda_include.parent if compilers.nvcc is not None and cuda is not False else None
     if cuda and cuda_root is None:
         raise BackendUnavailable("CUDA variants were asked for but nvcc was not found. Fix: install the CUDA "
                                  "toolkit or set CUDA_HOME")
@@ -109,12 +113,14 @@ def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpD
         cxxflags += ["-DOPFORGE_ORT_WITH_CUDA", f"-I{cuda_root / 'include'}"]
         cuda_lib = next((p for p in (cuda_root / "lib64", cuda_root / "lib") if (p / "libcudart.so").exists()),
                         cuda_root / "lib64")
-        ldflags += [f"-L{cuda_lib}", "-lcudart", f"-Wl,-rpath,{cuda_lib}"]
+        ldflags += ([f"-L{cuda_lib}", "-lcudart", f"-Wl,-rpath,{cuda_lib}"] if compilers is None
+                    else compilers.cudart_ldflags())
     q = lambda args: " ".join(shlex.quote(str(a)) for a in args)  # noqa: E731
+    cxx = compilers.cxx if compilers is not None else "c++"
     lines = [f"cxxflags = {q(cxxflags)}", f"ldflags = {q(ldflags)}",
-             "rule cxx", "  command = c++ -MMD -MF $out.d $cxxflags -c $in -o $out", "  depfile = $out.d",
+             "rule cxx", f"  command = {cxx} -MMD -MF $out.d $cxxflags -c $in -o $out", "  depfile = $out.d",
              "  deps = gcc", "  description = CXX $out",
-             "rule link", "  command = c++ -o $out $in $ldflags", "  description = LINK $out"]
+             "rule link", f"  command = {cxx} -o $out $in $ldflags", "  description = LINK $out"]
     objs = []
     for src in sources:
         obj = bdir / "obj" / (src.stem + ".o")
@@ -127,9 +133,9 @@ def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpD
             lines.append(f"build {ninja.escape(obj)}: cxx {ninja.escape(files['cpu'])}")
             objs.append(obj)
     if with_cuda:  # shared with the TensorRT plugin library (compiled by the first of the two to build)
-        cuda_dir = (Path(build_dir) if build_dir else pkg.build_dir) / "cuda"
+        cuda_dir = cuda_dir or (Path(build_dir) if build_dir else pkg.build_dir) / "cuda"
         objs += cuda_kernels.build([d for d in decls if "cuda" in d.kernel_files()], cuda_dir,
-                                   cuda_root / "bin" / "nvcc", verbose)
+                                   cuda_root / "bin" / "nvcc", verbose, compilers)
     lib = bdir / "lib" / f"lib{stem}.so"
     lines.append(f"build {ninja.escape(lib)}: link {' '.join(ninja.escape(o) for o in objs)}")
     ninja.run(bdir, lines, "building the ONNX Runtime op library", verbose,
@@ -171,11 +177,12 @@ def example_source() -> Path:
     raise OpforgeError("examples/cpp/run_model.cpp not found: the C++ example ships with a source checkout only")
 
 
-def build_example(output: Path | None = None) -> Path:
+def build_example(output: Path | None = None, compilers=None, runtime: Path | None = None) -> Path:
     """Compile examples/cpp/run_model.cpp with g++ against the ORT headers, linked to the wheel's
-    libonnxruntime.so (rpath set, so it runs without LD_LIBRARY_PATH). No CMake, no Python at run time."""
+    libonnxruntime.so (rpath set, so it runs without LD_LIBRARY_PATH). No CMake, no Python at run time.
+    `compilers` and `runtime` (that machine's libonnxruntime.so.<version>) build it for another machine."""
     include = headers.require()
-    runtime = onnxruntime_library()
+    runtime = Path(runtime) if runtime else onnxruntime_library()
     src = example_source()
     out = Path(output) if output else paths.build_root() / "opforge" / "examples" / "ort_run_model"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +193,7 @@ def build_example(output: Path | None = None) -> Path:
     if not soname.is_symlink() or soname.resolve() != runtime.resolve():
         soname.unlink(missing_ok=True)
         soname.symlink_to(runtime)
-    cmd = ["c++", "-std=c++17", "-O2", "-Wall", "-Wextra", f"-I{include}", str(src), "-o", str(out), str(runtime),
+    cmd = [compilers.cxx if compilers is not None else "c++", "-std=c++17", "-O2", "-Wall", "-Wextra", f"-I{include}", str(src), "-o", str(out), str(runtime),
            "-Wl,-rpath,$ORIGIN"]
     if not out.exists() or out.stat().st_mtime < max(src.stat().st_mtime, runtime.stat().st_mtime):
         done = subprocess.run(cmd, capture_output=True, text=True)

@@ -221,8 +221,9 @@ class CreatorInfo:
 class Host:
     """A loaded plugin library, driven through harness.cpp."""
 
-    def __init__(self, library: Path):
-        self.lib = ctypes.CDLL(str(build_harness()))
+    def __init__(self, library: Path, lib=None):
+        # lib: the harness functions; ops/cross/remote_harness.py passes an aarch64 harness under qemu.
+        self.lib = lib if lib is not None else ctypes.CDLL(str(build_harness()))
         L = self.lib
         vp, i32, i64, cp = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_char_p
         T = ctypes.POINTER(HxTensor)
