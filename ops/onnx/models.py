@@ -13,9 +13,11 @@ def single_op_module(op, attrs: dict | None = None):
     values.update(attrs or {})
     names = [i.name for i in decl.inputs]
     params = ", ".join(f"{n}=None" if i.optional else n for n, i in zip(names, decl.inputs))
-    source = (f"def forward(self, {params}):\n"
-              f"    return _op({', '.join(names)}, *_attrs)\n")
-    namespace = {"_op": op.torch_op, "_attrs": [values[a.name] for a in decl.attrs]}
+    # The module's own names are `opforge_`-prefixed: no input can be called so (ops.declaration.RESERVED_PREFIX),
+    # while an input may well be called `self`.
+    source = (f"def forward(opforge_module, {params}):\n"
+              f"    return _opforge_op({', '.join(names)}, *_opforge_attrs)\n")
+    namespace = {"_opforge_op": op.torch_op, "_opforge_attrs": [values[a.name] for a in decl.attrs]}
     exec(compile(source, f"<opforge single-op module of {decl.id}>", "exec"), namespace)
     return type(f"{decl.name}_module", (torch.nn.Module,), {"forward": namespace["forward"]})().eval()
 
