@@ -45,7 +45,7 @@ class Op:
         """Keyword arguments by declared name -> by torch schema name (what torch.ops.<ns>.<name> and opcheck take)."""
         return {self._renamed.get(k, k): v for k, v in kwargs.items()} if self._renamed else dict(kwargs)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):  # positional-only: an attribute may be called `self`
         if kwargs and self._renamed:
             kwargs = self.schema_kwargs(kwargs)
         return self.torch_op(*args, **kwargs)

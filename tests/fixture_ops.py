@@ -160,9 +160,9 @@ def odd_names_backward(ctx, grad):
     samples=odd_names_samples,
 )
 def odd_names(self, input, ctx=None, kernel=2.0, kernel_=0.5, cls=3, g=True):
-    """out = self * kernel + input * (cls * kernel_) (+ ctx where g), in float32: every field is named what
+    """out = self * kernel + input * cls * kernel_ (+ ctx where g), in float32: every field is named what
     torch, the C++ hosts or generated code also use."""
-    out = self.float() * kernel + input.float() * (cls * kernel_)
+    out = self.float() * kernel + input.float() * cls * kernel_
     if ctx is not None and g:
         out = out + ctx.float()
     return out.to(self.dtype)

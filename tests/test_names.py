@@ -167,6 +167,38 @@ def test_both_exporters_write_the_declared_attribute_names(opset):
     assert got["kernel"] == -1.0 and got["cls"] == 7 and got["kernel_"] == 0.5 and got["g"] == 1, got
 
 
+def test_attributes_named_like_the_exporters_own_parameters(unique_id):
+    """onnxscript's Op.__call__(self, ...), onnx.helper.make_node(name=, domain=, ...), a symbolic's `g`: none
+    of them takes a declared attribute for its own parameter."""
+    import onnx
+
+    from ops.onnx.export import export_onnx
+    from ops.trt.harness import host as harness
+
+    def reference(x, self=1.5, name=2, domain="a", g=0.5):
+        return x * self + name * g
+
+    op = ops.register_op(unique_id("attrs"), inputs=[Input("x")], outputs=[Output("y")], kernels=None,
+                         attrs=[Attr("self", float, 1.5), Attr("name", int, 2), Attr("domain", str, "a"),
+                                Attr("g", float, 0.5)])(reference)
+
+    class M(torch.nn.Module):
+        def forward(self, a):
+            return op(a, self=-1.0, name=3)
+
+    x = torch.randn(2, 3)
+    torch.testing.assert_close(M()(x), reference(x, -1.0, 3))
+    want = {"self": -1.0, "name": 3, "domain": b"a", "g": 0.5, "plugin_version": b"1", "plugin_namespace": b"opforge_test"}
+    for opset in (17, 18):
+        m = export_onnx(M(), (x,), opset=opset)
+        m = onnx.load_from_string(m) if isinstance(m, bytes) else m
+        (node,) = [n for n in m.graph.node if n.domain == "opforge_test"]
+        assert {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute} == want, opset
+    node = harness.synthetic_onnx_node(op, {"self": -1.0})
+    assert node.domain == "opforge_test" and node.name == ""
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute} == {**want, "name": 2}
+
+
 # ---- C++: the generated prototypes with such names compile ------------------------------------------------
 
 
@@ -245,7 +277,7 @@ def backward(ctx, grad):
     samples=samples,
 )
 def odd_names_compiled(self, input, ctx=None, kernel=2.0, kernel_=0.5, cls=3, g=True):
-    out = self.float() * kernel + input.float() * (cls * kernel_)
+    out = self.float() * kernel + input.float() * cls * kernel_
     if ctx is not None and g:
         out = out + ctx.float()
     return out.to(self.dtype)
@@ -255,7 +287,7 @@ CPU = '''#include "opforge_kernels/namespkg/odd_names_compiled.h"
 // The op declares an input `ctx`, so the DeviceContext is `opforge_ctx` here.
 OPFORGE_CPU_KERNEL(namespkg, odd_names_compiled) {
   const int64_t n = out.numel();
-  const float k = static_cast<float>(kernel), m = static_cast<float>(static_cast<double>(cls) * kernel_);
+  const float k = static_cast<float>(kernel), c1 = static_cast<float>(cls), c2 = static_cast<float>(kernel_);
   return OPFORGE_DISPATCH_FLOATING_CPU(self.dtype, T, [&] {
     const T* a = self.ptr<const T>();
     const T* b = input.ptr<const T>();
@@ -263,7 +295,7 @@ OPFORGE_CPU_KERNEL(namespkg, odd_names_compiled) {
     T* y = out.ptr<T>();
     opforge_ctx.parallel_for(n, 4096, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        float v = ::opforge::load(a, i) * k + ::opforge::load(b, i) * m;
+        float v = ::opforge::load(a, i) * k + ::opforge::load(b, i) * c1 * c2;
         if (c != nullptr) v += ::opforge::load(c, i);
         ::opforge::store(y, i, v);
       }
@@ -279,10 +311,10 @@ CUDA = '''#include "opforge_kernels/namespkg/odd_names_compiled.h"
 namespace {
 
 template <typename T>
-__global__ void odd(const T* a, const T* b, const T* c, T* y, int64_t n, float k, float m) {
+__global__ void odd(const T* a, const T* b, const T* c, T* y, int64_t n, float k, float c1, float c2) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    float v = ::opforge::cuda::to_float(a[i]) * k + ::opforge::cuda::to_float(b[i]) * m;
+    float v = ::opforge::cuda::to_float(a[i]) * k + ::opforge::cuda::to_float(b[i]) * c1 * c2;
     if (c != nullptr) v += ::opforge::cuda::to_float(c[i]);
     y[i] = ::opforge::cuda::from_float<T>(v);
   }
@@ -294,11 +326,11 @@ OPFORGE_CUDA_KERNEL(namespkg, odd_names_compiled) {
   const int64_t n = out.numel();
   if (n == 0) return ::opforge::Status::ok();
   const int64_t blocks = (n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096;
-  const float k = static_cast<float>(kernel), m = static_cast<float>(static_cast<double>(cls) * kernel_);
+  const float k = static_cast<float>(kernel), c1 = static_cast<float>(cls), c2 = static_cast<float>(kernel_);
   return OPFORGE_DISPATCH_FLOATING_CUDA(self.dtype, T, [&] {
     odd<T><<<static_cast<unsigned>(blocks), 256, 0, ::opforge::cuda::stream(opforge_ctx)>>>(
         self.ptr<const T>(), input.ptr<const T>(), ctx != nullptr && g ? ctx->ptr<const T>() : nullptr,
-        out.ptr<T>(), n, k, m);
+        out.ptr<T>(), n, k, c1, c2);
     return ::opforge::cuda::launch_status("odd_names_compiled: CUDA launch failed");
   });
 }
@@ -331,7 +363,8 @@ def test_a_compiled_op_with_such_names_passes_every_backend(tmp_path):
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     check = run("ops.check", OP, "--package", PACKAGE, "--quick", "--json")
     rows = json.loads(check.stdout)["ops"][OP]
-    assert check.returncode == 0 and not [r for r in rows if r["status"] == "fail"], rows
+    failed = [f"{r['stage']}: {r['detail']}" for r in rows if r["status"] == "fail"]
+    assert check.returncode == 0 and not failed, "\n".join(failed) or check.stderr[-3000:]
     passed = {r["stage"].split("[")[0] for r in rows if r["status"] == "pass"}
     assert {"build", "torch.cpu", "torch.opcheck", "onnx.export", "ort.cpu"} <= passed, rows
     assert not trt or {"trt.plugin", "trt.harness"} <= passed, rows

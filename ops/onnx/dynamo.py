@@ -33,6 +33,8 @@ def translation(decl: OpDecl):
         # trailing absent optional inputs are dropped; inner ones stay as empty names (None)
         while inputs and inputs[-1] is None:
             inputs.pop()
+        if "self" in values:  # onnxscript's Op.__call__(self, *args, **kwargs) would take it for its own
+            return _emit_without_self(emit, inputs, values)
         return emit(*inputs, **values)
 
     names = schema_names(decl)
@@ -49,6 +51,14 @@ def translation(decl: OpDecl):
     namespace = {"_opforge_call": call, "Sequence": Sequence, "Optional": Optional}
     exec(compile(source, f"<opforge onnx translation of {decl.id}>", "exec"), namespace)
     return namespace[f"{decl.namespace}_{decl.name}"]
+
+
+def _emit_without_self(op, inputs: list, attrs: dict):
+    """What onnxscript's `Op.__call__` does, for an attribute named `self` (which its own parameter would take)."""
+    evaluator = _lazy.require("onnxscript.evaluator").default()
+    if hasattr(evaluator, "eval"):  # onnxscript < 0.6 (torch 2.10 and older)
+        return evaluator.eval(op.op_schema, inputs, attrs)
+    return evaluator.eval_op(op, inputs, attrs)
 
 
 def translation_table(ops) -> dict:

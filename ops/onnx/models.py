@@ -5,13 +5,18 @@ from __future__ import annotations
 
 def single_op_module(op, attrs: dict | None = None):
     """A torch.nn.Module whose forward takes the op's tensor inputs (by their declared names, so both
-    exporters name the graph inputs after them) and calls the op with fixed `attrs`."""
+    exporters name the graph inputs after them; `self` as `self_`) and calls the op with fixed `attrs`."""
     import torch
+
+    from ..torch.schema import schema_names
 
     decl = op.decl
     values = {a.name: a.default for a in decl.attrs if a.has_default}
     values.update(attrs or {})
-    names = [i.name for i in decl.inputs]
+    # An input called `self` is the parameter (and graph input) `self_`, as in the torch schema: torch.export's
+    # unlifted module has a `forward(self, ...)` of its own (ops/torch/schema.py).
+    spelled = schema_names(decl)
+    names = [spelled[i.name] for i in decl.inputs]
     params = ", ".join(f"{n}=None" if i.optional else n for n, i in zip(names, decl.inputs))
     # The module's own names are `opforge_`-prefixed: no input can be called so (ops.declaration.RESERVED_PREFIX),
     # while an input may well be called `self`.
