@@ -40,7 +40,6 @@ STD_MACROS = frozenset("""
     FLT_MAX FLT_MIN FLT_EPSILON DBL_MAX DBL_MIN DBL_EPSILON INT64_MAX INT64_MIN INT32_MAX INT32_MIN""".split())
 # TensorRT's ONNX parser reads these node attributes itself (plugin version / namespace) and never passes them on.
 TRT_PARSER_ATTRS = frozenset({"plugin_version", "plugin_namespace"})
-RESERVED_NAMES: frozenset = frozenset()  # kept for imports: no plain name is reserved any more
 # Names become C++ identifiers (kernel parameters, namespaces): a C++ keyword would not compile.
 CPP_KEYWORDS = frozenset("""
     alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class

@@ -100,22 +100,15 @@ def _pending_kernel(decl: OpDecl):
 
 class BackwardContext:
     """The `ctx` a declared backward receives: every attribute and every saved tensor by name (an absent
-    optional input is None). Reading an input or output that `saves=` leaves out says so, with the fix.
-    Declared names are instance attributes; the op's declaration lives on a per-op subclass, so no declared
-    name (whatever it is) can hide it."""
+    optional input is None). Reading an input or output that `saves=` leaves out says so, with the fix."""
 
-    _opforge_decl: OpDecl
-
-    def __init__(self, saved: dict, attrs: dict):
+    def __init__(self, decl: OpDecl, saved: dict, attrs: dict):
+        self.__dict__["_opforge_decl"] = decl  # no declared name starts with opforge_ (ops.declaration)
         self.__dict__.update(attrs)
         self.__dict__.update(saved)
 
-    @classmethod
-    def of(cls, decl: OpDecl) -> type["BackwardContext"]:
-        return type(f"BackwardContext_{decl.namespace}__{decl.name}", (cls,), {"_opforge_decl": decl})
-
     def __getattr__(self, name):  # only reached for names that are not set
-        decl = type(self)._opforge_decl
+        decl = self.__dict__["_opforge_decl"]
         tensors = [i.name for i in decl.inputs] + [o.name for o in decl.outputs]
         if name in tensors:
             raise AttributeError(f"{decl.id}: the backward reads ctx.{name}, but the declaration saves only "
@@ -142,19 +135,13 @@ def grads_per_input(decl: OpDecl, result) -> list:
     return list(result)
 
 
-_CONTEXTS: dict[str, type] = {}
-
-
 def _run_backward(decl: OpDecl, saved: dict, attrs: dict, grads) -> list:
     if decl.backward is None:
         raise BackwardNotDeclared(
             f"{decl.id} declares no backward, so it cannot be differentiated: a gradient was requested through "
             f"it (declared at {decl.source}). Fix: declare backward=fn(ctx, *grad_outputs) in its register_op, or "
             "call it on inputs that do not require grad (e.g. under torch.no_grad() or with .detach()).")
-    context = _CONTEXTS.get(decl.id)
-    if context is None or context._opforge_decl is not decl:
-        context = _CONTEXTS[decl.id] = BackwardContext.of(decl)
-    return grads_per_input(decl, decl.backward(context(saved, attrs), *grads))
+    return grads_per_input(decl, decl.backward(BackwardContext(decl, saved, attrs), *grads))
 
 
 def _python_autograd(decl: OpDecl):
