@@ -101,7 +101,8 @@ def header(decl) -> str:
         lines.append(f"::opforge::Status {device}({signature});")
     context = f"`{CONTEXT_NAME}`" + (f", also `{aliases[0]}`" if aliases else f" (`{CONTEXT_ALIAS}` is a field here)")
     body_signature = signature + "".join(f", {CONTEXT} {a}" for a in aliases)
-    lines += ["", "// The bodies OPFORGE_CPU_KERNEL / OPFORGE_CUDA_KERNEL define; the entry points above forward to them."]
+    lines += ["", "// The bodies OPFORGE_CPU_KERNEL / OPFORGE_CUDA_KERNEL define; the entry points above forward to",
+              "// them."]
     lines += [f"::opforge::Status opforge_{device}_body({body_signature});" for device in decl.devices]
     lines += ["", f"}}  // namespace {decl.name}", f"}}  // namespace {decl.namespace}", "}  // namespace opforge_kernels",
               "", f"// A kernel file writes only the body: OPFORGE_CPU_KERNEL({decl.namespace}, {decl.name}) {{ ... }} "

@@ -129,7 +129,8 @@ def test_kernel_is_an_ordinary_attribute_name(unique_id):
         return x
 
     op = register_op(unique_id("win"), inputs=[Input("x", rank=4)], outputs=[Output("y")],
-                     attrs=[Attr("kernel", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))], kernels=None)(ref)
+                     attrs=[Attr("kernel", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))],
+                     kernels=None)(ref)
     assert [a.name for a in op.decl.attrs] == ["kernel", "stride"]
 
 

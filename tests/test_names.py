@@ -188,7 +188,8 @@ def test_attributes_named_like_the_exporters_own_parameters(unique_id):
 
     x = torch.randn(2, 3)
     torch.testing.assert_close(M()(x), reference(x, -1.0, 3))
-    want = {"self": -1.0, "name": 3, "domain": b"a", "g": 0.5, "plugin_version": b"1", "plugin_namespace": b"opforge_test"}
+    want = {"self": -1.0, "name": 3, "domain": b"a", "g": 0.5, "plugin_version": b"1",
+            "plugin_namespace": b"opforge_test"}
     for opset in (17, 18):
         m = export_onnx(M(), (x,), opset=opset)
         m = onnx.load_from_string(m) if isinstance(m, bytes) else m
