@@ -27,10 +27,20 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Namespaces that belong to torch, ONNX or TensorRT themselves; an op there would shadow theirs.
 RESERVED_NAMESPACES = {"aten", "prim", "prims", "torch", "onnx", "ai", "trt", "tensorrt", "_opforge_internal"}
 _REQUIRED = object()
-# Argument names torch reserves: 'self'/'out' in schemas; 'kernel' collides with a keyword of inductor's
-# FallbackKernel.create, so torch.compile of a call passing it fails to lower (torch 2.11-2.13).
-# 'ctx' is the kernel's DeviceContext parameter in the generated prototypes (ops/prototypes.py).
-RESERVED_NAMES = {"self", "out", "kernel", "ctx"}
+# Field names (inputs, outputs, attributes) are the user's: nothing beyond what Python, C++, ONNX/TensorRT forbid
+# is refused, and generated code prefixes its own identifiers with `opforge_` (any case, leading underscores
+# allowed: `_opforge_x`, `OPFORGE_X` too), which is why that prefix is the one opforge keeps for itself. Names torch
+# treats specially in a schema (`self`, `kernel`, `cls`) are spelled differently there (ops/torch/schema.py);
+# the kernel's DeviceContext is `opforge_ctx`, aliased `ctx` unless a field is called that (ops/prototypes.py).
+RESERVED_PREFIX = re.compile(r"^_*opforge_", re.IGNORECASE)
+# Object-like macros of the C/C++ standard headers a kernel sees (kernel_api.h includes <cstdio>, <cstdlib>, ...):
+# a parameter of that name would be macro-expanded in the generated prototypes.
+STD_MACROS = frozenset("""
+    errno stdin stdout stderr math_errhandling NULL EOF BUFSIZ EXIT_SUCCESS EXIT_FAILURE RAND_MAX MB_CUR_MAX
+    NAN INFINITY HUGE_VAL HUGE_VALF HUGE_VALL CHAR_BIT INT_MAX INT_MIN UINT_MAX LONG_MAX LONG_MIN SIZE_MAX
+    FLT_MAX FLT_MIN FLT_EPSILON DBL_MAX DBL_MIN DBL_EPSILON INT64_MAX INT64_MIN INT32_MAX INT32_MIN""".split())
+# TensorRT's ONNX parser reads these node attributes itself (plugin version / namespace) and never passes them on.
+TRT_PARSER_ATTRS = frozenset({"plugin_version", "plugin_namespace"})
 # Names become C++ identifiers (kernel parameters, namespaces): a C++ keyword would not compile.
 CPP_KEYWORDS = frozenset("""
     alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
@@ -136,7 +146,7 @@ class Sample:
     inputs: tuple
     attrs: dict
 
-    def __init__(self, *inputs, **attrs):
+    def __init__(self, /, *inputs, **attrs):  # positional-only self: an attribute may be called `self`
         object.__setattr__(self, "inputs", tuple(inputs))
         object.__setattr__(self, "attrs", dict(attrs))
 
@@ -356,13 +366,32 @@ class _Validator:
                           f"rename {part!r}, e.g. {part}_")
         return ns, name
 
-    def identifier(self, field: str, name: Any) -> str:
-        if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name) or name in RESERVED_NAMES:
-            self.fail(field, f"a Python identifier that is not a keyword or one of {sorted(RESERVED_NAMES)}", name,
-                      "rename it")
+    def identifier(self, field: str, name: Any, attribute: bool = False) -> str:
+        """A field name: any Python identifier that C++ (the kernels' parameter names) and, for an attribute,
+        TensorRT's ONNX parser can take as it is. Every refusal names the rule and a replacement."""
+        if not isinstance(name, str) or not _NAME.match(name):
+            self.fail(field, "a Python identifier (letters, digits, '_'; not starting with a digit)", name,
+                      "rename it, e.g. 'x' or 'kernel_size'")
+        if keyword.iskeyword(name):
+            self.fail(field, "a name that is not a Python keyword (the reference and torch's schema take it as a "
+                      "parameter)", name, f"rename it, e.g. {name.strip('_') or 'x'}_")
         if name in CPP_KEYWORDS:
-            self.fail(field, "a name that is not a C++ keyword (it names a kernel parameter or namespace)", name,
+            self.fail(field, "a name that is not a C++ keyword (it names a kernel parameter)", name,
                       f"rename it, e.g. {name}_")
+        if "__" in name or re.match(r"^_[A-Z]", name):
+            self.fail(field, "a name C++ does not reserve for its implementation (no '__' anywhere, no '_' followed "
+                      "by a capital letter at the start)", name, f"rename it, e.g. {_suggest(name)!r}")
+        if name in STD_MACROS:
+            self.fail(field, "a name that is not a macro of the C/C++ standard headers (it would expand inside the "
+                      "kernel's parameter list)", name, f"rename it, e.g. {name.lower()}_value")
+        if RESERVED_PREFIX.match(name):
+            self.fail(field, "a name without the prefix 'opforge_' (generated code names its own identifiers with "
+                      "it, so they never collide with yours)", name,
+                      f"rename it, e.g. {RESERVED_PREFIX.sub('', name) or 'x'!r}")
+        if attribute and name in TRT_PARSER_ATTRS:
+            self.fail(field, f"an attribute name other than {sorted(TRT_PARSER_ATTRS)} (TensorRT's ONNX parser "
+                      "reads those node attributes itself and never passes them to the plugin)", name,
+                      f"rename it, e.g. {name.split('_')[1]}")
         return name
 
     def list_of(self, items: Any, kind: type, field: str, example: str) -> list:
@@ -377,7 +406,7 @@ class _Validator:
         out = []
         for i, a in enumerate(self.list_of(attrs, Attr, "attrs", "Attr('alpha', float, 1.0)")):
             where = f"attrs[{i}]"
-            name = self.identifier(f"{where}.name", a.name)
+            name = self.identifier(f"{where}.name", a.name, attribute=True)
             tname = _attr_type_name(a.type)
             if tname is None:
                 self.fail(f"attrs.{name}.type", "one of int, float, bool, str, list[int], list[float]", a.type,
@@ -781,6 +810,12 @@ class _Validator:
                           "e.g. {'float16': (1e-3, 1e-3)}")
             out[k] = (float(val[0]), float(val[1]))
         return out
+
+
+def _suggest(name: str) -> str:
+    """`name` with C++-reserved spellings removed ('__' collapsed, no leading '_' before a capital)."""
+    out = re.sub(r"_{2,}", "_", name).lstrip("_") or "x"
+    return out if _NAME.match(out) else "x_" + out
 
 
 def kernel_search_dirs(origin: Path | None) -> list[Path]:

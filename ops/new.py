@@ -26,7 +26,6 @@ import argparse
 import importlib
 import inspect
 import json
-import keyword
 import re
 import sys
 import typing
@@ -35,10 +34,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import shape_rule as sr
-from .declaration import (ATTR_TYPES, CPP_KEYWORDS, DEVICES, RESERVED_NAMES, REQUIRED, Attr, Input, OpDecl, Output,
-                          _attr_type_name)
+from .declaration import ATTR_TYPES, DEVICES, REQUIRED, Attr, Input, OpDecl, Output, _attr_type_name
 from .dtypes import DTYPES, FLOATING
 from .errors import DeclarationError, OpforgeError
+from .prototypes import context_name
 
 EXAMPLES = {
     "--input": "--input x  |  --input 'x:float32,float16'  |  --input 'mask:optional'  |  --input 'w:like(x):rank=1'",
@@ -259,13 +258,55 @@ def check_id(op_id: str) -> tuple[str, str]:
     return _Validator(op_id if isinstance(op_id, str) else repr(op_id)).op_id(op_id)
 
 
-def _safe_name(name: str) -> str:
-    """A schema/function parameter name usable as a declared name ('self' is reserved: it becomes 'x')."""
-    if name == "self":
-        return "x"
-    if keyword.iskeyword(name) or name in CPP_KEYWORDS or name in RESERVED_NAMES:
-        return name + "_"
-    return name
+def _usable(name: str) -> bool:
+    """Whether the declaration takes `name` as it is (the declaration's own rules, attributes' included)."""
+    from .declaration import _Validator
+
+    try:
+        _Validator("new::op").identifier("name", name, attribute=True)
+    except DeclarationError:
+        return False
+    return True
+
+
+def _fresh(candidates, taken: set) -> str:
+    """The first of `candidates` (then numbered variants of the first) the declaration takes and `taken` lacks."""
+    candidates = list(candidates)
+    for c in candidates + [f"{candidates[0]}{k}" for k in range(1, 1000)]:
+        if c not in taken and _usable(c):
+            return c
+    raise OpforgeError(f"no free name like {candidates[0]!r}")  # unreachable in practice
+
+
+def declared_names(names: list[str]) -> dict[str, str]:
+    """A schema's / function's parameter names -> the names the declaration uses: each kept where the declaration
+    takes it, else renamed ('self' -> 'x' when free; otherwise a trailing '_'), never two alike."""
+    keep = {n for n in names if _usable(n) and n != "self"}
+    out, taken = {}, set(keep)
+    for n in names:
+        if n in keep:
+            out[n] = n
+            continue
+        base = re.sub(r"_{2,}", "_", re.sub(r"^_*opforge_", "", n, flags=re.IGNORECASE)).strip("_") or "x"
+        out[n] = _fresh(["x", "self", "self_"] if n == "self" else [base + "_", base + "_arg"], taken)
+        taken.add(out[n])
+    return out
+
+
+def output_names(count: int, taken) -> list[str]:
+    """Names for `count` outputs that no input or attribute has: y (or out, output, result), or y0, y1, ..."""
+    taken = set(taken)
+    if count == 1:
+        return [_fresh(["y", "out", "output", "result"], taken)]
+    for stem in ("y", "out", "output", "result"):
+        names = [f"{stem}{k}" for k in range(count)]
+        if not set(names) & taken:
+            return names
+    names = []
+    for _ in range(count):
+        names.append(_fresh(["y"], taken))
+        taken.add(names[-1])
+    return names
 
 
 def _override(items: list, flags: list, what: str, target: str) -> list:
@@ -315,14 +356,14 @@ def resolve_operator(spec: str):
     return schema, f"torch.ops.{ns}.{op}.{schema.overload_name or 'default'}", fn
 
 
-def _attr_from_type(tname: str, arg_name: str, type_text: str, default, has_default: bool, n) -> Attr | None:
+def _attr_from_type(tname: str, declared: str, type_text: str, default, has_default: bool, n) -> Attr | None:
     length = n if isinstance(n, int) and n > 0 else None
     if has_default and isinstance(default, (list, tuple)) and length is not None and len(default) != length:
         length = None  # e.g. int[2] stride=[] (empty: "same as kernel_size"): no fixed length to promise
     if has_default and tname in ("list[int]", "list[float]") and isinstance(default, (int, float)) and length:
         default = [default] * length  # int[2] padding=0 broadcasts
-    return Attr(_safe_name(arg_name), tname, list(default) if isinstance(default, tuple) else default,
-                length=length) if has_default else Attr(_safe_name(arg_name), tname, length=length)
+    return Attr(declared, tname, list(default) if isinstance(default, tuple) else default,
+                length=length) if has_default else Attr(declared, tname, length=length)
 
 
 _SCHEMA_TYPES = {"int": "int", "SymInt": "int", "float": "float", "Scalar": "float", "bool": "bool", "str": "str",
@@ -335,6 +376,7 @@ def plan_from_schema(op_id, spec, args) -> Plan:
     inputs, attrs, positional, keyword_args, problems, notes = [], [], [], [], [], []
     flagged_attrs = {a.name for a in args.attr_specs}
     skipped = False  # an argument left out: later ones are passed by keyword
+    renamed = declared_names([a.name for a in schema.arguments])
     for a in schema.arguments:
         t = str(a.type)
         if a.alias_info is not None and a.alias_info.is_write:
@@ -342,7 +384,7 @@ def plan_from_schema(op_id, spec, args) -> Plan:
                 continue  # out= arguments
             problems.append(f"'{a.name}' is mutated in place ({t}); opforge ops are functional")
             continue
-        declared = _safe_name(a.name)
+        declared = renamed[a.name]
         if t in ("Tensor", "Optional[Tensor]"):
             inputs.append(Input(declared, dtypes=FLOATING if not inputs else f"like({inputs[0].name})",
                                 optional=t.startswith("Optional")))
@@ -362,7 +404,7 @@ def plan_from_schema(op_id, spec, args) -> Plan:
                              f"--attr '{declared}:{tname}=VALUE')")
                 skipped = True
                 continue
-            attrs.append(_attr_from_type(tname, a.name, t, default, a.has_default_value(), getattr(a, "N", None)))
+            attrs.append(_attr_from_type(tname, declared, t, default, a.has_default_value(), getattr(a, "N", None)))
         (keyword_args.append((a.name, declared)) if a.kwarg_only or skipped else positional.append(declared))
     if not schema.returns or any(str(r.type) != "Tensor" for r in schema.returns):
         problems.append(f"returns {[str(r.type) for r in schema.returns]}: ops.new handles operators returning "
@@ -374,8 +416,8 @@ def plan_from_schema(op_id, spec, args) -> Plan:
         if any(not i.optional for i in inputs[first_opt:]):
             raise OpforgeError(f"--like {spec}: a required Tensor follows an optional one; opforge (like ONNX and "
                                "TensorRT, which pass inputs by position) needs optional inputs last")
-    outputs = [Output("y" if len(schema.returns) == 1 else f"y{k}", shape=f"like({inputs[0].name})",
-                      dtype=f"like({inputs[0].name})") for k, _ in enumerate(schema.returns)]
+    names = output_names(len(schema.returns), [i.name for i in inputs] + [a.name for a in attrs])
+    outputs = [Output(n, shape=f"like({inputs[0].name})", dtype=f"like({inputs[0].name})") for n in names]
     return Plan(f"{ns}::{name}", ns, name, inputs, outputs, attrs, "like", str(spec), positional, keyword_args,
                 notes=notes)
 
@@ -435,11 +477,19 @@ def plan_from_function(op_id, spec, args) -> tuple[Plan, Callable]:
         hints = {}
     inputs, attrs, positional, keyword_args, problems = [], [], [], [], []
     flagged = {a.name for a in args.attr_specs}
-    for p in inspect.signature(fn).parameters.values():
+    parameters = list(inspect.signature(fn).parameters.values())
+    for p in parameters:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            problems.append(f"*{p.name}/**{p.name}: list the parameters explicitly")
-            continue
-        declared = _safe_name(p.name)
+            star = "*" if p.kind == p.VAR_POSITIONAL else "**"
+            listed = ", ".join(q.name for q in parameters if q.kind not in (q.VAR_POSITIONAL, q.VAR_KEYWORD))
+            raise OpforgeError(
+                f"--from {spec}: function {m.group(2)} takes {star}{p.name}, and a declaration lists each input and "
+                f"attribute by name, so ops.new cannot tell what {star}{p.name} stands for. Fix: point --from at a "
+                f"wrapper that names them, e.g. def {m.group(2)}_op({listed + ', ' if listed else ''}x: torch.Tensor, "
+                f"alpha: float = 1.0): return {m.group(2)}(...)")
+    renamed = declared_names([p.name for p in parameters])
+    for p in parameters:
+        declared = renamed[p.name]
         kind, info = _annotation_kind(hints.get(p.name, p.annotation), p.default)
         if kind == "input":
             inputs.append(Input(declared, dtypes=FLOATING if not inputs else f"like({inputs[0].name})",
@@ -459,7 +509,8 @@ def plan_from_function(op_id, spec, args) -> tuple[Plan, Callable]:
         raise OpforgeError(f"--from {spec}: " + "; ".join(problems))
     if not inputs:
         raise OpforgeError(f"--from {spec}: the function takes no Tensor parameter (annotate them: x: torch.Tensor)")
-    outputs = [Output("y", shape=f"like({inputs[0].name})", dtype=f"like({inputs[0].name})")]
+    name_out = output_names(1, [i.name for i in inputs] + [a.name for a in attrs])[0]
+    outputs = [Output(name_out, shape=f"like({inputs[0].name})", dtype=f"like({inputs[0].name})")]
     plan = Plan(f"{ns}::{name}", ns, name, inputs, outputs, attrs, "from", spec, positional, keyword_args)
     return plan, fn
 
@@ -639,7 +690,8 @@ def derive_outputs(plan: Plan, runs: list[Run], checks: list[Run]) -> list[Outpu
     if any(len(r.outputs) != n_out for r in runs):
         raise OpforgeError(f"{plan.target} returns a varying number of outputs across runs")
     if len(plan.outputs) != n_out:
-        plan.outputs = [Output("y" if n_out == 1 else f"y{k}", shape="like(x)") for k in range(n_out)]
+        names = output_names(n_out, [i.name for i in plan.inputs] + [a.name for a in plan.attrs])
+        plan.outputs = [Output(n, shape=f"like({plan.inputs[0].name})") for n in names]
     everything = runs + checks
     result = []
     for k, out in enumerate(plan.outputs):
@@ -871,7 +923,7 @@ def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
     lines.append("")
     if plan.source == "from":
         module, function = plan.target.split(":")
-        lines += ["import torch", "", f"from {module} import {function} as _function", ""]
+        lines += ["import torch", "", f"from {module} import {function} as _opforge_function", ""]
     else:
         lines += ["import torch", ""]
     if plan.imports:  # the modules whose import registers the --like operator the reference calls
@@ -955,7 +1007,7 @@ def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
         callee = plan.target if plan.source == "like" else plan.target.split(":")[1]
         lines.append(f'    """Calls {callee} (the op this one was scaffolded from): the oracle ops.check compares the')
         lines.append("    kernels with, and what runs while kernels are pending. Edit it if the op should differ.\"\"\"")
-        fn = ("torch.ops." + _like_call(plan)) if plan.source == "like" else "_function"
+        fn = ("torch.ops." + _like_call(plan)) if plan.source == "like" else "_opforge_function"
         args = plan.call_positional + [f"{k}={n}" for k, n in plan.call_keyword]
         lines.append(f"    return {fn}({', '.join(args)})")
     return "\n".join(lines) + "\n"
@@ -967,9 +1019,11 @@ def _like_call(plan: Plan) -> str:
 
 
 def _cpp_storage(dtype: str, cuda: bool) -> str:
+    # qualified: the entry body, where these are written, has the declared names in scope (an input may be `int8_t`)
     return {"float32": "float", "float16": "__half" if cuda else "::opforge::Half",
-            "bfloat16": "__nv_bfloat16" if cuda else "::opforge::BFloat16", "float64": "double", "int8": "int8_t",
-            "uint8": "uint8_t", "int32": "int32_t", "int64": "int64_t", "bool": "bool"}[dtype]
+            "bfloat16": "__nv_bfloat16" if cuda else "::opforge::BFloat16", "float64": "double",
+            "int8": "::std::int8_t", "uint8": "::std::uint8_t", "int32": "::std::int32_t", "int64": "::std::int64_t",
+            "bool": "bool"}[dtype]
 
 
 _DTYPE_ENUM = {"float32": "kFloat32", "float16": "kFloat16", "bfloat16": "kBFloat16", "float64": "kFloat64",
@@ -981,9 +1035,12 @@ def _out_dtypes(decl: OpDecl, o) -> tuple[str, ...]:
 
 
 def _signature_comment(decl: OpDecl) -> list[str]:
-    from .prototypes import parameters
+    from .prototypes import context_names, parameters
 
-    return [f"//   {p.c_type} {p.name}" for p in parameters(decl)]
+    names = context_names(decl)
+    also = f" (also `{names[1]}` in the body)" if len(names) > 1 else ""
+    return [f"//   {p.c_type} {p.name}" for p in parameters(decl)][:-1] + [
+        f"//   {parameters(decl)[-1].c_type} {names[0]}{also}"]
 
 
 def _dispatch_cases(decl: OpDecl, o, cuda: bool, call: str) -> list[str]:
@@ -996,14 +1053,15 @@ def _dispatch_cases(decl: OpDecl, o, cuda: bool, call: str) -> list[str]:
 def _entry_body(plan: Plan, decl: OpDecl, o, device: str, call: str) -> list[str]:
     """The entry point's body after its OPFORGE_*_KERNEL line: dispatch on the first output's dtype to the
     skeleton's loop, then the NotImplemented-style return that keeps the op pending. (Parameters the body
-    does not read yet are fine: the generated macro marks them [[maybe_unused]].)"""
+    does not read yet are fine: the generated macro marks them [[maybe_unused]].) The declared names are in
+    scope here, so every name the skeleton adds is `opforge_`-prefixed, which no declared name can be."""
     view = o.name
-    lines = ["  ::opforge::Status status = [&]() -> ::opforge::Status {", f"    switch ({view}.dtype) {{"]
+    lines = ["  const ::opforge::Status opforge_status = [&]() -> ::opforge::Status {", f"    switch ({view}.dtype) {{"]
     lines += ["  " + line for line in _dispatch_cases(decl, o, device == "cuda", call)]
     lines += ["      default:",
               '        return ::opforge::Status::error(::opforge::Status::kUnsupportedDType, '
               f'"{plan.id}: dtype not supported by this kernel");',
-              "    }", "  }();", "  if (!status.is_ok()) return status;",
+              "    }", "  }();", "  if (!opforge_status.is_ok()) return opforge_status;",
               f"  // NotImplemented: delete this line once the {'loop' if device == 'cpu' else 'kernel'} above "
               f"computes the op, and drop '{device}' from",
               "  // kernels_pending in the declaration.",
@@ -1032,7 +1090,7 @@ def render_cpu(plan: Plan, decl: OpDecl) -> str:
         "constexpr int64_t kGrain = 32768;",
         "",
         "template <typename T>",
-        "::opforge::Status run(const ::opforge::TensorView& out, const ::opforge::DeviceContext& ctx) {",
+        "::opforge::Status opforge_run(const ::opforge::TensorView& out, const ::opforge::DeviceContext& ctx) {",
         "  T* y = out.ptr<T>();",
         "  const int64_t n = out.numel();",
         "  ctx.parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {",
@@ -1056,7 +1114,7 @@ def render_cpu(plan: Plan, decl: OpDecl) -> str:
         "",
         f"OPFORGE_CPU_KERNEL({plan.namespace}, {plan.name}) {{",
     ]
-    lines += _entry_body(plan, decl, o, "cpu", "return run<{T}>(" + out_view + ", ctx);")
+    lines += _entry_body(plan, decl, o, "cpu", "return opforge_run<{T}>(" + out_view + f", {context_name(decl)});")
     return "\n".join(lines) + "\n"
 
 
@@ -1100,7 +1158,7 @@ def render_cuda(plan: Plan, decl: OpDecl) -> str:
         "}",
         "",
         "template <typename T>",
-        "::opforge::Status launch(const ::opforge::TensorView& out, const ::opforge::DeviceContext& ctx) {",
+        "::opforge::Status opforge_launch(const ::opforge::TensorView& out, const ::opforge::DeviceContext& ctx) {",
         "  const int64_t n = out.numel();",
         "  if (n == 0) return ::opforge::Status::ok();",
         "  Shape shape{out.rank, {}};",
@@ -1115,7 +1173,7 @@ def render_cuda(plan: Plan, decl: OpDecl) -> str:
         "",
         f"OPFORGE_CUDA_KERNEL({plan.namespace}, {plan.name}) {{",
     ]
-    lines += _entry_body(plan, decl, o, "cuda", "return launch<{T}>(" + o.name + ", ctx);")
+    lines += _entry_body(plan, decl, o, "cuda", "return opforge_launch<{T}>(" + o.name + f", {context_name(decl)});")
     return "\n".join(lines) + "\n"
 
 

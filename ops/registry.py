@@ -27,13 +27,18 @@ def on_register(hook: Callable[[OpDecl], None]) -> Callable[[OpDecl], None]:
 
 
 class Op:
-    """A declared op. Calling it calls `torch.ops.<ns>.<name>`; `.reference` is the plain-PyTorch oracle."""
+    """A declared op. Calling it calls `torch.ops.<ns>.<name>` with the declaration's names as keywords (the
+    schema spells the few names torch treats specially otherwise, ops/torch/schema.py); `.reference` is the
+    plain-PyTorch oracle."""
 
     def __init__(self, decl: OpDecl):
+        from .torch.schema import schema_names
+
         self.decl = decl
         self.reference = decl.reference
         self.__doc__ = decl.doc
         self.__name__ = decl.name
+        self._renamed = {k: v for k, v in schema_names(decl).items() if k != v}
 
     @property
     def id(self) -> str:
@@ -45,7 +50,13 @@ class Op:
 
         return getattr(getattr(torch.ops, self.decl.namespace), self.decl.name).default
 
-    def __call__(self, *args, **kwargs):
+    def schema_kwargs(self, kwargs: dict) -> dict:
+        """Keyword arguments by declared name -> by torch schema name (what torch.ops.<ns>.<name> and opcheck take)."""
+        return {self._renamed.get(k, k): v for k, v in kwargs.items()} if self._renamed else dict(kwargs)
+
+    def __call__(self, /, *args, **kwargs):  # positional-only: an attribute may be called `self`
+        if kwargs and self._renamed:
+            kwargs = self.schema_kwargs(kwargs)
         return self.torch_op(*args, **kwargs)
 
     def __repr__(self):

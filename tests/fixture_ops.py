@@ -4,7 +4,10 @@ that the built-in ops do not use:
 
 - opforge_fixture::masked_scale has an optional input (`mask=None`) and a backward;
 - opforge_fixture::row_absmax declares no backward and no empty sample, and its output shape is not
-  like its input's.
+  like its input's;
+- opforge_fixture::odd_names names its fields what torch, C++ hosts and generated code like to use themselves
+  (inputs `self`, `input`, `ctx`, output `out`, attributes `kernel`, `kernel_`, `cls`, `g`), so every backend
+  shows that a declared name is the user's (tests/test_names.py builds a compiled twin of it).
 
 Imported by tests/conftest.py, so they are registered in every test session. Run the whole generated
 suite on one of them with `pytest tests/torch --op opforge_fixture::masked_scale`."""
@@ -128,3 +131,38 @@ def select_rows(x, threshold=0.5):
     index = torch.nonzero(x.float().amax(dim=1) > threshold).flatten() if x.shape[1] else \
         torch.zeros(0, dtype=torch.int64, device=x.device)
     return x[index], index, torch.tensor(index.numel(), dtype=torch.int64)
+
+
+def odd_names_samples(device, dtype):
+    return [
+        Sample(_rand(device, dtype, 4, 6), _rand(device, dtype, 4, 6), _rand(device, dtype, 4, 6)),
+        Sample(_rand(device, dtype, 3, 5), _rand(device, dtype, 3, 5), kernel=-1.5, cls=2),  # ctx omitted
+        Sample(_rand(device, dtype, 2, 3, 4), _rand(device, dtype, 2, 3, 4), None, kernel_=0.25, g=False),
+        Sample(_rand(device, dtype, 0, 4), _rand(device, dtype, 0, 4)),  # empty
+    ]
+
+
+def odd_names_backward(ctx, grad):
+    """`ctx` is the backward's context; the op's own input `ctx` is `ctx.ctx` (saved), its attributes too."""
+    grad_ctx = None if ctx.ctx is None else (grad if ctx.g else torch.zeros_like(grad))
+    return grad * ctx.kernel, grad * (ctx.cls * ctx.kernel_), grad_ctx
+
+
+@register_op(
+    "opforge_fixture::odd_names",
+    inputs=[Input("self", dtypes=FLOATING), Input("input", dtypes="like(self)", shape="like(self)"),
+            Input("ctx", dtypes="like(self)", optional=True, shape="like(self)")],
+    outputs=[Output("out", shape="like(self)", dtype="like(self)")],
+    attrs=[Attr("kernel", float, 2.0), Attr("kernel_", float, 0.5), Attr("cls", int, 3), Attr("g", bool, True)],
+    kernels=None,
+    backward=odd_names_backward,
+    saves=("ctx",),
+    samples=odd_names_samples,
+)
+def odd_names(self, input, ctx=None, kernel=2.0, kernel_=0.5, cls=3, g=True):
+    """out = self * kernel + input * cls * kernel_ (+ ctx where g), in float32: every field is named what
+    torch, the C++ hosts or generated code also use."""
+    out = self.float() * kernel + input.float() * cls * kernel_
+    if ctx is not None and g:
+        out = out + ctx.float()
+    return out.to(self.dtype)

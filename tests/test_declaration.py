@@ -74,8 +74,10 @@ def test_a_misspelt_register_op_option_raises_with_the_closest_name(unique_id):
          "one of int, float"),
         (dict(devices=("cpu", "tpu")), "devices", "non-empty list"),
         (dict(inputs=[Input("x"), Input("new", dtypes="like(x)")]), "inputs.name", "not a C++ keyword"),
-        (dict(attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("ctx", str, "a")]), "attrs[2].name",
-         "Python identifier"),
+        (dict(attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("opforge_ctx", str, "a")]), "attrs[2].name",
+         "without the prefix 'opforge_'"),
+        (dict(attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("plugin_version", str, "a")]),
+         "attrs[2].name", "TensorRT's ONNX parser"),
         (dict(kernels="csrc/does_not_exist"), "kernels", "cpu kernel file"),
         (dict(version=0), "version", "int >= 1"),
         (dict(tolerances={"float16": (2, 0)}), "tolerances.float16", "(rtol, atol)"),
@@ -120,10 +122,16 @@ def test_list_attribute_indexing_is_validated(unique_id, shape, attrs, field, fr
     assert e.value.field == field and fragment in str(e.value), str(e.value)
 
 
-def test_kernel_is_a_reserved_attribute_name(unique_id):
-    """torch.compile cannot lower a call passing `kernel=` (inductor's FallbackKernel.create keyword)."""
-    with pytest.raises(DeclarationError, match="'kernel'"):
-        _declare_windowed(unique_id("win"), "like(x)", [Attr("kernel", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))])
+def test_kernel_is_an_ordinary_attribute_name(unique_id):
+    """`kernel` used to be refused (inductor's FallbackKernel.create keyword); the torch schema now spells it
+    `kernel_` (ops/torch/schema.py) and everything else keeps the declared name (tests/test_names.py)."""
+    def ref(x, kernel=(3, 3), stride=(1, 1)):
+        return x
+
+    op = register_op(unique_id("win"), inputs=[Input("x", rank=4)], outputs=[Output("y")],
+                     attrs=[Attr("kernel", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))],
+                     kernels=None)(ref)
+    assert [a.name for a in op.decl.attrs] == ["kernel", "stride"]
 
 
 def test_list_attribute_elements_drive_the_output_shape(unique_id):
@@ -167,8 +175,8 @@ def test_a_failed_declaration_registers_nothing(unique_id):
 
 # ---- property test: generated invalid declarations ---------------------------------------------
 
-NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda s: s not in ("self", "out", "if", "in",
-                                                                                             "is", "or", "as", "def"))
+NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda s: s not in ("if", "in", "is", "or",
+                                                                                             "as", "def"))
 
 
 def _mutations():
@@ -195,7 +203,8 @@ def _mutations():
         st.sampled_from([(), "cpu", ("gpu",), ("cpu", "cpu"), None]).map(lambda v: ("devices", v)),
         st.sampled_from([0, -1, "1", 1.0, None]).map(lambda v: ("version", v)),
         st.sampled_from(["x", "y", "k"]).map(lambda v: ("name_clash", v)),
-        st.sampled_from(["class", "1x", "a-b", "", "self", 3]).map(lambda v: ("input_name", v)),
+        st.sampled_from(["class", "1x", "a-b", "", "a__b", "_X", "opforge_x", "errno", 3]).map(
+            lambda v: ("input_name", v)),
         st.just(("signature", None)),
         st.just(("required_after_optional_input", None)),
         st.just(("no_outputs", None)),

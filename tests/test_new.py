@@ -124,7 +124,7 @@ def test_bad_ids_use_the_declaration_rules(capsys, tmp_path, op_id, says):
     ([], "--input: expected at least one --input (or --like ns::op / --from module:function)"),
     (["--input", "x", "--output", "y:[x.shape[0], eps]", "--attr", "eps:float=1"],
      "invalid declaration field 'outputs.y.shape'"),
-    (["--input", "x", "--input", "self", "--output", "y:like(x)"], "invalid declaration field 'inputs.name'"),
+    (["--input", "x", "--input", "opforge_x", "--output", "y:like(x)"], "invalid declaration field 'inputs.name'"),
     (["--input", "x", "--output", "y:like(z)"], "outputs.y"),
     (["--input", "x", "--output", "y:like(x)", "--devices", "tpu"], "--devices: expected a comma-separated list"),
     (["--like", "aten::nope_op"], "torch knows no operator aten::nope_op"),
@@ -345,7 +345,12 @@ def test_flags_samples_and_placeholder_fit_the_declared_rules(capsys, tmp_path):
         assert outs[1].dtype == torch.int64
 
 
-@pytest.mark.parametrize("argv", [FLAGS, POOL, GRID], ids=["flags", "flags-optional-list-two-outputs", "like"])
+ODD = ["--input", "self", "--input", "int64_t", "--input", "ctx:optional", "--output", "out:like(self)",
+       "--attr", "kernel:float=2", "--attr", "status:int=1", "--attr", "opforge:int=0"]
+
+
+@pytest.mark.parametrize("argv", [FLAGS, POOL, GRID, ODD],
+                         ids=["flags", "flags-optional-list-two-outputs", "like", "names-the-skeleton-also-uses"])
 def test_cpu_skeleton_compiles_against_the_generated_prototypes(capsys, tmp_path, argv):
     """Seconds instead of a build: the CPU skeleton, with the prototypes header the build would generate,
     passes g++ -fsyntax-only -Wall -Werror (the full build is test_three_generated_ops_build_and_pass_check)."""
@@ -380,3 +385,111 @@ def _args(argv):
     args = new.parser().parse_args(["demo::skel", *argv], namespace=new._Args())
     args.attr_specs = [new.parse_attr(s) for s in args.attr]
     return args
+
+
+# ---- names: never colliding, never refused where the declaration takes them ---------------------------------
+
+SIGNATURES = '''\
+import torch
+
+
+def axpby(x, y, alpha=2.0, beta=-0.5):
+    return x * alpha + y * beta
+
+
+def blend(input: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    return input - other
+
+
+def halve(out: torch.Tensor) -> torch.Tensor:
+    return out / 2
+
+
+def scaled(x: torch.Tensor, y: torch.Tensor, *, kernel: float = 1.0, cls: int = 2) -> torch.Tensor:
+    return x * kernel + y * cls
+
+
+def pairs(x: torch.Tensor, y: torch.Tensor):
+    return x + y, x - y
+
+
+def summed(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+    return x + sum(rest)
+
+
+def options(x: torch.Tensor, **options) -> torch.Tensor:
+    return x
+'''
+
+LIKE_OPS = '''\
+"""Operators whose argument names collide with what ops.new would pick (registered on import: --import)."""
+import torch
+
+_lib = torch.library.Library("opforge_names_test", "DEF")
+_lib.define("pair(Tensor self, Tensor x, float kernel=1.0) -> Tensor")
+_lib.define("xy(Tensor x, Tensor y, Tensor? out=None, int cls=1) -> Tensor")
+_lib.impl("pair", lambda self, x, kernel=1.0: self * kernel + x, "CPU")
+_lib.impl("xy", lambda x, y, out=None, cls=1: x * cls + y + (0 if out is None else out), "CPU")
+'''
+
+
+@pytest.fixture
+def examples(tmp_path, monkeypatch):
+    (tmp_path / "names_examples.py").write_text(SIGNATURES)
+    (tmp_path / "names_like_ops.py").write_text(LIKE_OPS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("function, inputs, attrs, outputs, call", [
+    ("axpby", ["x", "y"], ["alpha", "beta"], ["out"], "_opforge_function(x, y, alpha, beta)"),  # y is an input
+    ("blend", ["input", "other"], [], ["y"], "_opforge_function(input, other)"),
+    ("halve", ["out"], [], ["y"], "_opforge_function(out)"),
+    ("scaled", ["x", "y"], ["kernel", "cls"], ["out"], "_opforge_function(x, y, kernel=kernel, cls=cls)"),
+    ("pairs", ["x", "y"], [], ["y0", "y1"], "_opforge_function(x, y)"),  # y is taken, y0 and y1 are not
+])
+def test_from_picks_output_names_no_input_or_attribute_has(capsys, examples, function, inputs, attrs, outputs, call):
+    rc, out, err = _main(capsys, f"demo::{function}", "--from", f"names_examples:{function}", "--dir", str(examples),
+                         "--dry-run")
+    assert rc == 0, err
+    for name in inputs:
+        assert f'Input("{name}"' in out, out
+    for name in attrs:
+        assert f'Attr("{name}"' in out, out
+    assert f"return {call}" in out, out
+    declared = [line for line in out.splitlines() if "outputs=" in line][0]
+    assert [n for n in outputs if f'Output("{n}"' in declared] == outputs, declared
+
+
+def test_output_names_skip_every_taken_name():
+    assert new.output_names(1, ["x"]) == ["y"]
+    assert new.output_names(1, ["x", "y"]) == ["out"]
+    assert new.output_names(1, ["y", "out", "output", "result"]) == ["y1"]
+    assert new.output_names(2, ["x"]) == ["y0", "y1"]
+    assert new.output_names(2, ["y1"]) == ["out0", "out1"]
+
+
+@pytest.mark.parametrize("function, parameter", [("summed", "*rest"), ("options", "**options")])
+def test_from_refuses_variadic_parameters_naming_function_parameter_and_fix(capsys, examples, function, parameter):
+    rc, _, err = _main(capsys, "demo::variadic", "--from", f"names_examples:{function}", "--dir", str(examples))
+    assert rc == 2, err
+    assert f"--from names_examples:{function}: function {function} takes {parameter}" in err, err
+    assert "Fix: point --from at a wrapper that names them" in err and f"def {function}_op(x" in err, err
+    assert not [p for p in examples.rglob("*") if p.suffix in (".cpp", ".cu")]
+
+
+@pytest.mark.parametrize("target, shapes, inputs, attrs, output", [
+    ("opforge_names_test::pair", "self=2x3 x=2x3", ["self", "x"], ["kernel"], "y"),  # 'self' stays: x is taken
+    ("opforge_names_test::xy", "x=2x3 y=2x3", ["x", "y", "out"], ["cls"], "output"),  # y and out are inputs
+    ("aten::atan2", "x=2x3 other=2x3", ["x", "other"], [], "y"),  # aten's `self` becomes x
+])
+def test_like_keeps_operator_names_and_picks_a_free_output(capsys, examples, target, shapes, inputs, attrs, output):
+    rc, out, err = _main(capsys, "demo::liked", "--like", target, "--import", "names_like_ops", "--shapes", shapes,
+                         "--dir", str(examples), "--dry-run")
+    assert rc == 0, err
+    for name in inputs:
+        assert f'Input("{name}"' in out, out
+    for name in attrs:
+        assert f'Attr("{name}"' in out, out
+    assert f'Output("{output}"' in out, out

@@ -54,9 +54,9 @@ def test_the_header_declares_the_calling_convention_in_declaration_order():
     assert include_path(decl) == "opforge_kernels/opforge/modulated_deform_conv2d.h"
     assert ("::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& offset, "
             "const ::opforge::TensorView& weight, const ::opforge::TensorView* mask, const ::opforge::TensorView* "
-            "bias, const ::opforge::TensorView& y, ::opforge::Span<int64_t> stride, ::opforge::Span<int64_t> "
-            "padding, ::opforge::Span<int64_t> dilation, int64_t groups, int64_t deformable_groups, "
-            "const ::opforge::DeviceContext& ctx);") in text
+            "bias, const ::opforge::TensorView& y, ::opforge::Span<::std::int64_t> stride, "
+            "::opforge::Span<::std::int64_t> padding, ::opforge::Span<::std::int64_t> dilation, ::std::int64_t groups, "
+            "::std::int64_t deformable_groups, const ::opforge::DeviceContext& opforge_ctx);") in text
     assert "#define OPFORGE_KERNEL_PARAMS_opforge__modulated_deform_conv2d" in text
 
 

@@ -8,8 +8,8 @@
 // Calling convention for an op `ns::name` (the glue relies on it, so keep it exact):
 //
 //   namespace opforge_kernels { namespace <ns> { namespace <name> {
-//     opforge::Status cpu (<inputs>, <outputs>, <attrs>, const opforge::DeviceContext& ctx);
-//     opforge::Status cuda(<inputs>, <outputs>, <attrs>, const opforge::DeviceContext& ctx);
+//     opforge::Status cpu (<inputs>, <outputs>, <attrs>, const opforge::DeviceContext& opforge_ctx);
+//     opforge::Status cuda(<inputs>, <outputs>, <attrs>, const opforge::DeviceContext& opforge_ctx);
 //   }}}
 //
 //   inputs : const opforge::TensorView&   (optional input: const opforge::TensorView*, nullptr if absent)
@@ -23,6 +23,8 @@
 //
 //   #include "opforge_kernels/myops/scale_shift.h"
 //   OPFORGE_CPU_KERNEL(myops, scale_shift) { ... x, y, scale, shift, ctx ... }
+//
+// (`ctx` is the DeviceContext; `opforge_ctx` names it too, and is its only name in an op with a field `ctx`.)
 //
 // The glue guarantees before the call: dtypes are among the declared ones, ranks/shapes satisfy the
 // declaration, views are contiguous (TensorRT linear format / torch .contiguous()), pointers are on the
@@ -39,10 +41,18 @@
 
 // The definition of an op's entry point, its parameter list coming from the generated prototypes header
 // (OPFORGE_KERNEL_PARAMS_<ns>__<name>). Use at global scope: C++ forbids a qualified definition inside the
-// namespace it names.
-#define OPFORGE_CPU_KERNEL(ns, name) ::opforge::Status opforge_kernels::ns::name::cpu(OPFORGE_KERNEL_PARAMS_##ns##__##name)
-#define OPFORGE_CUDA_KERNEL(ns, name) \
-  ::opforge::Status opforge_kernels::ns::name::cuda(OPFORGE_KERNEL_PARAMS_##ns##__##name)
+// namespace it names. The entry point forwards (inlined) to the body written after the macro, a function of the
+// op's namespace declared in the same header, whose parameters are the declaration's names plus the
+// DeviceContext twice: `opforge_ctx` and its short alias `ctx`, which the body has unless the op declares a
+// field of that name (OPFORGE_KERNEL_BODY_PARAMS_<ns>__<name>). Every name the macros add starts with
+// `opforge_`, which no declared name may.
+#define OPFORGE_CPU_KERNEL(ns, name) OPFORGE_KERNEL_DEFINITION_(ns, name, cpu)
+#define OPFORGE_CUDA_KERNEL(ns, name) OPFORGE_KERNEL_DEFINITION_(ns, name, cuda)
+#define OPFORGE_KERNEL_DEFINITION_(ns, name, device)                                                 \
+  ::opforge::Status opforge_kernels::ns::name::device(OPFORGE_KERNEL_PARAMS_##ns##__##name) {        \
+    return ::opforge_kernels::ns::name::opforge_##device##_body(OPFORGE_KERNEL_ARGS_##ns##__##name); \
+  }                                                                                                   \
+  ::opforge::Status opforge_kernels::ns::name::opforge_##device##_body(OPFORGE_KERNEL_BODY_PARAMS_##ns##__##name)
 
 #if defined(__CUDACC__)
 #define OPFORGE_HOST_DEVICE __host__ __device__

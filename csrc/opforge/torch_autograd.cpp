@@ -11,7 +11,7 @@
 // so the few places that touch the pointer type are written for both (NodePtr below).
 //
 // The node's backward is the Python function of the op's declaration. It is reached through the
-// dispatcher, as the helper op `ns::<name>_opforge_backward(Tensor?[] saved, Tensor?[] grads, <attrs>)
+// dispatcher, as the helper op `ns::<name>_opforge_backward(Tensor?[] opforge_saved, Tensor?[] opforge_grads, <attrs>)
 // -> Tensor?[]` that Python registers with the declaration (ops/torch/register.py), and looked up when a
 // backward runs, not at load: the extension must load, and its forwards run, where no Python is
 // (libtorch programs, AOTInductor runners). Undefined tensors travel as None both ways.

@@ -105,7 +105,8 @@ def opcheck(op, ctx):
             for sample in samples(op, device, dtype):
                 args = tuple(t.requires_grad_() if t is not None and t.is_floating_point() and op.decl.backward
                              else t for t in sample.inputs)
-                result = torch.library.opcheck(op.torch_op, args, sample.attrs, raise_exception=False)
+                result = torch.library.opcheck(op.torch_op, args, op.schema_kwargs(sample.attrs),
+                                               raise_exception=False)
                 bad = {k: v for k, v in result.items() if v != "SUCCESS"}
                 if bad:
                     return rows + [StageResult(f"torch.opcheck[{device}]", FAIL, f"{dtype} sample {count}: {bad}")]

@@ -2,7 +2,10 @@
 
 One translation function per declaration, generated as Python source so its signature *is* the
 declaration: the exporter reads parameter annotations to tell tensor inputs (unannotated / Optional)
-from attributes (int, float, bool, str, Sequence[...]), and binds the FX node's arguments by name."""
+from attributes (int, float, bool, str, Sequence[...]), and binds the FX node's arguments by name, so the
+parameters are the torch schema's names (ops/torch/schema.py: `kernel_` for a declared `kernel`) while the ONNX
+node's attributes keep the declared ones. The helpers it calls are `_opforge_`-prefixed globals: no declared
+name starts so (ops.declaration.RESERVED_PREFIX), so no parameter can hide them."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Optional, Sequence  # noqa: F401  (used by the generated sour
 
 from ..declaration import OpDecl
 from . import _lazy
+from ..torch.schema import schema_names
 from .schema import onnx_attr_value, register_schema
 
 ANNOTATIONS = {"int": "int", "float": "float", "bool": "bool", "str": "str", "list[int]": "Sequence[int]",
@@ -29,19 +33,32 @@ def translation(decl: OpDecl):
         # trailing absent optional inputs are dropped; inner ones stay as empty names (None)
         while inputs and inputs[-1] is None:
             inputs.pop()
+        if "self" in values:  # onnxscript's Op.__call__(self, *args, **kwargs) would take it for its own
+            return _emit_without_self(emit, inputs, values)
         return emit(*inputs, **values)
 
+    names = schema_names(decl)
     params = []
     for i in decl.inputs:
-        params.append(f"{i.name}=None" if i.optional else i.name)
+        params.append(f"{names[i.name]}=None" if i.optional else names[i.name])
     for a in decl.attrs:
-        params.append(f"{a.name}: {ANNOTATIONS[a.type]}" + (f" = {a.default!r}" if a.has_default else ""))
+        params.append(f"{names[a.name]}: {ANNOTATIONS[a.type]}" + (f" = {a.default!r}" if a.has_default else ""))
     source = (f"def {decl.namespace}_{decl.name}({', '.join(params)}):\n"
-              f"    return _call([{', '.join(i.name for i in decl.inputs)}], "
-              f"{{{', '.join(f'{a.name!r}: {a.name}' for a in decl.attrs)}}})\n")
-    namespace = {"_call": call, "Sequence": Sequence, "Optional": Optional}
+              f"    return _opforge_call([{', '.join(names[i.name] for i in decl.inputs)}], "
+              f"{{{', '.join(f'{a.name!r}: {names[a.name]}' for a in decl.attrs)}}})\n")
+    # Annotations are evaluated where the function is defined, among globals only: a parameter named `Sequence`
+    # cannot hide them.
+    namespace = {"_opforge_call": call, "Sequence": Sequence, "Optional": Optional}
     exec(compile(source, f"<opforge onnx translation of {decl.id}>", "exec"), namespace)
     return namespace[f"{decl.namespace}_{decl.name}"]
+
+
+def _emit_without_self(op, inputs: list, attrs: dict):
+    """What onnxscript's `Op.__call__` does, for an attribute named `self` (which its own parameter would take)."""
+    evaluator = _lazy.require("onnxscript.evaluator").default()
+    if hasattr(evaluator, "eval"):  # onnxscript < 0.6 (torch 2.10 and older)
+        return evaluator.eval(op.op_schema, inputs, attrs)
+    return evaluator.eval_op(op, inputs, attrs)
 
 
 def translation_table(ops) -> dict:

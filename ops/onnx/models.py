@@ -5,17 +5,24 @@ from __future__ import annotations
 
 def single_op_module(op, attrs: dict | None = None):
     """A torch.nn.Module whose forward takes the op's tensor inputs (by their declared names, so both
-    exporters name the graph inputs after them) and calls the op with fixed `attrs`."""
+    exporters name the graph inputs after them; `self` as `self_`) and calls the op with fixed `attrs`."""
     import torch
+
+    from ..torch.schema import schema_names
 
     decl = op.decl
     values = {a.name: a.default for a in decl.attrs if a.has_default}
     values.update(attrs or {})
-    names = [i.name for i in decl.inputs]
+    # An input called `self` is the parameter (and graph input) `self_`, as in the torch schema: torch.export's
+    # unlifted module has a `forward(self, ...)` of its own (ops/torch/schema.py).
+    spelled = schema_names(decl)
+    names = [spelled[i.name] for i in decl.inputs]
     params = ", ".join(f"{n}=None" if i.optional else n for n, i in zip(names, decl.inputs))
-    source = (f"def forward(self, {params}):\n"
-              f"    return _op({', '.join(names)}, *_attrs)\n")
-    namespace = {"_op": op.torch_op, "_attrs": [values[a.name] for a in decl.attrs]}
+    # The module's own names are `opforge_`-prefixed: no input can be called so (ops.declaration.RESERVED_PREFIX),
+    # while an input may well be called `self`.
+    source = (f"def forward(opforge_module, {params}):\n"
+              f"    return _opforge_op({', '.join(names)}, *_opforge_attrs)\n")
+    namespace = {"_opforge_op": op.torch_op, "_opforge_attrs": [values[a.name] for a in decl.attrs]}
     exec(compile(source, f"<opforge single-op module of {decl.id}>", "exec"), namespace)
     return type(f"{decl.name}_module", (torch.nn.Module,), {"forward": namespace["forward"]})().eval()
 

@@ -86,12 +86,13 @@ def symbolic(decl: OpDecl):
             value.setType(_output_type(decl, o, inputs, values))
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    # torch calls a symbolic with the schema's argument names as keywords: the generated signature
-    # is the declaration's (inputs, then attributes).
+    # torch calls a symbolic with the graph context and the node's inputs by position; the generated signature
+    # is the declaration's (inputs, then attributes), so parse_args sees one parameter per argument. Its own
+    # names are `opforge_`-prefixed, which no declared name can be (ops.declaration.RESERVED_PREFIX).
     names = [i.name for i in decl.inputs] + [a.name for a in attrs_decl]
-    source = (f"def {decl.namespace}_{decl.name}(g, {', '.join(names)}):\n"
-              f"    return _emit(g, [{', '.join(names)}])\n")
-    namespace = {"_emit": emit}
+    source = (f"def {decl.namespace}_{decl.name}(opforge_g, {', '.join(names)}):\n"
+              f"    return _opforge_emit(opforge_g, [{', '.join(names)}])\n")
+    namespace = {"_opforge_emit": emit}
     exec(compile(source, f"<opforge torchscript symbolic of {decl.id}>", "exec"), namespace)
     return parse_args(*(["v"] * n_in), *(PARSE[a.type] for a in attrs_decl))(namespace[f"{decl.namespace}_{decl.name}"])
 

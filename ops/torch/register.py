@@ -103,7 +103,7 @@ class BackwardContext:
     optional input is None). Reading an input or output that `saves=` leaves out says so, with the fix."""
 
     def __init__(self, decl: OpDecl, saved: dict, attrs: dict):
-        self.__dict__["_opforge_decl"] = decl
+        self.__dict__["_opforge_decl"] = decl  # no declared name starts with opforge_ (ops.declaration)
         self.__dict__.update(attrs)
         self.__dict__.update(saved)
 

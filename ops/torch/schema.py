@@ -1,4 +1,19 @@
-"""The torch operator schema strings of a declaration: the op, and the helper op that runs its backward."""
+"""The torch operator schema strings of a declaration: the op, and the helper op that runs its backward.
+
+A declaration's names are the user's, and the schema keeps them, except where torch itself gives an argument
+name a meaning (checked on torch 2.11 and 2.13):
+
+- `self`: torch.fx renames a schema's `self` to `input` when it normalises a call (torch.fx.operator_schemas), so
+  inductor's lowering passes a defaulted `self` as `input=` (an unknown keyword), and `self` next to an `input`
+  is a duplicate parameter (opcheck's test_schema and torch.compile fail);
+- `kernel`, `cls`: inductor lowers a custom op with `FallbackKernel.create(cls, kernel, *args, **kwargs)`, and
+  the defaulted arguments it normalises into keywords collide with those two ("got multiple values").
+
+Such a name is spelled with a trailing `_` in the schema (`kernel_`; more `_` if the declaration already uses
+that name): what `torch.ops.ns.op(..., kernel_=...)` takes. Everything else keeps the user's name: the op's
+Python call (`ops.get_op(...)(x, kernel=...)`, which maps it), the reference, samples, the backward's ctx, the
+ONNX attribute and the TensorRT plugin field.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +34,36 @@ def default_text(a: ResolvedAttr) -> str:
     return repr(v)
 
 
+# Argument names torch gives a meaning of its own (see the module docstring).
+TORCH_SPECIAL_NAMES = frozenset({"self", "kernel", "cls"})
+
+
+def schema_names(decl: OpDecl) -> dict[str, str]:
+    """Declared input/attribute name -> its name in the torch schema (the same but for TORCH_SPECIAL_NAMES)."""
+    declared = [i.name for i in decl.inputs] + [a.name for a in decl.attrs]
+    taken = set(declared) | {o.name for o in decl.outputs}
+    out = {}
+    for name in declared:
+        spelled = name
+        while spelled in TORCH_SPECIAL_NAMES or (spelled != name and spelled in taken):
+            spelled += "_"
+        taken.add(spelled)
+        out[name] = spelled
+    return out
+
+
+def schema_kwargs(decl: OpDecl, kwargs: dict) -> dict:
+    """Keyword arguments by declared name -> by schema name (for torch.ops.<ns>.<name> and opcheck)."""
+    names = schema_names(decl)
+    return {names.get(k, k): v for k, v in kwargs.items()}
+
+
 def schema(decl: OpDecl) -> str:
     """e.g. 'rms_norm(Tensor x, Tensor weight, float eps=1e-06) -> Tensor' (without the namespace)."""
-    args = [f"Tensor? {i.name}=None" if i.optional else f"Tensor {i.name}" for i in decl.inputs]
+    names = schema_names(decl)
+    args = [f"Tensor? {names[i.name]}=None" if i.optional else f"Tensor {names[i.name]}" for i in decl.inputs]
     for a in decl.attrs:
-        arg = f"{SCHEMA_TYPES[a.type]} {a.name}"
+        arg = f"{SCHEMA_TYPES[a.type]} {names[a.name]}"
         args.append(f"{arg}={default_text(a)}" if a.has_default else arg)
     rets = "Tensor" if len(decl.outputs) == 1 else "(" + ", ".join("Tensor" for _ in decl.outputs) + ")"
     return f"{decl.name}({', '.join(args)}) -> {rets}"
@@ -38,5 +78,7 @@ def backward_schema(decl: OpDecl) -> str:
     """(saved tensors in `saves` order, None for an absent optional input; a gradient per output, None where
     autograd has none; the attributes) -> a gradient per input, None where there is none. `Tensor?[]` both
     ways, so None round-trips as None (an undefined tensor in C++), never as a zero tensor."""
-    attrs = "".join(f", {SCHEMA_TYPES[a.type]} {a.name}" for a in decl.attrs)
-    return f"{backward_op_name(decl)}(Tensor?[] saved, Tensor?[] grads{attrs}) -> Tensor?[]"
+    names = schema_names(decl)
+    attrs = "".join(f", {SCHEMA_TYPES[a.type]} {names[a.name]}" for a in decl.attrs)
+    # opforge_-prefixed: declared names never start so (ops.declaration.RESERVED_PREFIX)
+    return f"{backward_op_name(decl)}(Tensor?[] opforge_saved, Tensor?[] opforge_grads{attrs}) -> Tensor?[]"

@@ -136,7 +136,7 @@ def test_opcheck(op):
         for label, sample in each_variant(op, "cpu", dtype):
             args = tuple(_grad_ready(op, t) for t in sample.inputs)
             try:
-                torch.library.opcheck(op.torch_op, args, sample.attrs)
+                torch.library.opcheck(op.torch_op, args, op.schema_kwargs(sample.attrs))
             except Exception as e:
                 raise AssertionError(message(op, dtype, label, sample.inputs[0].shape, e)) from e
 

@@ -201,8 +201,12 @@ def synthetic_onnx_node(op, attrs: dict):
     for a in d.attrs:
         v = values[a.name]
         kwargs[a.name] = int(v) if a.type == "bool" else list(v) if a.type.startswith("list[") else v
-    return helper.make_node(d.name, [i.name for i in d.inputs], [o.name for o in d.outputs], domain=d.namespace,
-                            plugin_version=str(d.version), plugin_namespace=d.namespace, **kwargs)
+    node = helper.make_node(d.name, [i.name for i in d.inputs], [o.name for o in d.outputs], domain=d.namespace)
+    # added one by one, not as make_node's **kwargs: an attribute may be called `name` or `domain`
+    node.attribute.extend(helper.make_attribute(k, v) for k, v in kwargs.items())
+    node.attribute.extend([helper.make_attribute("plugin_version", str(d.version)),
+                           helper.make_attribute("plugin_namespace", d.namespace)])
+    return node
 
 
 # ---- the host -----------------------------------------------------------------------------------------
