@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 
 from ..discovery import add_package_option, load_for_cli
@@ -51,17 +53,33 @@ def main(argv=None) -> int:
     if not targets:
         parser.error("name an op, or pass --all")
     report, failed, pending = {}, False, {}
-    for op in targets:
-        rows = check_op(op, only=args.only, quick=args.quick)
-        failed = failed or any(r.status == FAIL for r in rows)
-        report[op.id] = [r.to_json() for r in rows]
-        if op.decl.kernels_pending:
-            pending[op.id] = list(op.decl.kernels_pending)
-        if not args.json:
-            print(render(op.id, rows, op.decl.kernels_pending), flush=True)
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+        for op in targets:
+            rows = check_op(op, only=args.only, quick=args.quick)
+            failed = failed or any(r.status == FAIL for r in rows)
+            report[op.id] = [r.to_json() for r in rows]
+            if op.decl.kernels_pending:
+                pending[op.id] = list(op.decl.kernels_pending)
+            if not args.json:
+                print(render(op.id, rows, op.decl.kernels_pending), flush=True)
     if args.json:
         print(json.dumps({"ok": not failed, "ops": report, "kernels_pending": pending}, indent=2))
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """With --json, stdout holds the report alone: whatever a library prints while the stages run (exporters,
+    compilers) goes to stderr, down to the file descriptor, so the report always parses."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 if __name__ == "__main__":

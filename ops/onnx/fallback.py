@@ -66,10 +66,10 @@ def _export_reference(decl, tensors, attrs, opset):
         def forward(self, *inputs):
             return decl.reference(*inputs, **attrs)
 
-    from .quiet import quiet_dynamo_registration_log
+    from .quiet import quiet_dynamo_registration_log, quiet_torchscript_log
 
     names = [i.name for i in decl.inputs][: len(tensors)]
-    with warnings.catch_warnings(), quiet_dynamo_registration_log():
+    with warnings.catch_warnings(), quiet_dynamo_registration_log(), quiet_torchscript_log():
         warnings.simplefilter("ignore")
         if opset <= 17:
             buf = io.BytesIO()
