@@ -366,7 +366,7 @@ def _attr_from_type(tname: str, declared: str, type_text: str, default, has_defa
                 length=length) if has_default else Attr(declared, tname, length=length)
 
 
-_SCHEMA_TYPES = {"int": "int", "SymInt": "int", "float": "float", "Scalar": "float", "bool": "bool", "str": "str",
+SCHEMA_TYPES = {"int": "int", "SymInt": "int", "float": "float", "Scalar": "float", "bool": "bool", "str": "str",
                  "List[int]": "list[int]", "List[SymInt]": "list[int]", "List[float]": "list[float]"}
 
 
@@ -390,7 +390,7 @@ def plan_from_schema(op_id, spec, args) -> Plan:
                                 optional=t.startswith("Optional")))
         else:
             base = t[len("Optional["):-1] if t.startswith("Optional[") else t
-            tname = _SCHEMA_TYPES.get(base)
+            tname = SCHEMA_TYPES.get(base)
             default = a.default_value if a.has_default_value() else None
             if tname is None:
                 if declared not in flagged_attrs:

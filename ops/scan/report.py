@@ -45,7 +45,7 @@ def _recorded_call_flags(op) -> str:
     """--shapes and --attr flags for ops.new from the operator's first recorded call, so that ops.new runs the
     operator on inputs it accepts (guessed shapes rarely fit an operator with coupled inputs) with the attribute
     values the model uses."""
-    from ..new import _SCHEMA_TYPES, _safe_name
+    from ..new import SCHEMA_TYPES, declared_names
     from .trace import TensorSpec
 
     schema = getattr(op.overload, "_schema", None)
@@ -54,19 +54,20 @@ def _recorded_call_flags(op) -> str:
     call = op.calls[0]
     values = dict(zip([a.name for a in schema.arguments], call.args))
     values.update(call.kwargs)
+    names = declared_names([a.name for a in schema.arguments])  # what ops.new calls each argument
     shapes, attrs = [], []
     for a in schema.arguments:
         v = values.get(a.name)
         if isinstance(v, TensorSpec):
-            shapes.append(f"{_safe_name(a.name)}={'x'.join(map(str, v.shape)) or 'scalar'}")
+            shapes.append(f"{names[a.name]}={'x'.join(map(str, v.shape)) or 'scalar'}")
             continue
         t = str(a.type)
-        tname = _SCHEMA_TYPES.get(t[len("Optional["):-1] if t.startswith("Optional[") else t)
+        tname = SCHEMA_TYPES.get(t[len("Optional["):-1] if t.startswith("Optional[") else t)
         if v is None or tname is None or isinstance(v, (list, tuple)) and not all(
                 isinstance(e, (int, float)) for e in v):
             continue
         text = ",".join(str(e) for e in v) if isinstance(v, (list, tuple)) else str(v)
-        attrs.append(f"--attr '{_safe_name(a.name)}:{tname}={text}'")
+        attrs.append(f"--attr '{names[a.name]}:{tname}={text}'")
     return " ".join(([f"--shapes '{' '.join(shapes)}'"] if shapes else []) + attrs)
 
 
