@@ -1,5 +1,5 @@
-"""GPU check and benchmark of opforge::modulated_deform_conv2d_backward: the tiled input gradients (default)
-against the legacy kernel (OPFORGE_DCN_BACKWARD=legacy, read at each call, so both run in this one process)
+"""GPU check and benchmark of opforge::modulated_deform_conv2d_backward: the tiled input gradients (OPFORGE_DCN_BACKWARD=tiled)
+against the legacy kernel (the default until this script shows the tiled one correct and faster; read at each call, so both run in this one process)
 and torchvision.ops.deform_conv2d.
 
     python3 -m ops.build && PYTHONPATH=. python3 benchmarks/gpu_bench_dcn_backward.py OUT.json

@@ -1,6 +1,8 @@
 // CUDA backward of modulated_deform_conv2d. Two implementations of the input gradients (grad_x, grad_offset,
 // grad_mask), chosen per call by the environment variable OPFORGE_DCN_BACKWARD (read at each call, one getenv,
-// so a benchmark can switch in-process): "legacy", or anything else / unset for "tiled" (the default).
+// so a benchmark can switch in-process): "tiled", or anything else / unset for "legacy" (the default). The tiled
+// kernels become the default once benchmarks/gpu_bench_dcn_backward.py has shown them correct and faster on the
+// H100; until then they are compiled and selectable, not run by default.
 //
 // tiled (see input_grads_tiled):
 //  0. x copied channels-last (xt [B, HW, C]) and the weight arranged [groups][K][Cg][Coutg], as the forward does.
@@ -576,9 +578,9 @@ __global__ void convert(const float* __restrict__ src, T* __restrict__ dst, int6
     dst[e] = from_float<T>(src[e]);
 }
 
-inline bool legacy_requested() {
+inline bool tiled_requested() {
   const char* e = std::getenv("OPFORGE_DCN_BACKWARD");
-  return e != nullptr && std::strcmp(e, "legacy") == 0;
+  return e != nullptr && std::strcmp(e, "tiled") == 0;
 }
 
 // OPFORGE_DCN_WGRAD=legacy: in tiled mode, the weight gradient by the legacy weight_grads kernel (A/B).
@@ -612,7 +614,7 @@ template <typename T>
   const size_t tiled_bytes = legacy_bytes + goff_bytes + gmask_bytes + wt_bytes + xt_bytes;
   if (nx + nw > 0 && (ctx.workspace == nullptr || ctx.workspace_bytes < legacy_bytes))
     return Status::error(Status::kInternal, "modulated_deform_conv2d_backward: workspace smaller than declared");
-  const bool tiled = !legacy_requested() && p.N > 0 && p.C > 0 && max_dg <= tile::kMaxDgTouched &&
+  const bool tiled = tiled_requested() && p.N > 0 && p.C > 0 && max_dg <= tile::kMaxDgTouched &&
                      n_tiles <= 0x7FFFFFFF && p.groups * c_tiles <= 65535 && p.B <= 65535 &&
                      (p.C + tile::kTT - 1) / tile::kTT <= 65535 && ctx.workspace_bytes >= tiled_bytes &&
                      ::opforge::cuda::pack_aligned<T>(ctx.workspace);
