@@ -71,7 +71,7 @@ ATTR_TYPES: dict[str, tuple[type, ...]] = {
 _TYPE_SPELLINGS = {int: "int", float: "float", bool: "bool", str: "str"}
 
 
-def _attr_type_name(t: Any) -> str | None:
+def attr_type_name(t: Any) -> str | None:
     if isinstance(t, str):
         return t if t in ATTR_TYPES else None
     if t in _TYPE_SPELLINGS:
@@ -304,7 +304,7 @@ class OpDecl:
         `built`: the op ids in the package's compiled extension (kernel sources may then be absent, as in an
         installed package that does not ship them)."""
         op = id if isinstance(id, str) else repr(id)
-        v = _Validator(op)
+        v = Validator(op)
         namespace, name = v.op_id(id)
         res_attrs = v.attrs(attrs)
         res_outputs_raw = v.list_of(outputs, Output, "outputs", "Output(name, shape=..., dtype=...)")
@@ -344,7 +344,7 @@ class OpDecl:
         )
 
 
-class _Validator:
+class Validator:
     """Each method checks one field and returns its resolved form, or raises DeclarationError."""
 
     def __init__(self, op: str):
@@ -407,7 +407,7 @@ class _Validator:
         for i, a in enumerate(self.list_of(attrs, Attr, "attrs", "Attr('alpha', float, 1.0)")):
             where = f"attrs[{i}]"
             name = self.identifier(f"{where}.name", a.name, attribute=True)
-            tname = _attr_type_name(a.type)
+            tname = attr_type_name(a.type)
             if tname is None:
                 self.fail(f"attrs.{name}.type", "one of int, float, bool, str, list[int], list[float]", a.type,
                           "use a supported attribute type")

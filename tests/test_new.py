@@ -382,7 +382,7 @@ def test_cpu_skeleton_compiles_against_the_generated_prototypes(capsys, tmp_path
 
 
 def _args(argv):
-    args = new.parser().parse_args(["demo::skel", *argv], namespace=new._Args())
+    args = new.parser().parse_args(["demo::skel", *argv], namespace=new.Args())
     args.attr_specs = [new.parse_attr(s) for s in args.attr]
     return args
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..new.plan import SCHEMA_TYPES, declared_names
 from . import tensorrt as trt
 from .library import standing_in
 
@@ -45,7 +46,6 @@ def _recorded_call_flags(op) -> str:
     """--shapes and --attr flags for ops.new from the operator's first recorded call, so that ops.new runs the
     operator on inputs it accepts (guessed shapes rarely fit an operator with coupled inputs) with the attribute
     values the model uses."""
-    from ..new import SCHEMA_TYPES, declared_names
     from .trace import TensorSpec
 
     schema = getattr(op.overload, "_schema", None)
