@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import shape_rule as sr
+from .errors import ShapeRuleError
 
 DEFAULT_NAME = "batch"
 
@@ -57,7 +58,7 @@ def parse_dim(text: str) -> sr.Dim | None:
     """`x.shape[i]` -> Dim(x, i); anything else -> None."""
     try:
         node = sr.parse_expr(text)
-    except Exception:
+    except ShapeRuleError:
         return None
     return node if isinstance(node, sr.Dim) else None
 
