@@ -7,10 +7,10 @@ VENV          ?= .venv
 PY            ?= $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 DEPS          := "setuptools>=77" wheel numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon \
-                 polygraphy==0.53.6 matplotlib onnxconverter-common
+                 polygraphy==0.53.6 matplotlib onnxconverter-common ruff==0.17.6
 PYTEST_ARGS   ?=
 
-.PHONY: setup build demo test check clean jetson jetson-toolchain
+.PHONY: setup build demo test lint check clean jetson jetson-toolchain
 
 setup: .setup-stamp
 
@@ -39,6 +39,11 @@ demo: setup build
 
 test: setup build
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Style: ruff's lint and formatter (configuration in pyproject.toml). CI runs this before the tests.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # Jetson (aarch64 + sm_87), README "Deploying to a Jetson": the cross toolchain into build/jetson/toolchain
 # (apt: g++-aarch64-linux-gnu, qemu-user, binfmt-support; Debian trixie's nvidia-cuda-toolkit 12.4 and PyPI's

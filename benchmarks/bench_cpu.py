@@ -61,10 +61,19 @@ def command_line() -> str:
 
 def commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
         return out + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -97,29 +106,47 @@ def paired(fa, fb, rounds: int, warmup: int = 3) -> dict:
         ta.append(a)
         tb.append(b)
         ratios.append(a / b)
-    return {"a_s": statistics.median(ta), "b_s": statistics.median(tb), "ratio": statistics.median(ratios),
-            "ratio_q1": statistics.quantiles(ratios, n=4)[0], "ratio_q3": statistics.quantiles(ratios, n=4)[2]}
+    return {
+        "a_s": statistics.median(ta),
+        "b_s": statistics.median(tb),
+        "ratio": statistics.median(ratios),
+        "ratio_q1": statistics.quantiles(ratios, n=4)[0],
+        "ratio_q3": statistics.quantiles(ratios, n=4)[2],
+    }
 
 
 def kernel_cases(shapes):
     for dtype in DTYPES:
         for shape in shapes:
+
             def gelu_inputs(shape=shape, dtype=dtype):
                 return (torch.randn(*shape) * 3).to(dtype)
 
             for approximate in ("none", "tanh"):
-                yield ("opforge::scaled_gelu", dtype, shape, approximate, gelu_inputs,
-                       lambda x, a=approximate: torch.ops.opforge.scaled_gelu(x, 1.0, a),
-                       lambda x, a=approximate: torch.nn.functional.gelu(x, approximate=a),
-                       {"alpha": 1.0, "approximate": approximate})
+                yield (
+                    "opforge::scaled_gelu",
+                    dtype,
+                    shape,
+                    approximate,
+                    gelu_inputs,
+                    lambda x, a=approximate: torch.ops.opforge.scaled_gelu(x, 1.0, a),
+                    lambda x, a=approximate: torch.nn.functional.gelu(x, approximate=a),
+                    {"alpha": 1.0, "approximate": approximate},
+                )
 
             def norm_inputs(shape=shape, dtype=dtype):
                 return torch.randn(*shape).to(dtype), (1 + 0.1 * torch.randn(shape[-1])).to(dtype)
 
-            yield ("opforge::rms_norm", dtype, shape, "", norm_inputs,
-                   lambda x, w: torch.ops.opforge.rms_norm(x, w, 1e-6),
-                   lambda x, w: torch.nn.functional.rms_norm(x, (x.shape[-1],), w, 1e-6),
-                   {"eps": 1e-6})
+            yield (
+                "opforge::rms_norm",
+                dtype,
+                shape,
+                "",
+                norm_inputs,
+                lambda x, w: torch.ops.opforge.rms_norm(x, w, 1e-6),
+                lambda x, w: torch.nn.functional.rms_norm(x, (x.shape[-1],), w, 1e-6),
+                {"eps": 1e-6},
+            )
 
 
 def run_kernels(threads, shapes, rounds):
@@ -135,13 +162,27 @@ def run_kernels(threads, shapes, rounds):
         for n in threads:
             torch.set_num_threads(n)
             r = paired(lambda: ours(*inputs), lambda: aten(*inputs), rounds if numel < 2**20 else max(5, rounds // 4))
-            row = {"op": op_id, "variant": variant, "dtype": name, "shape": "x".join(map(str, shape)), "threads": n,
-                   "ok": check["ok"], "max_abs": check["max_abs"], "opforge_us": r["a_s"] * 1e6,
-                   "aten_us": r["b_s"] * 1e6, "ratio": r["ratio"], "ratio_q1": r["ratio_q1"], "ratio_q3": r["ratio_q3"]}
+            row = {
+                "op": op_id,
+                "variant": variant,
+                "dtype": name,
+                "shape": "x".join(map(str, shape)),
+                "threads": n,
+                "ok": check["ok"],
+                "max_abs": check["max_abs"],
+                "opforge_us": r["a_s"] * 1e6,
+                "aten_us": r["b_s"] * 1e6,
+                "ratio": r["ratio"],
+                "ratio_q1": r["ratio_q1"],
+                "ratio_q3": r["ratio_q3"],
+            }
             results.append(row)
-            print(f"{op_id:21s} {variant:4s} {name:8s} {row['shape']:>10s} threads={n} ok={check['ok']} "
-                  f"opforge {row['opforge_us']:9.1f} us  aten {row['aten_us']:9.1f} us  "
-                  f"ratio {r['ratio']:.2f} [{r['ratio_q1']:.2f}, {r['ratio_q3']:.2f}]", flush=True)
+            print(
+                f"{op_id:21s} {variant:4s} {name:8s} {row['shape']:>10s} threads={n} ok={check['ok']} "
+                f"opforge {row['opforge_us']:9.1f} us  aten {row['aten_us']:9.1f} us  "
+                f"ratio {r['ratio']:.2f} [{r['ratio_q1']:.2f}, {r['ratio_q3']:.2f}]",
+                flush=True,
+            )
     return results
 
 
@@ -152,19 +193,33 @@ def run_overhead(rounds):
         x = torch.randn(64, 64, requires_grad=requires_grad)
         w = torch.randn(64, requires_grad=requires_grad)
         pairs = {
-            "opforge::scaled_gelu": (lambda: torch.ops.opforge.scaled_gelu(x, 1.0, "none"),
-                                     lambda: torch.nn.functional.gelu(x)),
-            "opforge::rms_norm": (lambda: torch.ops.opforge.rms_norm(x, w, 1e-6),
-                                  lambda: torch.nn.functional.rms_norm(x, (64,), w, 1e-6)),
+            "opforge::scaled_gelu": (
+                lambda: torch.ops.opforge.scaled_gelu(x, 1.0, "none"),
+                lambda: torch.nn.functional.gelu(x),
+            ),
+            "opforge::rms_norm": (
+                lambda: torch.ops.opforge.rms_norm(x, w, 1e-6),
+                lambda: torch.nn.functional.rms_norm(x, (64,), w, 1e-6),
+            ),
         }
         for op_id, (ours, aten) in pairs.items():
             r = paired(ours, aten, rounds)
-            row = {"op": op_id, "shape": "64x64", "dtype": "float32", "requires_grad": requires_grad,
-                   "opforge_us": r["a_s"] * 1e6, "aten_us": r["b_s"] * 1e6, "ratio": r["ratio"],
-                   "extra_us": (r["a_s"] - r["b_s"]) * 1e6}
+            row = {
+                "op": op_id,
+                "shape": "64x64",
+                "dtype": "float32",
+                "requires_grad": requires_grad,
+                "opforge_us": r["a_s"] * 1e6,
+                "aten_us": r["b_s"] * 1e6,
+                "ratio": r["ratio"],
+                "extra_us": (r["a_s"] - r["b_s"]) * 1e6,
+            }
             results.append(row)
-            print(f"overhead {op_id:21s} 64x64 requires_grad={requires_grad!s:5s} opforge {row['opforge_us']:7.2f} us  "
-                  f"aten {row['aten_us']:7.2f} us  ratio {r['ratio']:.2f}", flush=True)
+            print(
+                f"overhead {op_id:21s} 64x64 requires_grad={requires_grad!s:5s} opforge {row['opforge_us']:7.2f} us  "
+                f"aten {row['aten_us']:7.2f} us  ratio {r['ratio']:.2f}",
+                flush=True,
+            )
     return results
 
 
@@ -187,10 +242,15 @@ def main(argv=None):
         "date": started.isoformat(timespec="seconds"),
         "command": command_line(),
         "commit": commit(),
-        "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "host": platform.node(),
-                    "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                    "opforge_cpu_isa": extension.cpu_isa(),  # the kernels' own choice (OPFORGE_CPU_ISA applied)
-                    "load_average_start": load_start, "load_average_end": os.getloadavg()},
+        "machine": {
+            "cpu": cpu_model(),
+            "logical_cpus": os.cpu_count(),
+            "host": platform.node(),
+            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "opforge_cpu_isa": extension.cpu_isa(),  # the kernels' own choice (OPFORGE_CPU_ISA applied)
+            "load_average_start": load_start,
+            "load_average_end": os.getloadavg(),
+        },
         "torch": torch.__version__,
         "kernels": kernels,
         "overhead": overhead,
@@ -199,8 +259,10 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     worst = max(kernels, key=lambda r: r["ratio"])
-    print(f"wrote {out}; worst kernel ratio {worst['ratio']:.2f} ({worst['op']} {worst['variant']} {worst['dtype']} "
-          f"{worst['shape']} threads={worst['threads']}); load average {load_start[0]:.1f} -> {os.getloadavg()[0]:.1f}")
+    print(
+        f"wrote {out}; worst kernel ratio {worst['ratio']:.2f} ({worst['op']} {worst['variant']} {worst['dtype']} "
+        f"{worst['shape']} threads={worst['threads']}); load average {load_start[0]:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
     return 0 if all(r["ok"] for r in kernels) else 1
 
 

@@ -21,12 +21,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_cpu import commit, cpu_model, paired  # noqa: E402
+from bench_cpu import commit, cpu_model, paired
 
 # (batch, in channels, height, width, out channels, kernel, deformable groups): DCNv2 layers as they occur
 # in detection/segmentation necks, at sizes a CPU deployment runs.
-CASES = [(1, 64, 64, 64, 64, 3, 1), (2, 128, 32, 32, 128, 3, 1), (1, 256, 40, 40, 256, 3, 4),
-         (4, 32, 56, 56, 64, 3, 1)]
+CASES = [(1, 64, 64, 64, 64, 3, 1), (2, 128, 32, 32, 128, 3, 1), (1, 256, 40, 40, 256, 3, 4), (4, 32, 56, 56, 64, 3, 1)]
 
 
 def inputs(b, cin, h, w, cout, k, dg, requires_grad=False):
@@ -72,15 +71,29 @@ def main(argv=None) -> int:
                 tvo.deform_conv2d(xg, offg, wtg, biasg, padding=pad, mask=mg).sum().backward()
 
             both = paired(ours_bwd, theirs_bwd, max(3, rounds // 2), warmup=1)
-            row = {"threads": threads, "case": dict(zip(("b", "cin", "h", "w", "cout", "k", "dg"), case)),
-                   "max_abs_diff_vs_torchvision": diff, "forward": fwd, "forward_backward": both}
+            row = {
+                "threads": threads,
+                "case": dict(zip(("b", "cin", "h", "w", "cout", "k", "dg"), case)),
+                "max_abs_diff_vs_torchvision": diff,
+                "forward": fwd,
+                "forward_backward": both,
+            }
             rows.append(row)
-            print(f"threads {threads:2d} {case}: diff {diff:.2e}  forward opforge {fwd['a_s'] * 1e3:8.2f} ms  "
-                  f"torchvision {fwd['b_s'] * 1e3:8.2f} ms  ratio {fwd['ratio']:.2f} | fwd+bwd ratio {both['ratio']:.2f} "
-                  f"({both['a_s'] * 1e3:.1f} / {both['b_s'] * 1e3:.1f} ms)", flush=True)
-    record = {"what": "opforge::modulated_deform_conv2d vs torchvision.ops.deform_conv2d on CPU, float32",
-              "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-              "torchvision": __import__("torchvision").__version__, "commit": commit(), "rows": rows}
+            print(
+                f"threads {threads:2d} {case}: diff {diff:.2e}  forward opforge {fwd['a_s'] * 1e3:8.2f} ms  "
+                f"torchvision {fwd['b_s'] * 1e3:8.2f} ms  ratio {fwd['ratio']:.2f} | fwd+bwd ratio {both['ratio']:.2f} "
+                f"({both['a_s'] * 1e3:.1f} / {both['b_s'] * 1e3:.1f} ms)",
+                flush=True,
+            )
+    record = {
+        "what": "opforge::modulated_deform_conv2d vs torchvision.ops.deform_conv2d on CPU, float32",
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torchvision": __import__("torchvision").__version__,
+        "commit": commit(),
+        "rows": rows,
+    }
     Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return 0
 

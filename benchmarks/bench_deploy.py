@@ -33,33 +33,45 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `ops`, without PYTHONPATH
 
-import torch  # noqa: E402
+import bench_cpu
+import bench_ort_cpu
+import bench_overhead
+import torch
 
-import bench_cpu  # noqa: E402
-import bench_ort_cpu  # noqa: E402
-import bench_overhead  # noqa: E402
-import ops  # noqa: E402
-from ops import extension  # noqa: E402
+import ops
+from ops import extension
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"ort": 1.3, "kernels": 1.25, "overhead": 1.3}  # issue 9
 # Keyword arguments of each part. FULL is what the three scripts do by default.
-FULL = {"ort": {"shape": (8, 64, 256), "warmup": 50, "repeat": 500},
-        "kernels": {"shapes": bench_cpu.SHAPES, "rounds": 40},
-        "overhead": {"calls": 20000, "batch": 200}}
-QUICK = {"ort": {"shape": (8, 64, 256), "warmup": 20, "repeat": 300},
-         "kernels": {"shapes": bench_cpu.QUICK_SHAPES, "rounds": 25},
-         "overhead": {"calls": 10000, "batch": 200}}
+FULL = {
+    "ort": {"shape": (8, 64, 256), "warmup": 50, "repeat": 500},
+    "kernels": {"shapes": bench_cpu.SHAPES, "rounds": 40},
+    "overhead": {"calls": 20000, "batch": 200},
+}
+QUICK = {
+    "ort": {"shape": (8, 64, 256), "warmup": 20, "repeat": 300},
+    "kernels": {"shapes": bench_cpu.QUICK_SHAPES, "rounds": 25},
+    "overhead": {"calls": 10000, "batch": 200},
+}
 
 
 def ort_rows(threads: int, shape, warmup: int, repeat: int) -> list[dict]:
     m = bench_ort_cpu.measure(tuple(shape), threads, "none", warmup, repeat)
     shape_s = "x".join(map(str, shape))
     graphs = m["results"]
-    return [{"case": f"conv1d->rms_norm->scaled_gelu {shape_s} threads={threads}", "shape": shape_s,
-             "threads": threads, "ratio": m["native_over_standard_median"],
-             "ratio_p10": m["native_over_standard_p10"], "graphs": graphs,
-             "ok": m["ok"], "max_abs": max(g["max_abs_vs_torch"] for g in graphs.values())}]
+    return [
+        {
+            "case": f"conv1d->rms_norm->scaled_gelu {shape_s} threads={threads}",
+            "shape": shape_s,
+            "threads": threads,
+            "ratio": m["native_over_standard_median"],
+            "ratio_p10": m["native_over_standard_p10"],
+            "graphs": graphs,
+            "ok": m["ok"],
+            "max_abs": max(g["max_abs_vs_torch"] for g in graphs.values()),
+        }
+    ]
 
 
 def kernel_rows(threads: list[int], shapes, rounds: int) -> list[dict]:
@@ -90,9 +102,18 @@ def judged(rows: list[dict], target: float) -> dict:
 
 def summary(parts: dict) -> dict:
     rows = [(name, r) for name, part in parts.items() for r in part["rows"]]
-    missed = [{"part": name, "case": r["case"], "ratio": r["ratio"], "target": r["target"],
-               "over_by": r["ratio"] - r["target"], "over_by_pct": 100 * (r["ratio"] / r["target"] - 1)}
-              for name, r in rows if not r["met"]]
+    missed = [
+        {
+            "part": name,
+            "case": r["case"],
+            "ratio": r["ratio"],
+            "target": r["target"],
+            "over_by": r["ratio"] - r["target"],
+            "over_by_pct": 100 * (r["ratio"] / r["target"] - 1),
+        }
+        for name, r in rows
+        if not r["met"]
+    ]
     incorrect = [{"part": name, "case": r["case"], "max_abs": r["max_abs"]} for name, r in rows if r.get("ok") is False]
     return {"rows": len(rows), "met": len(rows) - len(missed), "missed": missed, "incorrect": incorrect}
 
@@ -100,12 +121,19 @@ def summary(parts: dict) -> dict:
 def machine(devices: list[str]) -> dict:
     import onnxruntime as ort
 
-    return {"cpu": bench_cpu.cpu_model(), "cores": os.cpu_count(), "host": platform.node(),
-            "platform": platform.platform(), "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "opforge_cpu_isa": extension.cpu_isa(),  # the form the loaded kernels take (OPFORGE_CPU_ISA applied)
-            "torch": torch.__version__, "onnxruntime": ort.__version__,
-            "gpu": torch.cuda.get_device_name() if "cuda" in devices else None, "commit": bench_cpu.commit(),
-            "load_average_start": os.getloadavg()}
+    return {
+        "cpu": bench_cpu.cpu_model(),
+        "cores": os.cpu_count(),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "opforge_cpu_isa": extension.cpu_isa(),  # the form the loaded kernels take (OPFORGE_CPU_ISA applied)
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "gpu": torch.cuda.get_device_name() if "cuda" in devices else None,
+        "commit": bench_cpu.commit(),
+        "load_average_start": os.getloadavg(),
+    }
 
 
 def run(settings: dict, threads: list[int], devices: list[str], command: str) -> dict:
@@ -114,47 +142,71 @@ def run(settings: dict, threads: list[int], devices: list[str], command: str) ->
     info = machine(devices)
     torch_threads = torch.get_num_threads()
     try:  # the parts set torch's thread count; a caller (a test session) gets its own back
-        parts = {"ort": judged(ort_rows(max(threads), **settings["ort"]), TARGETS["ort"]),
-                 "kernels": judged(kernel_rows(threads, **settings["kernels"]), TARGETS["kernels"]),
-                 "overhead": judged(overhead_rows(devices, **settings["overhead"]), TARGETS["overhead"])}
+        parts = {
+            "ort": judged(ort_rows(max(threads), **settings["ort"]), TARGETS["ort"]),
+            "kernels": judged(kernel_rows(threads, **settings["kernels"]), TARGETS["kernels"]),
+            "overhead": judged(overhead_rows(devices, **settings["overhead"]), TARGETS["overhead"]),
+        }
     finally:
         torch.set_num_threads(torch_threads)
     info["load_average_end"] = os.getloadavg()
-    return {"benchmark": "deploy (issue 9): ORT graph, CPU kernels, per-call overhead",
-            "date": started.isoformat(timespec="seconds"), "command": command, "machine": info,
-            "settings": {"threads": threads, "devices": devices, **settings}, "parts": parts,
-            "summary": summary(parts)}
+    return {
+        "benchmark": "deploy (issue 9): ORT graph, CPU kernels, per-call overhead",
+        "date": started.isoformat(timespec="seconds"),
+        "command": command,
+        "machine": info,
+        "settings": {"threads": threads, "devices": devices, **settings},
+        "parts": parts,
+        "summary": summary(parts),
+    }
 
 
 def table(record: dict) -> str:
     lines = [f"{'part':8} {'case':52} {'ratio':>6} {'target':>6}  met"]
     for name, part in record["parts"].items():
-        lines += [f"{name:8} {r['case']:52} {r['ratio']:6.2f} {r['target']:6.2f}  {'yes' if r['met'] else 'NO'}"
-                  for r in part["rows"]]
+        lines += [
+            f"{name:8} {r['case']:52} {r['ratio']:6.2f} {r['target']:6.2f}  {'yes' if r['met'] else 'NO'}"
+            for r in part["rows"]
+        ]
     s = record["summary"]
-    lines.append(f"{s['met']}/{s['rows']} met; missed: "
-                 + (", ".join(f"{m['part']} {m['case']} by {m['over_by_pct']:.0f}%" for m in s["missed"]) or "none")
-                 + "; incorrect: " + (", ".join(f"{m['part']} {m['case']}" for m in s["incorrect"]) or "none"))
+    lines.append(
+        f"{s['met']}/{s['rows']} met; missed: "
+        + (", ".join(f"{m['part']} {m['case']} by {m['over_by_pct']:.0f}%" for m in s["missed"]) or "none")
+        + "; incorrect: "
+        + (", ".join(f"{m['part']} {m['case']}" for m in s["incorrect"]) or "none")
+    )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer shapes and rounds (11 s against 70 s on a 2-core VM)")
-    parser.add_argument("--device", action="append", choices=("cpu", "cuda"),
-                        help="overhead part's devices (repeatable; default: cpu, and cuda when available)")
-    parser.add_argument("--threads", default="1,2",
-                        help="CPU thread counts of the kernel part (default 1,2); ORT uses the largest")
-    parser.add_argument("--json", metavar="PATH",
-                        help="where to write the record (default benchmarks/results/deploy-<host>-<date>.json)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer shapes and rounds (11 s against 70 s on a 2-core VM)"
+    )
+    parser.add_argument(
+        "--device",
+        action="append",
+        choices=("cpu", "cuda"),
+        help="overhead part's devices (repeatable; default: cpu, and cuda when available)",
+    )
+    parser.add_argument(
+        "--threads", default="1,2", help="CPU thread counts of the kernel part (default 1,2); ORT uses the largest"
+    )
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        help="where to write the record (default benchmarks/results/deploy-<host>-<date>.json)",
+    )
     args = parser.parse_args(argv)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     if "cuda" in devices and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device on this machine")
     ops.load_extension()
     cap = os.environ.get("OPFORGE_CPU_ISA")  # changes what the kernel part measures
-    command = shlex.join(([f"OPFORGE_CPU_ISA={cap}"] if cap else [])
-                         + [Path(sys.executable).name, sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(
+        ([f"OPFORGE_CPU_ISA={cap}"] if cap else [])
+        + [Path(sys.executable).name, sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+    )
     record = run(QUICK if args.quick else FULL, [int(t) for t in args.threads.split(",")], devices, command)
     out = Path(args.json) if args.json else RESULTS / f"deploy-{platform.node() or 'host'}-{record['date'][:10]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import ops  # noqa: E402
+import ops
 
 
 class ConvNormGelu(torch.nn.Module):
@@ -76,9 +76,9 @@ def measure(shape=(8, 64, 256), threads=2, approximate="none", warmup=50, repeat
     """Both sessions timed on one model and input: per-graph times, max_abs vs torch and whether the output
     is within graph_tolerance() of torch's ("ok"), and the two ratios. "ok" at the top: both graphs are.
     Callable on its own so benchmarks/bench_deploy.py runs the same measurement in its process."""
-    from ops.check.compare import compare
-
     import onnxruntime as ort
+
+    from ops.check.compare import compare
 
     b, c, n = shape
     torch.manual_seed(0)
@@ -105,14 +105,26 @@ def measure(shape=(8, 64, 256), threads=2, approximate="none", warmup=50, repeat
         for _ in range(3):  # interleave rounds so drift in machine load hits both sides alike
             for name, session in sessions.items():
                 rows.setdefault(name, []).extend(_time(session, feed, warmup, repeat // 3))
-    result = {name: {"median_us": statistics.median(t) * 1e6, "min_us": min(t) * 1e6, "p10_us": float(np.percentile(t, 10)) * 1e6,
-                     "p90_us": float(np.percentile(t, 90)) * 1e6,
-                     "max_abs_vs_torch": checks[name]["max_abs"], "ok": checks[name]["ok"], "rtol": rtol, "atol": atol}
-              for name, t in rows.items()}
+    result = {
+        name: {
+            "median_us": statistics.median(t) * 1e6,
+            "min_us": min(t) * 1e6,
+            "p10_us": float(np.percentile(t, 10)) * 1e6,
+            "p90_us": float(np.percentile(t, 90)) * 1e6,
+            "max_abs_vs_torch": checks[name]["max_abs"],
+            "ok": checks[name]["ok"],
+            "rtol": rtol,
+            "atol": atol,
+        }
+        for name, t in rows.items()
+    }
     native, standard = result["opforge native ops"], result["standard ONNX ops"]
-    return {"results": result, "ok": native["ok"] and standard["ok"],
-            "native_over_standard_median": native["median_us"] / standard["median_us"],
-            "native_over_standard_p10": native["p10_us"] / standard["p10_us"]}
+    return {
+        "results": result,
+        "ok": native["ok"] and standard["ok"],
+        "native_over_standard_median": native["median_us"] / standard["median_us"],
+        "native_over_standard_p10": native["p10_us"] / standard["p10_us"],
+    }
 
 
 def main(argv=None) -> int:
@@ -129,21 +141,36 @@ def main(argv=None) -> int:
     b, c, n = map(int, args.shape.split("x"))
     measured = measure((b, c, n), args.threads, args.approximate, args.warmup, args.repeat)
     ratio, ratio_p10 = measured["native_over_standard_median"], measured["native_over_standard_p10"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
     record = {
-        "benchmark": "ORT CPU: conv1d -> rms_norm -> scaled_gelu", "shape": [b, c, n], "approximate": args.approximate,
-        "threads": args.threads, "date": datetime.date.today().isoformat(), "commit": commit,
+        "benchmark": "ORT CPU: conv1d -> rms_norm -> scaled_gelu",
+        "shape": [b, c, n],
+        "approximate": args.approximate,
+        "threads": args.threads,
+        "date": datetime.date.today().isoformat(),
+        "commit": commit,
         "command": "python benchmarks/bench_ort_cpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_1_5_15": list(os.getloadavg())},  # a shared machine: p10/min are the steadier
-        "onnxruntime": ort.__version__, "torch": torch.__version__, **measured,
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_1_5_15": list(os.getloadavg()),
+        },  # a shared machine: p10/min are the steadier
+        "onnxruntime": ort.__version__,
+        "torch": torch.__version__,
+        **measured,
     }
     for name, r in measured["results"].items():
-        print(f"{name:>20}: median {r['median_us']:8.1f} us  (p10 {r['p10_us']:.1f}, p90 {r['p90_us']:.1f}); "
-              f"max_abs vs torch {r['max_abs_vs_torch']:.2e} ({'ok' if r['ok'] else 'WRONG'}, rtol {r['rtol']:g} "
-              f"atol {r['atol']:g})")
-    print(f"native / standard = {ratio:.2f}x median, {ratio_p10:.2f}x p10  ({args.threads} threads, {args.shape}, {_cpu_name()})")
+        print(
+            f"{name:>20}: median {r['median_us']:8.1f} us  (p10 {r['p10_us']:.1f}, p90 {r['p90_us']:.1f}); "
+            f"max_abs vs torch {r['max_abs_vs_torch']:.2e} ({'ok' if r['ok'] else 'WRONG'}, rtol {r['rtol']:g} "
+            f"atol {r['atol']:g})"
+        )
+    print(
+        f"native / standard = {ratio:.2f}x median, {ratio_p10:.2f}x p10  ({args.threads} threads, {args.shape}, {_cpu_name()})"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return 0 if measured["ok"] else 1

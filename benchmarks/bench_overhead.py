@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-import ops  # noqa: F401  (registers torch.ops.opforge.* and loads ops._C)
+import ops
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,10 +46,12 @@ def variants(device: str):
             xg = x.detach().clone().requires_grad_(grad)
             wg = w.detach().clone().requires_grad_(grad)
             tag = f" {rows}x{cols}" + (" requires_grad" if grad else "")
-            yield (f"scaled_gelu{tag}", lambda xg=xg: opf.scaled_gelu(xg),
-                   lambda xg=xg: torch.nn.functional.gelu(xg))
-            yield (f"rms_norm{tag}", lambda xg=xg, wg=wg: opf.rms_norm(xg, wg, 1e-6),
-                   lambda xg=xg, wg=wg, cols=cols: torch.nn.functional.rms_norm(xg, (cols,), wg, 1e-6))
+            yield (f"scaled_gelu{tag}", lambda xg=xg: opf.scaled_gelu(xg), lambda xg=xg: torch.nn.functional.gelu(xg))
+            yield (
+                f"rms_norm{tag}",
+                lambda xg=xg, wg=wg: opf.rms_norm(xg, wg, 1e-6),
+                lambda xg=xg, wg=wg, cols=cols: torch.nn.functional.rms_norm(xg, (cols,), wg, 1e-6),
+            )
 
 
 def time_rounds(fns: dict, rounds: int, batch: int, sync) -> dict:
@@ -86,13 +88,24 @@ def measure(device: str, calls: int, batch: int) -> list[dict]:
 
 
 def machine(devices) -> dict:
-    info = {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "processor": platform.processor()}
+    info = {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "processor": platform.processor(),
+    }
     if "cuda" in devices:
         info["gpu"] = torch.cuda.get_device_name()
     try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                        cwd=Path(ops.__file__).resolve().parent, check=True).stdout.strip()  # the code measured
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(ops.__file__).resolve().parent,
+            check=True,
+        ).stdout.strip()  # the code measured
     except (OSError, subprocess.CalledProcessError):
         info["commit"] = None
     return info
@@ -100,15 +113,25 @@ def machine(devices) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", action="append", choices=("cpu", "cuda"),
-                        help="default: cpu, and cuda when available")
+    parser.add_argument(
+        "--device", action="append", choices=("cpu", "cuda"), help="default: cpu, and cuda when available"
+    )
     parser.add_argument("--calls", type=int, default=20000, help="calls per variant (default 20000)")
     parser.add_argument("--batch", type=int, default=200, help="calls per timed round (default 200)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: a 64x64 op is serial anyway, and on a loaded machine "
-                             "an idle OpenMP team's barrier costs more than the op)")
-    parser.add_argument("--json", nargs="?", const="", metavar="PATH",
-                        help="write the results as JSON (default path: benchmarks/results/<host>-<date>-overhead.json)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: a 64x64 op is serial anyway, and on a loaded machine "
+        "an idle OpenMP team's barrier costs more than the op)",
+    )
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="write the results as JSON (default path: benchmarks/results/<host>-<date>-overhead.json)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -122,8 +145,15 @@ def main(argv=None) -> int:
         date = datetime.date.today().isoformat()
         path = Path(args.json) if args.json else RESULTS / f"{platform.node() or 'host'}-{date}-overhead.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"date": date, "command": " ".join([Path(sys.executable).name, *sys.argv]),
-                  "machine": machine(devices), "threads": args.threads, "calls": args.calls, "batch": args.batch, "results": rows}
+        record = {
+            "date": date,
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "machine": machine(devices),
+            "threads": args.threads,
+            "calls": args.calls,
+            "batch": args.batch,
+            "results": rows,
+        }
         path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {path}")
     return 0

@@ -52,13 +52,19 @@ def copy_bandwidth() -> float:
 def cases():
     for dtype in (torch.bfloat16, torch.float16, torch.float32):
         for rows, cols in ((16384, 4096), (65536, 1024), (4096, 8192)):
+
             def make(rows=rows, cols=cols, dtype=dtype):
-                return (torch.randn(rows, cols, device="cuda", dtype=dtype),
-                        (1 + 0.1 * torch.randn(cols, device="cuda")).to(dtype))
+                return (
+                    torch.randn(rows, cols, device="cuda", dtype=dtype),
+                    (1 + 0.1 * torch.randn(cols, device="cuda")).to(dtype),
+                )
+
             yield "opforge::rms_norm", dtype, f"{rows}x{cols}", make, {"eps": 1e-6}, lambda r, c: 2 * r * c + c
         for n, approximate in itertools.product((2**26, 2**24), ("tanh", "none")):
+
             def make(n=n, dtype=dtype):
                 return (torch.randn(n, device="cuda", dtype=dtype) * 3,)
+
             shape = f"{n}" + (" (erf)" if approximate == "none" else "")
             yield "opforge::scaled_gelu", dtype, shape, make, {"alpha": 1.702, "approximate": approximate}, None
 
@@ -86,6 +92,7 @@ def main():
             def call():
                 it["i"] = (it["i"] + 1) % ROTATE
                 return fn(*sets[it["i"]], **attrs)
+
             return call
 
         t_op = median_ms(rotating(op))
@@ -97,19 +104,37 @@ def main():
         t_compile = median_ms(rotating(compiled))
         moved = sum(t.numel() * t.element_size() for t in sets[0]) + out.numel() * out.element_size()
         row = {
-            "op": op_id, "dtype": name, "shape": shape, "ok": m["ok"], "rel_l2": m["rel_l2"], "max_abs": m["max_abs"],
-            "opforge_ms": t_op, "eager_ms": t_eager, "compile_ms": t_compile,
-            "opforge_GBps": moved / (t_op * 1e-3) / 1e9, "roofline_fraction": moved / (t_op * 1e-3) / bw,
-            "same_size_copy_ms": t_copy, "same_size_copy_fraction": t_copy / t_op,
-            "speedup_vs_eager": t_eager / t_op, "speedup_vs_compile": t_compile / t_op,
+            "op": op_id,
+            "dtype": name,
+            "shape": shape,
+            "ok": m["ok"],
+            "rel_l2": m["rel_l2"],
+            "max_abs": m["max_abs"],
+            "opforge_ms": t_op,
+            "eager_ms": t_eager,
+            "compile_ms": t_compile,
+            "opforge_GBps": moved / (t_op * 1e-3) / 1e9,
+            "roofline_fraction": moved / (t_op * 1e-3) / bw,
+            "same_size_copy_ms": t_copy,
+            "same_size_copy_fraction": t_copy / t_op,
+            "speedup_vs_eager": t_eager / t_op,
+            "speedup_vs_compile": t_compile / t_op,
         }
         results.append(row)
-        print(f"{op_id:22s} {name:9s} {shape:>11s} ok={m['ok']} rel_l2={m['rel_l2']:.2e} "
-              f"opforge {t_op * 1e3:8.1f} us ({row['opforge_GBps']:6.0f} GB/s, {row['roofline_fraction']:.0%} of copy, "
-              f"{row['same_size_copy_fraction']:.0%} of a same-size copy) "
-              f"eager x{row['speedup_vs_eager']:.2f} compile x{row['speedup_vs_compile']:.2f}", flush=True)
-    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "host": platform.node(),
-              "copy_GBps": bw / 1e9, "results": results}
+        print(
+            f"{op_id:22s} {name:9s} {shape:>11s} ok={m['ok']} rel_l2={m['rel_l2']:.2e} "
+            f"opforge {t_op * 1e3:8.1f} us ({row['opforge_GBps']:6.0f} GB/s, {row['roofline_fraction']:.0%} of copy, "
+            f"{row['same_size_copy_fraction']:.0%} of a same-size copy) "
+            f"eager x{row['speedup_vs_eager']:.2f} compile x{row['speedup_vs_compile']:.2f}",
+            flush=True,
+        )
+    report = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "host": platform.node(),
+        "copy_GBps": bw / 1e9,
+        "results": results,
+    }
     print(f"copy bandwidth (read+write): {bw / 1e9:.0f} GB/s on {report['device']}")
     if args.json:
         with open(args.json, "w") as f:

@@ -43,8 +43,11 @@ def _docstring_lines(tree: ast.AST) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
-                    first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 out.update(range(first.lineno, first.end_lineno + 1))
     return out
 
@@ -110,11 +113,15 @@ def module_counts(module_path: Path) -> dict:
     for decl in decls:
         if decl.kernel_dir is None:
             continue
-        counts["kernels"] += sum(code_lines_cpp(p.read_text()) for p in sorted(decl.kernel_dir.iterdir())
-                                 if p.suffix in KERNEL_SUFFIXES)
+        counts["kernels"] += sum(
+            code_lines_cpp(p.read_text()) for p in sorted(decl.kernel_dir.iterdir()) if p.suffix in KERNEL_SUFFIXES
+        )
         bdir = package(decl.package).build_dir
         stem = f"{decl.namespace}_{decl.name}"
-        generated = {"torch glue": bdir / "gen" / f"{stem}_torch.cpp", "prototypes": include_root(bdir) / include_path(decl)}
+        generated = {
+            "torch glue": bdir / "gen" / f"{stem}_torch.cpp",
+            "prototypes": include_root(bdir) / include_path(decl),
+        }
         if decl.onnx:  # no ONNX export: no ORT kernel, no plugin
             generated["ONNX Runtime kernel"] = bdir / "ort" / "gen" / f"{stem}_ort.cpp"
             if "cuda" in decl.devices:
@@ -165,8 +172,10 @@ def main(argv=None) -> int:
     for name, c in rows.items():
         gen = sum(c.get("generated", {}).values()) if "generated" in c else "-"
         name = f"{name} (+{len(c['ops']) - 1} more ops in its module)" if len(c.get("ops", [])) > 1 else name
-        print(f"{name:56} {c['declaration']:>5} {c['reference']:>5} {c['samples']:>7} {c['user_non_kernel']:>10} "
-              f"{c['kernels']:>7} {gen:>9}")
+        print(
+            f"{name:56} {c['declaration']:>5} {c['reference']:>5} {c['samples']:>7} {c['user_non_kernel']:>10} "
+            f"{c['kernels']:>7} {gen:>9}"
+        )
         for m in c.get("generated_missing", []):
             print(f"   not built, not counted: {m}")
     return 0

@@ -34,8 +34,11 @@ def _float32_compute_nodes(m) -> int:
     from ops.precision.node_types import FLOAT, elem_types
 
     types = elem_types(m)
-    return sum(1 for n in m.graph.node if n.op_type not in ("Cast", "Constant")
-               and any(types.get(o) == FLOAT for o in n.output if o))
+    return sum(
+        1
+        for n in m.graph.node
+        if n.op_type not in ("Cast", "Constant") and any(types.get(o) == FLOAT for o in n.output if o)
+    )
 
 
 def _errors(m, inputs, refs):
@@ -64,7 +67,7 @@ def _autocast(m32, inputs):
     """ModelOpt AutoCast on the float32 file, or the reason it could not run."""
     try:
         from modelopt.onnx.autocast import convert_to_mixed_precision
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return None, f"not installed ({str(e).splitlines()[0][:80]})"
     import numpy as np
     import onnx
@@ -76,7 +79,7 @@ def _autocast(m32, inputs):
         np.savez(data, **{m32.graph.input[0].name: inputs[0][0].numpy()})
         try:
             return convert_to_mixed_precision(str(path), "fp16", keep_io_types=True, calibration_data=str(data)), ""
-        except Exception as e:  # noqa: BLE001 - e.g. it cannot run custom-op nodes in its reference ORT
+        except Exception as e:
             return None, f"failed: {str(e).splitlines()[0][:120]}"
 
 
@@ -106,7 +109,6 @@ def _overflow_misses(m32, analysis, inputs) -> tuple:
 
 
 def compare(maker_name: str) -> dict:
-    import torch
     from onnxconverter_common import float16
 
     import examples.fp16_overflow as ex
@@ -135,49 +137,76 @@ def compare(maker_name: str) -> dict:
             return
         try:
             ort_err, torch_err, bad = _errors(m, held_out, refs)
-            rows[name] = {"float32_nodes": _float32_compute_nodes(m), "rel_l2_ort": ort_err,
-                          "rel_l2_torch_half": torch_err, "nan_or_inf": bad, "note": note}
-        except Exception as e:  # noqa: BLE001
+            rows[name] = {
+                "float32_nodes": _float32_compute_nodes(m),
+                "rel_l2_ort": ort_err,
+                "rel_l2_torch_half": torch_err,
+                "nan_or_inf": bad,
+                "note": note,
+            }
+        except Exception as e:
             rows[name] = {"note": f"does not run: {str(e).splitlines()[0][:120]}"}
 
     add("float32 (reference export)", m32)
     add("onnxconverter-common float16", float16.convert_float_to_float16(m32))
     add("onnxconverter-common float16, keep_io_types", float16.convert_float_to_float16(m32, keep_io_types=True))
-    add("onnxconverter-common float16, keep_io_types + opforge-flagged node_block_list",
-        float16.convert_float_to_float16(m32, keep_io_types=True, node_block_list=flagged))
+    add(
+        "onnxconverter-common float16, keep_io_types + opforge-flagged node_block_list",
+        float16.convert_float_to_float16(m32, keep_io_types=True, node_block_list=flagged),
+    )
     auto, why = _autocast(m32, [args])
     add("ModelOpt AutoCast (data_max=512)", auto, why)
     mx = analysis.report.mixed
-    add("opforge mixed-float16", mixed, f"analysis + plan {seconds:.1f} s; {mx['half_flop_fraction']:.1%} of FLOPs "
-        f"in half; rel_l2 on the 3 planning inputs {mx['rel_l2']:.2e}")
+    add(
+        "opforge mixed-float16",
+        mixed,
+        f"analysis + plan {seconds:.1f} s; {mx['half_flop_fraction']:.1%} of FLOPs "
+        f"in half; rel_l2 on the 3 planning inputs {mx['rel_l2']:.2e}",
+    )
     per_input = []
     for x, ref in zip(held_out, refs):
         o, t, _ = _errors(mixed, [x], [ref])
         per_input.append({"rel_l2_ort": o, "rel_l2_torch_half": t})
     overflowing, missed = _overflow_misses(m32, analysis, held_out)
-    return {"model": maker_name, "flagged_nodes": flagged, "half_flop_fraction": mx["half_flop_fraction"],
-            "planning_inputs": len(analysis.samples), "held_out_seeds": list(ex.HELD_OUT_SEEDS),
-            "planning_rel_l2": mx["rel_l2"], "calibration_target": mx["calibration_target"],
-            "kept_float32": mx["kept_float32"], "opforge_held_out_per_input": per_input,
-            "overflowing_alone_in_half": overflowing, "overflowing_not_flagged": missed, "rows": rows}
+    return {
+        "model": maker_name,
+        "flagged_nodes": flagged,
+        "half_flop_fraction": mx["half_flop_fraction"],
+        "planning_inputs": len(analysis.samples),
+        "held_out_seeds": list(ex.HELD_OUT_SEEDS),
+        "planning_rel_l2": mx["rel_l2"],
+        "calibration_target": mx["calibration_target"],
+        "kept_float32": mx["kept_float32"],
+        "opforge_held_out_per_input": per_input,
+        "overflowing_alone_in_half": overflowing,
+        "overflowing_not_flagged": missed,
+        "rows": rows,
+    }
 
 
 def render(results: list) -> str:
     lines = []
     for r in results:
-        per = ", ".join(f"{p['rel_l2_ort']:.2e} / {p['rel_l2_torch_half']:.2e}" for p in r["opforge_held_out_per_input"])
-        lines += [f"**{r['model']}** (opforge: {r['half_flop_fraction']:.1%} of FLOPs in float16; held-out "
-                  f"rel_l2 ORT / torch half per input: {per}; nodes overflowing alone in half: "
-                  f"{len(r['overflowing_alone_in_half'])}, not flagged: {len(r['overflowing_not_flagged'])})", "",
-                  "| conversion | float32 nodes | rel_l2 ORT CPU | rel_l2 torch half | NaN/inf | note |",
-                  "|---|---|---|---|---|---|"]
+        per = ", ".join(
+            f"{p['rel_l2_ort']:.2e} / {p['rel_l2_torch_half']:.2e}" for p in r["opforge_held_out_per_input"]
+        )
+        lines += [
+            f"**{r['model']}** (opforge: {r['half_flop_fraction']:.1%} of FLOPs in float16; held-out "
+            f"rel_l2 ORT / torch half per input: {per}; nodes overflowing alone in half: "
+            f"{len(r['overflowing_alone_in_half'])}, not flagged: {len(r['overflowing_not_flagged'])})",
+            "",
+            "| conversion | float32 nodes | rel_l2 ORT CPU | rel_l2 torch half | NaN/inf | note |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, row in r["rows"].items():
             if "float32_nodes" not in row:
                 lines.append(f"| {name} | - | - | - | - | {row['note']} |")
                 continue
             fmt = lambda v: "inf" if math.isinf(v) else f"{v:.2e}"  # noqa: E731
-            lines.append(f"| {name} | {row['float32_nodes']} | {fmt(row['rel_l2_ort'])} | "
-                         f"{fmt(row['rel_l2_torch_half'])} | {'yes' if row['nan_or_inf'] else 'no'} | {row['note']} |")
+            lines.append(
+                f"| {name} | {row['float32_nodes']} | {fmt(row['rel_l2_ort'])} | "
+                f"{fmt(row['rel_l2_torch_half'])} | {'yes' if row['nan_or_inf'] else 'no'} | {row['note']} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -35,10 +35,10 @@ if "--sanitize" in sys.argv:  # every tensor its own allocation, so memcheck see
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
+import torch
+from gpu_check_modulated_deform_conv2d import CASES, make_inputs, rel_err, tv_forward
 
-import ops  # noqa: E402,F401  (registers torch.ops.opforge.*)
-from gpu_check_modulated_deform_conv2d import CASES, make_inputs, rel_err, tv_forward  # noqa: E402
+import ops  # noqa: F401  (registers torch.ops.opforge.*)
 
 FWD = torch.ops.opforge.modulated_deform_conv2d
 BWD = torch.ops.opforge.modulated_deform_conv2d_backward
@@ -64,8 +64,18 @@ EXTRA_CASES = [
     # 5x5 taps, stride 2, no mask, pixel count not a multiple of the 64-pixel tile.
     ("k5_s2_nomask", 3, 36, 17, 23, 20, 5, 5, (2, 2), (2, 2), (1, 1), 1, 3, False, True),
 ]
-SMALL = ["base", "groups2", "dg2", "groups2_dg4", "odd_sizes", "dg8_fallback", "cout160", "dg2_cd24",
-         "groups2_dg1_wide", "k5_s2_nomask"]
+SMALL = [
+    "base",
+    "groups2",
+    "dg2",
+    "groups2_dg4",
+    "odd_sizes",
+    "dg8_fallback",
+    "cout160",
+    "dg2_cd24",
+    "groups2_dg1_wide",
+    "k5_s2_nomask",
+]
 
 
 def set_mode(mode: str) -> None:
@@ -74,8 +84,18 @@ def set_mode(mode: str) -> None:
 
 def bwd_call(inputs, grad, attrs):
     x, offset, weight, mask, _ = inputs
-    return BWD(x, offset, weight, grad, mask, attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"],
-               attrs["deformable_groups"])
+    return BWD(
+        x,
+        offset,
+        weight,
+        grad,
+        mask,
+        attrs["stride"],
+        attrs["padding"],
+        attrs["dilation"],
+        attrs["groups"],
+        attrs["deformable_groups"],
+    )
 
 
 def tv_grads(inputs, grad, attrs, shapes):
@@ -93,8 +113,9 @@ def check_case(case, dtype, results, with_tv=True):
     name = f"{case[0]}[{str(dtype).split('.')[-1]}]"
     try:
         inputs, attrs = make_inputs(case, dtype, seed=sum(map(ord, case[0])))
-        out = torch.ops.opforge.modulated_deform_conv2d(*inputs, attrs["stride"], attrs["padding"], attrs["dilation"],
-                                                        attrs["groups"], attrs["deformable_groups"])
+        out = torch.ops.opforge.modulated_deform_conv2d(
+            *inputs, attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"], attrs["deformable_groups"]
+        )
         grad = torch.randn(out.shape, device="cuda").to(dtype)
         cpu = bwd_call([None if t is None else t.cpu() for t in inputs], grad.cpu(), attrs)
         tv = tv_grads(inputs, grad, attrs, [g.shape for g in cpu]) if with_tv else None
@@ -108,17 +129,26 @@ def check_case(case, dtype, results, with_tv=True):
                     errs[n] = dict(vs_cpu=rel_err(got[k].cpu(), cpu[k]))
                     if tv is not None:
                         errs[n]["vs_torchvision"] = rel_err(got[k], tv[k])
-                ok = all(e["vs_cpu"] <= TOL_CPU[dtype] and e.get("vs_torchvision", 0.0) <= TOL_TV[dtype]
-                         for e in errs.values())
-                print(f"{'PASS' if ok else 'FAIL'} {name} {mode}: " + ", ".join(
-                    f"{n} {e['vs_cpu']:.1e}" + (f"/{e['vs_torchvision']:.1e}" if "vs_torchvision" in e else "")
-                    for n, e in errs.items()), flush=True)
+                ok = all(
+                    e["vs_cpu"] <= TOL_CPU[dtype] and e.get("vs_torchvision", 0.0) <= TOL_TV[dtype]
+                    for e in errs.values()
+                )
+                print(
+                    f"{'PASS' if ok else 'FAIL'} {name} {mode}: "
+                    + ", ".join(
+                        f"{n} {e['vs_cpu']:.1e}" + (f"/{e['vs_torchvision']:.1e}" if "vs_torchvision" in e else "")
+                        for n, e in errs.items()
+                    ),
+                    flush=True,
+                )
                 results.append(dict(case=case[0], dtype=str(dtype), mode=mode, ok=ok, errors=errs))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 print(f"FAIL {name} {mode}: {type(e).__name__}: {e}", flush=True)
                 traceback.print_exc()
-                results.append(dict(case=case[0], dtype=str(dtype), mode=mode, ok=False, error=f"{type(e).__name__}: {e}"))
-    except Exception as e:  # noqa: BLE001
+                results.append(
+                    dict(case=case[0], dtype=str(dtype), mode=mode, ok=False, error=f"{type(e).__name__}: {e}")
+                )
+    except Exception as e:
         print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
         traceback.print_exc()
         results.append(dict(case=case[0], dtype=str(dtype), ok=False, error=f"{type(e).__name__}: {e}"))
@@ -133,8 +163,9 @@ def check_borders(dtype, results):
         inputs, attrs = make_inputs(case, dtype, seed=7)
         off = inputs[1].float()
         g = torch.Generator().manual_seed(3)
-        choices = torch.tensor([-1.0, 0.0, 1.0, -2.0, 2.0, 5.0, 6.0, -7.0, 100.0, float("inf"), -float("inf"),
-                                float("nan"), 0.5, -0.5])
+        choices = torch.tensor(
+            [-1.0, 0.0, 1.0, -2.0, 2.0, 5.0, 6.0, -7.0, 100.0, float("inf"), -float("inf"), float("nan"), 0.5, -0.5]
+        )
         pick = torch.randint(0, len(choices), off.shape, generator=g)
         sel = torch.rand(off.shape, generator=g) < 0.6
         off = torch.where(sel.cuda(), choices[pick].cuda(), off.round())  # integer offsets: exact border lines
@@ -148,18 +179,25 @@ def check_borders(dtype, results):
             errs, ok = {}, True
             for k, n in enumerate(NAMES):
                 a, b = got[k].double(), cpu[k].double()
-                same_nonfinite = bool(torch.equal(torch.isnan(a), torch.isnan(b)) and
-                                      torch.equal(torch.isinf(a), torch.isinf(b)) and
-                                      torch.equal(a[torch.isinf(a)], b[torch.isinf(b)]))
+                same_nonfinite = bool(
+                    torch.equal(torch.isnan(a), torch.isnan(b))
+                    and torch.equal(torch.isinf(a), torch.isinf(b))
+                    and torch.equal(a[torch.isinf(a)], b[torch.isinf(b)])
+                )
                 fin = torch.isfinite(a) & torch.isfinite(b)
                 e = rel_err(a[fin], b[fin]) if fin.any() else 0.0
                 errs[n] = dict(vs_cpu=e, same_nonfinite=same_nonfinite, n_nan=int(torch.isnan(b).sum()))
                 ok = ok and same_nonfinite and e <= TOL_CPU[dtype]
-            print(f"{'PASS' if ok else 'FAIL'} {name} {mode}: " + ", ".join(
-                f"{n} {e['vs_cpu']:.1e} nonfinite {'same' if e['same_nonfinite'] else 'DIFFER'} ({e['n_nan']} NaN)"
-                for n, e in errs.items()), flush=True)
+            print(
+                f"{'PASS' if ok else 'FAIL'} {name} {mode}: "
+                + ", ".join(
+                    f"{n} {e['vs_cpu']:.1e} nonfinite {'same' if e['same_nonfinite'] else 'DIFFER'} ({e['n_nan']} NaN)"
+                    for n, e in errs.items()
+                ),
+                flush=True,
+            )
             results.append(dict(case="borders", dtype=str(dtype), mode=mode, ok=ok, errors=errs))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
         traceback.print_exc()
         results.append(dict(case="borders", dtype=str(dtype), ok=False, error=f"{type(e).__name__}: {e}"))
@@ -176,7 +214,7 @@ def check_empty(results):
             ok = got[0].shape[0] == 0 and bool((got[2] == 0).all()) and bool((got[4] == 0).all())
             print(f"{'PASS' if ok else 'FAIL'} empty batch {mode}", flush=True)
             results.append(dict(case="empty", mode=mode, ok=ok))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             print(f"FAIL empty batch {mode}: {type(e).__name__}: {e}", flush=True)
             results.append(dict(case="empty", mode=mode, ok=False, error=str(e)))
 
@@ -212,7 +250,8 @@ def kernel_breakdown(fn):
         t = getattr(ev, "self_device_time_total", None) or getattr(ev, "device_time_total", 0)
         if t > 0:
             key = ev.key.split("(")[0].split("<")[0].split("::")[-1][:60] + (
-                "" if "<" not in ev.key else "<" + ev.key.split("<")[1].split(">")[0][:30] + ">")
+                "" if "<" not in ev.key else "<" + ev.key.split("<")[1].split(">")[0][:30] + ">"
+            )
             rows[key] = rows.get(key, 0.0) + t
     return dict(sorted(rows.items(), key=lambda kv: -kv[1]))
 
@@ -221,8 +260,11 @@ def bench(rows):
     b, c, h, w, cout = 4, 64, 90, 160, 64
     case = ("bench", b, c, h, w, cout, 3, 3, (1, 1), (1, 1), (1, 1), 1, 1, True, True)
     for dtype in (torch.float32, torch.float16):
-        row = dict(dtype=str(dtype), shape=dict(x=[b, c, h, w], weight=[cout, c, 3, 3], padding=[1, 1], mask=True,
-                                                bias=True), unit="ms")
+        row = dict(
+            dtype=str(dtype),
+            shape=dict(x=[b, c, h, w], weight=[cout, c, 3, 3], padding=[1, 1], mask=True, bias=True),
+            unit="ms",
+        )
         rows.append(row)
         try:
             inputs, attrs = make_inputs(case, dtype)
@@ -240,17 +282,19 @@ def bench(rows):
                     row[f"{mode}_bwd"] = median_ms(lambda: bwd_call(inputs, grad, attrs))
                     row[f"{mode}_fwd_bwd"] = median_ms(op_fwd_bwd)
                     row[f"{mode}_bwd_kernels_us"] = kernel_breakdown(lambda: bwd_call(inputs, grad, attrs))
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     row[f"{mode}_error"] = f"{type(e).__name__}: {e}"[:300]
             set_mode("tiled")
             try:
-                row["opforge_fwd"] = median_ms(lambda: FWD(*inputs, attrs["stride"], attrs["padding"],
-                                                           attrs["dilation"], 1, 1))
+                row["opforge_fwd"] = median_ms(
+                    lambda: FWD(*inputs, attrs["stride"], attrs["padding"], attrs["dilation"], 1, 1)
+                )
                 row["torchvision_fwd"] = median_ms(lambda: tv_forward(*inputs, attrs))
                 tv_leaves = [t.detach().clone().requires_grad_() for t in inputs]
                 tv_out = tv_forward(*tv_leaves, attrs)
                 row["torchvision_bwd"] = median_ms(
-                    lambda: torch.autograd.grad(tv_out, tv_leaves, grad, retain_graph=True))
+                    lambda: torch.autograd.grad(tv_out, tv_leaves, grad, retain_graph=True)
+                )
 
                 def tv_fwd_bwd():
                     out = tv_forward(*tv_leaves, attrs)
@@ -259,9 +303,11 @@ def bench(rows):
                 row["torchvision_fwd_bwd"] = median_ms(tv_fwd_bwd)
                 for mode in MODES:
                     if f"{mode}_fwd_bwd" in row:
-                        row[f"{mode}_fwd_bwd_speedup_vs_torchvision"] = row["torchvision_fwd_bwd"] / row[f"{mode}_fwd_bwd"]
+                        row[f"{mode}_fwd_bwd_speedup_vs_torchvision"] = (
+                            row["torchvision_fwd_bwd"] / row[f"{mode}_fwd_bwd"]
+                        )
                         row[f"{mode}_bwd_speedup_vs_torchvision"] = row["torchvision_bwd"] / row[f"{mode}_bwd"]
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 row["torchvision_error"] = f"{type(e).__name__}: {e}"[:300]
             # Accuracy at the benchmark size: tiled vs legacy and vs torchvision float32 gradients.
             try:
@@ -272,17 +318,20 @@ def bench(rows):
                 tv = tv_grads(inputs, grad, attrs, [g.shape for g in got])
                 row["tiled_rel_err_vs_legacy"] = {n: rel_err(got[k], leg[k]) for k, n in enumerate(NAMES)}
                 row["tiled_rel_err_vs_torchvision_fp32"] = {n: rel_err(got[k], tv[k]) for k, n in enumerate(NAMES)}
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 row["accuracy_error"] = f"{type(e).__name__}: {e}"[:300]
             set_mode("tiled")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             row["error"] = f"{type(e).__name__}: {e}"[:300]
             traceback.print_exc()
         print(json.dumps({k: v for k, v in row.items() if not k.endswith("_kernels_us")}), flush=True)
         for mode in MODES:
             if f"{mode}_bwd_kernels_us" in row:
-                print(f"  {mode} backward kernels (us): " + ", ".join(
-                    f"{k} {v:.0f}" for k, v in list(row[f"{mode}_bwd_kernels_us"].items())[:8]), flush=True)
+                print(
+                    f"  {mode} backward kernels (us): "
+                    + ", ".join(f"{k} {v:.0f}" for k, v in list(row[f"{mode}_bwd_kernels_us"].items())[:8]),
+                    flush=True,
+                )
 
 
 def main():
@@ -294,13 +343,18 @@ def main():
     ap.add_argument("--modes", default="tiled,legacy", help="backward modes to check (comma-separated)")
     args = ap.parse_args()
     MODES = tuple(m for m in args.modes.split(",") if m)
-    info = dict(card=torch.cuda.get_device_name(), torch=torch.__version__, cuda=torch.version.cuda,
-                date=datetime.datetime.now(datetime.timezone.utc).isoformat(), sanitize=args.sanitize)
+    info = dict(
+        card=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        cuda=torch.version.cuda,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        sanitize=args.sanitize,
+    )
     try:
         import torchvision
 
         info["torchvision"] = torchvision.__version__
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         info["torchvision_error"] = str(e)
     print(json.dumps(info), flush=True)
     torch.manual_seed(0)
@@ -328,10 +382,12 @@ def main():
     for r in bench_rows:
         dt = r["dtype"].split(".")[-1]
         fmt = lambda k: f"{r[k]:.3f}" if isinstance(r.get(k), float) else "-"  # noqa: E731
-        print(f"{dt}: bwd tiled {fmt('tiled_bwd')} legacy {fmt('legacy_bwd')} torchvision {fmt('torchvision_bwd')} ms; "
-              f"fwd+bwd tiled {fmt('tiled_fwd_bwd')} legacy {fmt('legacy_fwd_bwd')} torchvision "
-              f"{fmt('torchvision_fwd_bwd')} ms; fwd opforge {fmt('opforge_fwd')} torchvision {fmt('torchvision_fwd')}",
-              flush=True)
+        print(
+            f"{dt}: bwd tiled {fmt('tiled_bwd')} legacy {fmt('legacy_bwd')} torchvision {fmt('torchvision_bwd')} ms; "
+            f"fwd+bwd tiled {fmt('tiled_fwd_bwd')} legacy {fmt('legacy_fwd_bwd')} torchvision "
+            f"{fmt('torchvision_fwd_bwd')} ms; fwd opforge {fmt('opforge_fwd')} torchvision {fmt('torchvision_fwd')}",
+            flush=True,
+        )
     with open(args.out, "w") as f:
         json.dump(dict(info=info, correctness=results, benchmark=bench_rows), f, indent=1)
     return 0 if passed == len(results) else 1

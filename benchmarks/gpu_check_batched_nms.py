@@ -124,8 +124,10 @@ def check_case(n, classes, kind, dtype, thr, cap, idx_dtype=torch.int64, seed=0)
                     how = f"exact-arithmetic NMS; torchvision keeps {len(canon)}, exact {len(exact)}"
                 else:
                     first = next((k for k, (a, c) in enumerate(zip(got, canon)) if a != c), min(len(got), len(canon)))
-                    problems.append(f"!= torchvision: {len(got)} vs {len(canon)} kept, first difference at {first}"
-                                    + ("" if exact is None else f"; != exact-arithmetic NMS ({len(exact)} kept)"))
+                    problems.append(
+                        f"!= torchvision: {len(got)} vs {len(canon)} kept, first difference at {first}"
+                        + ("" if exact is None else f"; != exact-arithmetic NMS ({len(exact)} kept)")
+                    )
         if n <= 1000:
             ref = reference(b, s, i, thr, cap)[0].tolist()
             if got != ref:
@@ -149,8 +151,11 @@ def check_ties(n, classes, dtype, thr, seed):
         got = torch.ops.opforge.batched_nms(b.cuda(), s.cuda(), i.cuda(), thr, -1)[0].cpu().tolist()
         cpu = torch.ops.opforge.batched_nms(b, s, i, thr, -1)[0].tolist()
         ref = reference(b, s, i, thr)[0].tolist()
-        record(name, got == cpu == ref, f"{len(got)} kept" + ("" if got == cpu == ref else
-                                                              f"; CUDA {len(got)} CPU {len(cpu)} ref {len(ref)}"))
+        record(
+            name,
+            got == cpu == ref,
+            f"{len(got)} kept" + ("" if got == cpu == ref else f"; CUDA {len(got)} CPU {len(cpu)} ref {len(ref)}"),
+        )
     except Exception as e:
         record(name, False, f"{type(e).__name__}: {e}"[:300])
 
@@ -171,9 +176,16 @@ def bench(args):
                 t_ours = triton.testing.do_bench(ours, warmup=50, rep=300, return_mode="median") * 1e3
                 t_tv = triton.testing.do_bench(theirs, warmup=50, rep=300, return_mode="median") * 1e3
                 kept = int(ours()[1])
-                row = {"device": "cuda", "dtype": str(dtype).replace("torch.", ""), "boxes": n, "classes": 80,
-                       "kept": kept, "opforge_us": round(t_ours, 1), "torchvision_us": round(t_tv, 1),
-                       "speedup": round(t_tv / t_ours, 2)}
+                row = {
+                    "device": "cuda",
+                    "dtype": str(dtype).replace("torch.", ""),
+                    "boxes": n,
+                    "classes": 80,
+                    "kept": kept,
+                    "opforge_us": round(t_ours, 1),
+                    "torchvision_us": round(t_tv, 1),
+                    "speedup": round(t_tv / t_ours, 2),
+                }
             except Exception as e:
                 row = {"device": "cuda", "dtype": str(dtype), "boxes": n, "error": f"{type(e).__name__}: {e}"[:300]}
             rows.append(row)
@@ -198,11 +210,21 @@ def bench(args):
                 reps = 30 if n < 50000 else 10
                 t_ours = med(lambda: torch.ops.opforge.batched_nms(b, s, i, 0.5, -1), reps)
                 t_tv = med(lambda: torchvision.ops.batched_nms(b, s, i, 0.5), reps)
-                same = torch.ops.opforge.batched_nms(b, s, i, 0.5, -1)[0].tolist() == \
-                    torchvision.ops.batched_nms(b, s, i, 0.5).tolist()
-                row = {"device": "cpu", "threads": threads, "dtype": "float32", "boxes": n, "classes": 80,
-                       "opforge_us": round(t_ours, 1), "torchvision_us": round(t_tv, 1),
-                       "speedup": round(t_tv / t_ours, 2), "equal_to_torchvision": same}
+                same = (
+                    torch.ops.opforge.batched_nms(b, s, i, 0.5, -1)[0].tolist()
+                    == torchvision.ops.batched_nms(b, s, i, 0.5).tolist()
+                )
+                row = {
+                    "device": "cpu",
+                    "threads": threads,
+                    "dtype": "float32",
+                    "boxes": n,
+                    "classes": 80,
+                    "opforge_us": round(t_ours, 1),
+                    "torchvision_us": round(t_tv, 1),
+                    "speedup": round(t_tv / t_ours, 2),
+                    "equal_to_torchvision": same,
+                }
             except Exception as e:
                 row = {"device": "cpu", "threads": threads, "boxes": n, "error": f"{type(e).__name__}: {e}"[:300]}
             rows.append(row)
@@ -226,29 +248,39 @@ def main():
                     if kind == "uniform" and dtype == torch.float16 and n > 1000:
                         continue
                     check_case(n, classes, kind, dtype, 0.5, -1)
-    for n, classes, dtype, thr, cap, idt in ((1000, 80, torch.float32, 0.7, 100, torch.int64),
-                                             (10000, 80, torch.float32, 0.3, 0, torch.int64),
-                                             (10000, 80, torch.float32, 0.5, 37, torch.int32),
-                                             (50000, 80, torch.float16, 0.6, 300, torch.int32),
-                                             (65, 1, torch.float32, 0.5, 1, torch.int64),
-                                             (1000, 10, torch.bfloat16, 0.5, -1, torch.int64),
-                                             (10000, 80, torch.bfloat16, 0.5, -1, torch.int32),
-                                             (100000, 80, torch.float32, 0.5, -1, torch.int64),
-                                             (100000, 1, torch.float32, 0.5, -1, torch.int64),
-                                             (20000, 20000, torch.float32, 0.5, -1, torch.int64),
-                                             (3000, 1, torch.float32, 0.0, -1, torch.int64),
-                                             (3000, 3, torch.float32, 1.0, -1, torch.int64)):
+    for n, classes, dtype, thr, cap, idt in (
+        (1000, 80, torch.float32, 0.7, 100, torch.int64),
+        (10000, 80, torch.float32, 0.3, 0, torch.int64),
+        (10000, 80, torch.float32, 0.5, 37, torch.int32),
+        (50000, 80, torch.float16, 0.6, 300, torch.int32),
+        (65, 1, torch.float32, 0.5, 1, torch.int64),
+        (1000, 10, torch.bfloat16, 0.5, -1, torch.int64),
+        (10000, 80, torch.bfloat16, 0.5, -1, torch.int32),
+        (100000, 80, torch.float32, 0.5, -1, torch.int64),
+        (100000, 1, torch.float32, 0.5, -1, torch.int64),
+        (20000, 20000, torch.float32, 0.5, -1, torch.int64),
+        (3000, 1, torch.float32, 0.0, -1, torch.int64),
+        (3000, 3, torch.float32, 1.0, -1, torch.int64),
+    ):
         check_case(n, classes, "clustered", dtype, thr, cap, idt, seed=1)
     for seed in range(6):
         for n, classes in ((200, 3), (130, 1), (1000, 20)):
-            check_ties(n, classes, (torch.float32, torch.float16, torch.bfloat16)[seed % 3], (0.5, 0.25, 1 / 3)[seed % 3],
-                       seed)
+            check_ties(
+                n, classes, (torch.float32, torch.float16, torch.bfloat16)[seed % 3], (0.5, 0.25, 1 / 3)[seed % 3], seed
+            )
     rows = [] if args.no_bench else bench(args)
     failed = [c for c in CASES if c["result"] == "FAIL"]
-    out = {"op": "opforge::batched_nms", "card": torch.cuda.get_device_name(),
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "torch": torch.__version__, "torchvision": torchvision.__version__,
-           "cases": CASES, "passed": len(CASES) - len(failed), "failed": len(failed), "bench": rows}
+    out = {
+        "op": "opforge::batched_nms",
+        "card": torch.cuda.get_device_name(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cases": CASES,
+        "passed": len(CASES) - len(failed),
+        "failed": len(failed),
+        "bench": rows,
+    }
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
     print(f"{len(CASES) - len(failed)} passed, {len(failed)} failed; wrote {args.out}")

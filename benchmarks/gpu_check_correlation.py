@@ -35,8 +35,10 @@ CHECKS = [
     ((2, 8, 21, 20), dict(patch_size=[9, 9], dilation_patch=[2, 2])),
     ((1, 12, 24, 40), dict(patch_size=[21, 21], dilation_patch=[2, 2])),  # FlowNetC: 3 column groups, split slots
     ((2, 5, 16, 18), dict(kernel_size=[3, 3], patch_size=[3, 3], stride=[2, 2], padding=[1, 1])),
-    ((1, 7, 13, 15), dict(kernel_size=[2, 3], patch_size=[4, 2], stride=[1, 2], dilation=[2, 1],
-                          dilation_patch=[1, 2])),
+    (
+        (1, 7, 13, 15),
+        dict(kernel_size=[2, 3], patch_size=[4, 2], stride=[1, 2], dilation=[2, 1], dilation_patch=[1, 2]),
+    ),
     ((3, 4, 9, 9), dict()),  # patch 1
     ((1, 3, 5, 70), dict(patch_size=[1, 13], padding=[0, 3])),  # one displacement row, wide
     ((1, 2, 4, 4), dict(patch_size=[11, 11], dilation_patch=[3, 3])),  # every displacement outside at most
@@ -46,8 +48,14 @@ TOL = {torch.float32: (1e-4, 1e-4), torch.float16: (2e-3, 2e-3), torch.bfloat16:
 
 
 def attrs_list(attrs):
-    d = {"kernel_size": [1, 1], "patch_size": [1, 1], "stride": [1, 1], "padding": [0, 0], "dilation": [1, 1],
-         "dilation_patch": [1, 1]}
+    d = {
+        "kernel_size": [1, 1],
+        "patch_size": [1, 1],
+        "stride": [1, 1],
+        "padding": [0, 0],
+        "dilation": [1, 1],
+        "dilation_patch": [1, 1],
+    }
     d.update(attrs)
     return [d[k] for k in ("kernel_size", "patch_size", "stride", "padding", "dilation", "dilation_patch")]
 
@@ -92,8 +100,10 @@ def check_case(shape, attrs, dtype):
         ok5, d5 = close(gf1.cpu().float(), rf1, dtype, bscale)
         ok6, d6 = close(gf2.cpu().float(), rf2, dtype, bscale)
         ok = all((ok1, ok2, ok3, ok4, ok5, ok6))
-        detail = (f"fwd vs cpu {d1}; fwd vs ref {d2}; grad_f1 vs cpu {d3}; grad_f2 vs cpu {d4}; "
-                  f"grad_f1 vs ref {d5}; grad_f2 vs ref {d6}")
+        detail = (
+            f"fwd vs cpu {d1}; fwd vs ref {d2}; grad_f1 vs cpu {d3}; grad_f2 vs cpu {d4}; "
+            f"grad_f1 vs ref {d5}; grad_f2 vs ref {d6}"
+        )
     except Exception as e:  # one failing case must not stop the rest
         ok, detail = False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
     print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}", flush=True)
@@ -109,13 +119,14 @@ def bench_ms(fn):
 def localcorr_sampler(patch, dilation_patch):
     try:
         import localcorr
-    except Exception as e:  # noqa: BLE001 (optional dependency)
+    except Exception as e:
         return None, f"localcorr not importable: {type(e).__name__}: {e}"
     cls = getattr(localcorr, "TritonSpatialCorrelationSampler", None)
     if cls is None:
         return None, "localcorr has no TritonSpatialCorrelationSampler (triton missing?)"
-    return cls(kernel_size=1, patch_size=patch, stride=1, padding=0, dilation=1, dilation_patch=dilation_patch), \
-        f"localcorr {getattr(localcorr, '__version__', '?')} TritonSpatialCorrelationSampler"
+    return cls(
+        kernel_size=1, patch_size=patch, stride=1, padding=0, dilation=1, dilation_patch=dilation_patch
+    ), f"localcorr {getattr(localcorr, '__version__', '?')} TritonSpatialCorrelationSampler"
 
 
 def bench_case(shape, patch, dilation_patch, dtype):
@@ -133,7 +144,7 @@ def bench_case(shape, patch, dilation_patch, dtype):
             fn()
             torch.cuda.synchronize()
             timings[label] = bench_ms(fn) * 1e3
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             timings[label] = None
             entry.setdefault("errors", {})[label] = f"{type(e).__name__}: {e}"
 
@@ -152,7 +163,7 @@ def bench_case(shape, patch, dilation_patch, dtype):
             lc = sampler(f1, f2).float()
             ours = torch.ops.opforge.correlation(f1, f2, *al).float()
             entry["localcorr_max_abs_diff"] = (lc - ours).abs().max().item()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             entry["localcorr_max_abs_diff"] = f"{type(e).__name__}: {e}"
 
     # backward: grad of sum(out * g)
@@ -164,6 +175,7 @@ def bench_case(shape, patch, dilation_patch, dtype):
         def run():
             out = fn(a, b)
             return torch.autograd.grad(out, (a, b), g)
+
         return run
 
     timed("opforge_fwd_bwd", bwd(lambda x, y: torch.ops.opforge.correlation(x, y, *al)))
@@ -174,8 +186,10 @@ def bench_case(shape, patch, dilation_patch, dtype):
 
     entry["us"] = timings
     ours = timings.get("opforge")
-    fastest = min((v for k, v in timings.items() if k in ("eager_reference", "compile_reference", "localcorr")
-                   and v is not None), default=None)
+    fastest = min(
+        (v for k, v in timings.items() if k in ("eager_reference", "compile_reference", "localcorr") and v is not None),
+        default=None,
+    )
     if ours and fastest:
         entry["speedup_vs_fastest_other"] = fastest / ours
     for k in ("eager_reference", "compile_reference", "localcorr"):
@@ -199,20 +213,26 @@ def main():
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device")
     ops.load_extension()
-    RESULTS.update(card=torch.cuda.get_device_name(), date=datetime.datetime.now().isoformat(timespec="seconds"),
-                   torch=torch.__version__, host=platform.node())
+    RESULTS.update(
+        card=torch.cuda.get_device_name(),
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
+        torch=torch.__version__,
+        host=platform.node(),
+    )
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         for shape, attrs in CHECKS:
             check_case(shape, attrs, dtype)
     if not args.skip_bench:
-        for shape, patch, dp, dtype in (((4, 64, 90, 160), 9, 1, torch.float32),
-                                        ((4, 64, 90, 160), 9, 1, torch.float16),
-                                        ((4, 64, 90, 160), 9, 1, torch.bfloat16),
-                                        ((8, 196, 24, 40), 9, 1, torch.float32),  # PWC-Net coarse level
-                                        ((4, 256, 48, 64), 21, 2, torch.float32)):  # FlowNetC
+        for shape, patch, dp, dtype in (
+            ((4, 64, 90, 160), 9, 1, torch.float32),
+            ((4, 64, 90, 160), 9, 1, torch.float16),
+            ((4, 64, 90, 160), 9, 1, torch.bfloat16),
+            ((8, 196, 24, 40), 9, 1, torch.float32),  # PWC-Net coarse level
+            ((4, 256, 48, 64), 21, 2, torch.float32),
+        ):  # FlowNetC
             try:
                 bench_case(shape, patch, dp, dtype)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 print(f"bench {shape} patch {patch} {dtype} failed: {type(e).__name__}: {e}", flush=True)
                 RESULTS["bench"].append({"shape": list(shape), "patch": patch, "error": f"{type(e).__name__}: {e}"})
     failed = [c["case"] for c in RESULTS["cases"] if not c["ok"]]

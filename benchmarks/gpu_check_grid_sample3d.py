@@ -81,9 +81,14 @@ def check_case(case, combo, dtype, results, seed):
         ref, rgx, rgg = aten_fwd_bwd(x, grid, grad, *combo)
         cpu = FWD(x.cpu(), grid.cpu(), *combo)
         cgx, cgg = BWD(x.cpu(), grid.cpu(), grad.cpu(), *combo)
-        errs = dict(fwd_vs_aten=rel_err(out, ref), fwd_vs_cpu=rel_err(out.cpu(), cpu),
-                    grad_input_vs_aten=rel_err(gx, rgx), grad_input_vs_cpu=rel_err(gx.cpu(), cgx),
-                    grad_grid_vs_aten=rel_err(gg, rgg), grad_grid_vs_cpu=rel_err(gg.cpu(), cgg))
+        errs = dict(
+            fwd_vs_aten=rel_err(out, ref),
+            fwd_vs_cpu=rel_err(out.cpu(), cpu),
+            grad_input_vs_aten=rel_err(gx, rgx),
+            grad_input_vs_cpu=rel_err(gx.cpu(), cgx),
+            grad_grid_vs_aten=rel_err(gg, rgg),
+            grad_grid_vs_cpu=rel_err(gg.cpu(), cgg),
+        )
         ok = all(v <= (TOL_FWD if k.startswith("fwd") else TOL_BWD)[dtype] for k, v in errs.items())
         ok = ok and out.dtype == gx.dtype == gg.dtype == dtype
         print(f"{'PASS' if ok else 'FAIL'} {name}: " + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()), flush=True)
@@ -118,8 +123,9 @@ def check_nonfinite(results):
             wgx, wgg = BWD(x, grid, grad, *combo)
             errs = dict(fwd=rel_err(out, want), grad_input=rel_err(gx, wgx), grad_grid=rel_err(gg, wgg))
             ok = all(v <= 1e-5 for v in errs.values()) and all(torch.isfinite(t).all() for t in (out, gx, gg))
-            print(f"{'PASS' if ok else 'FAIL'} {name}: " + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()),
-                  flush=True)
+            print(
+                f"{'PASS' if ok else 'FAIL'} {name}: " + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()), flush=True
+            )
             results.append(dict(case=name, ok=ok, **errs))
         except Exception as e:
             print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
@@ -177,16 +183,24 @@ def identity_grid(n, do, ho, wo, noise, gen):
 
 def bench(rows):
     for (name, n, c, d, h, w, do, ho, wo, noise), dtype in itertools.product(BENCH, (torch.float32, torch.float16)):
-        row = dict(case=name, dtype=str(dtype), input=[n, c, d, h, w], grid=[n, do, ho, wo, 3],
-                   mode="bilinear", padding_mode="zeros", align_corners=False)
+        row = dict(
+            case=name,
+            dtype=str(dtype),
+            input=[n, c, d, h, w],
+            grid=[n, do, ho, wo, 3],
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )
         try:
             gen = torch.Generator().manual_seed(0)
             x = torch.randn(n, c, d, h, w, generator=gen).to("cuda", dtype)
             grid = identity_grid(n, do, ho, wo, noise, gen).to("cuda", dtype)
             grad = torch.randn(n, c, do, ho, wo, generator=gen).to("cuda", dtype)
             attrs = ("bilinear", "zeros", False)
-            row["err_vs_aten"] = rel_err(FWD(x, grid, *attrs), F.grid_sample(x.float(), grid.float(),
-                                                                               align_corners=False))
+            row["err_vs_aten"] = rel_err(
+                FWD(x, grid, *attrs), F.grid_sample(x.float(), grid.float(), align_corners=False)
+            )
             row["opforge_fwd_us"] = time_us(lambda: FWD(x, grid, *attrs))
             row["aten_fwd_us"] = time_us(lambda: F.grid_sample(x, grid, align_corners=False))
             row["opforge_bwd_op_us"] = time_us(lambda: BWD(x, grid, grad, *attrs))
@@ -221,9 +235,13 @@ def main():
     ap.add_argument("--out", default="gpu_check_grid_sample3d.json")
     ap.add_argument("--no-bench", action="store_true")
     args = ap.parse_args()
-    info = dict(card=torch.cuda.get_device_name(), torch=torch.__version__, cuda=torch.version.cuda,
-                date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                targets=dict(fwd_ratio=TARGET_FWD, fwd_bwd_ratio=TARGET_FWD_BWD))
+    info = dict(
+        card=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        cuda=torch.version.cuda,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        targets=dict(fwd_ratio=TARGET_FWD, fwd_bwd_ratio=TARGET_FWD_BWD),
+    )
     print(json.dumps(info), flush=True)
     results: list = []
     for seed, (case, combo, dtype) in enumerate(itertools.product(CASES, COMBOS, DTYPES)):
@@ -235,11 +253,13 @@ def main():
         bench(rows)
     passed = sum(r["ok"] for r in results)
     timed = [r for r in rows if "fwd_ratio" in r]
-    summary = dict(correct=f"{passed}/{len(results)}",
-                   fwd_target_met=all(r["fwd_target_met"] for r in timed) if timed else None,
-                   fwd_bwd_target_met=all(r["fwd_bwd_target_met"] for r in timed) if timed else None,
-                   min_fwd_ratio=min((r["fwd_ratio"] for r in timed), default=None),
-                   min_fwd_bwd_ratio=min((r["fwd_bwd_ratio"] for r in timed), default=None))
+    summary = dict(
+        correct=f"{passed}/{len(results)}",
+        fwd_target_met=all(r["fwd_target_met"] for r in timed) if timed else None,
+        fwd_bwd_target_met=all(r["fwd_bwd_target_met"] for r in timed) if timed else None,
+        min_fwd_ratio=min((r["fwd_ratio"] for r in timed), default=None),
+        min_fwd_bwd_ratio=min((r["fwd_bwd_ratio"] for r in timed), default=None),
+    )
     print(json.dumps(summary), flush=True)
     with open(args.out, "w") as f:
         json.dump(dict(info=info, correctness=results, benchmark=rows, summary=summary), f, indent=1)

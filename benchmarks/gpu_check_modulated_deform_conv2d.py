@@ -56,8 +56,9 @@ def make_inputs(case, dtype, device="cuda", seed=0):
     weight = torch.randn(cout, c // groups, kh, kw, generator=g) * (c // groups * kh * kw) ** -0.5
     mask = torch.rand(b, dg * kh * kw, oh, ow, generator=g) if has_mask else None
     bias = torch.randn(cout, generator=g) if has_bias else None
-    attrs = dict(stride=list(stride), padding=list(padding), dilation=list(dilation), groups=groups,
-                 deformable_groups=dg)
+    attrs = dict(
+        stride=list(stride), padding=list(padding), dilation=list(dilation), groups=groups, deformable_groups=dg
+    )
     cast = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
     return [cast(t) for t in (x, offset, weight, mask, bias)], attrs
 
@@ -65,15 +66,32 @@ def make_inputs(case, dtype, device="cuda", seed=0):
 def tv_forward(x, offset, weight, mask, bias, attrs):
     import torchvision
 
-    return torchvision.ops.deform_conv2d(x, offset, weight, bias, stride=tuple(attrs["stride"]),
-                                         padding=tuple(attrs["padding"]), dilation=tuple(attrs["dilation"]),
-                                         mask=mask)
+    return torchvision.ops.deform_conv2d(
+        x,
+        offset,
+        weight,
+        bias,
+        stride=tuple(attrs["stride"]),
+        padding=tuple(attrs["padding"]),
+        dilation=tuple(attrs["dilation"]),
+        mask=mask,
+    )
 
 
 def call(fn_inputs, attrs):
     x, offset, weight, mask, bias = fn_inputs
-    return FWD(x, offset, weight, mask, bias, attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"],
-               attrs["deformable_groups"])
+    return FWD(
+        x,
+        offset,
+        weight,
+        mask,
+        bias,
+        attrs["stride"],
+        attrs["padding"],
+        attrs["dilation"],
+        attrs["groups"],
+        attrs["deformable_groups"],
+    )
 
 
 def rel_err(a, ref):
@@ -98,11 +116,31 @@ def check_case(case, dtype, results):
         # Backward vs torchvision autograd (float32) and vs the CPU backward kernel.
         grad = torch.randn(out.shape, device="cuda").to(dtype)
         x, offset, weight, mask, bias = inputs
-        gcuda = BWD(x, offset, weight, grad, mask, attrs["stride"], attrs["padding"], attrs["dilation"],
-                    attrs["groups"], attrs["deformable_groups"])
+        gcuda = BWD(
+            x,
+            offset,
+            weight,
+            grad,
+            mask,
+            attrs["stride"],
+            attrs["padding"],
+            attrs["dilation"],
+            attrs["groups"],
+            attrs["deformable_groups"],
+        )
         torch.cuda.synchronize()
-        gcpu = BWD(x.cpu(), offset.cpu(), weight.cpu(), grad.cpu(), None if mask is None else mask.cpu(),
-                   attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"], attrs["deformable_groups"])
+        gcpu = BWD(
+            x.cpu(),
+            offset.cpu(),
+            weight.cpu(),
+            grad.cpu(),
+            None if mask is None else mask.cpu(),
+            attrs["stride"],
+            attrs["padding"],
+            attrs["dilation"],
+            attrs["groups"],
+            attrs["deformable_groups"],
+        )
         leaves = [None if t is None else t.detach().clone().requires_grad_() for t in f32]
         if leaves[3] is None:
             leaves[3] = torch.ones(gcuda[3].shape, device="cuda", requires_grad=True)
@@ -118,10 +156,21 @@ def check_case(case, dtype, results):
             b_errs[n] = (rel_err(gc, leaf.grad), rel_err(gc.cpu(), gp))
         b_ok = all(a <= btol and c <= btol for a, c in b_errs.values())
         status = "PASS" if ok and b_ok else "FAIL"
-        print(f"{status} {name}: fwd err vs {ref_name} {e_tv:.2e}, vs cpu {e_cpu:.2e}; bwd "
-              + ", ".join(f"{n} {a:.1e}/{c:.1e}" for n, (a, c) in b_errs.items()), flush=True)
-        results.append(dict(case=case[0], dtype=str(dtype), ok=status == "PASS", fwd_vs_torchvision=e_tv,
-                            fwd_vs_cpu=e_cpu, bwd={n: dict(vs_torchvision=a, vs_cpu=c) for n, (a, c) in b_errs.items()}))
+        print(
+            f"{status} {name}: fwd err vs {ref_name} {e_tv:.2e}, vs cpu {e_cpu:.2e}; bwd "
+            + ", ".join(f"{n} {a:.1e}/{c:.1e}" for n, (a, c) in b_errs.items()),
+            flush=True,
+        )
+        results.append(
+            dict(
+                case=case[0],
+                dtype=str(dtype),
+                ok=status == "PASS",
+                fwd_vs_torchvision=e_tv,
+                fwd_vs_cpu=e_cpu,
+                bwd={n: dict(vs_torchvision=a, vs_cpu=c) for n, (a, c) in b_errs.items()},
+            )
+        )
     except Exception as e:  # one failing case must not stop the rest
         print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
         traceback.print_exc()
@@ -155,17 +204,21 @@ def bench(results_bench):
             inputs[1] = offset
             row = dict(dtype=str(dtype), shape=shape)
             row["opforge_fwd_us"] = 1e3 * triton.testing.do_bench(lambda: call(inputs, attrs), warmup=50, rep=300)
-            row["cudnn_conv2d_us"] = 1e3 * triton.testing.do_bench(lambda: F.conv2d(x, weight, bias, padding=1),
-                                                                   warmup=50, rep=300)
+            row["cudnn_conv2d_us"] = 1e3 * triton.testing.do_bench(
+                lambda: F.conv2d(x, weight, bias, padding=1), warmup=50, rep=300
+            )
             try:
                 row["torchvision_fwd_us"] = 1e3 * triton.testing.do_bench(
-                    lambda: tv_forward(x, offset, weight, mask, bias, attrs), warmup=50, rep=300)
+                    lambda: tv_forward(x, offset, weight, mask, bias, attrs), warmup=50, rep=300
+                )
             except Exception as e:  # torchvision has no bfloat16 kernel in some versions
                 row["torchvision_error"] = f"{type(e).__name__}: {e}"[:200]
             grad = torch.randn(b, cout, h, w, device="cuda", dtype=dtype)
             row["opforge_bwd_us"] = 1e3 * triton.testing.do_bench(
                 lambda: BWD(x, offset, weight, grad, mask, attrs["stride"], attrs["padding"], attrs["dilation"], 1, 1),
-                warmup=20, rep=200)
+                warmup=20,
+                rep=200,
+            )
             if "torchvision_fwd_us" in row:
                 leaves = [t.detach().clone().requires_grad_() for t in (x, offset, weight, mask, bias)]
 
@@ -194,8 +247,13 @@ def main():
     args = ap.parse_args()
     import torchvision
 
-    info = dict(card=torch.cuda.get_device_name(), torch=torch.__version__, torchvision=torchvision.__version__,
-                cuda=torch.version.cuda, date=datetime.datetime.now(datetime.timezone.utc).isoformat())
+    info = dict(
+        card=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        torchvision=torchvision.__version__,
+        cuda=torch.version.cuda,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    )
     print(json.dumps(info), flush=True)
     results: list = []
     for case in CASES:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STRIDED = '''\
+STRIDED = """\
 from typing import Optional
 
 import torch
@@ -27,12 +27,26 @@ import torch
 def strided_pick(x: torch.Tensor, bias: Optional[torch.Tensor] = None, stride: list[int] = [2, 2]) -> torch.Tensor:
     y = x[:, :, :: stride[0], :: stride[1]]
     return y if bias is None else y + bias.view(1, -1, 1, 1)
-'''
+"""
 SPECS = {
-    "demo::scale_clamp": ["--input", "x", "--output", "y:like(x)", "--attr", "eps:float=1e-6",
-                          "--attr", "mode:str=fast|exact"],
-    "demo::grid_sample": ["--like", "aten::grid_sampler_2d", "--shapes", "input=2x3x8x7 grid=2x5x6x2",
-                          "--shapes", "input=1x4x5x9 grid=1x3x4x2"],
+    "demo::scale_clamp": [
+        "--input",
+        "x",
+        "--output",
+        "y:like(x)",
+        "--attr",
+        "eps:float=1e-6",
+        "--attr",
+        "mode:str=fast|exact",
+    ],
+    "demo::grid_sample": [
+        "--like",
+        "aten::grid_sampler_2d",
+        "--shapes",
+        "input=2x3x8x7 grid=2x5x6x2",
+        "--shapes",
+        "input=1x4x5x9 grid=1x3x4x2",
+    ],
     "demo::strided_pick": ["--from", "newop_examples:strided_pick"],
 }
 
@@ -63,9 +77,18 @@ def main() -> int:
     build = run("ops.build", "--package", "newops", log="build.log")
     if build.returncode:
         problems.append("build failed (see build.log)")
-    check = run("ops.check", *SPECS, "--package", "newops", "--json", *(["--quick"] if args.quick else []),
-                log="new_ops_check.log")
-    text = run("ops.check", *SPECS, "--package", "newops", "--only", "build", "--only", "torch", log="new_ops_check.txt")
+    check = run(
+        "ops.check",
+        *SPECS,
+        "--package",
+        "newops",
+        "--json",
+        *(["--quick"] if args.quick else []),
+        log="new_ops_check.log",
+    )
+    text = run(
+        "ops.check", *SPECS, "--package", "newops", "--only", "build", "--only", "torch", log="new_ops_check.txt"
+    )
     try:
         report = json.loads(check.stdout)
         (out / "new_ops_check.json").write_text(json.dumps(report, indent=2))

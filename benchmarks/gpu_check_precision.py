@@ -40,7 +40,7 @@ def _reference_kind() -> str:
 
         build("ops.library")
         return "ort"
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         print(f"native ORT op library unavailable ({str(e).splitlines()[0][:120]}): float32 reference = torch runner")
         return "torch"
 
@@ -77,10 +77,16 @@ def plugin_harness_check(mixed, values: dict, types: dict, record) -> None:
         inputs = [values[n].cuda() if n else None for n in node.input]
         got = run_plugin(_host(host_mod, library), op, Sample(*inputs, **attrs))
         want = values[node.output[0]]
-        rows[node.name] = {"op": op.id, "dtype": str(got[0].dtype), "rel_l2_vs_torch_kernel": rel_l2(got[0].float(),
-                                                                                                   want.float())}
-    record("plugin_harness", all(r["dtype"] == "torch.float16" and r["rel_l2_vs_torch_kernel"] <= 1e-3
-                                 for r in rows.values()), nodes=rows or "no float16 opforge node in this model")
+        rows[node.name] = {
+            "op": op.id,
+            "dtype": str(got[0].dtype),
+            "rel_l2_vs_torch_kernel": rel_l2(got[0].float(), want.float()),
+        }
+    record(
+        "plugin_harness",
+        all(r["dtype"] == "torch.float16" and r["rel_l2_vs_torch_kernel"] <= 1e-3 for r in rows.values()),
+        nodes=rows or "no float16 opforge node in this model",
+    )
 
 
 def check_model(name: str, device: str, reference: str) -> dict:
@@ -107,8 +113,9 @@ def check_model(name: str, device: str, reference: str) -> dict:
     m32 = ops.export_onnx(model, args, opset=17)
     # Planned as the tests and fp16_comparison.py plan: the example plus 2 calibration inputs; judged on
     # held-out inputs (examples.fp16_overflow.HELD_OUT_SEEDS) never used for planning.
-    analysis = analyze(model, args, calibration=ex.calibration(maker, 2), opset=17, device=device, onnx_model=m32,
-                       reference=reference)
+    analysis = analyze(
+        model, args, calibration=ex.calibration(maker, 2), opset=17, device=device, onnx_model=m32, reference=reference
+    )
     mixed = plan_mixed(analysis, device=device)
     mx = analysis.report.mixed
     out["seconds"] = time.time() - t
@@ -122,22 +129,32 @@ def check_model(name: str, device: str, reference: str) -> dict:
         values = runner.run(feeds, keep_all=True)
         types = elem_types(mixed)
         every_value = {**runner.weights, **{k: v.to(device) for k, v in feeds.items()}, **values}
-        wrong = [n for n, v in values.items() if types.get(n) == FLOAT16 and
-                 (v.dtype != torch.float16 or v.device.type != torch.device(device).type)]
+        wrong = [
+            n
+            for n, v in values.items()
+            if types.get(n) == FLOAT16 and (v.dtype != torch.float16 or v.device.type != torch.device(device).type)
+        ]
         n_half = sum(1 for n in values if types.get(n) == FLOAT16)
         custom = [n.name for n in mixed.graph.node if n.domain == "opforge" and types.get(n.output[0]) == FLOAT16]
-        record("half_on_device", not wrong and n_half > 0, half_tensors=n_half, wrong=wrong[:10],
-               opforge_nodes_in_half=custom)
+        record(
+            "half_on_device",
+            not wrong and n_half > 0,
+            half_tensors=n_half,
+            wrong=wrong[:10],
+            opforge_nodes_in_half=custom,
+        )
         y = values[mixed.graph.output[0].name].float().cpu()
         ref = analysis.runs[0][mixed.graph.output[0].name].float()
         err = rel_l2(y, ref)
-        record("rel_l2", err <= 1e-3 and bool(torch.isfinite(y).all()), rel_l2=err, finite=bool(torch.isfinite(y).all()))
-    except Exception as e:  # noqa: BLE001
+        record(
+            "rel_l2", err <= 1e-3 and bool(torch.isfinite(y).all()), rel_l2=err, finite=bool(torch.isfinite(y).all())
+        )
+    except Exception:
         record("half_on_device", False, error=traceback.format_exc()[-800:])
 
     try:  # plugin_harness: each opforge node of the mixed graph that runs in half, through its TensorRT plugin
         plugin_harness_check(mixed, every_value, types, record)
-    except Exception:  # noqa: BLE001
+    except Exception:
         record("plugin_harness", False, error=traceback.format_exc()[-800:])
 
     try:  # held-out inputs: required <= 1e-3 too
@@ -150,7 +167,7 @@ def check_model(name: str, device: str, reference: str) -> dict:
             errs.append(rel_l2(y, r[mixed.graph.output[0].name].float()))
         out["held_out_rel_l2"] = errs
         record("held_out_rel_l2", max(errs) <= 1e-3, rel_l2=errs)
-    except Exception:  # noqa: BLE001
+    except Exception:
         record("held_out_rel_l2", False, error=traceback.format_exc()[-800:])
 
     record("flop_fraction", mx["half_flop_fraction"] >= 0.9, half_flop_fraction=mx["half_flop_fraction"])
@@ -171,13 +188,21 @@ def check_model(name: str, device: str, reference: str) -> dict:
                     if not bool(torch.isfinite(h).all()) and bool(torch.isfinite(env[o]).all()):
                         overflowing.add(node.name)
                     if node.domain == "opforge":
-                        kernels[node.name] = {"op": node.op_type, "dtype": str(halves[k].dtype),
-                                              "device": str(halves[k].device), "rel_l2": rel_l2(h, env[o].float())}
-        record("no_misses", overflowing <= flagged, overflowing=sorted(overflowing),
-               missed=sorted(overflowing - flagged))
-        record("opforge_kernels", all(v["rel_l2"] <= 1e-2 or v["rel_l2"] == float("inf") and k in flagged
-                                      for k, v in kernels.items()), nodes=kernels)
-    except Exception:  # noqa: BLE001
+                        kernels[node.name] = {
+                            "op": node.op_type,
+                            "dtype": str(halves[k].dtype),
+                            "device": str(halves[k].device),
+                            "rel_l2": rel_l2(h, env[o].float()),
+                        }
+        record(
+            "no_misses", overflowing <= flagged, overflowing=sorted(overflowing), missed=sorted(overflowing - flagged)
+        )
+        record(
+            "opforge_kernels",
+            all(v["rel_l2"] <= 1e-2 or v["rel_l2"] == float("inf") and k in flagged for k, v in kernels.items()),
+            nodes=kernels,
+        )
+    except Exception:
         record("no_misses", False, error=traceback.format_exc()[-800:])
     return out
 
@@ -195,8 +220,9 @@ def main(argv=None) -> int:
         import ops
 
         result["torch"] = torch.__version__
-        result["device_name"] = torch.cuda.get_device_name(0) if args.device == "cuda" and torch.cuda.is_available() \
-            else args.device
+        result["device_name"] = (
+            torch.cuda.get_device_name(0) if args.device == "cuda" and torch.cuda.is_available() else args.device
+        )
         if args.device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda but torch.cuda.is_available() is False")
         ops.load_extension()
@@ -206,18 +232,19 @@ def main(argv=None) -> int:
             print(f"== {name} on {args.device}")
             try:
                 result["models"].append(check_model(name, args.device, reference))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 result["models"].append({"model": name, "error": traceback.format_exc()[-1500:]})
                 print(result["models"][-1]["error"])
-    except Exception:  # noqa: BLE001
+    except Exception:
         result["error"] = traceback.format_exc()[-1500:]
         print(result["error"])
     finally:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1, default=str))
         print(f"wrote {args.out}")
-    ok = "error" not in result and all("error" not in m and all(c["result"] == "PASS" for c in m["checks"].values())
-                                       for m in result["models"])
+    ok = "error" not in result and all(
+        "error" not in m and all(c["result"] == "PASS" for c in m["checks"].values()) for m in result["models"]
+    )
     return 0 if ok else 1
 
 

@@ -76,8 +76,14 @@ def make_inputs(case, dtype, device="cuda", seed=0):
 def tv(feats, rois, attrs):
     import torchvision
 
-    return torchvision.ops.roi_align(feats, rois, (attrs["pooled_height"], attrs["pooled_width"]),
-                                     attrs["spatial_scale"], attrs["sampling_ratio"], attrs["aligned"])
+    return torchvision.ops.roi_align(
+        feats,
+        rois,
+        (attrs["pooled_height"], attrs["pooled_width"]),
+        attrs["spatial_scale"],
+        attrs["sampling_ratio"],
+        attrs["aligned"],
+    )
 
 
 def rel_err(a, ref):
@@ -117,13 +123,23 @@ def check_case(case, dtype, results):
         # autograd through the forward reaches the same backward op
         fl = feats.detach().clone().requires_grad_()
         (g_auto,) = torch.autograd.grad(FWD(fl, rois, **attrs), (fl,), grad)
-        row["bwd"] = dict(vs_torchvision=rel_err(gcuda, g_tv), vs_reference=rel_err(gcuda, g_ref),
-                          vs_cpu=rel_err(gcuda, g_cpu), autograd_vs_op=rel_err(g_auto, gcuda))
+        row["bwd"] = dict(
+            vs_torchvision=rel_err(gcuda, g_tv),
+            vs_reference=rel_err(gcuda, g_ref),
+            vs_cpu=rel_err(gcuda, g_cpu),
+            autograd_vs_op=rel_err(g_auto, gcuda),
+        )
         ok &= all(v <= TOL[dtype] for v in row["bwd"].values())
         row["ok"] = bool(ok)
-        print(f"{'PASS' if ok else 'FAIL'} {name}: " + "; ".join(
-            f"{k} " + ", ".join(f"{n} {v:.1e}" if isinstance(v, float) else f"{n} {v}" for n, v in d.items())
-            for k, d in row.items() if isinstance(d, dict)), flush=True)
+        print(
+            f"{'PASS' if ok else 'FAIL'} {name}: "
+            + "; ".join(
+                f"{k} " + ", ".join(f"{n} {v:.1e}" if isinstance(v, float) else f"{n} {v}" for n, v in d.items())
+                for k, d in row.items()
+                if isinstance(d, dict)
+            ),
+            flush=True,
+        )
         results.append(row)
     except Exception as e:  # one failing case must not stop the rest
         print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
@@ -154,8 +170,11 @@ def check_bad_rois(results):
             e = rel_err(out[7:], ref)
             eg = rel_err(g, g_ref)
             ok = zeros and e <= TOL[torch.float32] and eg <= TOL[torch.float32]
-            print(f"{'PASS' if ok else 'FAIL'} bad rois [{p}]: zeros for invalid/non-finite rois {zeros}, others vs cpu "
-                  f"{e:.1e}, grad (bad rois contribute nothing) {eg:.1e}", flush=True)
+            print(
+                f"{'PASS' if ok else 'FAIL'} bad rois [{p}]: zeros for invalid/non-finite rois {zeros}, others vs cpu "
+                f"{e:.1e}, grad (bad rois contribute nothing) {eg:.1e}",
+                flush=True,
+            )
             results.append(dict(case=f"bad_rois_{p}", ok=bool(ok), zeros=zeros, others=e, grad=eg))
         except Exception as e:
             print(f"FAIL bad rois [{p}]: {type(e).__name__}: {e}", flush=True)
@@ -199,8 +218,15 @@ def bench(rows):
     feats32 = torch.randn(n, c, h, w, generator=g)
     for dtype in (torch.float32, torch.float16):
         for sr in (2, -1):
-            row = dict(dtype=str(dtype), sampling_ratio=sr, features=[n, c, h, w], rois=k, output=[7, 7],
-                       spatial_scale=scale, aligned=True)
+            row = dict(
+                dtype=str(dtype),
+                sampling_ratio=sr,
+                features=[n, c, h, w],
+                rois=k,
+                output=[7, 7],
+                spatial_scale=scale,
+                aligned=True,
+            )
             try:
                 feats = feats32.to(device="cuda", dtype=dtype)
                 rois = rois32.to(device="cuda", dtype=dtype)
@@ -210,7 +236,8 @@ def bench(rows):
                 try:
                     row["torchvision_fwd_ms"] = median_ms(lambda: tv(feats, rois, attrs))
                     row["torchvision_fwd_bwd_ms"] = median_ms(
-                        lambda: torch.autograd.grad(tv(leaf, rois, attrs), (leaf,), grad))
+                        lambda: torch.autograd.grad(tv(leaf, rois, attrs), (leaf,), grad)
+                    )
                 except Exception as e:
                     row["torchvision_error"] = f"{type(e).__name__}: {e}"[:200]
                 for p in ("auto",) + PATHS:
@@ -218,16 +245,19 @@ def bench(rows):
                     with ctx:
                         row[f"opforge_{p}_fwd_ms"] = median_ms(lambda: FWD(feats, rois, **attrs))
                         row[f"opforge_{p}_fwd_bwd_ms"] = median_ms(
-                            lambda: torch.autograd.grad(FWD(leaf, rois, **attrs), (leaf,), grad))
+                            lambda: torch.autograd.grad(FWD(leaf, rois, **attrs), (leaf,), grad)
+                        )
                         if "torchvision_fwd_ms" in row:
                             row[f"fwd_ratio_{p}"] = row["torchvision_fwd_ms"] / row[f"opforge_{p}_fwd_ms"]
                             row[f"fwd_bwd_ratio_{p}"] = row["torchvision_fwd_bwd_ms"] / row[f"opforge_{p}_fwd_bwd_ms"]
                 row["opforge_bwd_op_ms"] = median_ms(lambda: BWD(grad, rois, feats, **attrs))
                 if "torchvision_fwd_ms" in row:
-                    row["targets_met"] = dict(fwd_1_5x=row["fwd_ratio_auto"] >= 1.5,
-                                              fwd_bwd_1x=row["fwd_bwd_ratio_auto"] >= 1.0)
-                    row["rel_err_vs_torchvision_fp32"] = rel_err(FWD(feats, rois, **attrs),
-                                                                 tv(feats.float(), rois.float(), attrs))
+                    row["targets_met"] = dict(
+                        fwd_1_5x=row["fwd_ratio_auto"] >= 1.5, fwd_bwd_1x=row["fwd_bwd_ratio_auto"] >= 1.0
+                    )
+                    row["rel_err_vs_torchvision_fp32"] = rel_err(
+                        FWD(feats, rois, **attrs), tv(feats.float(), rois.float(), attrs)
+                    )
                 print(json.dumps(row), flush=True)
             except Exception as e:
                 print(f"bench {dtype} sr={sr} failed: {type(e).__name__}: {e}", flush=True)
@@ -244,11 +274,17 @@ def main():
     ops.load_extension()
     try:
         import torchvision
+
         tv_version = torchvision.__version__
     except Exception as e:  # the correctness rows then fail with the reason; the rest still runs
         tv_version = f"unavailable: {e}"
-    info = dict(card=torch.cuda.get_device_name(), torch=torch.__version__, torchvision=tv_version,
-                cuda=torch.version.cuda, date=datetime.datetime.now(datetime.timezone.utc).isoformat())
+    info = dict(
+        card=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        torchvision=tv_version,
+        cuda=torch.version.cuda,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    )
     print(json.dumps(info), flush=True)
     results: list = []
     for case in CASES:

@@ -1,5 +1,6 @@
 """Runs each bad-input case in its own subprocess and reports how it ended (exception type, or a
 signal). Used to localise a crash seen only with one torch build."""
+
 import subprocess
 import sys
 
@@ -14,8 +15,10 @@ CASES = {
     "value_error_cpp_direct": "torch.ops.aten.empty.memory_format([-1])",
 }
 for name, expr in CASES.items():
-    code = ("import torch, ops\nrms_norm = ops.get_op('opforge::rms_norm')\nscaled_gelu = ops.get_op('opforge::scaled_gelu')\n"
-            f"try:\n    {expr}\n    print('no error')\nexcept Exception as e:\n    print(type(e).__name__, str(e)[:160])\n")
+    code = (
+        "import torch, ops\nrms_norm = ops.get_op('opforge::rms_norm')\nscaled_gelu = ops.get_op('opforge::scaled_gelu')\n"
+        f"try:\n    {expr}\n    print('no error')\nexcept Exception as e:\n    print(type(e).__name__, str(e)[:160])\n"
+    )
     r = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True)
     tail = (r.stdout.strip() or r.stderr.strip()[-300:]).splitlines()
     print(f"{name:24s} rc={r.returncode:4d} {tail[-1] if tail else ''}", flush=True)

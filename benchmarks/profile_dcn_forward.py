@@ -29,8 +29,12 @@ def main():
     args = parser.parse_args()
     for dtype in (torch.float32, torch.float16):
         x, offset, weight, mask, bias = inputs(dtype)
-        call = lambda: torch.ops.opforge.modulated_deform_conv2d(x, offset, weight, mask, bias, [1, 1], [1, 1],
-                                                                 [1, 1], 1, 1)
+
+        def call(x=x, offset=offset, weight=weight, mask=mask, bias=bias):
+            return torch.ops.opforge.modulated_deform_conv2d(
+                x, offset, weight, mask, bias, [1, 1], [1, 1], [1, 1], 1, 1
+            )
+
         if args.once:
             call()
             torch.cuda.synchronize()
@@ -38,14 +42,20 @@ def main():
         import torchvision
         import triton.testing
 
-        tv = lambda: torchvision.ops.deform_conv2d(x, offset, weight, bias, padding=(1, 1), mask=mask)
-        ref = torchvision.ops.deform_conv2d(x.float(), offset.float(), weight.float(), bias.float(), padding=(1, 1),
-                                            mask=mask.float())
+        def tv(x=x, offset=offset, weight=weight, mask=mask, bias=bias):
+            return torchvision.ops.deform_conv2d(x, offset, weight, bias, padding=(1, 1), mask=mask)
+
+        ref = torchvision.ops.deform_conv2d(
+            x.float(), offset.float(), weight.float(), bias.float(), padding=(1, 1), mask=mask.float()
+        )
         err = float((call().float() - ref).abs().max() / ref.abs().max())
         t_op = 1e3 * triton.testing.do_bench(call, warmup=50, rep=300)
         t_tv = 1e3 * triton.testing.do_bench(tv, warmup=50, rep=300)
-        print(f"{dtype}: opforge {t_op:.1f} us, torchvision {t_tv:.1f} us, ratio {t_tv / t_op:.2f}x, "
-              f"max err/max|ref| {err:.2e}", flush=True)
+        print(
+            f"{dtype}: opforge {t_op:.1f} us, torchvision {t_tv:.1f} us, ratio {t_tv / t_op:.2f}x, "
+            f"max err/max|ref| {err:.2e}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -129,8 +129,9 @@ void gelu_variant(torch::Tensor x, torch::Tensor y, bool tanh, bool rational, in
   else by_variant<__nv_bfloat16>(x, y, tanh, rational, unroll, max_blocks);
 }
 """
-CPP_SOURCE = ("void gelu_variant(torch::Tensor x, torch::Tensor y, bool tanh, bool rational, int64_t unroll, "
-              "int64_t max_blocks);")
+CPP_SOURCE = (
+    "void gelu_variant(torch::Tensor x, torch::Tensor y, bool tanh, bool rational, int64_t unroll, int64_t max_blocks);"
+)
 
 ROTATE = 4  # input sets cycled so L2 does not hold the input between calls
 
@@ -147,19 +148,35 @@ def rotating(fn, xs, ys):
     def call():
         i = state["i"] = (state["i"] + 1) % len(xs)
         fn(xs[i], ys[i])
+
     return call
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json")
-    parser.add_argument("--unroll", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4],
-                        help="packs per thread to try (default 1,2,4)")
-    parser.add_argument("--cap", type=lambda s: [int(v) for v in s.split(",")], default=[4096, 0],
-                        help="grid caps to try, 0 = none (default 4096,0)")
+    parser.add_argument(
+        "--unroll",
+        type=lambda s: [int(v) for v in s.split(",")],
+        default=[1, 2, 4],
+        help="packs per thread to try (default 1,2,4)",
+    )
+    parser.add_argument(
+        "--cap",
+        type=lambda s: [int(v) for v in s.split(",")],
+        default=[4096, 0],
+        help="grid caps to try, 0 = none (default 4096,0)",
+    )
     args = parser.parse_args()
-    ext = load_inline("opforge_gelu_variants", CPP_SOURCE, cuda_sources=CUDA_SOURCE, functions=["gelu_variant"],
-                      extra_cuda_cflags=["-O3"], extra_include_paths=[str(paths.csrc_dir())], verbose=False)
+    ext = load_inline(
+        "opforge_gelu_variants",
+        CPP_SOURCE,
+        cuda_sources=CUDA_SOURCE,
+        functions=["gelu_variant"],
+        extra_cuda_cflags=["-O3"],
+        extra_include_paths=[str(paths.csrc_dir())],
+        verbose=False,
+    )
     big = [torch.empty(2**28, device="cuda").uniform_()]
     big.append(torch.empty_like(big[0]))
     roofline = 2 * big[0].numel() * 4 / (median_us(lambda: big[1].copy_(big[0])) * 1e-6)
@@ -177,18 +194,31 @@ def main():
             err = (ys[0].double() - want).abs().max().item()
             us = median_us(rotating(lambda a, b: ext.gelu_variant(a, b, tanh, rational, unroll, cap), xs, ys))
             math_name = "rational" if rational else f"{form}f"
-            row = {"dtype": str(dtype).split(".")[1], "n": n, "form": form, "math": math_name,
-                   "unroll": unroll, "max_blocks": cap or None, "us": us, "copy_same_size_us": copy_us,
-                   "of_roofline": nbytes / (us * 1e-6) / roofline, "of_same_size_copy": copy_us / us,
-                   "max_abs_err": err}
+            row = {
+                "dtype": str(dtype).split(".")[1],
+                "n": n,
+                "form": form,
+                "math": math_name,
+                "unroll": unroll,
+                "max_blocks": cap or None,
+                "us": us,
+                "copy_same_size_us": copy_us,
+                "of_roofline": nbytes / (us * 1e-6) / roofline,
+                "of_same_size_copy": copy_us / us,
+                "max_abs_err": err,
+            }
             rows.append(row)
-            print(f"{row['dtype']:9s} 2^{int(math.log2(n))} {form:4s} {row['math']:8s} unroll {unroll} cap {cap or '-':>5} "
-                  f"{us:7.1f} us  {row['of_roofline']:.0%} of 1 GiB copy, {row['of_same_size_copy']:.0%} of a "
-                  f"same-size copy ({copy_us:.1f} us)  max err {err:.1e}", flush=True)
+            print(
+                f"{row['dtype']:9s} 2^{int(math.log2(n))} {form:4s} {row['math']:8s} unroll {unroll} cap {cap or '-':>5} "
+                f"{us:7.1f} us  {row['of_roofline']:.0%} of 1 GiB copy, {row['of_same_size_copy']:.0%} of a "
+                f"same-size copy ({copy_us:.1f} us)  max err {err:.1e}",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "roofline_GBps": roofline / 1e9, "rows": rows}, f,
-                      indent=1)
+            json.dump(
+                {"device": torch.cuda.get_device_name(), "roofline_GBps": roofline / 1e9, "rows": rows}, f, indent=1
+            )
 
 
 if __name__ == "__main__":

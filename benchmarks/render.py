@@ -28,7 +28,8 @@ def render(report: dict) -> str:
             f"| {r['op']} | {r['dtype']} | {r['shape']} | {r['opforge_ms'] * 1e3:.1f} | {r['opforge_GBps']:.0f} | "
             f"{r['roofline_fraction']:.0%} | {same_size(r)} | {r['speedup_vs_eager']:.2f}x | "
             f"{r['speedup_vs_compile']:.2f}x | "
-            f"{r['rel_l2']:.2e} |")
+            f"{r['rel_l2']:.2e} |"
+        )
     return "\n".join(lines)
 
 
@@ -49,12 +50,20 @@ def render_cpu(report: dict) -> str:
         lines.append(
             f"| {r['op']} | {r['variant'] or '-'} | {r['dtype']} | {r['shape']} | {r['threads']} | "
             f"{r['opforge_us']:.1f} | {r['aten_us']:.1f} | {r['ratio']:.2f} | {r['ratio_q1']:.2f}-{r['ratio_q3']:.2f} | "
-            f"{'yes' if r['ok'] else 'NO'} |")
-    lines += ["", "Per-call host overhead (64x64 float32, 1 thread):", "",
-              "| op | requires_grad | opforge µs | aten µs | ratio | extra µs |", "|---|---|---:|---:|---:|---:|"]
+            f"{'yes' if r['ok'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        "Per-call host overhead (64x64 float32, 1 thread):",
+        "",
+        "| op | requires_grad | opforge µs | aten µs | ratio | extra µs |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in report["overhead"]:
-        lines.append(f"| {r['op']} | {r['requires_grad']} | {r['opforge_us']:.2f} | {r['aten_us']:.2f} | "
-                     f"{r['ratio']:.2f} | {r['extra_us']:.2f} |")
+        lines.append(
+            f"| {r['op']} | {r['requires_grad']} | {r['opforge_us']:.2f} | {r['aten_us']:.2f} | "
+            f"{r['ratio']:.2f} | {r['extra_us']:.2f} |"
+        )
     return "\n".join(lines)
 
 

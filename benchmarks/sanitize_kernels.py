@@ -20,17 +20,18 @@ from pathlib import Path
 os.environ.setdefault("PYTORCH_NO_CUDA_MEMORY_CACHING", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-import ops  # noqa: E402
-from ops.registry import library_ops  # noqa: E402
-from ops.check.compare import compare  # noqa: E402
-from ops.check.oracle import reference_outputs, samples  # noqa: E402
+from ops.check.compare import compare
+from ops.check.oracle import reference_outputs, samples
+from ops.registry import library_ops
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small", action="store_true", help="the first three samples per op and dtype (racecheck is slow)")
+    parser.add_argument(
+        "--small", action="store_true", help="the first three samples per op and dtype (racecheck is slow)"
+    )
     parser.add_argument("--op", action="append", help="only these op ids")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import ops  # noqa: E402
-from ops.deploy import Converter, example_main  # noqa: E402
+from ops.deploy import Converter, example_main
 
 LEVELS, HEADS, POINTS = 4, 8, 4
 
@@ -78,7 +77,8 @@ class DeformableDETRCore(torch.nn.Module):
         self.stem = torch.nn.Sequential(*stem)
         self.downs = torch.nn.ModuleList(
             torch.nn.Sequential(torch.nn.Conv2d(chans[k], chans[k + 1], 3, stride=2, padding=1), torch.nn.ReLU())
-            for k in range(LEVELS - 1))
+            for k in range(LEVELS - 1)
+        )
         self.input_proj = torch.nn.ModuleList(torch.nn.Conv2d(c, d_model, 1) for c in chans)
         self.level_embed = torch.nn.Parameter(torch.randn(LEVELS, d_model) * 0.02)
         self.encoder = EncoderLayer(d_model, 4 * d_model)
@@ -97,8 +97,9 @@ class DeformableDETRCore(torch.nn.Module):
         xs = (torch.arange(w, dtype=dtype) + 0.5) / w
         freq = 10000 ** (torch.arange(d // 4, dtype=dtype) * 4 / d)
         y, x = ys.view(h, 1, 1) / freq, xs.view(1, w, 1) / freq
-        emb = torch.cat([y.sin().expand(h, w, -1), y.cos().expand(h, w, -1),
-                         x.sin().expand(h, w, -1), x.cos().expand(h, w, -1)], -1)
+        emb = torch.cat(
+            [y.sin().expand(h, w, -1), y.cos().expand(h, w, -1), x.sin().expand(h, w, -1), x.cos().expand(h, w, -1)], -1
+        )
         return emb.reshape(h * w, d)
 
     def forward(self, image):
@@ -111,8 +112,11 @@ class DeformableDETRCore(torch.nn.Module):
             h, w = f.shape[-2:]
             tokens.append(proj(f).flatten(2).transpose(1, 2))
             positions.append(self._position(h, w, self.d_model, image.dtype) + self.level_embed[lvl])
-            ys, xs = torch.meshgrid((torch.arange(h, dtype=image.dtype) + 0.5) / h,
-                                    (torch.arange(w, dtype=image.dtype) + 0.5) / w, indexing="ij")
+            ys, xs = torch.meshgrid(
+                (torch.arange(h, dtype=image.dtype) + 0.5) / h,
+                (torch.arange(w, dtype=image.dtype) + 0.5) / w,
+                indexing="ij",
+            )
             centres.append(torch.stack([xs.reshape(-1), ys.reshape(-1)], -1))
             shapes.append((h, w))
         src = torch.cat(tokens, 1)
@@ -146,13 +150,21 @@ def example():
 
 def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print):
     model, inputs = make(small)
-    return Converter(model, inputs, name="deformable_detr", workdir=workdir, batches=(1, 2, 4) if small else (1, 2),
-                     tolerance=(1e-3, 1e-3), progress=progress).run(trt=trt)
+    return Converter(
+        model,
+        inputs,
+        name="deformable_detr",
+        workdir=workdir,
+        batches=(1, 2, 4) if small else (1, 2),
+        tolerance=(1e-3, 1e-3),
+        progress=progress,
+    ).run(trt=trt)
 
 
 def main(argv=None) -> int:
-    return example_main(__doc__, "Deformable-DETR encoder + decoder attention, torch -> ONNX -> ORT -> TensorRT",
-                        convert, argv)
+    return example_main(
+        __doc__, "Deformable-DETR encoder + decoder attention, torch -> ONNX -> ORT -> TensorRT", convert, argv
+    )
 
 
 if __name__ == "__main__":

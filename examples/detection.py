@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import ops  # noqa: E402
-from ops.deploy import Converter, example_main  # noqa: E402
+from ops.deploy import Converter, example_main
 
 CLASSES, ANCHORS, STRIDE = 80, 3, 16
 
@@ -23,8 +22,13 @@ CLASSES, ANCHORS, STRIDE = 80, 3, 16
 class Detector(torch.nn.Module):
     def __init__(self, width: int = 64, iou_threshold: float = 0.5, max_output: int = 100):
         super().__init__()
-        self.backbone = torch.nn.Sequential(*[m for k in range(4) for m in (
-            torch.nn.Conv2d(3 if k == 0 else width, width, 3, stride=2, padding=1), torch.nn.ReLU())])
+        self.backbone = torch.nn.Sequential(
+            *[
+                m
+                for k in range(4)
+                for m in (torch.nn.Conv2d(3 if k == 0 else width, width, 3, stride=2, padding=1), torch.nn.ReLU())
+            ]
+        )
         self.box = torch.nn.Conv2d(width, ANCHORS * 4, 1)
         self.cls = torch.nn.Conv2d(width, ANCHORS * CLASSES, 1)
         self.iou_threshold, self.max_output = iou_threshold, max_output
@@ -38,8 +42,15 @@ class Detector(torch.nn.Module):
         d = self.box(h).view(n, ANCHORS, 4, gh, gw).permute(0, 3, 4, 1, 2)  # [n, gh, gw, A, 4]
         size = STRIDE * 2 * torch.exp(d[..., 2:].clamp(max=4.0))
         centre_x, centre_y = cx + d[..., 0] * STRIDE, cy + d[..., 1] * STRIDE
-        boxes = torch.stack([centre_x - size[..., 0] / 2, centre_y - size[..., 1] / 2,
-                             centre_x + size[..., 0] / 2, centre_y + size[..., 1] / 2], dim=-1).reshape(-1, 4)
+        boxes = torch.stack(
+            [
+                centre_x - size[..., 0] / 2,
+                centre_y - size[..., 1] / 2,
+                centre_x + size[..., 0] / 2,
+                centre_y + size[..., 1] / 2,
+            ],
+            dim=-1,
+        ).reshape(-1, 4)
         probs = torch.sigmoid(self.cls(h).view(n, ANCHORS, CLASSES, gh, gw).permute(0, 3, 4, 1, 2)).reshape(-1, CLASSES)
         scores, labels = probs.max(dim=1)
         keep, count = torch.ops.opforge.batched_nms(boxes, scores, labels, self.iou_threshold, self.max_output)
@@ -61,12 +72,13 @@ def example():
 
 def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print):
     model, inputs = make(small)
-    return Converter(model, inputs, name="detection", workdir=workdir, batches=(1,), tolerance=(1e-4, 1e-4),
-                     progress=progress).run(trt=trt)
+    return Converter(
+        model, inputs, name="detection", workdir=workdir, batches=(1,), tolerance=(1e-4, 1e-4), progress=progress
+    ).run(trt=trt)
 
 
 def main(argv=None) -> int:
-    return example_main(__doc__, 'detection head with batched_nms, torch -> ONNX -> ORT -> TensorRT', convert, argv)
+    return example_main(__doc__, "detection head with batched_nms, torch -> ONNX -> ORT -> TensorRT", convert, argv)
 
 
 if __name__ == "__main__":

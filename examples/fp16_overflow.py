@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import ops  # noqa: E402,F401  (registers the opforge ops)
+import ops  # noqa: F401  (registers the opforge ops)
 
 
 class PlainRMSNorm(torch.nn.Module):
@@ -83,10 +83,10 @@ def make(seed: int = 0, tokens: int = 64):
 def make_transformer(seed: int = 0, patches: int = 64):
     """(model, example args): torch's nn.TransformerEncoder (2 post-norm layers) on raw depth patches (mm)."""
     torch.manual_seed(seed)
-    layer = torch.nn.TransformerEncoderLayer(d_model=64, nhead=4, dropout=0.0,
-                                             batch_first=True)
-    model = torch.nn.Sequential(torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False),
-                                torch.nn.Linear(64, 10)).eval()
+    layer = torch.nn.TransformerEncoderLayer(d_model=64, nhead=4, dropout=0.0, batch_first=True)
+    model = torch.nn.Sequential(
+        torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False), torch.nn.Linear(64, 10)
+    ).eval()
     return model, (depth_patches(torch.Generator().manual_seed(seed), patches),)
 
 

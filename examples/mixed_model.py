@@ -1,8 +1,8 @@
 """A small model mixing standard and opforge ops: conv -> rms_norm -> scaled_gelu -> linear.
 
-    python examples/mixed_model.py --opset 17          # export, check, run in ORT at batch 1/3/8
-    python examples/mixed_model.py --opset 17 --trt    # ... then the TensorRT step (engine where installed)
-    python -m ops.export examples.mixed_model:make -o mixed.onnx --opset 20 --dynamic --check-ort
+python examples/mixed_model.py --opset 17          # export, check, run in ORT at batch 1/3/8
+python examples/mixed_model.py --opset 17 --trt    # ... then the TensorRT step (engine where installed)
+python -m ops.export examples.mixed_model:make -o mixed.onnx --opset 20 --dynamic --check-ort
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import ops  # noqa: E402
+import ops
 
 
 class MixedModel(torch.nn.Module):

@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import ops  # noqa: E402
-from ops.deploy import Converter, example_main  # noqa: E402
+from ops.deploy import Converter, example_main
 
 PATCH = 9  # displacements -4..4 in each direction at 1/4 resolution
 
@@ -23,11 +22,16 @@ class FlowNet(torch.nn.Module):
     def __init__(self, width: int = 32):
         super().__init__()
         self.encoder = torch.nn.Sequential(
-            torch.nn.Conv2d(3, width, 3, stride=2, padding=1), torch.nn.LeakyReLU(0.1),
-            torch.nn.Conv2d(width, width, 3, stride=2, padding=1), torch.nn.LeakyReLU(0.1))
+            torch.nn.Conv2d(3, width, 3, stride=2, padding=1),
+            torch.nn.LeakyReLU(0.1),
+            torch.nn.Conv2d(width, width, 3, stride=2, padding=1),
+            torch.nn.LeakyReLU(0.1),
+        )
         self.decoder = torch.nn.Sequential(
-            torch.nn.Conv2d(PATCH * PATCH + width, 64, 3, padding=1), torch.nn.LeakyReLU(0.1),
-            torch.nn.Conv2d(64, 2, 3, padding=1))
+            torch.nn.Conv2d(PATCH * PATCH + width, 64, 3, padding=1),
+            torch.nn.LeakyReLU(0.1),
+            torch.nn.Conv2d(64, 2, 3, padding=1),
+        )
 
     def forward(self, frame1, frame2):
         f1, f2 = self.encoder(frame1), self.encoder(frame2)
@@ -58,12 +62,21 @@ def example():
 
 def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print):
     model, inputs = make(small)
-    return Converter(model, inputs, name="optical_flow", workdir=workdir, batches=(1, 2, 4),
-                     tolerance=(1e-3, 1e-3), progress=progress).run(trt=trt)
+    return Converter(
+        model,
+        inputs,
+        name="optical_flow",
+        workdir=workdir,
+        batches=(1, 2, 4),
+        tolerance=(1e-3, 1e-3),
+        progress=progress,
+    ).run(trt=trt)
 
 
 def main(argv=None) -> int:
-    return example_main(__doc__, 'optical flow (correlation cost volume), torch -> ONNX -> ORT -> TensorRT', convert, argv)
+    return example_main(
+        __doc__, "optical flow (correlation cost volume), torch -> ONNX -> ORT -> TensorRT", convert, argv
+    )
 
 
 if __name__ == "__main__":

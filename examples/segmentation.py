@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import ops  # noqa: E402
-from ops.deploy import Converter, example_main  # noqa: E402
+from ops.deploy import Converter, example_main
 
 
 class DeformBlock(torch.nn.Module):
@@ -36,9 +35,10 @@ class DeformBlock(torch.nn.Module):
 
     def forward(self, x):
         om = self.offset_mask(x)
-        offset, mask = om[:, : 2 * self.taps], torch.sigmoid(om[:, 2 * self.taps:])
-        y = torch.ops.opforge.modulated_deform_conv2d(x, offset, self.weight, mask, self.bias,
-                                                      [1, 1], [self.pad, self.pad], [1, 1], 1, 1)
+        offset, mask = om[:, : 2 * self.taps], torch.sigmoid(om[:, 2 * self.taps :])
+        y = torch.ops.opforge.modulated_deform_conv2d(
+            x, offset, self.weight, mask, self.bias, [1, 1], [self.pad, self.pad], [1, 1], 1, 1
+        )
         y = torch.ops.opforge.rms_norm(y.permute(0, 2, 3, 1), self.norm, 1e-6).permute(0, 3, 1, 2)
         return torch.ops.opforge.scaled_gelu(y, 1.0, "tanh") + x
 
@@ -74,13 +74,22 @@ def example():
 
 def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print):
     model, inputs = make(small)
-    converter = Converter(model, inputs, name="segmentation", workdir=workdir, batches=(1, 4, 8),
-                          tolerance=(1e-3, 1e-3), progress=progress)
+    converter = Converter(
+        model,
+        inputs,
+        name="segmentation",
+        workdir=workdir,
+        batches=(1, 4, 8),
+        tolerance=(1e-3, 1e-3),
+        progress=progress,
+    )
     return converter.run(trt=trt)
 
 
 def main(argv=None) -> int:
-    return example_main(__doc__, 'segmentation (DCNv2 + rms_norm + scaled_gelu), torch -> ONNX -> ORT -> TensorRT', convert, argv)
+    return example_main(
+        __doc__, "segmentation (DCNv2 + rms_norm + scaled_gelu), torch -> ONNX -> ORT -> TensorRT", convert, argv
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import ops  # noqa: E402
-from ops.deploy import Converter, example_main  # noqa: E402
+from ops.deploy import Converter, example_main
 
 CLASSES, POOL, STRIDES = 20, 7, (4, 8, 16, 32)
 
@@ -30,11 +29,16 @@ class FPN(torch.nn.Module):
     def __init__(self, width: int):
         super().__init__()
         chans = [width, width * 2, width * 4, width * 8]
-        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, width, 3, stride=2, padding=1), torch.nn.ReLU(),
-                                        torch.nn.Conv2d(width, width, 3, stride=2, padding=1), torch.nn.ReLU())
+        self.stem = torch.nn.Sequential(
+            torch.nn.Conv2d(3, width, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(width, width, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+        )
         self.downs = torch.nn.ModuleList(
             torch.nn.Sequential(torch.nn.Conv2d(chans[k], chans[k + 1], 3, stride=2, padding=1), torch.nn.ReLU())
-            for k in range(3))
+            for k in range(3)
+        )
         self.lateral = torch.nn.ModuleList(torch.nn.Conv2d(c, width, 1) for c in chans)
         self.smooth = torch.nn.ModuleList(torch.nn.Conv2d(width, width, 3, padding=1) for _ in chans)
 
@@ -53,8 +57,13 @@ class SecondStage(torch.nn.Module):
     def __init__(self, width: int = 64, hidden: int = 256, iou_threshold: float = 0.5, max_output: int = 100):
         super().__init__()
         self.fpn = FPN(width)
-        self.fc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(width * POOL * POOL, hidden), torch.nn.ReLU(),
-                                      torch.nn.Linear(hidden, hidden), torch.nn.ReLU())
+        self.fc = torch.nn.Sequential(
+            torch.nn.Flatten(),
+            torch.nn.Linear(width * POOL * POOL, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.ReLU(),
+        )
         self.cls = torch.nn.Linear(hidden, CLASSES + 1)
         self.deltas = torch.nn.Linear(hidden, 4)
         torch.nn.init.normal_(self.deltas.weight, std=0.001)
@@ -113,14 +122,25 @@ def example():
 
 def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print):
     model, inputs = make(small)
-    return Converter(model, inputs, name="two_stage_detection", workdir=workdir,
-                     batches=(10, 40, 100) if small else (100, 300, 1000), batch_dims={1: 0},
-                     tolerance=(1e-4, 1e-4), progress=progress).run(trt=trt)
+    return Converter(
+        model,
+        inputs,
+        name="two_stage_detection",
+        workdir=workdir,
+        batches=(10, 40, 100) if small else (100, 300, 1000),
+        batch_dims={1: 0},
+        tolerance=(1e-4, 1e-4),
+        progress=progress,
+    ).run(trt=trt)
 
 
 def main(argv=None) -> int:
-    return example_main(__doc__, "two-stage detection head: RoIAlign over FPN + batched_nms, torch -> ONNX -> ORT -> "
-                        "TensorRT", convert, argv)
+    return example_main(
+        __doc__,
+        "two-stage detection head: RoIAlign over FPN + batched_nms, torch -> ONNX -> ORT -> TensorRT",
+        convert,
+        argv,
+    )
 
 
 if __name__ == "__main__":

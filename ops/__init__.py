@@ -11,17 +11,35 @@ op then raises ExtensionError with the rebuild command, and `ops.load_extension(
 
 from .batch import Batch
 from .declaration import REQUIRED, Attr, Input, Output, Sample
-from .dtypes import FLOATING
-from .errors import (BackendUnavailable, DeclarationError, ExportError, ExtensionError, OpforgeError,
-                     ShapeRuleError)
 from .discovery import op_package
+from .dtypes import FLOATING
+from .errors import BackendUnavailable, DeclarationError, ExportError, ExtensionError, OpforgeError, ShapeRuleError
 from .packages import OpPackage
 from .registry import Op, all_ops, get_op, register_op
 
 __all__ = [
-    "Attr", "Batch", "BackendUnavailable", "DeclarationError", "ExportError", "ExtensionError", "FLOATING", "Input", "Op",
-    "OpPackage", "OpforgeError", "Output", "REQUIRED", "Sample", "ShapeRuleError", "all_ops", "build_engine", "export_onnx", "get_op", "load_extension",
-    "op_package", "register_op",
+    "Attr",
+    "Batch",
+    "BackendUnavailable",
+    "DeclarationError",
+    "ExportError",
+    "ExtensionError",
+    "FLOATING",
+    "Input",
+    "Op",
+    "OpPackage",
+    "OpforgeError",
+    "Output",
+    "REQUIRED",
+    "Sample",
+    "ShapeRuleError",
+    "all_ops",
+    "build_engine",
+    "export_onnx",
+    "get_op",
+    "load_extension",
+    "op_package",
+    "register_op",
 ]
 
 
@@ -39,8 +57,17 @@ def load_extension(package: str | None = None):
 PRECISIONS = ("float32", "mixed-float16", "mixed-bfloat16")
 
 
-def export_onnx(model, args, path=None, *, precision: str = "float32", calibration=None, budget: float | None = None,
-                target: float | None = None, **kwargs):
+def export_onnx(
+    model,
+    args,
+    path=None,
+    *,
+    precision: str = "float32",
+    calibration=None,
+    budget: float | None = None,
+    target: float | None = None,
+    **kwargs,
+):
     """Export a model with opforge ops to ONNX; see ops.onnx.export_onnx for the arguments (imported on first
     call, so `import ops` never needs onnx).
 
@@ -49,16 +76,25 @@ def export_onnx(model, args, path=None, *, precision: str = "float32", calibrati
     float32 behind explicit Casts, everything else is half, weights included; budget/target are the per-node
     and end-to-end rel_l2 limits."""
     if precision not in PRECISIONS:
-        raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}. Fix: e.g. "
-                          "precision='mixed-float16'.")
+        raise ExportError(
+            f"precision must be one of {PRECISIONS}, got {precision!r}. Fix: e.g. precision='mixed-float16'."
+        )
     if precision != "float32":
         from .onnx import DEFAULT_OPSET
         from .precision import DEFAULT_BUDGET, DEFAULT_TARGET, export_mixed
 
-        mixed, _ = export_mixed(model, args, path, dtype=precision.removeprefix("mixed-"), calibration=calibration,
-                                opset=kwargs.get("opset", DEFAULT_OPSET), dynamic=kwargs.get("dynamic", False),
-                                fallback=kwargs.get("fallback", False), budget=budget or DEFAULT_BUDGET,
-                                target=target or DEFAULT_TARGET)
+        mixed, _ = export_mixed(
+            model,
+            args,
+            path,
+            dtype=precision.removeprefix("mixed-"),
+            calibration=calibration,
+            opset=kwargs.get("opset", DEFAULT_OPSET),
+            dynamic=kwargs.get("dynamic", False),
+            fallback=kwargs.get("fallback", False),
+            budget=budget or DEFAULT_BUDGET,
+            target=target or DEFAULT_TARGET,
+        )
         return mixed
     from .onnx import export_onnx as export
 
@@ -73,4 +109,6 @@ def build_engine(onnx_path, shapes=None, engine_path=None, **kwargs):
 
 
 from . import torch as _torch_backend  # noqa: E402,F401  (the torch backend's registration hook, before any op)
+
+# isort: split
 from . import library  # noqa: E402,F401  (last: opforge's own op package declares its ops on import)

@@ -107,8 +107,13 @@ def generate_sources(package_name: str = DEFAULT_PACKAGE, with_cuda: bool = Fals
     pkg = _package(package_name)
     gen = pkg.build_dir / "gen"
     leaf = pkg.extension_leaf
-    sources = [str(paths.write_if_changed(gen / "module.cpp", MODULE_SOURCE.format(
-        extension=pkg.extension, leaf=leaf, package=pkg.name)))]
+    sources = [
+        str(
+            paths.write_if_changed(
+                gen / "module.cpp", MODULE_SOURCE.format(extension=pkg.extension, leaf=leaf, package=pkg.name)
+            )
+        )
+    ]
     # The autograd node every op shares: one translation unit per extension (ops/torch/glue.py). It is
     # compiled through a one-line file in the build dir because setuptools refuses a source given by an
     # absolute path, which is what csrc/ is when opforge is installed in site-packages and the op package
@@ -120,15 +125,18 @@ def generate_sources(package_name: str = DEFAULT_PACKAGE, with_cuda: bool = Fals
         raise OpforgeError(f"op package {pkg.name!r} has no op with compiled kernels: nothing to build")
     # The kernels' calling convention, generated from the declarations (and hand-written signatures checked
     # against them) before anything compiles.
-    includes = list(dict.fromkeys(str(p) for p in [paths.csrc_dir(),
-                                                   *kernel_include_dirs([op.decl for op in ops], pkg.build_dir)]))
+    includes = list(
+        dict.fromkeys(str(p) for p in [paths.csrc_dir(), *kernel_include_dirs([op.decl for op in ops], pkg.build_dir)])
+    )
     for op in ops:
         decl = op.decl
         files = decl.kernel_files()
         missing = [str(p) for what, p in files.items() if (what != "cuda" or with_cuda) and not p.is_file()]
         if missing:
-            raise OpforgeError(f"{decl.id}: kernel sources missing: {missing}. They are needed to build; an "
-                               "installed package that ships only its compiled extension cannot be rebuilt")
+            raise OpforgeError(
+                f"{decl.id}: kernel sources missing: {missing}. They are needed to build; an "
+                "installed package that ships only its compiled extension cannot be rebuilt"
+            )
         sources.append(str(paths.write_if_changed(gen / f"{decl.namespace}_{decl.name}_torch.cpp", generate(decl))))
         sources += [str(files[d]) for d in ("cpu", "cuda") if d in files and (d == "cpu" or with_cuda)]
         record["ops"][decl.id] = fingerprint(decl)
@@ -151,8 +159,13 @@ def extension(package_name: str = DEFAULT_PACKAGE, with_cuda: bool | None = None
     # vectorise a loop with a float compare-and-select (a clamp, an inf check) without it, which is what
     # the CPU kernels' hot loops are.
     cxx = ["-O3", "-fno-trapping-math"] + openmp_flags()
-    common = dict(name=package(package_name).extension, sources=sources, include_dirs=includes,
-                  extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]}, extra_link_args=openmp_flags())
+    common = dict(
+        name=package(package_name).extension,
+        sources=sources,
+        include_dirs=includes,
+        extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
+        extra_link_args=openmp_flags(),
+    )
     if with_cuda:
         ext = CUDAExtension(define_macros=[("OPFORGE_WITH_CUDA", "1")], **common)
     else:
@@ -211,8 +224,9 @@ def build_package(package_name: str = DEFAULT_PACKAGE, verbose: bool = False) ->
 
     ext = extension(package_name)
     pkg = package(package_name)
-    dist = Distribution({"name": pkg.name.replace(".", "-"), "ext_modules": [ext],
-                         "cmdclass": {"build_ext": _build_extension_class()}})
+    dist = Distribution(
+        {"name": pkg.name.replace(".", "-"), "ext_modules": [ext], "cmdclass": {"build_ext": _build_extension_class()}}
+    )
     cmd = dist.get_command_obj("build_ext")
     cmd.build_lib = str(pkg.build_dir / "lib")
     cmd.build_temp = str(object_dir(package_name))
@@ -243,11 +257,15 @@ def main(argv=None) -> int:
     parser.add_argument("--print", action="store_true", help="print the sources of the extension and exit")
     parser.add_argument("--trt", action="store_true", help="build the TensorRT plugin library instead")
     parser.add_argument("--trt-cmake", metavar="DIR", help="write a standalone CMake project for the plugin library")
-    parser.add_argument("--cuda-archs", default="87", help="CMAKE_CUDA_ARCHITECTURES for --trt-cmake, CUDA archs "
-                        "for --target (default 87)")
+    parser.add_argument(
+        "--cuda-archs",
+        default="87",
+        help="CMAKE_CUDA_ARCHITECTURES for --trt-cmake, CUDA archs for --target (default 87)",
+    )
     parser.add_argument("--target", help="cross-build for jetson-orin or aarch64-linux (ops/cross/build.py)")
-    parser.add_argument("--jetpack", default="6", help="with --target: JetPack generations, 6 (CUDA 12), 7 (CUDA 13) "
-                        "or 6,7 (default 6)")
+    parser.add_argument(
+        "--jetpack", default="6", help="with --target: JetPack generations, 6 (CUDA 12), 7 (CUDA 13) or 6,7 (default 6)"
+    )
     parser.add_argument("--ops", help="with --target: only these ops (comma-separated ids)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the compiler commands")
     args = parser.parse_args(argv)

@@ -58,8 +58,12 @@ class NinjaLog:
             now = time.perf_counter()
             self.steps = int(m.group(1))
             text = f"  [{m.group(1)}/{m.group(2)}] {step_label(m.group(3))}"
-            print(f"\r\033[K{text} ({now - self._step_start:.1f}s since the last step)", end="", file=self.stream,
-                  flush=True)
+            print(
+                f"\r\033[K{text} ({now - self._step_start:.1f}s since the last step)",
+                end="",
+                file=self.stream,
+                flush=True,
+            )
             self._step_start, self._shown = now, True
 
     def done(self) -> None:
@@ -76,7 +80,7 @@ class NinjaLog:
         if error_at is None:  # no compiler-style error line: show the end of the log instead
             excerpt = "\n".join(self.lines[-25:])
         else:
-            excerpt = "\n".join(self.lines[error_at:error_at + 6])
+            excerpt = "\n".join(self.lines[error_at : error_at + 6])
         parts = [f"{what} failed"]
         if command:
             parts.append(f"command: {command[:2000]}")

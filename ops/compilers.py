@@ -15,15 +15,15 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Compilers:
-    name: str                                   # e.g. "aarch64-linux / CUDA 12.4"
+    name: str  # e.g. "aarch64-linux / CUDA 12.4"
     cxx: str = "c++"
     ar: str = "ar"
-    nvcc: Path | None = None                    # None: no CUDA code for this target
-    nvcc_flags: tuple[str, ...] = ()            # e.g. -ccbin aarch64-linux-gnu-g++, -isystem <cccl>
-    cuda_include: Path | None = None            # cuda_runtime_api.h for the C++ sources
-    cuda_lib: Path | None = None                # the directory of the target's libcudart.so
-    cuda_archs: tuple[str, ...] = ()            # SASS for each, PTX of the last
-    cross: bool = False                         # no rpath into this machine's directories
+    nvcc: Path | None = None  # None: no CUDA code for this target
+    nvcc_flags: tuple[str, ...] = ()  # e.g. -ccbin aarch64-linux-gnu-g++, -isystem <cccl>
+    cuda_include: Path | None = None  # cuda_runtime_api.h for the C++ sources
+    cuda_lib: Path | None = None  # the directory of the target's libcudart.so
+    cuda_archs: tuple[str, ...] = ()  # SASS for each, PTX of the last
+    cross: bool = False  # no rpath into this machine's directories
     cxxflags: tuple[str, ...] = field(default=())
 
     def gencode(self) -> list[str]:

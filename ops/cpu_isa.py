@@ -11,8 +11,12 @@ from pathlib import Path
 
 LEVELS = ["baseline", "avx2", "avx512", "avx512bf16"]
 # Each level's CPU features beyond the one before it (names as /proc/cpuinfo writes them).
-FEATURES = {"baseline": set(), "avx2": {"avx2", "fma", "f16c"},
-            "avx512": {"avx512f", "avx512vl", "avx512bw", "avx512dq"}, "avx512bf16": {"avx512_bf16"}}
+FEATURES = {
+    "baseline": set(),
+    "avx2": {"avx2", "fma", "f16c"},
+    "avx512": {"avx512f", "avx512vl", "avx512bw", "avx512dq"},
+    "avx512bf16": {"avx512_bf16"},
+}
 
 
 def cpu_flags() -> set[str]:
@@ -20,14 +24,14 @@ def cpu_flags() -> set[str]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return set()
-    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
+    line = next((row for row in text.splitlines() if row.startswith("flags")), "")
     return set(line.partition(":")[2].split())
 
 
 def missing_features(level: str, flags: set[str] | None = None) -> list[str]:
     """The CPU features `level` needs that this CPU lacks (empty: it can run that form)."""
     flags = cpu_flags() if flags is None else flags
-    need = set().union(*(FEATURES[l] for l in LEVELS[: LEVELS.index(level) + 1]))
+    need = set().union(*(FEATURES[lvl] for lvl in LEVELS[: LEVELS.index(level) + 1]))
     return sorted(need - flags)
 
 
@@ -39,6 +43,6 @@ def selected() -> str:
     if platform.machine().lower() in ("aarch64", "arm64"):
         return "baseline" if os.environ.get("OPFORGE_CPU_ISA") == "baseline" else "asimd"
     flags = cpu_flags()
-    have = [l for l in LEVELS if not missing_features(l, flags)][-1]
+    have = [lvl for lvl in LEVELS if not missing_features(lvl, flags)][-1]
     cap = os.environ.get("OPFORGE_CPU_ISA", LEVELS[-1])
     return cap if cap in LEVELS and LEVELS.index(cap) < LEVELS.index(have) else have

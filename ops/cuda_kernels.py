@@ -48,18 +48,31 @@ def build(decls: list[OpDecl], build_dir: Path, nvcc: Path, verbose: bool = Fals
     the order of `decls`. The ninja file lists the ops of the last call; other ops' objects stay where they are.
     `compilers` (ops/compilers.py) builds for another machine: its nvcc, flags and archs."""
     includes = [paths.csrc_dir(), *prototypes.kernel_include_dirs(decls, build_dir)]
-    nvflags = ["-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden",
-               *(f"-I{p}" for p in includes)]
+    nvflags = [
+        "-std=c++17",
+        "-O3",
+        "-Xcompiler",
+        "-fPIC",
+        "-Xcompiler",
+        "-fvisibility=hidden",
+        *(f"-I{p}" for p in includes),
+    ]
     if compilers is not None:
         nvcc = compilers.nvcc
         nvflags += [*compilers.nvcc_flags, *compilers.gencode()]
     else:
         nvflags += gencode()
     objs = [build_dir / "obj" / f"{d.namespace}_{d.name}_cuda.o" for d in decls]
-    lines = [f"nvflags = {' '.join(shlex.quote(str(a)) for a in nvflags)}",
-             "rule nvcc", f"  command = {shlex.quote(str(nvcc))} -MD -MF $out.d $nvflags -c $in -o $out",
-             "  depfile = $out.d", "  deps = gcc", "  description = NVCC $out"]
-    lines += [f"build {ninja.escape(obj)}: nvcc {ninja.escape(d.kernel_files()['cuda'])}"
-              for d, obj in zip(decls, objs)]
+    lines = [
+        f"nvflags = {' '.join(shlex.quote(str(a)) for a in nvflags)}",
+        "rule nvcc",
+        f"  command = {shlex.quote(str(nvcc))} -MD -MF $out.d $nvflags -c $in -o $out",
+        "  depfile = $out.d",
+        "  deps = gcc",
+        "  description = NVCC $out",
+    ]
+    lines += [
+        f"build {ninja.escape(obj)}: nvcc {ninja.escape(d.kernel_files()['cuda'])}" for d, obj in zip(decls, objs)
+    ]
     ninja.run(build_dir, lines, "compiling the CUDA kernels", verbose)
     return objs

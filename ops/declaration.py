@@ -11,9 +11,10 @@ import difflib
 import inspect
 import keyword
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import shape_rule as sr
 from .batch import DEFAULT_NAME, Batch, ResolvedBatch, inferred_dim, parse_dim, tied_dims
@@ -35,21 +36,25 @@ _REQUIRED = object()
 RESERVED_PREFIX = re.compile(r"^_*opforge_", re.IGNORECASE)
 # Object-like macros of the C/C++ standard headers a kernel sees (kernel_api.h includes <cstdio>, <cstdlib>, ...):
 # a parameter of that name would be macro-expanded in the generated prototypes.
-STD_MACROS = frozenset("""
+STD_MACROS = frozenset(
+    """
     errno stdin stdout stderr math_errhandling NULL EOF BUFSIZ EXIT_SUCCESS EXIT_FAILURE RAND_MAX MB_CUR_MAX
     NAN INFINITY HUGE_VAL HUGE_VALF HUGE_VALL CHAR_BIT INT_MAX INT_MIN UINT_MAX LONG_MAX LONG_MIN SIZE_MAX
-    FLT_MAX FLT_MIN FLT_EPSILON DBL_MAX DBL_MIN DBL_EPSILON INT64_MAX INT64_MIN INT32_MAX INT32_MIN""".split())
+    FLT_MAX FLT_MIN FLT_EPSILON DBL_MAX DBL_MIN DBL_EPSILON INT64_MAX INT64_MIN INT32_MAX INT32_MIN""".split()
+)
 # TensorRT's ONNX parser reads these node attributes itself (plugin version / namespace) and never passes them on.
 TRT_PARSER_ATTRS = frozenset({"plugin_version", "plugin_namespace"})
 # Names become C++ identifiers (kernel parameters, namespaces): a C++ keyword would not compile.
-CPP_KEYWORDS = frozenset("""
+CPP_KEYWORDS = frozenset(
+    """
     alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
     compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
     default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline
     int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public
     register reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch
     template this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile
-    wchar_t while xor xor_eq""".split())
+    wchar_t while xor xor_eq""".split()
+)
 
 
 class _Required:
@@ -114,7 +119,7 @@ class Output:
     opt: str | int | None = None
 
     @classmethod
-    def size(cls, name: str, upper: str | int, opt: str | int | None = None) -> "Output":
+    def size(cls, name: str, upper: str | int, opt: str | int | None = None) -> Output:
         return cls(name=name, shape=[], dtype="int64", upper=upper, opt=opt if opt is not None else upper)
 
     @property
@@ -299,7 +304,7 @@ class OpDecl:
         package: str | None = None,
         origin: Path | None = None,
         built: Callable[[], set] = set,
-    ) -> "OpDecl":
+    ) -> OpDecl:
         """`origin`: the directory of the declaring module (kernel directories are found relative to it);
         `built`: the op ids in the package's compiled extension (kernel sources may then be absent, as in an
         installed package that does not ship them)."""
@@ -322,7 +327,10 @@ class OpDecl:
         saved = v.saves(saves, backward, res_inputs, res_outputs)
         if kernel_dir is not None and samples is None:
             raise DeclarationError(
-                op, "samples", "a function (device, dtype) -> list of opforge.Sample", None,
+                op,
+                "samples",
+                "a function (device, dtype) -> list of opforge.Sample",
+                None,
                 "add samples=... so ops.check and the generated tests have inputs to run the kernels on",
             )
         v.callable_or_none("samples", samples, "a function (device, dtype) -> list of opforge.Sample")
@@ -332,15 +340,37 @@ class OpDecl:
         if not isinstance(onnx, bool):
             raise DeclarationError(op, "onnx", "a bool", onnx, "pass onnx=False for an op without ONNX export")
         if not isinstance(onnx_fallback, bool):
-            raise DeclarationError(op, "onnx_fallback", "a bool", onnx_fallback,
-                                   "pass onnx_fallback=False when the reference cannot be exported as standard ONNX ops")
+            raise DeclarationError(
+                op,
+                "onnx_fallback",
+                "a bool",
+                onnx_fallback,
+                "pass onnx_fallback=False when the reference cannot be exported as standard ONNX ops",
+            )
         pending = v.kernels_pending(kernels_pending, devs, kernel_dir)
         return cls(
-            id=f"{namespace}::{name}", namespace=namespace, name=name, inputs=res_inputs,
-            outputs=res_outputs, attrs=res_attrs, devices=devs, kernel_dir=kernel_dir, workspace=ws,
-            reference=reference, backward=backward, samples=samples, tolerances=tol, version=version,
-            doc=inspect.getdoc(reference) or "", source=source, package=package, onnx=onnx,
-            onnx_fallback=onnx_fallback, saves=saved, kernels_pending=pending, batch=res_batch,
+            id=f"{namespace}::{name}",
+            namespace=namespace,
+            name=name,
+            inputs=res_inputs,
+            outputs=res_outputs,
+            attrs=res_attrs,
+            devices=devs,
+            kernel_dir=kernel_dir,
+            workspace=ws,
+            reference=reference,
+            backward=backward,
+            samples=samples,
+            tolerances=tol,
+            version=version,
+            doc=inspect.getdoc(reference) or "",
+            source=source,
+            package=package,
+            onnx=onnx,
+            onnx_fallback=onnx_fallback,
+            saves=saved,
+            kernels_pending=pending,
+            batch=res_batch,
         )
 
 
@@ -359,39 +389,75 @@ class Validator:
             self.fail("id", "'namespace::name' made of identifiers", id, "name the op like 'myproject::my_op'")
         ns, name = m.groups()
         if ns in RESERVED_NAMESPACES:
-            self.fail("id", f"a namespace other than {sorted(RESERVED_NAMESPACES)}", ns, "use your project's own namespace")
+            self.fail(
+                "id", f"a namespace other than {sorted(RESERVED_NAMESPACES)}", ns, "use your project's own namespace"
+            )
         for part in (ns, name):
             if part in CPP_KEYWORDS:
-                self.fail("id", "a namespace and name that are not C++ keywords (they become C++ namespaces)", id,
-                          f"rename {part!r}, e.g. {part}_")
+                self.fail(
+                    "id",
+                    "a namespace and name that are not C++ keywords (they become C++ namespaces)",
+                    id,
+                    f"rename {part!r}, e.g. {part}_",
+                )
         return ns, name
 
     def identifier(self, field: str, name: Any, attribute: bool = False) -> str:
         """A field name: any Python identifier that C++ (the kernels' parameter names) and, for an attribute,
         TensorRT's ONNX parser can take as it is. Every refusal names the rule and a replacement."""
         if not isinstance(name, str) or not _NAME.match(name):
-            self.fail(field, "a Python identifier (letters, digits, '_'; not starting with a digit)", name,
-                      "rename it, e.g. 'x' or 'kernel_size'")
+            self.fail(
+                field,
+                "a Python identifier (letters, digits, '_'; not starting with a digit)",
+                name,
+                "rename it, e.g. 'x' or 'kernel_size'",
+            )
         if keyword.iskeyword(name):
-            self.fail(field, "a name that is not a Python keyword (the reference and torch's schema take it as a "
-                      "parameter)", name, f"rename it, e.g. {name.strip('_') or 'x'}_")
+            self.fail(
+                field,
+                "a name that is not a Python keyword (the reference and torch's schema take it as a parameter)",
+                name,
+                f"rename it, e.g. {name.strip('_') or 'x'}_",
+            )
         if name in CPP_KEYWORDS:
-            self.fail(field, "a name that is not a C++ keyword (it names a kernel parameter)", name,
-                      f"rename it, e.g. {name}_")
+            self.fail(
+                field,
+                "a name that is not a C++ keyword (it names a kernel parameter)",
+                name,
+                f"rename it, e.g. {name}_",
+            )
         if "__" in name or re.match(r"^_[A-Z]", name):
-            self.fail(field, "a name C++ does not reserve for its implementation (no '__' anywhere, no '_' followed "
-                      "by a capital letter at the start)", name, f"rename it, e.g. {_suggest(name)!r}")
+            self.fail(
+                field,
+                "a name C++ does not reserve for its implementation (no '__' anywhere, no '_' followed "
+                "by a capital letter at the start)",
+                name,
+                f"rename it, e.g. {_suggest(name)!r}",
+            )
         if name in STD_MACROS:
-            self.fail(field, "a name that is not a macro of the C/C++ standard headers (it would expand inside the "
-                      "kernel's parameter list)", name, f"rename it, e.g. {name.lower()}_value")
+            self.fail(
+                field,
+                "a name that is not a macro of the C/C++ standard headers (it would expand inside the "
+                "kernel's parameter list)",
+                name,
+                f"rename it, e.g. {name.lower()}_value",
+            )
         if RESERVED_PREFIX.match(name):
-            self.fail(field, "a name without the prefix 'opforge_' (generated code names its own identifiers with "
-                      "it, so they never collide with yours)", name,
-                      f"rename it, e.g. {RESERVED_PREFIX.sub('', name) or 'x'!r}")
+            self.fail(
+                field,
+                "a name without the prefix 'opforge_' (generated code names its own identifiers with "
+                "it, so they never collide with yours)",
+                name,
+                f"rename it, e.g. {RESERVED_PREFIX.sub('', name) or 'x'!r}",
+            )
         if attribute and name in TRT_PARSER_ATTRS:
-            self.fail(field, f"an attribute name other than {sorted(TRT_PARSER_ATTRS)} (TensorRT's ONNX parser "
-                      "reads those node attributes itself and never passes them to the plugin)", name,
-                      f"rename it, e.g. {name.split('_')[1]}")
+            self.fail(
+                field,
+                f"an attribute name other than {sorted(TRT_PARSER_ATTRS)} (TensorRT's ONNX parser "
+                "reads those node attributes itself and never passes them to the plugin)",
+                name,
+                f"rename it, e.g. {name.split('_')[1]}",
+            )
         return name
 
     def list_of(self, items: Any, kind: type, field: str, example: str) -> list:
@@ -409,25 +475,45 @@ class Validator:
             name = self.identifier(f"{where}.name", a.name, attribute=True)
             tname = attr_type_name(a.type)
             if tname is None:
-                self.fail(f"attrs.{name}.type", "one of int, float, bool, str, list[int], list[float]", a.type,
-                          "use a supported attribute type")
+                self.fail(
+                    f"attrs.{name}.type",
+                    "one of int, float, bool, str, list[int], list[float]",
+                    a.type,
+                    "use a supported attribute type",
+                )
             choices = None
             if a.choices is not None:
-                if tname != "str" or not isinstance(a.choices, (list, tuple)) or not a.choices or not all(
-                        isinstance(c, str) for c in a.choices):
-                    self.fail(f"attrs.{name}.choices", "a non-empty list of strings, on a str attribute", a.choices,
-                              "drop choices or make the attribute a str")
+                if (
+                    tname != "str"
+                    or not isinstance(a.choices, (list, tuple))
+                    or not a.choices
+                    or not all(isinstance(c, str) for c in a.choices)
+                ):
+                    self.fail(
+                        f"attrs.{name}.choices",
+                        "a non-empty list of strings, on a str attribute",
+                        a.choices,
+                        "drop choices or make the attribute a str",
+                    )
                 choices = tuple(a.choices)
             length = a.length
             if length is not None and (not tname.startswith("list[") or type(length) is not int or length < 1):
-                self.fail(f"attrs.{name}.length", "an int >= 1, on a list attribute", length,
-                          "drop length or make the attribute a list[int]/list[float]")
+                self.fail(
+                    f"attrs.{name}.length",
+                    "an int >= 1, on a list attribute",
+                    length,
+                    "drop length or make the attribute a list[int]/list[float]",
+                )
             default = a.default
             if a.has_default:
                 default = self.attr_value(name, tname, default, choices)
                 if length is not None and len(default) != length:
-                    self.fail(f"attrs.{name}.default", f"a list of length {length}", a.default,
-                              f"give {length} elements or change length")
+                    self.fail(
+                        f"attrs.{name}.default",
+                        f"a list of length {length}",
+                        a.default,
+                        f"give {length} elements or change length",
+                    )
             out.append(ResolvedAttr(name, tname, default, a.has_default, choices, length))
         # Torch schemas (and Python) need defaulted arguments last.
         seen_default = False
@@ -435,8 +521,12 @@ class Validator:
             if a.has_default:
                 seen_default = True
             elif seen_default:
-                self.fail(f"attrs.{a.name}.default", "a default, since an earlier attribute has one", REQUIRED,
-                          "give it a default or move it before the defaulted attributes")
+                self.fail(
+                    f"attrs.{a.name}.default",
+                    "a default, since an earlier attribute has one",
+                    REQUIRED,
+                    "give it a default or move it before the defaulted attributes",
+                )
         return tuple(out)
 
     def attr_value(self, name: str, tname: str, value: Any, choices) -> Any:
@@ -452,7 +542,9 @@ class Validator:
             self.fail(field, "an int that fits int64", value, "use a smaller default")
         if tname.startswith("list["):
             elem = int if tname == "list[int]" else float
-            if not all(isinstance(e, (int, float) if elem is float else int) and not isinstance(e, bool) for e in value):
+            if not all(
+                isinstance(e, (int, float) if elem is float else int) and not isinstance(e, bool) for e in value
+            ):
                 self.fail(field, f"a {tname}", value, f"make every element a {elem.__name__}")
             value = tuple(elem(e) for e in value)
         if tname == "str" and ("\0" in value):
@@ -477,8 +569,12 @@ class Validator:
             if i.optional:
                 seen_optional = True
             elif seen_optional:
-                self.fail(f"{field}.optional", "required inputs before optional ones", "required after optional",
-                          "move optional inputs last")
+                self.fail(
+                    f"{field}.optional",
+                    "required inputs before optional ones",
+                    "required after optional",
+                    "move optional inputs last",
+                )
             dtypes, like = self.input_dtypes(field, i.dtypes, out)
             rank = self.rank_value(f"{field}.rank", i.rank)
             min_rank = self.rank_value(f"{field}.min_rank", i.min_rank) or 0
@@ -491,7 +587,9 @@ class Validator:
                     self.fail(f"{field}.shape", f"a shape rule ({sr.ALLOWED}, or like(input))", i.shape, str(e))
                 if isinstance(parsed, sr.Dims):
                     if rank is not None and rank != len(parsed.dims):
-                        self.fail(f"{field}.rank", f"{len(parsed.dims)} (the length of its shape)", rank, "make them agree")
+                        self.fail(
+                            f"{field}.rank", f"{len(parsed.dims)} (the length of its shape)", rank, "make them agree"
+                        )
                     rank = len(parsed.dims)
             batch_dim = self.batch_dim(f"{field}.batch_dim", i.batch_dim, rank)
             out.append(ResolvedInput(name, dtypes, like, i.optional, rank, min_rank, None, batch_dim))
@@ -507,25 +605,35 @@ class Validator:
                 shape = self.shape(f"{field}.shape", i.shape, out, attrs, set())
                 if isinstance(shape, sr.Like) and shape.input == r.name:
                     self.fail(f"{field}.shape", "a shape in terms of other inputs", "like(itself)", "drop it")
-            resolved.append(ResolvedInput(r.name, r.dtypes, r.dtype_like, r.optional, r.rank, r.min_rank, shape,
-                                          r.batch_dim))
+            resolved.append(
+                ResolvedInput(r.name, r.dtypes, r.dtype_like, r.optional, r.rank, r.min_rank, shape, r.batch_dim)
+            )
         return tuple(resolved)
 
     def input_dtypes(self, field, dtypes, earlier) -> tuple[tuple[str, ...], str | None]:
         if isinstance(dtypes, str):
             like = self.like_name(f"{field}.dtypes", dtypes, earlier, "an earlier input")
             return earlier_input(earlier, like).dtypes, like
-        if not isinstance(dtypes, (list, tuple)) or not dtypes or not all(d in DTYPES for d in dtypes) or len(
-                set(dtypes)) != len(dtypes):
-            self.fail(f"{field}.dtypes", f"a non-empty list of distinct names from {sorted(DTYPES)} or 'like(input)'",
-                      dtypes, "e.g. dtypes=('float32', 'float16')")
+        if (
+            not isinstance(dtypes, (list, tuple))
+            or not dtypes
+            or not all(d in DTYPES for d in dtypes)
+            or len(set(dtypes)) != len(dtypes)
+        ):
+            self.fail(
+                f"{field}.dtypes",
+                f"a non-empty list of distinct names from {sorted(DTYPES)} or 'like(input)'",
+                dtypes,
+                "e.g. dtypes=('float32', 'float16')",
+            )
         return tuple(dtypes), None
 
     def like_name(self, field, text, earlier, what) -> str:
         m = re.fullmatch(r"\s*like\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*", text)
         if not m or not any(e.name == m.group(1) for e in earlier):
-            self.fail(field, f"'like(<name>)' naming {what} ({[e.name for e in earlier]})", text,
-                      "name a declared input")
+            self.fail(
+                field, f"'like(<name>)' naming {what} ({[e.name for e in earlier]})", text, "name a declared input"
+            )
         return m.group(1)
 
     def rank_value(self, field, value):
@@ -562,29 +670,46 @@ class Validator:
         known = {i.name: i for i in inputs}
         for name in sorted(used_inputs):
             if name not in known:
-                self.fail(field, f"references to declared inputs {sorted(known)}", spec,
-                          f"'{name}' is not a declared input")
+                self.fail(
+                    field, f"references to declared inputs {sorted(known)}", spec, f"'{name}' is not a declared input"
+                )
             if known[name].optional:
-                self.fail(field, "references to required inputs only", spec,
-                          f"'{name}' is optional and may be absent; compute the shape from required inputs")
+                self.fail(
+                    field,
+                    "references to required inputs only",
+                    spec,
+                    f"'{name}' is optional and may be absent; compute the shape from required inputs",
+                )
         int_attrs = {a.name for a in attrs if a.type == "int"}
         for it in sr.items(node):
             a = next((a for a in attrs if a.name == it.name), None)
             if a is None or a.type != "list[int]":
                 kind = f"a {a.type} attribute" if a else "not declared"
-                self.fail(field, "elements of list[int] attributes", spec,
-                          f"'{it.name}' is {kind}; index only list[int] attributes, e.g. stride[0]")
+                self.fail(
+                    field,
+                    "elements of list[int] attributes",
+                    spec,
+                    f"'{it.name}' is {kind}; index only list[int] attributes, e.g. stride[0]",
+                )
             if a.length is None:
-                self.fail(f"attrs.{a.name}.length", "a declared length (the shape rule indexes it)", None,
-                          f"declare Attr('{a.name}', 'list[int]', ..., length=N)")
+                self.fail(
+                    f"attrs.{a.name}.length",
+                    "a declared length (the shape rule indexes it)",
+                    None,
+                    f"declare Attr('{a.name}', 'list[int]', ..., length=N)",
+                )
             if not -a.length <= it.index < a.length:
                 self.fail(field, f"an index valid for {a.name} of length {a.length}", spec, "fix the index")
         for name in sorted(names):
             if name not in int_attrs and name not in size_names:
                 kind = next((a.type for a in attrs if a.name == name), None)
                 detail = f"'{name}' is a {kind} attribute" if kind else f"'{name}' is not declared"
-                self.fail(field, f"names of int attributes {sorted(int_attrs)} or size outputs {sorted(size_names)}",
-                          spec, f"{detail}; shapes are integer arithmetic over dims and int attributes")
+                self.fail(
+                    field,
+                    f"names of int attributes {sorted(int_attrs)} or size outputs {sorted(size_names)}",
+                    spec,
+                    f"{detail}; shapes are integer arithmetic over dims and int attributes",
+                )
         for d in dims:
             rank = known[d.input].rank
             if rank is not None and not -rank <= d.index < rank:
@@ -604,11 +729,15 @@ class Validator:
                 upper = self.expression(f"{field}.upper", o.upper, inputs, attrs, set(), "e.g. 'x.shape[0]'")
                 opt = self.expression(f"{field}.opt", o.opt, inputs, attrs, set(), "e.g. 'x.shape[0] // 2'")
                 if o.dtype != "int64" or o.shape not in ([], (), "[]"):
-                    self.fail(field, "a 0-d int64 tensor", (o.shape, o.dtype), "make it with Output.size(name, upper=...)")
+                    self.fail(
+                        field, "a 0-d int64 tensor", (o.shape, o.dtype), "make it with Output.size(name, upper=...)"
+                    )
                 out.append(ResolvedOutput(name, sr.Dims(()), "int64", None, upper, opt))
                 continue
             if o.opt is not None:
-                self.fail(f"{field}.opt", "opt only on size outputs", o.opt, "use Output.size(...) for a data-dependent size")
+                self.fail(
+                    f"{field}.opt", "opt only on size outputs", o.opt, "use Output.size(...) for a data-dependent size"
+                )
             shape = self.shape(f"{field}.shape", o.shape, inputs, attrs, size_names)
             if isinstance(shape, sr.Dims) and len(shape.dims) > MAX_RANK:
                 self.fail(f"{field}.shape", f"at most {MAX_RANK} dims", o.shape, "reduce the rank")
@@ -633,10 +762,15 @@ class Validator:
         for i in inputs:
             min_rank = max(i.min_rank, need.get(i.name, 0))
             if i.rank is not None and min_rank > i.rank:
-                self.fail(f"inputs.{i.name}.rank", f"at least {min_rank} (a shape rule indexes that far)", i.rank,
-                          "fix the rank or the shape rule")
-            out.append(ResolvedInput(i.name, i.dtypes, i.dtype_like, i.optional, i.rank, min_rank, i.shape,
-                                     i.batch_dim))
+                self.fail(
+                    f"inputs.{i.name}.rank",
+                    f"at least {min_rank} (a shape rule indexes that far)",
+                    i.rank,
+                    "fix the rank or the shape rule",
+                )
+            out.append(
+                ResolvedInput(i.name, i.dtypes, i.dtype_like, i.optional, i.rank, min_rank, i.shape, i.batch_dim)
+            )
         return tuple(out)
 
     def unique_names(self, inputs, outputs, attrs):
@@ -644,16 +778,24 @@ class Validator:
         for kind, items in (("input", inputs), ("output", outputs), ("attribute", attrs)):
             for item in items:
                 if item.name in seen:
-                    self.fail(f"{kind}s.{item.name}", "names unique across inputs, outputs and attributes",
-                              item.name, f"it is already used by an {seen[item.name]}; rename one")
+                    self.fail(
+                        f"{kind}s.{item.name}",
+                        "names unique across inputs, outputs and attributes",
+                        item.name,
+                        f"it is already used by an {seen[item.name]}; rename one",
+                    )
                 seen[item.name] = kind
 
     def batch_dim(self, field, value, rank):
         if value is None:
             return None
         if type(value) is not int or not (-rank <= value < rank if rank is not None else -MAX_RANK <= value < MAX_RANK):
-            self.fail(field, f"a dim index of the input (rank {rank if rank is not None else 'any'})", value,
-                      "give the index of the dim that is the op's batch, e.g. batch_dim=0")
+            self.fail(
+                field,
+                f"a dim index of the input (rank {rank if rank is not None else 'any'})",
+                value,
+                "give the index of the dim that is the op's batch, e.g. batch_dim=0",
+            )
         return value % rank if rank is not None else value
 
     def batch(self, spec, inputs, outputs) -> ResolvedBatch:
@@ -667,16 +809,24 @@ class Validator:
             dim = parse_dim(batch.dim) if batch is not None and isinstance(batch.dim, str) else None
             required = {i.name: i for i in inputs if not i.optional}
             if dim is None or dim.input not in required:
-                self.fail("batch", f"'auto', None, or a dim of a required input such as '{inputs[0].name}.shape[0]' "
-                          f"(inputs {sorted(required)}), or ops.Batch(dim, name=...)", spec,
-                          "name the input dim that varies between calls (the rois of RoIAlign, the indices of a "
-                          "gather), or batch=None when none does")
+                self.fail(
+                    "batch",
+                    f"'auto', None, or a dim of a required input such as '{inputs[0].name}.shape[0]' "
+                    f"(inputs {sorted(required)}), or ops.Batch(dim, name=...)",
+                    spec,
+                    "name the input dim that varies between calls (the rois of RoIAlign, the indices of a "
+                    "gather), or batch=None when none does",
+                )
             rank = required[dim.input].rank
             if rank is not None and not -rank <= dim.index < rank:
                 self.fail("batch", f"a dim of {dim.input} (rank {rank})", batch.dim, "fix the dim index")
             if not isinstance(batch.name, str) or not _NAME.match(batch.name):
-                self.fail("batch.name", "an identifier (the symbolic dim of exported graphs)", batch.name,
-                          "e.g. Batch('rois.shape[0]', name='num_rois')")
+                self.fail(
+                    "batch.name",
+                    "an identifier (the symbolic dim of exported graphs)",
+                    batch.name,
+                    "e.g. Batch('rois.shape[0]', name='num_rois')",
+                )
             name, how = batch.name, "declared"
         else:
             dim, how = inferred_dim(inputs, outputs)
@@ -687,11 +837,17 @@ class Validator:
         ties = {i.name: i.batch_dim for i in inputs if i.batch_dim is not None}
         tied, compound = tied_dims(dim, inputs, ties)
         if compound:
-            why = (f"input(s) {compound} use the batch dim {dim.input}.shape[{dim.index}] inside arithmetic in their "
-                   "shape rule, so resizing the batch cannot keep the rule")
+            why = (
+                f"input(s) {compound} use the batch dim {dim.input}.shape[{dim.index}] inside arithmetic in their "
+                "shape rule, so resizing the batch cannot keep the rule"
+            )
             if declared:
-                self.fail("batch", "a dim that input shape rules use only as a whole dim", spec,
-                          f"{why}; declare another batch dim, or batch=None")
+                self.fail(
+                    "batch",
+                    "a dim that input shape rules use only as a whole dim",
+                    spec,
+                    f"{why}; declare another batch dim, or batch=None",
+                )
             return ResolvedBatch(name, (), f"{how}; {why}: no dim varies")
         ranks = {i.name: i.rank for i in inputs}
         dims = tuple(dict.fromkeys((n, k % ranks[n] if ranks[n] else k) for n, k in tied))
@@ -702,9 +858,16 @@ class Validator:
         return next(i.rank for i in inputs if i.name == name)
 
     def devices(self, devices) -> tuple[str, ...]:
-        if isinstance(devices, str) or not isinstance(devices, (list, tuple)) or not devices or not all(
-                d in DEVICES for d in devices) or len(set(devices)) != len(devices):
-            self.fail("devices", f"a non-empty list drawn from {list(DEVICES)}", devices, "e.g. devices=('cpu', 'cuda')")
+        if (
+            isinstance(devices, str)
+            or not isinstance(devices, (list, tuple))
+            or not devices
+            or not all(d in DEVICES for d in devices)
+            or len(set(devices)) != len(devices)
+        ):
+            self.fail(
+                "devices", f"a non-empty list drawn from {list(DEVICES)}", devices, "e.g. devices=('cpu', 'cuda')"
+            )
         return tuple(d for d in DEVICES if d in devices)
 
     def kernels(self, kernels, name, devices, origin: Path | None, built: Callable[[], bool]) -> Path | None:
@@ -714,8 +877,12 @@ class Validator:
         if kernels is None:
             return None
         if not isinstance(kernels, (str, Path)):
-            self.fail("kernels", "a directory (relative to the declaring module), 'auto' or None", kernels,
-                      f"put the kernels in csrc/{name}/ beside the declaring module")
+            self.fail(
+                "kernels",
+                "a directory (relative to the declaring module), 'auto' or None",
+                kernels,
+                f"put the kernels in csrc/{name}/ beside the declaring module",
+            )
         expected = {"cpu": f"{name}_cpu.cpp", "cuda": f"{name}_cuda.cu"}
         if kernels == "auto":
             candidates = [d / "csrc" / name for d in kernel_search_dirs(origin)]
@@ -732,26 +899,45 @@ class Validator:
             for what in devices:
                 path = where / expected[what]
                 if not path.is_file():
-                    self.fail("kernels", f"a {what} kernel file at {path}", "missing",
-                              f"create {path} or drop {what!r} from devices (`python -m ops.new` writes a skeleton; "
-                              "or pass kernels=None to run the reference as the implementation)")
+                    self.fail(
+                        "kernels",
+                        f"a {what} kernel file at {path}",
+                        "missing",
+                        f"create {path} or drop {what!r} from devices (`python -m ops.new` writes a skeleton; "
+                        "or pass kernels=None to run the reference as the implementation)",
+                    )
         looked = ", ".join(str(c) for c in candidates) or "nowhere (the declaring module has no file)"
-        self.fail("kernels", f"a directory csrc/{name}/ with {', '.join(expected[w] for w in devices)}",
-                  f"none found (looked in {looked})",
-                  f"create csrc/{name}/ beside the declaring module or its package, pass kernels='<dir>', "
-                  "or kernels=None to run the reference as the implementation")
+        self.fail(
+            "kernels",
+            f"a directory csrc/{name}/ with {', '.join(expected[w] for w in devices)}",
+            f"none found (looked in {looked})",
+            f"create csrc/{name}/ beside the declaring module or its package, pass kernels='<dir>', "
+            "or kernels=None to run the reference as the implementation",
+        )
 
     def kernels_pending(self, pending, devices, kernel_dir) -> tuple[str, ...]:
         if pending in ((), None):
             return ()
-        if isinstance(pending, str) or not isinstance(pending, (list, tuple)) or not all(
-                d in devices for d in pending) or len(set(pending)) != len(pending):
-            self.fail("kernels_pending", f"a tuple drawn from the declared devices {list(devices)}", pending,
-                      "e.g. kernels_pending=('cpu', 'cuda') while the kernel bodies are skeletons; remove a device "
-                      "once its kernel is written")
+        if (
+            isinstance(pending, str)
+            or not isinstance(pending, (list, tuple))
+            or not all(d in devices for d in pending)
+            or len(set(pending)) != len(pending)
+        ):
+            self.fail(
+                "kernels_pending",
+                f"a tuple drawn from the declared devices {list(devices)}",
+                pending,
+                "e.g. kernels_pending=('cpu', 'cuda') while the kernel bodies are skeletons; remove a device "
+                "once its kernel is written",
+            )
         if kernel_dir is None:
-            self.fail("kernels_pending", "no kernels_pending with kernels=None (there are no kernel files)", pending,
-                      "drop kernels_pending, or give the op kernel files (python -m ops.new writes skeletons)")
+            self.fail(
+                "kernels_pending",
+                "no kernels_pending with kernels=None (there are no kernel files)",
+                pending,
+                "drop kernels_pending, or give the op kernel files (python -m ops.new writes skeletons)",
+            )
         return tuple(d for d in devices if d in pending)
 
     def reference(self, fn, inputs, attrs):
@@ -764,13 +950,25 @@ class Validator:
         names = [p.name for p in params]
         expected = [i.name for i in inputs] + [a.name for a in attrs]
         if names != expected:
-            self.fail("reference", f"parameters {expected} (inputs, then attributes, in declaration order)", names,
-                      "make the reference's signature match the declaration")
-        for p, a in zip(params[len(inputs):], attrs):
-            if p.default is not inspect.Parameter.empty and a.has_default and p.default != a.default and not (
-                    isinstance(a.default, tuple) and list(a.default) == p.default):
-                self.fail(f"attrs.{a.name}.default", f"the reference's default {p.default!r}", a.default,
-                          "make both defaults equal (or drop the reference's default)")
+            self.fail(
+                "reference",
+                f"parameters {expected} (inputs, then attributes, in declaration order)",
+                names,
+                "make the reference's signature match the declaration",
+            )
+        for p, a in zip(params[len(inputs) :], attrs):
+            if (
+                p.default is not inspect.Parameter.empty
+                and a.has_default
+                and p.default != a.default
+                and not (isinstance(a.default, tuple) and list(a.default) == p.default)
+            ):
+                self.fail(
+                    f"attrs.{a.name}.default",
+                    f"the reference's default {p.default!r}",
+                    a.default,
+                    "make both defaults equal (or drop the reference's default)",
+                )
 
     def saves(self, saves, backward, inputs, outputs) -> tuple[str, ...]:
         """The tensors the forward keeps for the backward: every input and output unless the declaration
@@ -779,16 +977,28 @@ class Validator:
         if saves is None:
             return tuple(names) if backward is not None else ()
         if backward is None:
-            self.fail("saves", "no saves without a backward (nothing would read them)", saves,
-                      "declare backward=... or drop saves")
+            self.fail(
+                "saves",
+                "no saves without a backward (nothing would read them)",
+                saves,
+                "declare backward=... or drop saves",
+            )
         if isinstance(saves, str) or not isinstance(saves, (list, tuple)):
-            self.fail("saves", "a tuple of input/output names, e.g. saves=('x', 'weight')", saves,
-                      "write saves=('x',) for one name")
+            self.fail(
+                "saves",
+                "a tuple of input/output names, e.g. saves=('x', 'weight')",
+                saves,
+                "write saves=('x',) for one name",
+            )
         for name in saves:
             if name not in names:
                 close = difflib.get_close_matches(str(name), names, n=1)
-                self.fail("saves", f"names of inputs or outputs {names}", name,
-                          f"did you mean {close[0]!r}?" if close else "name a declared input or output")
+                self.fail(
+                    "saves",
+                    f"names of inputs or outputs {names}",
+                    name,
+                    f"did you mean {close[0]!r}?" if close else "name a declared input or output",
+                )
         if len(set(saves)) != len(saves):
             self.fail("saves", "each name once", saves, "remove the repeated name")
         return tuple(saves)
@@ -804,10 +1014,18 @@ class Validator:
             self.fail("tolerances", "a dict dtype -> (rtol, atol)", tolerances, "e.g. {'float16': (1e-3, 1e-3)}")
         out = {}
         for k, val in tolerances.items():
-            if k not in DTYPES or not isinstance(val, (tuple, list)) or len(val) != 2 or not all(
-                    isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 1 for t in val):
-                self.fail(f"tolerances.{k}", "a dtype name -> (rtol, atol), each in [0, 1)", val,
-                          "e.g. {'float16': (1e-3, 1e-3)}")
+            if (
+                k not in DTYPES
+                or not isinstance(val, (tuple, list))
+                or len(val) != 2
+                or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 1 for t in val)
+            ):
+                self.fail(
+                    f"tolerances.{k}",
+                    "a dtype name -> (rtol, atol), each in [0, 1)",
+                    val,
+                    "e.g. {'float16': (1e-3, 1e-3)}",
+                )
             out[k] = (float(val[0]), float(val[1]))
         return out
 

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "skip"
 
@@ -81,9 +81,18 @@ class Converter:
     dim of which argument is that batch ({argument index: dim}; default dim 0 of every tensor argument), so a
     model whose batch is elsewhere (proposals per image, queries) is exported with that dim dynamic."""
 
-    def __init__(self, model, make_inputs: Callable[[int], tuple], *, name: str, workdir: Path,
-                 batches=(1, 4, 8), tolerance=(1e-4, 1e-4), progress: Callable[[str], None] = print,
-                 batch_dims: dict[int, int] | None = None):
+    def __init__(
+        self,
+        model,
+        make_inputs: Callable[[int], tuple],
+        *,
+        name: str,
+        workdir: Path,
+        batches=(1, 4, 8),
+        tolerance=(1e-4, 1e-4),
+        progress: Callable[[str], None] = print,
+        batch_dims: dict[int, int] | None = None,
+    ):
         self.model, self.make_inputs, self.name = model.eval(), make_inputs, name
         self.batch_dims = batch_dims
         self.workdir, self.batches, self.tolerance, self.progress = Path(workdir), tuple(batches), tolerance, progress
@@ -109,7 +118,9 @@ class Converter:
 
         def run():
             with torch.inference_mode():
-                self.expected = {b: tuple(t.detach() for t in _as_tuple(self.model(*x))) for b, x in self.inputs.items()}
+                self.expected = {
+                    b: tuple(t.detach() for t in _as_tuple(self.model(*x))) for b, x in self.inputs.items()
+                }
             shapes = {b: [list(t.shape) for t in outs] for b, outs in self.expected.items()}
             return PASS, f"torch eager at batch {'/'.join(map(str, self.batches))}: output shapes {shapes}", {}
 
@@ -131,8 +142,14 @@ class Converter:
             custom = sorted({f"{n.domain}::{n.op_type}" for n in m.graph.node if n.domain not in ("", "ai.onnx")})
             dims = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in m.graph.output]
             self.models[opset] = path
-            return PASS, (f"{len(m.graph.node)} nodes, custom {custom}, outputs {dims}; checker(full) ok; "
-                          f"{path.stat().st_size / 1e6:.1f} MB"), {"custom": custom}
+            return (
+                PASS,
+                (
+                    f"{len(m.graph.node)} nodes, custom {custom}, outputs {dims}; checker(full) ok; "
+                    f"{path.stat().st_size / 1e6:.1f} MB"
+                ),
+                {"custom": custom},
+            )
 
         return self._step(f"onnx.export[{exporter}-{opset}]", run)
 
@@ -148,9 +165,15 @@ class Converter:
             for b, x in self.inputs.items():
                 good, diff = _max_diff(run_session(session, x), self.expected[b], *self.tolerance)
                 ok, worst[b] = ok and good, diff
-            return (PASS if ok else FAIL), (f"ORT vs torch, one dynamic model, max |diff| per batch "
-                                            f"{ {b: f'{d:.2e}' for b, d in worst.items()} } (rtol/atol "
-                                            f"{self.tolerance[0]:g}/{self.tolerance[1]:g})"), {"max_diff": worst}
+            return (
+                (PASS if ok else FAIL),
+                (
+                    f"ORT vs torch, one dynamic model, max |diff| per batch "
+                    f"{ {b: f'{d:.2e}' for b, d in worst.items()} } (rtol/atol "
+                    f"{self.tolerance[0]:g}/{self.tolerance[1]:g})"
+                ),
+                {"max_diff": worst},
+            )
 
         return self._step(f"ort.cpu[opset {opset}]", run)
 
@@ -165,19 +188,24 @@ class Converter:
             lo, opt, hi = min(self.batches), self.batches[len(self.batches) // 2], max(self.batches)
             shapes = {}
             present = [(k, t) for k, t in enumerate(self.inputs[opt]) if t is not None]
-            for name, (k, t) in zip(input_names, present):
+            for name, (k, _) in zip(input_names, present):
                 # min/opt/max from the inputs made at each batch size: every dynamic dim follows the batch
                 shapes[name] = tuple("x".join(map(str, self.inputs[b][k].shape)) for b in (lo, opt, hi))
             cmd = " ".join(command(self.models[opset], shapes, library_path().resolve()))
             try:
                 from .trt.engine import build_engine
 
-                engine = build_engine(self.models[opset], shapes={n: tuple(tuple(int(d) for d in s.split("x"))
-                                                                       for s in v) for n, v in shapes.items()})
+                engine = build_engine(
+                    self.models[opset],
+                    shapes={n: tuple(tuple(int(d) for d in s.split("x")) for s in v) for n, v in shapes.items()},
+                )
             except BackendUnavailable as e:
                 return SKIP, f"{e}. On a machine with TensorRT: {cmd}", {"trtexec": cmd}
-            return PASS, (f"engine built ({len(engine) / 1e6:.1f} MB; built, not run here) "
-                          f"(trtexec equivalent: {cmd})"), {"trtexec": cmd}
+            return (
+                PASS,
+                (f"engine built ({len(engine) / 1e6:.1f} MB; built, not run here) (trtexec equivalent: {cmd})"),
+                {"trtexec": cmd},
+            )
 
         return self._step(f"trt.engine[opset {opset}]", run)
 
@@ -230,9 +258,12 @@ class Converter:
                 st, got, text = plugin.output_shapes([host_mod.tensor(s) for s in shapes], len(op.decl.outputs))
                 plugin.destroy()
                 torch_shapes = [list(t.shape) for t in outs]
-                if st != 0 or not all(dims_match(g, w) and dims_match(ts, w)
-                                      for g, w, ts in zip(got, want, torch_shapes)):
-                    problems.append(f"{op.id} node {node.name}: getOutputShapes {text.strip()!r} vs torch {torch_shapes}")
+                if st != 0 or not all(
+                    dims_match(g, w) and dims_match(ts, w) for g, w, ts in zip(got, want, torch_shapes)
+                ):
+                    problems.append(
+                        f"{op.id} node {node.name}: getOutputShapes {text.strip()!r} vs torch {torch_shapes}"
+                    )
                     continue
                 checked += 1
                 if torch.cuda.is_available():
@@ -245,10 +276,18 @@ class Converter:
                     enqueued += 1
                     if not ok:
                         problems.append(f"{op.id} node {node.name}: GPU enqueue differs from torch CPU by {diff:.3g}")
-            gpu = (f"; GPU enqueue on {torch.cuda.get_device_name()} of {enqueued} nodes vs torch CPU, max |diff| "
-                   f"{worst:.3g}") if torch.cuda.is_available() else "; GPU enqueue: no CUDA device here"
-            detail = (f"[plugin host harness, not TensorRT itself] {checked}/{len(calls)} opforge nodes: createPlugin "
-                      f"from the node's ONNX attributes, getOutputShapes = torch shapes{gpu}")
+            gpu = (
+                (
+                    f"; GPU enqueue on {torch.cuda.get_device_name()} of {enqueued} nodes vs torch CPU, max |diff| "
+                    f"{worst:.3g}"
+                )
+                if torch.cuda.is_available()
+                else "; GPU enqueue: no CUDA device here"
+            )
+            detail = (
+                f"[plugin host harness, not TensorRT itself] {checked}/{len(calls)} opforge nodes: createPlugin "
+                f"from the node's ONNX attributes, getOutputShapes = torch shapes{gpu}"
+            )
             if problems:
                 return FAIL, detail + "; " + "; ".join(problems[:3]), {}
             return PASS, detail, {"nodes": checked, "enqueued": enqueued, "max_diff": worst}

@@ -1,8 +1,8 @@
 """Finding and importing op packages (see ops.packages for what an op package is).
 
-    ops.op_package(__name__)      # in an op package's __init__.py: declare its ops, load its kernels
-    load_installed()              # every installed package with an `opforge.ops` entry point
-    import_package("mypkg.ops")   # one named on a command line
+ops.op_package(__name__)      # in an op package's __init__.py: declare its ops, load its kernels
+load_installed()              # every installed package with an `opforge.ops` entry point
+import_package("mypkg.ops")   # one named on a command line
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from .registry import all_ops, ops_in
 ENTRY_POINT_GROUP = "opforge.ops"
 
 
-def op_package(name: str, *, extension: str | None = None, plugin_library: str | None = None,
-               load: bool = True) -> OpPackage:
+def op_package(
+    name: str, *, extension: str | None = None, plugin_library: str | None = None, load: bool = True
+) -> OpPackage:
     """Make `name` an op package: import each of its modules (each declares its ops on import) and load its
     compiled kernels. Call it from the package's `__init__.py` as `ops.op_package(__name__)`.
 
@@ -57,8 +58,9 @@ def load_installed() -> list[str]:
             importlib.import_module(ep.value)
         except Exception as e:
             dist = getattr(ep.dist, "name", "?")
-            raise OpforgeError(f"op package {ep.value!r} (entry point {ep.name!r} of {dist}) failed to import: "
-                               f"{type(e).__name__}: {e}") from e
+            raise OpforgeError(
+                f"op package {ep.value!r} (entry point {ep.name!r} of {dist}) failed to import: {type(e).__name__}: {e}"
+            ) from e
         loaded.append(ep.value)
     return loaded
 
@@ -83,9 +85,13 @@ def import_package(name: str) -> OpPackage:
     try:
         importlib.import_module(name)
     except ModuleNotFoundError as e:
-        raise OpforgeError(f"op package {name!r} cannot be imported ({e}). Fix: run from the directory that holds "
-                           "it, or install it (pip install --no-build-isolation -e .)") from e
+        raise OpforgeError(
+            f"op package {name!r} cannot be imported ({e}). Fix: run from the directory that holds "
+            "it, or install it (pip install --no-build-isolation -e .)"
+        ) from e
     if not ops_in(name):
-        raise OpforgeError(f"op package {name!r} declares no ops. Fix: its __init__.py should call "
-                           "ops.op_package(__name__), and its modules declare ops with @register_op")
+        raise OpforgeError(
+            f"op package {name!r} declares no ops. Fix: its __init__.py should call "
+            "ops.op_package(__name__), and its modules declare ops with @register_op"
+        )
     return package(name)

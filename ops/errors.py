@@ -13,9 +13,7 @@ class DeclarationError(OpforgeError, ValueError):
 
     def __init__(self, op: str, field: str, expected: str, got: object, fix: str):
         self.op, self.field, self.expected, self.got, self.fix = op, field, expected, got, fix
-        super().__init__(
-            f"{op}: invalid declaration field '{field}': expected {expected}, got {got!r}. Fix: {fix}"
-        )
+        super().__init__(f"{op}: invalid declaration field '{field}': expected {expected}, got {got!r}. Fix: {fix}")
 
 
 class ShapeRuleError(OpforgeError, ValueError):

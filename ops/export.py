@@ -36,14 +36,22 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", required=True, help="path of the .onnx file to write")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset, 11-23 (default 20)")
     parser.add_argument("--dynamic", action="store_true", help="make dim 0 of every input a symbolic 'batch'")
-    parser.add_argument("--fallback", action="store_true",
-                        help="attach each op's reference as an ONNX function (plain ORT can run the graph)")
-    parser.add_argument("--precision", default="float32", choices=("float32", "mixed-float16", "mixed-bfloat16"),
-                        help="mixed-float16: parts that overflow or lose accuracy in half stay float32 behind Casts, "
-                             "the rest (weights included) is float16, decided on the example args (ops.precision)")
+    parser.add_argument(
+        "--fallback",
+        action="store_true",
+        help="attach each op's reference as an ONNX function (plain ORT can run the graph)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "mixed-float16", "mixed-bfloat16"),
+        help="mixed-float16: parts that overflow or lose accuracy in half stay float32 behind Casts, "
+        "the rest (weights included) is float16, decided on the example args (ops.precision)",
+    )
     parser.add_argument("--check-ort", action="store_true", help="run the file once in ONNX Runtime afterwards")
-    add_package_option(parser, "import this op package first (installed ones with an opforge.ops entry point "
-                               "are always loaded)")
+    add_package_option(
+        parser, "import this op package first (installed ones with an opforge.ops entry point are always loaded)"
+    )
     args = parser.parse_args(argv)
     try:
         load_for_cli(args.package)
@@ -53,18 +61,29 @@ def main(argv=None) -> int:
 
         model, inputs = _target(args.target)
         opset = args.opset or DEFAULT_OPSET
-        m = export_onnx(model, inputs, args.output, opset=opset, dynamic=args.dynamic, fallback=args.fallback,
-                        precision=args.precision)
+        m = export_onnx(
+            model,
+            inputs,
+            args.output,
+            opset=opset,
+            dynamic=args.dynamic,
+            fallback=args.fallback,
+            precision=args.precision,
+        )
         custom = sorted({f"{n.domain}::{n.op_type}" for n in m.graph.node if n.domain not in ("", "ai.onnx")})
-        print(f"wrote {args.output}: opset {opset}, {len(m.graph.node)} nodes, custom ops {custom or 'none'}"
-              + (f", fallback functions {[f.name for f in m.functions]}" if args.fallback else ""))
+        print(
+            f"wrote {args.output}: opset {opset}, {len(m.graph.node)} nodes, custom ops {custom or 'none'}"
+            + (f", fallback functions {[f.name for f in m.functions]}" if args.fallback else "")
+        )
         if args.precision != "float32":
             import json
 
             meta = json.loads(next(p.value for p in m.metadata_props if p.key == "opforge.precision"))
-            print(f"{args.precision}: {meta['float32_nodes']} nodes kept float32 ({meta['flagged']} flagged), "
-                  f"{meta['half_flop_fraction']:.1%} of FLOPs in half, end-to-end rel_l2 {meta['rel_l2']:.2e} "
-                  f"(torch kernels, worst over {meta['calibration_samples']} calibration input(s))")
+            print(
+                f"{args.precision}: {meta['float32_nodes']} nodes kept float32 ({meta['flagged']} flagged), "
+                f"{meta['half_flop_fraction']:.1%} of FLOPs in half, end-to-end rel_l2 {meta['rel_l2']:.2e} "
+                f"(torch kernels, worst over {meta['calibration_samples']} calibration input(s))"
+            )
         if args.check_ort:
             outs = run_session(ort_session(args.output), inputs)
             print(f"ONNX Runtime ran it: output shapes {[list(o.shape) for o in outs]}")

@@ -27,7 +27,12 @@ from .registry import compiled_ops_in
 
 REBUILD = "pip install --no-build-isolation -e . (or: python -m ops.build)"
 FINGERPRINT_VERSION = "2"
-SHARED_SOURCES = ("opforge/kernel_api.h", "opforge/kernel_cuda.cuh", "opforge/torch_glue.h", "opforge/torch_autograd.cpp")
+SHARED_SOURCES = (
+    "opforge/kernel_api.h",
+    "opforge/kernel_cuda.cuh",
+    "opforge/torch_glue.h",
+    "opforge/torch_autograd.cpp",
+)
 KERNEL_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu"}
 OPFORGE_PACKAGE = "ops.library"
 
@@ -37,8 +42,9 @@ _state: dict[str, dict] = {}  # op package name -> {"loaded", "error", "cuda"}
 def rebuild_hint(package) -> str:
     if package.name == OPFORGE_PACKAGE:
         return REBUILD
-    return (f"python -m ops.build --package {package.name} (or reinstall its project: "
-            "pip install --no-build-isolation .)")
+    return (
+        f"python -m ops.build --package {package.name} (or reinstall its project: pip install --no-build-isolation .)"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,15 +63,27 @@ def kernel_sources(decl) -> list[Path]:
     d = decl.kernel_dir
     if d is None or not d.is_dir():
         return []
-    return sorted(p for p in d.rglob("*") if p.suffix in KERNEL_SUFFIXES and not any(
-        part.startswith(".") for part in p.relative_to(d).parts))
+    return sorted(
+        p
+        for p in d.rglob("*")
+        if p.suffix in KERNEL_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(d).parts)
+    )
 
 
 def declaration_text(decl) -> str:
     """The parts of a declaration the generated glue is made from (not its source line or callables; of the
     backward, whether there is one and what it saves: the glue's autograd node depends on those)."""
-    parts = (decl.id, decl.inputs, decl.outputs, decl.attrs, decl.devices, decl.workspace, decl.version,
-             decl.backward is not None, decl.saves)
+    parts = (
+        decl.id,
+        decl.inputs,
+        decl.outputs,
+        decl.attrs,
+        decl.devices,
+        decl.workspace,
+        decl.version,
+        decl.backward is not None,
+        decl.saves,
+    )
     # Which devices register their compiled kernel: dropping a device from kernels_pending needs a rebuild.
     return repr(parts + ((("kernels_pending", decl.kernels_pending),) if decl.kernels_pending else ()))
 
@@ -96,16 +114,20 @@ def problem(package) -> str | None:
         return f"the compiled extension {package.extension} is not built. Build it: {hint}"
     info = json.loads(package.build_record.read_text())
     if info.get("torch") != torch.__version__:
-        return (f"{package.extension} was built for torch {info.get('torch')} but torch {torch.__version__} is "
-                f"installed. Rebuild: {hint}")
+        return (
+            f"{package.extension} was built for torch {info.get('torch')} but torch {torch.__version__} is "
+            f"installed. Rebuild: {hint}"
+        )
     built = info.get("ops", {})
     for op in compiled_ops_in(package.name):
         if op.id not in built:
             return f"{op.id} is declared but not in the built {package.extension}. Rebuild: {hint}"
         now = fingerprint(op.decl)
         if now is not None and built[op.id] != now:
-            return (f"{package.extension} is stale: {op.id} (declaration or kernels) changed since the build. "
-                    f"Rebuild: {hint}")
+            return (
+                f"{package.extension} is stale: {op.id} (declaration or kernels) changed since the build. "
+                f"Rebuild: {hint}"
+            )
     return None
 
 
@@ -147,15 +169,18 @@ def _register_cpu_only_stand_ins(package):
 
     for op in compiled_ops_in(package.name):
         if "cuda" in op.decl.devices:
-            register_missing_kernels(op.decl, ["cuda"], f"{package.extension} was built without CUDA kernels "
-                                     "(CPU-only torch or no nvcc at build time). Rebuild with CUDA torch and nvcc: "
-                                     f"{rebuild_hint(package)}")
+            register_missing_kernels(
+                op.decl,
+                ["cuda"],
+                f"{package.extension} was built without CUDA kernels "
+                "(CPU-only torch or no nvcc at build time). Rebuild with CUDA torch and nvcc: "
+                f"{rebuild_hint(package)}",
+            )
 
 
 def status(package_name: str = OPFORGE_PACKAGE) -> dict:
     s = _state.get(package_name, {"loaded": False, "error": None, "cuda": False})
     return {"loaded": s["loaded"], "cuda": s["cuda"], "error": s["error"]}
-
 
 
 def cpu_isa(package_name: str = OPFORGE_PACKAGE) -> str:
@@ -174,7 +199,9 @@ def cpu_isa(package_name: str = OPFORGE_PACKAGE) -> str:
     try:
         query = ctypes.CDLL(library).opforge_cpu_isa  # the loaded library: dlopen returns the same handle
     except AttributeError:
-        raise ExtensionError(f"{pkg.extension} has no opforge_cpu_isa(): it was built before the query existed. "
-                             f"Rebuild: {rebuild_hint(pkg)}") from None
+        raise ExtensionError(
+            f"{pkg.extension} has no opforge_cpu_isa(): it was built before the query existed. "
+            f"Rebuild: {rebuild_hint(pkg)}"
+        ) from None
     query.restype = ctypes.c_int
     return LEVELS[query()]

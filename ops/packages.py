@@ -32,7 +32,7 @@ from pathlib import Path
 from . import paths
 from .errors import OpforgeError
 
-_PACKAGES: dict[str, "OpPackage"] = {}
+_PACKAGES: dict[str, OpPackage] = {}
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,10 @@ def _package_dir(name: str) -> Path:
         spec = importlib.util.find_spec(name)
         locations = list(spec.submodule_search_locations or []) if spec else []
     if not locations:
-        raise OpforgeError(f"{name!r} is not an importable package: an op package is a directory with an "
-                           "__init__.py whose modules declare ops")
+        raise OpforgeError(
+            f"{name!r} is not an importable package: an op package is a directory with an "
+            "__init__.py whose modules declare ops"
+        )
     return Path(locations[0]).resolve()
 
 

@@ -75,4 +75,3 @@ def write_if_changed(path: Path, text: str) -> Path:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return path
-

@@ -6,15 +6,16 @@ from __future__ import annotations
 import difflib
 import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import paths
 from .declaration import DEVICES, OpDecl
-from .packages import built_op_ids
 from .errors import DeclarationError, OpforgeError
+from .packages import built_op_ids
 
-_OPS: dict[str, "Op"] = {}
+_OPS: dict[str, Op] = {}
 # What backends do with a declaration when it registers (ops.torch defines the torch op): they add themselves
 # here when imported, so the core never imports a backend.
 _ON_REGISTER: list[Callable[[OpDecl], None]] = []
@@ -63,13 +64,45 @@ class Op:
         return f"<opforge op {self.decl.id} declared at {self.decl.source}>"
 
 
-REGISTER_OP_OPTIONS = ("inputs", "outputs", "attrs", "devices", "kernels", "workspace", "backward", "saves", "samples",
-                       "tolerances", "version", "onnx", "onnx_fallback", "kernels_pending", "batch")
+REGISTER_OP_OPTIONS = (
+    "inputs",
+    "outputs",
+    "attrs",
+    "devices",
+    "kernels",
+    "workspace",
+    "backward",
+    "saves",
+    "samples",
+    "tolerances",
+    "version",
+    "onnx",
+    "onnx_fallback",
+    "kernels_pending",
+    "batch",
+)
 
 
-def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels="auto", workspace=0,
-                backward=None, saves=None, samples=None, tolerances=None, version=1, onnx=True, onnx_fallback=True,
-                kernels_pending=(), batch="auto", **unknown) -> Callable[[Callable], Op]:
+def register_op(
+    id: str,
+    *,
+    inputs,
+    outputs,
+    attrs=(),
+    devices=DEVICES,
+    kernels="auto",
+    workspace=0,
+    backward=None,
+    saves=None,
+    samples=None,
+    tolerances=None,
+    version=1,
+    onnx=True,
+    onnx_fallback=True,
+    kernels_pending=(),
+    batch="auto",
+    **unknown,
+) -> Callable[[Callable], Op]:
     """Declare an op once; decorate its plain-PyTorch reference implementation.
 
     See README.md ("Write your first op") for every field. The declaration is validated here: a bad one
@@ -80,29 +113,62 @@ def register_op(id: str, *, inputs, outputs, attrs=(), devices=DEVICES, kernels=
     op_name = id if isinstance(id, str) else repr(id)
     for key in unknown:  # a misspelt option must not be silently ignored
         close = difflib.get_close_matches(key, REGISTER_OP_OPTIONS, n=1, cutoff=0.5)
-        raise DeclarationError(op_name, key, f"one of register_op's options {list(REGISTER_OP_OPTIONS)}", key,
-                               f"did you mean {close[0]!r}?" if close else "remove it")
+        raise DeclarationError(
+            op_name,
+            key,
+            f"one of register_op's options {list(REGISTER_OP_OPTIONS)}",
+            key,
+            f"did you mean {close[0]!r}?" if close else "remove it",
+        )
 
     def decorate(reference: Callable) -> Op:
         origin, source = _where(reference)
         package = _package_of(reference)
-        decl = OpDecl.build(id, reference, inputs=inputs, outputs=outputs, attrs=attrs, devices=devices,
-                            kernels=kernels, workspace=workspace, backward=backward, saves=saves, samples=samples,
-                            tolerances=tolerances, version=version, onnx=onnx, onnx_fallback=onnx_fallback,
-                            kernels_pending=kernels_pending, batch=batch, source=source, package=package,
-                            origin=origin, built=lambda: built_op_ids(package))
+        decl = OpDecl.build(
+            id,
+            reference,
+            inputs=inputs,
+            outputs=outputs,
+            attrs=attrs,
+            devices=devices,
+            kernels=kernels,
+            workspace=workspace,
+            backward=backward,
+            saves=saves,
+            samples=samples,
+            tolerances=tolerances,
+            version=version,
+            onnx=onnx,
+            onnx_fallback=onnx_fallback,
+            kernels_pending=kernels_pending,
+            batch=batch,
+            source=source,
+            package=package,
+            origin=origin,
+            built=lambda: built_op_ids(package),
+        )
         if decl.id in _OPS:
-            raise DeclarationError(decl.id, "id", "an id declared once", decl.id,
-                                   f"it is declared at {_OPS[decl.id].decl.source} and again at {source}; rename one "
-                                   "(or make sure the module is imported under one name only)")
+            raise DeclarationError(
+                decl.id,
+                "id",
+                "an id declared once",
+                decl.id,
+                f"it is declared at {_OPS[decl.id].decl.source} and again at {source}; rename one "
+                "(or make sure the module is imported under one name only)",
+            )
         if not _ON_REGISTER:
             raise OpforgeError(f"{decl.id}: no backend registered a hook (import ops, not ops.registry alone)")
         for hook in _ON_REGISTER:
             try:
                 hook(decl)
             except (RuntimeError, ValueError) as e:  # the backend rejected something validation let through
-                raise DeclarationError(decl.id, "schema", "a declaration torch.library accepts", str(e),
-                                       "report this as an opforge bug, with the declaration") from e
+                raise DeclarationError(
+                    decl.id,
+                    "schema",
+                    "a declaration torch.library accepts",
+                    str(e),
+                    "report this as an opforge bug, with the declaration",
+                ) from e
         op = Op(decl)
         _OPS[decl.id] = op
         return op

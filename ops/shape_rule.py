@@ -19,8 +19,9 @@ generated glue and the TensorRT plugin) are each one small algebra; nothing else
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from .errors import ShapeRuleError
 
@@ -65,8 +66,8 @@ class Item:
 @dataclass(frozen=True)
 class BinOp:
     op: str  # add sub mul floordiv ceil_div max min
-    lhs: "Expr"
-    rhs: "Expr"
+    lhs: Expr
+    rhs: Expr
 
 
 Expr = Const | Dim | Name | Item | BinOp
@@ -113,9 +114,7 @@ def _convert(node: ast.AST, text: str) -> Expr:
         if len(node.args) != 2 or node.keywords:
             raise ShapeRuleError(f"in {text!r}: {node.func.id}() takes exactly two arguments")
         return BinOp(node.func.id, _convert(node.args[0], text), _convert(node.args[1], text))
-    raise ShapeRuleError(
-        f"in {text!r}: {ast.unparse(node)!r} is not part of the shape language; allowed: {ALLOWED}"
-    )
+    raise ShapeRuleError(f"in {text!r}: {ast.unparse(node)!r} is not part of the shape language; allowed: {ALLOWED}")
 
 
 def parse_expr(source: str | int) -> Expr:

@@ -3,23 +3,33 @@ with the rebuild command (it used to turn every compiled-op test into a skip, an
 
 import itertools
 
+import fixture_ops  # noqa: F401  (registers the tests-only ops: opforge_fixture::*)
+import op_cases
 import pytest
 import torch
 
 import ops
-import fixture_ops  # noqa: F401  (registers the tests-only ops: opforge_fixture::*)
-import op_cases
 
 _counter = itertools.count()
 
 
 def pytest_addoption(parser):
-    parser.addoption("--op", action="append", default=None, metavar="ID",
-                     help="run the generated per-op tests for this op only (repeatable), e.g. "
-                          "--op opforge::rms_norm --op opforge_fixture::masked_scale")
-    parser.addoption("--package", action="append", default=[], metavar="PKG",
-                     help="import this op package first (repeatable, as for the CLIs): its ops join the generated "
-                          "per-op tests, e.g. --package mypkg.ops --op mypkg::softclip")
+    parser.addoption(
+        "--op",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="run the generated per-op tests for this op only (repeatable), e.g. "
+        "--op opforge::rms_norm --op opforge_fixture::masked_scale",
+    )
+    parser.addoption(
+        "--package",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="import this op package first (repeatable, as for the CLIs): its ops join the generated "
+        "per-op tests, e.g. --package mypkg.ops --op mypkg::softclip",
+    )
 
 
 def pytest_configure(config):
@@ -29,8 +39,10 @@ def pytest_configure(config):
         known = {op.id for op in op_cases.candidate_ops()}
         unknown = [w for w in wanted if w not in known]
         if unknown:
-            raise pytest.UsageError(f"--op {', '.join(unknown)}: no registered op with samples of that id; "
-                                    f"known: {', '.join(sorted(known))}")
+            raise pytest.UsageError(
+                f"--op {', '.join(unknown)}: no registered op with samples of that id; "
+                f"known: {', '.join(sorted(known))}"
+            )
         op_cases.SELECTED = list(wanted)
 
 
@@ -58,10 +70,12 @@ def pytest_report_header(config):
     from ops.extension import status
 
     s = status()
-    return [f"opforge: ops._C loaded={s['loaded']} cuda_kernels={s['cuda']} torch={torch.__version__} "
-            f"cuda_available={torch.cuda.is_available()}" + (f" error={s['error']}" if s["error"] else ""),
-            f"opforge: samples seeded with {seed()} (env OPFORGE_SEED); generated per-op tests over "
-            f"{', '.join(op.id for op in op_cases.generated_ops())}"]
+    return [
+        f"opforge: ops._C loaded={s['loaded']} cuda_kernels={s['cuda']} torch={torch.__version__} "
+        f"cuda_available={torch.cuda.is_available()}" + (f" error={s['error']}" if s["error"] else ""),
+        f"opforge: samples seeded with {seed()} (env OPFORGE_SEED); generated per-op tests over "
+        f"{', '.join(op.id for op in op_cases.generated_ops())}",
+    ]
 
 
 def pytest_sessionstart(session):

@@ -36,8 +36,11 @@ def masked_scale_samples(device, dtype):
 
 
 def masked_scale_backward(ctx, grad):
-    factor = torch.full_like(grad, ctx.scale) if ctx.mask is None else \
-        torch.where(ctx.mask, torch.full_like(grad, ctx.scale), torch.ones_like(grad))
+    factor = (
+        torch.full_like(grad, ctx.scale)
+        if ctx.mask is None
+        else torch.where(ctx.mask, torch.full_like(grad, ctx.scale), torch.ones_like(grad))
+    )
     return grad * factor, None
 
 
@@ -82,8 +85,13 @@ def masked_window_sum_samples(device, dtype):
         Sample(_rand(device, dtype, 2, 3, 8, 9), _mask(device, 2, 3, 8, 9)),
         Sample(_rand(device, dtype, 1, 2, 7, 6), None, kernel_size=[2, 3], stride=[2, 1], padding=[1, 0]),
         Sample(_rand(device, dtype, 3, 1, 5, 5), kernel_size=[1, 1]),  # mask omitted by leaving it out
-        Sample(_rand(device, dtype, 2, 2, 9, 7), _mask(device, 2, 2, 9, 7), kernel_size=[3, 2], stride=[1, 3],
-               padding=[0, 1]),
+        Sample(
+            _rand(device, dtype, 2, 2, 9, 7),
+            _mask(device, 2, 2, 9, 7),
+            kernel_size=[3, 2],
+            stride=[1, 3],
+            padding=[0, 1],
+        ),
         Sample(_rand(device, dtype, 0, 2, 4, 4), _mask(device, 0, 2, 4, 4)),  # empty
     ]
 
@@ -91,10 +99,19 @@ def masked_window_sum_samples(device, dtype):
 @register_op(
     "opforge_fixture::masked_window_sum",
     inputs=[Input("x", dtypes=FLOATING, rank=4), Input("mask", dtypes=("bool",), optional=True, shape="like(x)")],
-    outputs=[Output("y", shape="[x.shape[0], x.shape[1], (x.shape[2] + 2 * padding[0] - kernel_size[0]) // stride[0] + 1, "
-                               "(x.shape[-1] + 2 * padding[-1] - kernel_size[-1]) // stride[-1] + 1]", dtype="like(x)")],
-    attrs=[Attr("kernel_size", "list[int]", (3, 3), length=2), Attr("stride", "list[int]", (1, 1), length=2),
-           Attr("padding", "list[int]", (0, 0), length=2)],
+    outputs=[
+        Output(
+            "y",
+            shape="[x.shape[0], x.shape[1], (x.shape[2] + 2 * padding[0] - kernel_size[0]) // stride[0] + 1, "
+            "(x.shape[-1] + 2 * padding[-1] - kernel_size[-1]) // stride[-1] + 1]",
+            dtype="like(x)",
+        )
+    ],
+    attrs=[
+        Attr("kernel_size", "list[int]", (3, 3), length=2),
+        Attr("stride", "list[int]", (1, 1), length=2),
+        Attr("padding", "list[int]", (0, 0), length=2),
+    ],
     kernels=None,
     samples=masked_window_sum_samples,
 )
@@ -118,9 +135,11 @@ def select_rows_samples(device, dtype):
 @register_op(
     "opforge_fixture::select_rows",
     inputs=[Input("x", dtypes=FLOATING, rank=2)],
-    outputs=[Output("rows", shape="[count, x.shape[1]]", dtype="like(x)"),
-             Output("index", shape="[count]", dtype="int64"),
-             Output.size("count", upper="x.shape[0]", opt="x.shape[0] // 2")],
+    outputs=[
+        Output("rows", shape="[count, x.shape[1]]", dtype="like(x)"),
+        Output("index", shape="[count]", dtype="int64"),
+        Output.size("count", upper="x.shape[0]", opt="x.shape[0] // 2"),
+    ],
     attrs=[Attr("threshold", float, 0.5)],
     kernels=None,
     samples=select_rows_samples,
@@ -128,8 +147,11 @@ def select_rows_samples(device, dtype):
 def select_rows(x, threshold=0.5):
     """The rows whose max exceeds `threshold`, their indices and their count: several outputs, an integer
     output and a data-dependent size, no backward."""
-    index = torch.nonzero(x.float().amax(dim=1) > threshold).flatten() if x.shape[1] else \
-        torch.zeros(0, dtype=torch.int64, device=x.device)
+    index = (
+        torch.nonzero(x.float().amax(dim=1) > threshold).flatten()
+        if x.shape[1]
+        else torch.zeros(0, dtype=torch.int64, device=x.device)
+    )
     return x[index], index, torch.tensor(index.numel(), dtype=torch.int64)
 
 
@@ -150,8 +172,11 @@ def odd_names_backward(ctx, grad):
 
 @register_op(
     "opforge_fixture::odd_names",
-    inputs=[Input("self", dtypes=FLOATING), Input("input", dtypes="like(self)", shape="like(self)"),
-            Input("ctx", dtypes="like(self)", optional=True, shape="like(self)")],
+    inputs=[
+        Input("self", dtypes=FLOATING),
+        Input("input", dtypes="like(self)", shape="like(self)"),
+        Input("ctx", dtypes="like(self)", optional=True, shape="like(self)"),
+    ],
     outputs=[Output("out", shape="like(self)", dtype="like(self)")],
     attrs=[Attr("kernel", float, 2.0), Attr("kernel_", float, 0.5), Attr("cls", int, 3), Attr("g", bool, True)],
     kernels=None,

@@ -7,7 +7,6 @@ to those ops (tests/conftest.py sets SELECTED)."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 import ops
 from ops.check.oracle import seed_note
@@ -111,5 +110,7 @@ def message(op, dtype, label, shape, metrics=None) -> str:
 def has_float_output(decl) -> bool:
     """Whether some output is floating (only those can carry a gradient)."""
     floating = {"float32", "float16", "bfloat16", "float64"}
-    return any((o.dtype in floating) or (o.dtype_like and set(decl.input(o.dtype_like).dtypes) & floating)
-               for o in decl.outputs)
+    return any(
+        (o.dtype in floating) or (o.dtype_like and set(decl.input(o.dtype_like).dtypes) & floating)
+        for o in decl.outputs
+    )

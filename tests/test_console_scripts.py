@@ -1,10 +1,10 @@
 """Every console script declared in pyproject.toml resolves and answers --help."""
 
 import importlib
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 SCRIPTS = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
 

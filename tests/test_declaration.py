@@ -39,8 +39,9 @@ def test_valid_declaration_registers_a_working_torch_op(unique_id):
 def test_redeclaring_an_id_names_both_declarations(unique_id):
     op_id = unique_id("dup")
     declare(op_id)
-    with pytest.raises(DeclarationError, match="declared at .*test_declaration.py:\\d+ and again at "
-                       ".*test_declaration.py:\\d+") as e:
+    with pytest.raises(
+        DeclarationError, match="declared at .*test_declaration.py:\\d+ and again at .*test_declaration.py:\\d+"
+    ) as e:
         declare(op_id)
     assert op_id in str(e.value)
 
@@ -66,18 +67,33 @@ def test_a_misspelt_register_op_option_raises_with_the_closest_name(unique_id):
         (dict(outputs=[Output("x")]), "outputs.x", "unique across"),
         (dict(attrs=[Attr("k", int, 2.5), Attr("scale", float), Attr("mode", str)]), "attrs.k.default", "a int"),
         (dict(attrs=[Attr("k", int, True), Attr("scale", float), Attr("mode", str)]), "attrs.k.default", "a int"),
-        (dict(attrs=[Attr("k", int, 2), Attr("scale", float), Attr("mode", str)]), "attrs.scale.default",
-         "earlier attribute has one"),
-        (dict(attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("mode", str, "c", choices=("a", "b"))]),
-         "attrs.mode.default", "one of"),
-        (dict(attrs=[Attr("k", complex, 2), Attr("scale", float, 1.0), Attr("mode", str, "a")]), "attrs.k.type",
-         "one of int, float"),
+        (
+            dict(attrs=[Attr("k", int, 2), Attr("scale", float), Attr("mode", str)]),
+            "attrs.scale.default",
+            "earlier attribute has one",
+        ),
+        (
+            dict(attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("mode", str, "c", choices=("a", "b"))]),
+            "attrs.mode.default",
+            "one of",
+        ),
+        (
+            dict(attrs=[Attr("k", complex, 2), Attr("scale", float, 1.0), Attr("mode", str, "a")]),
+            "attrs.k.type",
+            "one of int, float",
+        ),
         (dict(devices=("cpu", "tpu")), "devices", "non-empty list"),
         (dict(inputs=[Input("x"), Input("new", dtypes="like(x)")]), "inputs.name", "not a C++ keyword"),
-        (dict(attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("opforge_ctx", str, "a")]), "attrs[2].name",
-         "without the prefix 'opforge_'"),
-        (dict(attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("plugin_version", str, "a")]),
-         "attrs[2].name", "TensorRT's ONNX parser"),
+        (
+            dict(attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("opforge_ctx", str, "a")]),
+            "attrs[2].name",
+            "without the prefix 'opforge_'",
+        ),
+        (
+            dict(attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("plugin_version", str, "a")]),
+            "attrs[2].name",
+            "TensorRT's ONNX parser",
+        ),
         (dict(kernels="csrc/does_not_exist"), "kernels", "cpu kernel file"),
         (dict(version=0), "version", "int >= 1"),
         (dict(tolerances={"float16": (2, 0)}), "tolerances.float16", "(rtol, atol)"),
@@ -96,23 +112,44 @@ def _declare_windowed(op_id, shape, attrs):
     def ref(x, window=(3, 3), stride=(1, 1)):
         return x
 
-    return register_op(op_id, inputs=[Input("x", rank=4)], outputs=[Output("y", shape=shape)], attrs=attrs,
-                       kernels=None)(ref)
+    return register_op(
+        op_id, inputs=[Input("x", rank=4)], outputs=[Output("y", shape=shape)], attrs=attrs, kernels=None
+    )(ref)
 
 
 @pytest.mark.parametrize(
     "shape, attrs, field, fragment",
     [
-        ("[x.shape[0], window[0]]", [Attr("window", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))],
-         "attrs.window.length", "declare Attr('window', 'list[int]', ..., length=N)"),
-        ("[x.shape[0], window[2]]", [Attr("window", "list[int]", (3, 3), length=2),
-                                     Attr("stride", "list[int]", (1, 1), length=2)], "outputs.y.shape", "length 2"),
-        ("[x.shape[0], window[0]]", [Attr("window", "list[int]", (3, 3, 3), length=2),
-                                     Attr("stride", "list[int]", (1, 1))], "attrs.window.default", "length 2"),
-        ("[x.shape[0], window[0]]", [Attr("window", "list[float]", (3.0, 3.0), length=2),
-                                     Attr("stride", "list[int]", (1, 1))], "outputs.y.shape", "list[float] attribute"),
-        ("[x.shape[0]]", [Attr("window", int, 3, length=2), Attr("stride", "list[int]", (1, 1))],
-         "attrs.window.length", "on a list attribute"),
+        (
+            "[x.shape[0], window[0]]",
+            [Attr("window", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))],
+            "attrs.window.length",
+            "declare Attr('window', 'list[int]', ..., length=N)",
+        ),
+        (
+            "[x.shape[0], window[2]]",
+            [Attr("window", "list[int]", (3, 3), length=2), Attr("stride", "list[int]", (1, 1), length=2)],
+            "outputs.y.shape",
+            "length 2",
+        ),
+        (
+            "[x.shape[0], window[0]]",
+            [Attr("window", "list[int]", (3, 3, 3), length=2), Attr("stride", "list[int]", (1, 1))],
+            "attrs.window.default",
+            "length 2",
+        ),
+        (
+            "[x.shape[0], window[0]]",
+            [Attr("window", "list[float]", (3.0, 3.0), length=2), Attr("stride", "list[int]", (1, 1))],
+            "outputs.y.shape",
+            "list[float] attribute",
+        ),
+        (
+            "[x.shape[0]]",
+            [Attr("window", int, 3, length=2), Attr("stride", "list[int]", (1, 1))],
+            "attrs.window.length",
+            "on a list attribute",
+        ),
     ],
 )
 def test_list_attribute_indexing_is_validated(unique_id, shape, attrs, field, fragment):
@@ -125,24 +162,34 @@ def test_list_attribute_indexing_is_validated(unique_id, shape, attrs, field, fr
 def test_kernel_is_an_ordinary_attribute_name(unique_id):
     """`kernel` used to be refused (inductor's FallbackKernel.create keyword); the torch schema now spells it
     `kernel_` (ops/torch/schema.py) and everything else keeps the declared name (tests/test_names.py)."""
+
     def ref(x, kernel=(3, 3), stride=(1, 1)):
         return x
 
-    op = register_op(unique_id("win"), inputs=[Input("x", rank=4)], outputs=[Output("y")],
-                     attrs=[Attr("kernel", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))],
-                     kernels=None)(ref)
+    op = register_op(
+        unique_id("win"),
+        inputs=[Input("x", rank=4)],
+        outputs=[Output("y")],
+        attrs=[Attr("kernel", "list[int]", (3, 3)), Attr("stride", "list[int]", (1, 1))],
+        kernels=None,
+    )(ref)
     assert [a.name for a in op.decl.attrs] == ["kernel", "stride"]
 
 
 def test_list_attribute_elements_drive_the_output_shape(unique_id):
     """Negative indices count from the end of the declared length; torch checks the length it gets."""
     op = _declare_windowed(
-        unique_id("win"), "[x.shape[0], x.shape[1], (x.shape[2] - window[0]) // stride[0] + 1, "
-                          "(x.shape[3] - window[-1]) // stride[-1] + 1]",
-        [Attr("window", "list[int]", (3, 3), length=2), Attr("stride", "list[int]", (1, 1), length=2)])
+        unique_id("win"),
+        "[x.shape[0], x.shape[1], (x.shape[2] - window[0]) // stride[0] + 1, "
+        "(x.shape[3] - window[-1]) // stride[-1] + 1]",
+        [Attr("window", "list[int]", (3, 3), length=2), Attr("stride", "list[int]", (1, 1), length=2)],
+    )
     assert [str(d) for d in op.decl.outputs[0].shape.dims[2:]] == [
-        str(d) for d in ops.shape_rule.parse_shape("[(x.shape[2] - window[0]) // stride[0] + 1, "
-                                                   "(x.shape[3] - window[1]) // stride[1] + 1]").dims]
+        str(d)
+        for d in ops.shape_rule.parse_shape(
+            "[(x.shape[2] - window[0]) // stride[0] + 1, (x.shape[3] - window[1]) // stride[1] + 1]"
+        ).dims
+    ]
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with FakeTensorMode():
@@ -159,9 +206,14 @@ def test_reference_signature_must_match(unique_id):
 
 def test_kernels_require_samples(unique_id):
     with pytest.raises(DeclarationError, match="samples"):
-        declare(unique_id().replace("::", "_ns::").split("::")[0] + "::rms_norm", kernels=str(csrc_dir() / "rms_norm"),
-                inputs=[Input("x"), Input("w")],
-                outputs=[Output("y")], attrs=[], reference=lambda x, w: x)
+        declare(
+            unique_id().replace("::", "_ns::").split("::")[0] + "::rms_norm",
+            kernels=str(csrc_dir() / "rms_norm"),
+            inputs=[Input("x"), Input("w")],
+            outputs=[Output("y")],
+            attrs=[],
+            reference=lambda x, w: x,
+        )
 
 
 def test_a_failed_declaration_registers_nothing(unique_id):
@@ -175,23 +227,56 @@ def test_a_failed_declaration_registers_nothing(unique_id):
 
 # ---- property test: generated invalid declarations ---------------------------------------------
 
-NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda s: s not in ("if", "in", "is", "or",
-                                                                                             "as", "def"))
+NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(
+    lambda s: s not in ("if", "in", "is", "or", "as", "def")
+)
 
 
 def _mutations():
-    bad_ids = st.sampled_from(["noseparator", "a::", "::b", "a::b::c", "1a::b", "a b::c", "aten::relu", "prim::x",
-                               "a::b-c", "", "a:b"])
-    bad_dtypes = st.one_of(st.just(()), st.just(("float32", "float32")), st.lists(st.sampled_from(
-        ["float8", "complex64", "half", "int4"]), min_size=1, max_size=3).map(tuple), st.just("float32"),
-        st.just("like(nope)"))
+    bad_ids = st.sampled_from(
+        ["noseparator", "a::", "::b", "a::b::c", "1a::b", "a b::c", "aten::relu", "prim::x", "a::b-c", "", "a:b"]
+    )
+    bad_dtypes = st.one_of(
+        st.just(()),
+        st.just(("float32", "float32")),
+        st.lists(st.sampled_from(["float8", "complex64", "half", "int4"]), min_size=1, max_size=3).map(tuple),
+        st.just("float32"),
+        st.just("like(nope)"),
+    )
     bad_rank = st.one_of(st.integers(max_value=-1), st.integers(min_value=9), st.just(2.0), st.just("2"))
-    bad_expr = st.sampled_from(["x.shape[0] / 2", "x.shape[i]", "x.size(0)", "2 ** x.shape[0]", "scale",
-                                "mode", "nope.shape[0]", "x.shape[0] +", "abs(x.shape[0])", "-x.shape[0]",
-                                "x.shape[0] if 1 else 2", "x.shape[0] % 2", "max(x.shape[0])", "1.5"])
-    bad_attr_default = st.sampled_from([(int, 1.5), (int, True), (int, "3"), (float, "1"), (float, float("nan")),
-                                        (bool, 1), (str, 3), ("list[int]", [1, 2.5]), ("list[float]", ["a"]),
-                                        (int, 2**70), ("list[int]", 5)])
+    bad_expr = st.sampled_from(
+        [
+            "x.shape[0] / 2",
+            "x.shape[i]",
+            "x.size(0)",
+            "2 ** x.shape[0]",
+            "scale",
+            "mode",
+            "nope.shape[0]",
+            "x.shape[0] +",
+            "abs(x.shape[0])",
+            "-x.shape[0]",
+            "x.shape[0] if 1 else 2",
+            "x.shape[0] % 2",
+            "max(x.shape[0])",
+            "1.5",
+        ]
+    )
+    bad_attr_default = st.sampled_from(
+        [
+            (int, 1.5),
+            (int, True),
+            (int, "3"),
+            (float, "1"),
+            (float, float("nan")),
+            (bool, 1),
+            (str, 3),
+            ("list[int]", [1, 2.5]),
+            ("list[float]", ["a"]),
+            (int, 2**70),
+            ("list[int]", 5),
+        ]
+    )
     return st.one_of(
         bad_ids.map(lambda v: ("id", v)),
         bad_dtypes.map(lambda v: ("input_dtypes", v)),
@@ -204,13 +289,15 @@ def _mutations():
         st.sampled_from([0, -1, "1", 1.0, None]).map(lambda v: ("version", v)),
         st.sampled_from(["x", "y", "k"]).map(lambda v: ("name_clash", v)),
         st.sampled_from(["class", "1x", "a-b", "", "a__b", "_X", "opforge_x", "errno", 3]).map(
-            lambda v: ("input_name", v)),
+            lambda v: ("input_name", v)
+        ),
         st.just(("signature", None)),
         st.just(("required_after_optional_input", None)),
         st.just(("no_outputs", None)),
         st.sampled_from(["csrc/nope", 42]).map(lambda v: ("kernels", v)),
         st.sampled_from([{"float17": (1e-3, 1e-3)}, {"float16": (1e-3,)}, {"float16": (-1, 0)}, [1]]).map(
-            lambda v: ("tolerances", v)),
+            lambda v: ("tolerances", v)
+        ),
         st.just(("choices_on_int", None)),
         st.just(("like_optional_shape", None)),
     )
@@ -266,7 +353,14 @@ def test_generated_invalid_declarations_raise_declaration_error_naming_the_op(ns
     elif kind == "like_optional_shape":
         outputs = [Output("y", shape="like(w)")]
     with pytest.raises(DeclarationError) as e:
-        register_op(op_id, inputs=inputs, outputs=outputs, attrs=attrs, kernels=extra.pop("kernels", None),
-                    samples=lambda d, t: [Sample(torch.zeros(1))], **extra)(ref)
+        register_op(
+            op_id,
+            inputs=inputs,
+            outputs=outputs,
+            attrs=attrs,
+            kernels=extra.pop("kernels", None),
+            samples=lambda d, t: [Sample(torch.zeros(1))],
+            **extra,
+        )(ref)
     assert (op_id if isinstance(op_id, str) and op_id else repr(op_id)) in str(e.value)
     assert "Fix:" in str(e.value)

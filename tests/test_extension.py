@@ -51,8 +51,14 @@ def test_a_stale_build_fails_the_suite_with_the_rebuild_command(tmp_path):
     kernel = copy / "csrc" / "scaled_gelu" / "scaled_gelu_cpu.cpp"
     kernel.write_text(kernel.read_text() + "\n// edited after the build\n")
     env = {**os.environ, "PYTHONPATH": str(copy)}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/torch"],
-                          cwd=copy, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/torch"],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = done.stdout + done.stderr
     assert done.returncode != 0, out[-3000:]
     assert "ops._C is stale: opforge::scaled_gelu" in out and "python -m ops.build" in out, out[-3000:]

@@ -81,8 +81,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_package_never_imports_its_tests():
-    offenders = {m: sorted(i for i in imports(m, p) if i == "tests" or i.startswith("tests."))
-                 for m, p in MODULES.items()}
+    offenders = {
+        m: sorted(i for i in imports(m, p) if i == "tests" or i.startswith("tests.")) for m, p in MODULES.items()
+    }
     assert not {m: i for m, i in offenders.items() if i}
 
 

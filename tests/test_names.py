@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import ops
-from ops import Attr, Input, Output, Sample
+from ops import Attr, Input, Output
 from ops.declaration import OpDecl
 from ops.errors import DeclarationError
 from ops.prototypes import include_path, write_headers
@@ -40,38 +40,58 @@ def _build(inputs, outputs, attrs=(), op_id="names::probe"):
     names = [i.name for i in inputs] + [a.name for a in attrs]
     if all(n.isidentifier() and not keyword.iskeyword(n) for n in names):  # else the name check fails first
         reference.__signature__ = inspect.Signature(
-            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
-    return OpDecl.build(op_id, reference, inputs=inputs, outputs=outputs, attrs=attrs, kernels=None,
-                        samples=lambda device, dtype: [])
+            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+        )
+    return OpDecl.build(
+        op_id, reference, inputs=inputs, outputs=outputs, attrs=attrs, kernels=None, samples=lambda device, dtype: []
+    )
 
 
 # ---- the declaration: what is accepted, what is refused and how it says so --------------------------------
 
 
 def test_names_torch_cpp_and_generated_code_use_are_accepted():
-    decl = _build([Input("self"), Input("input"), Input("std"), Input("opforge"),
-                   Input("plugin_version"),  # TensorRT reads that name from attributes only
-                   Input("ctx", optional=True)],
-                  [Output("out", shape="like(self)", dtype="like(self)")],
-                  [Attr("kernel", float, 1.0), Attr("cls", int, 1), Attr("g", bool, True), Attr("int64_t", int, 0),
-                   Attr("status", int, 0), Attr("saved", int, 0), Attr("grads", int, 0), Attr("_", int, 0)])
+    decl = _build(
+        [
+            Input("self"),
+            Input("input"),
+            Input("std"),
+            Input("opforge"),
+            Input("plugin_version"),  # TensorRT reads that name from attributes only
+            Input("ctx", optional=True),
+        ],
+        [Output("out", shape="like(self)", dtype="like(self)")],
+        [
+            Attr("kernel", float, 1.0),
+            Attr("cls", int, 1),
+            Attr("g", bool, True),
+            Attr("int64_t", int, 0),
+            Attr("status", int, 0),
+            Attr("saved", int, 0),
+            Attr("grads", int, 0),
+            Attr("_", int, 0),
+        ],
+    )
     assert [i.name for i in decl.inputs][-1] == "ctx" and decl.outputs[0].name == "out"
 
 
-@pytest.mark.parametrize("where, name, expected, fix", [
-    ("input", "class", "not a Python keyword", "rename it, e.g. class_"),
-    ("attr", "lambda", "not a Python keyword", "lambda_"),
-    ("input", "new", "not a C++ keyword", "new_"),
-    ("output", "a__b", "C++ does not reserve", "'a_b'"),
-    ("attr", "_Scale", "C++ does not reserve", "'Scale'"),
-    ("input", "errno", "not a macro of the C/C++ standard headers", "errno_value"),
-    ("attr", "NAN", "not a macro of the C/C++ standard headers", "nan_value"),
-    ("input", "opforge_ctx", "without the prefix 'opforge_'", "'ctx'"),
-    ("attr", "_opforge_decl", "without the prefix 'opforge_'", "'decl'"),
-    ("output", "OPFORGE_OUT", "without the prefix 'opforge_'", "'OUT'"),
-    ("attr", "plugin_version", "TensorRT's ONNX parser reads those node attributes itself", "version"),
-    ("attr", "plugin_namespace", "TensorRT's ONNX parser", "namespace"),
-])
+@pytest.mark.parametrize(
+    "where, name, expected, fix",
+    [
+        ("input", "class", "not a Python keyword", "rename it, e.g. class_"),
+        ("attr", "lambda", "not a Python keyword", "lambda_"),
+        ("input", "new", "not a C++ keyword", "new_"),
+        ("output", "a__b", "C++ does not reserve", "'a_b'"),
+        ("attr", "_Scale", "C++ does not reserve", "'Scale'"),
+        ("input", "errno", "not a macro of the C/C++ standard headers", "errno_value"),
+        ("attr", "NAN", "not a macro of the C/C++ standard headers", "nan_value"),
+        ("input", "opforge_ctx", "without the prefix 'opforge_'", "'ctx'"),
+        ("attr", "_opforge_decl", "without the prefix 'opforge_'", "'decl'"),
+        ("output", "OPFORGE_OUT", "without the prefix 'opforge_'", "'OUT'"),
+        ("attr", "plugin_version", "TensorRT's ONNX parser reads those node attributes itself", "version"),
+        ("attr", "plugin_namespace", "TensorRT's ONNX parser", "namespace"),
+    ],
+)
 def test_a_refused_name_says_op_field_expected_got_and_fix(where, name, expected, fix):
     inputs, outputs, attrs = [Input("x")], [Output("y")], []
     if where == "input":
@@ -95,8 +115,10 @@ def test_a_refused_name_says_op_field_expected_got_and_fix(where, name, expected
 def test_the_schema_renames_only_what_torch_treats_specially():
     op = ops.get_op(FIXTURE)
     # self: torch.fx renames it `input` (here also a declared name); kernel, cls: inductor's FallbackKernel.create
-    assert schema(op.decl) == ("odd_names(Tensor self_, Tensor input, Tensor? ctx=None, float kernel__=2.0, "
-                               "float kernel_=0.5, int cls_=3, bool g=True) -> Tensor")
+    assert schema(op.decl) == (
+        "odd_names(Tensor self_, Tensor input, Tensor? ctx=None, float kernel__=2.0, "
+        "float kernel_=0.5, int cls_=3, bool g=True) -> Tensor"
+    )
     assert schema_names(op.decl)["kernel"] == "kernel__"  # `kernel_` is declared itself: one more '_'
     assert str(op.torch_op._schema).startswith("opforge_fixture::odd_names(Tensor self_, Tensor input")
 
@@ -104,8 +126,10 @@ def test_the_schema_renames_only_what_torch_treats_specially():
 def test_the_backward_helper_schema_names_its_own_arguments_with_the_prefix():
     decl = _build([Input("x")], [Output("y")], [Attr("saved", int, 0), Attr("grads", int, 0), Attr("kernel", int, 0)])
     text = backward_schema(decl)
-    assert text == ("probe_opforge_backward(Tensor?[] opforge_saved, Tensor?[] opforge_grads, int saved, int grads, "
-                    "int kernel_) -> Tensor?[]")
+    assert text == (
+        "probe_opforge_backward(Tensor?[] opforge_saved, Tensor?[] opforge_grads, int saved, int grads, "
+        "int kernel_) -> Tensor?[]"
+    )
     torch._C.parse_schema(f"names::{text}")  # valid: no duplicate argument names
 
 
@@ -116,8 +140,9 @@ def test_what_a_user_calls():
     want = op.reference(x, y, c, kernel=3.0, cls=2, g=False)
     torch.testing.assert_close(op(x, y, c, kernel=3.0, cls=2, g=False), want)
     torch.testing.assert_close(op(x, y, c, 3.0, 0.5, 2, False), want)
-    torch.testing.assert_close(torch.ops.opforge_fixture.odd_names(self_=x, input=y, ctx=c, kernel__=3.0, cls_=2,
-                                                                   g=False), want)
+    torch.testing.assert_close(
+        torch.ops.opforge_fixture.odd_names(self_=x, input=y, ctx=c, kernel__=3.0, cls_=2, g=False), want
+    )
     with pytest.raises(RuntimeError, match="Unknown keyword argument 'kernel'"):  # torch's own message
         torch.ops.opforge_fixture.odd_names(x, y, kernel=3.0)
 
@@ -178,9 +203,13 @@ def test_attributes_named_like_the_exporters_own_parameters(unique_id):
     def reference(x, self=1.5, name=2, domain="a", g=0.5):
         return x * self + name * g
 
-    op = ops.register_op(unique_id("attrs"), inputs=[Input("x")], outputs=[Output("y")], kernels=None,
-                         attrs=[Attr("self", float, 1.5), Attr("name", int, 2), Attr("domain", str, "a"),
-                                Attr("g", float, 0.5)])(reference)
+    op = ops.register_op(
+        unique_id("attrs"),
+        inputs=[Input("x")],
+        outputs=[Output("y")],
+        kernels=None,
+        attrs=[Attr("self", float, 1.5), Attr("name", int, 2), Attr("domain", str, "a"), Attr("g", float, 0.5)],
+    )(reference)
 
     class M(torch.nn.Module):
         def forward(self, a):
@@ -188,8 +217,14 @@ def test_attributes_named_like_the_exporters_own_parameters(unique_id):
 
     x = torch.randn(2, 3)
     torch.testing.assert_close(M()(x), reference(x, -1.0, 3))
-    want = {"self": -1.0, "name": 3, "domain": b"a", "g": 0.5, "plugin_version": b"1",
-            "plugin_namespace": b"opforge_test"}
+    want = {
+        "self": -1.0,
+        "name": 3,
+        "domain": b"a",
+        "g": 0.5,
+        "plugin_version": b"1",
+        "plugin_namespace": b"opforge_test",
+    }
     for opset in (17, 18):
         m = export_onnx(M(), (x,), opset=opset)
         m = onnx.load_from_string(m) if isinstance(m, bytes) else m
@@ -218,8 +253,21 @@ def _compile(tmp_path, decl, context: str):
     src = tmp_path / f"k_{context}.cpp"  # outside the kernel directory: write_headers checks what is in there
     optional = decl.inputs[2].name
     src.write_text(BODY % (include_path(decl), decl.name, optional, context))
-    return subprocess.run(["c++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{ROOT / 'csrc'}",
-                           f"-I{root}", str(src)], capture_output=True, text=True)
+    return subprocess.run(
+        [
+            "c++",
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsyntax-only",
+            f"-I{ROOT / 'csrc'}",
+            f"-I{root}",
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
@@ -228,10 +276,18 @@ def test_kernel_bodies_see_declared_names_and_the_context(tmp_path, context_fiel
     """Parameters named `int64_t`, `std`, `opforge`, `status` hide nothing the generated code needs. A field `ctx`
     is the user's: the DeviceContext is then `opforge_ctx` only; otherwise `ctx` names it too."""
     optional = "ctx" if context_field else "mask"
-    decl = _build([Input("self"), Input("input"), Input(optional, optional=True)],
-                  [Output("out", shape="like(self)", dtype="like(self)")],
-                  [Attr("kernel", float, 1.0), Attr("int64_t", int, 0), Attr("status", int, 0), Attr("std", int, 0),
-                   Attr("opforge", int, 0)], op_id=f"names::odd_{optional}")
+    decl = _build(
+        [Input("self"), Input("input"), Input(optional, optional=True)],
+        [Output("out", shape="like(self)", dtype="like(self)")],
+        [
+            Attr("kernel", float, 1.0),
+            Attr("int64_t", int, 0),
+            Attr("status", int, 0),
+            Attr("std", int, 0),
+            Attr("opforge", int, 0),
+        ],
+        op_id=f"names::odd_{optional}",
+    )
     (tmp_path / "kernels").mkdir()
     object.__setattr__(decl, "kernel_dir", tmp_path / "kernels")  # write_headers writes the ops that have kernels
     done = _compile(tmp_path, decl, "opforge_ctx")
@@ -283,7 +339,7 @@ def odd_names_compiled(self, input, ctx=None, kernel=2.0, kernel_=0.5, cls=3, g=
         out = out + ctx.float()
     return out.to(self.dtype)
 '''
-CPU = '''#include "opforge_kernels/namespkg/odd_names_compiled.h"
+CPU = """#include "opforge_kernels/namespkg/odd_names_compiled.h"
 
 // The op declares an input `ctx`, so the DeviceContext is `opforge_ctx` here.
 OPFORGE_CPU_KERNEL(namespkg, odd_names_compiled) {
@@ -304,8 +360,8 @@ OPFORGE_CPU_KERNEL(namespkg, odd_names_compiled) {
     return ::opforge::Status::ok();
   });
 }
-'''
-CUDA = '''#include "opforge_kernels/namespkg/odd_names_compiled.h"
+"""
+CUDA = """#include "opforge_kernels/namespkg/odd_names_compiled.h"
 
 #include "opforge/kernel_cuda.cuh"
 
@@ -335,7 +391,7 @@ OPFORGE_CUDA_KERNEL(namespkg, odd_names_compiled) {
     return ::opforge::cuda::launch_status("odd_names_compiled: CUDA launch failed");
   });
 }
-'''
+"""
 
 
 def test_a_compiled_op_with_such_names_passes_every_backend(tmp_path):
@@ -345,10 +401,12 @@ def test_a_compiled_op_with_such_names_passes_every_backend(tmp_path):
     from ops.trt import headers
 
     project = tmp_path / "project"
-    files = {f"{PACKAGE}/__init__.py": "import ops\n\nops.op_package(__name__)\n",
-             f"{PACKAGE}/odd_names_compiled.py": DECLARATION,
-             f"{PACKAGE}/csrc/odd_names_compiled/odd_names_compiled_cpu.cpp": CPU,
-             f"{PACKAGE}/csrc/odd_names_compiled/odd_names_compiled_cuda.cu": CUDA}
+    files = {
+        f"{PACKAGE}/__init__.py": "import ops\n\nops.op_package(__name__)\n",
+        f"{PACKAGE}/odd_names_compiled.py": DECLARATION,
+        f"{PACKAGE}/csrc/odd_names_compiled/odd_names_compiled_cpu.cpp": CPU,
+        f"{PACKAGE}/csrc/odd_names_compiled/odd_names_compiled_cuda.cu": CUDA,
+    }
     for path, text in files.items():
         (project / path).parent.mkdir(parents=True, exist_ok=True)
         (project / path).write_text(text)
@@ -369,7 +427,20 @@ def test_a_compiled_op_with_such_names_passes_every_backend(tmp_path):
     passed = {r["stage"].split("[")[0] for r in rows if r["status"] == "pass"}
     assert {"build", "torch.cpu", "torch.opcheck", "onnx.export", "ort.cpu"} <= passed, rows
     assert not trt or {"trt.plugin", "trt.harness"} <= passed, rows
-    suite = run("pytest", "-q", "-p", "no:cacheprovider", "--package", PACKAGE, "--op", OP, "-k", OP,
-                "tests/torch/test_library_ops.py", "tests/torch/test_bad_inputs.py", cwd=ROOT)
+    suite = run(
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--package",
+        PACKAGE,
+        "--op",
+        OP,
+        "-k",
+        OP,
+        "tests/torch/test_library_ops.py",
+        "tests/torch/test_bad_inputs.py",
+        cwd=ROOT,
+    )
     tail = suite.stdout[-3000:] + suite.stderr[-2000:]
     assert suite.returncode == 0 and " passed" in tail and " failed" not in tail, tail

@@ -32,8 +32,14 @@ def strided_pick(x: torch.Tensor, bias: Optional[torch.Tensor] = None, stride: l
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 '''
 
-GRID = ["--like", "aten::grid_sampler_2d", "--shapes", "input=2x3x8x7 grid=2x5x6x2",
-        "--shapes", "input=1x4x5x9 grid=1x3x4x2"]
+GRID = [
+    "--like",
+    "aten::grid_sampler_2d",
+    "--shapes",
+    "input=2x3x8x7 grid=2x5x6x2",
+    "--shapes",
+    "input=1x4x5x9 grid=1x3x4x2",
+]
 FLAGS = ["--input", "x", "--output", "y:like(x)", "--attr", "eps:float=1e-6", "--attr", "mode:str=fast|exact"]
 
 
@@ -46,8 +52,9 @@ def test_parse_input():
     assert new.parse_input("x:float32,float16") == Input("x", dtypes=("float32", "float16"))
     assert new.parse_input("mask:optional", first="x") == Input("mask", dtypes="like(x)", optional=True)
     assert new.parse_input("idx:int64:rank=1", first="x") == Input("idx", dtypes=("int64",), rank=1)
-    assert new.parse_input("w:like(x):shape=[x.shape[-1]]", first="x") == Input("w", dtypes="like(x)",
-                                                                                 shape="[x.shape[-1]]")
+    assert new.parse_input("w:like(x):shape=[x.shape[-1]]", first="x") == Input(
+        "w", dtypes="like(x)", shape="[x.shape[-1]]"
+    )
     assert new.parse_input("x:floating:min_rank=2") == Input("x", dtypes=FLOATING, min_rank=2)
 
 
@@ -63,7 +70,9 @@ def test_parse_attr():
     assert new.parse_attr("k:int") == Attr("k", "int", REQUIRED)
     assert new.parse_attr("k:int=0x10") == Attr("k", "int", 16)
     assert new.parse_attr("flag:bool=true") == Attr("flag", "bool", True)
-    assert new.parse_attr("mode:str=bilinear|nearest") == Attr("mode", "str", "bilinear", choices=("bilinear", "nearest"))
+    assert new.parse_attr("mode:str=bilinear|nearest") == Attr(
+        "mode", "str", "bilinear", choices=("bilinear", "nearest")
+    )
     assert new.parse_attr("name:str=abc") == Attr("name", "str", "abc")
     assert new.parse_attr("stride:list[int]=1,1") == Attr("stride", "list[int]", [1, 1])
     assert new.parse_attr("stride:list[int,2]=1,2") == Attr("stride", "list[int]", [1, 2], length=2)
@@ -75,22 +84,29 @@ def test_parse_shapes():
     assert new.parse_shapes("x=4;s=scalar") == {"x": [4], "s": []}
 
 
-@pytest.mark.parametrize("parse, spec, says", [
-    (new.parse_input, "x:float33", "--input: expected a field that is 'optional'"),
-    (new.parse_input, "1x", "--input: expected NAME first"),
-    (new.parse_input, "x:rank=two", "--input: expected a field"),
-    (lambda s: new.parse_output(s, "x"), "y", "--output: expected NAME:SHAPE[:DTYPE], got 'y'"),
-    (lambda s: new.parse_output(s, "x"), "y:x.shape", "--output: expected a SHAPE that is like(INPUT) or [expr, ...]"),
-    (lambda s: new.parse_output(s, "x"), "y:like(x):float33", "--output: expected a DTYPE"),
-    (new.parse_attr, "eps", "--attr: expected NAME:TYPE[=DEFAULT]"),
-    (new.parse_attr, "eps:double=1", "--attr: expected a TYPE among int, float"),
-    (new.parse_attr, "eps:float=abc", "--attr: expected a DEFAULT for 'eps' that is a float"),
-    (new.parse_attr, "k:int=1.5", "--attr: expected a DEFAULT for 'k' that is an int"),
-    (new.parse_attr, "f:bool=yes", "that is true or false"),
-    (new.parse_attr, "s:list[int,2]=1,2,3", "that is 2 values"),
-    (new.parse_attr, "s:list[int]=a,b", "comma-separated ints"),
-    (new.parse_shapes, "x=2,3", "--shapes: expected NAME=DxDx..."),
-])
+@pytest.mark.parametrize(
+    "parse, spec, says",
+    [
+        (new.parse_input, "x:float33", "--input: expected a field that is 'optional'"),
+        (new.parse_input, "1x", "--input: expected NAME first"),
+        (new.parse_input, "x:rank=two", "--input: expected a field"),
+        (lambda s: new.parse_output(s, "x"), "y", "--output: expected NAME:SHAPE[:DTYPE], got 'y'"),
+        (
+            lambda s: new.parse_output(s, "x"),
+            "y:x.shape",
+            "--output: expected a SHAPE that is like(INPUT) or [expr, ...]",
+        ),
+        (lambda s: new.parse_output(s, "x"), "y:like(x):float33", "--output: expected a DTYPE"),
+        (new.parse_attr, "eps", "--attr: expected NAME:TYPE[=DEFAULT]"),
+        (new.parse_attr, "eps:double=1", "--attr: expected a TYPE among int, float"),
+        (new.parse_attr, "eps:float=abc", "--attr: expected a DEFAULT for 'eps' that is a float"),
+        (new.parse_attr, "k:int=1.5", "--attr: expected a DEFAULT for 'k' that is an int"),
+        (new.parse_attr, "f:bool=yes", "that is true or false"),
+        (new.parse_attr, "s:list[int,2]=1,2,3", "that is 2 values"),
+        (new.parse_attr, "s:list[int]=a,b", "comma-separated ints"),
+        (new.parse_shapes, "x=2,3", "--shapes: expected NAME=DxDx..."),
+    ],
+)
 def test_spec_errors_name_the_flag_and_give_an_example(parse, spec, says):
     with pytest.raises(new.SpecError, match="Example: ") as e:
         parse(spec)
@@ -107,42 +123,53 @@ def _main(capsys, *argv) -> tuple[int, str, str]:
     return rc, out.out, out.err
 
 
-@pytest.mark.parametrize("op_id, says", [
-    ("badid", "invalid declaration field 'id': expected 'namespace::name' made of identifiers"),
-    ("aten::foo", "a namespace other than"),
-    ("demo::class", "not C++ keywords"),
-    ("demo::my-op", "made of identifiers"),
-])
+@pytest.mark.parametrize(
+    "op_id, says",
+    [
+        ("badid", "invalid declaration field 'id': expected 'namespace::name' made of identifiers"),
+        ("aten::foo", "a namespace other than"),
+        ("demo::class", "not C++ keywords"),
+        ("demo::my-op", "made of identifiers"),
+    ],
+)
 def test_bad_ids_use_the_declaration_rules(capsys, tmp_path, op_id, says):
     rc, _, err = _main(capsys, op_id, *FLAGS, "--dir", str(tmp_path))
     assert rc == 2 and says in err, err
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["--input", "x"], "--output: expected at least one --output when the op is given by flags"),
-    ([], "--input: expected at least one --input (or --like ns::op / --from module:function)"),
-    (["--input", "x", "--output", "y:[x.shape[0], eps]", "--attr", "eps:float=1"],
-     "invalid declaration field 'outputs.y.shape'"),
-    (["--input", "x", "--input", "opforge_x", "--output", "y:like(x)"], "invalid declaration field 'inputs.name'"),
-    (["--input", "x", "--output", "y:like(z)"], "outputs.y"),
-    (["--input", "x", "--output", "y:like(x)", "--devices", "tpu"], "--devices: expected a comma-separated list"),
-    (["--like", "aten::nope_op"], "torch knows no operator aten::nope_op"),
-    (["--like", "not an op"], "--like: expected a torch operator 'ns::op'"),
-    (["--like", "aten::grid_sampler_2d.nope"], "has no overload 'nope'"),
-    (["--like", "aten::grid_sampler_2d"], "accepted none of the guessed input shapes"),
-    (["--like", "aten::grid_sampler_2d", "--shapes", "input=2x3"], "--shapes: expected a shape for every required input"),
-    (["--like", "aten::grid_sampler_2d", "--shapes", "x=2x3"], "--shapes: expected names of the inputs"),
-    (["--like", "aten::grid_sampler_2d", "--shapes", "input=2x3x4x4 grid=2x3x4x3"], "fails on --shapes"),
-    ([*GRID, "--output", "y:like(input)"], "--output: expected a rule that reproduces aten::grid_sampler_2d"),
-    ([*GRID, "--attr", "nope:int=1"], "--attr: expected names of aten::grid_sampler_2d's attrs"),
-    (["--like", "aten::rms_norm", "--shapes", "input=2x3x8 weight=8"], "normalized_shape"),
-    (["--like", "aten::add_.Tensor"], "is mutated in place"),
-    (["--from", "nomod:f"], "cannot import module 'nomod'"),
-    (["--from", "os.path"], "--from: expected module:function"),
-    (["--from", "os:nope"], "module os has no function 'nope'"),
-    (["--like", "aten::relu", "--from", "os:getcwd"], "either --like or --from"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--input", "x"], "--output: expected at least one --output when the op is given by flags"),
+        ([], "--input: expected at least one --input (or --like ns::op / --from module:function)"),
+        (
+            ["--input", "x", "--output", "y:[x.shape[0], eps]", "--attr", "eps:float=1"],
+            "invalid declaration field 'outputs.y.shape'",
+        ),
+        (["--input", "x", "--input", "opforge_x", "--output", "y:like(x)"], "invalid declaration field 'inputs.name'"),
+        (["--input", "x", "--output", "y:like(z)"], "outputs.y"),
+        (["--input", "x", "--output", "y:like(x)", "--devices", "tpu"], "--devices: expected a comma-separated list"),
+        (["--like", "aten::nope_op"], "torch knows no operator aten::nope_op"),
+        (["--like", "not an op"], "--like: expected a torch operator 'ns::op'"),
+        (["--like", "aten::grid_sampler_2d.nope"], "has no overload 'nope'"),
+        (["--like", "aten::grid_sampler_2d"], "accepted none of the guessed input shapes"),
+        (
+            ["--like", "aten::grid_sampler_2d", "--shapes", "input=2x3"],
+            "--shapes: expected a shape for every required input",
+        ),
+        (["--like", "aten::grid_sampler_2d", "--shapes", "x=2x3"], "--shapes: expected names of the inputs"),
+        (["--like", "aten::grid_sampler_2d", "--shapes", "input=2x3x4x4 grid=2x3x4x3"], "fails on --shapes"),
+        ([*GRID, "--output", "y:like(input)"], "--output: expected a rule that reproduces aten::grid_sampler_2d"),
+        ([*GRID, "--attr", "nope:int=1"], "--attr: expected names of aten::grid_sampler_2d's attrs"),
+        (["--like", "aten::rms_norm", "--shapes", "input=2x3x8 weight=8"], "normalized_shape"),
+        (["--like", "aten::add_.Tensor"], "is mutated in place"),
+        (["--from", "nomod:f"], "cannot import module 'nomod'"),
+        (["--from", "os.path"], "--from: expected module:function"),
+        (["--from", "os:nope"], "module os has no function 'nope'"),
+        (["--like", "aten::relu", "--from", "os:getcwd"], "either --like or --from"),
+    ],
+)
 def test_errors(capsys, tmp_path, argv, says):
     rc, _, err = _main(capsys, "demo::thing", *argv, "--dir", str(tmp_path))
     assert rc == 2 and says in err, err
@@ -153,8 +180,18 @@ def test_a_none_default_argument_is_left_out_with_a_note(capsys, tmp_path):
     """aten::rms_norm's `float? eps=None`: an attribute cannot hold None, so the reference calls the operator
     without it (its own default applies) and the note says how to declare it instead."""
     (tmp_path / "__init__.py").write_text("import ops\n\nops.op_package(__name__)\n")
-    rc, out, err = _main(capsys, "demo::rmsn", "--like", "aten::rms_norm", "--shapes", "input=2x3x8 weight=8",
-                         "--attr", "normalized_shape:list[int]=8", "--dir", str(tmp_path))
+    rc, out, err = _main(
+        capsys,
+        "demo::rmsn",
+        "--like",
+        "aten::rms_norm",
+        "--shapes",
+        "input=2x3x8 weight=8",
+        "--attr",
+        "normalized_shape:list[int]=8",
+        "--dir",
+        str(tmp_path),
+    )
     assert rc == 0, err
     assert "argument 'eps' (Optional[float]) defaults to None" in out and "--attr 'eps:float=VALUE'" in out, out
     declaration = (tmp_path / "rmsn.py").read_text()
@@ -178,7 +215,8 @@ def test_existing_files_are_never_overwritten(capsys, tmp_path):
     assert not (tmp_path / "twice.py").exists()
     assert (tmp_path / "csrc" / "twice" / "twice_cuda.cu").read_text() == "// mine\n"
     assert (tmp_path / "csrc" / "twice" / "twice_cpu.cpp").read_text() == before[
-        tmp_path / "csrc" / "twice" / "twice_cpu.cpp"]
+        tmp_path / "csrc" / "twice" / "twice_cpu.cpp"
+    ]
 
 
 def test_outside_the_repo_it_asks_where(capsys, tmp_path, monkeypatch):
@@ -205,11 +243,14 @@ def test_inside_the_repo_it_writes_ops_library_and_csrc(capsys, tmp_path, monkey
 def test_derived_shape_rules(capsys, tmp_path, monkeypatch):
     (tmp_path / "newop_examples.py").write_text(STRIDED)
     monkeypatch.syspath_prepend(str(tmp_path))
-    rc, out, err = _main(capsys, "demo::strided_dry", "--from", "newop_examples:strided_pick", "--dir", str(tmp_path),
-                         "--dry-run")
+    rc, out, err = _main(
+        capsys, "demo::strided_dry", "--from", "newop_examples:strided_pick", "--dir", str(tmp_path), "--dry-run"
+    )
     assert rc == 0, err
-    assert ('Output("y", shape="[x.shape[0], x.shape[1], ceil_div(x.shape[2], stride[0]), '
-            'ceil_div(x.shape[3], stride[1])]", dtype="like(x)")') in out
+    assert (
+        'Output("y", shape="[x.shape[0], x.shape[1], ceil_div(x.shape[2], stride[0]), '
+        'ceil_div(x.shape[3], stride[1])]", dtype="like(x)")'
+    ) in out
     assert 'Input("bias", dtypes="like(x)", optional=True)' in out
     assert 'Attr("stride", "list[int]", [2, 2], length=2)' in out
     assert "# bias absent" in out and "# empty" in out and "stride=[3, 2]" in out  # absent/present, empty, varied
@@ -217,19 +258,23 @@ def test_derived_shape_rules(capsys, tmp_path, monkeypatch):
     assert rc == 0, err
     assert 'shape="[input.shape[0], input.shape[1], grid.shape[1], grid.shape[2]]"' in out
     assert "onnx_fallback=False" in out  # aten::grid_sampler_2d has no ONNX symbolic: said, not faked
-    assert "return torch.ops.aten.grid_sampler_2d.default(input, grid, interpolation_mode, padding_mode, " \
-           "align_corners)" in out
+    assert (
+        "return torch.ops.aten.grid_sampler_2d.default(input, grid, interpolation_mode, padding_mode, "
+        "align_corners)" in out
+    )
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "newop_examples.py"]
 
 
 def test_an_unexpressible_output_asks_for_output(capsys, tmp_path, monkeypatch):
-    (tmp_path / "flatten_examples.py").write_text(textwrap.dedent('''\
+    (tmp_path / "flatten_examples.py").write_text(
+        textwrap.dedent("""\
         import torch
 
 
         def pairs(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(-1)[: x.numel() // 3 * 2]
-        '''))
+        """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     rc, _, err = _main(capsys, "demo::pairs", "--from", "flatten_examples:pairs", "--dir", str(tmp_path))
     assert rc == 2 and "cannot express dim 0" in err and "--output 'y:[...]'" in err, err
@@ -250,9 +295,15 @@ def test_check_renders_reference_stages():
     from ops.check import PASS, REFERENCE, SKIP, StageResult
     from ops.check.__main__ import render
 
-    text = render("demo::op", [StageResult("torch.cpu[float32]", REFERENCE, "ran the REFERENCE"),
-                               StageResult("build", PASS, "ok"), StageResult("ort.cpu", SKIP, "kernel pending (cpu)")],
-                  ("cpu", "cuda"))
+    text = render(
+        "demo::op",
+        [
+            StageResult("torch.cpu[float32]", REFERENCE, "ran the REFERENCE"),
+            StageResult("build", PASS, "ok"),
+            StageResult("ort.cpu", SKIP, "kernel pending (cpu)"),
+        ],
+        ("cpu", "cuda"),
+    )
     assert "REF     ran the REFERENCE" in text
     assert "-> 1 passed, 1 ran the reference instead of the kernel (REF), 0 failed, 1 skipped" in text
     assert "kernels pending on cpu, cuda" in text
@@ -275,8 +326,11 @@ def test_three_generated_ops_build_and_pass_check(tmp_path):
     def run(*argv):
         return subprocess.run([sys.executable, "-m", *argv], cwd=project, env=env, capture_output=True, text=True)
 
-    specs = {"demo::scale_clamp": FLAGS, "demo::grid_sample": GRID,
-             "demo::strided_pick": ["--from", "newop_examples:strided_pick"]}
+    specs = {
+        "demo::scale_clamp": FLAGS,
+        "demo::grid_sample": GRID,
+        "demo::strided_pick": ["--from", "newop_examples:strided_pick"],
+    }
     for op_id, argv in specs.items():
         made = run("ops.new", op_id, *argv, "--package", "newops")
         assert made.returncode == 0, made.stderr
@@ -292,8 +346,12 @@ def test_three_generated_ops_build_and_pass_check(tmp_path):
         assert not [r for r in rows if r["status"] == "fail"], rows
         assert by["declaration"]["status"] == "pass" and by["build"]["status"] == "pass"
         refs = [r for r in rows if r["status"] == "reference"]
-        assert {r["stage"] for r in refs} >= {"torch.cpu[float32]", "torch.cpu[float16]", "torch.cpu[bfloat16]",
-                                             "torch.opcheck[cpu]"}, (op_id, rows)
+        assert {r["stage"] for r in refs} >= {
+            "torch.cpu[float32]",
+            "torch.cpu[float16]",
+            "torch.cpu[bfloat16]",
+            "torch.opcheck[cpu]",
+        }, (op_id, rows)
         assert all("ran the REFERENCE, not the kernel (cpu kernel pending" in r["detail"] for r in refs)
         assert not [r for r in rows if r["stage"].startswith("torch.cpu") and r["status"] == "pass"]
         assert by["ort.cpu"]["status"] == "skip" and by["ort.cpu"]["detail"].startswith("kernel pending (cpu)")
@@ -303,9 +361,20 @@ def test_three_generated_ops_build_and_pass_check(tmp_path):
     assert "REF " in text.stdout and "ran the reference instead of the kernel (REF)" in text.stdout, text.stdout
 
 
-POOL = ["--input", "x:rank=4", "--input", "mask:optional:shape=[x.shape[0], x.shape[2], x.shape[3]]",
-        "--output", "y:[x.shape[0], x.shape[1], ceil_div(x.shape[2], stride[0]), ceil_div(x.shape[3], stride[1])]",
-        "--output", "idx:[x.shape[0]]:int64", "--attr", "k:int", "--attr", "stride:list[int,2]=2,2"]
+POOL = [
+    "--input",
+    "x:rank=4",
+    "--input",
+    "mask:optional:shape=[x.shape[0], x.shape[2], x.shape[3]]",
+    "--output",
+    "y:[x.shape[0], x.shape[1], ceil_div(x.shape[2], stride[0]), ceil_div(x.shape[3], stride[1])]",
+    "--output",
+    "idx:[x.shape[0]]:int64",
+    "--attr",
+    "k:int",
+    "--attr",
+    "stride:list[int,2]=2,2",
+]
 
 
 def test_flags_samples_and_placeholder_fit_the_declared_rules(capsys, tmp_path):
@@ -324,6 +393,7 @@ def test_flags_samples_and_placeholder_fit_the_declared_rules(capsys, tmp_path):
         def decorate(fn):
             captured.update(fields, id=op_id, fn=fn)
             return fn
+
         return decorate
 
     code = compile(text.replace("Sample, register_op", "Sample"), "pool.py", "exec")
@@ -345,12 +415,29 @@ def test_flags_samples_and_placeholder_fit_the_declared_rules(capsys, tmp_path):
         assert outs[1].dtype == torch.int64
 
 
-ODD = ["--input", "self", "--input", "int64_t", "--input", "ctx:optional", "--output", "out:like(self)",
-       "--attr", "kernel:float=2", "--attr", "status:int=1", "--attr", "opforge:int=0"]
+ODD = [
+    "--input",
+    "self",
+    "--input",
+    "int64_t",
+    "--input",
+    "ctx:optional",
+    "--output",
+    "out:like(self)",
+    "--attr",
+    "kernel:float=2",
+    "--attr",
+    "status:int=1",
+    "--attr",
+    "opforge:int=0",
+]
 
 
-@pytest.mark.parametrize("argv", [FLAGS, POOL, GRID, ODD],
-                         ids=["flags", "flags-optional-list-two-outputs", "like", "names-the-skeleton-also-uses"])
+@pytest.mark.parametrize(
+    "argv",
+    [FLAGS, POOL, GRID, ODD],
+    ids=["flags", "flags-optional-list-two-outputs", "like", "names-the-skeleton-also-uses"],
+)
 def test_cpu_skeleton_compiles_against_the_generated_prototypes(capsys, tmp_path, argv):
     """Seconds instead of a build: the CPU skeleton, with the prototypes header the build would generate,
     passes g++ -fsyntax-only -Wall -Werror (the full build is test_three_generated_ops_build_and_pass_check)."""
@@ -369,15 +456,40 @@ def test_cpu_skeleton_compiles_against_the_generated_prototypes(capsys, tmp_path
     (include / prototypes.include_path(decl)).write_text(prototypes.header(decl))
     cpu = next(text for path, text in files.items() if path.name.endswith("_cpu.cpp"))
     (tmp_path / "skel_cpu.cpp").write_text(cpu)
-    result = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{ROOT / 'csrc'}",
-                             f"-I{include}", str(tmp_path / "skel_cpu.cpp")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            "g++",
+            "-std=c++17",
+            "-fsyntax-only",
+            "-Wall",
+            "-Werror",
+            f"-I{ROOT / 'csrc'}",
+            f"-I{include}",
+            str(tmp_path / "skel_cpu.cpp"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     if shutil.which("nvcc") and argv is POOL:  # the CUDA skeleton too, where nvcc exists (compiled, not run)
         cuda = next(text for path, text in files.items() if path.name.endswith("_cuda.cu"))
         (tmp_path / "skel_cuda.cu").write_text(cuda)
-        result = subprocess.run(["nvcc", "-std=c++17", "-c", "-o", str(tmp_path / "skel_cuda.o"), f"-I{ROOT / 'csrc'}",
-                                 f"-I{include}", "-Xcompiler", "-Wall,-Werror", str(tmp_path / "skel_cuda.cu")],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                "nvcc",
+                "-std=c++17",
+                "-c",
+                "-o",
+                str(tmp_path / "skel_cuda.o"),
+                f"-I{ROOT / 'csrc'}",
+                f"-I{include}",
+                "-Xcompiler",
+                "-Wall,-Werror",
+                str(tmp_path / "skel_cuda.cu"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -389,7 +501,7 @@ def _args(argv):
 
 # ---- names: never colliding, never refused where the declaration takes them ---------------------------------
 
-SIGNATURES = '''\
+SIGNATURES = """\
 import torch
 
 
@@ -419,7 +531,7 @@ def summed(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
 
 def options(x: torch.Tensor, **options) -> torch.Tensor:
     return x
-'''
+"""
 
 LIKE_OPS = '''\
 """Operators whose argument names collide with what ops.new would pick (registered on import: --import)."""
@@ -442,16 +554,20 @@ def examples(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("function, inputs, attrs, outputs, call", [
-    ("axpby", ["x", "y"], ["alpha", "beta"], ["out"], "_opforge_function(x, y, alpha, beta)"),  # y is an input
-    ("blend", ["input", "other"], [], ["y"], "_opforge_function(input, other)"),
-    ("halve", ["out"], [], ["y"], "_opforge_function(out)"),
-    ("scaled", ["x", "y"], ["kernel", "cls"], ["out"], "_opforge_function(x, y, kernel=kernel, cls=cls)"),
-    ("pairs", ["x", "y"], [], ["y0", "y1"], "_opforge_function(x, y)"),  # y is taken, y0 and y1 are not
-])
+@pytest.mark.parametrize(
+    "function, inputs, attrs, outputs, call",
+    [
+        ("axpby", ["x", "y"], ["alpha", "beta"], ["out"], "_opforge_function(x, y, alpha, beta)"),  # y is an input
+        ("blend", ["input", "other"], [], ["y"], "_opforge_function(input, other)"),
+        ("halve", ["out"], [], ["y"], "_opforge_function(out)"),
+        ("scaled", ["x", "y"], ["kernel", "cls"], ["out"], "_opforge_function(x, y, kernel=kernel, cls=cls)"),
+        ("pairs", ["x", "y"], [], ["y0", "y1"], "_opforge_function(x, y)"),  # y is taken, y0 and y1 are not
+    ],
+)
 def test_from_picks_output_names_no_input_or_attribute_has(capsys, examples, function, inputs, attrs, outputs, call):
-    rc, out, err = _main(capsys, f"demo::{function}", "--from", f"names_examples:{function}", "--dir", str(examples),
-                         "--dry-run")
+    rc, out, err = _main(
+        capsys, f"demo::{function}", "--from", f"names_examples:{function}", "--dir", str(examples), "--dry-run"
+    )
     assert rc == 0, err
     for name in inputs:
         assert f'Input("{name}"' in out, out
@@ -479,14 +595,28 @@ def test_from_refuses_variadic_parameters_naming_function_parameter_and_fix(caps
     assert not [p for p in examples.rglob("*") if p.suffix in (".cpp", ".cu")]
 
 
-@pytest.mark.parametrize("target, shapes, inputs, attrs, output", [
-    ("opforge_names_test::pair", "self=2x3 x=2x3", ["self", "x"], ["kernel"], "y"),  # 'self' stays: x is taken
-    ("opforge_names_test::xy", "x=2x3 y=2x3", ["x", "y", "out"], ["cls"], "output"),  # y and out are inputs
-    ("aten::atan2", "x=2x3 other=2x3", ["x", "other"], [], "y"),  # aten's `self` becomes x
-])
+@pytest.mark.parametrize(
+    "target, shapes, inputs, attrs, output",
+    [
+        ("opforge_names_test::pair", "self=2x3 x=2x3", ["self", "x"], ["kernel"], "y"),  # 'self' stays: x is taken
+        ("opforge_names_test::xy", "x=2x3 y=2x3", ["x", "y", "out"], ["cls"], "output"),  # y and out are inputs
+        ("aten::atan2", "x=2x3 other=2x3", ["x", "other"], [], "y"),  # aten's `self` becomes x
+    ],
+)
 def test_like_keeps_operator_names_and_picks_a_free_output(capsys, examples, target, shapes, inputs, attrs, output):
-    rc, out, err = _main(capsys, "demo::liked", "--like", target, "--import", "names_like_ops", "--shapes", shapes,
-                         "--dir", str(examples), "--dry-run")
+    rc, out, err = _main(
+        capsys,
+        "demo::liked",
+        "--like",
+        target,
+        "--import",
+        "names_like_ops",
+        "--shapes",
+        shapes,
+        "--dir",
+        str(examples),
+        "--dry-run",
+    )
     assert rc == 0, err
     for name in inputs:
         assert f'Input("{name}"' in out, out

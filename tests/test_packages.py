@@ -21,7 +21,7 @@ from ops.registry import ops_in
 EXAMPLE_KERNELS = Path(__file__).resolve().parents[1] / "examples" / "user_package" / "mypkg" / "csrc" / "softclip"
 _counter = itertools.count()
 
-DECLARATION = '''
+DECLARATION = """
 import torch
 from ops import Attr, Input, Output, Sample, register_op
 
@@ -30,7 +30,7 @@ from ops import Attr, Input, Output, Sample, register_op
              samples=lambda device, dtype: [Sample(torch.randn(3, 5, dtype=dtype, device=device))]{extra})
 def softclip_{n}(x, bound=3.0):
     return (bound * torch.tanh(x.float() / bound)).to(x.dtype)
-'''
+"""
 
 
 def make_package(root: Path, *, kernels_at="pkg/csrc", extra="", init="ops.op_package(__name__)") -> str:
@@ -79,8 +79,11 @@ def test_kernels_at_the_project_root_are_found_too(project):
 
 
 def test_missing_kernels_name_every_place_looked(project):
-    with pytest.raises(DeclarationError, match=r"kernels.*none found \(looked in .*ops/csrc/softclip_\d+, .*"
-                                               r"csrc/softclip_\d+.*kernels=None"):
+    with pytest.raises(
+        DeclarationError,
+        match=r"kernels.*none found \(looked in .*ops/csrc/softclip_\d+, .*"
+        r"csrc/softclip_\d+.*kernels=None",
+    ):
         import_package(make_package(project, kernels_at=None))
 
 
@@ -123,8 +126,9 @@ def test_an_installed_package_without_kernel_sources_uses_its_record(project):
     top = project / name.split(".")[0]
     shutil.rmtree(top / "csrc")
     n = name.split(".")[0].rsplit("_", 1)[1]
-    (top / "ops" / "_C.build.json").write_text(json.dumps({"torch": torch.__version__,
-                                                           "ops": {f"userns_{n}::softclip_{n}": "0"}}))
+    (top / "ops" / "_C.build.json").write_text(
+        json.dumps({"torch": torch.__version__, "ops": {f"userns_{n}::softclip_{n}": "0"}})
+    )
     (op,) = ops_in(import_package(name).name)
     assert extension.fingerprint(op.decl) is None
     _fake_build(package(name), {op.id: "0"})
@@ -140,7 +144,8 @@ def test_two_packages_in_one_process_and_a_duplicate_id_names_both(project, tmp_
         assert {op.decl.package for op in ops.all_ops()} >= {first, second, "ops.library"}
         # the same id again, from a third package: both places are named
         (other / second.split(".")[0] / "ops" / "again.py").write_text(
-            (other / second.split(".")[0] / "ops" / "softclip.py").read_text().replace("def softclip", "def again_"))
+            (other / second.split(".")[0] / "ops" / "softclip.py").read_text().replace("def softclip", "def again_")
+        )
         with pytest.raises(DeclarationError, match=r"declared at .*softclip.py:\d+ and again at .*again.py:\d+"):
             __import__(f"{second}.again")
     finally:
@@ -183,4 +188,3 @@ def test_import_ops_does_not_generate_glue_or_import_backends():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
-

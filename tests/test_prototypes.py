@@ -10,9 +10,15 @@ import torch
 import ops
 from ops import Attr, Input, Output, Sample, register_op
 from ops.paths import csrc_dir
+from ops.prototypes import (
+    KernelSignatureError,
+    canonical_type,
+    check_kernel_sources,
+    header,
+    include_path,
+    write_headers,
+)
 from ops.registry import compiled_ops_in
-from ops.prototypes import KernelSignatureError, canonical_type, check_kernel_sources, header, include_path, \
-    write_headers
 
 DCN = "opforge::modulated_deform_conv2d"
 
@@ -28,12 +34,15 @@ def _declare_with_kernels(unique_id, tmp_path, cpu_source: str):
     def ref(x, mask=None, k=2, scale=1.0, mode="a", dims=(1, 1)):
         return x * scale
 
-    return register_op(op_id, inputs=[Input("x"), Input("mask", dtypes="like(x)", shape="like(x)", optional=True)],
-                       outputs=[Output("y", shape="like(x)", dtype="like(x)")],
-                       attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("mode", str, "a"),
-                              Attr("dims", list[int], (1, 1))],
-                       devices=("cpu",), kernels=str(kdir),
-                       samples=lambda device, dtype: [Sample(torch.randn(2, 3).to(device=device, dtype=dtype))])(ref)
+    return register_op(
+        op_id,
+        inputs=[Input("x"), Input("mask", dtypes="like(x)", shape="like(x)", optional=True)],
+        outputs=[Output("y", shape="like(x)", dtype="like(x)")],
+        attrs=[Attr("k", int, 2), Attr("scale", float, 1.0), Attr("mode", str, "a"), Attr("dims", list[int], (1, 1))],
+        devices=("cpu",),
+        kernels=str(kdir),
+        samples=lambda device, dtype: [Sample(torch.randn(2, 3).to(device=device, dtype=dtype))],
+    )(ref)
 
 
 SPELLED_OUT = """#include "opforge/kernel_api.h"
@@ -52,11 +61,13 @@ def test_the_header_declares_the_calling_convention_in_declaration_order():
     decl = ops.get_op(DCN).decl
     text = header(decl)
     assert include_path(decl) == "opforge_kernels/opforge/modulated_deform_conv2d.h"
-    assert ("::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& offset, "
-            "const ::opforge::TensorView& weight, const ::opforge::TensorView* mask, const ::opforge::TensorView* "
-            "bias, const ::opforge::TensorView& y, ::opforge::Span<::std::int64_t> stride, "
-            "::opforge::Span<::std::int64_t> padding, ::opforge::Span<::std::int64_t> dilation, ::std::int64_t groups, "
-            "::std::int64_t deformable_groups, const ::opforge::DeviceContext& opforge_ctx);") in text
+    assert (
+        "::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& offset, "
+        "const ::opforge::TensorView& weight, const ::opforge::TensorView* mask, const ::opforge::TensorView* "
+        "bias, const ::opforge::TensorView& y, ::opforge::Span<::std::int64_t> stride, "
+        "::opforge::Span<::std::int64_t> padding, ::opforge::Span<::std::int64_t> dilation, ::std::int64_t groups, "
+        "::std::int64_t deformable_groups, const ::opforge::DeviceContext& opforge_ctx);"
+    ) in text
     assert "#define OPFORGE_KERNEL_PARAMS_opforge__modulated_deform_conv2d" in text
 
 
@@ -65,28 +76,36 @@ def test_a_body_written_with_the_macro_compiles_against_the_generated_header(tmp
     decl = ops.get_op(DCN).decl
     root = write_headers([decl], tmp_path)
     src = tmp_path / "k.cpp"
-    src.write_text(f'#include "{include_path(decl)}"\n'
-                   "OPFORGE_CPU_KERNEL(opforge, modulated_deform_conv2d) {\n"
-                   "  const int64_t g = groups + deformable_groups + stride[0] + (mask ? 1 : 0) + x.rank + y.rank;\n"
-                   "  return g >= 0 ? ::opforge::Status::ok() : ::opforge::Status::error(\n"
-                   "      ::opforge::Status::kInvalidArgument, \"negative\");\n}\n")
-    done = subprocess.run(["c++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{csrc_dir()}",
-                           f"-I{root}", str(src)], capture_output=True, text=True)
+    src.write_text(
+        f'#include "{include_path(decl)}"\n'
+        "OPFORGE_CPU_KERNEL(opforge, modulated_deform_conv2d) {\n"
+        "  const int64_t g = groups + deformable_groups + stride[0] + (mask ? 1 : 0) + x.rank + y.rank;\n"
+        "  return g >= 0 ? ::opforge::Status::ok() : ::opforge::Status::error(\n"
+        '      ::opforge::Status::kInvalidArgument, "negative");\n}\n'
+    )
+    done = subprocess.run(
+        ["c++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{csrc_dir()}", f"-I{root}", str(src)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("spelled, canonical", [
-    ("const ::opforge::TensorView& x", "const TensorView&"),
-    ("opforge::TensorView const &x", "const TensorView&"),
-    ("const opforge::TensorView* mask", "const TensorView*"),
-    ("::opforge::Span<int64_t> stride", "Span<int64_t>"),
-    ("opforge::Span< std::int64_t > stride", "Span<int64_t>"),
-    ("const double eps", "double"),
-    ("long groups", "int64_t"),
-    ("const ::opforge::DeviceContext& /*ctx*/".replace("/*ctx*/", ""), "const DeviceContext&"),
-    ("[[maybe_unused]] bool flag", "bool"),
-    ("float eps", "float"),
-])
+@pytest.mark.parametrize(
+    "spelled, canonical",
+    [
+        ("const ::opforge::TensorView& x", "const TensorView&"),
+        ("opforge::TensorView const &x", "const TensorView&"),
+        ("const opforge::TensorView* mask", "const TensorView*"),
+        ("::opforge::Span<int64_t> stride", "Span<int64_t>"),
+        ("opforge::Span< std::int64_t > stride", "Span<int64_t>"),
+        ("const double eps", "double"),
+        ("long groups", "int64_t"),
+        ("const ::opforge::DeviceContext& /*ctx*/".replace("/*ctx*/", ""), "const DeviceContext&"),
+        ("[[maybe_unused]] bool flag", "bool"),
+        ("float eps", "float"),
+    ],
+)
 def test_spellings_of_one_type_compare_equal(spelled, canonical):
     assert canonical_type(spelled) == canonical
 
@@ -96,10 +115,16 @@ def test_a_matching_spelled_out_signature_passes(unique_id, tmp_path):
     check_kernel_sources(op.decl)
 
 
-@pytest.mark.parametrize("k_type, fragment", [
-    ("int", r"takes `int` as argument 4, where the declaration has attribute 'k' \(int\), which is `int64_t`"),
-    ("double", r"takes `double` as argument 4, where the declaration has attribute 'k' \(int\), which is `int64_t`"),
-])
+@pytest.mark.parametrize(
+    "k_type, fragment",
+    [
+        ("int", r"takes `int` as argument 4, where the declaration has attribute 'k' \(int\), which is `int64_t`"),
+        (
+            "double",
+            r"takes `double` as argument 4, where the declaration has attribute 'k' \(int\), which is `int64_t`",
+        ),
+    ],
+)
 def test_a_mismatched_signature_names_the_op_the_argument_and_both_types(unique_id, tmp_path, k_type, fragment):
     op = _declare_with_kernels(unique_id, tmp_path, SPELLED_OUT % k_type)
     with pytest.raises(KernelSignatureError, match=fragment) as e:
@@ -112,8 +137,10 @@ def test_a_mismatched_signature_names_the_op_the_argument_and_both_types(unique_
 def test_a_missing_argument_is_named(unique_id, tmp_path):
     source = SPELLED_OUT.replace("::opforge::Span<int64_t> dims, ", "") % "int64_t"
     op = _declare_with_kernels(unique_id, tmp_path, source)
-    with pytest.raises(KernelSignatureError, match="takes `const DeviceContext&` as argument 7, where the "
-                                                   "declaration has attribute 'dims'"):
+    with pytest.raises(
+        KernelSignatureError,
+        match="takes `const DeviceContext&` as argument 7, where the declaration has attribute 'dims'",
+    ):
         check_kernel_sources(op.decl)
     short = SPELLED_OUT.replace(", const ::opforge::DeviceContext& /*ctx*/", "") % "int64_t"
     op = _declare_with_kernels(unique_id, tmp_path / "b", short)

@@ -34,8 +34,12 @@ def readme() -> str:
 def test_readme_declares_a_complete_op():
     files = readme_files()
     # no header: the kernel prototypes are generated from the declaration
-    assert set(files) == {"myops/__init__.py", "myops/scale_shift.py", "myops/csrc/scale_shift/scale_shift_cpu.cpp",
-                          "myops/csrc/scale_shift/scale_shift_cuda.cu"}
+    assert set(files) == {
+        "myops/__init__.py",
+        "myops/scale_shift.py",
+        "myops/csrc/scale_shift/scale_shift_cpu.cpp",
+        "myops/csrc/scale_shift/scale_shift_cuda.cu",
+    }
     assert OP not in {op.id for op in ops.all_ops()}, "the README op must be new to opforge"
     for argv in [*BUILD, CHECK]:  # the commands this file runs are the ones the README shows
         assert f"python -m {' '.join(argv)}" in readme(), argv
@@ -86,8 +90,23 @@ def test_new_op_from_readme_builds_and_passes_check(tmp_path):
         assert {"torch.cuda", "trt.enqueue"} <= passed, passed
     # ... and the whole generated per-op suite for the new op: -k keeps the tests whose id names it (the
     # generated ones; the others test the built-in ops, as the rest of this suite does)
-    suite = run(["pytest", "-q", "-p", "no:cacheprovider", "--package", PACKAGE, "--op", OP, "-k", OP,
-                 "tests/torch", "tests/onnx/test_onnx_fallback.py"], cwd=ROOT)
+    suite = run(
+        [
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--package",
+            PACKAGE,
+            "--op",
+            OP,
+            "-k",
+            OP,
+            "tests/torch",
+            "tests/onnx/test_onnx_fallback.py",
+        ],
+        cwd=ROOT,
+    )
     tail = suite.stdout[-3000:] + suite.stderr[-2000:]
     assert suite.returncode == 0, tail
     assert " passed" in tail and " failed" not in tail, tail

@@ -27,8 +27,22 @@ def test_int_evaluation(text, shapes, names, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["x.shape[0] / 2", "x.shape[i]", "x.size(0)", "x.shape[0] ** 2", "abs(x.shape[0])", "x.shape[0] % 3",
-     "max(x.shape[0])", "1.5", "x.shape", "[x.shape[0]", "like(x, y)", "like(1)", "lambda: 1", "-x.shape[0]"],
+    [
+        "x.shape[0] / 2",
+        "x.shape[i]",
+        "x.size(0)",
+        "x.shape[0] ** 2",
+        "abs(x.shape[0])",
+        "x.shape[0] % 3",
+        "max(x.shape[0])",
+        "1.5",
+        "x.shape",
+        "[x.shape[0]",
+        "like(x, y)",
+        "like(1)",
+        "lambda: 1",
+        "-x.shape[0]",
+    ],
 )
 def test_rejects_what_some_backend_cannot_express(text):
     with pytest.raises(ShapeRuleError):
@@ -49,8 +63,9 @@ def test_references():
 def test_cpp_algebra_spells_floor_semantics():
     expr = sr.parse_expr("ceil_div(x.shape[-1] - 1, k) + max(x.shape[0], 2)")
     code = sr.evaluate(expr, sr.CppAlgebra(lambda i, k: f"{i}.size({k})", lambda n: f"a_{n}", None))
-    assert code == ("(opforge::glue::ceil_div((x.size(-1) - int64_t(1)), a_k) + "
-                    "opforge::glue::max(x.size(0), int64_t(2)))")
+    assert code == (
+        "(opforge::glue::ceil_div((x.size(-1) - int64_t(1)), a_k) + opforge::glue::max(x.size(0), int64_t(2)))"
+    )
 
 
 def test_list_attribute_elements():

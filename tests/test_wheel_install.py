@@ -16,14 +16,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_DEPS = ["numpy", "ninja", "setuptools>=77", "onnx", "onnxscript", "onnxruntime", "onnx-graphsurgeon",
-                "polygraphy==0.53.6"]
+RUNTIME_DEPS = [
+    "numpy",
+    "ninja",
+    "setuptools>=77",
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+    "onnx-graphsurgeon",
+    "polygraphy==0.53.6",
+]
 
 
 def run(cmd, cwd, env, timeout=900):
     done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"`{' '.join(map(str, cmd))}` exited {done.returncode}:\n" \
-                                 f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, (
+        f"`{' '.join(map(str, cmd))}` exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
     return done.stdout
 
 
@@ -43,9 +52,11 @@ def cuda_torch_here() -> str | None:
     import torch
 
     if torch.version.cuda is not None:
-        return (f"this interpreter's torch {torch.__version__} is a CUDA build: the wheel's extension is compiled "
-                "against it, so the fresh venv would need that multi-GB CUDA torch too, which this test does not "
-                "install (run it with a CPU torch, as CI does)")
+        return (
+            f"this interpreter's torch {torch.__version__} is a CUDA build: the wheel's extension is compiled "
+            "against it, so the fresh venv would need that multi-GB CUDA torch too, which this test does not "
+            "install (run it with a CPU torch, as CI does)"
+        )
     return None
 
 
@@ -61,8 +72,17 @@ def trt_stages_run(env) -> bool:
 # The stages of `ops.check --quick` in the fresh venv (CPU torch, no GPU, no tensorrt package): these must run
 # and pass; only those of MAY_SKIP may skip (with the TensorRT ones when trt_stages_run is false). A run in
 # which a stage that must run skipped fails: "no FAIL" alone accepted a run in which everything skipped.
-MUST_PASS = {"declaration", "build", "torch.cpu", "torch.opcheck[cpu]", "onnx.export", "ort.cpu", "ort.cpu.batch",
-             "ort.fallback", "ort.polygraphy"}
+MUST_PASS = {
+    "declaration",
+    "build",
+    "torch.cpu",
+    "torch.opcheck[cpu]",
+    "onnx.export",
+    "ort.cpu",
+    "ort.cpu.batch",
+    "ort.fallback",
+    "ort.polygraphy",
+}
 MAY_SKIP = {"torch.cuda", "torch.opcheck[cuda]", "trt.enqueue", "trt.engine"}  # CPU torch, no GPU, no tensorrt
 TRT_STAGES = {"trt.plugin", "trt.harness"}
 
@@ -80,7 +100,9 @@ def assert_stages_ran(rows: list[dict], env) -> None:
         by_kind.setdefault(stage_kind(r["stage"]), set()).add(r["status"])
     assert not [r for r in rows if r["status"] == "fail"], [r for r in rows if r["status"] == "fail"]
     assert {k for k in must if by_kind.get(k) != {"pass"}} == set(), by_kind
-    unexpected = [(r["stage"], r["detail"]) for r in rows if r["status"] != "pass" and stage_kind(r["stage"]) not in may_skip]
+    unexpected = [
+        (r["stage"], r["detail"]) for r in rows if r["status"] != "pass" and stage_kind(r["stage"]) not in may_skip
+    ]
     assert not unexpected, unexpected
 
 
@@ -100,8 +122,9 @@ def installed(tmp_path_factory):
     ort_headers = ROOT / "build" / "ort-headers" / "include"
     if ort_headers.is_dir():  # likewise the ONNX Runtime headers (else fetched into the cache with apt-get)
         env["ORT_INCLUDE_DIR"] = str(ort_headers)
-    run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-w", tmp / "dist", ROOT],
-        ROOT, env)
+    run(
+        [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-w", tmp / "dist", ROOT], ROOT, env
+    )
     (wheel,) = (tmp / "dist").glob("opforge-*.whl")
     venv.create(tmp / "venv", with_pip=True)
     python = tmp / "venv" / "bin" / "python"
@@ -117,12 +140,22 @@ def installed(tmp_path_factory):
 
 def test_the_wheel_carries_sources_and_a_fresh_build(installed):
     python, env, elsewhere = installed
-    out = run([python, "-c", "import ops, ops.paths as p, ops.extension as e; print(ops.__file__); "
-               "print(p.csrc_dir()); print(p.plugins_dir()); print(e.status())"], elsewhere, env)
+    out = run(
+        [
+            python,
+            "-c",
+            "import ops, ops.paths as p, ops.extension as e; print(ops.__file__); "
+            "print(p.csrc_dir()); print(p.plugins_dir()); print(e.status())",
+        ],
+        elsewhere,
+        env,
+    )
     where, csrc, plugins, status = out.strip().splitlines()
     site = Path(where).parent
     assert "site-packages" in where and Path(csrc) == site / "csrc" and Path(plugins) == site / "plugins"
-    assert (site / "csrc" / "rms_norm" / "rms_norm_cuda.cu").is_file() and (site / "trt" / "harness" / "harness.cpp").is_file()
+    assert (site / "csrc" / "rms_norm" / "rms_norm_cuda.cu").is_file() and (
+        site / "trt" / "harness" / "harness.cpp"
+    ).is_file()
     assert "'loaded': True" in status, status
 
 
@@ -138,18 +171,22 @@ def test_check_from_an_unrelated_directory(installed):
     import json
 
     python, env, elsewhere = installed
-    out = run([python, "-m", "ops.check", "opforge::rms_norm", "opforge::scaled_gelu", "--quick", "--json"],
-              elsewhere, env)
+    out = run(
+        [python, "-m", "ops.check", "opforge::rms_norm", "opforge::scaled_gelu", "--quick", "--json"], elsewhere, env
+    )
     report = json.loads(out)
     assert set(report["ops"]) == {"opforge::rms_norm", "opforge::scaled_gelu"} and report["ok"]
-    for op_id, rows in report["ops"].items():
+    for rows in report["ops"].values():
         assert_stages_ran(rows, env)
 
 
 def test_export_and_trt_build_from_the_installed_package(installed):
     python, env, elsewhere = installed
-    out = run([python, "-m", "ops.export", "opforge::rms_norm", "-o", "r.onnx", "--opset", "17", "--check-ort"],
-              elsewhere, env)
+    out = run(
+        [python, "-m", "ops.export", "opforge::rms_norm", "-o", "r.onnx", "--opset", "17", "--check-ort"],
+        elsewhere,
+        env,
+    )
     assert "ONNX Runtime ran it" in out
     if "TRT_INCLUDE_DIR" in env:
         out = run([python, "-m", "ops.build", "--trt"], elsewhere, env)
@@ -161,8 +198,11 @@ def test_the_example_user_package(installed, tmp_path):
     with the documented hook against the installed opforge, then used from elsewhere through its entry point."""
     python, env, elsewhere = installed
     project = tmp_path / "user_package"
-    shutil.copytree(ROOT / "examples" / "user_package", project,
-                    ignore=shutil.ignore_patterns("build", "*.so", "*.build.json", "__pycache__", "*.egg-info"))
+    shutil.copytree(
+        ROOT / "examples" / "user_package",
+        project,
+        ignore=shutil.ignore_patterns("build", "*.so", "*.build.json", "__pycache__", "*.egg-info"),
+    )
     run([python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", project], project, env)
     out = run([python, "-m", "ops.check", "mypkg::softclip", "--quick", "--json"], elsewhere, env)
     import json
@@ -171,8 +211,9 @@ def test_the_example_user_package(installed, tmp_path):
     rows = report["ops"]["mypkg::softclip"]
     assert report["ok"], [r for op in report["ops"].values() for r in op if r["status"] == "fail"]
     assert_stages_ran(rows, env)  # the user's op goes through the same stages as the library's
-    out = run([python, "-m", "ops.export", "mypkg::softclip", "-o", "s.onnx", "--opset", "20", "--check-ort"],
-              elsewhere, env)
+    out = run(
+        [python, "-m", "ops.export", "mypkg::softclip", "-o", "s.onnx", "--opset", "20", "--check-ort"], elsewhere, env
+    )
     assert "custom ops ['mypkg::softclip']" in out and "ONNX Runtime ran it" in out, out
     if "TRT_INCLUDE_DIR" in env:
         out = run([python, "-m", "ops.build", "--trt", "--package", "mypkg.ops"], elsewhere, env)

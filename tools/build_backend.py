@@ -13,4 +13,4 @@ for path in [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
     if path not in sys.path:
         sys.path.append(path)
 
-from setuptools.build_meta import *  # noqa: E402,F401,F403
+from setuptools.build_meta import *  # noqa: E402, F403

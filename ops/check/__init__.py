@@ -14,18 +14,20 @@ import pkgutil
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 PASS, FAIL, SKIP, REFERENCE = "pass", "fail", "skip", "reference"
 
 
 def pending_note(decl, device: str) -> str:
     """The detail prefix of a stage that ran the reference on `device` instead of its pending kernel."""
-    return (f"ran the REFERENCE, not the kernel ({device} kernel pending: write the body in "
-            f"{decl.kernel_dir.parent.name}/{decl.kernel_dir.name}/{decl.name}_{'cpu.cpp' if device == 'cpu' else 'cuda.cu'}, then drop "
-            f"{device!r} from kernels_pending)")
+    return (
+        f"ran the REFERENCE, not the kernel ({device} kernel pending: write the body in "
+        f"{decl.kernel_dir.parent.name}/{decl.kernel_dir.name}/{decl.name}_{'cpu.cpp' if device == 'cpu' else 'cuda.cu'}, then drop "
+        f"{device!r} from kernels_pending)"
+    )
 
 
 @dataclass

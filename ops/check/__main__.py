@@ -21,25 +21,36 @@ def render(op_id: str, rows, pending=()) -> str:
     for r in rows:
         lines.append(f"  {r.stage.ljust(width)}  {MARK[r.status]:<6}  {r.detail}")
     counts = {s: sum(r.status == s for r in rows) for s in (PASS, FAIL, SKIP, REFERENCE)}
-    ref = (f", {counts[REFERENCE]} ran the reference instead of the kernel (REF)" if counts[REFERENCE] else "")
+    ref = f", {counts[REFERENCE]} ran the reference instead of the kernel (REF)" if counts[REFERENCE] else ""
     lines.append(f"  -> {counts[PASS]} passed{ref}, {counts[FAIL]} failed, {counts[SKIP]} skipped")
     if pending:
-        lines.append(f"  kernels pending on {', '.join(pending)}: the op runs its reference there until the kernel "
-                     "bodies are written and kernels_pending is removed from its declaration")
+        lines.append(
+            f"  kernels pending on {', '.join(pending)}: the op runs its reference there until the kernel "
+            "bodies are written and kernels_pending is removed from its declaration"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.check",
-                                     description="Verify ops on every backend against their reference.")
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.check", description="Verify ops on every backend against their reference."
+    )
     parser.add_argument("ops", nargs="*", help="op ids ('ns::name') or unambiguous names")
     parser.add_argument("--all", action="store_true", help="check every declared op")
     parser.add_argument("--json", action="store_true", help="print a JSON report instead of tables")
-    parser.add_argument("--only", action="append", default=[], metavar="STAGE",
-                        help="run only stages whose name starts with STAGE (repeatable)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="run only stages whose name starts with STAGE (repeatable)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer dtypes in the slow stages")
-    add_package_option(parser, "import this op package (its ops join --all; installed op packages with an "
-                               "opforge.ops entry point are always loaded)")
+    add_package_option(
+        parser,
+        "import this op package (its ops join --all; installed op packages with an "
+        "opforge.ops entry point are always loaded)",
+    )
     args = parser.parse_args(argv)
 
     import ops

@@ -44,8 +44,11 @@ class BatchPlan:
 
     def dim_names(self, decl) -> dict[str, list]:
         """input name -> its dims, the batch dim as the symbolic name (what shape rules are evaluated over)."""
-        return {i.name: [self.name if self.dims.get(k) == d else n for d, n in enumerate(t.shape)]
-                for k, (i, t) in enumerate(zip(decl.inputs, self.sample.inputs)) if t is not None}
+        return {
+            i.name: [self.name if self.dims.get(k) == d else n for d, n in enumerate(t.shape)]
+            for k, (i, t) in enumerate(zip(decl.inputs, self.sample.inputs))
+            if t is not None
+        }
 
 
 def resized(inputs, dims: dict[int, int], batch: int) -> tuple:

@@ -9,16 +9,20 @@ from __future__ import annotations
 import importlib.util
 import time
 
-import torch
-
 from . import FAIL, PASS, SKIP, StageResult, stage
-from .compare import compare, merge
-from .oracle import check_backend, reference_outputs, samples
 from .batching import batch_plan
+from .compare import compare, merge
+from .oracle import check_backend, reference_outputs
 from .torch_stages import extension_problem
 
-EXPORTS = (("dynamo", 18), ("dynamo", 20), ("dynamo", 23), ("torchscript", 11), ("torchscript", 13),
-           ("torchscript", 17))
+EXPORTS = (
+    ("dynamo", 18),
+    ("dynamo", 20),
+    ("dynamo", 23),
+    ("torchscript", 11),
+    ("torchscript", 13),
+    ("torchscript", 17),
+)
 QUICK_EXPORTS = (("dynamo", 20), ("torchscript", 11), ("torchscript", 17))
 BATCHES = (1, 3, 8)
 NEEDED = ("onnx", "onnxscript", "onnxruntime", "onnx_graphsurgeon")
@@ -35,8 +39,11 @@ def _sizes_text(op, plan) -> str:
 
 def _missing() -> str | None:
     absent = [m for m in NEEDED if importlib.util.find_spec(m) is None]
-    return f"not installed: {', '.join(absent)} (pip install {' '.join(m.replace('_', '-') for m in absent)})" \
-        if absent else None
+    return (
+        f"not installed: {', '.join(absent)} (pip install {' '.join(m.replace('_', '-') for m in absent)})"
+        if absent
+        else None
+    )
 
 
 def _why_not(op) -> str | None:
@@ -83,11 +90,23 @@ def _no_native_library(op, name: str):
     from ..ort.codegen import has_library_op
 
     if op.decl.kernel_dir is not None and "cpu" in op.decl.kernels_pending:
-        return [StageResult(name, SKIP, "kernel pending (cpu): the native ONNX Runtime library leaves the op out until "
-                            "its CPU kernel is written; nothing ran here")]
+        return [
+            StageResult(
+                name,
+                SKIP,
+                "kernel pending (cpu): the native ONNX Runtime library leaves the op out until "
+                "its CPU kernel is written; nothing ran here",
+            )
+        ]
     if not has_library_op(op.decl):
-        return [StageResult(name, SKIP, "no compiled kernels (kernels=None): nothing for a native ONNX Runtime op "
-                            "to call; ort.fallback runs the reference's ONNX body")]
+        return [
+            StageResult(
+                name,
+                SKIP,
+                "no compiled kernels (kernels=None): nothing for a native ONNX Runtime op "
+                "to call; ort.fallback runs the reference's ONNX body",
+            )
+        ]
     try:
         library_for(op.decl.package)
     except BackendUnavailable as e:
@@ -110,16 +129,24 @@ def onnx_export(op, ctx):
 
     plan = batch_plan(op)
     if plan is None:
-        return [StageResult("onnx.export", FAIL, "no float32 sample to export: add one to the op's samples whose "
-                                                 f"batch input ({op.decl.batch.input if op.decl.batch.dims else 'any'})"
-                                                 " is present and not empty")]
+        return [
+            StageResult(
+                "onnx.export",
+                FAIL,
+                "no float32 sample to export: add one to the op's samples whose "
+                f"batch input ({op.decl.batch.input if op.decl.batch.dims else 'any'})"
+                " is present and not empty",
+            )
+        ]
     from ..onnx.models import single_op_module
     from ..onnx.schema import output_dims
 
     sample = plan.sample
     module = single_op_module(op, sample.attrs)
     # What the custom node's outputs must be inferred as: the shape rules over the symbolic batch.
-    want = output_dims(op.decl, plan.dim_names(op.decl), {a.name: sample.attrs.get(a.name, a.default) for a in op.decl.attrs})
+    want = output_dims(
+        op.decl, plan.dim_names(op.decl), {a.name: sample.attrs.get(a.name, a.default) for a in op.decl.attrs}
+    )
     rows, models = [], ctx.artifacts.setdefault("onnx", {})
     for exporter, opset in QUICK_EXPORTS if ctx.quick else EXPORTS:
         name = f"onnx.export[{exporter}-{opset}]"
@@ -147,11 +174,19 @@ def onnx_export(op, ctx):
         if not trt:
             problems.append("TensorRT attributes missing")
         models[(exporter, opset)] = path
-        detail = (f"opset {written}, node {op.decl.namespace}::{op.decl.name} v{op.decl.version}, output dims "
-                  f"{out_dims[0] if out_dims else '?'}; checker(full) + strict inference ok; "
-                  f"{time.perf_counter() - start:.1f}s")
-        rows.append(StageResult(name, FAIL if problems else PASS, "; ".join(problems) or detail,
-                                {"opset": written, "output_dims": out_dims}))
+        detail = (
+            f"opset {written}, node {op.decl.namespace}::{op.decl.name} v{op.decl.version}, output dims "
+            f"{out_dims[0] if out_dims else '?'}; checker(full) + strict inference ok; "
+            f"{time.perf_counter() - start:.1f}s"
+        )
+        rows.append(
+            StageResult(
+                name,
+                FAIL if problems else PASS,
+                "; ".join(problems) or detail,
+                {"opset": written, "output_dims": out_dims},
+            )
+        )
     return rows
 
 
@@ -165,20 +200,23 @@ def ort_cpu(op, ctx):
         return blocked
     from ..onnx import export_onnx, ort_session
     from ..onnx.models import run_session, single_op_module
+
     rows = []
     for dtype in op.decl.dtypes:
         name = f"ort.cpu[{dtype}]"
         counter = iter(range(10**6))
 
-        def run(sample):
+        def run(sample, counter=counter):
             path = ctx.workdir / f"{op.decl.name}_sample{next(counter)}.onnx"
             export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=17)
             return run_session(ort_session(path), sample.inputs)
 
         m = check_backend(op, "cpu", dtype, run)
         rtol, atol = op.decl.tolerance(dtype)
-        detail = (f"max_abs {m.get('max_abs', float('nan')):.3g}, rel_l2 {m.get('rel_l2', float('nan')):.3g} over "
-                  f"{m['cases']} outputs (rtol/atol {rtol:g}/{atol:g})" + (f"; {m['error']}" if "error" in m else ""))
+        detail = (
+            f"max_abs {m.get('max_abs', float('nan')):.3g}, rel_l2 {m.get('rel_l2', float('nan')):.3g} over "
+            f"{m['cases']} outputs (rtol/atol {rtol:g}/{atol:g})" + (f"; {m['error']}" if "error" in m else "")
+        )
         rows.append(StageResult(name, PASS if m["ok"] else FAIL, detail, m))
     plan = batch_plan(op)
     sample = plan.sample if plan else None
@@ -192,9 +230,15 @@ def ort_cpu(op, ctx):
             actual = run_session(session, inputs)
             results += [compare(a, e, rtol, atol) for a, e in zip(actual, expected)]
         m = merge(results)
-        rows.append(StageResult(f"ort.cpu.batch[{exporter}-{opset}]", PASS if m["ok"] else FAIL,
-                                f"{_sizes_text(op, plan)} from one dynamic export: max_abs "
-                                f"{m.get('max_abs', float('nan')):.3g}" + (f"; {m['error']}" if "error" in m else ""), m))
+        rows.append(
+            StageResult(
+                f"ort.cpu.batch[{exporter}-{opset}]",
+                PASS if m["ok"] else FAIL,
+                f"{_sizes_text(op, plan)} from one dynamic export: max_abs "
+                f"{m.get('max_abs', float('nan')):.3g}" + (f"; {m['error']}" if "error" in m else ""),
+                m,
+            )
+        )
     if not ctx.artifacts.get("onnx"):
         rows.append(StageResult("ort.cpu.batch", SKIP, "no dynamic export from onnx.export to run"))
     return rows
@@ -207,8 +251,14 @@ def ort_fallback(op, ctx):
     if blocked:
         return blocked
     if not op.decl.onnx_fallback:
-        return [StageResult("ort.fallback", SKIP, "declared onnx_fallback=False: the reference has no standard-ONNX "
-                                                  "body (export_onnx(fallback=True) refuses the op)")]
+        return [
+            StageResult(
+                "ort.fallback",
+                SKIP,
+                "declared onnx_fallback=False: the reference has no standard-ONNX "
+                "body (export_onnx(fallback=True) refuses the op)",
+            )
+        ]
     from ..onnx import export_onnx, ort_session
     from ..onnx.models import run_session, single_op_module
 
@@ -218,11 +268,17 @@ def ort_fallback(op, ctx):
     sample = plan.sample
     rows = []
     rtol, atol = op.decl.tolerance("float32")
-    for opset in ((17,) if ctx.quick else (11, 17, 20)):
+    for opset in (17,) if ctx.quick else (11, 17, 20):
         path = ctx.workdir / f"{op.decl.name}_fallback_{opset}.onnx"
         try:
-            m = export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=opset,
-                            dynamic=plan.dynamic, fallback=True)
+            m = export_onnx(
+                single_op_module(op, sample.attrs),
+                sample.inputs,
+                path,
+                opset=opset,
+                dynamic=plan.dynamic,
+                fallback=True,
+            )
         except Exception as e:
             rows.append(StageResult(f"ort.fallback[{opset}]", FAIL, f"{type(e).__name__}: {e}"))
             continue
@@ -234,11 +290,16 @@ def ort_fallback(op, ctx):
             results += [compare(a, e, rtol, atol) for a, e in zip(run_session(session, inputs), expected)]
         mm = merge(results)
         fn = next(f for f in m.functions if (f.domain, f.name) == (op.decl.namespace, op.decl.name))
-        rows.append(StageResult(f"ort.fallback[{opset}]", PASS if mm["ok"] else FAIL,
-                                f"plain ORT, no custom-op library: function {fn.domain}.{fn.name} ({len(fn.node)} nodes, "
-                                f"attributes {list(fn.attribute)}), {_sizes_text(op, plan)} max_abs "
-                                f"{mm.get('max_abs', float('nan')):.3g}"
-                                + (f"; {mm['error']}" if "error" in mm else ""), mm))
+        rows.append(
+            StageResult(
+                f"ort.fallback[{opset}]",
+                PASS if mm["ok"] else FAIL,
+                f"plain ORT, no custom-op library: function {fn.domain}.{fn.name} ({len(fn.node)} nodes, "
+                f"attributes {list(fn.attribute)}), {_sizes_text(op, plan)} max_abs "
+                f"{mm.get('max_abs', float('nan')):.3g}" + (f"; {mm['error']}" if "error" in mm else ""),
+                mm,
+            )
+        )
     return rows
 
 

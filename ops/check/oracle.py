@@ -3,7 +3,7 @@ compare each output with the reference evaluated in float32 on the same (upcast)
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -66,9 +66,15 @@ def check_backend(op, device: str, dtype: str, run: Callable, keep: Callable = l
             continue
         for a, e, decl_out in zip(actual, expected, op.decl.outputs):
             m = compare(a, e, rtol, atol)
-            want = torch.int64 if decl_out.is_size else (torch_dtype(decl_out.dtype) if decl_out.dtype else
-                                                         dict(zip([i.name for i in op.decl.inputs], sample.inputs))[
-                                                             decl_out.dtype_like].dtype)
+            want = (
+                torch.int64
+                if decl_out.is_size
+                else (
+                    torch_dtype(decl_out.dtype)
+                    if decl_out.dtype
+                    else dict(zip([i.name for i in op.decl.inputs], sample.inputs))[decl_out.dtype_like].dtype
+                )
+            )
             if a.dtype != want:
                 m = {**m, "ok": False, "error": f"output '{decl_out.name}' has dtype {a.dtype}, expected {want}"}
             results.append(m)

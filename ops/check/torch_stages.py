@@ -26,11 +26,17 @@ def declaration(op, ctx):
             if o.is_size:
                 continue
             if list(shape) != list(ref.shape):
-                return StageResult("declaration", FAIL, f"shape rule of '{o.name}' ({sr.to_text(o.shape)}) gives "
-                                   f"{list(shape)} but the reference returns {list(ref.shape)}")
+                return StageResult(
+                    "declaration",
+                    FAIL,
+                    f"shape rule of '{o.name}' ({sr.to_text(o.shape)}) gives "
+                    f"{list(shape)} but the reference returns {list(ref.shape)}",
+                )
         checked += 1
-    summary = (f"{len(d.inputs)} inputs, {len(d.attrs)} attrs, {len(d.outputs)} outputs, devices {list(d.devices)}, "
-               f"dtypes {list(d.dtypes)}; shape rules agree with the reference on {checked} samples")
+    summary = (
+        f"{len(d.inputs)} inputs, {len(d.attrs)} attrs, {len(d.outputs)} outputs, devices {list(d.devices)}, "
+        f"dtypes {list(d.dtypes)}; shape rules agree with the reference on {checked} samples"
+    )
     return StageResult("declaration", PASS, summary, {"samples": checked})
 
 
@@ -42,11 +48,18 @@ def build(op, ctx):
     load(pkg, strict=False)
     s = status(pkg.name)
     if s["loaded"]:
-        pending = (f"; kernels pending on {', '.join(op.decl.kernels_pending)}: compiled, not called (the reference "
-                   "runs there)" if op.decl.kernels_pending else "")
-        return StageResult("build", PASS, f"{pkg.extension} loaded ({'CPU+CUDA' if s['cuda'] else 'CPU only'} "
-                           f"kernels){pending}", {"cuda_kernels": s["cuda"], "extension": pkg.extension,
-                                                  "kernels_pending": list(op.decl.kernels_pending)})
+        pending = (
+            f"; kernels pending on {', '.join(op.decl.kernels_pending)}: compiled, not called (the reference "
+            "runs there)"
+            if op.decl.kernels_pending
+            else ""
+        )
+        return StageResult(
+            "build",
+            PASS,
+            f"{pkg.extension} loaded ({'CPU+CUDA' if s['cuda'] else 'CPU only'} kernels){pending}",
+            {"cuda_kernels": s["cuda"], "extension": pkg.extension, "kernels_pending": list(op.decl.kernels_pending)},
+        )
     return StageResult("build", FAIL, s["error"])
 
 
@@ -68,13 +81,21 @@ def _device_rows(op, device: str):
     rows = []
     for dtype in op.decl.dtypes:
         m = check_backend(op, device, dtype, lambda s: op(*s.inputs, **s.attrs))
-        detail = (f"max_abs {m.get('max_abs', float('nan')):.3g}, rel_l2 {m.get('rel_l2', float('nan')):.3g} over "
-                  f"{m['cases']} outputs (rtol/atol {op.decl.tolerance(dtype)[0]:g}/{op.decl.tolerance(dtype)[1]:g})")
+        detail = (
+            f"max_abs {m.get('max_abs', float('nan')):.3g}, rel_l2 {m.get('rel_l2', float('nan')):.3g} over "
+            f"{m['cases']} outputs (rtol/atol {op.decl.tolerance(dtype)[0]:g}/{op.decl.tolerance(dtype)[1]:g})"
+        )
         if "error" in m:
             detail += f"; {m['error']}"
         if not op.decl.runs_kernel(device) and op.decl.kernel_dir is not None:
-            rows.append(StageResult(f"{name}[{dtype}]", REFERENCE if m["ok"] else FAIL,
-                                    f"{pending_note(op.decl, device)}; {detail}", {**m, "reference": True}))
+            rows.append(
+                StageResult(
+                    f"{name}[{dtype}]",
+                    REFERENCE if m["ok"] else FAIL,
+                    f"{pending_note(op.decl, device)}; {detail}",
+                    {**m, "reference": True},
+                )
+            )
             continue
         rows.append(StageResult(f"{name}[{dtype}]", PASS if m["ok"] else FAIL, detail, m))
     return rows
@@ -103,19 +124,27 @@ def opcheck(op, ctx):
         count = 0
         for dtype in op.decl.dtypes[: 1 if ctx.quick else None]:
             for sample in samples(op, device, dtype):
-                args = tuple(t.requires_grad_() if t is not None and t.is_floating_point() and op.decl.backward
-                             else t for t in sample.inputs)
-                result = torch.library.opcheck(op.torch_op, args, op.schema_kwargs(sample.attrs),
-                                               raise_exception=False)
+                args = tuple(
+                    t.requires_grad_() if t is not None and t.is_floating_point() and op.decl.backward else t
+                    for t in sample.inputs
+                )
+                result = torch.library.opcheck(op.torch_op, args, op.schema_kwargs(sample.attrs), raise_exception=False)
                 bad = {k: v for k, v in result.items() if v != "SUCCESS"}
                 if bad:
                     return rows + [StageResult(f"torch.opcheck[{device}]", FAIL, f"{dtype} sample {count}: {bad}")]
                 count += 1
-        detail = (f"test_schema, test_autograd_registration, test_faketensor, test_aot_dispatch_dynamic on {count} "
-                  "samples")
+        detail = (
+            f"test_schema, test_autograd_registration, test_faketensor, test_aot_dispatch_dynamic on {count} samples"
+        )
         if device in op.decl.kernels_pending:
-            rows.append(StageResult(f"torch.opcheck[{device}]", REFERENCE, f"{pending_note(op.decl, device)}; {detail}",
-                                    {"samples": count, "reference": True}))
+            rows.append(
+                StageResult(
+                    f"torch.opcheck[{device}]",
+                    REFERENCE,
+                    f"{pending_note(op.decl, device)}; {detail}",
+                    {"samples": count, "reference": True},
+                )
+            )
             continue
         rows.append(StageResult(f"torch.opcheck[{device}]", PASS, detail, {"samples": count}))
     return rows

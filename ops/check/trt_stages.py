@@ -20,11 +20,18 @@ def _no_plugin(op) -> StageResult | None:
     if has_plugin(op.decl):
         return None
     if op.decl.kernel_dir is not None and "cuda" in op.decl.kernels_pending and op.decl.onnx:
-        return StageResult("trt.plugin", SKIP, "kernel pending (cuda): the TensorRT plugin library leaves the op out "
-                                               "until its CUDA kernel is written; nothing ran here")
+        return StageResult(
+            "trt.plugin",
+            SKIP,
+            "kernel pending (cuda): the TensorRT plugin library leaves the op out "
+            "until its CUDA kernel is written; nothing ran here",
+        )
     if not op.decl.onnx:
-        return StageResult("trt.plugin", SKIP, "declared onnx=False: no ONNX node, so TensorRT's parser never "
-                                               "creates its plugin (none is built)")
+        return StageResult(
+            "trt.plugin",
+            SKIP,
+            "declared onnx=False: no ONNX node, so TensorRT's parser never creates its plugin (none is built)",
+        )
     return StageResult("trt.plugin", SKIP, "the op has no CUDA kernels: nothing for a TensorRT plugin to run")
 
 
@@ -68,9 +75,14 @@ def plugin(op, ctx):
         return StageResult("trt.plugin", FAIL, f"{op.id} is missing from {result.library.name}")
     from ..trt.headers import version
 
-    return StageResult("trt.plugin", PASS, f"{result.library.name} compiled against TensorRT "
-                       f"{'.'.join(map(str, version(result.trt_include)))} headers ({len(result.ops)} ops, CUDA "
-                       f"kernels linked)", {"library": str(result.library)})
+    return StageResult(
+        "trt.plugin",
+        PASS,
+        f"{result.library.name} compiled against TensorRT "
+        f"{'.'.join(map(str, version(result.trt_include)))} headers ({len(result.ops)} ops, CUDA "
+        f"kernels linked)",
+        {"library": str(result.library)},
+    )
 
 
 @stage("trt.harness", order=71)
@@ -86,15 +98,21 @@ def harness_cpu(op, ctx):
     if not ctx.quick:
         asan, problem = _library(op, "asan")
         if problem:
-            rows.append(StageResult("trt.harness.fuzz", SKIP if problem[0] == "skip" else FAIL,
-                                    f"no ASan build: {problem[1]}"))
+            rows.append(
+                StageResult("trt.harness.fuzz", SKIP if problem[0] == "skip" else FAIL, f"no ASan build: {problem[1]}")
+            )
         elif ("fuzz", op.decl.package) not in _cache:
             rc, out = host.run_fuzzer(asan.library, cases=1000, seed=1)
             _cache[("fuzz", op.decl.package)] = (rc, out.strip().splitlines()[-1] if out.strip() else "")
         if not problem:
             rc, summary = _cache[("fuzz", op.decl.package)]
-            rows.append(StageResult("trt.harness.fuzz", PASS if rc == 0 else FAIL,
-                                    f"createPlugin fuzzed under AddressSanitizer (whole library): {summary}"))
+            rows.append(
+                StageResult(
+                    "trt.harness.fuzz",
+                    PASS if rc == 0 else FAIL,
+                    f"createPlugin fuzzed under AddressSanitizer (whole library): {summary}",
+                )
+            )
     return rows
 
 
@@ -112,16 +130,21 @@ def enqueue(op, ctx):
     host, _ = _harness()
     from ..trt.harness.cases import has_gap
     from ..trt.harness.enqueue import run_plugin  # the same runner the GPU tests use
-
     from .oracle import check_backend
 
     h = _host(host, result)
     rows = []
     for dtype in [t for t in ("float32", "float16") if t in op.decl.dtypes]:
         m = check_backend(op, "cuda", dtype, lambda s: run_plugin(h, op, s), keep=lambda s: not has_gap(s))
-        rows.append(StageResult(f"trt.enqueue[{dtype}]", PASS if m["ok"] else FAIL,
-                                f"[plugin host harness on {torch.cuda.get_device_name()}] max_abs "
-                                f"{m.get('max_abs', float('nan')):.3g} over {m['cases']} outputs", m))
+        rows.append(
+            StageResult(
+                f"trt.enqueue[{dtype}]",
+                PASS if m["ok"] else FAIL,
+                f"[plugin host harness on {torch.cuda.get_device_name()}] max_abs "
+                f"{m.get('max_abs', float('nan')):.3g} over {m['cases']} outputs",
+                m,
+            )
+        )
     return rows
 
 
@@ -130,10 +153,14 @@ def engine(op, ctx):
     if (row := _no_plugin(op)) is not None:
         return StageResult("trt.engine", SKIP, row.detail)
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt
     except ImportError:
-        return StageResult("trt.engine", SKIP, "TensorRT is not installed (import tensorrt failed): no engine "
-                           "build; the harness rows above do not show TensorRT accepting the plugin")
+        return StageResult(
+            "trt.engine",
+            SKIP,
+            "TensorRT is not installed (import tensorrt failed): no engine "
+            "build; the harness rows above do not show TensorRT accepting the plugin",
+        )
     import torch
 
     if not torch.cuda.is_available():
@@ -148,5 +175,9 @@ def engine(op, ctx):
     export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=17)
     shapes = {i.name: (tuple(t.shape),) * 3 for i, t in zip(op.decl.inputs, sample.inputs)}
     data = build_engine(path, shapes)
-    return StageResult("trt.engine", PASS, f"TensorRT {tensorrt.__version__} built a strongly typed engine "
-                       f"({len(data)} bytes) from the exported model with the plugin (not executed here)")
+    return StageResult(
+        "trt.engine",
+        PASS,
+        f"TensorRT {tensorrt.__version__} built a strongly typed engine "
+        f"({len(data)} bytes) from the exported model with the plugin (not executed here)",
+    )

@@ -25,14 +25,15 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import BackendUnavailable, OpforgeError
-from . import emulate, target as targets, toolchain
+from . import emulate, toolchain
+from . import target as targets
 
 DEFAULT_PACKAGE = "ops.library"
 
 
 @dataclass
 class Artefact:
-    kind: str           # trt_plugins | trt_plugins_static | trt_plugins_archive | ort_ops | example
+    kind: str  # trt_plugins | trt_plugins_static | trt_plugins_archive | ort_ops | example
     path: Path
     info: dict = field(default_factory=dict)
 
@@ -44,9 +45,9 @@ class TargetBuild:
     jetpack: str
     directory: Path
     artefacts: list[Artefact]
-    skipped: dict[str, str]         # artefact kind -> why it was not built
+    skipped: dict[str, str]  # artefact kind -> why it was not built
     manifest: Path | None = None
-    compilers: object = None        # ops.compilers.Compilers
+    compilers: object = None  # ops.compilers.Compilers
 
     def artefact(self, kind: str) -> Path | None:
         return next((a.path for a in self.artefacts if a.kind == kind), None)
@@ -65,9 +66,17 @@ def _select(decls, ops):
     return chosen
 
 
-def build(package: str = DEFAULT_PACKAGE, target_name: str = "jetson-orin", cuda_archs: str | None = None,
-          jetpack: str = "6", ops: list[str] | None = None, verbose: bool = False, example: bool = True,
-          directory: Path | None = None, log=print) -> TargetBuild:
+def build(
+    package: str = DEFAULT_PACKAGE,
+    target_name: str = "jetson-orin",
+    cuda_archs: str | None = None,
+    jetpack: str = "6",
+    ops: list[str] | None = None,
+    verbose: bool = False,
+    example: bool = True,
+    directory: Path | None = None,
+    log=print,
+) -> TargetBuild:
     """Cross-build the package's TensorRT plugin library, ONNX Runtime op library and the C++ example for
     one JetPack generation. `ops` restricts the build to some ops (the quick CI check); `directory` replaces
     build/jetson/<package>/jetpack<N> (the manifest goes beside it)."""
@@ -88,8 +97,11 @@ def build(package: str = DEFAULT_PACKAGE, target_name: str = "jetson-orin", cuda
     st = toolchain.status()
     record = toolchain._record()
     cxx_version = st.versions.get("g++-aarch64-linux-gnu", comp.cxx)
-    nvcc_version = (f"nvcc {record.get('cuda12', {}).get('nvcc', '')} ({record.get('cuda12', {}).get('deb', '')})"
-                    if jetpack == "6" else f"nvcc {st.versions.get('cuda13', '')} ({toolchain.host_nvcc()})")
+    nvcc_version = (
+        f"nvcc {record.get('cuda12', {}).get('nvcc', '')} ({record.get('cuda12', {}).get('deb', '')})"
+        if jetpack == "6"
+        else f"nvcc {st.versions.get('cuda13', '')} ({toolchain.host_nvcc()})"
+    )
 
     def place(src: Path, kind: str, info: dict) -> None:
         dest = (bindir if kind == "example" else lib) / src.name
@@ -109,14 +121,29 @@ def build(package: str = DEFAULT_PACKAGE, target_name: str = "jetson-orin", cuda
     else:
         started = time.monotonic()
         log(f"[{comp.name}] TensorRT plugin library ({', '.join(d.id for d in trt_decls)})")
-        res = trt_build.build("release", verbose=verbose, decls=trt_decls, build_dir=work / "trt", package=pkg.name,
-                              compilers=comp, trt_include=st.found["tensorrt-10.3"], cuda_dir=work / "cuda")
+        res = trt_build.build(
+            "release",
+            verbose=verbose,
+            decls=trt_decls,
+            build_dir=work / "trt",
+            package=pkg.name,
+            compilers=comp,
+            trt_include=st.found["tensorrt-10.3"],
+            cuda_dir=work / "cuda",
+        )
         version = ".".join(map(str, trt_headers.version(res.trt_include)))
-        common = {"toolchain": {"cxx": cxx_version, "nvcc": nvcc_version}, "tensorrt_headers": version,
-                  "ops": list(res.ops), "build_seconds": round(time.monotonic() - started, 1)}
+        common = {
+            "toolchain": {"cxx": cxx_version, "nvcc": nvcc_version},
+            "tensorrt_headers": version,
+            "ops": list(res.ops),
+            "build_seconds": round(time.monotonic() - started, 1),
+        }
         place(res.library, "trt_plugins", dict(common))
-        place(res.static_shim, "trt_plugins_static", {"toolchain": {"cxx": cxx_version}, "tensorrt_headers": version,
-                                                      "links": res.library.name})
+        place(
+            res.static_shim,
+            "trt_plugins_static",
+            {"toolchain": {"cxx": cxx_version}, "tensorrt_headers": version, "links": res.library.name},
+        )
         place(res.library.with_suffix(".a"), "trt_plugins_archive", dict(common))
 
     # ONNX Runtime op library (CPU kernels + CUDA EP variants)
@@ -126,11 +153,20 @@ def build(package: str = DEFAULT_PACKAGE, target_name: str = "jetson-orin", cuda
     else:
         started = time.monotonic()
         log(f"[{comp.name}] ONNX Runtime op library ({', '.join(d.id for d in ort_decls)})")
-        res = ort_build.build(pkg.name, verbose=verbose, decls=ort_decls, build_dir=work / "ort", compilers=comp,
-                              cuda_dir=work / "cuda")
-        place(res.library, "ort_ops", {"toolchain": {"cxx": cxx_version, "nvcc": nvcc_version if res.with_cuda else None},
-                                       "ort_api_version": res.api_version, "cuda_ep_variants": res.with_cuda,
-                                       "ops": list(res.ops), "build_seconds": round(time.monotonic() - started, 1)})
+        res = ort_build.build(
+            pkg.name, verbose=verbose, decls=ort_decls, build_dir=work / "ort", compilers=comp, cuda_dir=work / "cuda"
+        )
+        place(
+            res.library,
+            "ort_ops",
+            {
+                "toolchain": {"cxx": cxx_version, "nvcc": nvcc_version if res.with_cuda else None},
+                "ort_api_version": res.api_version,
+                "cuda_ep_variants": res.with_cuda,
+                "ops": list(res.ops),
+                "build_seconds": round(time.monotonic() - started, 1),
+            },
+        )
 
     # The C++ deployment example, linked to the aarch64 libonnxruntime.so
     if not example:
@@ -148,15 +184,27 @@ def build(package: str = DEFAULT_PACKAGE, target_name: str = "jetson-orin", cuda
         if soname.is_symlink() or soname.exists():
             soname.unlink()
         soname.symlink_to(runtime)
-        place(exe, "example", {"toolchain": {"cxx": cxx_version}, "onnxruntime": st.versions.get("onnxruntime"),
-                               "ort_api_version": ort_headers.api_version(ort_headers.require())})
+        place(
+            exe,
+            "example",
+            {
+                "toolchain": {"cxx": cxx_version},
+                "onnxruntime": st.versions.get("onnxruntime"),
+                "ort_api_version": ort_headers.api_version(ort_headers.require()),
+            },
+        )
 
     cuobjdump = _cuobjdump()
     for a in artefacts:
-        a.info.update({"path": str(a.path.relative_to(out)), "architecture": emulate.machine(a.path),
-                       "cuda": emulate.cuda_code(a.path, cuobjdump), "needed": emulate.needed(a.path)
-                       if a.path.suffix != ".a" else [], "symbol_versions": emulate.symbol_versions(a.path)
-                       if a.path.suffix != ".a" else {}})
+        a.info.update(
+            {
+                "path": str(a.path.relative_to(out)),
+                "architecture": emulate.machine(a.path),
+                "cuda": emulate.cuda_code(a.path, cuobjdump),
+                "needed": emulate.needed(a.path) if a.path.suffix != ".a" else [],
+                "symbol_versions": emulate.symbol_versions(a.path) if a.path.suffix != ".a" else {},
+            }
+        )
     result = TargetBuild(pkg.name, t, jetpack, out, artefacts, skipped, compilers=comp)
     result.manifest = write_manifest(result, comp)
     return result
@@ -171,13 +219,17 @@ def harness_server(result: TargetBuild) -> Path:
     """The plugin host harness cross-compiled with its server (ops/cross/remote_harness.py)."""
     from .remote_harness import build_server
 
-    return build_server(result.compilers, toolchain.status().found["tensorrt-10.3"], result.directory / "work" / "harness")
+    return build_server(
+        result.compilers, toolchain.status().found["tensorrt-10.3"], result.directory / "work" / "harness"
+    )
 
 
 def fuzzer(result: TargetBuild) -> Path:
     from .remote_harness import build_fuzzer
 
-    return build_fuzzer(result.compilers, toolchain.status().found["tensorrt-10.3"], result.directory / "work" / "harness")
+    return build_fuzzer(
+        result.compilers, toolchain.status().found["tensorrt-10.3"], result.directory / "work" / "harness"
+    )
 
 
 def _cuobjdump() -> Path | None:
@@ -196,14 +248,25 @@ def write_manifest(result: TargetBuild, comp) -> Path:
     except (OSError, ValueError):
         manifest = {}
     record = toolchain._record()
-    manifest.update({"package": result.package, "target": result.target.name, "architecture": result.target.arch,
-                     "cuda_archs": list(result.target.cuda_archs),
-                     "tensorrt_headers": record.get("tensorrt_headers"),
-                     "tensorrt_headers_source": record.get("tensorrt_headers_source")})
+    manifest.update(
+        {
+            "package": result.package,
+            "target": result.target.name,
+            "architecture": result.target.arch,
+            "cuda_archs": list(result.target.cuda_archs),
+            "tensorrt_headers": record.get("tensorrt_headers"),
+            "tensorrt_headers_source": record.get("tensorrt_headers_source"),
+        }
+    )
     manifest.setdefault("jetpack", {})[result.jetpack] = {
-        "cuda": targets.JETPACKS[result.jetpack], "compilers": comp.name, "directory": str(result.directory),
-        "toolchain": {k: v for k, v in record.items()
-                      if k == f"cuda{targets.JETPACKS[result.jetpack]}" or k.startswith("onnxruntime")},
+        "cuda": targets.JETPACKS[result.jetpack],
+        "compilers": comp.name,
+        "directory": str(result.directory),
+        "toolchain": {
+            k: v
+            for k, v in record.items()
+            if k == f"cuda{targets.JETPACKS[result.jetpack]}" or k.startswith("onnxruntime")
+        },
         "artefacts": {a.kind: a.info for a in result.artefacts},
         "skipped": result.skipped,
     }
@@ -224,7 +287,9 @@ def check(result: TargetBuild) -> list[str]:
         if a.kind in ("trt_plugins", "trt_plugins_archive") or (a.kind == "ort_ops" and a.info.get("cuda_ep_variants")):
             cuda = a.info.get("cuda") or {}
             want = [f"sm_{x}" for x in result.target.cuda_archs]
-            if sorted(cuda.get("sass", [])) != sorted(want) or f"sm_{result.target.cuda_archs[-1]}" not in cuda.get("ptx", []):
+            if sorted(cuda.get("sass", [])) != sorted(want) or f"sm_{result.target.cuda_archs[-1]}" not in cuda.get(
+                "ptx", []
+            ):
                 problems.append(f"{a.path.name}: cuobjdump shows {cuda or 'no CUDA code'}, want SASS {want} + PTX")
     return problems
 
@@ -240,7 +305,11 @@ def main(args, names: list[str]) -> int:
                 res = build(name, args.target, args.cuda_archs, jp, ops, verbose=args.verbose)
                 for a in res.artefacts:
                     cuda = a.info.get("cuda") or {}
-                    code = f"SASS {','.join(cuda.get('sass', []))} PTX {','.join(cuda.get('ptx', []))}" if cuda else "no CUDA code"
+                    code = (
+                        f"SASS {','.join(cuda.get('sass', []))} PTX {','.join(cuda.get('ptx', []))}"
+                        if cuda
+                        else "no CUDA code"
+                    )
                     print(f"built {paths.relative_to_project(a.path)}  [{a.info.get('architecture')}; {code}]")
                 for kind, why in res.skipped.items():
                     print(f"skipped {kind}: {why}")

@@ -84,11 +84,13 @@ def command(exe, args=(), lib_dirs=(), env: dict | None = None) -> list[str]:
 
 
 def run(exe, args=(), lib_dirs=(), env: dict | None = None, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(command(exe, args, lib_dirs, env), capture_output=True, text=True, timeout=timeout,
-                          env={}, **kw)
+    return subprocess.run(
+        command(exe, args, lib_dirs, env), capture_output=True, text=True, timeout=timeout, env={}, **kw
+    )
 
 
 # ---- what an artefact is -------------------------------------------------------------------------------
+
 
 def machine(path: Path) -> str:
     """readelf -h's Machine line ("AArch64", "Advanced Micro Devices X86-64"), or "" if not ELF."""

@@ -49,23 +49,39 @@ def _compile(out: Path, sources: list[Path], cmd_head: list[str], flags: list[st
 
 def build_server(compilers, trt_include: Path, out_dir: Path) -> Path:
     """harness.cpp + harness_server.cpp, compiled by the target's compiler into one executable."""
-    head = [compilers.cxx, "-std=c++17", "-O1", "-g", "-Wall", "-Wno-deprecated-declarations", f"-I{trt_include}",
-            f"-I{compilers.cuda_include}"]
+    head = [
+        compilers.cxx,
+        "-std=c++17",
+        "-O1",
+        "-g",
+        "-Wall",
+        "-Wno-deprecated-declarations",
+        f"-I{trt_include}",
+        f"-I{compilers.cuda_include}",
+    ]
     return _compile(Path(out_dir) / "opforge_trt_harness_server", _harness_sources(), head, ["-ldl"])
 
 
 def build_fuzzer(compilers, trt_include: Path, out_dir: Path) -> Path:
     from ..trt.harness import host
 
-    head = [compilers.cxx, "-std=c++17", "-O1", "-g", "-Wall", "-Wno-deprecated-declarations", f"-I{trt_include}",
-            f"-I{compilers.cuda_include}"]
+    head = [
+        compilers.cxx,
+        "-std=c++17",
+        "-O1",
+        "-g",
+        "-Wall",
+        "-Wno-deprecated-declarations",
+        f"-I{trt_include}",
+        f"-I{compilers.cuda_include}",
+    ]
     return _compile(Path(out_dir) / "opforge_trt_fuzz", [host.HERE / "fuzz.cpp"], head, ["-ldl"])
 
 
 class RemoteFunction:
     """One harness function; Host sets restype and argtypes on it as on a ctypes function."""
 
-    def __init__(self, owner: "RemoteHarness", name: str):
+    def __init__(self, owner: RemoteHarness, name: str):
         self.owner, self.name = owner, name
         self.restype = ctypes.c_int
         self.argtypes: list = []
@@ -79,8 +95,13 @@ class RemoteHarness:
 
     def __init__(self, server: Path, lib_dirs=(), timeout: float = 600):
         self.timeout = timeout
-        self.proc = subprocess.Popen(emulate.command(server, (), lib_dirs), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})
+        self.proc = subprocess.Popen(
+            emulate.command(server, (), lib_dirs),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={},
+        )
         self._functions: dict[str, RemoteFunction] = {}
 
     def __getattr__(self, name: str) -> RemoteFunction:
@@ -173,14 +194,14 @@ class RemoteHarness:
         elif tag == b"s":
             (n,) = struct.unpack_from("<i", reply, pos)
             pos += 4
-            result = None if n < 0 else reply[pos:pos + n]
+            result = None if n < 0 else reply[pos : pos + n]
             pos += max(n, 0)
         else:
             result = None
         for target in outs:
             (n,) = struct.unpack_from("<I", reply, pos)
             pos += 4
-            data = reply[pos:pos + n]
+            data = reply[pos : pos + n]
             pos += n
             if target is not None:
                 ctypes.memmove(target, data, min(n, ctypes.sizeof(target)))
@@ -188,8 +209,10 @@ class RemoteHarness:
 
     def _exchange(self, body: bytes) -> bytes:
         if self.proc.poll() is not None:
-            raise OpforgeError(f"the harness server exited ({self.proc.returncode}): "
-                               f"{self.proc.stderr.read().decode(errors='replace')[-2000:]}")
+            raise OpforgeError(
+                f"the harness server exited ({self.proc.returncode}): "
+                f"{self.proc.stderr.read().decode(errors='replace')[-2000:]}"
+            )
         try:
             self.proc.stdin.write(struct.pack("<I", len(body)) + body)
             self.proc.stdin.flush()
@@ -200,5 +223,7 @@ class RemoteHarness:
             return self.proc.stdout.read(n)
         except OSError as e:
             self.proc.wait(timeout=10)
-            raise OpforgeError(f"the harness server died ({self.proc.returncode}): {e}; "
-                               f"{self.proc.stderr.read().decode(errors='replace')[-2000:]}") from None
+            raise OpforgeError(
+                f"the harness server died ({self.proc.returncode}): {e}; "
+                f"{self.proc.stderr.read().decode(errors='replace')[-2000:]}"
+            ) from None

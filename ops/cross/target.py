@@ -23,7 +23,7 @@ from . import toolchain
 @dataclass(frozen=True)
 class Target:
     name: str
-    arch: str                 # what readelf -h says: "AArch64"
+    arch: str  # what readelf -h says: "AArch64"
     triple: str
     cuda_archs: tuple[str, ...]
 
@@ -58,9 +58,17 @@ def compilers(t: Target, jetpack: str = "6") -> Compilers:
     cxx = f"{t.triple}-g++"
     if cuda == "cuda12":
         root = st.found["cuda12"]
-        return Compilers(name=f"{t.name} / CUDA {st.versions.get('cuda12', '12')} (JetPack 6)", cxx=cxx,
-                         ar=f"{t.triple}-ar", nvcc=root / "bin" / "nvcc", nvcc_flags=("-ccbin", cxx),
-                         cuda_include=root / "include", cuda_lib=root / "lib", cuda_archs=t.cuda_archs, cross=True)
+        return Compilers(
+            name=f"{t.name} / CUDA {st.versions.get('cuda12', '12')} (JetPack 6)",
+            cxx=cxx,
+            ar=f"{t.triple}-ar",
+            nvcc=root / "bin" / "nvcc",
+            nvcc_flags=("-ccbin", cxx),
+            cuda_include=root / "include",
+            cuda_lib=root / "lib",
+            cuda_archs=t.cuda_archs,
+            cross=True,
+        )
     nvcc = toolchain.host_nvcc()
     include = nvcc.parent.parent / "include"
     # nvcc's profile adds the include directories of the target's targets/<arch>/ tree, which an x86 install
@@ -68,6 +76,14 @@ def compilers(t: Target, jetpack: str = "6") -> Compilers:
     flags = ["-ccbin", cxx, f"-I{include}"]
     if (include / "cccl").is_dir():  # CUDA 13 keeps libcu++/CUB/Thrust there
         flags += ["-isystem", str(include / "cccl")]
-    return Compilers(name=f"{t.name} / CUDA {st.versions.get('cuda13', '13')} (JetPack 7)", cxx=cxx,
-                     ar=f"{t.triple}-ar", nvcc=nvcc, nvcc_flags=tuple(flags), cuda_include=include,
-                     cuda_lib=st.found["cuda13"] / "lib", cuda_archs=t.cuda_archs, cross=True)
+    return Compilers(
+        name=f"{t.name} / CUDA {st.versions.get('cuda13', '13')} (JetPack 7)",
+        cxx=cxx,
+        ar=f"{t.triple}-ar",
+        nvcc=nvcc,
+        nvcc_flags=tuple(flags),
+        cuda_include=include,
+        cuda_lib=st.found["cuda13"] / "lib",
+        cuda_archs=t.cuda_archs,
+        cross=True,
+    )

@@ -44,8 +44,11 @@ from ..errors import BackendUnavailable
 
 TRIPLE = "aarch64-linux-gnu"
 SYSROOT = Path("/usr") / TRIPLE  # the cross toolchain's libc, libstdc++, libgomp: what qemu-aarch64 -L is given
-APT_PACKAGES = {f"{TRIPLE}-g++": "g++-aarch64-linux-gnu", "qemu-aarch64": "qemu-user",
-                "update-binfmts": "binfmt-support"}
+APT_PACKAGES = {
+    f"{TRIPLE}-g++": "g++-aarch64-linux-gnu",
+    "qemu-aarch64": "qemu-user",
+    "update-binfmts": "binfmt-support",
+}
 CUDA12_DEB = "nvidia-cuda-toolkit"
 CUDA12_SUITE = "trixie"  # Debian 13: nvidia-cuda-toolkit 12.4.131 in non-free
 DEB_MIRROR = os.environ.get("OPFORGE_DEB_MIRROR", "http://deb.debian.org/debian")
@@ -98,6 +101,7 @@ def _first_line(cmd) -> str:
 
 
 # ---- the pieces -------------------------------------------------------------------------------------
+
 
 def host_nvcc() -> Path | None:
     """The installed nvcc (CUDA 13 here): cross-compiles device code with -ccbin aarch64-linux-gnu-g++."""
@@ -157,8 +161,10 @@ def status() -> Status:
         st.found["cuda12"] = c12
         st.versions["cuda12"] = record.get("cuda12", {}).get("nvcc", "")
     else:
-        st.missing["cuda12"] = (f"no CUDA 12 cross toolkit in {c12}. Fix: python -m ops.cross.toolchain (Debian "
-                                f"{CUDA12_SUITE}'s {CUDA12_DEB} + PyPI's nvidia-cuda-*-cu12 wheels)")
+        st.missing["cuda12"] = (
+            f"no CUDA 12 cross toolkit in {c12}. Fix: python -m ops.cross.toolchain (Debian "
+            f"{CUDA12_SUITE}'s {CUDA12_DEB} + PyPI's nvidia-cuda-*-cu12 wheels)"
+        )
     nvcc = host_nvcc()
     c13 = cuda13_dir()
     if nvcc is not None and nvcc_version(nvcc)[0] >= 13 and (c13 / "lib" / "libcudart.so").exists():
@@ -167,15 +173,19 @@ def status() -> Status:
     elif nvcc is None or nvcc_version(nvcc)[0] < 13:
         st.missing["cuda13"] = "no nvcc 13 installed (CUDA_HOME or /usr/local/cuda). Fix: install the CUDA 13 toolkit"
     else:
-        st.missing["cuda13"] = (f"no aarch64 libcudart.so.13 in {c13 / 'lib'}. Fix: python -m ops.cross.toolchain "
-                                "(PyPI's nvidia-cuda-runtime wheel)")
+        st.missing["cuda13"] = (
+            f"no aarch64 libcudart.so.13 in {c13 / 'lib'}. Fix: python -m ops.cross.toolchain "
+            "(PyPI's nvidia-cuda-runtime wheel)"
+        )
     ort = ort_dir() / "lib"
     if any(ort.glob("libonnxruntime.so.1.*")):
         st.found["onnxruntime"] = ort
         st.versions["onnxruntime"] = record.get("onnxruntime", "")
     else:
-        st.missing["onnxruntime"] = (f"no aarch64 libonnxruntime.so in {ort}. Fix: python -m ops.cross.toolchain "
-                                     "(PyPI's onnxruntime manylinux aarch64 wheel)")
+        st.missing["onnxruntime"] = (
+            f"no aarch64 libonnxruntime.so in {ort}. Fix: python -m ops.cross.toolchain "
+            "(PyPI's onnxruntime manylinux aarch64 wheel)"
+        )
     inc = trt_include()
     if (inc / "NvInferRuntime.h").is_file() and (inc / "NvInferVersion.h").is_file():
         st.found["tensorrt-10.3"] = inc
@@ -185,7 +195,8 @@ def status() -> Status:
             f"no TensorRT 10.3 headers in {inc}: no registry this machine reaches ships them. Fix: set "
             f"OPFORGE_TRT_10_3_INCLUDE to a directory of them (or put them in shared/tensorrt-10.3/include "
             f"beside the checkout), or OPFORGE_TENSORRT_GIT to a clone of NVIDIA/TensorRT (tag {TRT_TAG}), and "
-            f"run python -m ops.cross.toolchain")
+            f"run python -m ops.cross.toolchain"
+        )
     return st
 
 
@@ -207,14 +218,16 @@ def _save_record(**entries) -> None:
 
 # ---- installing -------------------------------------------------------------------------------------
 
+
 def install_apt(log=print) -> None:
     """apt-get install the Debian packages whose tools are missing (apt-get update first, once)."""
     missing = sorted({pkg for tool, pkg in APT_PACKAGES.items() if shutil.which(tool) is None})
     if not missing:
         return
     if shutil.which("apt-get") is None:
-        raise BackendUnavailable(f"{', '.join(missing)} missing and no apt-get here. Fix: install them with the "
-                                 "system's package manager")
+        raise BackendUnavailable(
+            f"{', '.join(missing)} missing and no apt-get here. Fix: install them with the system's package manager"
+        )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     for cmd in ([*sudo, "apt-get", "update", "-q"], [*sudo, "apt-get", "install", "-y", "-q", *missing]):
@@ -248,7 +261,7 @@ def _unzip(wheel: Path, prefix: str, dest: Path) -> list[Path]:
         for info in zf.infolist():
             if not info.filename.startswith(prefix) or info.is_dir():
                 continue
-            rel = Path(info.filename[len(prefix):])
+            rel = Path(info.filename[len(prefix) :])
             if rel.is_absolute() or ".." in rel.parts or rel.name == "__init__.py":
                 continue
             target = dest / rel
@@ -268,7 +281,9 @@ def _wheel_version(wheel: Path) -> str:
     return wheel.name.split("-")[1]
 
 
-def debian_download(package: str, dest: Path, suite: str = CUDA12_SUITE, components: str = "main contrib non-free") -> Path:
+def debian_download(
+    package: str, dest: Path, suite: str = CUDA12_SUITE, components: str = "main contrib non-free"
+) -> Path:
     """`apt-get download package` from Debian `suite` under a private apt configuration in dest/apt (the
     system's sources and state are neither read nor changed; the index is checked with Debian's keyring)."""
     from ..ort.headers import _apt_options
@@ -283,8 +298,10 @@ def debian_download(package: str, dest: Path, suite: str = CUDA12_SUITE, compone
     for cmd in (["apt-get", *options, "update"], ["apt-get", *options, "download", package]):
         done = _run(cmd, cwd=dest)
         if done.returncode != 0:
-            raise BackendUnavailable(f"`apt-get {cmd[-1]}` ({suite}, private apt configuration in {apt}) failed: "
-                                     f"{(done.stderr or done.stdout).strip()[-600:]}")
+            raise BackendUnavailable(
+                f"`apt-get {cmd[-1]}` ({suite}, private apt configuration in {apt}) failed: "
+                f"{(done.stderr or done.stdout).strip()[-600:]}"
+            )
     debs = sorted(dest.glob(f"{package}_*.deb"))
     if not debs:
         raise BackendUnavailable(f"apt-get download left no {package}_*.deb in {dest}")
@@ -341,7 +358,10 @@ def install_cuda12(log=print) -> Path:
     _unzip(nvcc_whl, "nvidia/cuda_nvcc/include/", staging / "include")
     _unzip(cccl_whl, "nvidia/cuda_cccl/include/", staging / "include")
     _unzip(rt_whl, "nvidia/cuda_runtime/lib/", staging / "lib")
-    if not (staging / "lib" / "libcudart.so.12").is_file() or not (staging / "include" / "crt" / "host_config.h").is_file():
+    if (
+        not (staging / "lib" / "libcudart.so.12").is_file()
+        or not (staging / "include" / "crt" / "host_config.h").is_file()
+    ):
         raise BackendUnavailable(f"{rt_whl.name} / {nvcc_whl.name} lack libcudart.so.12 or crt/host_config.h")
     _link(staging / "lib" / "libcudart.so", "libcudart.so.12")
     _empty_devrt(staging / "lib" / "libcudadevrt.a")
@@ -352,8 +372,16 @@ def install_cuda12(log=print) -> Path:
         raise BackendUnavailable(f"the relocated nvcc from {deb.name} does not run: {done.stderr.strip()[-300:]}")
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
-    _save_record(cuda12={"nvcc": m.group(2), "deb": f"{CUDA12_DEB} {deb_version} (Debian {CUDA12_SUITE} non-free)",
-                         "nvcc_wheel": nvcc_whl.name, "runtime_wheel": rt_whl.name, "cccl_wheel": cccl_whl.name, "first_line": version})
+    _save_record(
+        cuda12={
+            "nvcc": m.group(2),
+            "deb": f"{CUDA12_DEB} {deb_version} (Debian {CUDA12_SUITE} non-free)",
+            "nvcc_wheel": nvcc_whl.name,
+            "runtime_wheel": rt_whl.name,
+            "cccl_wheel": cccl_whl.name,
+            "first_line": version,
+        }
+    )
     return out
 
 
@@ -401,16 +429,18 @@ def cmake_toolchain_file(jetpack: str = "6") -> Path:
     else:
         nvcc = host_nvcc()
         if nvcc is None or not (cuda13_dir() / "include").exists():
-            raise BackendUnavailable("no CUDA 13 cross toolkit (nvcc 13 + build/jetson/toolchain/cuda13). Fix: "
-                                     "python -m ops.cross.toolchain")
+            raise BackendUnavailable(
+                "no CUDA 13 cross toolkit (nvcc 13 + build/jetson/toolchain/cuda13). Fix: python -m ops.cross.toolchain"
+            )
         # cuda13/include is the installed toolkit's (the headers are the same for both architectures),
         # cuda13/lib the aarch64 libcudart.so.13 from PyPI.
         # nvcc 13's profile looks for targets/<aarch64>/include, which an x86 install lacks: name them.
         cuda_root, extra = cuda13_dir(), f"-I{cuda13_dir() / 'include'} -L{cuda13_dir() / 'lib'}"
         if (cuda13_dir() / "include" / "cccl").is_dir():
             extra += f" -isystem {cuda13_dir() / 'include' / 'cccl'}"
-    text = CMAKE_TOOLCHAIN.format(jetpack=jetpack, path=path, triple=TRIPLE, nvcc=nvcc, cuda_root=cuda_root,
-                                  extra_flags=extra)
+    text = CMAKE_TOOLCHAIN.format(
+        jetpack=jetpack, path=path, triple=TRIPLE, nvcc=nvcc, cuda_root=cuda_root, extra_flags=extra
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file() or path.read_text() != text:
         path.write_text(text)
@@ -491,10 +521,13 @@ def install_trt_headers(log=print) -> Path | None:
     elif git_dir and shutil.which("git"):
         listing = _run(["git", f"--git-dir={_git_dir(Path(git_dir))}", "ls-tree", "--name-only", TRT_TAG, "include/"])
         if listing.returncode != 0:
-            raise BackendUnavailable(f"OPFORGE_TENSORRT_GIT={git_dir}: no tag {TRT_TAG} ({listing.stderr.strip()[-200:]})")
+            raise BackendUnavailable(
+                f"OPFORGE_TENSORRT_GIT={git_dir}: no tag {TRT_TAG} ({listing.stderr.strip()[-200:]})"
+            )
         for name in listing.stdout.split():
-            blob = subprocess.run(["git", f"--git-dir={_git_dir(Path(git_dir))}", "show", f"{TRT_TAG}:{name}"],
-                                  capture_output=True)
+            blob = subprocess.run(
+                ["git", f"--git-dir={_git_dir(Path(git_dir))}", "show", f"{TRT_TAG}:{name}"], capture_output=True
+            )
             if blob.returncode == 0 and name.endswith(".h"):
                 (staging / Path(name).name).write_bytes(blob.stdout)
         source = f"NVIDIA/TensorRT {TRT_TAG} (git {git_dir})"

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -89,9 +88,20 @@ def export_case(model, inputs, workdir: Path, name: str = "model") -> tuple[Path
     return onnx_path, workdir / "inputs.bin", workdir / "expected.bin"
 
 
-def run_example_pair(onnx_path: Path, inputs: Path, expected: Path, x86_exe: Path, x86_lib: Path, arm_exe: Path,
-                     arm_lib: Path, lib_dirs, rtol: float, atol: float, env: dict | None = None,
-                     timeout: float = 900) -> dict:
+def run_example_pair(
+    onnx_path: Path,
+    inputs: Path,
+    expected: Path,
+    x86_exe: Path,
+    x86_lib: Path,
+    arm_exe: Path,
+    arm_lib: Path,
+    lib_dirs,
+    rtol: float,
+    atol: float,
+    env: dict | None = None,
+    timeout: float = 900,
+) -> dict:
     """Run the model with the x86 example + library here and the aarch64 ones under qemu; each compares
     with torch's values itself (MATCH / MISMATCH); the two output files are compared here as well."""
     work = onnx_path.parent
@@ -99,24 +109,46 @@ def run_example_pair(onnx_path: Path, inputs: Path, expected: Path, x86_exe: Pat
     x86_out, arm_out = work / f"x86_{tag}.bin", work / f"aarch64_{tag}.bin"
     args = [onnx_path, None, inputs, expected, str(rtol), str(atol)]
     t0 = time.monotonic()
-    x86 = subprocess.run([str(x86_exe), *map(str, [args[0], x86_lib, *args[2:]])], capture_output=True, text=True,
-                         timeout=timeout, env={"OPFORGE_RUN_OUTPUTS": str(x86_out), **(env or {})})
+    x86 = subprocess.run(
+        [str(x86_exe), *map(str, [args[0], x86_lib, *args[2:]])],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"OPFORGE_RUN_OUTPUTS": str(x86_out), **(env or {})},
+    )
     t1 = time.monotonic()
-    arm = emulate.run(arm_exe, [args[0], arm_lib, *args[2:]], lib_dirs=lib_dirs,
-                      env={"OPFORGE_RUN_OUTPUTS": str(arm_out), **(env or {})}, timeout=timeout)
+    arm = emulate.run(
+        arm_exe,
+        [args[0], arm_lib, *args[2:]],
+        lib_dirs=lib_dirs,
+        env={"OPFORGE_RUN_OUTPUTS": str(arm_out), **(env or {})},
+        timeout=timeout,
+    )
     t2 = time.monotonic()
-    result = {"x86_rc": x86.returncode, "aarch64_rc": arm.returncode, "x86_stdout": x86.stdout + x86.stderr,
-              "aarch64_stdout": arm.stdout + arm.stderr, "x86_seconds": round(t1 - t0, 2),
-              "aarch64_seconds": round(t2 - t1, 2)}
+    result = {
+        "x86_rc": x86.returncode,
+        "aarch64_rc": arm.returncode,
+        "x86_stdout": x86.stdout + x86.stderr,
+        "aarch64_stdout": arm.stdout + arm.stderr,
+        "x86_seconds": round(t1 - t0, 2),
+        "aarch64_seconds": round(t2 - t1, 2),
+    }
     if x86.returncode == 0 and arm.returncode == 0:
         a, b = read_tensors(x86_out), read_tensors(arm_out)
-        diffs = [float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))) if x.size else 0.0
-                 for x, y in zip(a, b)]
-        close = len(a) == len(b) and all(x.shape == y.shape and np.allclose(x.astype(np.float64), y.astype(np.float64),
-                                                                             rtol=rtol, atol=atol) for x, y in zip(a, b))
+        diffs = [
+            float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))) if x.size else 0.0 for x, y in zip(a, b)
+        ]
+        close = len(a) == len(b) and all(
+            x.shape == y.shape and np.allclose(x.astype(np.float64), y.astype(np.float64), rtol=rtol, atol=atol)
+            for x, y in zip(a, b)
+        )
         result.update({"max_abs_x86_vs_aarch64": max(diffs) if diffs else 0.0, "x86_vs_aarch64_close": close})
-    result["ok"] = (x86.returncode == 0 and arm.returncode == 0 and "MATCH" in arm.stdout
-                    and result.get("x86_vs_aarch64_close", False))
+    result["ok"] = (
+        x86.returncode == 0
+        and arm.returncode == 0
+        and "MATCH" in arm.stdout
+        and result.get("x86_vs_aarch64_close", False)
+    )
     return result
 
 
@@ -149,6 +181,7 @@ def fuzz(fuzzer: Path, library: Path, lib_dirs, cases: int = 500, seed: int = 1)
 
 # ---- the table -------------------------------------------------------------------------------------------
 
+
 def table() -> tuple[str, bool]:
     """The artefacts of every manifest under build/jetson and the recorded check results, as text."""
     root = paths.build_root() / "jetson"
@@ -157,12 +190,21 @@ def table() -> tuple[str, bool]:
     for manifest in sorted(root.glob("*/manifest.json")):
         m = json.loads(manifest.read_text())
         for jp, entry in sorted(m.get("jetpack", {}).items()):
-            for kind, info in entry.get("artefacts", {}).items():
+            for info in entry.get("artefacts", {}).values():
                 cuda = info.get("cuda") or {}
                 code = f"{','.join(cuda.get('sass', []))} / {','.join(cuda.get('ptx', []))}" if cuda else "-"
-                rows.append((f"{m['package']}:{info.get('path')}", jp, info.get("architecture", "?"), code,
-                             ", ".join(n for n in info.get("needed", []) if "cudart" in n or "onnxruntime" in n
-                                       or "trt" in n) or "-"))
+                rows.append(
+                    (
+                        f"{m['package']}:{info.get('path')}",
+                        jp,
+                        info.get("architecture", "?"),
+                        code,
+                        ", ".join(
+                            n for n in info.get("needed", []) if "cudart" in n or "onnxruntime" in n or "trt" in n
+                        )
+                        or "-",
+                    )
+                )
                 if info.get("architecture") != m.get("architecture"):
                     ok = False
             for kind, why in entry.get("skipped", {}).items():

@@ -30,8 +30,9 @@ def random_boxes(n, *, size=100.0, spread=1.0, generator=None):
 
 def samples(device, dtype):
     def put(boxes, scores, idxs, **attrs):
-        return Sample(boxes.to(device=device, dtype=dtype), scores.to(device=device, dtype=dtype),
-                      idxs.to(device=device), **attrs)
+        return Sample(
+            boxes.to(device=device, dtype=dtype), scores.to(device=device, dtype=dtype), idxs.to(device=device), **attrs
+        )
 
     def case(n, classes, int32=False, **attrs):
         # Coordinates on a 1/8 grid so they are exact in fp16/bf16 too and IoU ties at the threshold occur;
@@ -79,7 +80,7 @@ def samples(device, dtype):
     workspace="boxes.shape[0] * 96 + 8 * boxes.shape[0] * ceil_div(boxes.shape[0], 64) + 1048576",
     samples=samples,
     onnx_fallback=False,  # greedy suppression is a data-dependent loop: no standard-ONNX body (NonMaxSuppression
-                          # is per-class-batch with different tie and threshold rules)
+    # is per-class-batch with different tie and threshold rules)
 )
 def batched_nms(boxes, scores, idxs, iou_threshold, max_output=-1):
     """Class-aware greedy NMS (torchvision.ops.batched_nms semantics), IoU in float32; returns (keep, count)."""
@@ -104,7 +105,7 @@ def batched_nms(boxes, scores, idxs, iou_threshold, max_output=-1):
         sup = torch.zeros(len(members), dtype=torch.bool)
         for i in range(len(members)):  # greedy: a kept box suppresses every later overlapping one
             if not sup[i]:
-                sup[i + 1:] |= over[i, i + 1:].cpu()
+                sup[i + 1 :] |= over[i, i + 1 :].cpu()
         suppressed[members] = sup.to(boxes.device)
     keep = order[~suppressed[order]]
     if max_output >= 0:

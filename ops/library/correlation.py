@@ -33,9 +33,11 @@ PAIR_ATTRS = [
     Attr("dilation_patch", "list[int]", (1, 1), length=2),
 ]
 
-OUTPUT_SHAPE = ("[f1.shape[0], patch_size[0], patch_size[1], "
-                "(f1.shape[2] + 2 * padding[0] - dilation[0] * (kernel_size[0] - 1) - 1) // stride[0] + 1, "
-                "(f1.shape[3] + 2 * padding[1] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1]")
+OUTPUT_SHAPE = (
+    "[f1.shape[0], patch_size[0], patch_size[1], "
+    "(f1.shape[2] + 2 * padding[0] - dilation[0] * (kernel_size[0] - 1) - 1) // stride[0] + 1, "
+    "(f1.shape[3] + 2 * padding[1] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1]"
+)
 
 # Every sample config: (B, C, H, W), attrs. Small, because ops.check runs opcheck and both exporters on each.
 CONFIGS = [
@@ -45,8 +47,7 @@ CONFIGS = [
     ((1, 3, 6, 5), dict(patch_size=[5, 3], dilation_patch=[2, 1], padding=[1, 0])),
     ((2, 3, 8, 7), dict(kernel_size=[3, 3], patch_size=[3, 3], stride=[2, 2], padding=[1, 1])),
     # even patch sizes (asymmetric displacements), a dilated non-square kernel, mixed strides
-    ((1, 2, 9, 8), dict(kernel_size=[2, 3], patch_size=[4, 2], stride=[1, 2], dilation=[2, 1],
-                        dilation_patch=[1, 2])),
+    ((1, 2, 9, 8), dict(kernel_size=[2, 3], patch_size=[4, 2], stride=[1, 2], dilation=[2, 1], dilation_patch=[1, 2])),
     ((1, 5, 4, 4), dict()),  # every default: patch 1, a plain per-pixel dot product
     ((1, 3, 3, 4), dict(patch_size=[7, 7], dilation_patch=[2, 2])),  # most displacements leave the image
     ((1, 20, 5, 6), dict(patch_size=[3, 3], padding=[2, 1])),  # more channels than one CUDA chunk
@@ -63,14 +64,20 @@ def samples(device, dtype):
 
 
 def output_hw(h, w, kernel_size, stride, padding, dilation):
-    return tuple((n + 2 * padding[k] - dilation[k] * (kernel_size[k] - 1) - 1) // stride[k] + 1
-                 for k, n in enumerate((h, w)))
+    return tuple(
+        (n + 2 * padding[k] - dilation[k] * (kernel_size[k] - 1) - 1) // stride[k] + 1 for k, n in enumerate((h, w))
+    )
 
 
 def check_attrs(op, kernel_size, patch_size, stride, padding, dilation, dilation_patch):
-    for name, value, low in (("kernel_size", kernel_size, 1), ("patch_size", patch_size, 1), ("stride", stride, 1),
-                             ("padding", padding, 0), ("dilation", dilation, 1),
-                             ("dilation_patch", dilation_patch, 1)):
+    for name, value, low in (
+        ("kernel_size", kernel_size, 1),
+        ("patch_size", patch_size, 1),
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+        ("dilation", dilation, 1),
+        ("dilation_patch", dilation_patch, 1),
+    ):
         if len(value) != 2 or any(v < low for v in value):
             raise ValueError(f"{op}: {name} must be two ints >= {low}, got {list(value)}")
 
@@ -96,16 +103,24 @@ def correlation_float(f1, f2, kernel_size, patch_size, stride, padding, dilation
         for pw in range(patch_size[1]):
             y0, x0 = ph * dilation_patch[0], pw * dilation_patch[1]
             sy, sx = y0 - lo[0], x0 - lo[1]
-            inside_y = (rows >= padding[0]) & (rows < padding[0] + h) & (rows + sy >= padding[0]) & (
-                rows + sy < padding[0] + h)
-            inside_x = (cols >= padding[1]) & (cols < padding[1] + w) & (cols + sx >= padding[1]) & (
-                cols + sx < padding[1] + w)
-            product = (f1p * f2p[:, :, y0:y0 + hp, x0:x0 + wp]).sum(1)
+            inside_y = (
+                (rows >= padding[0])
+                & (rows < padding[0] + h)
+                & (rows + sy >= padding[0])
+                & (rows + sy < padding[0] + h)
+            )
+            inside_x = (
+                (cols >= padding[1])
+                & (cols < padding[1] + w)
+                & (cols + sx >= padding[1])
+                & (cols + sx < padding[1] + w)
+            )
+            product = (f1p * f2p[:, :, y0 : y0 + hp, x0 : x0 + wp]).sum(1)
             maps.append(torch.where(inside_y[:, None] & inside_x[None, :], product, 0.0))
     m = torch.stack(maps, 1)  # [B, P, Hp, Wp]
     p = patch_size[0] * patch_size[1]
     if list(kernel_size) == [1, 1]:
-        m = m[:, :, :(oh - 1) * stride[0] + 1:stride[0], :(ow - 1) * stride[1] + 1:stride[1]]
+        m = m[:, :, : (oh - 1) * stride[0] + 1 : stride[0], : (ow - 1) * stride[1] + 1 : stride[1]]
     else:
         ones = m.new_ones(p, 1, kernel_size[0], kernel_size[1])
         m = F.conv2d(m, ones, stride=list(stride), dilation=list(dilation), groups=p)
@@ -130,8 +145,9 @@ def backward(ctx, grad):
     # samples), above the default atol of 1e-6.
     tolerances={"float32": (1e-5, 1e-5)},
 )
-def correlation(f1, f2, kernel_size=(1, 1), patch_size=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-                dilation_patch=(1, 1)):
+def correlation(
+    f1, f2, kernel_size=(1, 1), patch_size=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1), dilation_patch=(1, 1)
+):
     """spatial_correlation_sample(f1, f2, ...) with float32 accumulation for every input dtype."""
     out = correlation_float(f1, f2, kernel_size, patch_size, stride, padding, dilation, dilation_patch)
     return out.to(f1.dtype)
@@ -143,26 +159,39 @@ def backward_samples(device, dtype):
         full = {a.name: list(attrs.get(a.name, a.default)) for a in PAIR_ATTRS}
         oh, ow = output_hw(s[2], s[3], full["kernel_size"], full["stride"], full["padding"], full["dilation"])
         grad_shape = (s[0], *full["patch_size"], oh, ow)
-        out.append(Sample(_rand(s, device, dtype), _rand(s, device, dtype), _rand(grad_shape, device, dtype),
-                          **attrs))
+        out.append(Sample(_rand(s, device, dtype), _rand(s, device, dtype), _rand(grad_shape, device, dtype), **attrs))
     return out
 
 
 @register_op(
     "opforge::correlation_backward",
     # grad_out last: a declared shape may only use earlier inputs, and its shape ties its batch dim to f1's
-    inputs=[Input("f1", dtypes=FLOATING, rank=4), Input("f2", dtypes="like(f1)", shape="like(f1)"),
-            Input("grad_out", dtypes="like(f1)", shape=OUTPUT_SHAPE)],
-    outputs=[Output("grad_f1", shape="like(f1)", dtype="like(f1)"),
-             Output("grad_f2", shape="like(f2)", dtype="like(f2)")],
+    inputs=[
+        Input("f1", dtypes=FLOATING, rank=4),
+        Input("f2", dtypes="like(f1)", shape="like(f1)"),
+        Input("grad_out", dtypes="like(f1)", shape=OUTPUT_SHAPE),
+    ],
+    outputs=[
+        Output("grad_f1", shape="like(f1)", dtype="like(f1)"),
+        Output("grad_f2", shape="like(f2)", dtype="like(f2)"),
+    ],
     attrs=PAIR_ATTRS,
     samples=backward_samples,
     onnx=False,
     # fp32: each gradient element sums up to patch * kernel products per channel (see correlation above).
     tolerances={"float32": (1e-5, 1e-5)},
 )
-def correlation_backward(f1, f2, grad_out, kernel_size=(1, 1), patch_size=(1, 1), stride=(1, 1), padding=(0, 0),
-                         dilation=(1, 1), dilation_patch=(1, 1)):
+def correlation_backward(
+    f1,
+    f2,
+    grad_out,
+    kernel_size=(1, 1),
+    patch_size=(1, 1),
+    stride=(1, 1),
+    padding=(0, 0),
+    dilation=(1, 1),
+    dilation_patch=(1, 1),
+):
     """(grad_f1, grad_f2) of opforge::correlation: autograd through its float32 reference."""
     with torch.enable_grad():
         a = f1.detach().float().requires_grad_()

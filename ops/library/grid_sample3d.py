@@ -87,8 +87,9 @@ def backward_samples(device, dtype):
 
 
 def backward(ctx, grad):
-    grad_input, grad_grid = torch.ops.opforge.grid_sample3d_backward(ctx.input, ctx.grid, grad, ctx.mode,
-                                                                     ctx.padding_mode, ctx.align_corners)
+    grad_input, grad_grid = torch.ops.opforge.grid_sample3d_backward(
+        ctx.input, ctx.grid, grad, ctx.mode, ctx.padding_mode, ctx.align_corners
+    )
     return grad_input, grad_grid
 
 
@@ -104,17 +105,21 @@ def backward(ctx, grad):
 )
 def grid_sample3d(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
     """F.grid_sample(input, grid, mode, padding_mode, align_corners) on 5-D input, in float32."""
-    out = F.grid_sample(input.float(), grid.float(), mode=mode, padding_mode=padding_mode,
-                        align_corners=align_corners)
+    out = F.grid_sample(input.float(), grid.float(), mode=mode, padding_mode=padding_mode, align_corners=align_corners)
     return out.to(input.dtype)
 
 
 @register_op(
     "opforge::grid_sample3d_backward",
-    inputs=[Input("input", dtypes=FLOATING, rank=5), Input("grid", dtypes="like(input)", shape=GRID_SHAPE),
-            Input("grad_out", dtypes="like(input)", shape=OUT_SHAPE)],
-    outputs=[Output("grad_input", shape="like(input)", dtype="like(input)"),
-             Output("grad_grid", shape="like(grid)", dtype="like(input)")],
+    inputs=[
+        Input("input", dtypes=FLOATING, rank=5),
+        Input("grid", dtypes="like(input)", shape=GRID_SHAPE),
+        Input("grad_out", dtypes="like(input)", shape=OUT_SHAPE),
+    ],
+    outputs=[
+        Output("grad_input", shape="like(input)", dtype="like(input)"),
+        Output("grad_grid", shape="like(grid)", dtype="like(input)"),
+    ],
     attrs=ATTRS,
     # CUDA, float16/bfloat16: grad_input is accumulated in float32 with atomics, then converted.
     workspace="4 * input.shape[0] * input.shape[1] * input.shape[2] * input.shape[3] * input.shape[4]",

@@ -37,8 +37,27 @@ ATTRS = [
 ]
 
 
-def _sample_inputs(device, dtype, b, cin, h, w, cout, kh, kw, *, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-                   groups=1, dg=1, mask=True, bias=True, offset_scale=2.0, grad=False):
+def _sample_inputs(
+    device,
+    dtype,
+    b,
+    cin,
+    h,
+    w,
+    cout,
+    kh,
+    kw,
+    *,
+    stride=(1, 1),
+    padding=(0, 0),
+    dilation=(1, 1),
+    groups=1,
+    dg=1,
+    mask=True,
+    bias=True,
+    offset_scale=2.0,
+    grad=False,
+):
     """Random inputs of one case (offsets ~ N(0, offset_scale^2), so many samples cross pixel and image
     borders; mask in (0, 1)); with grad=True, grad_out before the mask (the backward op's order)."""
     oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
@@ -52,8 +71,9 @@ def _sample_inputs(device, dtype, b, cin, h, w, cout, kh, kw, *, stride=(1, 1), 
     weight = t(cout, cin // groups, kh, kw, scale=(cin // groups * kh * kw) ** -0.5)
     m = torch.sigmoid(torch.randn(b, dg * kh * kw, oh, ow)).to(device=device, dtype=dtype) if mask else None
     bb = t(cout) if bias else None
-    attrs = dict(stride=list(stride), padding=list(padding), dilation=list(dilation), groups=groups,
-                 deformable_groups=dg)
+    attrs = dict(
+        stride=list(stride), padding=list(padding), dilation=list(dilation), groups=groups, deformable_groups=dg
+    )
     inputs = [x, offset, weight, t(b, cout, oh, ow), m] if grad else [x, offset, weight, m] + ([bb] if bias else [])
     while inputs and inputs[-1] is None:
         inputs.pop()
@@ -144,10 +164,24 @@ def _forward_float(x, offset, weight, mask, bias, stride, padding, dilation, gro
 
 def backward(ctx, grad):
     grad_x, grad_offset, grad_weight, grad_mask, grad_bias = torch.ops.opforge.modulated_deform_conv2d_backward(
-        ctx.x, ctx.offset, ctx.weight, grad, ctx.mask, ctx.stride, ctx.padding, ctx.dilation, ctx.groups,
-        ctx.deformable_groups)
-    return (grad_x, grad_offset, grad_weight, grad_mask if ctx.mask is not None else None,
-            grad_bias if ctx.bias is not None else None)
+        ctx.x,
+        ctx.offset,
+        ctx.weight,
+        grad,
+        ctx.mask,
+        ctx.stride,
+        ctx.padding,
+        ctx.dilation,
+        ctx.groups,
+        ctx.deformable_groups,
+    )
+    return (
+        grad_x,
+        grad_offset,
+        grad_weight,
+        grad_mask if ctx.mask is not None else None,
+        grad_bias if ctx.bias is not None else None,
+    )
 
 
 @register_op(
@@ -157,8 +191,9 @@ def backward(ctx, grad):
         # torchvision's argument order: offset before weight, whose dims its shape uses.
         Input("offset", dtypes="like(x)", shape=f"[x.shape[0], 2 * deformable_groups * {_TAPS}, {_OH}, {_OW}]"),
         Input("weight", dtypes="like(x)", rank=4),
-        Input("mask", dtypes="like(x)", optional=True,
-              shape=f"[x.shape[0], deformable_groups * {_TAPS}, {_OH}, {_OW}]"),
+        Input(
+            "mask", dtypes="like(x)", optional=True, shape=f"[x.shape[0], deformable_groups * {_TAPS}, {_OH}, {_OW}]"
+        ),
         Input("bias", dtypes="like(x)", optional=True, shape="[weight.shape[0]]"),
     ],
     outputs=[Output("y", shape=f"[x.shape[0], weight.shape[0], {_OH}, {_OW}]", dtype="like(x)")],
@@ -166,17 +201,37 @@ def backward(ctx, grad):
     # CUDA: the weight rearranged as [groups][kh*kw][Cin/groups][Cout/groups] for coalesced tile loads, then
     # (16-byte aligned) x copied channels-last, so a bilinear corner's channels are one contiguous run.
     workspace="4 * (weight.shape[0] * weight.shape[1] * weight.shape[2] * weight.shape[3] + "
-              "x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3]) + 16",
+    "x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3]) + 16",
     backward=backward,
     samples=samples,
     # float32: sums of up to Cin/groups*kh*kw = 72 products, accumulated in another order than torch's matmul.
     tolerances={"float32": (2e-5, 2e-6)},
 )
-def modulated_deform_conv2d(x, offset, weight, mask=None, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-                            groups=1, deformable_groups=1):
+def modulated_deform_conv2d(
+    x,
+    offset,
+    weight,
+    mask=None,
+    bias=None,
+    stride=(1, 1),
+    padding=(0, 0),
+    dilation=(1, 1),
+    groups=1,
+    deformable_groups=1,
+):
     """DCNv2 in float32 for every input dtype: bilinear sampling by gather, then one matmul per group."""
-    out = _forward_float(x.float(), offset.float(), weight.float(), None if mask is None else mask.float(),
-                         None if bias is None else bias.float(), stride, padding, dilation, groups, deformable_groups)
+    out = _forward_float(
+        x.float(),
+        offset.float(),
+        weight.float(),
+        None if mask is None else mask.float(),
+        None if bias is None else bias.float(),
+        stride,
+        padding,
+        dilation,
+        groups,
+        deformable_groups,
+    )
     return out.to(x.dtype)
 
 
@@ -192,16 +247,23 @@ _GRAD_OW = "offset.shape[3]"
         Input("offset", dtypes="like(x)", shape=f"[x.shape[0], 2 * deformable_groups * {_TAPS}, {_OH}, {_OW}]"),
         Input("weight", dtypes="like(x)", rank=4),
         Input("grad_out", dtypes="like(x)", shape=f"[x.shape[0], weight.shape[0], {_OH}, {_OW}]"),
-        Input("mask", dtypes="like(x)", optional=True,
-              shape=f"[x.shape[0], deformable_groups * {_TAPS}, {_GRAD_OH}, {_GRAD_OW}]"),
+        Input(
+            "mask",
+            dtypes="like(x)",
+            optional=True,
+            shape=f"[x.shape[0], deformable_groups * {_TAPS}, {_GRAD_OH}, {_GRAD_OW}]",
+        ),
     ],
     outputs=[
         Output("grad_x", shape="like(x)", dtype="like(grad_out)"),
         Output("grad_offset", shape="like(offset)", dtype="like(grad_out)"),
         Output("grad_weight", shape="like(weight)", dtype="like(grad_out)"),
         # Always produced: with no mask it is the gradient at mask = 1 (the forward's backward drops it).
-        Output("grad_mask", shape=f"[x.shape[0], deformable_groups * {_TAPS}, {_GRAD_OH}, {_GRAD_OW}]",
-               dtype="like(grad_out)"),
+        Output(
+            "grad_mask",
+            shape=f"[x.shape[0], deformable_groups * {_TAPS}, {_GRAD_OH}, {_GRAD_OW}]",
+            dtype="like(grad_out)",
+        ),
         Output("grad_bias", shape="[weight.shape[0]]", dtype="like(grad_out)"),
     ],
     attrs=ATTRS,
@@ -210,21 +272,36 @@ _GRAD_OW = "offset.shape[3]"
     # path's atomics: 4 + 2 bytes per offset element), and x's dtype (<= 4 bytes) copies of x channels-last
     # and of the weight arranged per tap. About 8*numel(x) + 8*numel(weight) + 6*numel(offset) bytes.
     workspace="4 * (2 * x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] + 2 * weight.shape[0] * weight.shape[1] * "
-              "weight.shape[2] * weight.shape[3]) + 6 * offset.shape[0] * offset.shape[1] * offset.shape[2] * "
-              "offset.shape[3] + 96",
+    "weight.shape[2] * weight.shape[3]) + 6 * offset.shape[0] * offset.shape[1] * offset.shape[2] * "
+    "offset.shape[3] + 96",
     samples=backward_samples,
     onnx=False,
     # grad_weight sums over B*oH*oW products (up to 84 here), grad_x scatters up to 4*Cout*K terms.
     tolerances={"float32": (2e-5, 2e-6)},
 )
-def modulated_deform_conv2d_backward(x, offset, weight, grad_out, mask=None, stride=(1, 1), padding=(0, 0),
-                                     dilation=(1, 1), groups=1, deformable_groups=1):
+def modulated_deform_conv2d_backward(
+    x,
+    offset,
+    weight,
+    grad_out,
+    mask=None,
+    stride=(1, 1),
+    padding=(0, 0),
+    dilation=(1, 1),
+    groups=1,
+    deformable_groups=1,
+):
     """(grad_x, grad_offset, grad_weight, grad_mask, grad_bias): torch.autograd through the forward's
     reference, in float32."""
     b = x.shape[0]
     kh, kw = weight.shape[2], weight.shape[3]
-    m = mask if mask is not None else torch.ones(b, deformable_groups * kh * kw, offset.shape[2], offset.shape[3],
-                                                 dtype=x.dtype, device=x.device)
+    m = (
+        mask
+        if mask is not None
+        else torch.ones(
+            b, deformable_groups * kh * kw, offset.shape[2], offset.shape[3], dtype=x.dtype, device=x.device
+        )
+    )
     with torch.enable_grad():
         xs = [t.detach().float().requires_grad_() for t in (x, offset, weight, m)]
         bias = torch.zeros(weight.shape[0], device=x.device, requires_grad=True)

@@ -72,8 +72,13 @@ def make_sample(device, dtype, n, levels, m, d, lq, p, loc_range, grad=False, ge
     value = torch.randn(n, s, m, d, generator=g)
     loc = torch.rand(n, lq, m, nl, p, 2, generator=g) * (hi - lo) + lo
     attn = torch.randn(n, lq, m, nl * p, generator=g).softmax(-1).reshape(n, lq, m, nl, p)
-    inputs = [value.to(device=device, dtype=dtype), shapes.to(device), start.to(device),
-              loc.to(device=device, dtype=dtype), attn.to(device=device, dtype=dtype)]
+    inputs = [
+        value.to(device=device, dtype=dtype),
+        shapes.to(device),
+        start.to(device),
+        loc.to(device=device, dtype=dtype),
+        attn.to(device=device, dtype=dtype),
+    ]
     if grad:
         inputs.append(torch.randn(n, lq, m * d, generator=g).to(device=device, dtype=dtype))
     return Sample(*inputs)
@@ -130,7 +135,8 @@ def msda_core(value, spatial_shapes, level_start_index, sampling_locations, atte
 
 def backward(ctx, grad):
     grad_value, grad_loc, grad_attn = torch.ops.opforge.multi_scale_deformable_attn_backward(
-        ctx.value, ctx.spatial_shapes, ctx.level_start_index, ctx.sampling_locations, ctx.attention_weights, grad)
+        ctx.value, ctx.spatial_shapes, ctx.level_start_index, ctx.sampling_locations, ctx.attention_weights, grad
+    )
     return grad_value, None, None, grad_loc, grad_attn
 
 
@@ -145,8 +151,9 @@ def backward(ctx, grad):
 def multi_scale_deformable_attn(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
     """ms_deform_attn_core_pytorch (bilinear grid_sample per level, weighted sum over levels and points), computed
     in float32 for every input dtype."""
-    out = msda_core(value.float(), spatial_shapes, level_start_index, sampling_locations.float(),
-                    attention_weights.float())
+    out = msda_core(
+        value.float(), spatial_shapes, level_start_index, sampling_locations.float(), attention_weights.float()
+    )
     return out.to(value.dtype)
 
 
@@ -163,8 +170,9 @@ def multi_scale_deformable_attn(value, spatial_shapes, level_start_index, sampli
     samples=backward_samples,
     onnx=False,
 )
-def multi_scale_deformable_attn_backward(value, spatial_shapes, level_start_index, sampling_locations,
-                                         attention_weights, grad_output):
+def multi_scale_deformable_attn_backward(
+    value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_output
+):
     """(grad_value, grad_sampling_locations, grad_attention_weights): torch.autograd through the forward's
     reference, in float32."""
     with torch.enable_grad():

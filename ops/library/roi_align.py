@@ -75,8 +75,17 @@ def random_rois(k, n, height, width, *, spatial_scale=1.0, spread=True, outside=
 def _case(device, dtype, n, c, h, w, k, *, grad=False, spread=True, outside=0.0, degenerate=0, **attrs):
     g = torch.Generator().manual_seed(n * 1000 + c * 100 + h * 10 + w + k)
     feats = torch.randn(n, c, h, w, generator=g)
-    rois = random_rois(k, n, h, w, spatial_scale=attrs.get("spatial_scale", 1.0), spread=spread, outside=outside,
-                       degenerate=degenerate, generator=g)
+    rois = random_rois(
+        k,
+        n,
+        h,
+        w,
+        spatial_scale=attrs.get("spatial_scale", 1.0),
+        spread=spread,
+        outside=outside,
+        degenerate=degenerate,
+        generator=g,
+    )
     put = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
     if grad:
         go = torch.randn(k, c, attrs["pooled_height"], attrs["pooled_width"], generator=g)
@@ -87,11 +96,9 @@ def _case(device, dtype, n, c, h, w, k, *, grad=False, spread=True, outside=0.0,
 # (N, C, H, W, K), options. The first has one image (every batch index 0), so the batch checks may resize the
 # features to any N; the second (N = 2, rois spread) is the one torch.export/compile rebatch to larger N.
 CASES = [
-    ((1, 3, 7, 9, 7), dict(pooled_height=2, pooled_width=3, sampling_ratio=2, aligned=True, spread=False,
-                           outside=0.1)),
+    ((1, 3, 7, 9, 7), dict(pooled_height=2, pooled_width=3, sampling_ratio=2, aligned=True, spread=False, outside=0.1)),
     ((2, 4, 8, 6, 9), dict(pooled_height=3, pooled_width=3, spatial_scale=0.5, outside=0.2)),
-    ((3, 2, 5, 7, 6), dict(pooled_height=2, pooled_width=2, sampling_ratio=0, aligned=True, outside=0.5,
-                           degenerate=2)),
+    ((3, 2, 5, 7, 6), dict(pooled_height=2, pooled_width=2, sampling_ratio=0, aligned=True, outside=0.5, degenerate=2)),
     ((2, 5, 6, 6, 5), dict(pooled_height=1, pooled_width=4, spatial_scale=0.25, sampling_ratio=3, degenerate=2)),
     # more channels than one CUDA chunk (64 fp32 / 128 half), not a multiple of the 16-byte pack
     ((1, 70, 4, 5, 3), dict(pooled_height=2, pooled_width=2, sampling_ratio=1, aligned=True, outside=0.3)),
@@ -124,8 +131,10 @@ def check_batch_index(op, rois, n):
     bad = ~((b == torch.floor(b)) & (b >= 0) & (b < n))  # NaN fails every comparison
     if bool(bad.any()):
         row = int(torch.nonzero(bad)[0, 0])
-        raise ValueError(f"{op}: rois[{row}, 0] (the batch index) is {float(b[row])!r}; it must be an integer in "
-                         f"[0, N) where features' N is {n}")
+        raise ValueError(
+            f"{op}: rois[{row}, 0] (the batch index) is {float(b[row])!r}; it must be an integer in "
+            f"[0, N) where features' N is {n}"
+        )
 
 
 def _samples_of(rois, height, width, pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned):
@@ -178,8 +187,9 @@ def roi_align_float(features, rois, pooled_height, pooled_width, spatial_scale, 
     check_batch_index("opforge::roi_align", rois, n)
     k = rois.shape[0]
     bins = pooled_height * pooled_width
-    bin_id, r, y, x, valid, count = _samples_of(rois, h, w, pooled_height, pooled_width, spatial_scale,
-                                                sampling_ratio, aligned)
+    bin_id, r, y, x, valid, count = _samples_of(
+        rois, h, w, pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned
+    )
     zero = torch.zeros_like(y)
     # Samples that are not taken are moved to (0, 0) first, so nothing below overflows or reads outside.
     y = torch.where(valid, y, zero).clamp(min=0)
@@ -202,8 +212,10 @@ def roi_align_float(features, rois, pooled_height, pooled_width, spatial_scale, 
     def v(yy, xx):
         return flat.index_select(0, torch.where(valid, base + yy * w + xx, torch.zeros_like(base)))
 
-    val = ((((hy * hx)[:, None] * v(y_low, x_low) + (hy * lx)[:, None] * v(y_low, x_high))
-            + (ly * hx)[:, None] * v(y_high, x_low)) + (ly * lx)[:, None] * v(y_high, x_high))
+    val = (
+        ((hy * hx)[:, None] * v(y_low, x_low) + (hy * lx)[:, None] * v(y_low, x_high))
+        + (ly * hx)[:, None] * v(y_high, x_low)
+    ) + (ly * lx)[:, None] * v(y_high, x_high)
     val = torch.where(valid[:, None], val, torch.zeros_like(val))
     out = torch.zeros(k * bins, c, dtype=torch.float32, device=features.device).index_add(0, bin_id, val)
     out = out / count.repeat_interleave(bins)[:, None]
@@ -211,9 +223,16 @@ def roi_align_float(features, rois, pooled_height, pooled_width, spatial_scale, 
 
 
 def backward(ctx, grad):
-    grad_features = torch.ops.opforge.roi_align_backward(grad, ctx.rois, ctx.features, ctx.pooled_height,
-                                                         ctx.pooled_width, ctx.spatial_scale, ctx.sampling_ratio,
-                                                         ctx.aligned)
+    grad_features = torch.ops.opforge.roi_align_backward(
+        grad,
+        ctx.rois,
+        ctx.features,
+        ctx.pooled_height,
+        ctx.pooled_width,
+        ctx.spatial_scale,
+        ctx.sampling_ratio,
+        ctx.aligned,
+    )
     # rois are constants of the sampling (torchvision's backward gives them none): a zero gradient, so that
     # autograd.grad over every floating input works as for any op.
     return grad_features, torch.zeros_like(ctx.rois)
@@ -225,8 +244,9 @@ def backward(ctx, grad):
         Input("features", dtypes=FLOATING, rank=4),
         Input("rois", dtypes="like(features)", shape="[rois.shape[0], 5]"),  # (batch_index, x1, y1, x2, y2)
     ],
-    outputs=[Output("y", shape="[rois.shape[0], features.shape[1], pooled_height, pooled_width]",
-                    dtype="like(features)")],
+    outputs=[
+        Output("y", shape="[rois.shape[0], features.shape[1], pooled_height, pooled_width]", dtype="like(features)")
+    ],
     attrs=ATTRS,
     # CUDA: a channels-last copy of features (channels padded to a multiple of 8, so every pixel's channels
     # start 16-byte aligned), 4 bytes an element (half types use half of it), + 16 for alignment.
@@ -240,8 +260,9 @@ def backward(ctx, grad):
 )
 def roi_align(features, rois, pooled_height, pooled_width, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     """torchvision.ops.roi_align(features, rois, (pooled_height, pooled_width), ...) in float32."""
-    out = roi_align_float(features.float(), rois.detach().float(), pooled_height, pooled_width, spatial_scale,
-                          sampling_ratio, aligned)
+    out = roi_align_float(
+        features.float(), rois.detach().float(), pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned
+    )
     # A zero gradient for rois (see backward): 0.0 that depends on rois, without NaN * 0 for non-finite rois.
     zero = torch.where(torch.zeros_like(rois, dtype=torch.bool), rois.float(), 0.0).sum()
     return (out + zero).to(features.dtype)
@@ -253,8 +274,11 @@ def roi_align(features, rois, pooled_height, pooled_width, spatial_scale=1.0, sa
         Input("grad_out", dtypes=FLOATING, shape="[grad_out.shape[0], grad_out.shape[1], pooled_height, pooled_width]"),
         Input("rois", dtypes="like(grad_out)", shape="[grad_out.shape[0], 5]"),
         # read for its shape (grad_features is like it) and dtype only
-        Input("features", dtypes="like(grad_out)",
-              shape="[features.shape[0], grad_out.shape[1], features.shape[2], features.shape[3]]"),
+        Input(
+            "features",
+            dtypes="like(grad_out)",
+            shape="[features.shape[0], grad_out.shape[1], features.shape[2], features.shape[3]]",
+        ),
     ],
     outputs=[Output("grad_features", shape="like(features)", dtype="like(features)")],
     attrs=ATTRS,
@@ -267,8 +291,9 @@ def roi_align(features, rois, pooled_height, pooled_width, spatial_scale=1.0, sa
     # on CUDA) than autograd's.
     tolerances={"float32": (2e-5, 2e-6)},
 )
-def roi_align_backward(grad_out, rois, features, pooled_height, pooled_width, spatial_scale=1.0, sampling_ratio=-1,
-                       aligned=False):
+def roi_align_backward(
+    grad_out, rois, features, pooled_height, pooled_width, spatial_scale=1.0, sampling_ratio=-1, aligned=False
+):
     """grad_features of opforge::roi_align: autograd through its float32 reference (it is linear in features)."""
     with torch.enable_grad():
         f = torch.zeros(features.shape, dtype=torch.float32, device=features.device, requires_grad=True)

@@ -24,20 +24,74 @@ torch operator's schema or a Python function), `fit` (deriving output shape rule
 callable), `render` (the declaration module and the kernel skeletons), `cli` (putting it together: the command).
 """
 
-from .cli import (Args, destination, existing_op, import_modules, main, make_plan, parser, scaffold, validate,
-                  write)
-from .fit import (Run, cases_from_flags, cases_from_runs, collect_runs, derive_outputs, empty_case, guessed_shapes,
-                  onnx_problem, perturbed, sample_value, verify_outputs)
-from .plan import (SCHEMA_TYPES, Plan, check_id, declared_names, output_names, override, plan_from_function,
-                   plan_from_schema, resolve_operator)
+from .cli import Args, destination, existing_op, import_modules, main, make_plan, parser, scaffold, validate, write
+from .fit import (
+    Run,
+    cases_from_flags,
+    cases_from_runs,
+    collect_runs,
+    derive_outputs,
+    empty_case,
+    guessed_shapes,
+    onnx_problem,
+    perturbed,
+    sample_value,
+    verify_outputs,
+)
+from .plan import (
+    SCHEMA_TYPES,
+    Plan,
+    check_id,
+    declared_names,
+    output_names,
+    override,
+    plan_from_function,
+    plan_from_schema,
+    resolve_operator,
+)
 from .render import render_cpu, render_cuda, render_declaration
 from .syntax import EXAMPLES, HELP, LIKE, SpecError, parse_attr, parse_input, parse_output, parse_shapes
 
 __all__ = [
-    "EXAMPLES", "HELP", "LIKE", "SCHEMA_TYPES", "Args", "Plan", "Run", "SpecError", "cases_from_flags",
-    "cases_from_runs", "check_id", "collect_runs", "declared_names", "derive_outputs", "destination", "empty_case",
-    "existing_op", "guessed_shapes", "import_modules", "main", "make_plan", "onnx_problem", "output_names",
-    "override", "parse_attr", "parse_input", "parse_output", "parse_shapes", "parser", "perturbed",
-    "plan_from_function", "plan_from_schema", "render_cpu", "render_cuda", "render_declaration", "resolve_operator",
-    "sample_value", "scaffold", "validate", "verify_outputs", "write",
+    "EXAMPLES",
+    "HELP",
+    "LIKE",
+    "SCHEMA_TYPES",
+    "Args",
+    "Plan",
+    "Run",
+    "SpecError",
+    "cases_from_flags",
+    "cases_from_runs",
+    "check_id",
+    "collect_runs",
+    "declared_names",
+    "derive_outputs",
+    "destination",
+    "empty_case",
+    "existing_op",
+    "guessed_shapes",
+    "import_modules",
+    "main",
+    "make_plan",
+    "onnx_problem",
+    "output_names",
+    "override",
+    "parse_attr",
+    "parse_input",
+    "parse_output",
+    "parse_shapes",
+    "parser",
+    "perturbed",
+    "plan_from_function",
+    "plan_from_schema",
+    "render_cpu",
+    "render_cuda",
+    "render_declaration",
+    "resolve_operator",
+    "sample_value",
+    "scaffold",
+    "validate",
+    "verify_outputs",
+    "write",
 ]

@@ -8,15 +8,26 @@ import importlib
 import inspect
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..declaration import DEVICES, Input, OpDecl
 from ..discovery import load_installed
 from ..errors import DeclarationError, OpforgeError
 from ..registry import all_ops
-from .fit import (cases_from_flags, cases_from_runs, collect_runs, derive_outputs, empty_case, guessed_shapes,
-                  onnx_problem, perturbed, sample_value, verify_outputs)
+from .fit import (
+    cases_from_flags,
+    cases_from_runs,
+    collect_runs,
+    derive_outputs,
+    empty_case,
+    guessed_shapes,
+    onnx_problem,
+    perturbed,
+    sample_value,
+    verify_outputs,
+)
 from .plan import Plan, check_id, override, plan_from_function, plan_from_schema, resolve_operator
 from .render import render_cpu, render_cuda, render_declaration
 from .syntax import HELP, SpecError, parse_attr, parse_input, parse_output, parse_shapes
@@ -29,8 +40,10 @@ def destination(args) -> tuple[Path, str | None]:
     if args.dir:
         d = Path(args.dir)
         if not d.is_dir():
-            raise OpforgeError(f"--dir {args.dir}: no such directory. Fix: create it (an op package: a directory "
-                               "whose __init__.py calls ops.op_package(__name__))")
+            raise OpforgeError(
+                f"--dir {args.dir}: no such directory. Fix: create it (an op package: a directory "
+                "whose __init__.py calls ops.op_package(__name__))"
+            )
         return d.resolve(), None
     if args.package:
         if "" not in sys.path and str(Path.cwd()) not in sys.path:
@@ -38,8 +51,10 @@ def destination(args) -> tuple[Path, str | None]:
         try:
             module = importlib.import_module(args.package)
         except ImportError as e:
-            raise OpforgeError(f"--package {args.package}: cannot import it ({e}). Fix: run from the directory that "
-                               "holds it, or create it (README, 'Ops in your own package')") from e
+            raise OpforgeError(
+                f"--package {args.package}: cannot import it ({e}). Fix: run from the directory that "
+                "holds it, or create it (README, 'Ops in your own package')"
+            ) from e
         locations = list(getattr(module, "__path__", []))
         if not locations:
             raise OpforgeError(f"--package {args.package} is a module, not a package directory")
@@ -47,8 +62,10 @@ def destination(args) -> tuple[Path, str | None]:
     here = Path.cwd()
     if (here / "ops" / "library" / "__init__.py").is_file() and (here / "ops" / "registry.py").is_file():
         return (here / "ops" / "library").resolve(), None
-    raise OpforgeError("where should the op go? Outside the opforge repository, pass --package PKG (your op package, "
-                       "see README 'Ops in your own package') or --dir DIR (the directory of its declaration modules)")
+    raise OpforgeError(
+        "where should the op go? Outside the opforge repository, pass --package PKG (your op package, "
+        "see README 'Ops in your own package') or --dir DIR (the directory of its declaration modules)"
+    )
 
 
 def make_plan(args) -> tuple[Plan, Callable | None]:
@@ -76,8 +93,11 @@ def make_plan(args) -> tuple[Plan, Callable | None]:
             first = first or plan.inputs[0].name
         plan.attrs = list(args.attr_specs)
         if not args.output:
-            raise SpecError("--output", "at least one --output when the op is given by flags (its shape rule is "
-                            "yours to declare)", None)
+            raise SpecError(
+                "--output",
+                "at least one --output when the op is given by flags (its shape rule is yours to declare)",
+                None,
+            )
     if args.devices:
         devices = tuple(d.strip() for d in args.devices.split(","))
         if not devices or any(d not in DEVICES for d in devices):
@@ -98,8 +118,16 @@ def validate(plan: Plan, kernels: Any = None) -> OpDecl:
         raise NotImplementedError
 
     reference.__signature__ = inspect.Signature(params)
-    return OpDecl.build(plan.id, reference, inputs=plan.inputs, outputs=plan.outputs, attrs=plan.attrs,
-                        devices=plan.devices, kernels=None, samples=lambda device, dtype: [])
+    return OpDecl.build(
+        plan.id,
+        reference,
+        inputs=plan.inputs,
+        outputs=plan.outputs,
+        attrs=plan.attrs,
+        devices=plan.devices,
+        kernels=None,
+        samples=lambda device, dtype: [],
+    )
 
 
 def import_modules(names: list[str]) -> list[str]:
@@ -112,8 +140,10 @@ def import_modules(names: list[str]) -> list[str]:
         try:
             importlib.import_module(name)
         except ImportError as e:
-            raise OpforgeError(f"--import {name}: cannot import it ({e}). Fix: run from the directory that holds "
-                               "it, or put it on PYTHONPATH") from None
+            raise OpforgeError(
+                f"--import {name}: cannot import it ({e}). Fix: run from the directory that holds "
+                "it, or put it on PYTHONPATH"
+            ) from None
     return list(names)
 
 
@@ -124,8 +154,10 @@ def scaffold(args) -> tuple[Plan, dict[Path, str]]:
     if plan.source != "flags":
         for a in plan.attrs:
             if not a.has_default:
-                plan.notes.append(f"attribute '{a.name}' has no default: the runs and samples use {sample_value(a)!r} "
-                                  f"(choose with --attr '{a.name}:{a.type}=VALUE')")
+                plan.notes.append(
+                    f"attribute '{a.name}' has no default: the runs and samples use {sample_value(a)!r} "
+                    f"(choose with --attr '{a.name}:{a.type}=VALUE')"
+                )
         guessed = not args.shapes
         shape_sets = [parse_shapes(s) for s in args.shapes] if args.shapes else guessed_shapes(plan)
         runs = collect_runs(plan, fn, shape_sets, guessed)
@@ -147,8 +179,10 @@ def scaffold(args) -> tuple[Plan, dict[Path, str]]:
         decl = validate(plan)
         cases = cases_from_flags(plan, decl)
         shapes, attrs = cases[1]
-        empty = {k: ([0, *v[1:]] if v and v[0] == shapes[decl.inputs[0].name][0] else v) if v is not None else None
-                 for k, v in shapes.items()}
+        empty = {
+            k: ([0, *v[1:]] if v and v[0] == shapes[decl.inputs[0].name][0] else v) if v is not None else None
+            for k, v in shapes.items()
+        }
         cases.append((empty, attrs))
     directory, package = destination(args)
     files = {
@@ -182,8 +216,11 @@ def existing_op(plan: Plan, package: str | None) -> str | None:
 def write(files: dict[Path, str]) -> None:
     existing = [p for p in files if p.exists()]
     if existing:
-        raise OpforgeError("refusing to overwrite " + ", ".join(str(p) for p in existing)
-                           + ". Fix: pick another op name, or move the existing file away first")
+        raise OpforgeError(
+            "refusing to overwrite "
+            + ", ".join(str(p) for p in existing)
+            + ". Fix: pick another op name, or move the existing file away first"
+        )
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "x") as f:  # 'x': never overwrite, even if the file appeared meanwhile
@@ -201,23 +238,36 @@ class Args(argparse.Namespace):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ops.new", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m ops.new",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Scaffold a new op: its declaration (reference + samples) and CPU/CUDA kernel skeletons, which "
-                    "build and pass ops.check at once (the skeleton kernels are marked kernels_pending: the reference "
-                    "runs on those devices, and ops.check says so, until you write the bodies).",
-        epilog=HELP)
+        "build and pass ops.check at once (the skeleton kernels are marked kernels_pending: the reference "
+        "runs on those devices, and ops.check says so, until you write the bodies).",
+        epilog=HELP,
+    )
     p.add_argument("id", help="the new op's id, NS::NAME")
     src = p.add_argument_group("where the signature comes from (default: the flags below)")
     src.add_argument("--like", metavar="NS::OP", help="a torch operator, e.g. aten::grid_sampler_2d")
     src.add_argument("--from", dest="from_", metavar="MODULE:FUNCTION", help="a Python function")
-    src.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                     help="import MODULE first (repeatable): the module that registers a --like operator defined in "
-                          "your code (torch.library); the declaration imports it too")
+    src.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (repeatable): the module that registers a --like operator defined in "
+        "your code (torch.library); the declaration imports it too",
+    )
     p.add_argument("--input", action="append", default=[], metavar="SPEC", help="NAME[:FIELD]... (repeatable)")
     p.add_argument("--output", action="append", default=[], metavar="SPEC", help="NAME:SHAPE[:DTYPE] (repeatable)")
     p.add_argument("--attr", action="append", default=[], metavar="SPEC", help="NAME:TYPE[=DEFAULT] (repeatable)")
-    p.add_argument("--shapes", action="append", default=[], metavar="SPEC",
-                   help="'NAME=2x3x8 NAME=...': input shapes to run --like/--from on (repeatable)")
+    p.add_argument(
+        "--shapes",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="'NAME=2x3x8 NAME=...': input shapes to run --like/--from on (repeatable)",
+    )
     p.add_argument("--devices", metavar="LIST", help="cpu,cuda (default) or cpu")
     where = p.add_argument_group("where the files go (default: ops/library/ and csrc/ inside the opforge repo)")
     where.add_argument("--package", metavar="PKG", help="your op package: PKG/<name>.py and PKG/csrc/<name>/")
@@ -252,10 +302,15 @@ def main(argv=None) -> int:
     print(f"outputs: {decl_line}")
     for note in plan.notes:
         print(f"note: {note}")
-    print("The kernels are skeletons (kernels_pending=" + repr(tuple(plan.devices)) + "): the op runs its reference "
-          "on those devices until you write the bodies and remove the flag." + (
-              " The reference is a PLACEHOLDER returning zeros: write the op's math there first." if plan.source ==
-              "flags" else ""))
+    print(
+        "The kernels are skeletons (kernels_pending=" + repr(tuple(plan.devices)) + "): the op runs its reference "
+        "on those devices until you write the bodies and remove the flag."
+        + (
+            " The reference is a PLACEHOLDER returning zeros: write the op's math there first."
+            if plan.source == "flags"
+            else ""
+        )
+    )
     print("Next:")
     print(f"  python -m ops.build{pkg}")
     print(f"  python -m ops.check {plan.id}{pkg}")

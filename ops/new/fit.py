@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -23,9 +24,11 @@ def sample_value(a: Attr) -> Any:
     """A value for an attribute without a default, for the runs and the samples."""
     if a.has_default:
         return list(a.default) if isinstance(a.default, tuple) else a.default
-    return {"int": 1, "float": 0.5, "bool": False,
-            "str": (a.choices or ("",))[0]}.get(a.type) if a.type in ("int", "float", "bool", "str") else \
-        [1 if a.type == "list[int]" else 1.0] * (a.length or 2)
+    return (
+        {"int": 1, "float": 0.5, "bool": False, "str": (a.choices or ("",))[0]}.get(a.type)
+        if a.type in ("int", "float", "bool", "str")
+        else [1 if a.type == "list[int]" else 1.0] * (a.length or 2)
+    )
 
 
 def _tensor(shape, dtype_name: str):
@@ -45,8 +48,10 @@ def _input_dtype(plan: Plan, name: str) -> str:
 
 
 def _call(plan: Plan, fn: Callable, shapes: dict, attrs: dict):
-    values = {i.name: (_tensor(shapes[i.name], _input_dtype(plan, i.name)) if shapes.get(i.name) is not None else None)
-              for i in plan.inputs}
+    values = {
+        i.name: (_tensor(shapes[i.name], _input_dtype(plan, i.name)) if shapes.get(i.name) is not None else None)
+        for i in plan.inputs
+    }
     values.update(attrs)
     out = fn(*[values[n] for n in plan.call_positional], **{k: values[n] for k, n in plan.call_keyword})
     return out if isinstance(out, (tuple, list)) else (out,)
@@ -86,8 +91,12 @@ def collect_runs(plan: Plan, fn: Callable, shape_sets: list[dict], guessed: bool
     for shapes in shape_sets:
         unknown = set(shapes) - {i.name for i in plan.inputs}
         if unknown:
-            raise SpecError("--shapes", f"names of the inputs {[i.name for i in plan.inputs]}", sorted(unknown)[0],
-                            EXAMPLES["--shapes"])
+            raise SpecError(
+                "--shapes",
+                f"names of the inputs {[i.name for i in plan.inputs]}",
+                sorted(unknown)[0],
+                EXAMPLES["--shapes"],
+            )
         missing = [i.name for i in plan.inputs if not i.optional and i.name not in shapes]
         if missing:
             raise SpecError("--shapes", f"a shape for every required input (missing {missing})", shapes)
@@ -98,9 +107,11 @@ def collect_runs(plan: Plan, fn: Callable, shape_sets: list[dict], guessed: bool
             try:
                 _call(plan, fn, shapes, base_attrs)
             except Exception as e:
-                raise OpforgeError(f"{plan.target} fails on --shapes {shapes} with attributes {base_attrs}: "
-                                   f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Fix: give "
-                                   "shapes (and attribute defaults with --attr) it accepts") from e
+                raise OpforgeError(
+                    f"{plan.target} fails on --shapes {shapes} with attributes {base_attrs}: "
+                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Fix: give "
+                    "shapes (and attribute defaults with --attr) it accepts"
+                ) from e
         runs.append(run)
         if guessed and len(runs) == 3:
             break
@@ -108,9 +119,12 @@ def collect_runs(plan: Plan, fn: Callable, shape_sets: list[dict], guessed: bool
         ranks = {len(next(iter(r.shapes.values()))) for r in runs}
         runs = [r for r in runs if len(next(iter(r.shapes.values()))) == max(ranks)] if ranks else []
     if not runs:
-        raise OpforgeError(f"{plan.target} accepted none of the guessed input shapes (every input the same shape, "
-                           "ranks 1-4). Fix: pass --shapes with shapes it accepts, e.g. "
-                           + EXAMPLES["--shapes"] + " (twice, with different sizes, to derive the output shapes)")
+        raise OpforgeError(
+            f"{plan.target} accepted none of the guessed input shapes (every input the same shape, "
+            "ranks 1-4). Fix: pass --shapes with shapes it accepts, e.g. "
+            + EXAMPLES["--shapes"]
+            + " (twice, with different sizes, to derive the output shapes)"
+        )
     # Optional inputs present: the same shape as the first input, if the callable takes that.
     for i in plan.inputs:
         if i.optional and not any(i.name in r.shapes for r in runs):
@@ -121,8 +135,10 @@ def collect_runs(plan: Plan, fn: Callable, shape_sets: list[dict], guessed: bool
                     runs.append(extra)
                     break
             else:
-                plan.notes.append(f"no sample has optional input '{i.name}' present (ops.new found no shape the "
-                                  "callable accepts for it): add samples with it, or pass --shapes naming it")
+                plan.notes.append(
+                    f"no sample has optional input '{i.name}' present (ops.new found no shape the "
+                    "callable accepts for it): add samples with it, or pass --shapes naming it"
+                )
     return runs
 
 
@@ -200,22 +216,31 @@ def derive_outputs(plan: Plan, runs: list[Run], checks: list[Run]) -> list[Outpu
         dtype = f"like({like[0]})" if like else dt
         shapes = [r.outputs[k][0] for r in everything]
         # like(input): the output has that input's shape in every run (and the input is required)
-        likes = [i.name for i in plan.inputs if not i.optional and all(
-            r.shapes.get(i.name) == s for r, s in zip(everything, shapes))]
+        likes = [
+            i.name
+            for i in plan.inputs
+            if not i.optional and all(r.shapes.get(i.name) == s for r, s in zip(everything, shapes))
+        ]
         if likes:
             result.append(Output(out.name, shape=f"like({likes[0]})", dtype=dtype))
             if len(likes) > 1:
-                plan.notes.append(f"'{out.name}': like({likes[0]}) (also equal to {likes[1:]} on every run ops.new tried)")
+                plan.notes.append(
+                    f"'{out.name}': like({likes[0]}) (also equal to {likes[1:]} on every run ops.new tried)"
+                )
             continue
         ranks = {len(s) for s in shapes}
         if len(ranks) != 1:
-            raise OpforgeError(f"{where} has no like(input) shape and its rank varies across runs ({sorted(ranks)}), "
-                               "which a [...] rule cannot express: pass --output NAME:SHAPE explicitly, "
-                               "e.g. --output 'y:like(x)'")
+            raise OpforgeError(
+                f"{where} has no like(input) shape and its rank varies across runs ({sorted(ranks)}), "
+                "which a [...] rule cannot express: pass --output NAME:SHAPE explicitly, "
+                "e.g. --output 'y:like(x)'"
+            )
         dims = []
         for d in range(ranks.pop()):
             observed = [s[d] for s in shapes]
-            fits = [c for c in _candidates(plan, everything) if all(_value(c, r) == v for r, v in zip(everything, observed))]
+            fits = [
+                c for c in _candidates(plan, everything) if all(_value(c, r) == v for r, v in zip(everything, observed))
+            ]
             const = observed[0] if len(set(observed)) == 1 else None
             if const is not None and not fits:
                 fits = [sr.Const(const)]
@@ -223,11 +248,14 @@ def derive_outputs(plan: Plan, runs: list[Run], checks: list[Run]) -> list[Outpu
                 raise OpforgeError(
                     f"{where}: ops.new cannot express dim {d} (sizes {observed} on {len(everything)} runs) in the shape "
                     "language from the input dims and int attributes it tried. Fix: pass the rule, e.g. "
-                    f"--output '{out.name}:[...]' (see --help for the shape language)")
+                    f"--output '{out.name}:[...]' (see --help for the shape language)"
+                )
             dims.append(sr.to_text(fits[0]))
             if len(fits) > 1:
-                plan.notes.append(f"'{out.name}' dim {d}: {sr.to_text(fits[0])} (equal to "
-                                  f"{[sr.to_text(f) for f in fits[1:4]]} on every run, perturbed ones included)")
+                plan.notes.append(
+                    f"'{out.name}' dim {d}: {sr.to_text(fits[0])} (equal to "
+                    f"{[sr.to_text(f) for f in fits[1:4]]} on every run, perturbed ones included)"
+                )
         result.append(Output(out.name, shape="[" + ", ".join(dims) + "]", dtype=dtype))
     # list[int] attributes a rule indexes need a fixed length (the declaration checks it everywhere)
     used = {it.name for o in result for it in sr.items(sr.parse_shape(o.shape))}
@@ -242,19 +270,24 @@ def derive_outputs(plan: Plan, runs: list[Run], checks: list[Run]) -> list[Outpu
 def verify_outputs(plan: Plan, runs: list[Run]) -> None:
     """Given --output rules: they must reproduce every run (never write a rule the callable contradicts)."""
     if len(plan.outputs) != len(runs[0].outputs):
-        raise SpecError("--output", f"{len(runs[0].outputs)} outputs (what {plan.target} returns)",
-                        [o.name for o in plan.outputs])
+        raise SpecError(
+            "--output", f"{len(runs[0].outputs)} outputs (what {plan.target} returns)", [o.name for o in plan.outputs]
+        )
     for k, out in enumerate(plan.outputs):
         rule = sr.parse_shape(out.shape)
         for r in runs:
             try:
-                want = sr.evaluate_shape(rule, sr.IntAlgebra(r.shapes, r.attrs), lambda n: len(r.shapes[n]))
+                want = sr.evaluate_shape(rule, sr.IntAlgebra(r.shapes, r.attrs), lambda n, r=r: len(r.shapes[n]))
             except Exception as e:
                 raise SpecError("--output", f"a rule {plan.target}'s runs can evaluate", out.shape) from e
             if list(want) != r.outputs[k][0]:
-                raise SpecError("--output", f"a rule that reproduces {plan.target}: with inputs {r.shapes} and attributes "
-                                f"{r.attrs} it returns {out.name} of shape {r.outputs[k][0]}, the rule gives "
-                                f"{list(want)}", out.shape)
+                raise SpecError(
+                    "--output",
+                    f"a rule that reproduces {plan.target}: with inputs {r.shapes} and attributes "
+                    f"{r.attrs} it returns {out.name} of shape {r.outputs[k][0]}, the rule gives "
+                    f"{list(want)}",
+                    out.shape,
+                )
 
 
 def onnx_problem(plan: Plan, fn: Callable, run: Run) -> str | None:
@@ -282,7 +315,9 @@ def onnx_problem(plan: Plan, fn: Callable, run: Run) -> str | None:
 def cases_from_runs(plan: Plan, runs: list[Run]) -> list[tuple[dict, dict]]:
     cases, seen = [], set()
     for r in runs:
-        key = repr((sorted((k, tuple(v)) for k, v in r.shapes.items()), sorted((k, repr(v)) for k, v in r.attrs.items())))
+        key = repr(
+            (sorted((k, tuple(v)) for k, v in r.shapes.items()), sorted((k, repr(v)) for k, v in r.attrs.items()))
+        )
         if key not in seen:
             seen.add(key)
             cases.append(({i.name: r.shapes.get(i.name) for i in plan.inputs}, dict(r.attrs)))
@@ -311,8 +346,10 @@ def cases_from_flags(plan: Plan, decl: OpDecl) -> list[tuple[dict, dict]]:
     first = decl.inputs[0]
     rank = first.rank if first.rank is not None else max(first.min_rank, 2)
     bases = [[4, 33, 3, 5, 2, 2, 2, 2], [2, 3, 8, 6, 3, 2, 2, 2], [1, 7, 5, 3, 2, 2, 2, 2]]
-    attrs = {a.name: sample_value(Attr(a.name, a.type, a.default if a.has_default else REQUIRED, a.choices, a.length))
-             for a in decl.attrs}
+    attrs = {
+        a.name: sample_value(Attr(a.name, a.type, a.default if a.has_default else REQUIRED, a.choices, a.length))
+        for a in decl.attrs
+    }
     cases = []
     for k, base in enumerate(bases):
         shapes: dict[str, Any] = {}
@@ -322,12 +359,14 @@ def cases_from_flags(plan: Plan, decl: OpDecl) -> list[tuple[dict, dict]]:
                 continue
             if i.shape is not None:
                 algebra = sr.IntAlgebra({n: s for n, s in shapes.items() if s is not None}, decl.shape_names(attrs))
-                shapes[i.name] = [int(v) for v in sr.evaluate_shape(i.shape, algebra, lambda n: len(shapes[n]))]
+                shapes[i.name] = [
+                    int(v) for v in sr.evaluate_shape(i.shape, algebra, lambda n, shapes=shapes: len(shapes[n]))
+                ]
             elif i.name == first.name:
                 shapes[i.name] = base[:rank]
             else:
                 r = i.rank if i.rank is not None else max(i.min_rank, rank)
-                shapes[i.name] = (base[:rank] if r == rank else (base * 2)[:r])
+                shapes[i.name] = base[:rank] if r == rank else (base * 2)[:r]
         cases.append((shapes, dict(attrs)))
     # every optional input absent in case 0, present in the others; an empty case from case 1
     return cases

@@ -8,9 +8,10 @@ import inspect
 import re
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -113,7 +114,9 @@ def resolve_operator(spec: str):
     """'aten::grid_sampler_2d' / 'aten::add.Tensor' / 'torchvision::deform_conv2d' -> (schema, callable text, fn)."""
     m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)::([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?$", spec or "")
     if not m:
-        raise SpecError("--like", "a torch operator 'ns::op' or 'ns::op.overload'", spec, "--like aten::grid_sampler_2d")
+        raise SpecError(
+            "--like", "a torch operator 'ns::op' or 'ns::op.overload'", spec, "--like aten::grid_sampler_2d"
+        )
     ns, op, overload = m.groups()
     if ns == "torchvision":
         try:
@@ -122,19 +125,29 @@ def resolve_operator(spec: str):
             pass
     schemas = torch._C._jit_get_schemas_for_operator(f"{ns}::{op}")
     if not schemas:
-        raise OpforgeError(f"--like {spec}: torch knows no operator {ns}::{op}"
-                           + (" (is torchvision installed?)" if ns == "torchvision" else "")
-                           + ". Fix: check the name (python -c \"import torch; print(torch.ops." + ns + "." + op
-                           + ")\") or import the library that defines it first")
+        raise OpforgeError(
+            f"--like {spec}: torch knows no operator {ns}::{op}"
+            + (" (is torchvision installed?)" if ns == "torchvision" else "")
+            + '. Fix: check the name (python -c "import torch; print(torch.ops.'
+            + ns
+            + "."
+            + op
+            + ')") or import the library that defines it first'
+        )
     if overload is not None:
         chosen = [s for s in schemas if s.overload_name == overload]
         if not chosen:
-            raise OpforgeError(f"--like {spec}: {ns}::{op} has no overload {overload!r}; it has "
-                               f"{[s.overload_name or '(default)' for s in schemas]}")
+            raise OpforgeError(
+                f"--like {spec}: {ns}::{op} has no overload {overload!r}; it has "
+                f"{[s.overload_name or '(default)' for s in schemas]}"
+            )
         schema = chosen[0]
     else:
-        plain = [s for s in schemas if s.overload_name == ""] or [s for s in schemas if not any(
-            a.alias_info is not None and a.alias_info.is_write for a in s.arguments)] or schemas
+        plain = (
+            [s for s in schemas if s.overload_name == ""]
+            or [s for s in schemas if not any(a.alias_info is not None and a.alias_info.is_write for a in s.arguments)]
+            or schemas
+        )
         schema = plain[0]
     packet = getattr(getattr(torch.ops, ns), op)
     fn = getattr(packet, schema.overload_name or "default")
@@ -147,12 +160,24 @@ def _attr_from_type(tname: str, declared: str, type_text: str, default, has_defa
         length = None  # e.g. int[2] stride=[] (empty: "same as kernel_size"): no fixed length to promise
     if has_default and tname in ("list[int]", "list[float]") and isinstance(default, (int, float)) and length:
         default = [default] * length  # int[2] padding=0 broadcasts
-    return Attr(declared, tname, list(default) if isinstance(default, tuple) else default,
-                length=length) if has_default else Attr(declared, tname, length=length)
+    return (
+        Attr(declared, tname, list(default) if isinstance(default, tuple) else default, length=length)
+        if has_default
+        else Attr(declared, tname, length=length)
+    )
 
 
-SCHEMA_TYPES = {"int": "int", "SymInt": "int", "float": "float", "Scalar": "float", "bool": "bool", "str": "str",
-                 "List[int]": "list[int]", "List[SymInt]": "list[int]", "List[float]": "list[float]"}
+SCHEMA_TYPES = {
+    "int": "int",
+    "SymInt": "int",
+    "float": "float",
+    "Scalar": "float",
+    "bool": "bool",
+    "str": "str",
+    "List[int]": "list[int]",
+    "List[SymInt]": "list[int]",
+    "List[float]": "list[float]",
+}
 
 
 def plan_from_schema(op_id, spec, args) -> Plan:
@@ -171,10 +196,15 @@ def plan_from_schema(op_id, spec, args) -> Plan:
             continue
         declared = renamed[a.name]
         if t in ("Tensor", "Optional[Tensor]"):
-            inputs.append(Input(declared, dtypes=FLOATING if not inputs else f"like({inputs[0].name})",
-                                optional=t.startswith("Optional")))
+            inputs.append(
+                Input(
+                    declared,
+                    dtypes=FLOATING if not inputs else f"like({inputs[0].name})",
+                    optional=t.startswith("Optional"),
+                )
+            )
         else:
-            base = t[len("Optional["):-1] if t.startswith("Optional[") else t
+            base = t[len("Optional[") : -1] if t.startswith("Optional[") else t
             tname = SCHEMA_TYPES.get(base)
             default = a.default_value if a.has_default_value() else None
             if tname is None:
@@ -184,27 +214,33 @@ def plan_from_schema(op_id, spec, args) -> Plan:
             if a.has_default_value() and default is None and declared not in flagged_attrs:
                 # An opforge attribute cannot hold None: the reference leaves the argument out, so the operator
                 # applies its own default, and the op does not expose it.
-                notes.append(f"argument '{a.name}' ({t}) defaults to None, which an opforge attribute cannot hold: "
-                             f"left out, so {spec} uses its own default (declare it with "
-                             f"--attr '{declared}:{tname}=VALUE')")
+                notes.append(
+                    f"argument '{a.name}' ({t}) defaults to None, which an opforge attribute cannot hold: "
+                    f"left out, so {spec} uses its own default (declare it with "
+                    f"--attr '{declared}:{tname}=VALUE')"
+                )
                 skipped = True
                 continue
             attrs.append(_attr_from_type(tname, declared, t, default, a.has_default_value(), getattr(a, "N", None)))
         (keyword_args.append((a.name, declared)) if a.kwarg_only or skipped else positional.append(declared))
     if not schema.returns or any(str(r.type) != "Tensor" for r in schema.returns):
-        problems.append(f"returns {[str(r.type) for r in schema.returns]}: ops.new handles operators returning "
-                        "Tensors only")
+        problems.append(
+            f"returns {[str(r.type) for r in schema.returns]}: ops.new handles operators returning Tensors only"
+        )
     if problems:
         raise OpforgeError(f"--like {spec} ({schema}): " + "; ".join(problems))
     if any(i.optional for i in inputs):  # opforge wants optional inputs last: keep schema order, check it
         first_opt = next(k for k, i in enumerate(inputs) if i.optional)
         if any(not i.optional for i in inputs[first_opt:]):
-            raise OpforgeError(f"--like {spec}: a required Tensor follows an optional one; opforge (like ONNX and "
-                               "TensorRT, which pass inputs by position) needs optional inputs last")
+            raise OpforgeError(
+                f"--like {spec}: a required Tensor follows an optional one; opforge (like ONNX and "
+                "TensorRT, which pass inputs by position) needs optional inputs last"
+            )
     names = output_names(len(schema.returns), [i.name for i in inputs] + [a.name for a in attrs])
     outputs = [Output(n, shape=f"like({inputs[0].name})", dtype=f"like({inputs[0].name})") for n in names]
-    return Plan(f"{ns}::{name}", ns, name, inputs, outputs, attrs, "like", str(spec), positional, keyword_args,
-                notes=notes)
+    return Plan(
+        f"{ns}::{name}", ns, name, inputs, outputs, attrs, "like", str(spec), positional, keyword_args, notes=notes
+    )
 
 
 # -- --from: a Python function --
@@ -219,8 +255,11 @@ def _annotation_kind(annotation, default) -> tuple[str, Any]:
             return "unknown", None
         if isinstance(default, (list, tuple)) and default:
             return "attr", "list[float]" if any(isinstance(v, float) for v in default) else "list[int]"
-        return ("attr", {bool: "bool", int: "int", float: "float", str: "str"}.get(type(default))) \
-            if type(default) in (bool, int, float, str) else ("unknown", None)
+        return (
+            ("attr", {bool: "bool", int: "int", float: "float", str: "str"}.get(type(default)))
+            if type(default) in (bool, int, float, str)
+            else ("unknown", None)
+        )
     if annotation is torch.Tensor or annotation == "Tensor" or annotation == "torch.Tensor":
         return "input", False
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -248,8 +287,10 @@ def plan_from_function(op_id, spec, args) -> tuple[Plan, Callable]:
     try:
         module = importlib.import_module(m.group(1))
     except ImportError as e:
-        raise OpforgeError(f"--from {spec}: cannot import module {m.group(1)!r} ({e}). Fix: run from the directory "
-                           "that holds it or put it on PYTHONPATH") from e
+        raise OpforgeError(
+            f"--from {spec}: cannot import module {m.group(1)!r} ({e}). Fix: run from the directory "
+            "that holds it or put it on PYTHONPATH"
+        ) from e
     fn = getattr(module, m.group(2), None)
     if not callable(fn):
         raise OpforgeError(f"--from {spec}: module {m.group(1)} has no function {m.group(2)!r}")
@@ -269,23 +310,34 @@ def plan_from_function(op_id, spec, args) -> tuple[Plan, Callable]:
                 f"--from {spec}: function {m.group(2)} takes {star}{p.name}, and a declaration lists each input and "
                 f"attribute by name, so ops.new cannot tell what {star}{p.name} stands for. Fix: point --from at a "
                 f"wrapper that names them, e.g. def {m.group(2)}_op({listed + ', ' if listed else ''}x: torch.Tensor, "
-                f"alpha: float = 1.0): return {m.group(2)}(...)")
+                f"alpha: float = 1.0): return {m.group(2)}(...)"
+            )
     renamed = declared_names([p.name for p in parameters])
     for p in parameters:
         declared = renamed[p.name]
         kind, info = _annotation_kind(hints.get(p.name, p.annotation), p.default)
         if kind == "input":
-            inputs.append(Input(declared, dtypes=FLOATING if not inputs else f"like({inputs[0].name})",
-                                optional=bool(info) or p.default is None))
+            inputs.append(
+                Input(
+                    declared,
+                    dtypes=FLOATING if not inputs else f"like({inputs[0].name})",
+                    optional=bool(info) or p.default is None,
+                )
+            )
         elif kind == "attr" or declared in flagged:
             default = p.default
             if isinstance(default, tuple):
                 default = list(default)
-            attrs.append(Attr(declared, info or "float", default) if default is not inspect.Parameter.empty
-                         else Attr(declared, info or "float"))
+            attrs.append(
+                Attr(declared, info or "float", default)
+                if default is not inspect.Parameter.empty
+                else Attr(declared, info or "float")
+            )
         else:
-            problems.append(f"parameter '{p.name}' has no Tensor/int/float/bool/str/list annotation or typed default: "
-                            f"annotate it, or pass --attr '{declared}:TYPE=DEFAULT'")
+            problems.append(
+                f"parameter '{p.name}' has no Tensor/int/float/bool/str/list annotation or typed default: "
+                f"annotate it, or pass --attr '{declared}:TYPE=DEFAULT'"
+            )
             continue
         (keyword_args.append((p.name, declared)) if p.kind == p.KEYWORD_ONLY else positional.append(declared))
     if problems:

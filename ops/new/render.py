@@ -62,8 +62,15 @@ def _py_expr(node) -> str:
     if isinstance(node, sr.Item):
         return f"{node.name}[{node.index}]"
     a, b = _py_expr(node.lhs), _py_expr(node.rhs)
-    return {"add": f"({a} + {b})", "sub": f"({a} - {b})", "mul": f"({a} * {b})", "floordiv": f"({a} // {b})",
-            "ceil_div": f"(-(-{a} // {b}))", "max": f"max({a}, {b})", "min": f"min({a}, {b})"}[node.op]
+    return {
+        "add": f"({a} + {b})",
+        "sub": f"({a} - {b})",
+        "mul": f"({a} * {b})",
+        "floordiv": f"({a} // {b})",
+        "ceil_div": f"(-(-{a} // {b}))",
+        "max": f"max({a}, {b})",
+        "min": f"min({a}, {b})",
+    }[node.op]
 
 
 def _sample_tensor(plan: Plan, decl: OpDecl, name: str, shape) -> str:
@@ -81,8 +88,11 @@ def _sample_tensor(plan: Plan, decl: OpDecl, name: str, shape) -> str:
 
 def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
     lines = []
-    what = {"flags": "scaffolded from flags", "like": f"scaffolded from {plan.target}",
-            "from": f"scaffolded from {plan.target}"}[plan.source]
+    what = {
+        "flags": "scaffolded from flags",
+        "like": f"scaffolded from {plan.target}",
+        "from": f"scaffolded from {plan.target}",
+    }[plan.source]
     lines.append(f'"""{plan.id}: {what} by `python -m ops.new`. Describe what it computes here."""')
     lines.append("")
     if plan.source == "from":
@@ -104,11 +114,12 @@ def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
         names = [i.name for i in decl.inputs]
         present = [n for n in names if shapes.get(n) is not None]
         last = max((names.index(n) for n in present), default=-1)
-        for n in names[:last + 1]:
+        for n in names[: last + 1]:
             args.append(_sample_tensor(plan, decl, n, shapes[n]) if shapes.get(n) is not None else "None")
         for a in decl.attrs:
-            if a.name in attrs and (not a.has_default or attrs[a.name] != (list(a.default) if isinstance(
-                    a.default, tuple) else a.default)):
+            if a.name in attrs and (
+                not a.has_default or attrs[a.name] != (list(a.default) if isinstance(a.default, tuple) else a.default)
+            ):
                 args.append(f"{a.name}={_py(attrs[a.name])}")
         empty = any(shapes.get(n) is not None and 0 in shapes[n] for n in names)
         absent = [n for n in names if decl.input(n).optional and shapes.get(n) is None]
@@ -118,6 +129,7 @@ def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
     lines += ["", ""]
     lines.append("@register_op(")
     lines.append(f"    {_lit(plan.id)},")
+
     def field(name, items):  # one line if it fits in 120 columns, else one item per line
         one = f"    {name}=[{', '.join(items)}],"
         if len(one) <= 120:
@@ -125,24 +137,32 @@ def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
         return [f"    {name}=["] + [f"        {item}," for item in items] + ["    ],"]
 
     lines += field("inputs", [_render_input(i) for i in plan.inputs])
-    lines += field("outputs", [f"Output({_lit(o.name)}, shape={_lit(o.shape)}, dtype={_lit(o.dtype)})"
-                               for o in plan.outputs])
+    lines += field(
+        "outputs", [f"Output({_lit(o.name)}, shape={_lit(o.shape)}, dtype={_lit(o.dtype)})" for o in plan.outputs]
+    )
     if plan.attrs:
         lines += field("attrs", [_render_attr(a) for a in plan.attrs])
     if tuple(plan.devices) != DEVICES:
         lines.append(f"    devices={_lit(tuple(plan.devices))},")
     lines.append("    samples=samples,")
     if plan.source == "flags" and plan.attrs:
-        plan.onnx_fallback_problem = ("the PLACEHOLDER reference reads no attribute, so its ONNX body could not carry "
-                                      "them")
+        plan.onnx_fallback_problem = (
+            "the PLACEHOLDER reference reads no attribute, so its ONNX body could not carry them"
+        )
     if plan.onnx_fallback_problem:
         lines.append("    # ops.new could not make the reference a standard-ONNX body (opset 17):")
         lines.append(f"    # {plan.onnx_fallback_problem}")
-        lines.append("    # so export_onnx(fallback=True) refuses the op and ops.check skips ort.fallback. Remove this line")
+        lines.append(
+            "    # so export_onnx(fallback=True) refuses the op and ops.check skips ort.fallback. Remove this line"
+        )
         lines.append("    # if you rewrite the reference with exportable ops.")
         lines.append("    onnx_fallback=False,")
-    lines.append(f"    # The kernels in csrc/{plan.name}/ are ops.new skeletons: until their bodies are written, the op runs")
-    lines.append("    # this reference on these devices and ops.check reports those stages as REF (reference), not as a")
+    lines.append(
+        f"    # The kernels in csrc/{plan.name}/ are ops.new skeletons: until their bodies are written, the op runs"
+    )
+    lines.append(
+        "    # this reference on these devices and ops.check reports those stages as REF (reference), not as a"
+    )
     lines.append("    # kernel pass. Remove a device from here once its kernel computes the op.")
     lines.append(f"    kernels_pending={_lit(tuple(plan.devices))},")
     lines.append(")")
@@ -154,9 +174,15 @@ def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
         params = [i.name for i in decl.inputs] + [a.name for a in decl.attrs]  # a default may not precede a required
     lines.append(f"def {plan.name}({', '.join(params)}):")
     if plan.source == "flags":
-        lines.append('    """PLACEHOLDER reference written by `python -m ops.new`: it returns zeros of the declared output')
-        lines.append("    shapes and dtypes and computes nothing. Replace this body with the op's math in plain PyTorch:")
-        lines.append("    it is the oracle ops.check compares every kernel with, and what runs while kernels are pending.")
+        lines.append(
+            '    """PLACEHOLDER reference written by `python -m ops.new`: it returns zeros of the declared output'
+        )
+        lines.append(
+            "    shapes and dtypes and computes nothing. Replace this body with the op's math in plain PyTorch:"
+        )
+        lines.append(
+            "    it is the oracle ops.check compares every kernel with, and what runs while kernels are pending."
+        )
         lines.append('    """')
         outs = []
         for o in decl.outputs:
@@ -170,7 +196,7 @@ def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
     else:
         callee = plan.target if plan.source == "like" else plan.target.split(":")[1]
         lines.append(f'    """Calls {callee} (the op this one was scaffolded from): the oracle ops.check compares the')
-        lines.append("    kernels with, and what runs while kernels are pending. Edit it if the op should differ.\"\"\"")
+        lines.append('    kernels with, and what runs while kernels are pending. Edit it if the op should differ."""')
         fn = ("torch.ops." + _like_call(plan)) if plan.source == "like" else "_opforge_function"
         args = plan.call_positional + [f"{k}={n}" for k, n in plan.call_keyword]
         lines.append(f"    return {fn}({', '.join(args)})")
@@ -179,19 +205,35 @@ def render_declaration(plan: Plan, decl: OpDecl, cases) -> str:
 
 def _like_call(plan: Plan) -> str:
     _, call, _ = resolve_operator(plan.target)
-    return call[len("torch.ops."):]
+    return call[len("torch.ops.") :]
 
 
 def _cpp_storage(dtype: str, cuda: bool) -> str:
     # qualified: the entry body, where these are written, has the declared names in scope (an input may be `int8_t`)
-    return {"float32": "float", "float16": "__half" if cuda else "::opforge::Half",
-            "bfloat16": "__nv_bfloat16" if cuda else "::opforge::BFloat16", "float64": "double",
-            "int8": "::std::int8_t", "uint8": "::std::uint8_t", "int32": "::std::int32_t", "int64": "::std::int64_t",
-            "bool": "bool"}[dtype]
+    return {
+        "float32": "float",
+        "float16": "__half" if cuda else "::opforge::Half",
+        "bfloat16": "__nv_bfloat16" if cuda else "::opforge::BFloat16",
+        "float64": "double",
+        "int8": "::std::int8_t",
+        "uint8": "::std::uint8_t",
+        "int32": "::std::int32_t",
+        "int64": "::std::int64_t",
+        "bool": "bool",
+    }[dtype]
 
 
-_DTYPE_ENUM = {"float32": "kFloat32", "float16": "kFloat16", "bfloat16": "kBFloat16", "float64": "kFloat64",
-               "int8": "kInt8", "uint8": "kUInt8", "int32": "kInt32", "int64": "kInt64", "bool": "kBool"}
+_DTYPE_ENUM = {
+    "float32": "kFloat32",
+    "float16": "kFloat16",
+    "bfloat16": "kBFloat16",
+    "float64": "kFloat64",
+    "int8": "kInt8",
+    "uint8": "kUInt8",
+    "int32": "kInt32",
+    "int64": "kInt64",
+    "bool": "kBool",
+}
 
 
 def _out_dtypes(decl: OpDecl, o) -> tuple[str, ...]:
@@ -202,7 +244,8 @@ def _signature_comment(decl: OpDecl) -> list[str]:
     names = context_names(decl)
     also = f" (also `{names[1]}` in the body)" if len(names) > 1 else ""
     return [f"//   {p.c_type} {p.name}" for p in parameters(decl)][:-1] + [
-        f"//   {parameters(decl)[-1].c_type} {names[0]}{also}"]
+        f"//   {parameters(decl)[-1].c_type} {names[0]}{also}"
+    ]
 
 
 def _dispatch_cases(decl: OpDecl, o, cuda: bool, call: str) -> list[str]:
@@ -220,16 +263,20 @@ def _entry_body(plan: Plan, decl: OpDecl, o, device: str, call: str) -> list[str
     view = o.name
     lines = ["  const ::opforge::Status opforge_status = [&]() -> ::opforge::Status {", f"    switch ({view}.dtype) {{"]
     lines += ["  " + line for line in _dispatch_cases(decl, o, device == "cuda", call)]
-    lines += ["      default:",
-              '        return ::opforge::Status::error(::opforge::Status::kUnsupportedDType, '
-              f'"{plan.id}: dtype not supported by this kernel");',
-              "    }", "  }();", "  if (!opforge_status.is_ok()) return opforge_status;",
-              f"  // NotImplemented: delete this line once the {'loop' if device == 'cpu' else 'kernel'} above "
-              f"computes the op, and drop '{device}' from",
-              "  // kernels_pending in the declaration.",
-              f'  return ::opforge::Status::error(::opforge::Status::kInternal, "{plan.id}: the {device} kernel is an '
-              'ops.new skeleton (kernel pending)");',
-              "}"]
+    lines += [
+        "      default:",
+        "        return ::opforge::Status::error(::opforge::Status::kUnsupportedDType, "
+        f'"{plan.id}: dtype not supported by this kernel");',
+        "    }",
+        "  }();",
+        "  if (!opforge_status.is_ok()) return opforge_status;",
+        f"  // NotImplemented: delete this line once the {'loop' if device == 'cpu' else 'kernel'} above "
+        f"computes the op, and drop '{device}' from",
+        "  // kernels_pending in the declaration.",
+        f'  return ::opforge::Status::error(::opforge::Status::kInternal, "{plan.id}: the {device} kernel is an '
+        'ops.new skeleton (kernel pending)");',
+        "}",
+    ]
     return lines
 
 

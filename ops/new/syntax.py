@@ -85,12 +85,16 @@ def parse_input(spec: str, first: str | None = None) -> Input:
         elif m := re.match(r"^(rank|min_rank)\s*=\s*(\d+)$", f):
             kw[m.group(1)] = int(m.group(2))
         elif f.startswith("shape="):
-            kw["shape"] = f[len("shape="):].strip()
+            kw["shape"] = f[len("shape=") :].strip()
         elif f and all(d.strip() in DTYPES for d in f.split(",")):
             dtypes = tuple(d.strip() for d in f.split(","))
         else:
-            raise SpecError("--input", f"a field that is 'optional', 'floating', like(OTHER), rank=N, min_rank=N, "
-                            f"shape=[...] or dtypes from {sorted(DTYPES)} (in {spec!r})", f)
+            raise SpecError(
+                "--input",
+                f"a field that is 'optional', 'floating', like(OTHER), rank=N, min_rank=N, "
+                f"shape=[...] or dtypes from {sorted(DTYPES)} (in {spec!r})",
+                f,
+            )
     if dtypes is None:
         dtypes = FLOATING if first is None else f"like({first})"
     return Input(name, dtypes=dtypes, **kw)
@@ -143,8 +147,11 @@ def parse_attr(spec: str) -> Attr:
     if m := _LIST_TYPE.match(tname):
         tname, length = f"list[{m.group(1)}]", int(m.group(2)) if m.group(2) else None
     if tname not in ATTR_TYPES:
-        raise SpecError("--attr", "a TYPE among int, float, bool, str, list[int], list[float], list[int,N], "
-                        f"list[float,N] (in {spec!r})", tname)
+        raise SpecError(
+            "--attr",
+            f"a TYPE among int, float, bool, str, list[int], list[float], list[int,N], list[float,N] (in {spec!r})",
+            tname,
+        )
     if not has_default:
         return Attr(name, tname, length=length)
     text = text.strip()

@@ -7,7 +7,9 @@ import importlib
 from ..errors import BackendUnavailable
 
 PACKAGES = {
-    "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
+    "onnx": "onnx",
+    "onnxscript": "onnxscript",
+    "onnxruntime": "onnxruntime",
     "onnx_graphsurgeon": "onnx-graphsurgeon",
     "polygraphy": "polygraphy",
 }
@@ -18,8 +20,10 @@ def require(module: str):
         return importlib.import_module(module)
     except ImportError as e:
         top = module.split(".")[0]
-        raise BackendUnavailable(f"{module} is needed for this ONNX feature but cannot be imported ({e}). "
-                                 f"Install it: pip install {PACKAGES.get(top, top)}") from e
+        raise BackendUnavailable(
+            f"{module} is needed for this ONNX feature but cannot be imported ({e}). "
+            f"Install it: pip install {PACKAGES.get(top, top)}"
+        ) from e
 
 
 def onnx():

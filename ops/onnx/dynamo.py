@@ -9,15 +9,22 @@ name starts so (ops.declaration.RESERVED_PREFIX), so no parameter can hide them.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence  # noqa: F401  (used by the generated source)
+from collections.abc import Sequence
+from typing import Optional
 
 from ..declaration import OpDecl
-from . import _lazy
 from ..torch.schema import schema_names
+from . import _lazy
 from .schema import onnx_attr_value, register_schema
 
-ANNOTATIONS = {"int": "int", "float": "float", "bool": "bool", "str": "str", "list[int]": "Sequence[int]",
-               "list[float]": "Sequence[float]"}
+ANNOTATIONS = {
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "str": "str",
+    "list[int]": "Sequence[int]",
+    "list[float]": "Sequence[float]",
+}
 
 
 def translation(decl: OpDecl):
@@ -43,9 +50,11 @@ def translation(decl: OpDecl):
         params.append(f"{names[i.name]}=None" if i.optional else names[i.name])
     for a in decl.attrs:
         params.append(f"{names[a.name]}: {ANNOTATIONS[a.type]}" + (f" = {a.default!r}" if a.has_default else ""))
-    source = (f"def {decl.namespace}_{decl.name}({', '.join(params)}):\n"
-              f"    return _opforge_call([{', '.join(names[i.name] for i in decl.inputs)}], "
-              f"{{{', '.join(f'{a.name!r}: {names[a.name]}' for a in decl.attrs)}}})\n")
+    source = (
+        f"def {decl.namespace}_{decl.name}({', '.join(params)}):\n"
+        f"    return _opforge_call([{', '.join(names[i.name] for i in decl.inputs)}], "
+        f"{{{', '.join(f'{a.name!r}: {names[a.name]}' for a in decl.attrs)}}})\n"
+    )
     # Annotations are evaluated where the function is defined, among globals only: a parameter named `Sequence`
     # cannot hide them.
     namespace = {"_opforge_call": call, "Sequence": Sequence, "Optional": Optional}

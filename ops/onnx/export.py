@@ -34,9 +34,11 @@ def _unsupported_translation(op):
     """Stands in for an op declared onnx=False, so the exporter stops at it with our message."""
 
     def refuse(*args, **kwargs):
-        raise ExportError(f"{op.id} cannot be exported to ONNX: it is declared with onnx=False (at "
-                          f"{op.decl.source}). Fix: keep it out of the exported model (e.g. replace it by its "
-                          "reference for export), or give it ONNX support and drop onnx=False.")
+        raise ExportError(
+            f"{op.id} cannot be exported to ONNX: it is declared with onnx=False (at "
+            f"{op.decl.source}). Fix: keep it out of the exported model (e.g. replace it by its "
+            "reference for export), or give it ONNX support and drop onnx=False."
+        )
 
     return refuse
 
@@ -77,7 +79,8 @@ def _translate_failure(e: BaseException, opset: int, exporter: str) -> ExportErr
             return ExportError(
                 f"the model calls '{name}', which neither opforge nor torch.onnx ({exporter} exporter, opset {opset}) "
                 f"can export. Fix: declare it with ops.register_op (then it exports as an ONNX node), or "
-                f"replace it in the model before export.")
+                f"replace it in the model before export."
+            )
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"
     return ExportError(f"the {exporter} exporter failed at opset {opset}: {first[:500]}")
 
@@ -123,9 +126,11 @@ def _ops_for_translation(model, args, ops):
     used = list(dict.fromkeys(seen))
     clash = sorted({op.id for op in used if Counter(u.decl.name for u in used)[op.decl.name] > 1})
     if clash:
-        raise ExportError(f"the model calls ops {clash} that share a name in different namespaces; the dynamo "
-                          "exporter (onnxscript) needs op names unique across domains. Fix: rename one of them, "
-                          "or export at opset <= 17 (TorchScript exporter)")
+        raise ExportError(
+            f"the model calls ops {clash} that share a name in different namespaces; the dynamo "
+            "exporter (onnxscript) needs op names unique across domains. Fix: rename one of them, "
+            "or export at opset <= 17 (TorchScript exporter)"
+        )
     return used
 
 
@@ -141,8 +146,11 @@ def _present_arguments(model, args, dynamic):
         return model, args, dynamic
     names = [_input_names(model, len(args))[k] for k in present]
     namespace: dict = {}
-    exec(f"def forward(opforge_self, {', '.join(names)}):\n"  # the model's names; the wrapper's own are prefixed
-         f"    return opforge_self.opforge_call(({', '.join(names)}{',' if len(names) == 1 else ''}))", namespace)
+    exec(
+        f"def forward(opforge_self, {', '.join(names)}):\n"  # the model's names; the wrapper's own are prefixed
+        f"    return opforge_self.opforge_call(({', '.join(names)}{',' if len(names) == 1 else ''}))",
+        namespace,
+    )
 
     class PresentArguments(torch.nn.Module):
         forward = namespace["forward"]
@@ -157,8 +165,11 @@ def _present_arguments(model, args, dynamic):
                 full[k] = t
             return self.opforge_model(*full)
 
-    return (PresentArguments(), tuple(args[k] for k in present),
-            {j: dynamic[k] for j, k in enumerate(present) if k in dynamic})
+    return (
+        PresentArguments(),
+        tuple(args[k] for k in present),
+        {j: dynamic[k] for j, k in enumerate(present) if k in dynamic},
+    )
 
 
 def _export_dynamo(model, args, opset, dynamic, ops):
@@ -173,13 +184,22 @@ def _export_dynamo(model, args, opset, dynamic, ops):
     dynamic_shapes = None
     if dynamic:
         dims = {}
-        dynamic_shapes = tuple({d: dims.setdefault(n, torch.export.Dim(n)) for d, n in dynamic.get(k, {}).items()}
-                               or None for k in range(len(args)))
+        dynamic_shapes = tuple(
+            {d: dims.setdefault(n, torch.export.Dim(n)) for d, n in dynamic.get(k, {}).items()} or None
+            for k in range(len(args))
+        )
     with warnings.catch_warnings(), quiet_dynamo_registration_log():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, tuple(args), dynamo=True, opset_version=opset,
-                                    custom_translation_table=table, dynamic_shapes=dynamic_shapes,
-                                    verbose=False, report=False)
+        program = torch.onnx.export(
+            model,
+            tuple(args),
+            dynamo=True,
+            opset_version=opset,
+            custom_translation_table=table,
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+            report=False,
+        )
     return program.model_proto
 
 
@@ -188,8 +208,11 @@ def _input_names(model, count: int) -> list[str]:
     import inspect
 
     try:
-        params = [p.name for p in inspect.signature(model.forward if hasattr(model, "forward") else model)
-                  .parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p.name
+            for p in inspect.signature(model.forward if hasattr(model, "forward") else model).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         params = []
     return params[:count] if len(params) >= count else [f"input_{k}" for k in range(count)]
@@ -218,8 +241,9 @@ def _export_torchscript(model, args, opset, dynamic, ops):
         # No custom_opsets: the exporter warns (from C++, past any Python filter) about every given domain the
         # model does not use, and _postprocess writes the opset_import of the custom domains from the ops
         # the graph holds, with their declared versions, whatever the exporter wrote.
-        torch.onnx.export(model, tuple(args), buffer, dynamo=False, opset_version=opset, input_names=names,
-                          dynamic_axes=axes or None)
+        torch.onnx.export(
+            model, tuple(args), buffer, dynamo=False, opset_version=opset, input_names=names, dynamic_axes=axes or None
+        )
     return _lazy.onnx().load_from_string(buffer.getvalue())
 
 
@@ -232,9 +256,11 @@ def _postprocess(m, opset: int, ops, fallback: bool, trace_args):
     by_key = {(op.decl.namespace, op.decl.name): op for op in ops if onnx_supported(op.decl)}
     written = default_opset(m)
     if written != opset:
-        raise ExportError(f"asked for opset {opset} but the exporter wrote opset {written}. The file is not "
-                          f"what was requested. Fix: pick an opset the exporter honours (11-17 TorchScript, "
-                          f"18-23 dynamo) or report this as an opforge bug.")
+        raise ExportError(
+            f"asked for opset {opset} but the exporter wrote opset {written}. The file is not "
+            f"what was requested. Fix: pick an opset the exporter honours (11-17 TorchScript, "
+            f"18-23 dynamo) or report this as an opforge bug."
+        )
     used = {}
     for node in m.graph.node:
         op = by_key.get((node.domain, node.op_type))
@@ -306,8 +332,9 @@ def _cleanup(m):
     return out
 
 
-def export_onnx(model, args, path=None, *, opset: int = DEFAULT_OPSET, dynamic=False, fallback: bool = False,
-                check: bool = True):
+def export_onnx(
+    model, args, path=None, *, opset: int = DEFAULT_OPSET, dynamic=False, fallback: bool = False, check: bool = True
+):
     """Export `model(*args)` to ONNX with every opforge op as a custom node (domain = namespace).
 
     opset 11-17 uses the TorchScript exporter, 18-23 the dynamo exporter. dynamic: True makes dim 0 of

@@ -21,7 +21,7 @@ import warnings
 from ..dtypes import torch_dtype
 from ..errors import ExportError
 from . import _lazy
-from .schema import ELEM_TO_DTYPE, onnx_attr_value
+from .schema import ELEM_TO_DTYPE
 
 PROBES = (0.0123456789, 0.0234567891, 0.0345678912, 0.0456789123)  # distinctive, harmless magnitudes
 PROBES_CHECK = (0.0567891234, 0.0678912345, 0.0789123456, 0.0891234567)  # a second export to find derived constants
@@ -48,11 +48,16 @@ def _node_facts(m, node, decl):
 def _sample_for(decl, dtype: str, ranks):
     for s in decl.samples("cpu", torch_dtype(dtype)):
         tensors = [t for t in s.inputs]
-        if len(tensors) >= len(ranks) and all(r is None or t.dim() == r for t, r in zip(tensors, ranks)) and \
-                all(t.numel() > 0 for t in tensors if t is not None):
+        if (
+            len(tensors) >= len(ranks)
+            and all(r is None or t.dim() == r for t, r in zip(tensors, ranks))
+            and all(t.numel() > 0 for t in tensors if t is not None)
+        ):
             return tensors
-    raise ExportError(f"{decl.id}: no declared sample has inputs of ranks {ranks} and dtype {dtype}, so no "
-                      "fallback body can be traced for it. Fix: add such a sample, or export without fallback.")
+    raise ExportError(
+        f"{decl.id}: no declared sample has inputs of ranks {ranks} and dtype {dtype}, so no "
+        "fallback body can be traced for it. Fix: add such a sample, or export without fallback."
+    )
 
 
 def _export_reference(decl, tensors, attrs, opset):
@@ -74,13 +79,28 @@ def _export_reference(decl, tensors, attrs, opset):
         if opset <= 17:
             buf = io.BytesIO()
             axes = {n: {d: f"{n}_d{d}" for d in range(t.dim())} for n, t in zip(names, tensors)}
-            torch.onnx.export(Reference(), tuple(tensors), buf, dynamo=False, opset_version=opset,
-                              input_names=names, output_names=[o.name for o in decl.outputs], dynamic_axes=axes)
+            torch.onnx.export(
+                Reference(),
+                tuple(tensors),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=names,
+                output_names=[o.name for o in decl.outputs],
+                dynamic_axes=axes,
+            )
             return onnx.load_from_string(buf.getvalue())
         shapes = tuple({d: torch.export.Dim.AUTO for d in range(t.dim())} for t in tensors)
-        program = torch.onnx.export(Reference(), tuple(tensors), dynamo=True, opset_version=opset,
-                                    input_names=names, output_names=[o.name for o in decl.outputs],
-                                    dynamic_shapes={"inputs": shapes}, verbose=False)
+        program = torch.onnx.export(
+            Reference(),
+            tuple(tensors),
+            dynamo=True,
+            opset_version=opset,
+            input_names=names,
+            output_names=[o.name for o in decl.outputs],
+            dynamic_shapes={"inputs": shapes},
+            verbose=False,
+        )
         return program.model_proto
 
 
@@ -100,8 +120,11 @@ def _constants(g):
 def _probe_hits(consts, probe) -> list[str]:
     import numpy as np
 
-    return [name for name, (v, _) in consts.items() if v.size == 1 and np.issubdtype(v.dtype, np.floating)
-            and np.float32(v.reshape(-1)[0]) == np.float32(probe)]
+    return [
+        name
+        for name, (v, _) in consts.items()
+        if v.size == 1 and np.issubdtype(v.dtype, np.floating) and np.float32(v.reshape(-1)[0]) == np.float32(probe)
+    ]
 
 
 def _check_no_derived_constants(decl, tensors, attrs, opset, floats, consts, hit_names):
@@ -113,17 +136,19 @@ def _check_no_derived_constants(decl, tensors, attrs, opset, floats, consts, hit
         probed[a.name] = p
     other = _constants(_export_reference(decl, tensors, probed, opset).graph)
     second_hits = set()
-    for p in PROBES_CHECK[:len(floats)]:
+    for p in PROBES_CHECK[: len(floats)]:
         second_hits.update(_probe_hits(other, p))
 
     def rest(cs, skip):
         return sorted((v.dtype.str, v.shape, v.tobytes()) for name, (v, _) in cs.items() if name not in skip)
 
     if rest(consts, hit_names) != rest(other, second_hits):
-        raise ExportError(f"{decl.id}: the fallback body cannot carry attributes {[a.name for a in floats]}: the traced "
-                          "reference holds constants computed from them (e.g. 1/x folded by the exporter), which a "
-                          "function attribute cannot reproduce. Fix: export without fallback, or write the reference "
-                          "so the attribute is used as it is (x / bound, not x * (1 / bound)).")
+        raise ExportError(
+            f"{decl.id}: the fallback body cannot carry attributes {[a.name for a in floats]}: the traced "
+            "reference holds constants computed from them (e.g. 1/x folded by the exporter), which a "
+            "function attribute cannot reproduce. Fix: export without fallback, or write the reference "
+            "so the attribute is used as it is (x / bound, not x * (1 / bound))."
+        )
 
 
 def _body(decl, tensors, attrs, opset):
@@ -147,12 +172,19 @@ def _body(decl, tensors, attrs, opset):
         # The exporter's optimiser may fuse the reference into one standard op that takes the value as a
         # node attribute instead of a constant (dynamo at opset 23 turns rms_norm's reference into
         # RMSNormalization(epsilon=...)). Such an attribute refers to the function attribute directly.
-        attr_hits = [na for n in g.node if n.op_type != "Constant" for na in n.attribute
-                     if na.type == onnx.AttributeProto.FLOAT and np.float32(na.f) == np.float32(p)]
+        attr_hits = [
+            na
+            for n in g.node
+            if n.op_type != "Constant"
+            for na in n.attribute
+            if na.type == onnx.AttributeProto.FLOAT and np.float32(na.f) == np.float32(p)
+        ]
         if not hits and not attr_hits:
-            raise ExportError(f"{decl.id}: the fallback body cannot carry attribute '{a.name}': its value appears in "
-                              "no constant or node attribute of the traced reference (the exporter folded it into "
-                              "something else). Fix: export without fallback.")
+            raise ExportError(
+                f"{decl.id}: the fallback body cannot carry attribute '{a.name}': its value appears in "
+                "no constant or node attribute of the traced reference (the exporter folded it into "
+                "something else). Fix: export without fallback."
+            )
         for na in attr_hits:  # the probe value is distinctive: every occurrence is the attribute itself
             na.ClearField("f")
             na.ref_attr_name = a.name
@@ -171,8 +203,14 @@ def _body(decl, tensors, attrs, opset):
             shaped = raw
             if original.shape != ():
                 shape_name = f"{name}__shape"
-                nodes.append(helper.make_node("Constant", [], [shape_name], value=onnx.numpy_helper.from_array(
-                    np.array(original.shape, dtype=np.int64))))
+                nodes.append(
+                    helper.make_node(
+                        "Constant",
+                        [],
+                        [shape_name],
+                        value=onnx.numpy_helper.from_array(np.array(original.shape, dtype=np.int64)),
+                    )
+                )
                 shaped = f"{name}__{attr}_shaped"
                 nodes.append(helper.make_node("Reshape", [raw, shape_name], [shaped]))
             to = helper.np_dtype_to_tensor_dtype(original.dtype)
@@ -188,10 +226,17 @@ def _body(decl, tensors, attrs, opset):
 def make_function(decl, tensors, attrs, opset):
     onnx = _lazy.onnx()
     model, nodes, inputs, outputs, floats = _body(decl, tensors, attrs, opset)
-    fn = onnx.helper.make_function(decl.namespace, decl.name, inputs, outputs, nodes,
-                                   opset_imports=list(model.opset_import), attributes=[a.name for a in floats],
-                                   doc_string=f"reference of {decl.id}; specialised to "
-                                              f"{ {k: v for k, v in attrs.items() if k not in [a.name for a in floats]} }")
+    fn = onnx.helper.make_function(
+        decl.namespace,
+        decl.name,
+        inputs,
+        outputs,
+        nodes,
+        opset_imports=list(model.opset_import),
+        attributes=[a.name for a in floats],
+        doc_string=f"reference of {decl.id}; specialised to "
+        f"{ {k: v for k, v in attrs.items() if k not in [a.name for a in floats]} }",
+    )
     return fn, list(model.functions), list(model.opset_import)
 
 
@@ -202,9 +247,11 @@ def attach_fallbacks(m, ops, opset: int) -> None:
     for op in ops:
         decl = op.decl
         if not decl.onnx_fallback:
-            raise ExportError(f"{decl.id} declares onnx_fallback=False: its reference cannot be written as standard "
-                              "ONNX ops (e.g. data-dependent loops), so the graph has no fallback body for it. Fix: "
-                              "export without fallback=True and run the model with opforge's ONNX Runtime library")
+            raise ExportError(
+                f"{decl.id} declares onnx_fallback=False: its reference cannot be written as standard "
+                "ONNX ops (e.g. data-dependent loops), so the graph has no fallback body for it. Fix: "
+                "export without fallback=True and run the model with opforge's ONNX Runtime library"
+            )
         nodes = [n for n in m.graph.node if (n.domain, n.op_type) == (decl.namespace, decl.name)]
         keys = {}
         for n in nodes:
@@ -212,9 +259,11 @@ def attach_fallbacks(m, ops, opset: int) -> None:
             fixed = tuple((a.name, repr(values[a.name])) for a in decl.attrs if a.type != "float" or opset < 12)
             keys.setdefault((tuple(ins), fixed), (ins, values))
         if len(keys) != 1:
-            raise ExportError(f"{decl.id}: its nodes use {len(keys)} different input dtypes/ranks or non-float "
-                              f"attribute values; one fallback function per op cannot serve them all. Fix: export "
-                              "without fallback, or use one configuration of the op per model.")
+            raise ExportError(
+                f"{decl.id}: its nodes use {len(keys)} different input dtypes/ranks or non-float "
+                f"attribute values; one fallback function per op cannot serve them all. Fix: export "
+                "without fallback, or use one configuration of the op per model."
+            )
         ins, values = next(iter(keys.values()))
         dtype = ELEM_TO_DTYPE.get(ins[0][0], "float32")
         tensors = _sample_for(decl, dtype, [r for _, r in ins])[: len(ins)]

@@ -20,8 +20,7 @@ def single_op_module(op, attrs: dict | None = None):
     params = ", ".join(f"{n}=None" if i.optional else n for n, i in zip(names, decl.inputs))
     # The module's own names are `opforge_`-prefixed: no input can be called so (ops.declaration.RESERVED_PREFIX),
     # while an input may well be called `self`.
-    source = (f"def forward(opforge_module, {params}):\n"
-              f"    return _opforge_op({', '.join(names)}, *_opforge_attrs)\n")
+    source = f"def forward(opforge_module, {params}):\n    return _opforge_op({', '.join(names)}, *_opforge_attrs)\n"
     namespace = {"_opforge_op": op.torch_op, "_opforge_attrs": [values[a.name] for a in decl.attrs]}
     exec(compile(source, f"<opforge single-op module of {decl.id}>", "exec"), namespace)
     return type(f"{decl.name}_module", (torch.nn.Module,), {"forward": namespace["forward"]})().eval()

@@ -75,7 +75,8 @@ def libraries(model) -> list[Path]:
                 "its cpu kernel is in kernels_pending), so no "
                 "native ONNX Runtime library holds it and the model carries no fallback body for it. Fix: export "
                 "with ops.export_onnx(..., fallback=True) so ORT runs the reference's ONNX function, or give the op "
-                "kernels (csrc/<name>/).")
+                "kernels (csrc/<name>/)."
+            )
     return [library_for(p) for p in packages]
 
 

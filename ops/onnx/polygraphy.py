@@ -32,8 +32,10 @@ def compare_with_polygraphy(op, path, plan, batches=(1, 3, 8)) -> tuple[bool, st
     names = [i.name for i in session.get_inputs()]
     shapes = [i.shape for i in session.get_inputs()]
     # numpy dtypes from ORT's type strings ("tensor(int64)"), so integer inputs stay integers
-    dtypes = [np.dtype({"float": "float32", "double": "float64", "bool": "bool"}.get(t, t))
-              for t in (i.type[len("tensor("):-1] for i in session.get_inputs())]
+    dtypes = [
+        np.dtype({"float": "float32", "double": "float64", "bool": "bool"}.get(t, t))
+        for t in (i.type[len("tensor(") : -1] for i in session.get_inputs())
+    ]
     out_names = [o.name for o in session.get_outputs()]
 
     class TorchRunner(BaseRunner):
@@ -75,6 +77,8 @@ def compare_with_polygraphy(op, path, plan, batches=(1, 3, 8)) -> tuple[bool, st
         warnings.simplefilter("ignore", RuntimeWarning)
         results = Comparator.run([OnnxrtRunner(lambda: session), TorchRunner()], data_loader=feeds)
         ok = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(rtol=rtol, atol=atol)))
-    return ok, (f"Comparator: OnnxrtRunner(native opforge ops) vs torch eager, "
-                f"{'batch ' + '/'.join(map(str, batches)) if batches != (None,) else 'static shapes'}, "
-                f"rtol/atol {rtol:g}/{atol:g}: {'match' if ok else 'MISMATCH'}")
+    return ok, (
+        f"Comparator: OnnxrtRunner(native opforge ops) vs torch eager, "
+        f"{'batch ' + '/'.join(map(str, batches)) if batches != (None,) else 'static shapes'}, "
+        f"rtol/atol {rtol:g}/{atol:g}: {'match' if ok else 'MISMATCH'}"
+    )

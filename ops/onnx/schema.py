@@ -19,9 +19,15 @@ from . import _lazy
 
 # declaration dtype -> (ONNX type string, TensorProto enum)
 ONNX_DTYPES: dict[str, tuple[str, int]] = {
-    "float32": ("tensor(float)", 1), "uint8": ("tensor(uint8)", 2), "int8": ("tensor(int8)", 3),
-    "int32": ("tensor(int32)", 6), "int64": ("tensor(int64)", 7), "bool": ("tensor(bool)", 9),
-    "float16": ("tensor(float16)", 10), "float64": ("tensor(double)", 11), "bfloat16": ("tensor(bfloat16)", 16),
+    "float32": ("tensor(float)", 1),
+    "uint8": ("tensor(uint8)", 2),
+    "int8": ("tensor(int8)", 3),
+    "int32": ("tensor(int32)", 6),
+    "int64": ("tensor(int64)", 7),
+    "bool": ("tensor(bool)", 9),
+    "float16": ("tensor(float16)", 10),
+    "float64": ("tensor(double)", 11),
+    "bfloat16": ("tensor(bfloat16)", 16),
 }
 ELEM_TO_DTYPE = {enum: name for name, (_, enum) in ONNX_DTYPES.items()}
 
@@ -52,8 +58,14 @@ def onnx_attr_value(a: ResolvedAttr, value):
 
 def _attr_type(onnx_defs, a: ResolvedAttr):
     T = onnx_defs.OpSchema.AttrType
-    return {"int": T.INT, "bool": T.INT, "float": T.FLOAT, "str": T.STRING, "list[int]": T.INTS,
-            "list[float]": T.FLOATS}[a.type]
+    return {
+        "int": T.INT,
+        "bool": T.INT,
+        "float": T.FLOAT,
+        "str": T.STRING,
+        "list[int]": T.INTS,
+        "list[float]": T.FLOATS,
+    }[a.type]
 
 
 def type_params(decl: OpDecl) -> dict[str, str]:
@@ -166,12 +178,21 @@ def make_schema(decl: OpDecl):
     defs = onnx.defs
     S = defs.OpSchema
     params = type_params(decl)
-    inputs = [S.FormalParameter(i.name, params[i.name], "",
-                                param_option=S.FormalParameterOption.Optional if i.optional
-                                else S.FormalParameterOption.Single) for i in decl.inputs]
+    inputs = [
+        S.FormalParameter(
+            i.name,
+            params[i.name],
+            "",
+            param_option=S.FormalParameterOption.Optional if i.optional else S.FormalParameterOption.Single,
+        )
+        for i in decl.inputs
+    ]
     outputs = [S.FormalParameter(o.name, params[o.name], "") for o in decl.outputs]
-    constraints = [(params[i.name], [ONNX_DTYPES[d][0] for d in i.dtypes], f"dtypes of '{i.name}'")
-                   for i in decl.inputs if not i.dtype_like]
+    constraints = [
+        (params[i.name], [ONNX_DTYPES[d][0] for d in i.dtypes], f"dtypes of '{i.name}'")
+        for i in decl.inputs
+        if not i.dtype_like
+    ]
     attributes = []
     for a in decl.attrs:
         if a.has_default:
@@ -183,8 +204,16 @@ def make_schema(decl: OpDecl):
             attributes.append(S.Attribute(a.name, _attr_type(defs, a), f"{a.type}", required=True))
     for name in TRT_ATTRS:
         attributes.append(S.Attribute(name, S.AttrType.STRING, "read by TensorRT's ONNX parser", required=False))
-    schema = S(decl.name, decl.namespace, decl.version, decl.doc or decl.id, inputs=inputs, outputs=outputs,
-               type_constraints=constraints, attributes=attributes)
+    schema = S(
+        decl.name,
+        decl.namespace,
+        decl.version,
+        decl.doc or decl.id,
+        inputs=inputs,
+        outputs=outputs,
+        type_constraints=constraints,
+        attributes=attributes,
+    )
     schema.set_type_and_shape_inference_function(_inference_function(decl))
     return schema
 
@@ -194,8 +223,10 @@ def register_schema(decl: OpDecl) -> None:
     if decl.id in _REGISTERED:
         return
     if not onnx_supported(decl):
-        raise ExportError(f"{decl.id}: declared with onnx=False (at {decl.source}), so it has no ONNX schema. "
-                          "Fix: remove onnx=False once the op can be exported, or keep it out of exported models.")
+        raise ExportError(
+            f"{decl.id}: declared with onnx=False (at {decl.source}), so it has no ONNX schema. "
+            "Fix: remove onnx=False once the op can be exported, or keep it out of exported models."
+        )
     defs = _lazy.onnx().defs
     if defs.has(decl.name, decl.version, decl.namespace):
         # registered by an earlier import of another copy of this declaration (e.g. a reloaded module)

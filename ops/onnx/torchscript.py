@@ -29,15 +29,16 @@ def torchscript_api():
         from torch.onnx import register_custom_op_symbolic
         from torch.onnx.symbolic_helper import parse_args
     except ImportError as e:
-        raise ExportError(f"this torch ({torch.__version__}) no longer ships the TorchScript ONNX exporter ({e}), "
-                          "which opforge uses for opsets 11-17. Fix: export at opset 18 or newer (dynamo "
-                          "exporter), or use a torch that still has torch.onnx.register_custom_op_symbolic.") from e
+        raise ExportError(
+            f"this torch ({torch.__version__}) no longer ships the TorchScript ONNX exporter ({e}), "
+            "which opforge uses for opsets 11-17. Fix: export at opset 18 or newer (dynamo "
+            "exporter), or use a torch that still has torch.onnx.register_custom_op_symbolic."
+        ) from e
     return register_custom_op_symbolic, parse_args
 
 
 def _output_type(decl: OpDecl, o, inputs: dict, attrs: dict):
     """The TorchScript type of output `o` (dtype + sizes where the rule gives them)."""
-    import torch
 
     source = inputs.get(o.dtype_like) if o.dtype_like else next(v for v in inputs.values() if v is not None)
     dtype = torch_dtype(o.dtype) if o.dtype else None
@@ -90,8 +91,10 @@ def symbolic(decl: OpDecl):
     # is the declaration's (inputs, then attributes), so parse_args sees one parameter per argument. Its own
     # names are `opforge_`-prefixed, which no declared name can be (ops.declaration.RESERVED_PREFIX).
     names = [i.name for i in decl.inputs] + [a.name for a in attrs_decl]
-    source = (f"def {decl.namespace}_{decl.name}(opforge_g, {', '.join(names)}):\n"
-              f"    return _opforge_emit(opforge_g, [{', '.join(names)}])\n")
+    source = (
+        f"def {decl.namespace}_{decl.name}(opforge_g, {', '.join(names)}):\n"
+        f"    return _opforge_emit(opforge_g, [{', '.join(names)}])\n"
+    )
     namespace = {"_opforge_emit": emit}
     exec(compile(source, f"<opforge torchscript symbolic of {decl.id}>", "exec"), namespace)
     return parse_args(*(["v"] * n_in), *(PARSE[a.type] for a in attrs_decl))(namespace[f"{decl.namespace}_{decl.name}"])

@@ -74,9 +74,15 @@ def cuda_wanted() -> Path | None:
     return cuda if cuda is not None and (cuda / "bin" / "nvcc").is_file() else None
 
 
-def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpDecl] | None = None,
-          build_dir: Path | None = None, cuda: bool | None = None, compilers=None,
-          cuda_dir: Path | None = None) -> OrtLibrary:
+def build(
+    package: str = DEFAULT_PACKAGE,
+    verbose: bool = False,
+    decls: list[OpDecl] | None = None,
+    build_dir: Path | None = None,
+    cuda: bool | None = None,
+    compilers=None,
+    cuda_dir: Path | None = None,
+) -> OrtLibrary:
     """Build the op package's library (opforge's own: libopforge_ort_ops.so); incremental through ninja.
     `decls`/`build_dir` build a library for other declarations (tests); `cuda` forces the CUDA variants
     on or off (default: when nvcc is found). `compilers` (ops/compilers.py) and `cuda_dir` (the kernel
@@ -89,15 +95,18 @@ def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpD
     pkg = _package(package) if decls is None else op_package(package)
     decls = library_decls(package) if decls is None else decls
     if not decls:
-        raise OpforgeError(f"op package {pkg.name!r} has no op with compiled kernels and ONNX export: nothing for "
-                           "a native ONNX Runtime library to hold (ops declared with kernels=None run in ORT only "
-                           "through a fallback body: export_onnx(..., fallback=True))")
+        raise OpforgeError(
+            f"op package {pkg.name!r} has no op with compiled kernels and ONNX export: nothing for "
+            "a native ONNX Runtime library to hold (ops declared with kernels=None run in ORT only "
+            "through a fallback body: export_onnx(..., fallback=True))"
+        )
     cuda_root = cuda_wanted() if cuda is None or cuda else None
     if compilers is not None:
         cuda_root = compilers.cuda_include.parent if compilers.nvcc is not None and cuda is not False else None
     if cuda and cuda_root is None:
-        raise BackendUnavailable("CUDA variants were asked for but nvcc was not found. Fix: install the CUDA "
-                                 "toolkit or set CUDA_HOME")
+        raise BackendUnavailable(
+            "CUDA variants were asked for but nvcc was not found. Fix: install the CUDA toolkit or set CUDA_HOME"
+        )
     with_cuda = cuda_root is not None and any("cuda" in d.devices for d in decls)
     bdir = Path(build_dir) if build_dir else pkg.build_dir / "ort"
     gen = bdir / "gen"
@@ -106,21 +115,41 @@ def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpD
     sources.append(paths.write_if_changed(gen / "opforge_ort_ops.cpp", codegen.generate_index(decls, pkg.name, stem)))
     csrc = paths.csrc_dir()
     kernel_dirs = prototypes.kernel_include_dirs(decls, bdir)
-    cxxflags = ["-std=c++20", "-O3", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                f"-I{csrc}", *(f"-I{p}" for p in kernel_dirs), f"-I{include}"]
+    cxxflags = [
+        "-std=c++20",
+        "-O3",
+        "-fPIC",
+        "-fvisibility=hidden",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        f"-I{csrc}",
+        *(f"-I{p}" for p in kernel_dirs),
+        f"-I{include}",
+    ]
     ldflags = ["-shared", "-Wl,--no-undefined"]  # no onnxruntime symbol: all calls go through the OrtApi table
     if with_cuda:
         cxxflags += ["-DOPFORGE_ORT_WITH_CUDA", f"-I{cuda_root / 'include'}"]
-        cuda_lib = next((p for p in (cuda_root / "lib64", cuda_root / "lib") if (p / "libcudart.so").exists()),
-                        cuda_root / "lib64")
-        ldflags += ([f"-L{cuda_lib}", "-lcudart", f"-Wl,-rpath,{cuda_lib}"] if compilers is None
-                    else compilers.cudart_ldflags())
+        cuda_lib = next(
+            (p for p in (cuda_root / "lib64", cuda_root / "lib") if (p / "libcudart.so").exists()), cuda_root / "lib64"
+        )
+        ldflags += (
+            [f"-L{cuda_lib}", "-lcudart", f"-Wl,-rpath,{cuda_lib}"] if compilers is None else compilers.cudart_ldflags()
+        )
     q = lambda args: " ".join(shlex.quote(str(a)) for a in args)  # noqa: E731
     cxx = compilers.cxx if compilers is not None else "c++"
-    lines = [f"cxxflags = {q(cxxflags)}", f"ldflags = {q(ldflags)}",
-             "rule cxx", f"  command = {cxx} -MMD -MF $out.d $cxxflags -c $in -o $out", "  depfile = $out.d",
-             "  deps = gcc", "  description = CXX $out",
-             "rule link", f"  command = {cxx} -o $out $in $ldflags", "  description = LINK $out"]
+    lines = [
+        f"cxxflags = {q(cxxflags)}",
+        f"ldflags = {q(ldflags)}",
+        "rule cxx",
+        f"  command = {cxx} -MMD -MF $out.d $cxxflags -c $in -o $out",
+        "  depfile = $out.d",
+        "  deps = gcc",
+        "  description = CXX $out",
+        "rule link",
+        f"  command = {cxx} -o $out $in $ldflags",
+        "  description = LINK $out",
+    ]
     objs = []
     for src in sources:
         obj = bdir / "obj" / (src.stem + ".o")
@@ -134,15 +163,26 @@ def build(package: str = DEFAULT_PACKAGE, verbose: bool = False, decls: list[OpD
             objs.append(obj)
     if with_cuda:  # shared with the TensorRT plugin library (compiled by the first of the two to build)
         cuda_dir = cuda_dir or (Path(build_dir) if build_dir else pkg.build_dir) / "cuda"
-        objs += cuda_kernels.build([d for d in decls if "cuda" in d.kernel_files()], cuda_dir,
-                                   cuda_root / "bin" / "nvcc", verbose, compilers)
+        objs += cuda_kernels.build(
+            [d for d in decls if "cuda" in d.kernel_files()], cuda_dir, cuda_root / "bin" / "nvcc", verbose, compilers
+        )
     lib = bdir / "lib" / f"lib{stem}.so"
     lines.append(f"build {ninja.escape(lib)}: link {' '.join(ninja.escape(o) for o in objs)}")
-    ninja.run(bdir, lines, "building the ONNX Runtime op library", verbose,
-              rebuild=f"python -m ops.ort.build --package {pkg.name}")
+    ninja.run(
+        bdir,
+        lines,
+        "building the ONNX Runtime op library",
+        verbose,
+        rebuild=f"python -m ops.ort.build --package {pkg.name}",
+    )
     api = headers.api_version(include)
-    record = {"ort_include": str(include), "ort_api_version": api, "ops": [d.id for d in decls],
-              "cuda": with_cuda, "generator": codegen.GENERATOR_VERSION}
+    record = {
+        "ort_include": str(include),
+        "ort_api_version": api,
+        "ops": [d.id for d in decls],
+        "cuda": with_cuda,
+        "generator": codegen.GENERATOR_VERSION,
+    }
     paths.write_if_changed(bdir / "build.json", json.dumps(record, indent=2) + "\n")
     return OrtLibrary(lib, bdir, tuple(d.id for d in decls), with_cuda, include, api)
 
@@ -157,6 +197,7 @@ def library_info(library: Path) -> list[str]:
 
 
 # ---- the C++ deployment example -------------------------------------------------------------------
+
 
 def onnxruntime_library() -> Path:
     """The installed onnxruntime wheel's shared library (capi/libonnxruntime.so.<version>)."""
@@ -193,8 +234,19 @@ def build_example(output: Path | None = None, compilers=None, runtime: Path | No
     if not soname.is_symlink() or soname.resolve() != runtime.resolve():
         soname.unlink(missing_ok=True)
         soname.symlink_to(runtime)
-    cmd = [compilers.cxx if compilers is not None else "c++", "-std=c++17", "-O2", "-Wall", "-Wextra", f"-I{include}", str(src), "-o", str(out), str(runtime),
-           "-Wl,-rpath,$ORIGIN"]
+    cmd = [
+        compilers.cxx if compilers is not None else "c++",
+        "-std=c++17",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        f"-I{include}",
+        str(src),
+        "-o",
+        str(out),
+        str(runtime),
+        "-Wl,-rpath,$ORIGIN",
+    ]
     if not out.exists() or out.stat().st_mtime < max(src.stat().st_mtime, runtime.stat().st_mtime):
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
@@ -214,8 +266,10 @@ def main(argv=None) -> int:
     try:
         for name in args.package or [DEFAULT_PACKAGE]:
             result = build(name, verbose=args.verbose)
-            print(f"built {result.library} ({', '.join(result.ops)}; ORT API version {result.api_version}; CUDA "
-                  f"variants {'compiled' if result.with_cuda else 'not compiled (no nvcc)'})")
+            print(
+                f"built {result.library} ({', '.join(result.ops)}; ORT API version {result.api_version}; CUDA "
+                f"variants {'compiled' if result.with_cuda else 'not compiled (no nvcc)'})"
+            )
             if args.list:
                 print("\n".join(library_info(result.library)))
         if args.example:

@@ -20,21 +20,51 @@ import itertools
 from .. import shape_rule as sr
 from ..declaration import OpDecl, ResolvedOutput
 from ..dtypes import DTYPES
-from ..prototypes import include_path
 from ..errors import OpforgeError
+from ..prototypes import include_path
 
 GENERATOR_VERSION = 3  # bump when the generated code changes shape
 
-ONNX_ELEM = {"float32": "FLOAT", "float16": "FLOAT16", "bfloat16": "BFLOAT16", "float64": "DOUBLE", "int8": "INT8",
-             "uint8": "UINT8", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
-KERNEL_DTYPE = {"float32": "kFloat32", "float16": "kFloat16", "bfloat16": "kBFloat16", "float64": "kFloat64",
-                "int8": "kInt8", "uint8": "kUInt8", "int32": "kInt32", "int64": "kInt64", "bool": "kBool"}
+ONNX_ELEM = {
+    "float32": "FLOAT",
+    "float16": "FLOAT16",
+    "bfloat16": "BFLOAT16",
+    "float64": "DOUBLE",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "int32": "INT32",
+    "int64": "INT64",
+    "bool": "BOOL",
+}
+KERNEL_DTYPE = {
+    "float32": "kFloat32",
+    "float16": "kFloat16",
+    "bfloat16": "kBFloat16",
+    "float64": "kFloat64",
+    "int8": "kInt8",
+    "uint8": "kUInt8",
+    "int32": "kInt32",
+    "int64": "kInt64",
+    "bool": "kBool",
+}
 assert set(ONNX_ELEM) == set(KERNEL_DTYPE) == set(DTYPES)
 MAX_VARIANTS = 256  # per op and device; past that, ORT's kernel lookup and our library would bloat
-ATTR_MEMBER = {"int": "int64_t", "float": "double", "bool": "bool", "str": "std::string",
-               "list[int]": "std::vector<int64_t>", "list[float]": "std::vector<double>"}
-KERNEL_ATTR_ARG = {"int": "{n}", "float": "{n}", "bool": "{n}", "str": "ort::string_view({n})",
-                   "list[int]": "ort::span({n})", "list[float]": "ort::span({n})"}
+ATTR_MEMBER = {
+    "int": "int64_t",
+    "float": "double",
+    "bool": "bool",
+    "str": "std::string",
+    "list[int]": "std::vector<int64_t>",
+    "list[float]": "std::vector<double>",
+}
+KERNEL_ATTR_ARG = {
+    "int": "{n}",
+    "float": "{n}",
+    "bool": "{n}",
+    "str": "ort::string_view({n})",
+    "list[int]": "ort::span({n})",
+    "list[float]": "ort::span({n})",
+}
 
 
 def has_library_op(decl: OpDecl) -> bool:
@@ -59,14 +89,25 @@ def _attr_default(a) -> str:
     if not a.has_default:
         return {"int": "0", "float": "0.0", "bool": "0", "str": '""', "list[int]": "{}", "list[float]": "{}"}[a.type]
     v = a.default
-    return {"int": lambda: _cpp_int(v), "float": lambda: _cpp_float(v), "bool": lambda: "1" if v else "0",
-            "str": lambda: _c_string(v), "list[int]": lambda: "{" + ", ".join(_cpp_int(e) for e in v) + "}",
-            "list[float]": lambda: "{" + ", ".join(_cpp_float(e) for e in v) + "}"}[a.type]()
+    return {
+        "int": lambda: _cpp_int(v),
+        "float": lambda: _cpp_float(v),
+        "bool": lambda: "1" if v else "0",
+        "str": lambda: _c_string(v),
+        "list[int]": lambda: "{" + ", ".join(_cpp_int(e) for e in v) + "}",
+        "list[float]": lambda: "{" + ", ".join(_cpp_float(e) for e in v) + "}",
+    }[a.type]()
 
 
 def _attr_read(a) -> str:
-    reader = {"int": "attr_int", "float": "attr_float", "bool": "attr_int", "str": "attr_string",
-              "list[int]": "attr_ints", "list[float]": "attr_floats"}[a.type]
+    reader = {
+        "int": "attr_int",
+        "float": "attr_float",
+        "bool": "attr_int",
+        "str": "attr_string",
+        "list[int]": "attr_ints",
+        "list[float]": "attr_floats",
+    }[a.type]
     call = f"ort::{reader}(kOp, info, {_c_string(a.name)}, {'true' if a.has_default else 'false'}, {_attr_default(a)})"
     return f"{call} != 0" if a.type == "bool" else call
 
@@ -96,9 +137,11 @@ def variants(decl: OpDecl) -> list[dict[str, str]]:
     free = [i for i in decl.inputs if i.dtype_like is None]
     combos = list(itertools.product(*(i.dtypes for i in free)))
     if len(combos) > MAX_VARIANTS:
-        raise OpforgeError(f"{decl.id}: its inputs allow {len(combos)} dtype combinations; a native ONNX Runtime op "
-                           f"registers one kernel per combination and at most {MAX_VARIANTS} are supported. Fix: "
-                           "narrow the inputs' dtypes, or tie them with dtypes='like(other)'.")
+        raise OpforgeError(
+            f"{decl.id}: its inputs allow {len(combos)} dtype combinations; a native ONNX Runtime op "
+            f"registers one kernel per combination and at most {MAX_VARIANTS} are supported. Fix: "
+            "narrow the inputs' dtypes, or tie them with dtypes='like(other)'."
+        )
     out = []
     for combo in combos:
         chosen = dict(zip((i.name for i in free), combo))
@@ -121,8 +164,10 @@ def _kernel_class(w, decl: OpDecl) -> None:
         if a.length is not None:
             w(f"    ort::expect_length(kOp, {_c_string(a.name)}, a_{a.name}.size(), {a.length});")
         if a.choices:
-            w(f"    ort::expect_choice(kOp, {_c_string(a.name)}, a_{a.name}, "
-              f"{{{', '.join(_c_string(c) for c in a.choices)}}});")
+            w(
+                f"    ort::expect_choice(kOp, {_c_string(a.name)}, a_{a.name}, "
+                f"{{{', '.join(_c_string(c) for c in a.choices)}}});"
+            )
     w("  }")
     w()
     w("  void compute(OrtKernelContext* context) override {")
@@ -131,43 +176,58 @@ def _kernel_class(w, decl: OpDecl) -> None:
         dtypes = "{" + ", ".join(f"opforge::DType::{KERNEL_DTYPE[d]}" for d in i.dtypes) + "}"
         rank = -1 if i.rank is None else i.rank
         w(f"    opforge::TensorView i_{i.name};")
-        check = (f'call.input({k}, {_c_string(i.name)}, {dtypes}, {rank}, {i.min_rank}, '
-                 f'{"true" if i.optional else "false"}, &i_{i.name})')
+        check = (
+            f"call.input({k}, {_c_string(i.name)}, {dtypes}, {rank}, {i.min_rank}, "
+            f"{'true' if i.optional else 'false'}, &i_{i.name})"
+        )
         w(f"    const bool has_{i.name} = {check};" if i.optional else f"    {check};")
     for i in decl.inputs:
         guard = f"if (has_{i.name}) " if i.optional else ""
         if i.dtype_like:
-            w(f'    {guard}call.same_dtype({_c_string(i.name)}, i_{i.name}, {_c_string(i.dtype_like)}, i_{i.dtype_like});')
+            w(
+                f"    {guard}call.same_dtype({_c_string(i.name)}, i_{i.name}, {_c_string(i.dtype_like)}, i_{i.dtype_like});"
+            )
         if i.shape is not None:
             expected = f"i_{i.shape.input}" if isinstance(i.shape, sr.Like) else _dims(decl, i.shape, {})
-            w(f'    {guard}call.expect_shape({_c_string(i.name)}, i_{i.name}, {expected}, '
-              f'{_c_string(sr.to_text(i.shape))});')
+            w(
+                f"    {guard}call.expect_shape({_c_string(i.name)}, i_{i.name}, {expected}, "
+                f"{_c_string(sr.to_text(i.shape))});"
+            )
     # Outputs. Those whose size the kernel decides (size outputs, and outputs whose shape names one) are
     # computed into upper-bound buffers; the others are ORT's outputs from the start.
     sizes = [o for o in decl.outputs if o.is_size]
     size_names = {o.name for o in sizes}
     upper = {o.name: f"upper_{o.name}" for o in sizes}
-    deferred = {o.name for o in decl.outputs if o.is_size or (
-        isinstance(o.shape, sr.Dims) and sr.references(o.shape)[1] & size_names)}
+    deferred = {
+        o.name
+        for o in decl.outputs
+        if o.is_size or (isinstance(o.shape, sr.Dims) and sr.references(o.shape)[1] & size_names)
+    }
     for o in sizes:
         w(f"    const int64_t upper_{o.name} = {_expr(decl, o.upper, {})};")
     for k, o in enumerate(decl.outputs):
         rule = _c_string(sr.to_text(o.shape))
         if o.name in deferred:
-            w(f"    const opforge::TensorView o_{o.name} = call.temp({_c_string(o.name)}, "
-              f"{_dims(decl, o.shape, upper)}, {_out_dtype(o)}, {rule});")
+            w(
+                f"    const opforge::TensorView o_{o.name} = call.temp({_c_string(o.name)}, "
+                f"{_dims(decl, o.shape, upper)}, {_out_dtype(o)}, {rule});"
+            )
         elif isinstance(o.shape, sr.Like):
-            w(f"    const opforge::TensorView o_{o.name} = call.output({k}, {_c_string(o.name)}, i_{o.shape.input}, "
-              f"{_out_dtype(o)}, {rule});")
+            w(
+                f"    const opforge::TensorView o_{o.name} = call.output({k}, {_c_string(o.name)}, i_{o.shape.input}, "
+                f"{_out_dtype(o)}, {rule});"
+            )
         else:
-            w(f"    const opforge::TensorView o_{o.name} = call.output({k}, {_c_string(o.name)}, "
-              f"{_dims(decl, o.shape, {})}, {_out_dtype(o)}, {rule});")
+            w(
+                f"    const opforge::TensorView o_{o.name} = call.output({k}, {_c_string(o.name)}, "
+                f"{_dims(decl, o.shape, {})}, {_out_dtype(o)}, {rule});"
+            )
     w(f"    const opforge::DeviceContext ctx = call.context({_expr(decl, decl.workspace, {})});")
     args = [f"has_{i.name} ? &i_{i.name} : nullptr" if i.optional else f"i_{i.name}" for i in decl.inputs]
     args += [f"o_{o.name}" for o in decl.outputs]
     args += [KERNEL_ATTR_ARG[a.type].format(n=f"a_{a.name}") for a in decl.attrs]
     args = ", ".join(args + ["ctx"])
-    w("    opforge::Status status = opforge::Status::error(opforge::Status::kInternal, \"no kernel for this device\");")
+    w('    opforge::Status status = opforge::Status::error(opforge::Status::kInternal, "no kernel for this device");')
     if "cpu" in decl.devices:
         w(f"    if (device() == ort::Device::kCpu) status = {kernel_ns}::cpu({args});")
     if "cuda" in decl.devices:
@@ -183,8 +243,10 @@ def _kernel_class(w, decl: OpDecl) -> None:
             if o.name not in deferred:
                 continue
             rule = _c_string(sr.to_text(o.shape))
-            w(f"    const opforge::TensorView r_{o.name} = call.output({k}, {_c_string(o.name)}, "
-              f"{_dims(decl, o.shape, values)}, {_out_dtype(o)}, {rule});")
+            w(
+                f"    const opforge::TensorView r_{o.name} = call.output({k}, {_c_string(o.name)}, "
+                f"{_dims(decl, o.shape, values)}, {_out_dtype(o)}, {rule});"
+            )
             if o.is_size:
                 w(f"    call.write_size(r_{o.name}, value_{o.name});")
             else:
@@ -205,19 +267,26 @@ def _variant_table(w, decl: OpDecl, device: str) -> None:
         ins = ", ".join(f"ONNX_TENSOR_ELEMENT_DATA_TYPE_{ONNX_ELEM[chosen[i.name]]}" for i in decl.inputs)
         opt = ", ".join("true" if i.optional else "false" for i in decl.inputs)
         outs = ", ".join(f"ONNX_TENSOR_ELEMENT_DATA_TYPE_{ONNX_ELEM[chosen[o.name]]}" for o in decl.outputs)
-        w(f"    {{{_c_string(decl.namespace)}, {_c_string(decl.name)}, ort::Device::{enum}, {decl.version}, "
-          f"{{{ins}}}, {{{opt}}}, {{{outs}}}, &make}},")
+        w(
+            f"    {{{_c_string(decl.namespace)}, {_c_string(decl.name)}, ort::Device::{enum}, {decl.version}, "
+            f"{{{ins}}}, {{{opt}}}, {{{outs}}}, &make}},"
+        )
     w("};")
-    w(f"const ort::Register kRegister_{device}{{" +
-      ", ".join(f"&kOps_{device}[{k}]" for k in range(len(variants(decl)))) + "};")
+    w(
+        f"const ort::Register kRegister_{device}{{"
+        + ", ".join(f"&kOps_{device}[{k}]" for k in range(len(variants(decl))))
+        + "};"
+    )
 
 
 def generate(decl: OpDecl) -> str:
     """The C++ source of the op's ONNX Runtime glue. User names get prefixes (i_ inputs, o_ outputs, a_
     attributes) so no declared name can collide with a C++ keyword or a local of the glue."""
     if not has_library_op(decl):
-        raise OpforgeError(f"{decl.id}: a native ONNX Runtime op needs compiled kernels and onnx=True "
-                           f"(kernels={'None' if decl.kernel_dir is None else 'set'}, onnx={decl.onnx}).")
+        raise OpforgeError(
+            f"{decl.id}: a native ONNX Runtime op needs compiled kernels and onnx=True "
+            f"(kernels={'None' if decl.kernel_dir is None else 'set'}, onnx={decl.onnx})."
+        )
     lines: list[str] = []
 
     def w(line: str = ""):
@@ -277,5 +346,10 @@ OPFORGE_ORT_EXPORT const char* OpforgeOrtLibraryInfo() {{
 
 
 def generate_index(decls: list[OpDecl], package: str, stem: str) -> str:
-    return INDEX.format(stem=stem, package=package, count=len(decls), ops=", ".join(d.id for d in decls) or "none",
-                        api_line="\" + std::to_string(ORT_API_VERSION) + \"")
+    return INDEX.format(
+        stem=stem,
+        package=package,
+        count=len(decls),
+        ops=", ".join(d.id for d in decls) or "none",
+        api_line='" + std::to_string(ORT_API_VERSION) + "',
+    )

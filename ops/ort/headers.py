@@ -30,11 +30,12 @@ PACKAGE = "libonnxruntime-dev"
 SUITE = "trixie"  # Debian 13: libonnxruntime-dev 1.21.0
 MIRROR = os.environ.get("OPFORGE_ORT_DEB_MIRROR", "http://deb.debian.org/debian")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-SYSTEM_DIRS = ("/usr/include/onnxruntime", "/usr/local/include/onnxruntime",
-               "/usr/include/onnxruntime/core/session")
-HINT = ("set ORT_INCLUDE_DIR to a directory holding onnxruntime_c_api.h, `apt install libonnxruntime-dev` "
-        "(Debian 13 / recent Ubuntu), or run `python -m ops.ort.headers` to fetch Debian trixie's "
-        f"{PACKAGE} into {{cache}} (needs apt-get, dpkg-deb and access to {MIRROR})")
+SYSTEM_DIRS = ("/usr/include/onnxruntime", "/usr/local/include/onnxruntime", "/usr/include/onnxruntime/core/session")
+HINT = (
+    "set ORT_INCLUDE_DIR to a directory holding onnxruntime_c_api.h, `apt install libonnxruntime-dev` "
+    "(Debian 13 / recent Ubuntu), or run `python -m ops.ort.headers` to fetch Debian trixie's "
+    f"{PACKAGE} into {{cache}} (needs apt-get, dpkg-deb and access to {MIRROR})"
+)
 
 
 def cache_dir() -> Path:
@@ -68,10 +69,16 @@ def _apt_options(root: Path) -> list[str]:
     """apt-get options that confine apt to `root`: nothing of the system's apt configuration is used."""
     # apt drops to the _apt user to download, and that user cannot write into a directory we own.
     user = "root" if os.geteuid() == 0 else os.environ.get("USER", "")
-    settings = {"Dir::Etc::sourcelist": root / "sources.list", "Dir::Etc::sourceparts": "-",
-                "Dir::State": root / "state", "Dir::State::Lists": root / "lists",
-                "Dir::State::status": root / "state" / "status", "Dir::Cache": root / "cache",
-                "Debug::NoLocking": 1, "APT::Sandbox::User": user}
+    settings = {
+        "Dir::Etc::sourcelist": root / "sources.list",
+        "Dir::Etc::sourceparts": "-",
+        "Dir::State": root / "state",
+        "Dir::State::Lists": root / "lists",
+        "Dir::State::status": root / "state" / "status",
+        "Dir::Cache": root / "cache",
+        "Debug::NoLocking": 1,
+        "APT::Sandbox::User": user,
+    }
     return [arg for key, value in settings.items() for arg in ("-o", f"{key}={value}")]
 
 
@@ -88,7 +95,9 @@ def fetch(dest: Path | None = None) -> Path:
         return include
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
-            raise BackendUnavailable(f"{tool} not found, so {PACKAGE} cannot be fetched. Fix: " + HINT.format(cache=dest))
+            raise BackendUnavailable(
+                f"{tool} not found, so {PACKAGE} cannot be fetched. Fix: " + HINT.format(cache=dest)
+            )
     apt = dest / "apt"
     for sub in ("lists/partial", "cache/archives/partial", "state"):
         (apt / sub).mkdir(parents=True, exist_ok=True)
@@ -100,9 +109,10 @@ def fetch(dest: Path | None = None) -> Path:
         for cmd in (["apt-get", *options, "update"], ["apt-get", *options, "download", PACKAGE]):
             done = _run(cmd, cwd=Path(tmp))
             if done.returncode != 0:
-                raise BackendUnavailable(f"`{' '.join(cmd[:1] + cmd[-2:])}` with a private apt configuration in "
-                                         f"{apt} failed: {(done.stderr or done.stdout).strip()[-600:]}. Fix: "
-                                         + HINT.format(cache=dest))
+                raise BackendUnavailable(
+                    f"`{' '.join(cmd[:1] + cmd[-2:])}` with a private apt configuration in "
+                    f"{apt} failed: {(done.stderr or done.stdout).strip()[-600:]}. Fix: " + HINT.format(cache=dest)
+                )
         debs = sorted(Path(tmp).glob(f"{PACKAGE}_*.deb"))
         if not debs:
             raise BackendUnavailable(f"apt-get download left no {PACKAGE}_*.deb. Fix: " + HINT.format(cache=dest))
@@ -110,8 +120,10 @@ def fetch(dest: Path | None = None) -> Path:
         done = _run(["dpkg-deb", "-x", str(debs[-1]), str(root)])
         found = root / "usr" / "include" / "onnxruntime"
         if done.returncode != 0 or not _has_headers(found):
-            raise BackendUnavailable(f"{debs[-1].name} holds no onnxruntime_c_api.h under usr/include/onnxruntime "
-                                     f"({done.stderr.strip()[-300:]}). Fix: " + HINT.format(cache=dest))
+            raise BackendUnavailable(
+                f"{debs[-1].name} holds no onnxruntime_c_api.h under usr/include/onnxruntime "
+                f"({done.stderr.strip()[-300:]}). Fix: " + HINT.format(cache=dest)
+            )
         staging = dest / "include.partial"
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(found, staging)

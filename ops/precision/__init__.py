@@ -21,22 +21,36 @@ from .planner import DEFAULT_BUDGET, DEFAULT_MARGIN, DEFAULT_TARGET, analyze, pl
 __all__ = ["DEFAULT_BUDGET", "DEFAULT_MARGIN", "DEFAULT_TARGET", "analyze", "export_mixed", "plan_mixed"]
 
 
-def export_mixed(model, args, path=None, *, dtype: str = "float16", calibration=None, opset: int = 17,
-                 budget: float = DEFAULT_BUDGET, target: float = DEFAULT_TARGET, margin: float = DEFAULT_MARGIN,
-                 dynamic=False, fallback=False):
+def export_mixed(
+    model,
+    args,
+    path=None,
+    *,
+    dtype: str = "float16",
+    calibration=None,
+    opset: int = 17,
+    budget: float = DEFAULT_BUDGET,
+    target: float = DEFAULT_TARGET,
+    margin: float = DEFAULT_MARGIN,
+    dynamic=False,
+    fallback=False,
+):
     """Export float32, analyse, and write the mixed-precision graph. Returns (ModelProto, PrecisionReport)."""
     import json
 
     from ..onnx import export_onnx
 
     m32 = export_onnx(model, args, opset=opset, dynamic=dynamic, fallback=fallback)
-    analysis = analyze(model, args, calibration=calibration, dtype=dtype, budget=budget, opset=opset,
-                       modules=False, onnx_model=m32)
+    analysis = analyze(
+        model, args, calibration=calibration, dtype=dtype, budget=budget, opset=opset, modules=False, onnx_model=m32
+    )
     mixed = plan_mixed(analysis, target=target, margin=margin)
     summary = {k: v for k, v in analysis.report.mixed.items() if k != "kept_float32"}
     prop = mixed.metadata_props.add()
-    prop.key, prop.value = "opforge.precision", json.dumps({"dtype": dtype, **summary,
-                                                            "kept_float32": analysis.report.mixed["kept_float32"]})
+    prop.key, prop.value = (
+        "opforge.precision",
+        json.dumps({"dtype": dtype, **summary, "kept_float32": analysis.report.mixed["kept_float32"]}),
+    )
     if path is not None:
         from pathlib import Path
 

@@ -19,17 +19,22 @@ from ..errors import OpforgeError
 def load_target(spec: str):
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr or "::" in spec:
-        raise OpforgeError(f"target must be 'package.module:function' returning (model, example_args), got {spec!r}. "
-                           "Fix: e.g. python -m ops.precision examples.fp16_overflow:make")
+        raise OpforgeError(
+            f"target must be 'package.module:function' returning (model, example_args), got {spec!r}. "
+            "Fix: e.g. python -m ops.precision examples.fp16_overflow:make"
+        )
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
-        raise OpforgeError(f"cannot load {spec!r}: {e}. Fix: check the module is importable (PYTHONPATH) and "
-                           "defines that function.") from None
+        raise OpforgeError(
+            f"cannot load {spec!r}: {e}. Fix: check the module is importable (PYTHONPATH) and defines that function."
+        ) from None
     made = fn()
     if not (isinstance(made, (tuple, list)) and len(made) in (2, 3)):
-        raise OpforgeError(f"{spec}() must return (model, example_args) or (model, example_args, calibration), "
-                           f"got {type(made).__name__}. Fix: return a 2- or 3-tuple.")
+        raise OpforgeError(
+            f"{spec}() must return (model, example_args) or (model, example_args, calibration), "
+            f"got {type(made).__name__}. Fix: return a 2- or 3-tuple."
+        )
     model, args = made[0], made[1]
     calibration = [tuple(c) if isinstance(c, (list, tuple)) else (c,) for c in (made[2] if len(made) == 3 else [])]
     return model, tuple(args) if isinstance(args, (list, tuple)) else (args,), calibration
@@ -44,8 +49,10 @@ def load_data(path: str | None) -> list:
         raise OpforgeError(f"--data {path}: no such file. Fix: torch.save([(x1,), (x2,), ...], '{path}') first.")
     data = torch.load(path, weights_only=True)
     if not isinstance(data, (list, tuple)) or not data:
-        raise OpforgeError(f"--data {path} must hold a non-empty list of argument tuples, got {type(data).__name__}. "
-                           "Fix: torch.save([(x1,), (x2,)], path).")
+        raise OpforgeError(
+            f"--data {path} must hold a non-empty list of argument tuples, got {type(data).__name__}. "
+            "Fix: torch.save([(x1,), (x2,)], path)."
+        )
     return [tuple(d) if isinstance(d, (list, tuple)) else (d,) for d in data]
 
 
@@ -56,12 +63,24 @@ def main(argv=None) -> int:
     parser.add_argument("target", help="module:function returning (model, example_args)")
     parser.add_argument("--data", help="torch.save'd list of argument tuples used as calibration inputs")
     parser.add_argument("--dtype", default="float16", help="float16 (default) or bfloat16")
-    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
-                        help=f"per-node rel_l2 error budget of running it alone in half (default {DEFAULT_BUDGET:g})")
-    parser.add_argument("--target-error", type=float, default=DEFAULT_TARGET,
-                        help=f"end-to-end rel_l2 the mixed plan must meet (default {DEFAULT_TARGET:g})")
-    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                        help=f"the plan must meet target-error * margin on the calibration inputs (default {DEFAULT_MARGIN:g})")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=DEFAULT_BUDGET,
+        help=f"per-node rel_l2 error budget of running it alone in half (default {DEFAULT_BUDGET:g})",
+    )
+    parser.add_argument(
+        "--target-error",
+        type=float,
+        default=DEFAULT_TARGET,
+        help=f"end-to-end rel_l2 the mixed plan must meet (default {DEFAULT_TARGET:g})",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"the plan must meet target-error * margin on the calibration inputs (default {DEFAULT_MARGIN:g})",
+    )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset of the analysed export (default 17)")
     parser.add_argument("--json", metavar="PATH", help="write the full report as JSON ('-' for stdout)")
     parser.add_argument("--plot", metavar="PNG", help="plot per-node max |activation| against the half limit")
@@ -70,14 +89,21 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         import ops  # noqa: F401  (registers the built-in ops)
+
         from .formats import half_format
         from .planner import analyze, plan_mixed
         from .report import plot
 
         half_format(args.dtype)
         model, example, own = load_target(args.target)
-        analysis = analyze(model, example, calibration=own + load_data(args.data), dtype=args.dtype, budget=args.budget,
-                           opset=args.opset)
+        analysis = analyze(
+            model,
+            example,
+            calibration=own + load_data(args.data),
+            dtype=args.dtype,
+            budget=args.budget,
+            opset=args.opset,
+        )
         mixed = plan_mixed(analysis, target=args.target_error, margin=args.margin)
         if args.export_mixed:
             import onnx

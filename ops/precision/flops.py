@@ -9,9 +9,27 @@ from __future__ import annotations
 
 import math
 
-LAYOUT_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Gather", "Shape", "Size", "Slice",
-              "Concat", "Split", "Expand", "Identity", "Constant", "ConstantOfShape", "Cast", "Range", "Tile",
-              "Dropout"}
+LAYOUT_OPS = {
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Gather",
+    "Shape",
+    "Size",
+    "Slice",
+    "Concat",
+    "Split",
+    "Expand",
+    "Identity",
+    "Constant",
+    "ConstantOfShape",
+    "Cast",
+    "Range",
+    "Tile",
+    "Dropout",
+}
 
 
 def _numel(t) -> int:

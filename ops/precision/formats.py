@@ -21,15 +21,16 @@ class HalfFormat:
 
 
 FORMATS = {
-    "float16": HalfFormat("float16", 65504.0, 2.0 ** -24, 10),
-    "bfloat16": HalfFormat("bfloat16", 3.3895313892515355e38, 2.0 ** -133, 16),
+    "float16": HalfFormat("float16", 65504.0, 2.0**-24, 10),
+    "bfloat16": HalfFormat("bfloat16", 3.3895313892515355e38, 2.0**-133, 16),
 }
 
 
 def half_format(name: str) -> HalfFormat:
     if name not in FORMATS:
-        raise OpforgeError(f"--dtype must be one of {sorted(FORMATS)}, got {name!r}. Fix: pick float16 (TensorRT's "
-                           "half) or bfloat16.")
+        raise OpforgeError(
+            f"--dtype must be one of {sorted(FORMATS)}, got {name!r}. Fix: pick float16 (TensorRT's half) or bfloat16."
+        )
     return FORMATS[name]
 
 

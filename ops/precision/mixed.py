@@ -19,8 +19,11 @@ def is_layout(node) -> bool:
     """Data movement only (no arithmetic): exact in any precision."""
     from .flops import LAYOUT_OPS
 
-    return node.domain in ("", "ai.onnx") and node.op_type in LAYOUT_OPS and node.op_type not in (
-        "Cast", "Constant", "ConstantOfShape", "Range", "Shape", "Size")
+    return (
+        node.domain in ("", "ai.onnx")
+        and node.op_type in LAYOUT_OPS
+        and node.op_type not in ("Cast", "Constant", "ConstantOfShape", "Range", "Shape", "Size")
+    )
 
 
 def _suffix(elem: int) -> str:
@@ -80,8 +83,9 @@ def convert_to_mixed(model, keep_float32: set, fmt: HalfFormat):
         for k, name in enumerate(n.output):
             if not name:
                 continue
-            current[name] = fmt.onnx_type if (half and types.get(name) == FLOAT and k in slots.outputs) \
-                else types.get(name)
+            current[name] = (
+                fmt.onnx_type if (half and types.get(name) == FLOAT and k in slots.outputs) else types.get(name)
+            )
         if half:
             _retype_attributes(n, slots, fmt)
         nodes.append(n)

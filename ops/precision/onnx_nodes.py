@@ -151,8 +151,9 @@ def _constant_values(model) -> dict:
     return out
 
 
-def analyze_nodes(model, runs: list[dict], fmt: HalfFormat, budget: float, underflow_limit: float,
-                  device: str = "cpu") -> list[NodeFinding]:
+def analyze_nodes(
+    model, runs: list[dict], fmt: HalfFormat, budget: float, underflow_limit: float, device: str = "cpu"
+) -> list[NodeFinding]:
     """One NodeFinding per node of the main graph, aggregated over the calibration runs (worst case)."""
     from .flops import node_flops
 
@@ -160,8 +161,11 @@ def analyze_nodes(model, runs: list[dict], fmt: HalfFormat, budget: float, under
     weights = _constant_values(model)
     findings = []
     for node in model.graph.node:
-        f = NodeFinding(node.name, node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}",
-                        module_of(node))
+        f = NodeFinding(
+            node.name,
+            node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}",
+            module_of(node),
+        )
         slots = half_slots(node, model, types, fmt.onnx_type)
         has_float = any(types.get(n) == FLOAT for n in list(node.input) + list(node.output) if n)
         f.half_capable = slots is not None
@@ -183,7 +187,7 @@ def analyze_nodes(model, runs: list[dict], fmt: HalfFormat, budget: float, under
                 continue
             try:
                 halves = run_node_in_half(node, model, env, slots, fmt, device)
-            except Exception as e:  # noqa: BLE001 - a node torch cannot run in half is flagged, not fatal
+            except Exception as e:
                 f.no_half = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
                 f.note = f"not run in half (a mixed export keeps it float32): {f.no_half}"
                 continue  # the other calibration runs still give its float32 range

@@ -39,14 +39,27 @@ def _samples(args, calibration) -> list:
     for s in out:
         for t in s:
             if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float32:
-                raise OpforgeError(f"calibration inputs must be float32 (the reference precision), got {t.dtype}. "
-                                   "Fix: pass float32 tensors; ops.precision makes the half copies itself.")
+                raise OpforgeError(
+                    f"calibration inputs must be float32 (the reference precision), got {t.dtype}. "
+                    "Fix: pass float32 tensors; ops.precision makes the half copies itself."
+                )
     return out
 
 
-def analyze(model, args, *, calibration=None, dtype: str = "float16", budget: float = DEFAULT_BUDGET,
-            underflow: float = DEFAULT_UNDERFLOW, opset: int = 17, modules: bool = True, device: str = "cpu",
-            onnx_model=None, reference: str = "ort") -> Analysis:
+def analyze(
+    model,
+    args,
+    *,
+    calibration=None,
+    dtype: str = "float16",
+    budget: float = DEFAULT_BUDGET,
+    underflow: float = DEFAULT_UNDERFLOW,
+    opset: int = 17,
+    modules: bool = True,
+    device: str = "cpu",
+    onnx_model=None,
+    reference: str = "ort",
+) -> Analysis:
     """Record, per exported ONNX node and per torch module, the float32 activation range and the error of
     running that part alone in half; flag overflow, underflow and budget breaches."""
     import torch
@@ -65,8 +78,11 @@ def analyze(model, args, *, calibration=None, dtype: str = "float16", budget: fl
     m = onnx_model if onnx_model is not None else export_onnx(model, samples[0], opset=opset)
     runs = float32_values(m, samples, reference)
     nodes = analyze_nodes(m, runs, fmt, budget, underflow, device)
-    mods = analyze_modules(model, samples, fmt, budget, underflow, device) \
-        if modules and isinstance(model, torch.nn.Module) else []
+    mods = (
+        analyze_modules(model, samples, fmt, budget, underflow, device)
+        if modules and isinstance(model, torch.nn.Module)
+        else []
+    )
     from .node_types import opset_of
 
     report = PrecisionReport(fmt.name, fmt.max, budget, underflow, nodes, mods, opset_of(m))
@@ -129,7 +145,7 @@ def _sensitivities(model, analysis, candidates, fmt, device="cpu") -> dict:
                     if o:
                         env[o] = v.float().cpu() if v.is_floating_point() else v.cpu()
                         dirty.add(o)
-                for later in nodes[i + 1:]:
+                for later in nodes[i + 1 :]:
                     if any(n in dirty for n in later.input if n):
                         for o, v in zip(later.output, run_node(later, [env[n] if n else None for n in later.input])):
                             if o:
@@ -138,6 +154,7 @@ def _sensitivities(model, analysis, candidates, fmt, device="cpu") -> dict:
             err = max(rel_l2(env[o].float(), env0[o].float()) for o in outputs)
             out[name] = max(out[name], err if err == err else float("inf"))
     return out
+
 
 def _large_producers(model, report, fmt) -> dict:
     """The producers of an overflowing node's inputs, walked upstream (through layout nodes) while their
@@ -152,8 +169,15 @@ def _large_producers(model, report, fmt) -> dict:
     producer = {o: n for n in model.graph.node for o in n.output if o}
     limit = fmt.max / 64
     found, seen = {}, set()
-    stack = [n for f in report.nodes if "overflow" in f.flags
-             for node in model.graph.node if node.name == f.node for n in node.input if n]
+    stack = [
+        n
+        for f in report.nodes
+        if "overflow" in f.flags
+        for node in model.graph.node
+        if node.name == f.node
+        for n in node.input
+        if n
+    ]
     while stack:
         node = producer.get(stack.pop())
         if node is None or node.name in seen:
@@ -173,12 +197,21 @@ def _candidates(model, analysis, keep, fmt) -> list:
     from .mixed import convert_to_mixed, is_layout
 
     half = _half_nodes(convert_to_mixed(model, set(keep), fmt), fmt)
-    return [n.name for n in model.graph.node
-            if n.name in half and not is_layout(n) and n.op_type != "Constant" and n.name not in keep]
+    return [
+        n.name
+        for n in model.graph.node
+        if n.name in half and not is_layout(n) and n.op_type != "Constant" and n.name not in keep
+    ]
 
 
-def plan_mixed(analysis: Analysis, *, target: float = DEFAULT_TARGET, margin: float = DEFAULT_MARGIN,
-               max_rounds: int = 20, device: str = "cpu"):
+def plan_mixed(
+    analysis: Analysis,
+    *,
+    target: float = DEFAULT_TARGET,
+    margin: float = DEFAULT_MARGIN,
+    max_rounds: int = 20,
+    device: str = "cpu",
+):
     """The mixed-precision ModelProto and the decision (also stored in analysis.report.mixed).
 
     1. Flagged nodes (overflow, non-finite, no-half, budget, underflow) stay float32, and so do the large-valued
@@ -236,8 +269,11 @@ def plan_mixed(analysis: Analysis, *, target: float = DEFAULT_TARGET, margin: fl
         rounds += 1
     pruned = []
     if error <= cal_target:
-        heavy = sorted((n for n in keep if n not in flagged and flops.get(n, 0.0) >= 0.01 * total),
-                       key=lambda n: flops[n], reverse=True)
+        heavy = sorted(
+            (n for n in keep if n not in flagged and flops.get(n, 0.0) >= 0.01 * total),
+            key=lambda n: flops[n],
+            reverse=True,
+        )
         for n in heavy:
             trial = {k: v for k, v in keep.items() if k != n}
             m_try, e_try = evaluate(trial)
@@ -250,12 +286,22 @@ def plan_mixed(analysis: Analysis, *, target: float = DEFAULT_TARGET, margin: fl
     no_half = [f.node for f in report.nodes if not f.half_capable and f.max_abs > 0 and f.op_type != "Constant"]
     added = [n for n in keep if n not in flagged]
     report.mixed = {
-        "target": target, "margin": margin, "calibration_target": cal_target,
-        "calibration_samples": len(analysis.samples), "rel_l2": error, "finite": math.isfinite(error),
+        "target": target,
+        "margin": margin,
+        "calibration_target": cal_target,
+        "calibration_samples": len(analysis.samples),
+        "rel_l2": error,
+        "finite": math.isfinite(error),
         "float32_nodes": len(_float32_nodes(mixed)),
-        "flagged": len(flagged), "added_for_budget": len(added), "added": added, "pruned_back_to_half": pruned,
-        "no_half_kernel": len(no_half), "sensitivity": {k: v for k, v in sorted(sens.items(), key=lambda kv: -kv[1])},
-        "kept_float32": keep, "half_flop_fraction": in_half / total, "flops_total": total,
+        "flagged": len(flagged),
+        "added_for_budget": len(added),
+        "added": added,
+        "pruned_back_to_half": pruned,
+        "no_half_kernel": len(no_half),
+        "sensitivity": {k: v for k, v in sorted(sens.items(), key=lambda kv: -kv[1])},
+        "kept_float32": keep,
+        "half_flop_fraction": in_half / total,
+        "flops_total": total,
         "casts_inserted": sum(1 for n in mixed.graph.node if n.name.endswith("__cast")),
         "met_target": error <= cal_target,
     }
@@ -267,8 +313,11 @@ def _half_nodes(mixed, fmt) -> set:
     from .node_types import elem_types
 
     types = elem_types(mixed)
-    return {n.name for n in mixed.graph.node
-            if not n.name.endswith("__cast") and any(types.get(o) == fmt.onnx_type for o in n.output if o)}
+    return {
+        n.name
+        for n in mixed.graph.node
+        if not n.name.endswith("__cast") and any(types.get(o) == fmt.onnx_type for o in n.output if o)
+    }
 
 
 def _float32_nodes(mixed) -> set:
@@ -276,6 +325,10 @@ def _float32_nodes(mixed) -> set:
     from .node_types import FLOAT, elem_types
 
     types = elem_types(mixed)
-    return {n.name for n in mixed.graph.node
-            if not n.name.endswith("__cast") and n.op_type != "Constant"
-            and any(types.get(o) == FLOAT for o in n.output if o)}
+    return {
+        n.name
+        for n in mixed.graph.node
+        if not n.name.endswith("__cast")
+        and n.op_type != "Constant"
+        and any(types.get(o) == FLOAT for o in n.output if o)
+    }

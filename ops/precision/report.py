@@ -42,44 +42,65 @@ class PrecisionReport:
         """Every finding as it is: an error of inf (a half run produced inf/NaN) stays inf (JSON's Infinity),
         distinct from None (not run in half)."""
         return {
-            "dtype": self.dtype, "limit": self.limit, "budget": self.budget, "underflow_limit": self.underflow_limit,
+            "dtype": self.dtype,
+            "limit": self.limit,
+            "budget": self.budget,
+            "underflow_limit": self.underflow_limit,
             "onnx_opset": self.onnx_opset,
-            "summary": {"nodes": len(self.nodes), "flagged_nodes": len(self.flagged_nodes()),
-                        "modules": len(self.modules), "flagged_modules": len(self.flagged_modules())},
+            "summary": {
+                "nodes": len(self.nodes),
+                "flagged_nodes": len(self.flagged_nodes()),
+                "modules": len(self.modules),
+                "flagged_modules": len(self.flagged_modules()),
+            },
             "nodes": [asdict(f) for f in sorted(self.nodes, key=risk_key)],
             "modules": [asdict(f) for f in sorted(self.modules, key=risk_key)],
             "mixed": self.mixed,
         }
 
     def table(self, rows: int = 25) -> str:
-        lines = [f"{self.dtype} precision report: limit {self.limit:g}, error budget rel_l2 {self.budget:g} per node, "
-                 f"underflow flagged above {self.underflow_limit:.0%} of nonzero values",
-                 f"{len(self.flagged_nodes())} of {len(self.nodes)} ONNX nodes flagged, "
-                 f"{len(self.flagged_modules())} of {len(self.modules)} modules flagged", ""]
+        lines = [
+            f"{self.dtype} precision report: limit {self.limit:g}, error budget rel_l2 {self.budget:g} per node, "
+            f"underflow flagged above {self.underflow_limit:.0%} of nonzero values",
+            f"{len(self.flagged_nodes())} of {len(self.nodes)} ONNX nodes flagged, "
+            f"{len(self.flagged_modules())} of {len(self.modules)} modules flagged",
+            "",
+        ]
         head = f"{'risk':<18} {'module':<28} {'ONNX node':<34} {'op':<18} {'max |x|':>10} {'half err':>9} {'uflow':>6}"
         lines += ["ONNX nodes (ranked by risk)", head, "-" * len(head)]
         for f in self.ranked_nodes()[:rows]:
-            lines.append(f"{','.join(f.flags) or '-':<18} {_cut(f.module or '(model)', 28):<28} {_cut(f.node, 34):<34} "
-                         f"{_cut(f.op_type, 18):<18} {_num(f.max_abs):>10} {_err(f.error):>9} {f.underflow:>6.1%}"
-                         + (f"  {f.note}" if f.note else ""))
-        lines += ["", "torch modules (ranked by risk)",
-                  f"{'risk':<18} {'module':<40} {'type':<24} {'max |x|':>10} {'half err':>9}", "-" * 105]
+            lines.append(
+                f"{','.join(f.flags) or '-':<18} {_cut(f.module or '(model)', 28):<28} {_cut(f.node, 34):<34} "
+                f"{_cut(f.op_type, 18):<18} {_num(f.max_abs):>10} {_err(f.error):>9} {f.underflow:>6.1%}"
+                + (f"  {f.note}" if f.note else "")
+            )
+        lines += [
+            "",
+            "torch modules (ranked by risk)",
+            f"{'risk':<18} {'module':<40} {'type':<24} {'max |x|':>10} {'half err':>9}",
+            "-" * 105,
+        ]
         for f in sorted(self.modules, key=risk_key)[:rows]:
-            lines.append(f"{','.join(f.flags) or '-':<18} {_cut(f.module or '(model)', 40):<40} {_cut(f.kind, 24):<24} "
-                         f"{_num(f.max_abs):>10} {_err(f.error):>9}" + (f"  {f.note}" if f.note else ""))
+            lines.append(
+                f"{','.join(f.flags) or '-':<18} {_cut(f.module or '(model)', 40):<40} {_cut(f.kind, 24):<24} "
+                f"{_num(f.max_abs):>10} {_err(f.error):>9}" + (f"  {f.note}" if f.note else "")
+            )
         if self.mixed:
             mx = self.mixed
-            lines += ["", f"mixed-{self.dtype} export: {mx['float32_nodes']} nodes kept float32 "
-                          f"({mx['flagged']} flagged, {mx['added_for_budget']} added to meet the end-to-end target, "
-                          f"{mx['no_half_kernel']} without a half type), "
-                          f"{mx['half_flop_fraction']:.1%} of FLOPs in {self.dtype}, "
-                          f"end-to-end rel_l2 {_err(mx['rel_l2'])} worst over {mx.get('calibration_samples', 1)} "
-                          f"calibration input(s) (target {mx['target']:g} x margin {mx.get('margin', 1):g})"]
+            lines += [
+                "",
+                f"mixed-{self.dtype} export: {mx['float32_nodes']} nodes kept float32 "
+                f"({mx['flagged']} flagged, {mx['added_for_budget']} added to meet the end-to-end target, "
+                f"{mx['no_half_kernel']} without a half type), "
+                f"{mx['half_flop_fraction']:.1%} of FLOPs in {self.dtype}, "
+                f"end-to-end rel_l2 {_err(mx['rel_l2'])} worst over {mx.get('calibration_samples', 1)} "
+                f"calibration input(s) (target {mx['target']:g} x margin {mx.get('margin', 1):g})",
+            ]
         return "\n".join(lines)
 
 
 def _cut(s: str, n: int) -> str:
-    return s if len(s) <= n else "…" + s[-(n - 1):]
+    return s if len(s) <= n else "…" + s[-(n - 1) :]
 
 
 def _num(x: float) -> str:

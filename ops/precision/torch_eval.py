@@ -15,16 +15,28 @@ import math
 from ..errors import OpforgeError
 
 # ONNX TensorProto element type -> torch dtype name
-ONNX_TO_TORCH = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
-                 10: "float16", 11: "float64", 16: "bfloat16"}
+ONNX_TO_TORCH = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    16: "bfloat16",
+}
 
 
 def torch_dtype_of(elem_type: int):
     import torch
 
     if elem_type not in ONNX_TO_TORCH:
-        raise OpforgeError(f"ONNX element type {elem_type} has no torch dtype here. Fix: keep such tensors out of "
-                           "the graph given to ops.precision.")
+        raise OpforgeError(
+            f"ONNX element type {elem_type} has no torch dtype here. Fix: keep such tensors out of "
+            "the graph given to ops.precision."
+        )
     return getattr(torch, ONNX_TO_TORCH[elem_type])
 
 
@@ -83,8 +95,10 @@ def _conv(a, x, w, b=None):
 
     nd = x.dim() - 2
     if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        raise OpforgeError(f"Conv auto_pad={a['auto_pad']} is not supported by ops.precision's torch runner. "
-                           "Fix: export with explicit pads (torch.onnx does).")
+        raise OpforgeError(
+            f"Conv auto_pad={a['auto_pad']} is not supported by ops.precision's torch runner. "
+            "Fix: export with explicit pads (torch.onnx does)."
+        )
     pads = a.get("pads", [0] * 2 * nd)
     begin, end = pads[:nd], pads[nd:]
     if begin != end:
@@ -93,8 +107,9 @@ def _conv(a, x, w, b=None):
             spec += [lo, hi]
         x, begin = F.pad(x, spec), [0] * nd
     conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
-    return conv(x, w, b, stride=a.get("strides", 1), padding=begin, dilation=a.get("dilations", 1),
-                groups=a.get("group", 1))
+    return conv(
+        x, w, b, stride=a.get("strides", 1), padding=begin, dilation=a.get("dilations", 1), groups=a.get("group", 1)
+    )
 
 
 def _pool(kind):
@@ -108,11 +123,23 @@ def _pool(kind):
             raise OpforgeError(f"{kind}Pool with asymmetric pads is not supported by ops.precision's torch runner.")
         if kind == "Max":
             f = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[nd - 1]
-            return f(x, kernel, a.get("strides", kernel), pads[:nd], a.get("dilations", 1),
-                     ceil_mode=bool(a.get("ceil_mode", 0)))
+            return f(
+                x,
+                kernel,
+                a.get("strides", kernel),
+                pads[:nd],
+                a.get("dilations", 1),
+                ceil_mode=bool(a.get("ceil_mode", 0)),
+            )
         f = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[nd - 1]
-        return f(x, kernel, a.get("strides", kernel), pads[:nd], ceil_mode=bool(a.get("ceil_mode", 0)),
-                 count_include_pad=bool(a.get("count_include_pad", 0)))
+        return f(
+            x,
+            kernel,
+            a.get("strides", kernel),
+            pads[:nd],
+            ceil_mode=bool(a.get("ceil_mode", 0)),
+            count_include_pad=bool(a.get("count_include_pad", 0)),
+        )
 
     return run
 
@@ -187,8 +214,12 @@ def _handlers() -> dict:
     def constant(a):
         if "value" in a:
             return tensor_from_proto(a["value"])
-        for key, dtype in (("value_float", torch.float32), ("value_int", torch.int64),
-                           ("value_floats", torch.float32), ("value_ints", torch.int64)):
+        for key, dtype in (
+            ("value_float", torch.float32),
+            ("value_int", torch.int64),
+            ("value_floats", torch.float32),
+            ("value_ints", torch.int64),
+        ):
             if key in a:
                 return torch.tensor(a[key], dtype=dtype)
         raise OpforgeError(f"Constant with attributes {sorted(a)} is not supported by ops.precision's torch runner.")
@@ -201,11 +232,12 @@ def _handlers() -> dict:
         axis = a.get("axis", 0)
         idx = torch.where(idx < 0, idx + x.shape[axis], idx)
         return torch.index_select(x, axis, idx.flatten()).reshape(
-            x.shape[:axis % x.dim()] + idx.shape + x.shape[axis % x.dim() + 1:])
+            x.shape[: axis % x.dim()] + idx.shape + x.shape[axis % x.dim() + 1 :]
+        )
 
     def shape(a, x):
         dims = list(x.shape)
-        return torch.tensor(dims[a.get("start", 0):a.get("end", len(dims))], dtype=torch.int64, device=x.device)
+        return torch.tensor(dims[a.get("start", 0) : a.get("end", len(dims))], dtype=torch.int64, device=x.device)
 
     def expand(a, x, s):
         return x * torch.ones(_ints(s), dtype=x.dtype, device=x.device)
@@ -249,40 +281,82 @@ def _handlers() -> dict:
         return torch.pow(x, y.to(x.dtype) if y.is_floating_point() else y).to(x.dtype)
 
     return {
-        "Identity": unary(lambda x: x), "Dropout": lambda a, x, *r: x, "Cast": cast, "Constant": constant,
-        "ConstantOfShape": constant_of_shape, "Shape": shape, "Size": lambda a, x: torch.tensor(x.numel()),
-        "Add": binary(torch.add), "Sub": binary(torch.sub), "Mul": binary(torch.mul), "Div": div, "Pow": pow_,
-        "Max": lambda a, *xs: _fold(torch.maximum, xs), "Min": lambda a, *xs: _fold(torch.minimum, xs),
+        "Identity": unary(lambda x: x),
+        "Dropout": lambda a, x, *r: x,
+        "Cast": cast,
+        "Constant": constant,
+        "ConstantOfShape": constant_of_shape,
+        "Shape": shape,
+        "Size": lambda a, x: torch.tensor(x.numel()),
+        "Add": binary(torch.add),
+        "Sub": binary(torch.sub),
+        "Mul": binary(torch.mul),
+        "Div": div,
+        "Pow": pow_,
+        "Max": lambda a, *xs: _fold(torch.maximum, xs),
+        "Min": lambda a, *xs: _fold(torch.minimum, xs),
         "Sum": lambda a, *xs: _fold(torch.add, xs),
-        "Sqrt": unary(torch.sqrt), "Reciprocal": unary(torch.reciprocal), "Exp": unary(torch.exp),
-        "Log": unary(torch.log), "Tanh": unary(torch.tanh), "Sigmoid": unary(torch.sigmoid),
-        "Relu": unary(torch.relu), "Erf": unary(torch.erf), "Neg": unary(torch.neg), "Abs": unary(torch.abs),
-        "Sin": unary(torch.sin), "Cos": unary(torch.cos), "Floor": unary(torch.floor), "Ceil": unary(torch.ceil),
-        "Not": unary(torch.logical_not), "Softplus": unary(F.softplus), "Gelu": gelu,
+        "Sqrt": unary(torch.sqrt),
+        "Reciprocal": unary(torch.reciprocal),
+        "Exp": unary(torch.exp),
+        "Log": unary(torch.log),
+        "Tanh": unary(torch.tanh),
+        "Sigmoid": unary(torch.sigmoid),
+        "Relu": unary(torch.relu),
+        "Erf": unary(torch.erf),
+        "Neg": unary(torch.neg),
+        "Abs": unary(torch.abs),
+        "Sin": unary(torch.sin),
+        "Cos": unary(torch.cos),
+        "Floor": unary(torch.floor),
+        "Ceil": unary(torch.ceil),
+        "Not": unary(torch.logical_not),
+        "Softplus": unary(F.softplus),
+        "Gelu": gelu,
         "LeakyRelu": lambda a, x: F.leaky_relu(x, a.get("alpha", 0.01)),
         "HardSigmoid": lambda a, x: torch.clamp(x * a.get("alpha", 0.2) + a.get("beta", 0.5), 0, 1),
-        "Equal": binary(torch.eq), "Less": binary(torch.lt), "Greater": binary(torch.gt),
-        "LessOrEqual": binary(torch.le), "GreaterOrEqual": binary(torch.ge), "And": binary(torch.logical_and),
-        "Or": binary(torch.logical_or), "Where": where, "Clip": clip,
-        "MatMul": binary(torch.matmul), "Gemm": _gemm, "Conv": _conv,
-        "MaxPool": _pool("Max"), "AveragePool": _pool("Average"),
+        "Equal": binary(torch.eq),
+        "Less": binary(torch.lt),
+        "Greater": binary(torch.gt),
+        "LessOrEqual": binary(torch.le),
+        "GreaterOrEqual": binary(torch.ge),
+        "And": binary(torch.logical_and),
+        "Or": binary(torch.logical_or),
+        "Where": where,
+        "Clip": clip,
+        "MatMul": binary(torch.matmul),
+        "Gemm": _gemm,
+        "Conv": _conv,
+        "MaxPool": _pool("Max"),
+        "AveragePool": _pool("Average"),
         "GlobalAveragePool": lambda a, x: x.mean(tuple(range(2, x.dim())), keepdim=True),
         "GlobalMaxPool": lambda a, x: x.amax(tuple(range(2, x.dim())), keepdim=True),
-        "BatchNormalization": batch_norm, "LayerNormalization": _layer_norm,
-        "Softmax": softmax(torch.softmax), "LogSoftmax": softmax(torch.log_softmax),
+        "BatchNormalization": batch_norm,
+        "LayerNormalization": _layer_norm,
+        "Softmax": softmax(torch.softmax),
+        "LogSoftmax": softmax(torch.log_softmax),
         "ReduceMean": _reduce(lambda x, ax, k: x.mean(ax, keepdim=k)),
         "ReduceSum": _reduce(lambda x, ax, k: x.sum(ax, keepdim=k)),
         "ReduceMax": _reduce(lambda x, ax, k: x.amax(ax, keepdim=k)),
         "ReduceMin": _reduce(lambda x, ax, k: x.amin(ax, keepdim=k)),
         "ReduceSumSquare": _reduce(lambda x, ax, k: (x * x).sum(ax, keepdim=k)),
         "ReduceL2": _reduce(lambda x, ax, k: (x * x).sum(ax, keepdim=k).sqrt()),
-        "Transpose": transpose, "Reshape": _reshape, "Flatten": flatten, "Squeeze": squeeze,
-        "Unsqueeze": unsqueeze, "Concat": lambda a, *xs: torch.cat(xs, dim=a["axis"]), "Split": _split,
-        "Slice": _slice, "Gather": gather, "Expand": expand, "Range": range_,
+        "Transpose": transpose,
+        "Reshape": _reshape,
+        "Flatten": flatten,
+        "Squeeze": squeeze,
+        "Unsqueeze": unsqueeze,
+        "Concat": lambda a, *xs: torch.cat(xs, dim=a["axis"]),
+        "Split": _split,
+        "Slice": _slice,
+        "Gather": gather,
+        "Expand": expand,
+        "Range": range_,
         "Tile": lambda a, x, r: x.repeat(_ints(r)),
         "Mod": lambda a, x, y: torch.fmod(x, y) if a.get("fmod", 0) else torch.remainder(x, y),
         "Trilu": lambda a, x, k=None: (torch.triu if a.get("upper", 1) else torch.tril)(
-            x, int(k.item()) if k is not None else 0),
+            x, int(k.item()) if k is not None else 0
+        ),
         "CumSum": lambda a, x, ax: torch.cumsum(x, int(ax.item())),
     }
 
@@ -320,21 +394,25 @@ def run_node(node, inputs: list):
     if node.domain not in ("", "ai.onnx"):
         op = custom_op(node)
         if op is None:
-            raise OpforgeError(f"node {node.name!r} is {node.domain}::{node.op_type}, which is not a registered opforge "
-                               "op. Fix: import the op package that declares it before running ops.precision.")
+            raise OpforgeError(
+                f"node {node.name!r} is {node.domain}::{node.op_type}, which is not a registered opforge "
+                "op. Fix: import the op package that declares it before running ops.precision."
+            )
         args = list(inputs) + [None] * (len(op.decl.inputs) - len(inputs))
         values = [a.get(attr.name, attr.default) for attr in op.decl.attrs]
         out = op.torch_op(*args, *values)
     else:
         fn = handlers().get(node.op_type)
         if fn is None:
-            raise OpforgeError(f"node {node.name!r} ({node.op_type}) is not supported by ops.precision's torch runner. "
-                               "Fix: add a handler in ops/precision/torch_eval.py, or keep that op out of the model.")
+            raise OpforgeError(
+                f"node {node.name!r} ({node.op_type}) is not supported by ops.precision's torch runner. "
+                "Fix: add a handler in ops/precision/torch_eval.py, or keep that op out of the model."
+            )
         while inputs and inputs[-1] is None:  # trailing absent optionals
             inputs = inputs[:-1]
         out = fn(a, *inputs)
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
-    return outs[:len(node.output)]
+    return outs[: len(node.output)]
 
 
 class TorchGraphRunner:

@@ -61,9 +61,14 @@ def record_calls(model, samples) -> dict:
     def hook(path):
         def save(module, args, kwargs, output):
             keep = lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v  # noqa: E731
-            calls.setdefault(path, []).append((
-                torch.utils._pytree.tree_map(keep, args), torch.utils._pytree.tree_map(keep, kwargs),
-                torch.utils._pytree.tree_map(keep, output)))
+            calls.setdefault(path, []).append(
+                (
+                    torch.utils._pytree.tree_map(keep, args),
+                    torch.utils._pytree.tree_map(keep, kwargs),
+                    torch.utils._pytree.tree_map(keep, output),
+                )
+            )
+
         return save
 
     for path, module in model.named_modules():
@@ -94,8 +99,9 @@ def _stats(tensors, fmt):
     return top, flushed
 
 
-def analyze_modules(model, samples, fmt: HalfFormat, budget: float, underflow_limit: float,
-                    device: str = "cpu") -> list[ModuleFinding]:
+def analyze_modules(
+    model, samples, fmt: HalfFormat, budget: float, underflow_limit: float, device: str = "cpu"
+) -> list[ModuleFinding]:
     import torch
 
     calls = record_calls(model, samples)
@@ -106,7 +112,7 @@ def analyze_modules(model, samples, fmt: HalfFormat, budget: float, underflow_li
         f = ModuleFinding(path, type(module).__name__)
         try:
             half = copy.deepcopy(module).to(device=device, dtype=fmt.torch_dtype())
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             half, f.no_half = None, f"cannot be copied to half: {_first_line(e)}"
         for args, kwargs, output in entries:
             in_top, _ = _stats(_tensors((args, kwargs)), fmt)
@@ -121,7 +127,7 @@ def analyze_modules(model, samples, fmt: HalfFormat, budget: float, underflow_li
                 half_kwargs = _cast(torch.utils._pytree.tree_map(to_device, kwargs), fmt.torch_dtype())
                 with torch.inference_mode():
                     got = half(*half_args, **half_kwargs)
-            except Exception as e:  # noqa: BLE001 - no half kernel on this device: flagged, not fatal
+            except Exception as e:
                 f.no_half = f"not run in half: {_first_line(e)}"
                 half = None
                 continue

@@ -30,8 +30,12 @@ def type_problems(model) -> list[str]:
         import onnx
 
         for param, elems in bound.items():
-            strs = {f"tensor({onnx.helper.tensor_dtype_to_np_dtype(e).name if e != 16 else 'bfloat16'})"
-                    .replace("float64", "double").replace("float32", "float") for e in elems}
+            strs = {
+                f"tensor({onnx.helper.tensor_dtype_to_np_dtype(e).name if e != 16 else 'bfloat16'})".replace(
+                    "float64", "double"
+                ).replace("float32", "float")
+                for e in elems
+            }
             if param in allowed and len(elems) > 1:
                 problems.append(f"{node.name} ({node.op_type}): type parameter {param} bound to {sorted(strs)}")
             elif param in allowed and not strs <= allowed[param]:
@@ -46,5 +50,9 @@ def check_strongly_typed(model) -> None:
     problems = type_problems(model)
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise OpforgeError("the mixed-precision graph is not consistently typed: " + "; ".join(problems[:5]) + more
-                           + ". This is an opforge bug: please report it with the model.")
+        raise OpforgeError(
+            "the mixed-precision graph is not consistently typed: "
+            + "; ".join(problems[:5])
+            + more
+            + ". This is an opforge bug: please report it with the model."
+        )

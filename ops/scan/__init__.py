@@ -11,8 +11,17 @@ opset (ops.scan.trials), its ONNX ops are looked up in onnx-tensorrt's recorded 
 from __future__ import annotations
 
 
-def scan(model, args, *, opsets=None, exporter: str = "both", trt_version: str | None = None,
-         namespace: str = "custom", target: str | None = None, package: str | None = None) -> dict:
+def scan(
+    model,
+    args,
+    *,
+    opsets=None,
+    exporter: str = "both",
+    trt_version: str | None = None,
+    namespace: str = "custom",
+    target: str | None = None,
+    package: str | None = None,
+) -> dict:
     from .columns import DEFAULT_OPSETS, plan_columns
     from .report import build_report
     from .tensorrt import table_for

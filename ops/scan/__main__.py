@@ -51,7 +51,9 @@ def _opsets(values) -> list[int]:
                 try:
                     out.append(int(part))
                 except ValueError:
-                    raise OpforgeError(f"--opset takes integers (11-23), got {part!r}. Fix: e.g. --opset 17 20") from None
+                    raise OpforgeError(
+                        f"--opset takes integers (11-23), got {part!r}. Fix: e.g. --opset 17 20"
+                    ) from None
     return out
 
 
@@ -73,8 +75,10 @@ def _import(module: str):
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
-        raise OpforgeError(f"cannot import module {module!r} ({e}). Fix: run from the directory that holds it, or "
-                           "give a path: path/to/file.py:function") from None
+        raise OpforgeError(
+            f"cannot import module {module!r} ({e}). Fix: run from the directory that holds it, or "
+            "give a path: path/to/file.py:function"
+        ) from None
 
 
 def _destination(packages) -> str | None:
@@ -89,39 +93,63 @@ def load_target(spec: str):
     """(model, args, module name) from 'module:function'."""
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr or "::" in spec:
-        raise OpforgeError(f"expected module:function (a function returning (model, example_args)), got {spec!r}. "
-                           "Fix: e.g. python -m ops.scan examples.segmentation:example")
+        raise OpforgeError(
+            f"expected module:function (a function returning (model, example_args)), got {spec!r}. "
+            "Fix: e.g. python -m ops.scan examples.segmentation:example"
+        )
     module = _import(module_name)
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise OpforgeError(f"{module_name} has no function {attr!r}. Fix: name a function of {module_name} that "
-                           "returns (model, example_args)")
+        raise OpforgeError(
+            f"{module_name} has no function {attr!r}. Fix: name a function of {module_name} that "
+            "returns (model, example_args)"
+        )
     made = fn()
     if not (isinstance(made, (tuple, list)) and len(made) == 2 and callable(made[0])):
-        raise OpforgeError(f"{spec}() returned {type(made).__name__}, not (model, example_args). Fix: return the "
-                           "model and a tuple of its example inputs")
+        raise OpforgeError(
+            f"{spec}() returned {type(made).__name__}, not (model, example_args). Fix: return the "
+            "model and a tuple of its example inputs"
+        )
     model, args = made
     args = tuple(args) if isinstance(args, (list, tuple)) else (args,)
     return model, args, module.__name__
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.scan", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.scan",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("target", help="module:function returning (model, example_args)")
-    parser.add_argument("--opset", action="append", nargs="+", metavar="N",
-                        help="ONNX opset(s) to try, 11-23; repeatable, or a list (--opset 17 20). Default: 17 20")
-    parser.add_argument("--exporter", choices=("both", "torchscript", "dynamo"), default="both",
-                        help="which exporter(s) to try (default both; see below)")
-    parser.add_argument("--trt-version", default=None, metavar="V",
-                        help="TensorRT version whose recorded ONNX operator table to use (default: the newest "
-                             "recorded; a newer version uses the newest recorded table below it, and says so)")
-    parser.add_argument("--namespace", default=None,
-                        help="namespace of the ops.new suggestions (default: the model module's name)")
+    parser.add_argument(
+        "--opset",
+        action="append",
+        nargs="+",
+        metavar="N",
+        help="ONNX opset(s) to try, 11-23; repeatable, or a list (--opset 17 20). Default: 17 20",
+    )
+    parser.add_argument(
+        "--exporter",
+        choices=("both", "torchscript", "dynamo"),
+        default="both",
+        help="which exporter(s) to try (default both; see below)",
+    )
+    parser.add_argument(
+        "--trt-version",
+        default=None,
+        metavar="V",
+        help="TensorRT version whose recorded ONNX operator table to use (default: the newest "
+        "recorded; a newer version uses the newest recorded table below it, and says so)",
+    )
+    parser.add_argument(
+        "--namespace", default=None, help="namespace of the ops.new suggestions (default: the model module's name)"
+    )
     parser.add_argument("--json", action="store_true", help="print the facts as JSON instead of the table")
-    add_package_option(parser, "import this op package first (installed ones with an opforge.ops entry point "
-                               "are always loaded)")
+    add_package_option(
+        parser, "import this op package first (installed ones with an opforge.ops entry point are always loaded)"
+    )
     args = parser.parse_args(argv)
     try:
         from . import scan
@@ -136,10 +164,20 @@ def main(argv=None) -> int:
         model, inputs, module = load_target(args.target)
         namespace = args.namespace or suggested_namespace(module)
         if not re.fullmatch(r"[a-z][a-z0-9_]*", namespace):
-            raise OpforgeError(f"--namespace must be a lower-case identifier (an op id is ns::name), got "
-                               f"{namespace!r}. Fix: e.g. --namespace mymodels")
-        report = scan(model, inputs, opsets=opsets, exporter=args.exporter, trt_version=args.trt_version,
-                      namespace=namespace, target=args.target, package=_destination(args.package))
+            raise OpforgeError(
+                f"--namespace must be a lower-case identifier (an op id is ns::name), got "
+                f"{namespace!r}. Fix: e.g. --namespace mymodels"
+            )
+        report = scan(
+            model,
+            inputs,
+            opsets=opsets,
+            exporter=args.exporter,
+            trt_version=args.trt_version,
+            namespace=namespace,
+            target=args.target,
+            package=_destination(args.package),
+        )
     except OpforgeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -49,17 +49,25 @@ def plan_columns(opsets, exporter: str = "both") -> list[Column]:
         raise OpforgeError("no opset to scan. Fix: pass --opset N (11-23)")
     bad = [o for o in opsets if o not in OPSETS]
     if bad:
-        raise OpforgeError(f"opset {bad[0]} is outside 11-23, the opsets ops.export_onnx writes. Fix: pick opsets "
-                           "in 11-23, e.g. --opset 17 20")
+        raise OpforgeError(
+            f"opset {bad[0]} is outside 11-23, the opsets ops.export_onnx writes. Fix: pick opsets "
+            "in 11-23, e.g. --opset 17 20"
+        )
     columns = []
     for opset in opsets:
         if exporter == "both":
-            names = [e for e in EXPORTERS if (e == "torchscript" and opset <= TORCHSCRIPT_MAX_OPSET)
-                     or (e == "dynamo" and opset >= DYNAMO_MIN_NATIVE_OPSET)]
+            names = [
+                e
+                for e in EXPORTERS
+                if (e == "torchscript" and opset <= TORCHSCRIPT_MAX_OPSET)
+                or (e == "dynamo" and opset >= DYNAMO_MIN_NATIVE_OPSET)
+            ]
         else:
             if exporter == "torchscript" and opset > TORCHSCRIPT_MAX_OPSET:
-                raise OpforgeError(f"the TorchScript exporter writes opsets up to {TORCHSCRIPT_MAX_OPSET}, not "
-                                   f"{opset}. Fix: --exporter dynamo (or both) for opset {opset}")
+                raise OpforgeError(
+                    f"the TorchScript exporter writes opsets up to {TORCHSCRIPT_MAX_OPSET}, not "
+                    f"{opset}. Fix: --exporter dynamo (or both) for opset {opset}"
+                )
             names = [exporter]
         deciding = export_onnx_exporter(opset) if export_onnx_exporter(opset) in names else names[0]
         columns += [Column(name, opset, decides=name == deciding) for name in names]

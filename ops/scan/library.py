@@ -26,8 +26,9 @@ def _reference_calls(op) -> set:
 
     calls: set = set()
     try:
-        sample = next(s for s in op.decl.samples("cpu", torch.float32)
-                      if all(t is None or t.numel() > 0 for t in s.inputs))
+        sample = next(
+            s for s in op.decl.samples("cpu", torch.float32) if all(t is None or t.numel() > 0 for t in s.inputs)
+        )
         decl = op.decl
 
         class Reference(torch.nn.Module):

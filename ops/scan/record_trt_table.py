@@ -24,8 +24,7 @@ _OPSET_RANGE = re.compile(r"opset (\d+) to opset (\d+)|up to opset (\d+)", re.IG
 
 
 def _git(git_dir: str, *args: str) -> str:
-    return subprocess.run(["git", "--git-dir", git_dir, *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(["git", "--git-dir", git_dir, *args], check=True, capture_output=True, text=True).stdout
 
 
 def _clean(text: str) -> str:
@@ -49,9 +48,11 @@ def parse_operators_md(text: str) -> dict:
         restrictions = _clean(" ".join(cells[1:])) if len(cells) > 1 else ""
         if extra.strip():  # e.g. 'Y [EXPERIMENTAL]'
             restrictions = _clean(f"{extra.strip()} {restrictions}")
-        operators[name] = {"supported": flag == "Y",
-                           "types": [t.strip() for t in types.split(",") if t.strip()],
-                           "restrictions": restrictions}
+        operators[name] = {
+            "supported": flag == "Y",
+            "types": [t.strip() for t in types.split(",") if t.strip()],
+            "restrictions": restrictions,
+        }
     if not operators:
         raise ValueError("no operator rows found: is this onnx-tensorrt's docs/operators.md?")
     opsets = None
@@ -73,8 +74,9 @@ def record(git_dir: str, ref: str) -> dict:
     commit = _git(git_dir, "rev-parse", f"{ref}^{{commit}}").strip()
     text = _git(git_dir, "show", f"{commit}:docs/operators.md")
     table = parse_operators_md(text)
-    table.update({"tensorrt": version_of(ref), "ref": ref, "commit": commit,
-                  "source": SOURCE_URL.format(commit=commit)})
+    table.update(
+        {"tensorrt": version_of(ref), "ref": ref, "commit": commit, "source": SOURCE_URL.format(commit=commit)}
+    )
     return table
 
 
@@ -90,8 +92,10 @@ def main(argv=None) -> int:
         data["tables"][table["tensorrt"]] = table
         print(f"TensorRT {table['tensorrt']}: {len(table['operators'])} operators from {ref} ({table['commit'][:12]})")
     data["tables"] = dict(sorted(data["tables"].items(), key=lambda kv: tuple(int(p) for p in kv[0].split("."))))
-    data["about"] = ("onnx-tensorrt's documented ONNX operator support (docs/operators.md), one table per TensorRT "
-                     "version, written by python -m ops.scan.record_trt_table")
+    data["about"] = (
+        "onnx-tensorrt's documented ONNX operator support (docs/operators.md), one table per TensorRT "
+        "version, written by python -m ops.scan.record_trt_table"
+    )
     args.output.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
     return 0
 

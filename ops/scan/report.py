@@ -15,6 +15,7 @@ from ..new.plan import SCHEMA_TYPES, declared_names
 from . import tensorrt as trt
 from .library import standing_in
 
+
 def suggested_namespace(module: str | None) -> str:
     """The namespace ops.new suggestions use by default: the model module's last name ('examples.segmentation'
     -> 'segmentation'), or 'custom'."""
@@ -62,9 +63,13 @@ def _recorded_call_flags(op) -> str:
             shapes.append(f"{names[a.name]}={'x'.join(map(str, v.shape)) or 'scalar'}")
             continue
         t = str(a.type)
-        tname = SCHEMA_TYPES.get(t[len("Optional["):-1] if t.startswith("Optional[") else t)
-        if v is None or tname is None or isinstance(v, (list, tuple)) and not all(
-                isinstance(e, (int, float)) for e in v):
+        tname = SCHEMA_TYPES.get(t[len("Optional[") : -1] if t.startswith("Optional[") else t)
+        if (
+            v is None
+            or tname is None
+            or isinstance(v, (list, tuple))
+            and not all(isinstance(e, (int, float)) for e in v)
+        ):
             continue
         text = ",".join(str(e) for e in v) if isinstance(v, (list, tuple)) else str(v)
         attrs.append(f"--attr '{names[a.name]}:{tname}={text}'")
@@ -109,9 +114,12 @@ def build_report(target: str | None, trace, results, table, namespace: str, pack
         exports, onnx_ops = {}, []
         for r in results:
             o = r.operators[op.name]
-            exports[r.column.name] = {"ok": o.ok, "reason": o.reason,
-                                      "onnx_ops": [f"{d}::{t}" if d else t for d, t in o.onnx_ops],
-                                      "failing_modules": sorted({c.module for c, _ in r.failing_calls[op.name]})}
+            exports[r.column.name] = {
+                "ok": o.ok,
+                "reason": o.reason,
+                "onnx_ops": [f"{d}::{t}" if d else t for d, t in o.onnx_ops],
+                "failing_modules": sorted({c.module for c, _ in r.failing_calls[op.name]}),
+            }
             for key in o.onnx_ops:
                 if key not in onnx_ops:
                     onnx_ops.append(key)
@@ -120,41 +128,61 @@ def build_report(target: str | None, trace, results, table, namespace: str, pack
             for d, t in r.operators[op.name].onnx_ops:
                 v = trt.verdict(table, d, t, plugins)
                 verdicts[v.onnx_op] = v
-        trt_status = max((v.status for v in verdicts.values()),
-                         key=[trt.SUPPORTED, trt.PLUGIN, trt.RESTRICTED, trt.UNSUPPORTED].index,
-                         default=None)
+        trt_status = max(
+            (v.status for v in verdicts.values()),
+            key=[trt.SUPPORTED, trt.PLUGIN, trt.RESTRICTED, trt.UNSUPPORTED].index,
+            default=None,
+        )
         blocked_by = [r.column.name for r in deciding if not r.operators[op.name].ok]
         if trt_status == trt.UNSUPPORTED:
             blocked_by.append(f"tensorrt-{table.version}")
         entry = {
-            "operator": op.name, "kind": kind, "calls": len(op.calls), "modules": op.modules,
-            "exports": exports, "onnx_ops": [f"{d}::{t}" if d else t for d, t in onnx_ops],
-            "tensorrt": {"status": trt_status,
-                         "onnx_ops": [{"op": v.onnx_op, "status": v.status, "note": v.note} for v in verdicts.values()]},
-            "blocker": bool(blocked_by), "blocked_by": blocked_by,
+            "operator": op.name,
+            "kind": kind,
+            "calls": len(op.calls),
+            "modules": op.modules,
+            "exports": exports,
+            "onnx_ops": [f"{d}::{t}" if d else t for d, t in onnx_ops],
+            "tensorrt": {
+                "status": trt_status,
+                "onnx_ops": [{"op": v.onnx_op, "status": v.status, "note": v.note} for v in verdicts.values()],
+            },
+            "blocker": bool(blocked_by),
+            "blocked_by": blocked_by,
         }
         if decl is not None:
             entry["declared_at"] = str(decl.decl.source)
         if blocked_by:
             if kind == "opforge":
                 entry["fix"] = None
-                entry["fix_note"] = (f"{op.name} is declared at {decl.decl.source}; the failure is in its declaration "
-                                     "or export (see the reason)")
+                entry["fix_note"] = (
+                    f"{op.name} is declared at {decl.decl.source}; the failure is in its declaration "
+                    "or export (see the reason)"
+                )
             else:
                 declared_ops = standing_in(op)
                 if declared_ops:  # an opforge op already does what the operator does: use it
                     entry["library_ops"] = [{"op": d.id, "declared_at": str(d.decl.source)} for d in declared_ops]
-                    entry["library_note"] = (f"{' or '.join(d.id for d in declared_ops)} is declared already (its "
-                                             f"reference calls {op.name} on inputs of these ranks): call torch.ops."
-                                             f"{declared_ops[0].id.replace('::', '.')} where the model calls {op.name}"
-                                             "; otherwise declare a new op:")
+                    entry["library_note"] = (
+                        f"{' or '.join(d.id for d in declared_ops)} is declared already (its "
+                        f"reference calls {op.name} on inputs of these ranks): call torch.ops."
+                        f"{declared_ops[0].id.replace('::', '.')} where the model calls {op.name}"
+                        "; otherwise declare a new op:"
+                    )
                 entry["fix"] = fix_command(op, namespace, target, package)
                 new = entry["fix"].split()[3]
-                entry["fix_note"] = (f"then call torch.ops.{new.replace('::', '.')} where the model calls {op.name} "
-                                     f"(in {', '.join(m or '<model>' for m in op.modules)}), and build it "
-                                     "(python -m ops.build" + (f" --package {package})" if package else ")")
-                                     + ("" if package else "; outside the opforge repo add --package YOUR_OP_PACKAGE "
-                                        "(scan with --package to have it filled in) or --dir DIR"))
+                entry["fix_note"] = (
+                    f"then call torch.ops.{new.replace('::', '.')} where the model calls {op.name} "
+                    f"(in {', '.join(m or '<model>' for m in op.modules)}), and build it "
+                    "(python -m ops.build"
+                    + (f" --package {package})" if package else ")")
+                    + (
+                        ""
+                        if package
+                        else "; outside the opforge repo add --package YOUR_OP_PACKAGE "
+                        "(scan with --package to have it filled in) or --dir DIR"
+                    )
+                )
         operators.append(entry)
     model = {r.column.name: {"ok": r.model.ok, "reason": r.model.reason} for r in results}
     ops_blocking = [e for e in operators if e["blocker"]]
@@ -163,10 +191,20 @@ def build_report(target: str | None, trace, results, table, namespace: str, pack
     return {
         "target": target,
         "columns": [{"name": c.name, "exporter": c.exporter, "opset": c.opset, "decides": c.decides} for c in columns],
-        "tensorrt": {"requested": table.requested, "table": table.version, "source": table.source, "ref": table.ref,
-                     "commit": table.commit, "opsets": list(table.opsets),
-                     "note": (f"opsets {sorted(set(above))} are above the opsets this table documents "
-                              f"({table.opsets[0]}-{table.opsets[1]})") if above else ""},
+        "tensorrt": {
+            "requested": table.requested,
+            "table": table.version,
+            "source": table.source,
+            "ref": table.ref,
+            "commit": table.commit,
+            "opsets": list(table.opsets),
+            "note": (
+                f"opsets {sorted(set(above))} are above the opsets this table documents "
+                f"({table.opsets[0]}-{table.opsets[1]})"
+            )
+            if above
+            else "",
+        },
         "namespace": namespace,
         "model": model,
         "operators": operators,
@@ -177,6 +215,7 @@ def build_report(target: str | None, trace, results, table, namespace: str, pack
 
 
 # ----------------------------------------------------------------------------------------------- text
+
 
 def _cell(entry: dict) -> str:
     if entry["ok"]:
@@ -198,30 +237,46 @@ def _trt_cell(entry: dict) -> str:
 
 
 def _short(column: dict) -> str:
-    return f"{'ts' if column['exporter'] == 'torchscript' else 'dyn'}-{column['opset']}{'*' if column['decides'] else ''}"
+    return (
+        f"{'ts' if column['exporter'] == 'torchscript' else 'dyn'}-{column['opset']}{'*' if column['decides'] else ''}"
+    )
 
 
 def render(report: dict) -> str:
     cols = report["columns"]
     t = report["tensorrt"]
-    head = ["operator", "calls", "module(s)"] + [_short(c) for c in cols] + ["ONNX ops", f"TensorRT {t['table']}",
-                                                                            "blocker"]
+    head = (
+        ["operator", "calls", "module(s)"]
+        + [_short(c) for c in cols]
+        + ["ONNX ops", f"TensorRT {t['table']}", "blocker"]
+    )
     rows = []
     for e in report["operators"]:
-        rows.append([e["operator"], str(e["calls"]), _modules(e["modules"])]
-                    + [_cell(e["exports"][c["name"]]) for c in cols]
-                    + [" ".join(e["onnx_ops"]) or ("(folded)" if all(x["ok"] for x in e["exports"].values()) else "-"),
-                       _trt_cell(e), "BLOCKER" if e["blocker"] else "-"])
-    rows.append(["(whole model)", "", ""] + [_cell(report["model"][c["name"]]) for c in cols]
-                + ["", "", "BLOCKER" if report["model_blocked_by"] else "-"])
+        rows.append(
+            [e["operator"], str(e["calls"]), _modules(e["modules"])]
+            + [_cell(e["exports"][c["name"]]) for c in cols]
+            + [
+                " ".join(e["onnx_ops"]) or ("(folded)" if all(x["ok"] for x in e["exports"].values()) else "-"),
+                _trt_cell(e),
+                "BLOCKER" if e["blocker"] else "-",
+            ]
+        )
+    rows.append(
+        ["(whole model)", "", ""]
+        + [_cell(report["model"][c["name"]]) for c in cols]
+        + ["", "", "BLOCKER" if report["model_blocked_by"] else "-"]
+    )
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     widths[-3] = min(widths[-3], 40)
-    lines = [f"ops.scan {report['target'] or ''}".rstrip(),
-             "columns: ts = TorchScript exporter, dyn = dynamo exporter, -N = opset; * = the column that decides "
-             "the opset (what ops.export_onnx uses)",
-             f"TensorRT: {t['ref']} @ {t['commit'][:12]} (table {t['table']}, asked {t['requested']})"
-             + (f"; {t['note']}" if t["note"] else ""), ""]
-    fmt = "  ".join("{:<%d}" % w for w in widths)
+    lines = [
+        f"ops.scan {report['target'] or ''}".rstrip(),
+        "columns: ts = TorchScript exporter, dyn = dynamo exporter, -N = opset; * = the column that decides "
+        "the opset (what ops.export_onnx uses)",
+        f"TensorRT: {t['ref']} @ {t['commit'][:12]} (table {t['table']}, asked {t['requested']})"
+        + (f"; {t['note']}" if t["note"] else ""),
+        "",
+    ]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines.append(fmt.format(*head).rstrip())
     for r in rows:
         ops_cell = r[-3] if len(r[-3]) <= 40 else r[-3][:37] + "..."
@@ -246,8 +301,10 @@ def render(report: dict) -> str:
     blockers = [e for e in report["operators"] if e["blocker"]]
     lines.append("")
     if blockers:
-        lines.append(f"{len(blockers)} blocker(s). To declare each as an opforge op (it then exports as a custom "
-                     "node and runs as a TensorRT plugin):")
+        lines.append(
+            f"{len(blockers)} blocker(s). To declare each as an opforge op (it then exports as a custom "
+            "node and runs as a TensorRT plugin):"
+        )
         for e in blockers:
             lines.append(f"  {e['operator']} [{', '.join(e['blocked_by'])}]")
             if e.get("library_note"):
@@ -256,9 +313,13 @@ def render(report: dict) -> str:
                 lines.append(f"    {e['fix']}")
             lines.append(f"    {e['fix_note']}")
     elif report["model_blocked_by"]:
-        lines.append(f"every operator exports alone, but the whole model fails at {', '.join(report['model_blocked_by'])}"
-                     " (see why above)")
+        lines.append(
+            f"every operator exports alone, but the whole model fails at {', '.join(report['model_blocked_by'])}"
+            " (see why above)"
+        )
     else:
-        lines.append("no blocker: every operator exports in every deciding column, and TensorRT's table lists "
-                     "none of their ONNX ops as unsupported")
+        lines.append(
+            "no blocker: every operator exports in every deciding column, and TensorRT's table lists "
+            "none of their ONNX ops as unsupported"
+        )
     return "\n".join(lines)

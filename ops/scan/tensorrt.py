@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from ..errors import OpforgeError
@@ -27,7 +27,7 @@ def _key(version: str) -> tuple:
         raise OpforgeError(f"--trt-version must look like 10.1 (major.minor), got {version!r}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tables() -> dict:
     return json.loads(TABLE_FILE.read_text())["tables"]
 
@@ -48,8 +48,7 @@ class Table:
 
     def describe(self) -> str:
         newer = "" if self.version == self.requested else f" (newest recorded table <= {self.requested})"
-        return (f"onnx-tensorrt's operator table for TensorRT {self.version}{newer}, {self.ref} @ "
-                f"{self.commit[:12]}")
+        return f"onnx-tensorrt's operator table for TensorRT {self.version}{newer}, {self.ref} @ {self.commit[:12]}"
 
 
 def table_for(version: str | None = None) -> Table:
@@ -59,11 +58,15 @@ def table_for(version: str | None = None) -> Table:
     requested = version or versions[-1]
     usable = [v for v in versions if _key(v) <= _key(requested)]
     if not usable:
-        raise OpforgeError(f"no onnx-tensorrt operator table is recorded for TensorRT {requested} or older "
-                           f"(recorded: {', '.join(versions)}). Fix: pass --trt-version with one of those, or "
-                           "record that version's table with python -m ops.scan.record_trt_table")
+        raise OpforgeError(
+            f"no onnx-tensorrt operator table is recorded for TensorRT {requested} or older "
+            f"(recorded: {', '.join(versions)}). Fix: pass --trt-version with one of those, or "
+            "record that version's table with python -m ops.scan.record_trt_table"
+        )
     t = _tables()[usable[-1]]
-    return Table(requested, usable[-1], t["operators"], tuple(t.get("opsets") or ()), t["ref"], t["commit"], t["source"])
+    return Table(
+        requested, usable[-1], t["operators"], tuple(t.get("opsets") or ()), t["ref"], t["commit"], t["source"]
+    )
 
 
 @dataclass(frozen=True)

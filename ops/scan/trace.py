@@ -14,9 +14,17 @@ from ..errors import OpforgeError
 # Graph nodes that are bookkeeping of torch.export, not operators of the model: runtime shape assertions and
 # symbolic-size queries. Neither exporter emits a node for them.
 _BOOKKEEPING_PREFIXES = ("_assert", "sym_", "_check")
-_BOOKKEEPING = {"aten::sym_size", "aten::sym_numel", "aten::sym_stride", "aten::sym_storage_offset",
-                "aten::_assert_tensor_metadata", "aten::_assert_scalar", "aten::_assert_async",
-                "aten::sym_constrain_range", "aten::sym_constrain_range_for_size"}
+_BOOKKEEPING = {
+    "aten::sym_size",
+    "aten::sym_numel",
+    "aten::sym_stride",
+    "aten::sym_storage_offset",
+    "aten::_assert_tensor_metadata",
+    "aten::_assert_scalar",
+    "aten::_assert_async",
+    "aten::sym_constrain_range",
+    "aten::sym_constrain_range_for_size",
+}
 
 
 @dataclass(frozen=True)
@@ -151,10 +159,12 @@ def trace_model(model, args) -> Trace:
         exported = torch.export.export(model, tuple(args), strict=False)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise OpforgeError(f"torch.export could not trace the model, so ops.scan cannot list its operators: "
-                           f"{type(e).__name__}: {first[:300]}. Fix: make the model traceable by torch.export "
-                           "(see the torch.export documentation on data-dependent control flow), or scan the part "
-                           "of it that is") from None
+        raise OpforgeError(
+            f"torch.export could not trace the model, so ops.scan cannot list its operators: "
+            f"{type(e).__name__}: {first[:300]}. Fix: make the model traceable by torch.export "
+            "(see the torch.export documentation on data-dependent control flow), or scan the part "
+            "of it that is"
+        ) from None
     operators: dict[object, Operator] = {}
     others = []
     for node in exported.graph.nodes:
@@ -169,6 +179,12 @@ def trace_model(model, args) -> Trace:
         if is_bookkeeping(op.name):
             del operators[target]
             continue
-        op.calls.append(Call(node.name, _module_path(node), tuple(_spec(a) for a in node.args),
-                             {k: _spec(v) for k, v in node.kwargs.items()}))
+        op.calls.append(
+            Call(
+                node.name,
+                _module_path(node),
+                tuple(_spec(a) for a in node.args),
+                {k: _spec(v) for k, v in node.kwargs.items()},
+            )
+        )
     return Trace(exported, list(operators.values()), list(dict.fromkeys(others)))

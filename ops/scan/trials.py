@@ -44,6 +44,7 @@ _CACHE: dict[tuple, Outcome] = {}
 
 # ----------------------------------------------------------------------------------------------- modules
 
+
 def make_input(spec: TensorSpec):
     """A tensor like the recorded one. Integer tensors are zeros (a valid index into anything non-empty),
     booleans are True, floating ones random."""
@@ -99,7 +100,7 @@ def _batch_module(members):
         def forward(self, *tensors):
             outputs, start = [], 0
             for k, n in enumerate(counts):
-                outputs.extend(getattr(self, f"call{k}")(*tensors[start:start + n]))
+                outputs.extend(getattr(self, f"call{k}")(*tensors[start : start + n]))
                 start += n
             return tuple(outputs)
 
@@ -107,6 +108,7 @@ def _batch_module(members):
 
 
 # ----------------------------------------------------------------------------------------------- exports
+
 
 class TrialFailed(Exception):
     pass
@@ -126,7 +128,7 @@ def short_reason(e: BaseException) -> str:
     pick = ours or next((c for c in reversed(chain) if str(c).strip()), chain[0])
     text = next((line.strip() for line in str(pick).splitlines() if line.strip()), type(pick).__name__)
     if len(text) > 120 and ". " in text:  # the exporters' first sentence says what; the rest is generic advice
-        text = text[:text.index(". ") + 1]
+        text = text[: text.index(". ") + 1]
     return text if len(text) <= 240 else text[:237] + "..."
 
 
@@ -148,8 +150,12 @@ def export(column: Column, model, args, declared) -> object:
 
     register_schemas([op for op in declared if onnx_supported(op.decl)])  # onnx.checker knows the custom nodes
     try:
-        with warnings.catch_warnings(), quiet_dynamo_registration_log(), _quiet_onnxscript(), \
-                contextlib.redirect_stdout(io.StringIO()):
+        with (
+            warnings.catch_warnings(),
+            quiet_dynamo_registration_log(),
+            _quiet_onnxscript(),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             if column.exporter == "torchscript":
                 m = _export_torchscript(model, args, column.opset, {}, declared)
@@ -159,8 +165,9 @@ def export(column: Column, model, args, declared) -> object:
         raise TrialFailed(short_reason(e)) from e
     written = default_opset(m)
     if written != column.opset:
-        raise TrialFailed(f"the {column.exporter} exporter wrote opset {written}, not {column.opset} "
-                          "(its version conversion failed)")
+        raise TrialFailed(
+            f"the {column.exporter} exporter wrote opset {written}, not {column.opset} (its version conversion failed)"
+        )
     try:
         onnx.checker.check_model(m, full_check=True)
     except Exception as e:
@@ -285,6 +292,7 @@ def _metadata_missing(m) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- columns
+
 
 @dataclass
 class ColumnResult:

@@ -23,14 +23,35 @@ from .schema import backward_op_name, schema
 
 GENERATOR_VERSION = 5  # bump when the generated code changes shape, so old builds read as stale
 
-ATEN_SCALAR = {"float32": "at::kFloat", "float16": "at::kHalf", "bfloat16": "at::kBFloat16", "float64": "at::kDouble",
-               "int8": "at::kChar", "uint8": "at::kByte", "int32": "at::kInt", "int64": "at::kLong", "bool": "at::kBool"}
+ATEN_SCALAR = {
+    "float32": "at::kFloat",
+    "float16": "at::kHalf",
+    "bfloat16": "at::kBFloat16",
+    "float64": "at::kDouble",
+    "int8": "at::kChar",
+    "uint8": "at::kByte",
+    "int32": "at::kInt",
+    "int64": "at::kLong",
+    "bool": "at::kBool",
+}
 assert set(ATEN_SCALAR) == set(DTYPES)
 
-CPP_ATTR_PARAM = {"int": "int64_t", "float": "double", "bool": "bool", "str": "c10::string_view",
-                  "list[int]": "c10::ArrayRef<int64_t>", "list[float]": "c10::ArrayRef<double>"}
-KERNEL_ATTR_ARG = {"int": "{n}", "float": "{n}", "bool": "{n}", "str": "opforge::glue::string_view({n})",
-                   "list[int]": "opforge::glue::span<int64_t>({n})", "list[float]": "opforge::glue::span<double>({n})"}
+CPP_ATTR_PARAM = {
+    "int": "int64_t",
+    "float": "double",
+    "bool": "bool",
+    "str": "c10::string_view",
+    "list[int]": "c10::ArrayRef<int64_t>",
+    "list[float]": "c10::ArrayRef<double>",
+}
+KERNEL_ATTR_ARG = {
+    "int": "{n}",
+    "float": "{n}",
+    "bool": "{n}",
+    "str": "opforge::glue::string_view({n})",
+    "list[int]": "opforge::glue::span<int64_t>({n})",
+    "list[float]": "opforge::glue::span<double>({n})",
+}
 
 
 def _c_string(text: str) -> str:
@@ -92,10 +113,14 @@ def generate(decl: OpDecl) -> str:
     w("namespace {")
     w(f"constexpr const char* kOp = {_c_string(decl.id)};")
     w()
-    params = [f"const std::optional<at::Tensor>& arg_{i.name}" if i.optional else f"const at::Tensor& arg_{i.name}"
-              for i in decl.inputs]
+    params = [
+        f"const std::optional<at::Tensor>& arg_{i.name}" if i.optional else f"const at::Tensor& arg_{i.name}"
+        for i in decl.inputs
+    ]
     params += [f"{CPP_ATTR_PARAM[a.type]} a_{a.name}" for a in decl.attrs]
-    ret = "at::Tensor" if len(decl.outputs) == 1 else "std::tuple<" + ", ".join("at::Tensor" for _ in decl.outputs) + ">"
+    ret = (
+        "at::Tensor" if len(decl.outputs) == 1 else "std::tuple<" + ", ".join("at::Tensor" for _ in decl.outputs) + ">"
+    )
     # A device whose kernel is pending (kernels_pending) still compiles and links its kernel, but its impl is not
     # registered: Python registers the reference for that device (ops/torch/register.py).
     unused = "[[maybe_unused]] " if all(d in decl.kernels_pending for d in decl.devices) else ""
@@ -107,8 +132,11 @@ def generate(decl: OpDecl) -> str:
         rank = -1 if i.rank is None else i.rank
         check = f'call.input("{i.name}", ARG, {dtypes}, {rank}, {i.min_rank})'
         if i.optional:
-            w(f"const at::Tensor i_{i.name} = arg_{i.name}.has_value() ? {check.replace('ARG', f'*arg_{i.name}')} "
-              ": at::Tensor();", 1)
+            w(
+                f"const at::Tensor i_{i.name} = arg_{i.name}.has_value() ? {check.replace('ARG', f'*arg_{i.name}')} "
+                ": at::Tensor();",
+                1,
+            )
         else:
             w(f"const at::Tensor i_{i.name} = {check.replace('ARG', f'arg_{i.name}')};", 1)
     for i in decl.inputs:
@@ -116,8 +144,11 @@ def generate(decl: OpDecl) -> str:
         if i.dtype_like:
             w(f'{guard}call.same_dtype("{i.name}", i_{i.name}, "{i.dtype_like}", i_{i.dtype_like});', 1)
         if i.shape is not None:
-            w(f'{guard}call.expect_shape("{i.name}", i_{i.name}, {_shape_exprs(decl, i.shape, {})}, '
-              f'{_c_string(sr.to_text(i.shape))});', 1)
+            w(
+                f'{guard}call.expect_shape("{i.name}", i_{i.name}, {_shape_exprs(decl, i.shape, {})}, '
+                f"{_c_string(sr.to_text(i.shape))});",
+                1,
+            )
     for a in decl.attrs:
         if a.length is not None:  # before any shape rule reads an element
             w(f'call.expect_length("{a.name}", a_{a.name}.size(), {a.length});', 1)
@@ -134,15 +165,21 @@ def generate(decl: OpDecl) -> str:
         elif isinstance(o.shape, sr.Like):
             w(f"at::Tensor o_{o.name} = at::empty(i_{o.shape.input}.sizes(), call.options({_out_dtype(o)}));", 1)
         else:
-            w(f'at::Tensor o_{o.name} = at::empty(call.output_shape("{o.name}", '
-              f'{_shape_exprs(decl, o.shape, upper_values)}, {_c_string(sr.to_text(o.shape))}), '
-              f'call.options({_out_dtype(o)}));', 1)
+            w(
+                f'at::Tensor o_{o.name} = at::empty(call.output_shape("{o.name}", '
+                f"{_shape_exprs(decl, o.shape, upper_values)}, {_c_string(sr.to_text(o.shape))}), "
+                f"call.options({_out_dtype(o)}));",
+                1,
+            )
     w(f"const opforge::DeviceContext ctx = call.context({_expr(decl, decl.workspace, {})});", 1)
     views = []
     for i in decl.inputs:
         if i.optional:
-            w(f"const opforge::TensorView view_{i.name} = i_{i.name}.defined() ? opforge::glue::view(i_{i.name}) "
-              ": opforge::TensorView();", 1)
+            w(
+                f"const opforge::TensorView view_{i.name} = i_{i.name}.defined() ? opforge::glue::view(i_{i.name}) "
+                ": opforge::TensorView();",
+                1,
+            )
             views.append(f"i_{i.name}.defined() ? &view_{i.name} : nullptr")
         else:
             views.append(f"opforge::glue::view(i_{i.name})")
@@ -162,8 +199,11 @@ def generate(decl: OpDecl) -> str:
         actual = {o.name: f"value_{o.name}" for o in sizes}
         for o in sizes:
             w(f"const int64_t value_{o.name} = o_{o.name}.item<int64_t>();", 1)
-            w(f'OPFORGE_REQUIRE(kRuntime, value_{o.name} >= 0 && value_{o.name} <= upper_{o.name}, kOp, ": kernel reported "'
-              f' "{o.name}=", value_{o.name}, " outside [0, ", upper_{o.name}, "]");', 1)
+            w(
+                f'OPFORGE_REQUIRE(kRuntime, value_{o.name} >= 0 && value_{o.name} <= upper_{o.name}, kOp, ": kernel reported "'
+                f' "{o.name}=", value_{o.name}, " outside [0, ", upper_{o.name}, "]");',
+                1,
+            )
         for o in decl.outputs:
             if o.is_size or isinstance(o.shape, sr.Like):
                 continue
@@ -175,9 +215,15 @@ def generate(decl: OpDecl) -> str:
     w("}")
     w()
     call_args = ", ".join([f"arg_{i.name}" for i in decl.inputs] + [f"a_{a.name}" for a in decl.attrs])
-    _per_device(w, decl, lambda device, key: f"{'[[maybe_unused]] ' if device in decl.kernels_pending else ''}"
-                                             f"{ret} {device}_impl({', '.join(params)}) "
-                                             f"{{ return run(c10::DeviceType::{key}, {call_args}); }}")
+    _per_device(
+        w,
+        decl,
+        lambda device, key: (
+            f"{'[[maybe_unused]] ' if device in decl.kernels_pending else ''}"
+            f"{ret} {device}_impl({', '.join(params)}) "
+            f"{{ return run(c10::DeviceType::{key}, {call_args}); }}"
+        ),
+    )
     w()
     _autograd(w, decl, params, ret)
     w("}  // namespace")
@@ -185,13 +231,18 @@ def generate(decl: OpDecl) -> str:
     w(f"TORCH_LIBRARY_FRAGMENT({ns}, m) {{")
     w("// Python defines the schema first when it declares the op; here only where it has not (no Python, or", 1)
     w("// this library loaded before the declaration). Same text: both come from ops.torch.schema.", 1)
-    w(f'if (!c10::Dispatcher::singleton().findSchema({{kOp, ""}}).has_value())', 1)
+    w('if (!c10::Dispatcher::singleton().findSchema({kOp, ""}).has_value())', 1)
     w(f"m.def({_c_string(schema(decl))}, {{at::Tag::pt2_compliant_tag}});", 2)
     w("}")
-    _per_device(w, decl, lambda device, key: (
-        f"// {device}: kernel pending (kernels_pending); the reference is registered from Python"
-        if device in decl.kernels_pending else
-        f"TORCH_LIBRARY_IMPL({ns}, {key}, m) {{ m.impl({_c_string(name)}, &{device}_impl); }}"))
+    _per_device(
+        w,
+        decl,
+        lambda device, key: (
+            f"// {device}: kernel pending (kernels_pending); the reference is registered from Python"
+            if device in decl.kernels_pending
+            else f"TORCH_LIBRARY_IMPL({ns}, {key}, m) {{ m.impl({_c_string(name)}, &{device}_impl); }}"
+        ),
+    )
     w(f"TORCH_LIBRARY_IMPL({ns}, Autograd, m) {{ m.impl({_c_string(name)}, &autograd_impl); }}")
     return w.text()
 
@@ -206,8 +257,10 @@ def _autograd(w: _Writer, decl: OpDecl, params: list[str], ret: str) -> None:
     has_backward = "true" if decl.backward is not None else "false"
     w(f"constexpr const char* kBackwardOp = {_c_string(f'{decl.namespace}::{backward_op_name(decl)}')};")
     w(f"// saves {list(decl.saves)} (indices into inputs, then outputs) for the declared backward")
-    w(f"const opforge::glue::AutogradSpec kAutograd{{kOp, kBackwardOp, {has_backward}, {len(decl.inputs)}, "
-      f"{len(decl.outputs)}, {len(decl.attrs)}, {{{saves}}}}};")
+    w(
+        f"const opforge::glue::AutogradSpec kAutograd{{kOp, kBackwardOp, {has_backward}, {len(decl.inputs)}, "
+        f"{len(decl.outputs)}, {len(decl.attrs)}, {{{saves}}}}};"
+    )
     w(f"using Signature = {ret}({', '.join(types)});")
     w()
     w("const c10::TypedOperatorHandle<Signature>& typed_op() {")
@@ -224,8 +277,10 @@ def _autograd(w: _Writer, decl: OpDecl, params: list[str], ret: str) -> None:
     w("}", 1)
     # The node records the inputs and the attributes (as IValues: the backward op takes them boxed), then
     # runs the op below autograd through this unboxed redispatch: no boxing on the forward's path.
-    inputs = ", ".join(f"arg_{i.name}.has_value() ? *arg_{i.name} : at::Tensor()" if i.optional else f"arg_{i.name}"
-                       for i in decl.inputs)
+    inputs = ", ".join(
+        f"arg_{i.name}.has_value() ? *arg_{i.name} : at::Tensor()" if i.optional else f"arg_{i.name}"
+        for i in decl.inputs
+    )
     w(f"std::vector<at::Tensor> inputs{{{inputs}}};", 1)
     w("c10::impl::GenericList attrs(c10::AnyType::get());", 1)
     if decl.attrs:
@@ -239,8 +294,11 @@ def _autograd(w: _Writer, decl: OpDecl, params: list[str], ret: str) -> None:
     else:
         w(f"return {{{', '.join(f'std::get<{k}>(r)' for k in range(len(decl.outputs)))}}};", 2)
     w("};", 1)
-    w("std::vector<at::Tensor> outs = opforge::glue::call_with_autograd(kAutograd, std::move(inputs), "
-      "std::move(attrs), below);", 1)
+    w(
+        "std::vector<at::Tensor> outs = opforge::glue::call_with_autograd(kAutograd, std::move(inputs), "
+        "std::move(attrs), below);",
+        1,
+    )
     if len(decl.outputs) == 1:
         w("return outs[0];", 1)
     else:

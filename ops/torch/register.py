@@ -52,8 +52,9 @@ def _fake_kernel(decl: OpDecl):
         sizes = {}
         if any(o.is_size for o in decl.outputs):
             ctx = torch.library.get_ctx()
-            upper_algebra = sr.IntAlgebra({n: t.shape for n, t in inputs.items() if t is not None},
-                                          decl.shape_names(attrs))
+            upper_algebra = sr.IntAlgebra(
+                {n: t.shape for n, t in inputs.items() if t is not None}, decl.shape_names(attrs)
+            )
             for o in decl.outputs:
                 if o.is_size:
                     n = ctx.new_dynamic_size()
@@ -111,11 +112,15 @@ class BackwardContext:
         decl = self.__dict__["_opforge_decl"]
         tensors = [i.name for i in decl.inputs] + [o.name for o in decl.outputs]
         if name in tensors:
-            raise AttributeError(f"{decl.id}: the backward reads ctx.{name}, but the declaration saves only "
-                                 f"{list(decl.saves)} for it. Fix: add {name!r} to saves= in its register_op "
-                                 f"({decl.source})")
-        raise AttributeError(f"{decl.id}: ctx has no {name!r}; it holds the attributes "
-                             f"{[a.name for a in decl.attrs]} and the saved tensors {list(decl.saves)}")
+            raise AttributeError(
+                f"{decl.id}: the backward reads ctx.{name}, but the declaration saves only "
+                f"{list(decl.saves)} for it. Fix: add {name!r} to saves= in its register_op "
+                f"({decl.source})"
+            )
+        raise AttributeError(
+            f"{decl.id}: ctx has no {name!r}; it holds the attributes "
+            f"{[a.name for a in decl.attrs]} and the saved tensors {list(decl.saves)}"
+        )
 
 
 def grads_per_input(decl: OpDecl, result) -> list:
@@ -124,14 +129,17 @@ def grads_per_input(decl: OpDecl, result) -> list:
     if isinstance(result, dict):
         unknown = set(result) - set(names)
         if unknown:
-            raise RuntimeError(f"{decl.id}: backward returned gradients for {sorted(unknown)}, which are not inputs "
-                               f"{names}")
+            raise RuntimeError(
+                f"{decl.id}: backward returned gradients for {sorted(unknown)}, which are not inputs {names}"
+            )
         result = [result.get(n) for n in names]
     if not isinstance(result, (tuple, list)):
         result = (result,)
     if len(result) != len(names):
-        raise RuntimeError(f"{decl.id}: backward returned {len(result)} gradients, expected one per input "
-                           f"{names} (None where there is none)")
+        raise RuntimeError(
+            f"{decl.id}: backward returned {len(result)} gradients, expected one per input "
+            f"{names} (None where there is none)"
+        )
     return list(result)
 
 
@@ -140,7 +148,8 @@ def _run_backward(decl: OpDecl, saved: dict, attrs: dict, grads) -> list:
         raise BackwardNotDeclared(
             f"{decl.id} declares no backward, so it cannot be differentiated: a gradient was requested through "
             f"it (declared at {decl.source}). Fix: declare backward=fn(ctx, *grad_outputs) in its register_op, or "
-            "call it on inputs that do not require grad (e.g. under torch.no_grad() or with .detach()).")
+            "call it on inputs that do not require grad (e.g. under torch.no_grad() or with .detach())."
+        )
     return grads_per_input(decl, decl.backward(BackwardContext(decl, saved, attrs), *grads))
 
 
@@ -190,9 +199,11 @@ def _define(lib: torch.library.Library, decl: OpDecl) -> None:
         return
     got = existing[0]
     if got != torch._C.parse_schema(f"{decl.namespace}::{text}"):  # parsed: C++ prints floats at full precision
-        raise ExtensionError(f"{decl.id} is already registered with torch as {got}, but its declaration (at "
-                             f"{decl.source}) gives {decl.namespace}::{text}: a stale build of its extension was "
-                             "loaded before the declaration. Rebuild it (python -m ops.build)")
+        raise ExtensionError(
+            f"{decl.id} is already registered with torch as {got}, but its declaration (at "
+            f"{decl.source}) gives {decl.namespace}::{text}: a stale build of its extension was "
+            "loaded before the declaration. Rebuild it (python -m ops.build)"
+        )
 
 
 def register(decl: OpDecl) -> None:

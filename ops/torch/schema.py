@@ -19,8 +19,14 @@ from __future__ import annotations
 
 from ..declaration import OpDecl, ResolvedAttr
 
-SCHEMA_TYPES = {"int": "int", "float": "float", "bool": "bool", "str": "str", "list[int]": "int[]",
-                "list[float]": "float[]"}
+SCHEMA_TYPES = {
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "str": "str",
+    "list[int]": "int[]",
+    "list[float]": "float[]",
+}
 
 
 def default_text(a: ResolvedAttr) -> str:

@@ -59,9 +59,16 @@ def generate_sources(gen_dir: Path, decls: list[OpDecl]) -> list[Path]:
 VARIANT_DIRS = {"release": "trt", "asan": "trt_asan", "host": "trt_host"}
 
 
-def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] | None = None,
-          build_dir: Path | None = None, package: str = DEFAULT_PACKAGE, compilers=None,
-          trt_include: Path | None = None, cuda_dir: Path | None = None) -> PluginBuild:
+def build(
+    variant: str = "release",
+    verbose: bool = False,
+    decls: list[OpDecl] | None = None,
+    build_dir: Path | None = None,
+    package: str = DEFAULT_PACKAGE,
+    compilers=None,
+    trt_include: Path | None = None,
+    cuda_dir: Path | None = None,
+) -> PluginBuild:
     """Build an op package's plugin library, lib<stem>.so (opforge's own: libopforge_trt_plugins.so).
     variant: 'release' (with CUDA kernels), 'asan' (no kernels, AddressSanitizer) or 'host' (no kernels:
     every interface path but enqueue). `decls`/`build_dir` build a library for other declarations (the
@@ -73,13 +80,17 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     trt_include = Path(trt_include) if trt_include else headers.require()
     cuda = cuda_home() if compilers is None else compilers.cuda_include.parent
     if cuda is None:
-        raise BackendUnavailable("the TensorRT plugin needs the CUDA toolkit headers (cuda_runtime_api.h). Fix: "
-                                 "install the CUDA toolkit or set CUDA_HOME")
+        raise BackendUnavailable(
+            "the TensorRT plugin needs the CUDA toolkit headers (cuda_runtime_api.h). Fix: "
+            "install the CUDA toolkit or set CUDA_HOME"
+        )
     with_kernels = variant == "release"
     nvcc = cuda / "bin" / "nvcc" if compilers is None else compilers.nvcc
     if with_kernels and not nvcc.is_file():
-        raise BackendUnavailable(f"nvcc not found at {nvcc}: the plugin's CUDA kernels cannot be compiled. "
-                                 "Fix: install the CUDA toolkit or set CUDA_HOME")
+        raise BackendUnavailable(
+            f"nvcc not found at {nvcc}: the plugin's CUDA kernels cannot be compiled. "
+            "Fix: install the CUDA toolkit or set CUDA_HOME"
+        )
     if shutil.which("ninja") is None:
         raise BackendUnavailable("ninja is needed to build the plugin library. Fix: pip install ninja")
     from ..packages import package as op_package
@@ -87,8 +98,9 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     pkg = _package(package) if decls is None else op_package(package)
     decls = plugin_decls(package) if decls is None else decls
     if not decls:
-        raise OpforgeError(f"op package {pkg.name!r} has no op with CUDA kernels: nothing for a TensorRT plugin "
-                           "library to hold")
+        raise OpforgeError(
+            f"op package {pkg.name!r} has no op with CUDA kernels: nothing for a TensorRT plugin library to hold"
+        )
     bdir = Path(build_dir) if build_dir else pkg.build_dir / VARIANT_DIRS[variant]
     csrc = paths.csrc_dir()
     plugins = paths.plugins_dir()
@@ -96,15 +108,29 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     lib_dir = bdir / "lib"
     cuda_lib = next((p for p in (cuda / "lib64", cuda / "lib") if (p / "libcudart.so").exists()), cuda / "lib64")
     kernel_includes = prototypes.kernel_include_dirs(decls, bdir)
-    includes = [plugins, csrc, *kernel_includes, bdir / "gen", trt_include,
-                cuda / "include" if compilers is None else compilers.cuda_include]
-    cxxflags = ["-std=c++17", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                "-Wno-deprecated-declarations"] + [f"-I{p}" for p in includes]
+    includes = [
+        plugins,
+        csrc,
+        *kernel_includes,
+        bdir / "gen",
+        trt_include,
+        cuda / "include" if compilers is None else compilers.cuda_include,
+    ]
+    cxxflags = [
+        "-std=c++17",
+        "-fPIC",
+        "-fvisibility=hidden",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-Wno-deprecated-declarations",
+    ] + [f"-I{p}" for p in includes]
     ldflags = ["-shared", "-Wl,--no-undefined", "-ldl"]  # --no-undefined: proves no libnvinfer symbol is needed
     if with_kernels:
         cxxflags += ["-O2", "-DOPFORGE_TRT_WITH_KERNELS"]
-        ldflags += ([f"-L{cuda_lib}", "-lcudart", f"-Wl,-rpath,{cuda_lib}"] if compilers is None
-                    else compilers.cudart_ldflags())
+        ldflags += (
+            [f"-L{cuda_lib}", "-lcudart", f"-Wl,-rpath,{cuda_lib}"] if compilers is None else compilers.cudart_ldflags()
+        )
     elif variant == "asan":
         cxxflags += ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
         ldflags += ["-fsanitize=address"]
@@ -114,11 +140,19 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     q = lambda args: " ".join(shlex.quote(str(a)) for a in args)  # noqa: E731
     cxx, ar = (compilers.cxx, compilers.ar) if compilers is not None else ("c++", "ar")
     lines = [
-        f"cxxflags = {q(cxxflags)}", f"ldflags = {q(ldflags)}",
-        "rule ar", f"  command = rm -f $out && {ar} rcs $out $in", "  description = AR $out",
-        "rule cxx", f"  command = {cxx} -MMD -MF $out.d $cxxflags -c $in -o $out", "  depfile = $out.d", "  deps = gcc",
+        f"cxxflags = {q(cxxflags)}",
+        f"ldflags = {q(ldflags)}",
+        "rule ar",
+        f"  command = rm -f $out && {ar} rcs $out $in",
+        "  description = AR $out",
+        "rule cxx",
+        f"  command = {cxx} -MMD -MF $out.d $cxxflags -c $in -o $out",
+        "  depfile = $out.d",
+        "  deps = gcc",
         "  description = CXX $out",
-        "rule link", f"  command = {cxx} -o $out $in $ldflags $extra", "  description = LINK $out",
+        "rule link",
+        f"  command = {cxx} -o $out $in $ldflags $extra",
+        "  description = LINK $out",
     ]
     objs = []
     sources = [plugins / s for s in ADAPTER_SOURCES] + gen
@@ -127,8 +161,9 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
         lines.append(f"build {ninja.escape(obj)}: cxx {ninja.escape(src)}")
         objs.append(obj)
     if with_kernels:  # shared with the ONNX Runtime library's CUDA variants (compiled by the first to build)
-        objs += cuda_kernels.build(decls, cuda_dir or (Path(build_dir) if build_dir else pkg.build_dir) / "cuda", nvcc,
-                                   verbose, compilers)
+        objs += cuda_kernels.build(
+            decls, cuda_dir or (Path(build_dir) if build_dir else pkg.build_dir) / "cuda", nvcc, verbose, compilers
+        )
     lib = lib_dir / f"lib{pkg.plugin_library}.so"
     shim = lib_dir / f"lib{pkg.plugin_library}_static.so"
     shim_obj = bdir / "obj" / "opforge_trt_static.o"
@@ -137,12 +172,24 @@ def build(variant: str = "release", verbose: bool = False, decls: list[OpDecl] |
     lines.append(f"build {ninja.escape(shim)}: link {ninja.escape(shim_obj)} | {ninja.escape(lib)}")
     lines.append(f"  extra = -L{ninja.escape(lib_dir)} -l{pkg.plugin_library} -Wl,-rpath,'$$ORIGIN'")
     if with_kernels:  # the same objects for an application that links the plugins in (libcudart, libdl)
-        lines.append(f"build {ninja.escape(lib_dir / f'lib{pkg.plugin_library}.a')}: ar "
-                     + " ".join(ninja.escape(o) for o in objs))
-    ninja.run(bdir, lines, "building the TensorRT plugin library", verbose,
-              rebuild=f"python -m ops.build --trt --package {pkg.name}")
-    record = {"trt_headers": ".".join(map(str, headers.version(trt_include))), "trt_include": str(trt_include),
-              "variant": variant, "ops": [d.id for d in decls], "cuda_archs": (list(compilers.cuda_archs) if compilers else cuda_archs()) if with_kernels else []}
+        lines.append(
+            f"build {ninja.escape(lib_dir / f'lib{pkg.plugin_library}.a')}: ar "
+            + " ".join(ninja.escape(o) for o in objs)
+        )
+    ninja.run(
+        bdir,
+        lines,
+        "building the TensorRT plugin library",
+        verbose,
+        rebuild=f"python -m ops.build --trt --package {pkg.name}",
+    )
+    record = {
+        "trt_headers": ".".join(map(str, headers.version(trt_include))),
+        "trt_include": str(trt_include),
+        "variant": variant,
+        "ops": [d.id for d in decls],
+        "cuda_archs": (list(compilers.cuda_archs) if compilers else cuda_archs()) if with_kernels else [],
+    }
     paths.write_if_changed(bdir / "build.json", json.dumps(record, indent=2) + "\n")
     return PluginBuild(lib, shim, bdir, tuple(d.id for d in decls), with_kernels, trt_include)
 
@@ -188,8 +235,11 @@ def emit_cmake(dest, archs: str = "87", package: str = DEFAULT_PACKAGE) -> Path:
         for extra in [*d.kernel_dir.glob("*.cuh"), *d.kernel_dir.glob("*.h")]:  # headers beside its own
             _copy(extra, dest / "csrc" / d.kernel_dir.name / extra.name)
     text = (plugins / "CMakeLists.txt.in").read_text().replace("opforge_trt_plugins", stem)
-    text = text.replace("@ARCHS@", archs).replace("@KERNELS@", " ".join(kernels)).replace(
-        "@OPS@", ", ".join(d.id for d in decls))
+    text = (
+        text.replace("@ARCHS@", archs)
+        .replace("@KERNELS@", " ".join(kernels))
+        .replace("@OPS@", ", ".join(d.id for d in decls))
+    )
     return paths.write_if_changed(dest / "CMakeLists.txt", text)
 
 

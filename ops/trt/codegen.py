@@ -16,12 +16,31 @@ from ..prototypes import include_path
 
 GENERATOR_VERSION = 3
 
-FIELD_KIND = {"int": "kInt", "list[int]": "kInts", "float": "kFloat", "list[float]": "kFloats", "str": "kStr",
-              "bool": "kBool"}
-KERNEL_ATTR = {"int": "a.i({k})", "float": "a.f({k})", "bool": "a.b({k})", "str": "a.s({k})",
-               "list[int]": "a.is({k})", "list[float]": "a.fs({k})"}
-DIM_OPS = {"add": "kSUM", "sub": "kSUB", "mul": "kPROD", "floordiv": "kFLOOR_DIV", "ceil_div": "kCEIL_DIV",
-           "max": "kMAX", "min": "kMIN"}
+FIELD_KIND = {
+    "int": "kInt",
+    "list[int]": "kInts",
+    "float": "kFloat",
+    "list[float]": "kFloats",
+    "str": "kStr",
+    "bool": "kBool",
+}
+KERNEL_ATTR = {
+    "int": "a.i({k})",
+    "float": "a.f({k})",
+    "bool": "a.b({k})",
+    "str": "a.s({k})",
+    "list[int]": "a.is({k})",
+    "list[float]": "a.fs({k})",
+}
+DIM_OPS = {
+    "add": "kSUM",
+    "sub": "kSUB",
+    "mul": "kPROD",
+    "floordiv": "kFLOOR_DIV",
+    "ceil_div": "kCEIL_DIV",
+    "max": "kMAX",
+    "min": "kMIN",
+}
 
 
 def c_string(text: str) -> str:
@@ -137,8 +156,10 @@ def _fields(decl: OpDecl, w: list[str]) -> None:
             choices = f"kChoices{k}, {len(a.choices)}"
         required = "false" if a.has_default else "true"
         length = -1 if a.length is None else a.length
-        rows.append(f"    {{{c_string(a.name)}, FieldKind::{FIELD_KIND[a.type]}, {required}, {ints}, {floats}, {text}, "
-                    f"{choices}, {length}}},")
+        rows.append(
+            f"    {{{c_string(a.name)}, FieldKind::{FIELD_KIND[a.type]}, {required}, {ints}, {floats}, {text}, "
+            f"{choices}, {length}}},"
+        )
     if rows:
         w.append("const FieldSpec kFields[] = {")
         w.extend(rows)
@@ -147,8 +168,10 @@ def _fields(decl: OpDecl, w: list[str]) -> None:
 
 def _output_shapes(decl: OpDecl, w: list[str]) -> None:
     index = {i.name: k for k, i in enumerate(decl.inputs)}
-    w.append("int32_t output_shapes(const Attrs& a, const nvinfer1::DimsExprs* in, int32_t nb_in, "
-             "nvinfer1::DimsExprs* out, nvinfer1::IExprBuilder& eb, const char** why) {")
+    w.append(
+        "int32_t output_shapes(const Attrs& a, const nvinfer1::DimsExprs* in, int32_t nb_in, "
+        "nvinfer1::DimsExprs* out, nvinfer1::IExprBuilder& eb, const char** why) {"
+    )
     w.append("  (void)a; (void)in; (void)nb_in; (void)eb; (void)why;")
     size_exprs: dict[str, str] = {}
     plain = ExprAlgebra(decl, {})
@@ -157,10 +180,12 @@ def _output_shapes(decl: OpDecl, w: list[str]) -> None:
             continue
         w.append(f"  const nvinfer1::IDimensionExpr* opt_{j} = {sr.evaluate(o.opt, plain)};")
         w.append(f"  const nvinfer1::IDimensionExpr* upper_{j} = {sr.evaluate(o.upper, plain)};")
-        w.append(f'  if (opt_{j} == nullptr || upper_{j} == nullptr) return *why = "the opt/upper bound of size output '
-                 f"'{o.name}' could not be built\", 1;")
+        w.append(
+            f'  if (opt_{j} == nullptr || upper_{j} == nullptr) return *why = "the opt/upper bound of size output '
+            f"'{o.name}' could not be built\", 1;"
+        )
         w.append(f"  const nvinfer1::IDimensionExpr* size_{j} = eb.declareSizeTensor({j}, *opt_{j}, *upper_{j});")
-        w.append(f'  if (size_{j} == nullptr) return *why = "declareSizeTensor failed for \'{o.name}\'", 1;')
+        w.append(f"  if (size_{j} == nullptr) return *why = \"declareSizeTensor failed for '{o.name}'\", 1;")
         w.append(f"  out[{j}].nbDims = 0;")
         size_exprs[o.name] = f"size_{j}"
     algebra = ExprAlgebra(decl, size_exprs)
@@ -175,8 +200,10 @@ def _output_shapes(decl: OpDecl, w: list[str]) -> None:
         w.append(f"  out[{j}].nbDims = {len(o.shape.dims)};  // {rule}")
         for i, d in enumerate(o.shape.dims):
             w.append(f"  out[{j}].d[{i}] = {sr.evaluate(d, algebra)};")
-            w.append(f'  if (out[{j}].d[{i}] == nullptr) return *why = "dim {i} of output \'{o.name}\' ({rule}) '
-                     f'could not be built", 1;')
+            w.append(
+                f"  if (out[{j}].d[{i}] == nullptr) return *why = \"dim {i} of output '{o.name}' ({rule}) "
+                f'could not be built", 1;'
+            )
     w.append("  return 0;")
     w.append("}")
 
@@ -184,8 +211,10 @@ def _output_shapes(decl: OpDecl, w: list[str]) -> None:
 def _output_dims(decl: OpDecl, w: list[str]) -> None:
     index = {i.name: k for k, i in enumerate(decl.inputs)}
     alg = KnownAlgebra(decl, sizes_from="sizes")
-    w.append("int32_t output_dims(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in, int32_t k, KnownInt* d, "
-             "const KnownInt* sizes) {")
+    w.append(
+        "int32_t output_dims(const Attrs& a, const nvinfer1::Dims* in, int32_t nb_in, int32_t k, KnownInt* d, "
+        "const KnownInt* sizes) {"
+    )
     w.append("  (void)a; (void)in; (void)nb_in; (void)d; (void)sizes;")
     w.append("  switch (k) {")
     for j, o in enumerate(decl.outputs):
@@ -193,8 +222,10 @@ def _output_dims(decl: OpDecl, w: list[str]) -> None:
             src = index[o.shape.input]
             w.append(f"    case {j}:")
             w.append(f"      if ({src} >= nb_in) return -1;")
-            w.append(f"      for (int32_t i = 0; i < in[{src}].nbDims && i < nvinfer1::Dims::MAX_DIMS; ++i) "
-                     f"d[i] = k_dim(in, nb_in, {src}, i);")
+            w.append(
+                f"      for (int32_t i = 0; i < in[{src}].nbDims && i < nvinfer1::Dims::MAX_DIMS; ++i) "
+                f"d[i] = k_dim(in, nb_in, {src}, i);"
+            )
             w.append(f"      return in[{src}].nbDims;")
         else:
             w.append(f"    case {j}:")
@@ -218,7 +249,7 @@ def _check_input_shapes(decl: OpDecl, w: list[str]) -> None:
         w.append(f"  if ({k} < nb_in) {{  // {i.name}: {rule}")
         if isinstance(i.shape, sr.Like):
             src = index[i.shape.input]
-            w.append(f"    std::vector<KnownInt> e;")
+            w.append("    std::vector<KnownInt> e;")
             w.append(f"    for (int32_t d = 0; d < in[{src}].nbDims; ++d) e.push_back(k_dim(in, nb_in, {src}, d));")
         else:
             w.append(f"    std::vector<KnownInt> e = {{{', '.join(sr.evaluate(d, alg) for d in i.shape.dims)}}};")
@@ -230,8 +261,10 @@ def _check_input_shapes(decl: OpDecl, w: list[str]) -> None:
 
 
 def _launch(decl: OpDecl, w: list[str]) -> None:
-    w.append("::opforge::Status launch(const Attrs& a, const ::opforge::TensorView* in, const bool* present, "
-             "const ::opforge::TensorView* out, const ::opforge::DeviceContext& ctx) {")
+    w.append(
+        "::opforge::Status launch(const Attrs& a, const ::opforge::TensorView* in, const bool* present, "
+        "const ::opforge::TensorView* out, const ::opforge::DeviceContext& ctx) {"
+    )
     w.append("#ifdef OPFORGE_TRT_WITH_KERNELS")
     args = [f"present[{k}] ? &in[{k}] : nullptr" if i.optional else f"in[{k}]" for k, i in enumerate(decl.inputs)]
     args += [f"out[{j}]" for j in range(len(decl.outputs))]
@@ -240,25 +273,33 @@ def _launch(decl: OpDecl, w: list[str]) -> None:
     w.append(f"  return ::opforge_kernels::{decl.namespace}::{decl.name}::cuda({', '.join(args + ['ctx'])});")
     w.append("#else")
     w.append("  (void)a; (void)in; (void)present; (void)out; (void)ctx;")
-    w.append("  return ::opforge::Status::error(::opforge::Status::kInternal, "
-             "\"this plugin library was built without CUDA kernels\");")
+    w.append(
+        "  return ::opforge::Status::error(::opforge::Status::kInternal, "
+        '"this plugin library was built without CUDA kernels");'
+    )
     w.append("#endif")
     w.append("}")
 
 
 def generate(decl: OpDecl) -> str:
     """C++ source defining `opforge::trt::gen::spec_<ns>__<name>`."""
-    w = [f"// Generated by opforge (trt codegen v{GENERATOR_VERSION}) from the declaration of {decl.id} at "
-         f"{decl.source}.",
-         "// Do not edit: `python -m ops.build --trt` regenerates it.",
-         '#include "opforge_trt_plugin.h"',
-         '#include "opforge_trt_codegen_support.h"',
-         "#ifdef OPFORGE_TRT_WITH_KERNELS",
-         f'#include "{include_path(decl)}"',
-         "#endif",
-         "",
-         "namespace opforge {", "namespace trt {", "namespace gen {",
-         f"namespace {decl.namespace}__{decl.name} {{", "namespace {", ""]
+    w = [
+        f"// Generated by opforge (trt codegen v{GENERATOR_VERSION}) from the declaration of {decl.id} at "
+        f"{decl.source}.",
+        "// Do not edit: `python -m ops.build --trt` regenerates it.",
+        '#include "opforge_trt_plugin.h"',
+        '#include "opforge_trt_codegen_support.h"',
+        "#ifdef OPFORGE_TRT_WITH_KERNELS",
+        f'#include "{include_path(decl)}"',
+        "#endif",
+        "",
+        "namespace opforge {",
+        "namespace trt {",
+        "namespace gen {",
+        f"namespace {decl.namespace}__{decl.name} {{",
+        "namespace {",
+        "",
+    ]
     _fields(decl, w)
     w.append("const InputSpec kInputs[] = {")
     n_required = 0
@@ -266,8 +307,10 @@ def generate(decl: OpDecl) -> str:
         like = [x.name for x in decl.inputs].index(i.dtype_like) if i.dtype_like else -1
         rank = -1 if i.rank is None else i.rank
         n_required += not i.optional
-        w.append(f"    {{{c_string(i.name)}, {_mask(i.dtypes)}, {like}, {'true' if i.optional else 'false'}, {rank}, "
-                 f"{i.min_rank}}},")
+        w.append(
+            f"    {{{c_string(i.name)}, {_mask(i.dtypes)}, {like}, {'true' if i.optional else 'false'}, {rank}, "
+            f"{i.min_rank}}},"
+        )
     w.append("};")
     w.append("const OutputSpec kOutputs[] = {")
     for o in decl.outputs:
@@ -296,12 +339,17 @@ def generate(decl: OpDecl) -> str:
     fields = (f"{ns}::kFields", len(decl.attrs)) if decl.attrs else ("nullptr", 0)  # an op without attributes
     w.append(f"extern const OpSpec {symbol(decl)};")
     w.append(f"const OpSpec {symbol(decl)} = {{")
-    w.append(f"    {c_string(decl.id)}, {c_string(decl.name)}, {c_string(str(decl.version))}, "
-             f"{c_string(decl.namespace)},")
-    w.append(f"    {fields[0]}, {fields[1]}, {ns}::kInputs, {len(decl.inputs)}, {n_required}, "
-             f"{ns}::kOutputs, {len(decl.outputs)},")
-    w.append(f"    &{ns}::output_shapes, &{ns}::output_dims, &{ns}::size_upper, &{ns}::check_input_shapes, "
-             f"&{ns}::workspace_bytes, &{ns}::launch,")
+    w.append(
+        f"    {c_string(decl.id)}, {c_string(decl.name)}, {c_string(str(decl.version))}, {c_string(decl.namespace)},"
+    )
+    w.append(
+        f"    {fields[0]}, {fields[1]}, {ns}::kInputs, {len(decl.inputs)}, {n_required}, "
+        f"{ns}::kOutputs, {len(decl.outputs)},"
+    )
+    w.append(
+        f"    &{ns}::output_shapes, &{ns}::output_dims, &{ns}::size_upper, &{ns}::check_input_shapes, "
+        f"&{ns}::workspace_bytes, &{ns}::launch,"
+    )
     w.append("};")
     w += ["", "}  // namespace gen", "}  // namespace trt", "}  // namespace opforge", ""]
     return "\n".join(w)
@@ -309,13 +357,26 @@ def generate(decl: OpDecl) -> str:
 
 def generate_index(decls: list[OpDecl]) -> str:
     """The list of every op's spec, read by getCreators."""
-    w = ["// Generated by opforge: every op with a TensorRT plugin. Do not edit.",
-         '#include "opforge_trt_plugin.h"', "", "namespace opforge {", "namespace trt {", "namespace gen {"]
+    w = [
+        "// Generated by opforge: every op with a TensorRT plugin. Do not edit.",
+        '#include "opforge_trt_plugin.h"',
+        "",
+        "namespace opforge {",
+        "namespace trt {",
+        "namespace gen {",
+    ]
     w += [f"extern const OpSpec {symbol(d)};" for d in decls]
-    w += ["}  // namespace gen", "",
-          "const OpSpec* const* all_specs(int32_t* count) {",
-          "  static const OpSpec* const specs[] = {" + "".join(f"&gen::{symbol(d)}, " for d in decls) + "nullptr};",
-          f"  *count = {len(decls)};",
-          "  return specs;",
-          "}", "", "}  // namespace trt", "}  // namespace opforge", ""]
+    w += [
+        "}  // namespace gen",
+        "",
+        "const OpSpec* const* all_specs(int32_t* count) {",
+        "  static const OpSpec* const specs[] = {" + "".join(f"&gen::{symbol(d)}, " for d in decls) + "nullptr};",
+        f"  *count = {len(decls)};",
+        "  return specs;",
+        "}",
+        "",
+        "}  // namespace trt",
+        "}  // namespace opforge",
+        "",
+    ]
     return "\n".join(w)

@@ -6,21 +6,23 @@ machines: there this raises BackendUnavailable and the tests skip saying so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from ..errors import BackendUnavailable, OpforgeError
 
-INSTALL_HINT = ("TensorRT's Python package is not installed. Fix: install TensorRT 10.x for your CUDA "
-                "(e.g. pip install tensorrt-cu12, or the wheel/deb from NVIDIA; on Jetson it ships with JetPack), "
-                "or build with trtexec: python -m ops.trt.trtexec MODEL.onnx --shapes ...")
+INSTALL_HINT = (
+    "TensorRT's Python package is not installed. Fix: install TensorRT 10.x for your CUDA "
+    "(e.g. pip install tensorrt-cu12, or the wheel/deb from NVIDIA; on Jetson it ships with JetPack), "
+    "or build with trtexec: python -m ops.trt.trtexec MODEL.onnx --shapes ..."
+)
 
 Shape = Sequence[int]
 
 
 def import_tensorrt():
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt
     except ImportError as e:
         raise BackendUnavailable(f"{INSTALL_HINT} ({e})") from None
     return tensorrt
@@ -38,8 +40,15 @@ def _profiles(shapes) -> list[dict[str, tuple[Shape, Shape, Shape]]]:
     return sets
 
 
-def build_engine(onnx_path, shapes=None, engine_path=None, *, plugin_library=None, workspace_bytes: int | None = None,
-                 verbose: bool = False) -> bytes:
+def build_engine(
+    onnx_path,
+    shapes=None,
+    engine_path=None,
+    *,
+    plugin_library=None,
+    workspace_bytes: int | None = None,
+    verbose: bool = False,
+) -> bytes:
     """Parse `onnx_path` with the opforge plugins loaded and build a strongly typed engine.
 
     shapes: {input name: (min, opt, max)} (one optimization profile) or a list of such dicts (one profile
@@ -57,8 +66,10 @@ def build_engine(onnx_path, shapes=None, engine_path=None, *, plugin_library=Non
     builder = trt.Builder(logger)
     registry = builder.get_plugin_registry()
     if registry.load_library(str(lib)) is None:
-        raise OpforgeError(f"TensorRT refused the plugin library {lib} (see the log above). If it was already "
-                           f"loaded (e.g. through libopforge_trt_plugins_static.so), do not load it twice.")
+        raise OpforgeError(
+            f"TensorRT refused the plugin library {lib} (see the log above). If it was already "
+            f"loaded (e.g. through libopforge_trt_plugins_static.so), do not load it twice."
+        )
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)

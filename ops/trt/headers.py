@@ -25,10 +25,18 @@ from ..errors import BackendUnavailable
 WHEEL = "kernel-lens==2.0.1"
 WHEEL_PREFIX = "kernel_lens/include/tensorrt/"
 EXPECTED_VERSION = (10, 14, 1)
-SYSTEM_DIRS = ("/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/include",
-               "/usr/local/tensorrt/include", "/opt/tensorrt/include", "/usr/local/include")
-HINT = (f"set TRT_INCLUDE_DIR (or TENSORRT_ROOT) to a TensorRT 10 install, or run `python -m ops.trt.headers` "
-        f"to fetch the {'.'.join(map(str, EXPECTED_VERSION))} headers from the {WHEEL} wheel into {{cache}}")
+SYSTEM_DIRS = (
+    "/usr/include/x86_64-linux-gnu",
+    "/usr/include/aarch64-linux-gnu",
+    "/usr/include",
+    "/usr/local/tensorrt/include",
+    "/opt/tensorrt/include",
+    "/usr/local/include",
+)
+HINT = (
+    f"set TRT_INCLUDE_DIR (or TENSORRT_ROOT) to a TensorRT 10 install, or run `python -m ops.trt.headers` "
+    f"to fetch the {'.'.join(map(str, EXPECTED_VERSION))} headers from the {WHEEL} wheel into {{cache}}"
+)
 
 
 def cache_dir() -> Path:
@@ -48,7 +56,8 @@ def version(include_dir: Path) -> tuple[int, int, int]:
     nums = []
     for key in ("MAJOR", "MINOR", "PATCH"):
         m = re.search(rf"#define\s+(?:NV_)?TRT_{key}_ENTERPRISE\s+(\d+)", text) or re.search(
-            rf"#define\s+NV_TENSORRT_{key}\s+(\d+)", text)
+            rf"#define\s+NV_TENSORRT_{key}\s+(\d+)", text
+        )
         nums.append(int(m.group(1)) if m else -1)
     return tuple(nums)  # type: ignore[return-value]
 
@@ -80,9 +89,10 @@ def fetch(dest: Path | None = None) -> Path:
             done = subprocess.run(cmd, capture_output=True, text=True)
             wheels = sorted(Path(tmp).glob("kernel_lens-*.whl"))
             if done.returncode != 0 or not wheels:
-                raise BackendUnavailable(f"could not download {WHEEL} for the TensorRT headers "
-                                         f"(`{' '.join(cmd)}` said: {done.stderr.strip()[-400:]}). Fix: "
-                                         + HINT.format(cache=dest))
+                raise BackendUnavailable(
+                    f"could not download {WHEEL} for the TensorRT headers "
+                    f"(`{' '.join(cmd)}` said: {done.stderr.strip()[-400:]}). Fix: " + HINT.format(cache=dest)
+                )
         staging = dest / "include.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -92,8 +102,9 @@ def fetch(dest: Path | None = None) -> Path:
                     name = Path(info.filename).name  # flat: never trust paths inside an archive
                     (staging / name).write_bytes(zf.read(info))
         if not _has_headers(staging):
-            raise BackendUnavailable(f"{wheels[-1].name} holds no TensorRT headers under {WHEEL_PREFIX}. Fix: "
-                                     + HINT.format(cache=dest))
+            raise BackendUnavailable(
+                f"{wheels[-1].name} holds no TensorRT headers under {WHEEL_PREFIX}. Fix: " + HINT.format(cache=dest)
+            )
         shutil.rmtree(include, ignore_errors=True)
         staging.rename(include)  # atomic: a half-extracted cache is never mistaken for a good one
     return include

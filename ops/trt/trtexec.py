@@ -21,15 +21,20 @@ def parse_shapes(items: list[str]) -> dict[str, tuple[str, str, str]]:
     for item in items:
         name, sep, rest = item.rpartition(":")
         parts = rest.split(",")
-        if not sep or not name or len(parts) != 3 or not all(
-                p and all(d.isdigit() for d in p.split("x")) for p in parts):
+        if (
+            not sep
+            or not name
+            or len(parts) != 3
+            or not all(p and all(d.isdigit() for d in p.split("x")) for p in parts)
+        ):
             raise OpforgeError(f"--shapes {item!r}: expected NAME:MIN,OPT,MAX with dims like 1x8, e.g. x:1x8,4x8,16x8")
         out[name] = tuple(parts)
     return out
 
 
-def command(onnx_path, shapes: dict[str, tuple[str, str, str]], plugin_library, save=None,
-            extra: list[str] = ()) -> list[str]:
+def command(
+    onnx_path, shapes: dict[str, tuple[str, str, str]], plugin_library, save=None, extra: list[str] = ()
+) -> list[str]:
     cmd = ["trtexec", f"--onnx={onnx_path}", f"--dynamicPlugins={plugin_library}", "--stronglyTyped"]
     if shapes:
         for flag, k in (("--minShapes", 0), ("--optShapes", 1), ("--maxShapes", 2)):
@@ -55,8 +60,9 @@ def main(argv=None) -> int:
         return 2
     lib = Path(args.plugins) if args.plugins else library_path()
     if not lib.exists():
-        print(f"note: {lib} is not built yet: run `python -m ops.build --trt` (or use the CMake project)",
-              file=sys.stderr)
+        print(
+            f"note: {lib} is not built yet: run `python -m ops.build --trt` (or use the CMake project)", file=sys.stderr
+        )
     print(shlex.join(command(args.onnx, shapes, lib.resolve(), args.save)))
     return 0
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-TINY = {"ort": {"shape": (1, 4, 8), "warmup": 1, "repeat": 6},
-        "kernels": {"shapes": ((4, 8),), "rounds": 3},
-        "overhead": {"calls": 20, "batch": 5}}
+TINY = {
+    "ort": {"shape": (1, 4, 8), "warmup": 1, "repeat": 6},
+    "kernels": {"shapes": ((4, 8),), "rounds": 3},
+    "overhead": {"calls": 20, "batch": 5},
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +68,10 @@ def test_ort_rows_are_correct(record):
     import ops
 
     rec, _ = record
-    want = tuple(max(ops.get_op(i).decl.tolerance("float32")[k] for i in ("opforge::rms_norm", "opforge::scaled_gelu"))
-                 for k in (0, 1))
+    want = tuple(
+        max(ops.get_op(i).decl.tolerance("float32")[k] for i in ("opforge::rms_norm", "opforge::scaled_gelu"))
+        for k in (0, 1)
+    )
     (row,) = rec["parts"]["ort"]["rows"]
     assert set(row["graphs"]) == {"opforge native ops", "standard ONNX ops"}
     for name, graph in row["graphs"].items():

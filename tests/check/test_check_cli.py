@@ -13,8 +13,24 @@ from ops.check.compare import compare
 
 
 def test_json_report_for_a_library_op_passes_on_cpu():
-    result = subprocess.run([sys.executable, "-m", "ops.check", "opforge::rms_norm", "--json", "--quick", "--only",
-                             "declaration", "--only", "build", "--only", "torch"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ops.check",
+            "opforge::rms_norm",
+            "--json",
+            "--quick",
+            "--only",
+            "declaration",
+            "--only",
+            "build",
+            "--only",
+            "torch",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     rows = report["ops"]["opforge::rms_norm"]
@@ -36,16 +52,18 @@ def test_a_failing_stage_fails_the_run(unique_id, capsys):
         return [Sample(torch.ones(3, dtype=dtype, device=device))]
 
     # The shape rule says [2] but the reference returns [3]: the declaration stage must catch it.
-    op = register_op(unique_id("liar"), inputs=[Input("x")], outputs=[Output("y", shape=[2])], kernels=None,
-                     samples=samples)(lambda x: x + 1)
+    op = register_op(
+        unique_id("liar"), inputs=[Input("x")], outputs=[Output("y", shape=[2])], kernels=None, samples=samples
+    )(lambda x: x + 1)
     assert main([op.id, "--only", "declaration"]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "gives [2] but the reference returns [3]" in out and "0 passed, 1 failed" in out
 
 
 def test_render_marks_every_status():
-    text = render("ns::op", [StageResult("a", PASS, "fine"), StageResult("b", FAIL, "broken"),
-                             StageResult("c", SKIP, "no GPU")])
+    text = render(
+        "ns::op", [StageResult("a", PASS, "fine"), StageResult("b", FAIL, "broken"), StageResult("c", SKIP, "no GPU")]
+    )
     assert "PASS" in text and "FAIL" in text and "skip" in text and "1 passed, 1 failed, 1 skipped" in text
 
 

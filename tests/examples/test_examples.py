@@ -18,8 +18,9 @@ def _load(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["segmentation", "optical_flow", "detection", "deformable_detr",
-                                  "two_stage_detection"])
+@pytest.mark.parametrize(
+    "name", ["segmentation", "optical_flow", "detection", "deformable_detr", "two_stage_detection"]
+)
 def test_example_converts_end_to_end(name, tmp_path):
     steps = _load(name).convert(tmp_path, small=True, trt=True, progress=lambda line: None)
     by_name = {s.name: s for s in steps}

@@ -25,11 +25,23 @@ def report(tmp_path_factory):
     project = tmp_path_factory.mktemp("model_ops") / "model_ops"
     shutil.copytree(PACKAGE, project, ignore=shutil.ignore_patterns("build", "*.so", "_C.build.json", "__pycache__"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(project)])}
-    build = subprocess.run([sys.executable, "-m", "ops.build", "--package", "modelops.ops"], cwd=project, env=env,
-                           capture_output=True, text=True, timeout=900)
+    build = subprocess.run(
+        [sys.executable, "-m", "ops.build", "--package", "modelops.ops"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    done = subprocess.run([sys.executable, "-m", "ops.check", "--package", "modelops.ops", "--json", *OPS],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, "-m", "ops.check", "--package", "modelops.ops", "--json", *OPS],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     result = json.loads(done.stdout)
     return {op: rows for op, rows in result["ops"].items() if op.startswith("modelops::")}, done
 
@@ -41,8 +53,15 @@ def test_every_op_passes_every_stage_that_runs_here(report):
     assert not failed and done.returncode == 0, failed
     for op, rs in rows.items():
         stages = {r["stage"]: r["status"] for r in rs}
-        for needed in ("ort.cpu[float32]", "ort.cpu.batch[dynamo-20]", "ort.polygraphy[dynamo-20]", "trt.harness",
-                       "onnx.export[dynamo-18]", "onnx.export[torchscript-17]", "torch.opcheck[cpu]"):
+        for needed in (
+            "ort.cpu[float32]",
+            "ort.cpu.batch[dynamo-20]",
+            "ort.polygraphy[dynamo-20]",
+            "trt.harness",
+            "onnx.export[dynamo-18]",
+            "onnx.export[torchscript-17]",
+            "torch.opcheck[cpu]",
+        ):
             assert stages.get(needed) == PASS, (op, needed, stages)
 
 

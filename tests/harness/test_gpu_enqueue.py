@@ -7,7 +7,6 @@ the right values from PluginTensorDesc + device pointers, not that an engine bui
 import pytest
 import torch
 
-
 import ops
 from ops.check.compare import compare
 from ops.check.oracle import as_tuple, check_backend, reference_outputs, samples
@@ -15,8 +14,11 @@ from ops.trt.harness import host as harness
 from ops.trt.harness.cases import has_gap, op_ids, trt_types
 from ops.trt.harness.enqueue import run_plugin
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: enqueue "
-                                "needs a GPU (run `python -m pytest tests/harness -k gpu` on the GPU machine)")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="no CUDA device on this machine: enqueue "
+    "needs a GPU (run `python -m pytest tests/harness -k gpu` on the GPU machine)",
+)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
@@ -49,9 +51,12 @@ def test_gpu_enqueue_bfloat16(trt_host, op_id):
         for shifted in (False, True):
             inputs = sample.inputs
             if shifted:
-                inputs = [None if t is None else
-                          torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)[1:].view(t.shape).copy_(t)
-                          for t in inputs]
+                inputs = [
+                    None
+                    if t is None
+                    else torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)[1:].view(t.shape).copy_(t)
+                    for t in inputs
+                ]
             got = run_plugin(trt_host, op, ops.Sample(*inputs, **sample.attrs))
             for g, e, o in zip(got, reference_outputs(op, sample), op.decl.outputs):
                 assert o.dtype_like is None or g.dtype == torch.bfloat16  # float outputs follow the input dtype

@@ -3,20 +3,34 @@
 The harness proves the plugin honours IPluginCreatorV3One / IPluginV3OneCore/Build/Runtime as the
 10.14.1 headers define them; it does not prove that a TensorRT build accepted the plugin."""
 
-
 import numpy as np
 import pytest
 
-from ops.trt.harness import host as harness
-from ops.dtypes import dtype_name
-from ops.trt.harness.cases import (attrs_of, dims_match, expected_shapes, input_shapes, op_ids, output_trt_types,
-                                   plugin_ops, samples, trt_types, valid_type_combos)
-
 import ops
+from ops.dtypes import dtype_name
+from ops.trt.harness import host as harness
+from ops.trt.harness.cases import (
+    attrs_of,
+    dims_match,
+    expected_shapes,
+    input_shapes,
+    op_ids,
+    output_trt_types,
+    plugin_ops,
+    samples,
+    trt_types,
+    valid_type_combos,
+)
 
 OPS = op_ids()
-FIELD_FOR = {"int": ("kINT32", 1), "bool": ("kINT32", 1), "list[int]": ("kINT32", 0), "float": ("kFLOAT32", 1),
-             "list[float]": ("kFLOAT32", 0), "str": ("kCHAR", 0)}
+FIELD_FOR = {
+    "int": ("kINT32", 1),
+    "bool": ("kINT32", 1),
+    "list[int]": ("kINT32", 0),
+    "float": ("kFLOAT32", 1),
+    "list[float]": ("kFLOAT32", 0),
+    "str": ("kCHAR", 0),
+}
 
 
 def test_every_compiled_op_has_a_plugin():
@@ -142,7 +156,7 @@ def test_supports_format_combination_matches_declared_dtypes(trt_host, op_id):
         for k, t in enumerate(dtypes):
             combo = prefix + (t,) + tuple(dtypes[(k + j) % len(dtypes)] for j in range(1, n - pos))
             io = [harness.tensor(shapes[i] or [], combo[i]) for i in range(n)]
-            want = any(v[:pos + 1] == combo[:pos + 1] for v in valid)
+            want = any(v[: pos + 1] == combo[: pos + 1] for v in valid)
             assert p.supports(pos, io, nb_in) == want, (pos, combo)
             io[pos] = harness.tensor(shapes[pos] or [], combo[pos], harness.K_CHW2)
             assert not p.supports(pos, io, nb_in), "only kLINEAR is supported"
@@ -176,8 +190,10 @@ def _io(op, sample, dtype=None):
         base = in_types[0]
         in_types = [dtype if t == base else t for t in in_types]
         out_types = [dtype if t == base else t for t in out_types]
-    return ([harness.tensor(s, t) for s, t in zip(shapes, in_types)],
-            [harness.tensor(s or [], t) for s, t in zip(outs, out_types)])
+    return (
+        [harness.tensor(s, t) for s, t in zip(shapes, in_types)],
+        [harness.tensor(s or [], t) for s, t in zip(outs, out_types)],
+    )
 
 
 @pytest.mark.parametrize("op_id", OPS)
@@ -192,8 +208,9 @@ def test_configure_and_shape_change_accept_declared_inputs(trt_host, op_id):
             assert p.workspace(ins, outs) >= 0
         # unknown (-1) dims in desc.dims with concrete min/max, as in a dynamic profile
         ins, outs = _io(op, sample)
-        dyn = [harness.tensor([-1] * t.rank, t.type, mins=list(t.dims)[:t.rank], maxs=list(t.dims)[:t.rank])
-               for t in ins]
+        dyn = [
+            harness.tensor([-1] * t.rank, t.type, mins=list(t.dims)[: t.rank], maxs=list(t.dims)[: t.rank]) for t in ins
+        ]
         assert p.configure(dyn, outs) == 0, trt_host.log()
         p.destroy()
 
@@ -209,12 +226,12 @@ def _violations(op, sample):
             yield f"{i.name} rank below {i.min_rank}", bad, outs
         if i.shape is not None and ins[k].rank > 0:
             bad = list(ins)
-            dims = list(ins[k].dims)[:ins[k].rank]
+            dims = list(ins[k].dims)[: ins[k].rank]
             dims[-1] += 1
             bad[k] = harness.tensor(dims, 0)
             yield f"{i.name} shape off by one", bad, outs
         bad = list(ins)
-        bad[k] = harness.tensor(list(ins[k].dims)[:ins[k].rank], harness.TRT_DTYPE["int8"])
+        bad[k] = harness.tensor(list(ins[k].dims)[: ins[k].rank], harness.TRT_DTYPE["int8"])
         yield f"{i.name} dtype int8", bad, outs
     # an output dim the rules fix (a data-dependent one may be anything up to its bound)
     fixed = expected_shapes(op, input_shapes(op, sample), attrs_of(op, sample))
@@ -222,7 +239,7 @@ def _violations(op, sample):
     if where is not None:
         j, i = where
         bad_out = list(outs)
-        dims = list(outs[j].dims)[:outs[j].rank]
+        dims = list(outs[j].dims)[: outs[j].rank]
         dims[i] += 1
         bad_out[j] = harness.tensor(dims, outs[j].type)
         yield "output shape differs from the rule", ins, bad_out
@@ -322,8 +339,9 @@ def test_library_links_nothing_from_tensorrt(plugin_build):
     for path in (plugin_build.library, plugin_build.static_shim):
         needed = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True).stdout
         assert "libnvinfer" not in needed
-    exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin_build.library)], capture_output=True,
-                              text=True).stdout.split()
+    exported = subprocess.run(
+        ["nm", "-D", "--defined-only", str(plugin_build.library)], capture_output=True, text=True
+    ).stdout.split()
     assert "getCreators" in exported and "setLoggerFinder" in exported
 
 

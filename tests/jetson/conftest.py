@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from jetson_cases import QUICK_OP
 
 
@@ -57,8 +56,9 @@ def quick_build(toolchain_status):
     directory is left alone)."""
     from ops.cross.build import build
 
-    return build("ops.library", "jetson-orin", None, "6", [QUICK_OP], directory=_quick_dir() / "jetpack6",
-                 log=lambda *a: None)
+    return build(
+        "ops.library", "jetson-orin", None, "6", [QUICK_OP], directory=_quick_dir() / "jetpack6", log=lambda *a: None
+    )
 
 
 @pytest.fixture(scope="session")

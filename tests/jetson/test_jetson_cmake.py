@@ -26,8 +26,19 @@ def test_the_emitted_cmake_project_cross_builds(tmp_path, jetpack):
     src = tmp_path / "project"
     emit_cmake(src, "87")
     toolchain_file = toolchain.cmake_toolchain_file(jetpack)
-    configure = subprocess.run(["cmake", "-S", src, "-B", src / "build", f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}",
-                                f"-DTRT_INCLUDE_DIR={st.found['tensorrt-10.3']}"], capture_output=True, text=True)
+    configure = subprocess.run(
+        [
+            "cmake",
+            "-S",
+            src,
+            "-B",
+            src / "build",
+            f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}",
+            f"-DTRT_INCLUDE_DIR={st.found['tensorrt-10.3']}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert configure.returncode == 0, configure.stdout[-3000:] + configure.stderr[-3000:]
     made = subprocess.run(["cmake", "--build", src / "build", "-j2"], capture_output=True, text=True)
     assert made.returncode == 0, made.stdout[-4000:] + made.stderr[-3000:]
@@ -35,10 +46,17 @@ def test_the_emitted_cmake_project_cross_builds(tmp_path, jetpack):
     shim = src / "build" / "libopforge_trt_plugins_static.so"
     code = emulate.cuda_code(lib, cross_build._cuobjdump())
     kernels = len(plugin_decls())
-    ok = (emulate.machine(lib) == emulate.machine(shim) == "AArch64" and code.get("sass") == ["sm_87"]
-          and code.get("ptx") == ["sm_87"] and f"libcudart.so.{12 if jetpack == '6' else 13}" in emulate.needed(lib))
-    verify.record(f"CMake project (--trt-cmake) cross-built, JetPack {jetpack}", ok,
-                  f"{emulate.machine(lib)}; {code}; {kernels} ops; needs {emulate.needed(lib)[0]}")
+    ok = (
+        emulate.machine(lib) == emulate.machine(shim) == "AArch64"
+        and code.get("sass") == ["sm_87"]
+        and code.get("ptx") == ["sm_87"]
+        and f"libcudart.so.{12 if jetpack == '6' else 13}" in emulate.needed(lib)
+    )
+    verify.record(
+        f"CMake project (--trt-cmake) cross-built, JetPack {jetpack}",
+        ok,
+        f"{emulate.machine(lib)}; {code}; {kernels} ops; needs {emulate.needed(lib)[0]}",
+    )
     assert ok, (emulate.machine(lib), code, emulate.needed(lib))
     listing = subprocess.run([str(cross_build._cuobjdump()), "--list-elf", str(lib)], capture_output=True, text=True)
     assert listing.stdout.count("sm_87.cubin") == kernels  # one cubin per op's kernel file

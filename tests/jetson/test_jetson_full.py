@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from jetson_cases import x86_library
 
 import ops
 from ops.cross import build as cross_build
 from ops.cross import toolchain, verify
-
-from jetson_cases import x86_library
 
 pytestmark = pytest.mark.jetson_full
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,9 +37,12 @@ def test_every_artefact_of_every_op(toolchain_status, jetpack):
     res = cross_build.build("ops.library", "jetson-orin", None, jetpack, None, log=lambda *a: None)
     problems = cross_build.check(res)
     ops_built = next((a.info["ops"] for a in res.artefacts if a.kind == "ort_ops"), [])
-    verify.record(f"full: readelf AArch64 / cuobjdump sm_87, JetPack {jetpack}, every op", not problems and not res.skipped,
-                  "; ".join(problems) or f"{len(res.artefacts)} artefacts, {len(ops_built)} ops; "
-                  f"skipped: {res.skipped or 'none'}")
+    verify.record(
+        f"full: readelf AArch64 / cuobjdump sm_87, JetPack {jetpack}, every op",
+        not problems and not res.skipped,
+        "; ".join(problems)
+        or f"{len(res.artefacts)} artefacts, {len(ops_built)} ops; skipped: {res.skipped or 'none'}",
+    )
     assert not problems, problems
     assert not res.skipped, res.skipped
 
@@ -55,12 +57,25 @@ def test_the_segmentation_example_under_qemu_matches_x86(full_build, tmp_path, i
     x86_exe = build_example(tmp_path / "x86" / "ort_run_model")
     x86_lib = x86_library(SEGMENTATION_OPS, "segmentation")
     lib_dirs = [full_build.directory / "bin", cross_build.cuda_lib_dir(full_build)]
-    r = verify.run_example_pair(onnx_path, inputs_bin, expected, x86_exe, x86_lib, full_build.artefact("example"),
-                                full_build.artefact("ort_ops"), lib_dirs, 1e-3, 1e-3,
-                                env={"OPFORGE_CPU_ISA": isa} if isa == "baseline" else None)
-    verify.record(f"full: segmentation --small (batch 2) C++ example, OPFORGE_CPU_ISA={isa}, qemu vs x86", r["ok"],
-                  f"torch match on aarch64: {'MATCH' in r['aarch64_stdout']}; max |x86 - aarch64| "
-                  f"{r.get('max_abs_x86_vs_aarch64')}; qemu {r['aarch64_seconds']} s, x86 {r['x86_seconds']} s")
+    r = verify.run_example_pair(
+        onnx_path,
+        inputs_bin,
+        expected,
+        x86_exe,
+        x86_lib,
+        full_build.artefact("example"),
+        full_build.artefact("ort_ops"),
+        lib_dirs,
+        1e-3,
+        1e-3,
+        env={"OPFORGE_CPU_ISA": isa} if isa == "baseline" else None,
+    )
+    verify.record(
+        f"full: segmentation --small (batch 2) C++ example, OPFORGE_CPU_ISA={isa}, qemu vs x86",
+        r["ok"],
+        f"torch match on aarch64: {'MATCH' in r['aarch64_stdout']}; max |x86 - aarch64| "
+        f"{r.get('max_abs_x86_vs_aarch64')}; qemu {r['aarch64_seconds']} s, x86 {r['x86_seconds']} s",
+    )
     assert r["x86_rc"] == 0 and "MATCH" in r["x86_stdout"], r["x86_stdout"]
     assert r["aarch64_rc"] == 0 and "MATCH" in r["aarch64_stdout"], r["aarch64_stdout"]
     assert r["x86_vs_aarch64_close"], r
@@ -69,8 +84,11 @@ def test_the_segmentation_example_under_qemu_matches_x86(full_build, tmp_path, i
 def test_the_plugin_harness_cpu_checks_pass_for_every_op(full_build):
     if "trt_plugins" in full_build.skipped:
         pytest.skip(full_build.skipped["trt_plugins"])
-    results = verify.harness_checks(cross_build.harness_server(full_build), full_build.artefact("trt_plugins"),
-                                    [cross_build.cuda_lib_dir(full_build)])
+    results = verify.harness_checks(
+        cross_build.harness_server(full_build),
+        full_build.artefact("trt_plugins"),
+        [cross_build.cuda_lib_dir(full_build)],
+    )
     for op_id, (ok, detail) in results.items():
         verify.record(f"full: plugin harness CPU checks {op_id} (aarch64, qemu)", ok, detail)
     bad = {k: v for k, v in results.items() if not v[0]}
@@ -80,10 +98,17 @@ def test_the_plugin_harness_cpu_checks_pass_for_every_op(full_build):
 def test_the_createplugin_fuzz_passes_for_every_op(full_build):
     if "trt_plugins" in full_build.skipped:
         pytest.skip(full_build.skipped["trt_plugins"])
-    rc, out = verify.fuzz(cross_build.fuzzer(full_build), full_build.artefact("trt_plugins"),
-                          [cross_build.cuda_lib_dir(full_build)], cases=3000)
-    verify.record("full: createPlugin fuzz, every creator (aarch64, qemu, no ASan)", rc == 0,
-                  out.strip().splitlines()[-1] if out.strip() else f"exit {rc}")
+    rc, out = verify.fuzz(
+        cross_build.fuzzer(full_build),
+        full_build.artefact("trt_plugins"),
+        [cross_build.cuda_lib_dir(full_build)],
+        cases=3000,
+    )
+    verify.record(
+        "full: createPlugin fuzz, every creator (aarch64, qemu, no ASan)",
+        rc == 0,
+        out.strip().splitlines()[-1] if out.strip() else f"exit {rc}",
+    )
     assert rc == 0 and '"rejected_silently": 0' in out, out[-3000:]
 
 
@@ -108,8 +133,9 @@ class DeformConv(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros(channels))
 
     def forward(self, x, offset, mask):
-        return torch.ops.opforge.modulated_deform_conv2d(x, offset, self.weight, mask, self.bias, [1, 1], [1, 1],
-                                                         [1, 1], 1, 1)
+        return torch.ops.opforge.modulated_deform_conv2d(
+            x, offset, self.weight, mask, self.bias, [1, 1], [1, 1], [1, 1], 1, 1
+        )
 
 
 def _dcn_inputs():
@@ -151,14 +177,19 @@ def test_the_aarch64_loop_against_the_portable_loop_under_qemu(full_build, tmp_p
     times = {"baseline": [], "asimd": []}
     for _ in range(3):  # interleaved, against the drift of a shared machine
         for isa in ("baseline", "asimd"):
-            done = emulate.run(full_build.artefact("example"), [onnx_path, full_build.artefact("ort_ops"), inputs_bin,
-                                                                 expected, tol, tol],
-                               lib_dirs=[full_build.directory / "bin", cross_build.cuda_lib_dir(full_build)],
-                               env={"OPFORGE_CPU_ISA": isa, "OPFORGE_RUN_REPEAT": "5"})
+            done = emulate.run(
+                full_build.artefact("example"),
+                [onnx_path, full_build.artefact("ort_ops"), inputs_bin, expected, tol, tol],
+                lib_dirs=[full_build.directory / "bin", cross_build.cuda_lib_dir(full_build)],
+                env={"OPFORGE_CPU_ISA": isa, "OPFORGE_RUN_REPEAT": "5"},
+            )
             assert done.returncode == 0 and "MATCH" in done.stdout, done.stdout + done.stderr
             times[isa].append(_median_ms(done.stdout))
     asimd, base = sorted(times["asimd"])[1], sorted(times["baseline"])[1]
     ratio = asimd / base
-    verify.record(f"ratio under qemu: {name}, asimd / portable loop", True,
-                  f"{ratio:.2f} ({asimd:.1f} ms / {base:.1f} ms, median of 3 x 5 runs; qemu, not a Jetson)",
-                  ratio=ratio)
+    verify.record(
+        f"ratio under qemu: {name}, asimd / portable loop",
+        True,
+        f"{ratio:.2f} ({asimd:.1f} ms / {base:.1f} ms, median of 3 x 5 runs; qemu, not a Jetson)",
+        ratio=ratio,
+    )

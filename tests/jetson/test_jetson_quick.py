@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from jetson_cases import QUICK_OP, x86_library
 
 import ops
 from ops.cross import build as cross_build
 from ops.cross import verify
-
-from jetson_cases import QUICK_OP, x86_library
 
 
 class GeluModel(torch.nn.Module):
@@ -23,8 +22,11 @@ class GeluModel(torch.nn.Module):
 def test_every_artefact_is_aarch64_and_carries_sm87(quick_build):
     problems = cross_build.check(quick_build)
     kinds = {a.kind for a in quick_build.artefacts}
-    verify.record("quick: readelf AArch64 / cuobjdump sm_87 (JetPack 6, 1 op)", not problems and "ort_ops" in kinds,
-                  "; ".join(problems) or f"{len(kinds)} artefacts: {', '.join(sorted(kinds))}")
+    verify.record(
+        "quick: readelf AArch64 / cuobjdump sm_87 (JetPack 6, 1 op)",
+        not problems and "ort_ops" in kinds,
+        "; ".join(problems) or f"{len(kinds)} artefacts: {', '.join(sorted(kinds))}",
+    )
     assert not problems, problems
     assert {"ort_ops", "example"} <= kinds, quick_build.skipped
     for a in quick_build.artefacts:
@@ -63,11 +65,24 @@ def test_the_cpp_example_under_qemu_matches_x86(quick_build, tmp_path, dtype):
     tol = 1e-5 if dtype == torch.float32 else 2e-3
     lib_dirs = [quick_build.directory / "bin", cross_build.cuda_lib_dir(quick_build)]
     for isa in ("asimd", "baseline"):  # the ASIMD form and the portable loop, both checked on aarch64
-        r = verify.run_example_pair(onnx_path, inputs, expected, x86_exe, x86_lib, quick_build.artefact("example"),
-                                    quick_build.artefact("ort_ops"), lib_dirs, tol, tol, env={"OPFORGE_CPU_ISA": isa}
-                                    if isa == "baseline" else None)
-        verify.record(f"quick: C++ example {QUICK_OP} {str(dtype)[6:]} OPFORGE_CPU_ISA={isa}, qemu vs x86", r["ok"],
-                      f"max |x86 - aarch64| {r.get('max_abs_x86_vs_aarch64')}; aarch64 {r['aarch64_seconds']} s")
+        r = verify.run_example_pair(
+            onnx_path,
+            inputs,
+            expected,
+            x86_exe,
+            x86_lib,
+            quick_build.artefact("example"),
+            quick_build.artefact("ort_ops"),
+            lib_dirs,
+            tol,
+            tol,
+            env={"OPFORGE_CPU_ISA": isa} if isa == "baseline" else None,
+        )
+        verify.record(
+            f"quick: C++ example {QUICK_OP} {str(dtype)[6:]} OPFORGE_CPU_ISA={isa}, qemu vs x86",
+            r["ok"],
+            f"max |x86 - aarch64| {r.get('max_abs_x86_vs_aarch64')}; aarch64 {r['aarch64_seconds']} s",
+        )
         assert r["x86_rc"] == 0, r["x86_stdout"]
         assert r["aarch64_rc"] == 0 and "MATCH" in r["aarch64_stdout"], r["aarch64_stdout"]
         assert r["x86_vs_aarch64_close"], r
@@ -77,8 +92,9 @@ def test_the_plugin_harness_cpu_checks_pass_on_the_aarch64_library(quick_build):
     if "trt_plugins" in quick_build.skipped:
         pytest.skip(quick_build.skipped["trt_plugins"])
     server = cross_build.harness_server(quick_build)
-    results = verify.harness_checks(server, quick_build.artefact("trt_plugins"),
-                                    [cross_build.cuda_lib_dir(quick_build)], {QUICK_OP})
+    results = verify.harness_checks(
+        server, quick_build.artefact("trt_plugins"), [cross_build.cuda_lib_dir(quick_build)], {QUICK_OP}
+    )
     assert set(results) == {QUICK_OP}
     ok, detail = results[QUICK_OP]
     verify.record(f"quick: plugin harness CPU checks {QUICK_OP} (aarch64 library, qemu)", ok, detail)
@@ -88,9 +104,16 @@ def test_the_plugin_harness_cpu_checks_pass_on_the_aarch64_library(quick_build):
 def test_the_createplugin_fuzz_passes_on_the_aarch64_library(quick_build):
     if "trt_plugins" in quick_build.skipped:
         pytest.skip(quick_build.skipped["trt_plugins"])
-    rc, out = verify.fuzz(cross_build.fuzzer(quick_build), quick_build.artefact("trt_plugins"),
-                          [cross_build.cuda_lib_dir(quick_build)], cases=1000)
-    verify.record(f"quick: createPlugin fuzz {QUICK_OP} (aarch64 library, qemu, no ASan)", rc == 0,
-                  out.strip().splitlines()[-1] if out.strip() else f"exit {rc}")
+    rc, out = verify.fuzz(
+        cross_build.fuzzer(quick_build),
+        quick_build.artefact("trt_plugins"),
+        [cross_build.cuda_lib_dir(quick_build)],
+        cases=1000,
+    )
+    verify.record(
+        f"quick: createPlugin fuzz {QUICK_OP} (aarch64 library, qemu, no ASan)",
+        rc == 0,
+        out.strip().splitlines()[-1] if out.strip() else f"exit {rc}",
+    )
     assert rc == 0, out[-3000:]
     assert '"rejected_silently": 0' in out and '"roundtrip_failures": 0' in out, out

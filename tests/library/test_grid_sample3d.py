@@ -86,8 +86,9 @@ def test_backward_matches_aten_float64(combo):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("combo", [("bilinear", "zeros", False), ("bilinear", "border", True),
-                                   ("nearest", "border", False)], ids=ids)
+@pytest.mark.parametrize(
+    "combo", [("bilinear", "zeros", False), ("bilinear", "border", True), ("nearest", "border", False)], ids=ids
+)
 def test_half_types_compute_in_float32(dtype, combo):
     """On the half-rounded inputs, the float64 oracle rounded once to the dtype."""
     attrs = dict(zip(("mode", "padding_mode", "align_corners"), combo))
@@ -127,8 +128,9 @@ def test_border_clamps_to_the_edge_voxels(align_corners):
     grid = far.reshape(1, 1, 1, -1, 3)
     for mode in MODES:
         got = ops.get_op(FWD)(x, grid, mode=mode, padding_mode="border", align_corners=align_corners)
-        torch.testing.assert_close(got.double(), aten(x.double(), grid.double(), mode, "border", align_corners),
-                                   rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(
+            got.double(), aten(x.double(), grid.double(), mode, "border", align_corners), rtol=1e-6, atol=1e-7
+        )
         # the first two points are far outside: exactly the corner voxels (z, y, x) = (0, 0, 0) and (2, 3, 4)
         assert torch.equal(got[0, :, 0, 0, 0], x[0, :, 0, 0, 0]) and torch.equal(got[0, :, 0, 0, 1], x[0, :, 2, 3, 4])
 

@@ -58,8 +58,18 @@ def loop_forward(x, offset, weight, mask, bias, stride, padding, dilation, group
                     k = i * kw + j
                     for oy in range(oh):
                         for ox in range(ow):
-                            y = oy * stride[0] - padding[0] + i * dilation[0] + float(offset[b, d * 2 * K + 2 * k, oy, ox])
-                            xx = ox * stride[1] - padding[1] + j * dilation[1] + float(offset[b, d * 2 * K + 2 * k + 1, oy, ox])
+                            y = (
+                                oy * stride[0]
+                                - padding[0]
+                                + i * dilation[0]
+                                + float(offset[b, d * 2 * K + 2 * k, oy, ox])
+                            )
+                            xx = (
+                                ox * stride[1]
+                                - padding[1]
+                                + j * dilation[1]
+                                + float(offset[b, d * 2 * K + 2 * k + 1, oy, ox])
+                            )
                             m = 1.0 if mask is None else float(mask[b, d * K + k, oy, ox])
                             cols[b, c, k, oy, ox] = m * _bilinear(x[b, c], H, W, y, xx)
     out = torch.zeros(B, cout, oh, ow, dtype=torch.float64)
@@ -85,8 +95,8 @@ def loop_backward(grad_out, x, offset, weight, mask, stride, padding, dilation, 
     for c in range(C):
         g, cl = c // cg, c % cg
         for k in range(K):
-            w = weight[g * per_g:(g + 1) * per_g, cl, k // kw, k % kw].double()
-            gcol[:, c, k] = torch.einsum("o,bohw->bhw", w, grad_out[:, g * per_g:(g + 1) * per_g].double())
+            w = weight[g * per_g : (g + 1) * per_g, cl, k // kw, k % kw].double()
+            gcol[:, c, k] = torch.einsum("o,bohw->bhw", w, grad_out[:, g * per_g : (g + 1) * per_g].double())
     grad_x = torch.zeros(B, C, H, W, dtype=torch.float64)
     grad_offset = torch.zeros(offset.shape, dtype=torch.float64)
     grad_mask = torch.zeros(B, dg * K, oh, ow, dtype=torch.float64)
@@ -99,7 +109,12 @@ def loop_backward(grad_out, x, offset, weight, mask, stride, padding, dilation, 
                 for oy in range(oh):
                     for ox in range(ow):
                         y = oy * stride[0] - padding[0] + i * dilation[0] + float(offset[b, d * 2 * K + 2 * k, oy, ox])
-                        xx = ox * stride[1] - padding[1] + j * dilation[1] + float(offset[b, d * 2 * K + 2 * k + 1, oy, ox])
+                        xx = (
+                            ox * stride[1]
+                            - padding[1]
+                            + j * dilation[1]
+                            + float(offset[b, d * 2 * K + 2 * k + 1, oy, ox])
+                        )
                         m = 1.0 if mask is None else float(mask[b, d * K + k, oy, ox])
                         gc = float(gcol[b, c, k, oy, ox])
                         val = _bilinear(x[b, c], H, W, y, xx)
@@ -109,7 +124,9 @@ def loop_backward(grad_out, x, offset, weight, mask, stride, padding, dilation, 
                             continue
                         # Like torchvision: coordinate weights from the corners alone (no border test).
                         grad_offset[b, d * 2 * K + 2 * k, oy, ox] += m * gc * _coordinate_weight(x[b, c], y, xx, True)
-                        grad_offset[b, d * 2 * K + 2 * k + 1, oy, ox] += m * gc * _coordinate_weight(x[b, c], y, xx, False)
+                        grad_offset[b, d * 2 * K + 2 * k + 1, oy, ox] += (
+                            m * gc * _coordinate_weight(x[b, c], y, xx, False)
+                        )
                         for yp in (int(y) - 1, int(y), int(y) + 1):  # torchvision's col2im
                             for xp in (int(xx) - 1, int(xx), int(xx) + 1):
                                 if 0 <= yp < H and 0 <= xp < W and abs(y - yp) < 1 and abs(xx - xp) < 1:
@@ -143,8 +160,9 @@ def _inputs(case, dtype=torch.float32, seed=0):
     weight = torch.randn(cout, C // groups, kh, kw, generator=gen)
     mask = torch.rand(B, dg * kh * kw, oh, ow, generator=gen) if has_mask else None
     bias = torch.randn(cout, generator=gen) if has_bias else None
-    attrs = dict(stride=list(stride), padding=list(padding), dilation=list(dilation), groups=groups,
-                 deformable_groups=dg)
+    attrs = dict(
+        stride=list(stride), padding=list(padding), dilation=list(dilation), groups=groups, deformable_groups=dg
+    )
     cast = lambda t: None if t is None else t.to(dtype)  # noqa: E731
     return [cast(t) for t in (x, offset, weight, mask, bias)], attrs
 
@@ -152,8 +170,18 @@ def _inputs(case, dtype=torch.float32, seed=0):
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_forward_matches_loops(case):
     (x, offset, weight, mask, bias), attrs = _inputs(case)
-    want = loop_forward(x, offset, weight, mask, bias, attrs["stride"], attrs["padding"], attrs["dilation"],
-                        attrs["groups"], attrs["deformable_groups"])
+    want = loop_forward(
+        x,
+        offset,
+        weight,
+        mask,
+        bias,
+        attrs["stride"],
+        attrs["padding"],
+        attrs["dilation"],
+        attrs["groups"],
+        attrs["deformable_groups"],
+    )
     op = ops.get_op(FWD)
     ref = op.reference(x, offset, weight, mask, bias, **attrs)
     torch.testing.assert_close(ref.double(), want, rtol=1e-5, atol=1e-5)
@@ -164,8 +192,18 @@ def test_forward_matches_loops(case):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_forward_half_matches_loops(dtype):
     (x, offset, weight, mask, bias), attrs = _inputs(CASES[1], dtype)
-    want = loop_forward(x.double(), offset.double(), weight.double(), mask.double(), None, attrs["stride"],
-                        attrs["padding"], attrs["dilation"], attrs["groups"], attrs["deformable_groups"])
+    want = loop_forward(
+        x.double(),
+        offset.double(),
+        weight.double(),
+        mask.double(),
+        None,
+        attrs["stride"],
+        attrs["padding"],
+        attrs["dilation"],
+        attrs["groups"],
+        attrs["deformable_groups"],
+    )
     got = ops.get_op(FWD)(x, offset, weight, mask, bias, **attrs)
     assert got.dtype == dtype
     tol = 2e-2 if dtype == torch.bfloat16 else 3e-3
@@ -177,8 +215,18 @@ def test_backward_matches_loops(case):
     (x, offset, weight, mask, bias), attrs = _inputs(case, seed=1)
     op = ops.get_op(FWD)
     grad_out = torch.randn(op(x, offset, weight, mask, bias, **attrs).shape)
-    want = loop_backward(grad_out, x, offset, weight, mask, attrs["stride"], attrs["padding"], attrs["dilation"],
-                         attrs["groups"], attrs["deformable_groups"])
+    want = loop_backward(
+        grad_out,
+        x,
+        offset,
+        weight,
+        mask,
+        attrs["stride"],
+        attrs["padding"],
+        attrs["dilation"],
+        attrs["groups"],
+        attrs["deformable_groups"],
+    )
     bwd = ops.get_op(BWD)
     for impl in (bwd.reference, bwd):
         got = impl(x, offset, weight, grad_out, mask, **attrs)
@@ -237,6 +285,11 @@ def test_empty_batch_backward_gives_zero_parameter_gradients():
     x, offset, mask = x[:0], offset[:0], mask[:0]
     grad_out = torch.zeros(0, weight.shape[0], offset.shape[2], offset.shape[3])
     got = ops.get_op(BWD)(x, offset, weight, grad_out, mask, **attrs)
-    assert [tuple(g.shape) for g in got] == [tuple(x.shape), tuple(offset.shape), tuple(weight.shape),
-                                             tuple(mask.shape), (weight.shape[0],)]
+    assert [tuple(g.shape) for g in got] == [
+        tuple(x.shape),
+        tuple(offset.shape),
+        tuple(weight.shape),
+        tuple(mask.shape),
+        (weight.shape[0],),
+    ]
     assert all(bool((g == 0).all()) for g in got)

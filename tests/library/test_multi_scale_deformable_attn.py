@@ -121,7 +121,7 @@ def test_points_on_borders_and_far_outside():
     pixel (x = -1, W) and beyond, and infinite: the kernel follows grid_sample."""
     shapes = torch.tensor([[3, 4], [2, 2]])
     start = torch.tensor([0, 12])
-    w, h = 4.0, 3.0
+    w = 4.0  # the level is 3 x 4
     xs = [0.0, 1.0, 0.5 / w, -0.5 / w, (w + 0.5) / w, -0.6 / w, 1.2, -1e30, float("inf"), float("-inf"), 0.37]
     nq = len(xs)
     loc = torch.zeros(1, nq, 1, 2, 1, 2, dtype=torch.float64)
@@ -162,8 +162,11 @@ def test_no_queries_gives_zero_value_gradient():
 def test_empty_batch():
     value, shapes, start, loc, attn, grad = sample((0, [(3, 4), (2, 3)], 2, 4, 5, 2, (0.0, 1.0)), torch.float32)
     assert ops.get_op(FWD)(value, shapes, start, loc, attn).shape == (0, 5, 8)
-    assert [g.shape for g in ops.get_op(BWD)(value, shapes, start, loc, attn, grad)] == [value.shape, loc.shape,
-                                                                                         attn.shape]
+    assert [g.shape for g in ops.get_op(BWD)(value, shapes, start, loc, attn, grad)] == [
+        value.shape,
+        loc.shape,
+        attn.shape,
+    ]
 
 
 @pytest.mark.parametrize("op_id", [FWD, BWD])
@@ -171,8 +174,11 @@ def test_inconsistent_level_tensors_are_errors_on_cpu(op_id):
     value, shapes, start, loc, attn, grad = sample(decl.CONFIGS[0], dtype=torch.float32)
     args = lambda sh, st: [value, sh, st, loc, attn] + ([grad] if op_id == BWD else [])  # noqa: E731
     op = ops.get_op(op_id)
-    with pytest.raises(RuntimeError, match=r"multi_scale_deformable_attn.*spatial_shapes has 20 pixels .*2 levels.*"
-                                           r"value.shape\[1\] \(S\) is 18"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"multi_scale_deformable_attn.*spatial_shapes has 20 pixels .*2 levels.*"
+        r"value.shape\[1\] \(S\) is 18",
+    ):
         op(*args(torch.tensor([[3, 4], [2, 4]]), start))
     with pytest.raises(RuntimeError, match=r"spatial_shapes has at least 30 pixels"):
         op(*args(torch.tensor([[3, 10], [2, 3]]), start))
@@ -197,8 +203,11 @@ def test_cuda_kernels_match_core(config, dtype):
     want, want_grads = core_grads(rounded[0], shapes, rounded[3], rounded[4], rounded[5])
     tol = {torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
     assert rel(ops.get_op(FWD)(value, shapes, start, loc, attn), want) < tol
-    for name, a, b in zip(("value", "sampling_locations", "attention_weights"),
-                          ops.get_op(BWD)(value, shapes, start, loc, attn, grad), want_grads):
+    for name, a, b in zip(
+        ("value", "sampling_locations", "attention_weights"),
+        ops.get_op(BWD)(value, shapes, start, loc, attn, grad),
+        want_grads,
+    ):
         assert rel(a, b) < 10 * tol, (name, rel(a, b))
 
 
@@ -207,8 +216,11 @@ def test_cuda_inconsistent_level_tensors_stay_in_bounds():
     """No error without a host sync, but no read or write outside value / grad_value either (compute-sanitizer
     checks this run on the GPU machine); with the tensors consistent again the results are right."""
     value, shapes, start, loc, attn, grad = [t.cuda() for t in sample(decl.CONFIGS[0], dtype=torch.float32)]
-    for sh, st in ((torch.tensor([[30, 40], [2, 3]]), start.cpu()), (shapes.cpu(), torch.tensor([-5, 17])),
-                   (torch.tensor([[1 << 40, 1 << 40], [-1, 3]]), torch.tensor([1 << 62, 12]))):
+    for sh, st in (
+        (torch.tensor([[30, 40], [2, 3]]), start.cpu()),
+        (shapes.cpu(), torch.tensor([-5, 17])),
+        (torch.tensor([[1 << 40, 1 << 40], [-1, 3]]), torch.tensor([1 << 62, 12])),
+    ):
         out = ops.get_op(FWD)(value, sh.cuda(), st.cuda(), loc, attn)
         grads = ops.get_op(BWD)(value, sh.cuda(), st.cuda(), loc, attn, grad)
         torch.cuda.synchronize()

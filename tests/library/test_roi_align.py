@@ -118,9 +118,9 @@ def loop_roi_align_backward(grad, rois, shape, ph_n, pw_n, scale=1.0, sr=-1, ali
 CASES = [
     ((1, 2, 6, 7, 4), (2, 2), 1.0, 2, True, 0.0, 0),
     ((2, 3, 7, 5, 6), (3, 2), 0.5, -1, False, 0.3, 2),  # partly outside, x2 < x1, zero size, N > 1
-    ((3, 2, 5, 8, 7), (2, 3), 0.25, 0, True, 0.5, 2),   # sampling_ratio 0 is adaptive too
+    ((3, 2, 5, 8, 7), (2, 3), 0.25, 0, True, 0.5, 2),  # sampling_ratio 0 is adaptive too
     ((2, 2, 4, 4, 5), (1, 3), 1.0, 3, False, 0.6, 1),
-    ((1, 3, 9, 6, 3), (4, 4), 2.0, -1, True, 0.1, 0),   # spatial_scale > 1: big adaptive grids
+    ((1, 3, 9, 6, 3), (4, 4), 2.0, -1, True, 0.1, 0),  # spatial_scale > 1: big adaptive grids
     ((2, 2, 1, 6, 4), (2, 2), 1.0, -1, False, 0.2, 0),  # H = 1: every row clamps
 ]
 IDS = [f"n{c[0][0]}k{c[0][4]}-p{c[1][0]}x{c[1][1]}-sr{c[3]}-{'al' if c[4] else 'legacy'}" for c in CASES]
@@ -298,11 +298,11 @@ def test_empty_feature_map_gives_zeros():
 def test_bad_attributes_are_rejected():
     ops.load_extension()
     feats, rois = _inputs(CASES[0])
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="pooled_height and pooled_width"):
         torch.ops.opforge.roi_align(feats, rois, 0, 2)
     with pytest.raises(Exception, match="sampling_ratio"):
         torch.ops.opforge.roi_align(feats, rois, 2, 2, sampling_ratio=MAX_GRID + 1)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="input 'rois' must have shape"):
         torch.ops.opforge.roi_align(feats, rois[:, :4], 2, 2)
 
 
@@ -320,14 +320,23 @@ def _torchvision():
     try:
         import torchvision  # noqa: F401
         from torchvision.ops import roi_align as tv_roi_align
-    except Exception as e:  # noqa: BLE001 - any import failure means: not on this machine
-        pytest.skip(f"torchvision does not import here ({type(e).__name__}: {e}); this comparison runs on the GPU "
-                    "machine (benchmarks/gpu_check_roi_align.py covers CUDA there too)")
+    except Exception as e:
+        pytest.skip(
+            f"torchvision does not import here ({type(e).__name__}: {e}); this comparison runs on the GPU "
+            "machine (benchmarks/gpu_check_roi_align.py covers CUDA there too)"
+        )
     return tv_roi_align
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device on this machine"))])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+        ),
+    ],
+)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_matches_torchvision(case, device):
     tv_roi_align = _torchvision()
@@ -336,8 +345,9 @@ def test_matches_torchvision(case, device):
     feats, rois = feats.to(device).requires_grad_(), rois.to(device)
     a = _attrs(case)
     ours = torch.ops.opforge.roi_align(feats, rois, **a)
-    theirs = tv_roi_align(feats, rois, (a["pooled_height"], a["pooled_width"]), a["spatial_scale"],
-                          a["sampling_ratio"], a["aligned"])
+    theirs = tv_roi_align(
+        feats, rois, (a["pooled_height"], a["pooled_width"]), a["spatial_scale"], a["sampling_ratio"], a["aligned"]
+    )
     # CPU: the same float32 arithmetic in the same order; CUDA: torchvision's positions may be FMA-contracted
     tol = 0 if device == "cpu" else 1e-5
     torch.testing.assert_close(ours, theirs, rtol=tol, atol=tol)

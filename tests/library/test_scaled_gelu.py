@@ -42,8 +42,9 @@ def isa_param(isa):
     if isa != "baseline" and platform.machine() not in ("x86_64", "AMD64", "i686"):
         return pytest.param(isa, marks=pytest.mark.skip(reason=f"{isa} is an x86 form; this is {platform.machine()}"))
     missing = cpu_isa.missing_features(isa)
-    mark = pytest.mark.skipif(bool(missing), reason=f"this CPU has no {', '.join(missing)} (/proc/cpuinfo): "
-                                                    f"the {isa} form cannot run here")
+    mark = pytest.mark.skipif(
+        bool(missing), reason=f"this CPU has no {', '.join(missing)} (/proc/cpuinfo): the {isa} form cannot run here"
+    )
     return pytest.param(isa, marks=mark)
 
 
@@ -52,14 +53,30 @@ def sweep() -> torch.Tensor:
     sqrt(2/pi) (x + 0.044715 x^3) = 9, |x| ~ 4.86) with their float32 neighbours, and the extremes."""
     g = torch.Generator().manual_seed(7)
     edges = torch.tensor([5.4, 4.86, 1e-3, 1.0, 65504.0, 65520.0, 70000.0])
-    near = torch.cat([edges, torch.nextafter(edges, torch.full_like(edges, math.inf)),
-                      torch.nextafter(edges, torch.zeros_like(edges))])
+    near = torch.cat(
+        [
+            edges,
+            torch.nextafter(edges, torch.full_like(edges, math.inf)),
+            torch.nextafter(edges, torch.zeros_like(edges)),
+        ]
+    )
     magnitudes = torch.logspace(-44, 38.5, 2000)  # subnormal to near FLT_MAX
-    special = torch.tensor([0.0, -0.0, math.inf, -math.inf, math.nan, torch.finfo(torch.float32).max,
-                            torch.finfo(torch.float32).tiny, 1e-45])
+    special = torch.tensor(
+        [
+            0.0,
+            -0.0,
+            math.inf,
+            -math.inf,
+            math.nan,
+            torch.finfo(torch.float32).max,
+            torch.finfo(torch.float32).tiny,
+            1e-45,
+        ]
+    )
     positive = torch.cat([near, magnitudes])
-    return torch.cat([torch.linspace(-12, 12, 96001), torch.randn(20000, generator=g) * 3,
-                      positive, -positive, special]).float()
+    return torch.cat(
+        [torch.linspace(-12, 12, 96001), torch.randn(20000, generator=g) * 3, positive, -positive, special]
+    ).float()
 
 
 def run_path(isa: str, x: torch.Tensor, tmp_path: Path) -> dict:
@@ -69,7 +86,7 @@ def run_path(isa: str, x: torch.Tensor, tmp_path: Path) -> dict:
     script = f"""
 import torch, ops, ops.extension
 op = ops.get_op({OP_ID!r})
-x = torch.load({str(tmp_path / 'x.pt')!r})
+x = torch.load({str(tmp_path / "x.pt")!r})
 out = {{}}
 for dtype in {list(DTYPES)!r}:
     xd = x.to(getattr(torch, dtype))
@@ -79,7 +96,7 @@ for dtype in {list(DTYPES)!r}:
             out[key] = op(xd, alpha=alpha, approximate=approximate)
             out["lengths " + key] = [op(xd[5:5 + n], alpha=alpha, approximate=approximate) for n in {LENGTHS!r}]
 out["cpu_isa"] = ops.extension.cpu_isa()  # the form the kernels above took in this process
-torch.save(out, {str(tmp_path / 'out.pt')!r})
+torch.save(out, {str(tmp_path / "out.pt")!r})
 """
     env = {**os.environ, "OPFORGE_CPU_ISA": isa}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
@@ -91,7 +108,7 @@ torch.save(out, {str(tmp_path / 'out.pt')!r})
 def reference(x: torch.Tensor, approximate: str, alpha: float) -> torch.Tensor:
     v = x.double()
     if approximate == "tanh":
-        r = torch.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))
+        r = torch.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3))
     else:
         r = torch.erf(v / math.sqrt(2))
     y = alpha * 0.5 * v * (1 + r)
@@ -105,8 +122,8 @@ def ulp(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def float32_bound(x: torch.Tensor, ref: torch.Tensor, alpha: float) -> torch.Tensor:
-    cancellation = 2.0 ** -24 * (alpha * 0.5 * x.double()).abs()
-    return 8 * (ulp(ref, torch.float32) + cancellation) + 2.0 ** -149
+    cancellation = 2.0**-24 * (alpha * 0.5 * x.double()).abs()
+    return 8 * (ulp(ref, torch.float32) + cancellation) + 2.0**-149
 
 
 def check(x: torch.Tensor, got: torch.Tensor, dtype_name: str, approximate: str, alpha: float, label: str):
@@ -123,17 +140,21 @@ def check(x: torch.Tensor, got: torch.Tensor, dtype_name: str, approximate: str,
         if name != "NaN" and dtype != torch.float32:
             edge = (ref.abs() - torch.finfo(dtype).max).abs() <= ulp(ref, dtype) + float32_bound(xin, ref, alpha)
             differ &= ~edge
-        assert not differ.any(), (f"{label}: {name} where float64 gives otherwise, at x = {xin[differ][:6].tolist()}: "
-                                  f"got {g[differ][:6].tolist()}, want {want.double()[differ][:6].tolist()}")
+        assert not differ.any(), (
+            f"{label}: {name} where float64 gives otherwise, at x = {xin[differ][:6].tolist()}: "
+            f"got {g[differ][:6].tolist()}, want {want.double()[differ][:6].tolist()}"
+        )
     finite = torch.isfinite(g) & torch.isfinite(want.double())
     bound = float32_bound(xin, ref, alpha)
     if dtype != torch.float32:
         bound = bound + ulp(ref, dtype)
     err = (g - ref).abs()
     bad = finite & (err > bound)
-    assert not bad.any(), (f"{label}: {int(bad.sum())} elements beyond the bound, worst at x = "
-                           f"{xin[bad][err[bad].argmax()].item()!r}: got {g[bad][err[bad].argmax()].item()!r}, "
-                           f"float64 {ref[bad][err[bad].argmax()].item()!r}")
+    assert not bad.any(), (
+        f"{label}: {int(bad.sum())} elements beyond the bound, worst at x = "
+        f"{xin[bad][err[bad].argmax()].item()!r}: got {g[bad][err[bad].argmax()].item()!r}, "
+        f"float64 {ref[bad][err[bad].argmax()].item()!r}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +172,14 @@ def test_each_cpu_path_meets_the_float64_bound(isa, x, tmp_path):
                 key = f"{dtype_name} {approximate} {alpha}"
                 check(x, out[key], dtype_name, approximate, alpha, f"OPFORGE_CPU_ISA={isa} {key}")
                 for n, got in zip(LENGTHS, out["lengths " + key]):
-                    check(x[5:5 + n], got, dtype_name, approximate, alpha, f"OPFORGE_CPU_ISA={isa} {key} length {n}")
+                    check(x[5 : 5 + n], got, dtype_name, approximate, alpha, f"OPFORGE_CPU_ISA={isa} {key} length {n}")
 
 
 def test_an_unknown_isa_name_is_reported_not_silently_ignored(tmp_path):
-    script = (f"import torch, ops, ops.extension; print(ops.get_op({OP_ID!r})(torch.ones(3)).tolist()); "
-              "print(ops.extension.cpu_isa())")
+    script = (
+        f"import torch, ops, ops.extension; print(ops.get_op({OP_ID!r})(torch.ones(3)).tolist()); "
+        "print(ops.extension.cpu_isa())"
+    )
     env = {**os.environ, "OPFORGE_CPU_ISA": "avx9000"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

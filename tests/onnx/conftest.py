@@ -17,7 +17,6 @@ except ops.ExtensionError as e:  # the ONNX tests export through the torch ops (
     EXTENSION_PROBLEM = str(e)
 
 
-
 @pytest.fixture(autouse=True)
 def _needs_extension():
     if EXTENSION_PROBLEM:

@@ -13,8 +13,9 @@ def no_onnx_op():
     if op_id in {o.id for o in ops.all_ops()}:
         return ops.get_op(op_id)
 
-    @ops.register_op(op_id, inputs=[ops.Input("x", dtypes=("float32",))], outputs=[ops.Output("y")],
-                     kernels=None, onnx=False)
+    @ops.register_op(
+        op_id, inputs=[ops.Input("x", dtypes=("float32",))], outputs=[ops.Output("y")], kernels=None, onnx=False
+    )
     def host_only(x):
         return x * 2
 

@@ -7,11 +7,10 @@ import pytest
 import torch
 
 import ops
+from ops.check.batching import batch_plan
 from ops.check.oracle import reference_outputs
 from ops.onnx import export_onnx, ort_session
 from ops.onnx.models import run_session, single_op_module
-
-from ops.check.batching import batch_plan
 from ops.onnx.schema import output_dims
 from ops.registry import library_ops
 
@@ -70,8 +69,10 @@ def test_float_attributes_arrive_exactly(opset, tmp_path):
     rms, gelu = ops.get_op("opforge::rms_norm"), ops.get_op("opforge::scaled_gelu")
     x = torch.randn(4, 16) * 1e-4  # x^2 ~ eps: eps's 7th digit shows in the output
     w = torch.ones(16)
-    for op, inputs, attrs, rounded in ((rms, (x, w), {"eps": 1.2345678e-7}, {"eps": 1.23457e-7}),
-                                       (gelu, (torch.randn(4, 16),), {"alpha": 1.23456789}, {"alpha": 1.23457})):
+    for op, inputs, attrs, rounded in (
+        (rms, (x, w), {"eps": 1.2345678e-7}, {"eps": 1.23457e-7}),
+        (gelu, (torch.randn(4, 16),), {"alpha": 1.23456789}, {"alpha": 1.23457}),
+    ):
         path = tmp_path / f"{op.decl.name}.onnx"
         export_onnx(single_op_module(op, attrs), inputs, path, opset=opset)
         got = run_session(ort_session(path), inputs)[0]
@@ -126,14 +127,17 @@ def test_an_explicit_none_argument_keeps_the_declared_dim_names(opset):
 
     class Model(torch.nn.Module):
         def forward(self, x, offset, weight, mask=None):
-            return torch.ops.opforge.modulated_deform_conv2d(x, offset, weight, mask, None, [1, 1], [1, 1], [1, 1],
-                                                             1, 1)
+            return torch.ops.opforge.modulated_deform_conv2d(
+                x, offset, weight, mask, None, [1, 1], [1, 1], [1, 1], 1, 1
+            )
 
     x, offset, weight = torch.randn(2, 4, 7, 6), torch.randn(2, 18, 7, 6), torch.randn(3, 4, 3, 3)
     dims = {}
     for args in ((x, offset, weight), (x, offset, weight, None)):
         m = export_onnx(Model(), args, opset=opset, dynamic={0: {0: "n"}, 1: {0: "n"}, 3: {0: "n"}})
         assert [i.name for i in m.graph.input] == ["x", "offset", "weight"]
-        dims[len(args)] = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-                           for v in list(m.graph.input) + list(m.graph.output)]
+        dims[len(args)] = [
+            [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in list(m.graph.input) + list(m.graph.output)
+        ]
     assert dims[4] == dims[3] == [["n", 4, 7, 6], ["n", 18, 7, 6], [3, 4, 3, 3], ["n", 3, 7, 6]]

@@ -6,20 +6,20 @@ Opsets 11-17 go through the TorchScript exporter, 18-23 through dynamo (ops/onnx
 dynamo's optimiser fuses rms_norm's reference into ONNX RMSNormalization, whose epsilon is a node
 attribute, not a constant: the fallback body must wire the function attribute to that node attribute."""
 
-import onnx
 import pytest
 import torch
+from op_cases import generated_ops, message, op_param
 
-from op_cases import generated_ops, is_empty, message, op_param
 from ops.check.batching import batch_plan
-from ops.check.oracle import reference_outputs, samples
+from ops.check.oracle import reference_outputs
 from ops.onnx import export_onnx
 from ops.onnx.export import DYNAMO_OPSETS, TORCHSCRIPT_OPSETS
 from ops.onnx.models import single_op_module
 from ops.onnx.schema import onnx_supported
 
-OPS = [op for op in generated_ops() if op.decl.kernel_dir is not None and onnx_supported(op.decl)
-       and op.decl.onnx_fallback]
+OPS = [
+    op for op in generated_ops() if op.decl.kernel_dir is not None and onnx_supported(op.decl) and op.decl.onnx_fallback
+]
 NO_FALLBACK = [op for op in generated_ops() if onnx_supported(op.decl) and not op.decl.onnx_fallback]
 OPSETS = list(TORCHSCRIPT_OPSETS) + list(DYNAMO_OPSETS)
 
@@ -56,9 +56,13 @@ def test_fallback_runs_in_plain_ort_at_every_opset(op, opset):
     got = session.run(None, feed)
     rtol, atol = op.decl.tolerance("float32")
     for g, e in zip(got, reference_outputs(op, sample)):
-        torch.testing.assert_close(torch.from_numpy(g), e, rtol=max(rtol, 1e-5), atol=max(atol, 1e-5),
-                                   msg=lambda text: message(op, "float32", f"fallback, opset {opset}",
-                                                            sample.inputs[0].shape, text))
+        torch.testing.assert_close(
+            torch.from_numpy(g),
+            e,
+            rtol=max(rtol, 1e-5),
+            atol=max(atol, 1e-5),
+            msg=lambda text: message(op, "float32", f"fallback, opset {opset}", sample.inputs[0].shape, text),
+        )
 
 
 @pytest.mark.parametrize("op", [op_param(op) for op in NO_FALLBACK])
@@ -76,9 +80,14 @@ def test_an_op_without_fallback_body_is_refused_by_name(op):
 def _declare_clip(unique_id, reference):
     from ops import Attr, Input, Output, Sample, register_op
 
-    return register_op(unique_id("clip"), inputs=[Input("x")], outputs=[Output("y")],
-                       attrs=[Attr("bound", float, 3.0)], kernels=None,
-                       samples=lambda device, dtype: [Sample(torch.randn(4, 6, dtype=dtype, device=device))])(reference)
+    return register_op(
+        unique_id("clip"),
+        inputs=[Input("x")],
+        outputs=[Output("y")],
+        attrs=[Attr("bound", float, 3.0)],
+        kernels=None,
+        samples=lambda device, dtype: [Sample(torch.randn(4, 6, dtype=dtype, device=device))],
+    )(reference)
 
 
 @pytest.mark.parametrize("opset", [17, 20])
@@ -105,5 +114,6 @@ def test_a_constant_derived_from_an_attribute_is_refused(unique_id, tmp_path):
     from ops.errors import ExportError
 
     with pytest.raises(ExportError, match="constants computed from them"):
-        export_onnx(single_op_module(op, {"bound": 1.7}), (torch.randn(4, 6),), tmp_path / "m.onnx", opset=17,
-                    fallback=True)
+        export_onnx(
+            single_op_module(op, {"bound": 1.7}), (torch.randn(4, 6),), tmp_path / "m.onnx", opset=17, fallback=True
+        )

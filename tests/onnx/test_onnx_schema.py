@@ -6,10 +6,8 @@ import torch
 from onnx import TensorProto, helper
 
 import ops
-from ops.onnx.schema import ONNX_DTYPES, register_schema, register_schemas
-
 from ops.check.batching import batch_plan
-from ops.onnx.schema import onnx_supported, output_dims
+from ops.onnx.schema import ONNX_DTYPES, onnx_supported, output_dims, register_schema, register_schemas
 from ops.registry import library_ops
 
 LIBRARY_OPS = [op for op in library_ops() if onnx_supported(op.decl)]  # onnx=False ops have no schema
@@ -20,14 +18,21 @@ def _graph_through(decl, input_shapes, attrs=None, dtype=TensorProto.FLOAT):
     names = [i.name for i in decl.inputs][: len(input_shapes)]
     dtypes = dtype if isinstance(dtype, list) else [dtype] * len(names)
     node = helper.make_node(decl.name, names, [o.name for o in decl.outputs], domain=decl.namespace, **(attrs or {}))
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, t, s)
-                                            for n, t, s in zip(names, dtypes, input_shapes)],
-                              [helper.make_tensor_value_info(o.name, ONNX_DTYPES[o.dtype][1] if o.dtype else
-                                                             dtypes[names.index(o.dtype_like)], None)
-                               for o in decl.outputs])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in zip(names, dtypes, input_shapes)],
+        [
+            helper.make_tensor_value_info(
+                o.name, ONNX_DTYPES[o.dtype][1] if o.dtype else dtypes[names.index(o.dtype_like)], None
+            )
+            for o in decl.outputs
+        ],
+    )
     graph.output[0].type.tensor_type.ClearField("shape")
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                   helper.make_opsetid(decl.namespace, decl.version)])
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(decl.namespace, decl.version)]
+    )
 
 
 def _dims(vi):
@@ -46,8 +51,13 @@ def test_schema_matches_declaration(op):
         attr = schema.attributes[a.name]
         assert attr.required == (not a.has_default)
         if a.has_default:
-            expected = (a.default.encode() if a.type == "str" else int(a.default) if a.type == "bool"  # ONNX INT
-                        else pytest.approx(a.default))
+            expected = (
+                a.default.encode()
+                if a.type == "str"
+                else int(a.default)
+                if a.type == "bool"  # ONNX INT
+                else pytest.approx(a.default)
+            )
             assert helper.get_attribute_value(attr.default_value) == expected
     assert {"plugin_version", "plugin_namespace"} <= set(schema.attributes)
     allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
@@ -65,10 +75,15 @@ def test_inference_keeps_symbolic_dims(op):
     present = [(i, t) for i, t in zip(d.inputs, plan.sample.inputs) if t is not None]
     named = plan.dim_names(d)
     shapes = [named[i.name] for i, _ in present]
-    types = [TensorProto.FLOAT16 if t.is_floating_point() else ONNX_DTYPES[str(t.dtype).removeprefix("torch.")][1]
-             for _, t in present]
-    attrs = {a.name: (list(v) if isinstance(v, tuple) else v) for a in d.attrs
-             if (v := plan.sample.attrs.get(a.name)) is not None}
+    types = [
+        TensorProto.FLOAT16 if t.is_floating_point() else ONNX_DTYPES[str(t.dtype).removeprefix("torch.")][1]
+        for _, t in present
+    ]
+    attrs = {
+        a.name: (list(v) if isinstance(v, tuple) else v)
+        for a in d.attrs
+        if (v := plan.sample.attrs.get(a.name)) is not None
+    }
     m = _graph_through(d, shapes, attrs, dtype=types)
     inferred = {o.name: o for o in onnx.shape_inference.infer_shapes(m, strict_mode=True).graph.output}
     values = {**{a.name: a.default for a in d.attrs}, **plan.sample.attrs}
@@ -89,9 +104,13 @@ def computed_shape_op():
     if op_id in {o.id for o in ops.all_ops()}:
         return ops.get_op(op_id)
 
-    @ops.register_op(op_id, inputs=[ops.Input("x", dtypes=("float32",), rank=2)],
-                     outputs=[ops.Output("y", shape="[x.shape[0], x.shape[1] * k + 1]")],
-                     attrs=[ops.Attr("k", int, 2)], kernels=None)
+    @ops.register_op(
+        op_id,
+        inputs=[ops.Input("x", dtypes=("float32",), rank=2)],
+        outputs=[ops.Output("y", shape="[x.shape[0], x.shape[1] * k + 1]")],
+        attrs=[ops.Attr("k", int, 2)],
+        kernels=None,
+    )
     def repeat_cols(x, k=2):
         return torch.cat([x.repeat(1, k), x[:, :1]], dim=1)
 
@@ -101,8 +120,11 @@ def computed_shape_op():
 def test_inference_arithmetic(computed_shape_op):
     d = computed_shape_op.decl
     register_schema(d)
-    infer = lambda shapes, attrs=None: _dims(onnx.shape_inference.infer_shapes(  # noqa: E731
-        _graph_through(d, shapes, attrs), strict_mode=True).graph.output[0])
+
+    def infer(shapes, attrs=None):
+        graph = onnx.shape_inference.infer_shapes(_graph_through(d, shapes, attrs), strict_mode=True).graph
+        return _dims(graph.output[0])
+
     assert infer([["n", 5]]) == ["n", 11]  # known ints computed, default k=2, symbolic dim copied
     assert infer([["n", 5]], {"k": 3}) == ["n", 16]  # the node's attribute wins
     got = infer([[4, "m"]])  # computed from an unknown: unknown (onnx names it unk__N); the rank is known

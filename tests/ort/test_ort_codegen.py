@@ -15,12 +15,22 @@ def _decl(kernels="dir", **overrides):
 
     fields = dict(
         inputs=[Input("x", min_rank=2), Input("bias", optional=True, dtypes="like(x)", shape="[x.shape[-1]]")],
-        outputs=[Output("y", shape="[ceil_div(x.shape[0], k), ks[1]]"), Output("idx", shape="[n, 2]", dtype="int64"),
-                 Output.size("n", upper="x.shape[0] * k")],
-        attrs=[Attr("k", int, 3), Attr("f", float, 0.5), Attr("flag", bool, True),
-               Attr("mode", str, "a", choices=("a", "b")), Attr("ks", "list[int]", [1, 2], length=2),
-               Attr("fs", "list[float]", [0.25])],
-        kernels=None, workspace="x.shape[0] * 4")
+        outputs=[
+            Output("y", shape="[ceil_div(x.shape[0], k), ks[1]]"),
+            Output("idx", shape="[n, 2]", dtype="int64"),
+            Output.size("n", upper="x.shape[0] * k"),
+        ],
+        attrs=[
+            Attr("k", int, 3),
+            Attr("f", float, 0.5),
+            Attr("flag", bool, True),
+            Attr("mode", str, "a", choices=("a", "b")),
+            Attr("ks", "list[int]", [1, 2], length=2),
+            Attr("fs", "list[float]", [0.25]),
+        ],
+        kernels=None,
+        workspace="x.shape[0] * 4",
+    )
     fields.update(overrides)
     decl = OpDecl.build("opforge_codegen_test::everything", ref, **fields)
     if kernels:
@@ -41,13 +51,16 @@ def test_generated_glue_covers_every_argument_kind():
     assert 'ort::attr_ints(kOp, info, "ks", true, {int64_t(1), int64_t(2)})' in text
     assert 'ort::expect_length(kOp, "ks", a_ks.size(), 2);' in text
     assert 'ort::expect_choice(kOp, "mode", a_mode, {"a", "b"});' in text
-    assert "const bool has_bias = call.input(1, \"bias\"" in text and "has_bias ? &i_bias : nullptr" in text
+    assert 'const bool has_bias = call.input(1, "bias"' in text and "has_bias ? &i_bias : nullptr" in text
     assert "a_ks[1]" in text  # a list element in the shape rule
     assert 'call.temp("idx", std::initializer_list<int64_t>{upper_n, int64_t(2)}' in text
     assert 'call.size_value("n", o_n, upper_n)' in text and "call.narrow_into(r_idx, o_idx);" in text
     assert "call.write_size(r_n, value_n);" in text
     assert "call.context((i_x.size(0) * int64_t(4)))" in text
-    assert text.count("ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16}, {false, true}") == 2
+    assert (
+        text.count("ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16}, {false, true}")
+        == 2
+    )
 
 
 def test_an_op_without_kernels_is_refused():
@@ -63,7 +76,12 @@ def test_too_many_dtype_combinations_are_refused():
     def ref(a, b, c):
         return a
 
-    decl = OpDecl.build("opforge_codegen_test::wide", ref, inputs=inputs, outputs=[Output("y", shape="like(a)",
-                                                                                          dtype="like(a)")], kernels=None)
+    decl = OpDecl.build(
+        "opforge_codegen_test::wide",
+        ref,
+        inputs=inputs,
+        outputs=[Output("y", shape="like(a)", dtype="like(a)")],
+        kernels=None,
+    )
     with pytest.raises(OpforgeError, match="729 dtype combinations.*at most 256"):
         codegen.variants(decl)

@@ -45,8 +45,13 @@ def _run_example(tmp_path, library, model, x, dtype, rtol, atol):
     write_tensors(tmp_path / "inputs.bin", [x])
     write_tensors(tmp_path / "expected.bin", [want])
     exe = build_example(tmp_path / "ort_run_model")
-    return subprocess.run([exe, path, library.library, tmp_path / "inputs.bin", tmp_path / "expected.bin",
-                           str(rtol), str(atol)], capture_output=True, text=True, timeout=120, env={})
+    return subprocess.run(
+        [exe, path, library.library, tmp_path / "inputs.bin", tmp_path / "expected.bin", str(rtol), str(atol)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={},
+    )
 
 
 def test_the_cpp_example_runs_the_model_and_matches_torch(tmp_path, library):
@@ -70,7 +75,19 @@ def test_the_cpp_example_reports_a_mismatch(tmp_path, library):
     assert done.returncode == 0
     with torch.inference_mode():
         write_tensors(tmp_path / "expected.bin", [model(x) + 1e-3])
-    bad = subprocess.run([tmp_path / "ort_run_model", tmp_path / "block.onnx", library.library,
-                          tmp_path / "inputs.bin", tmp_path / "expected.bin", "1e-5", "1e-5"],
-                         capture_output=True, text=True, timeout=120, env={})
+    bad = subprocess.run(
+        [
+            tmp_path / "ort_run_model",
+            tmp_path / "block.onnx",
+            library.library,
+            tmp_path / "inputs.bin",
+            tmp_path / "expected.bin",
+            "1e-5",
+            "1e-5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={},
+    )
     assert bad.returncode == 1 and "MISMATCH" in bad.stdout, bad.stdout + bad.stderr

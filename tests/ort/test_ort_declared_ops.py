@@ -150,8 +150,7 @@ def pad_rows_reference(x, pads=(1, 2)):
     return torch.nn.functional.pad(x, (0, 0, pads[0], pads[1]))
 
 
-def axpy_reference(x, mask=None, bias=None, alpha=2.0, shift=0, negate=False, mode="add", coeffs=(1.0,),
-                   pick=(0,)):
+def axpy_reference(x, mask=None, bias=None, alpha=2.0, shift=0, negate=False, mode="add", coeffs=(1.0,), pick=(0,)):
     xf = x.float()
     scale = np.float32(alpha * sum(coeffs))
     v = float(scale) * xf + (0 if bias is None else (1 if mode == "add" else -1) * bias.float())
@@ -171,32 +170,60 @@ def _samples(device, dtype):
 
 
 def _declare(tmp_path):
-    for name, files in (("axpy", {"axpy.h": AXPY_H, "axpy_cpu.cpp": AXPY_CPU}),
-                        ("pad_rows", {"pad_rows.h": PAD_H, "pad_rows_cpu.cpp": PAD_CPU}),
-                        ("positive_rows", {"positive_rows.h": ROWS_H, "positive_rows_cpu.cpp": ROWS_CPU})):
+    for name, files in (
+        ("axpy", {"axpy.h": AXPY_H, "axpy_cpu.cpp": AXPY_CPU}),
+        ("pad_rows", {"pad_rows.h": PAD_H, "pad_rows_cpu.cpp": PAD_CPU}),
+        ("positive_rows", {"positive_rows.h": ROWS_H, "positive_rows_cpu.cpp": ROWS_CPU}),
+    ):
         (tmp_path / "csrc" / name).mkdir(parents=True)
         for file, text in files.items():
             (tmp_path / "csrc" / name / file).write_text(textwrap.dedent(text))
     axpy = OpDecl.build(
-        f"{NS}::axpy", axpy_reference,
-        inputs=[Input("x", rank=2), Input("mask", dtypes=("bool",), optional=True, shape="like(x)"),
-                Input("bias", dtypes="like(x)", optional=True, shape="[x.shape[1]]")],
+        f"{NS}::axpy",
+        axpy_reference,
+        inputs=[
+            Input("x", rank=2),
+            Input("mask", dtypes=("bool",), optional=True, shape="like(x)"),
+            Input("bias", dtypes="like(x)", optional=True, shape="[x.shape[1]]"),
+        ],
         outputs=[Output("y"), Output("rowsum", shape="[x.shape[0]]", dtype="float32")],
-        attrs=[Attr("alpha", float, 2.0), Attr("shift", int, 0), Attr("negate", bool, False),
-               Attr("mode", str, "add", choices=("add", "sub")), Attr("coeffs", "list[float]", [1.0]),
-               Attr("pick", "list[int]", [0])],
-        devices=("cpu",), kernels=str(tmp_path / "csrc" / "axpy"), workspace="x.shape[1] * 4", samples=_samples)
+        attrs=[
+            Attr("alpha", float, 2.0),
+            Attr("shift", int, 0),
+            Attr("negate", bool, False),
+            Attr("mode", str, "add", choices=("add", "sub")),
+            Attr("coeffs", "list[float]", [1.0]),
+            Attr("pick", "list[int]", [0]),
+        ],
+        devices=("cpu",),
+        kernels=str(tmp_path / "csrc" / "axpy"),
+        workspace="x.shape[1] * 4",
+        samples=_samples,
+    )
     rows = OpDecl.build(
-        f"{NS}::positive_rows", rows_reference,
+        f"{NS}::positive_rows",
+        rows_reference,
         inputs=[Input("x", dtypes=("float32", "int32", "int64"), rank=2)],
-        outputs=[Output("rows", shape="[count]", dtype="int64"), Output("picked", shape="[count, x.shape[1]]"),
-                 Output("picked_t", shape="[x.shape[1], count]"), Output.size("count", upper="x.shape[0]")],
-        devices=("cpu",), kernels=str(tmp_path / "csrc" / "positive_rows"), samples=_samples)
+        outputs=[
+            Output("rows", shape="[count]", dtype="int64"),
+            Output("picked", shape="[count, x.shape[1]]"),
+            Output("picked_t", shape="[x.shape[1], count]"),
+            Output.size("count", upper="x.shape[0]"),
+        ],
+        devices=("cpu",),
+        kernels=str(tmp_path / "csrc" / "positive_rows"),
+        samples=_samples,
+    )
     pad = OpDecl.build(
-        f"{NS}::pad_rows", pad_rows_reference, inputs=[Input("x", dtypes=("float32", "int64"), rank=2)],
+        f"{NS}::pad_rows",
+        pad_rows_reference,
+        inputs=[Input("x", dtypes=("float32", "int64"), rank=2)],
         outputs=[Output("y", shape="[x.shape[0] + pads[0] + pads[-1], x.shape[1]]")],
         attrs=[Attr("pads", "list[int]", (1, 2), length=2)],
-        devices=("cpu",), kernels=str(tmp_path / "csrc" / "pad_rows"), samples=_samples)
+        devices=("cpu",),
+        kernels=str(tmp_path / "csrc" / "pad_rows"),
+        samples=_samples,
+    )
     return axpy, rows, pad
 
 
@@ -208,19 +235,27 @@ def declared(tmp_path_factory):
     return result.library
 
 
-ELEM = {torch.float32: TensorProto.FLOAT, torch.float16: TensorProto.FLOAT16, torch.bfloat16: TensorProto.BFLOAT16,
-        torch.int32: TensorProto.INT32, torch.int64: TensorProto.INT64, torch.bool: TensorProto.BOOL}
+ELEM = {
+    torch.float32: TensorProto.FLOAT,
+    torch.float16: TensorProto.FLOAT16,
+    torch.bfloat16: TensorProto.BFLOAT16,
+    torch.int32: TensorProto.INT32,
+    torch.int64: TensorProto.INT64,
+    torch.bool: TensorProto.BOOL,
+}
 
 
 def _model(op_type, inputs, outputs, attrs, elem):
     """inputs: names in node order ('' for an omitted optional input); graph inputs are the non-empty ones."""
     node = helper.make_node(op_type, inputs, [name for name, _ in outputs], domain=NS, **attrs)
-    graph_inputs = [helper.make_tensor_value_info(n, TensorProto.BOOL if n == "mask" else elem, None)
-                    for n in inputs if n]
+    graph_inputs = [
+        helper.make_tensor_value_info(n, TensorProto.BOOL if n == "mask" else elem, None) for n in inputs if n
+    ]
     graph_outputs = [helper.make_tensor_value_info(n, e, None) for n, e in outputs]
     graph = helper.make_graph([node], "g", graph_inputs, graph_outputs)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(NS, 1)],
-                             ir_version=10).SerializeToString()
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(NS, 1)], ir_version=10
+    ).SerializeToString()
 
 
 def _session(library, model, threads=2):
@@ -237,8 +272,7 @@ def _run(session, feeds):
     return run_session(session, [feeds[n] for n in names])
 
 
-ATTRS = {"alpha": 0.30000001192092896, "shift": 3, "negate": 1, "mode": "sub", "coeffs": [0.5, 0.25],
-         "pick": [2, -7]}
+ATTRS = {"alpha": 0.30000001192092896, "shift": 3, "negate": 1, "mode": "sub", "coeffs": [0.5, 0.25], "pick": [2, -7]}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
@@ -254,9 +288,17 @@ def test_optional_inputs_and_every_attribute_type(declared, dtype, form):
         names.pop()  # trailing absent inputs are left off; one in the middle stays as ''
     model = _model("axpy", names, [("y", ELEM[dtype]), ("rowsum", TensorProto.FLOAT)], ATTRS, ELEM[dtype])
     y, rowsum = _run(_session(declared, model), {"x": x, "mask": mask, "bias": bias})
-    want_y, want_sum = axpy_reference(x, mask if use_mask else None, bias if use_bias else None,
-                                      alpha=float(np.float32(ATTRS["alpha"])), shift=3, negate=True, mode="sub",
-                                      coeffs=(0.5, 0.25), pick=(2, -7))
+    want_y, want_sum = axpy_reference(
+        x,
+        mask if use_mask else None,
+        bias if use_bias else None,
+        alpha=float(np.float32(ATTRS["alpha"])),
+        shift=3,
+        negate=True,
+        mode="sub",
+        coeffs=(0.5, 0.25),
+        pick=(2, -7),
+    )
     assert y.dtype == dtype and rowsum.dtype == torch.float32
     torch.testing.assert_close(y.float(), want_y.float(), rtol=1e-5 if dtype == torch.float32 else 1e-2, atol=1e-5)
     torch.testing.assert_close(rowsum, want_sum, rtol=1e-4, atol=1e-4)
@@ -306,14 +348,16 @@ def _error(session, feeds) -> str:
 
 
 def test_bad_inputs_are_clean_ort_errors(declared):
-    model = _model("axpy", ["x", "mask", "bias"], [("y", TensorProto.FLOAT), ("rowsum", TensorProto.FLOAT)], {},
-                   TensorProto.FLOAT)
+    model = _model(
+        "axpy", ["x", "mask", "bias"], [("y", TensorProto.FLOAT), ("rowsum", TensorProto.FLOAT)], {}, TensorProto.FLOAT
+    )
     session = _session(declared, model)
     x = torch.randn(4, 6)
     message = _error(session, {"x": x, "mask": torch.ones(4, 6, dtype=torch.bool), "bias": torch.randn(5)})
     assert "opforge_ort_test::axpy: input 'bias' must have shape [x.shape[1]] = [6], got [5]" in message
-    message = _error(session, {"x": torch.randn(4, 6, 1), "mask": torch.ones(4, 6, 1, dtype=torch.bool),
-                               "bias": torch.randn(6)})
+    message = _error(
+        session, {"x": torch.randn(4, 6, 1), "mask": torch.ones(4, 6, 1, dtype=torch.bool), "bias": torch.randn(6)}
+    )
     assert "input 'x' must have rank 2, got rank 3 (shape [4, 6, 1])" in message
     message = _error(session, {"x": x, "mask": torch.ones(4, 5, dtype=torch.bool), "bias": torch.randn(6)})
     assert "input 'mask' must have shape like(x) = [4, 6], got [4, 5]" in message
@@ -321,12 +365,15 @@ def test_bad_inputs_are_clean_ort_errors(declared):
     assert torch.equal(y, 2 * x)  # the session is still usable after the errors
 
 
-@pytest.mark.parametrize("attrs,fragment", [
-    ({"alpha": 2}, "attribute 'alpha' must be FLOAT, got INT"),
-    ({"mode": "mul"}, "attribute 'mode' must be one of 'add' 'sub', got 'mul'"),
-    ({"pick": [1.5]}, "attribute 'pick' must be INTS, got FLOATS"),
-    ({"coeffs": [1, 2]}, "attribute 'coeffs' must be FLOATS, got INTS"),
-])
+@pytest.mark.parametrize(
+    "attrs,fragment",
+    [
+        ({"alpha": 2}, "attribute 'alpha' must be FLOAT, got INT"),
+        ({"mode": "mul"}, "attribute 'mode' must be one of 'add' 'sub', got 'mul'"),
+        ({"pick": [1.5]}, "attribute 'pick' must be INTS, got FLOATS"),
+        ({"coeffs": [1, 2]}, "attribute 'coeffs' must be FLOATS, got INTS"),
+    ],
+)
 def test_bad_attributes_fail_at_session_creation_naming_the_op(declared, attrs, fragment):
     model = _model("axpy", ["x"], [("y", TensorProto.FLOAT), ("rowsum", TensorProto.FLOAT)], attrs, TensorProto.FLOAT)
     with pytest.raises(Exception, match=f"opforge_ort_test::axpy: {fragment}"):
@@ -347,21 +394,35 @@ def test_a_required_attribute_missing_from_the_node_is_named(tmp_path):
     (tmp_path / "need_k" / "need_k.h").write_text(
         '#pragma once\n#include "opforge/kernel_api.h"\nnamespace opforge_kernels { namespace opforge_ort_test2 {'
         " namespace need_k {\n::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& y,"
-        " int64_t k, const ::opforge::DeviceContext&);\n}}}\n")
+        " int64_t k, const ::opforge::DeviceContext&);\n}}}\n"
+    )
     (tmp_path / "need_k" / "need_k_cpu.cpp").write_text(
         '#include "need_k.h"\nnamespace opforge_kernels { namespace opforge_ort_test2 { namespace need_k {\n'
         "::opforge::Status cpu(const ::opforge::TensorView& x, const ::opforge::TensorView& y, int64_t k,"
         " const ::opforge::DeviceContext&) {\n  for (int64_t i = 0; i < x.numel(); ++i) y.ptr<float>()[i] ="
-        " x.ptr<const float>()[i] * k;\n  return ::opforge::Status::ok();\n}\n}}}\n")
-    decl = OpDecl.build("opforge_ort_test2::need_k", ref, inputs=[Input("x", dtypes=("float32",))],
-                        outputs=[Output("y")], attrs=[Attr("k", int)], devices=("cpu",),
-                        kernels=str(tmp_path / "need_k"), samples=_samples)
+        " x.ptr<const float>()[i] * k;\n  return ::opforge::Status::ok();\n}\n}}}\n"
+    )
+    decl = OpDecl.build(
+        "opforge_ort_test2::need_k",
+        ref,
+        inputs=[Input("x", dtypes=("float32",))],
+        outputs=[Output("y")],
+        attrs=[Attr("k", int)],
+        devices=("cpu",),
+        kernels=str(tmp_path / "need_k"),
+        samples=_samples,
+    )
     library = build("opforge_ort_test2_pkg", decls=[decl], build_dir=tmp_path / "ort", cuda=False).library
     node = helper.make_node("need_k", ["x"], ["y"], domain="opforge_ort_test2")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("opforge_ort_test2", 1)], ir_version=10)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("opforge_ort_test2", 1)], ir_version=10
+    )
     with pytest.raises(Exception, match=r"opforge_ort_test2::need_k: required attribute 'k' \(INT\) is missing"):
         _session(library, model.SerializeToString())
     model.graph.node[0].attribute.append(helper.make_attribute("k", 3))  # make_graph copied the node

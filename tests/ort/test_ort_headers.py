@@ -38,16 +38,24 @@ def _mirror_reachable() -> bool:
         return False
 
 
-@pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None,
-                    reason="needs apt-get and dpkg-deb (Debian/Ubuntu)")
+@pytest.mark.skipif(
+    shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None,
+    reason="needs apt-get and dpkg-deb (Debian/Ubuntu)",
+)
 def test_fetch_downloads_trixies_headers_without_touching_the_system_apt(tmp_path):
     if not _mirror_reachable():
         pytest.skip("deb.debian.org is not reachable from this machine (set ORT_INCLUDE_DIR instead)")
-    before = subprocess.run(["ls", "-l", "--time-style=+%s", "/var/lib/apt/lists"], capture_output=True, text=True).stdout
+    before = subprocess.run(
+        ["ls", "-l", "--time-style=+%s", "/var/lib/apt/lists"], capture_output=True, text=True
+    ).stdout
     include = headers.fetch(tmp_path / "cache")
     assert headers.api_version(include) == 21
-    assert (include / "onnxruntime_lite_custom_op.h").is_file() and "libonnxruntime-dev_1.21" in (include / "SOURCE").read_text()
+    assert (include / "onnxruntime_lite_custom_op.h").is_file() and "libonnxruntime-dev_1.21" in (
+        include / "SOURCE"
+    ).read_text()
     sources = (tmp_path / "cache" / "apt" / "sources.list").read_text()
     assert " trixie main" in sources
-    after = subprocess.run(["ls", "-l", "--time-style=+%s", "/var/lib/apt/lists"], capture_output=True, text=True).stdout
+    after = subprocess.run(
+        ["ls", "-l", "--time-style=+%s", "/var/lib/apt/lists"], capture_output=True, text=True
+    ).stdout
     assert before == after  # the system's package lists were not updated

@@ -13,16 +13,23 @@ from ops.registry import compiled_ops_in
 
 def _gelu_model() -> bytes:
     node = helper.make_node("scaled_gelu", ["x"], ["y"], domain="opforge", alpha=1.0, approximate="none")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("opforge", 1)],
-                             ir_version=10).SerializeToString()
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("opforge", 1)], ir_version=10
+    ).SerializeToString()
 
 
 def test_the_library_is_named_and_placed_per_package(library):
     assert library.library.name == "libopforge_ort_ops.so" and library.library == library_path("ops.library")
     assert library.library.parent.parent == library.build_dir and library.build_dir.name == "ort"
-    assert set(library.ops) == {op.id for op in compiled_ops_in("ops.library") if op.decl.onnx}  # onnx=False ops never reach ORT
+    assert set(library.ops) == {
+        op.id for op in compiled_ops_in("ops.library") if op.decl.onnx
+    }  # onnx=False ops never reach ORT
 
 
 def test_it_loads_into_the_installed_onnxruntime(library):
@@ -43,12 +50,16 @@ def test_variants_per_op_provider_and_dtype(library):
     two = ("opforge::rms_norm ", "opforge::scaled_gelu ")  # the ops whose variants this test spells out
     cpu = [line for line in lines[1:] if "CPUExecutionProvider" in line and line.startswith(two)]
     # rms_norm: 3 dtypes, weight follows x; scaled_gelu: 3 dtypes (ONNX element types 1 / 10 / 16)
-    assert sorted(cpu) == sorted(["opforge::rms_norm v1 CPUExecutionProvider 1 1",
-                                  "opforge::rms_norm v1 CPUExecutionProvider 10 10",
-                                  "opforge::rms_norm v1 CPUExecutionProvider 16 16",
-                                  "opforge::scaled_gelu v1 CPUExecutionProvider 1",
-                                  "opforge::scaled_gelu v1 CPUExecutionProvider 10",
-                                  "opforge::scaled_gelu v1 CPUExecutionProvider 16"])
+    assert sorted(cpu) == sorted(
+        [
+            "opforge::rms_norm v1 CPUExecutionProvider 1 1",
+            "opforge::rms_norm v1 CPUExecutionProvider 10 10",
+            "opforge::rms_norm v1 CPUExecutionProvider 16 16",
+            "opforge::scaled_gelu v1 CPUExecutionProvider 1",
+            "opforge::scaled_gelu v1 CPUExecutionProvider 10",
+            "opforge::scaled_gelu v1 CPUExecutionProvider 16",
+        ]
+    )
 
 
 def _variants(lines: list[str], provider: str) -> set[tuple[str, ...]]:
@@ -78,8 +89,9 @@ def test_cuda_variants_are_compiled_when_nvcc_exists(library):
 
 
 def test_only_the_entry_points_are_exported_and_no_onnxruntime_symbol_is_needed(library):
-    dynamic = subprocess.run(["nm", "-D", "--defined-only", str(library.library)], capture_output=True, text=True,
-                             check=True).stdout
+    dynamic = subprocess.run(
+        ["nm", "-D", "--defined-only", str(library.library)], capture_output=True, text=True, check=True
+    ).stdout
     exported = {line.split()[-1] for line in dynamic.splitlines() if " T " in line}
     assert exported == {"RegisterCustomOps", "OpforgeOrtLibraryInfo"}
     needed = subprocess.run(["readelf", "-d", str(library.library)], capture_output=True, text=True, check=True).stdout
@@ -90,6 +102,10 @@ def test_a_model_without_opforge_nodes_registers_nothing(tmp_path):
     from ops.onnx.ort import libraries
 
     node = helper.make_node("Relu", ["x"], ["y"])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
     assert libraries(helper.make_model(graph)) == []

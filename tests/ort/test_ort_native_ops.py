@@ -31,8 +31,10 @@ def _cuda_ep_missing() -> str | None:
         # The GPU machine's onnxruntime is the CPU wheel, and onnxruntime-gpu (with its CUDA/cuDNN
         # libraries) is too big to carry there: on it this test skips, and the CUDA EP variants are only
         # compiled and listed (tests/ort/test_ort_library.py), never run.
-        return (f"onnxruntime {ort.__version__} here is CPU-only (providers: {', '.join(ort.get_available_providers())})"
-                " and onnxruntime-gpu is too big to carry to this machine: the CUDA EP variants are compiled, not run")
+        return (
+            f"onnxruntime {ort.__version__} here is CPU-only (providers: {', '.join(ort.get_available_providers())})"
+            " and onnxruntime-gpu is too big to carry to this machine: the CUDA EP variants are compiled, not run"
+        )
     return None
 
 
@@ -80,8 +82,11 @@ def test_every_sample_on_the_cuda_execution_provider(op, dtype, tmp_path, librar
         session = ort_session(path, providers=("CUDAExecutionProvider",), session_options=options)
         got = run_session(session, sample.inputs)
         events = json.loads(Path(session.end_profiling()).read_text())
-        ran_on = {e["args"].get("provider") for e in events
-                  if e.get("cat") == "Node" and e.get("args", {}).get("op_name") == op.decl.name}
+        ran_on = {
+            e["args"].get("provider")
+            for e in events
+            if e.get("cat") == "Node" and e.get("args", {}).get("op_name") == op.decl.name
+        }
         assert ran_on == {"CUDAExecutionProvider"}, (k, ran_on)
         for g, w in zip(got, reference_outputs(op, sample)):
             assert g.is_floating_point() == w.is_floating_point() and (g.is_floating_point() or g.dtype == w.dtype)

@@ -17,9 +17,9 @@ pytest.importorskip("onnxruntime")
 
 from examples.fp16_overflow import calibration, held_out, make  # noqa: E402
 from ops.precision import analyze, plan_mixed  # noqa: E402
+from ops.precision.formats import half_format  # noqa: E402
 from ops.precision.node_types import FLOAT, FLOAT16, elem_types, half_slots  # noqa: E402
 from ops.precision.onnx_nodes import run_node_in_half  # noqa: E402
-from ops.precision.formats import half_format  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +65,13 @@ def test_report_flags_the_hand_written_norm_and_ranks_it_first(planned):
     # The ranking: the 8 overflowing nodes first (same flag, same inf error, then by max |x|), then the rest,
     # unflagged; the table lists them in that order.
     ranked = report.ranked_nodes()
-    top = ranked[:len(want)]
+    top = ranked[: len(want)]
     assert {f.node for f in top} == {f.node for f in flagged}
     assert [f.max_abs for f in top] == sorted((f.max_abs for f in top), reverse=True)
-    assert all(f.max_abs > 65504 for f in top) and not any(f.flags for f in ranked[len(want):])
+    assert all(f.max_abs > 65504 for f in top) and not any(f.flags for f in ranked[len(want) :])
     table = report.table(rows=len(ranked)).splitlines()
     start = table.index("ONNX nodes (ranked by risk)") + 3  # after the title, the header and the rule
-    rows = table[start:table.index("", start)]
+    rows = table[start : table.index("", start)]
     assert [line.split()[2] for line in rows] == [f.node for f in ranked]
     # Modules: each hand-written norm returns zeros in half (error 1), and so does the whole model, whose
     # head reads final_norm; blocks.0 adds the broken norm's branch to a residual of |x| ~ 400 that carries
@@ -167,8 +167,10 @@ def test_held_out_inputs_meet_the_target_in_ort_and_torch_half(planned):
         got_ort = run_session(smixed, x)[0].float()
         got_torch = runner.run({mixed.graph.input[0].name: x[0]})[mixed.graph.output[0].name].float()
         assert torch.isfinite(got_ort).all() and torch.isfinite(got_torch).all()
-        assert rel_l2(got_ort, ref) <= 1e-3 and rel_l2(got_torch, ref) <= 1e-3, (rel_l2(got_ort, ref),
-                                                                                  rel_l2(got_torch, ref))
+        assert rel_l2(got_ort, ref) <= 1e-3 and rel_l2(got_torch, ref) <= 1e-3, (
+            rel_l2(got_ort, ref),
+            rel_l2(got_torch, ref),
+        )
 
 
 def test_export_onnx_precision_argument(tmp_path):
@@ -202,8 +204,19 @@ def test_cli_json_and_plot(tmp_path, capsys):
     from ops.precision.__main__ import main
 
     torch.save([(torch.randn(1, 64, 32),)], tmp_path / "data.pt")
-    rc = main(["examples.fp16_overflow:make", "--data", str(tmp_path / "data.pt"), "--json", str(tmp_path / "r.json"),
-               "--plot", str(tmp_path / "r.png"), "--rows", "5"])
+    rc = main(
+        [
+            "examples.fp16_overflow:make",
+            "--data",
+            str(tmp_path / "data.pt"),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--plot",
+            str(tmp_path / "r.png"),
+            "--rows",
+            "5",
+        ]
+    )
     assert rc == 0
     report = json.loads((tmp_path / "r.json").read_text())
     model, _ = make()
@@ -221,8 +234,12 @@ def test_a_cast_to_float_runs_in_half_as_a_cast_to_half():
     from onnx import TensorProto, helper
 
     node = helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT, name="cast")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.INT64, [3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.INT64, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     slots = half_slots(node, model, elem_types(model))
@@ -242,11 +259,18 @@ def _matmul_relu_matmul():
     g = np.random.default_rng(0)
     w1 = numpy_helper.from_array(g.standard_normal((8, 8)).astype(np.float32), "w1")
     w2 = numpy_helper.from_array(g.standard_normal((8, 4)).astype(np.float32), "w2")
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
-             helper.make_node("Relu", ["h"], ["r"], name="relu"),
-             helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], [w1, w2])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])],
+        [w1, w2],
+    )
     model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     onnx.checker.check_model(model)
     return model
@@ -264,7 +288,7 @@ def test_a_node_that_cannot_run_in_half_is_flagged_and_stays_float32(monkeypatch
 
     def relu_without_half(a, x):
         if x.dtype == torch.float16:
-            raise RuntimeError('"relu_cpu" not implemented for \'Half\'')
+            raise RuntimeError("\"relu_cpu\" not implemented for 'Half'")
         return relu(a, x)
 
     monkeypatch.setitem(handlers(), "Relu", relu_without_half)
@@ -303,8 +327,10 @@ def test_a_module_that_cannot_run_in_half_is_flagged():
     assert f.no_half.startswith("not run in half: ") and "Half" in f.no_half and f.note == f.no_half
     report = PrecisionReport("float16", 65504.0, 1e-3, 0.01, [], [f], 17)
     assert report.flagged_modules() == [f]
-    assert any(line.startswith("no-half") and "Inverse" in line and "not run in half" in line
-               for line in report.table().splitlines())
+    assert any(
+        line.startswith("no-half") and "Inverse" in line and "not run in half" in line
+        for line in report.table().splitlines()
+    )
 
 
 def test_json_keeps_an_infinite_error_apart_from_not_run():
@@ -315,8 +341,10 @@ def test_json_keeps_an_infinite_error_apart_from_not_run():
     from ops.precision.onnx_nodes import NodeFinding
     from ops.precision.report import PrecisionReport
 
-    nodes = [NodeFinding("a", "Pow", "m", max_abs=1e5, error=float("inf"), flags=["overflow"]),
-             NodeFinding("b", "Relu", "m", max_abs=1.0, error=None, no_half="no kernel", flags=["no-half"])]
+    nodes = [
+        NodeFinding("a", "Pow", "m", max_abs=1e5, error=float("inf"), flags=["overflow"]),
+        NodeFinding("b", "Relu", "m", max_abs=1.0, error=None, no_half="no kernel", flags=["no-half"]),
+    ]
     text = json.dumps(PrecisionReport("float16", 65504.0, 1e-3, 0.01, nodes, [], 17).to_json())
     back = {n["node"]: n for n in json.loads(text)["nodes"]}
     assert back["a"]["error"] == float("inf") and back["b"]["error"] is None and back["b"]["no_half"] == "no kernel"

@@ -54,8 +54,11 @@ class Volumetric(torch.nn.Module):
 
 def volumetric():
     torch.manual_seed(0)
-    return Volumetric().eval(), (torch.randn(1, 2, 4, 4, 4), torch.rand(1, 3, 3, 3, 3) * 2 - 1,
-                                 torch.randn(1, 3, 16, 16))
+    return Volumetric().eval(), (
+        torch.randn(1, 2, 4, 4, 4),
+        torch.rand(1, 3, 3, 3, 3) * 2 - 1,
+        torch.randn(1, 3, 16, 16),
+    )
 
 
 class PlanarWarp(torch.nn.Module):

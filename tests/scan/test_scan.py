@@ -61,8 +61,10 @@ def test_every_blocker_in_one_run_with_its_ops_new_command(two_blockers):
     assert {"Pow", "ReduceMean", "Mul"} <= set(rms["exports"]["dynamo-20"]["onnx_ops"])
     assert rms["blocked_by"] == ["torchscript-17"]
     # the recorded call's shapes and attribute values, so ops.new runs the operator on inputs it accepts
-    assert rms["fix"] == ("python -m ops.new scan_models::rms_norm --like aten::rms_norm "
-                          "--shapes 'input=1x16x16x8 weight=8' --attr 'normalized_shape:list[int]=8'")
+    assert rms["fix"] == (
+        "python -m ops.new scan_models::rms_norm --like aten::rms_norm "
+        "--shapes 'input=1x16x16x8 weight=8' --attr 'normalized_shape:list[int]=8'"
+    )
 
     deform = ops["scan_fixture::deform_sample"]
     assert deform["kind"] == "custom"  # declared with torch.library, not with opforge
@@ -70,8 +72,10 @@ def test_every_blocker_in_one_run_with_its_ops_new_command(two_blockers):
     assert "scan_fixture" in deform["exports"]["dynamo-20"]["reason"]
     assert deform["blocked_by"] == ["torchscript-17", "dynamo-20"]
     # an operator of the model's own code: ops.new imports the model's module, which registers it
-    assert deform["fix"] == ("python -m ops.new scan_models::deform_sample --like scan_fixture::deform_sample "
-                             "--import tests.scan.scan_models --shapes 'x=1x8x16x16 offset=1x2x16x16'")
+    assert deform["fix"] == (
+        "python -m ops.new scan_models::deform_sample --like scan_fixture::deform_sample "
+        "--import tests.scan.scan_models --shapes 'x=1x8x16x16 offset=1x2x16x16'"
+    )
 
     # the operators around them export everywhere and are not blockers
     for name in ("aten::conv2d", "aten::relu", "aten::permute"):
@@ -92,7 +96,8 @@ def test_real_aten_operators_refused_at_opset_17(capsys):
     assert "5D" in ops["aten::grid_sampler"]["exports"]["torchscript-17"]["reason"]
     assert ops["aten::_upsample_bicubic2d_aa.vec"]["fix"] == (
         "python -m ops.new scan_models::upsample_bicubic2d_aa --like aten::_upsample_bicubic2d_aa.vec "
-        "--shapes 'input=1x3x16x16' --attr 'align_corners:bool=False' --attr 'scale_factors:list[float]=0.5,0.5'")
+        "--shapes 'input=1x3x16x16' --attr 'align_corners:bool=False' --attr 'scale_factors:list[float]=0.5,0.5'"
+    )
     assert not ops["aten::mean"]["blocker"]
 
 
@@ -186,25 +191,37 @@ def test_the_suggested_ops_new_commands_work(two_blockers, tmp_path):
     for name in report["blockers"]:
         command = by_name(report)[name]["fix"]
         argv = shlex.split(command)[1:] + ["--dir", str(package)]
-        done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+        done = subprocess.run(
+            [sys.executable, *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=600,
+        )
         assert done.returncode == 0, f"{command}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
         op_name = shlex.split(command)[3].split("::")[1]
         assert (package / f"{op_name}.py").is_file() and (package / "csrc" / op_name / f"{op_name}_cpu.cpp").is_file()
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["nocolon"], "expected module:function"),
-    (["ops.nonexistent_module:make"], "cannot import module 'ops.nonexistent_module'"),
-    (["missing/file.py:make"], "missing/file.py does not exist"),
-    ([f"{MODELS}:no_such_function"], "has no function 'no_such_function'"),
-    ([f"{MODELS}:not_a_pair"], "not (model, example_args)"),
-    ([f"{MODELS}:two_blockers", "--opset", "9"], "opset 9 is outside 11-23"),
-    ([f"{MODELS}:two_blockers", "--opset", "seventeen"], "--opset takes integers"),
-    ([f"{MODELS}:two_blockers", "--opset", "23", "--exporter", "torchscript"], "writes opsets up to 20"),
-    ([f"{MODELS}:two_blockers", "--trt-version", "7.0"], "no onnx-tensorrt operator table is recorded for TensorRT 7.0"),
-    ([f"{MODELS}:two_blockers", "--namespace", "My-Models"], "--namespace must be a lower-case identifier"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["nocolon"], "expected module:function"),
+        (["ops.nonexistent_module:make"], "cannot import module 'ops.nonexistent_module'"),
+        (["missing/file.py:make"], "missing/file.py does not exist"),
+        ([f"{MODELS}:no_such_function"], "has no function 'no_such_function'"),
+        ([f"{MODELS}:not_a_pair"], "not (model, example_args)"),
+        ([f"{MODELS}:two_blockers", "--opset", "9"], "opset 9 is outside 11-23"),
+        ([f"{MODELS}:two_blockers", "--opset", "seventeen"], "--opset takes integers"),
+        ([f"{MODELS}:two_blockers", "--opset", "23", "--exporter", "torchscript"], "writes opsets up to 20"),
+        (
+            [f"{MODELS}:two_blockers", "--trt-version", "7.0"],
+            "no onnx-tensorrt operator table is recorded for TensorRT 7.0",
+        ),
+        ([f"{MODELS}:two_blockers", "--namespace", "My-Models"], "--namespace must be a lower-case identifier"),
+    ],
+)
 def test_user_errors_are_one_line_with_exit_status_2(argv, expected, capsys):
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""

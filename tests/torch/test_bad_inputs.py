@@ -15,20 +15,33 @@ scaled_gelu = ops.get_op("opforge::scaled_gelu")
 @pytest.mark.parametrize(
     "call, error, fragments",
     [
-        (lambda: rms_norm(torch.randn(4, 8).int(), torch.randn(8).int()), TypeError,
-         ["opforge::rms_norm", "input 'x'", "float32, float16, bfloat16", "got int32", "Fix:"]),
-        (lambda: rms_norm(torch.randn(4, 8), torch.randn(8).half()), TypeError,
-         ["input 'weight'", "dtype of 'x' (float32)", "got float16", "Fix:"]),
-        (lambda: rms_norm(torch.randn(4, 8), torch.randn(7)), ValueError,
-         ["input 'weight'", "[x.shape[-1]] = [8]", "got [7]"]),
-        (lambda: rms_norm(torch.randn(4, 8), torch.randn(2, 8)), ValueError,
-         ["input 'weight'", "rank 1", "got rank 2"]),
-        (lambda: rms_norm(torch.tensor(1.0), torch.randn(1)), ValueError,
-         ["input 'x'", "rank >= 1", "got rank 0"]),
-        (lambda: rms_norm(torch.randn(1, 1, 1, 1, 1, 1, 1, 1, 1, 2), torch.randn(2)), ValueError,
-         ["at most 8 dims"]),
-        (lambda: scaled_gelu(torch.randn(3), 1.0, "erf"), ValueError,
-         ["attribute 'approximate'", "'none' 'tanh'", "got 'erf'"]),
+        (
+            lambda: rms_norm(torch.randn(4, 8).int(), torch.randn(8).int()),
+            TypeError,
+            ["opforge::rms_norm", "input 'x'", "float32, float16, bfloat16", "got int32", "Fix:"],
+        ),
+        (
+            lambda: rms_norm(torch.randn(4, 8), torch.randn(8).half()),
+            TypeError,
+            ["input 'weight'", "dtype of 'x' (float32)", "got float16", "Fix:"],
+        ),
+        (
+            lambda: rms_norm(torch.randn(4, 8), torch.randn(7)),
+            ValueError,
+            ["input 'weight'", "[x.shape[-1]] = [8]", "got [7]"],
+        ),
+        (
+            lambda: rms_norm(torch.randn(4, 8), torch.randn(2, 8)),
+            ValueError,
+            ["input 'weight'", "rank 1", "got rank 2"],
+        ),
+        (lambda: rms_norm(torch.tensor(1.0), torch.randn(1)), ValueError, ["input 'x'", "rank >= 1", "got rank 0"]),
+        (lambda: rms_norm(torch.randn(1, 1, 1, 1, 1, 1, 1, 1, 1, 2), torch.randn(2)), ValueError, ["at most 8 dims"]),
+        (
+            lambda: scaled_gelu(torch.randn(3), 1.0, "erf"),
+            ValueError,
+            ["attribute 'approximate'", "'none' 'tanh'", "got 'erf'"],
+        ),
         (lambda: scaled_gelu(torch.randn(3, dtype=torch.float64)), TypeError, ["got float64"]),
         (lambda: scaled_gelu(torch.randn(3, dtype=torch.complex64)), TypeError, ["input 'x'"]),
     ],
@@ -68,6 +81,7 @@ def test_fake_tensors_report_the_same_errors():
 # ---- generated from the declarations: every op of the per-op suite (`--op` applies) -------------------
 
 from op_cases import full_inputs, generated_ops, has_float_output, is_empty, op_param  # noqa: E402
+
 from ops.check.oracle import samples  # noqa: E402
 from ops.errors import BackwardNotDeclared  # noqa: E402
 
@@ -82,7 +96,9 @@ def _first(op):
 def test_undeclared_dtype_is_rejected(op):
     s = _first(op)
     first = op.decl.inputs[0]
-    bad = next(d for d in (torch.int32, torch.float64, torch.complex64) if str(d).removeprefix("torch.") not in first.dtypes)
+    bad = next(
+        d for d in (torch.int32, torch.float64, torch.complex64) if str(d).removeprefix("torch.") not in first.dtypes
+    )
     inputs = [s.inputs[0].to(bad)] + list(s.inputs[1:])
     with pytest.raises(TypeError) as e:
         op(*inputs, **s.attrs)
@@ -102,8 +118,9 @@ def test_missing_required_input_is_rejected(op):
         assert op.decl.name in str(e.value), str(e.value)
 
 
-@pytest.mark.parametrize("op", [op_param(op) for op in generated_ops()
-                                if op.decl.backward is None and has_float_output(op.decl)])
+@pytest.mark.parametrize(
+    "op", [op_param(op) for op in generated_ops() if op.decl.backward is None and has_float_output(op.decl)]
+)
 def test_backward_through_an_op_without_backward_names_it(op):
     s = _first(op)
     x = s.inputs[0].detach().clone().requires_grad_()

@@ -124,27 +124,47 @@ def test_reading_a_tensor_that_saves_leaves_out_names_the_fix(unique_id):
     def backward(ctx, grad):
         return grad * ctx.y  # y is not saved
 
-    op = register_op(unique_id("square"), inputs=[Input("x")], outputs=[Output("y")], kernels=None,
-                     backward=backward, saves=("x",))(lambda x: x * x)
+    op = register_op(
+        unique_id("square"), inputs=[Input("x")], outputs=[Output("y")], kernels=None, backward=backward, saves=("x",)
+    )(lambda x: x * x)
     x = torch.randn(3, requires_grad=True)
     with pytest.raises(AttributeError, match=r"reads ctx.y, but the declaration saves only \['x'\].*add 'y' to saves="):
         op(x).sum().backward()
 
 
-@pytest.mark.parametrize("saves, message", [
-    (("x", "z"), "names of inputs or outputs"), ("x", "a tuple of input/output names"), (("x", "x"), "each name once")])
+@pytest.mark.parametrize(
+    "saves, message",
+    [
+        (("x", "z"), "names of inputs or outputs"),
+        ("x", "a tuple of input/output names"),
+        (("x", "x"), "each name once"),
+    ],
+)
 def test_saves_is_validated(unique_id, saves, message):
     with pytest.raises(DeclarationError, match=message):
-        register_op(unique_id("bad_saves"), inputs=[Input("x")], outputs=[Output("y")], kernels=None,
-                    backward=lambda ctx, g: g, saves=saves)(lambda x: x)
+        register_op(
+            unique_id("bad_saves"),
+            inputs=[Input("x")],
+            outputs=[Output("y")],
+            kernels=None,
+            backward=lambda ctx, g: g,
+            saves=saves,
+        )(lambda x: x)
     with pytest.raises(DeclarationError, match="no saves without a backward"):
-        register_op(unique_id("bad_saves"), inputs=[Input("x")], outputs=[Output("y")], kernels=None,
-                    saves=("x",))(lambda x: x)
+        register_op(unique_id("bad_saves"), inputs=[Input("x")], outputs=[Output("y")], kernels=None, saves=("x",))(
+            lambda x: x
+        )
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_import_is_warning_free():
@@ -155,9 +175,11 @@ def test_import_is_warning_free():
 def test_extension_loaded_before_the_declarations():
     """C++ first (torch.ops.load_library, as an AOTInductor runner would): the extension defines the schemas,
     the declarations then find them and skip theirs, and nothing is registered twice."""
-    code = ("import glob, torch; torch.ops.load_library(glob.glob('ops/_C*.so')[0]); import ops; "
-            "x = torch.randn(3, 8, requires_grad=True); w = torch.randn(8); "
-            "ops.get_op('opforge::rms_norm')(x, w).sum().backward(); assert x.grad.shape == (3, 8); "
-            "assert ops.extension.status()['loaded']")
+    code = (
+        "import glob, torch; torch.ops.load_library(glob.glob('ops/_C*.so')[0]); import ops; "
+        "x = torch.randn(3, 8, requires_grad=True); w = torch.randn(8); "
+        "ops.get_op('opforge::rms_norm')(x, w).sum().backward(); assert x.grad.shape == (3, 8); "
+        "assert ops.extension.status()['loaded']"
+    )
     done = _python(code)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,9 +11,9 @@
 
 import pytest
 import torch
+from op_cases import generated_ops, is_empty, message, op_param
 
 import ops
-from op_cases import generated_ops, is_empty, message, op_param
 from ops.check.compare import compare
 from ops.check.oracle import as_tuple, reference_outputs, samples
 
@@ -71,8 +71,9 @@ def test_scaled_gelu_past_the_block_cap(dtype):
             _check(op, s, dtype, f"n={n}, {approximate}, aligned={inputs[0].data_ptr() % 16 == 0}")
             y = op(*s.inputs, **s.attrs)
             tail = reference_outputs(op, ops.Sample(inputs[0][-1000:], **s.attrs))[0]  # the last grid-stride pass
-            torch.testing.assert_close(y[-1000:].float(), tail.float(), **dict(zip(("rtol", "atol"),
-                                                                                   op.decl.tolerance(dtype))))
+            torch.testing.assert_close(
+                y[-1000:].float(), tail.float(), **dict(zip(("rtol", "atol"), op.decl.tolerance(dtype)))
+            )
     del x
     torch.cuda.empty_cache()
 

@@ -10,10 +10,22 @@ import warnings
 
 import pytest
 import torch
+from op_cases import (
+    batch_sample,
+    batch_size,
+    full_inputs,
+    generated_ops,
+    has_float_output,
+    is_empty,
+    message,
+    op_param,
+    optional_names,
+    rebatch,
+    variants,
+    with_dtypes,
+)
 
 import ops
-from op_cases import (batch_sample, batch_size, full_inputs, generated_ops, has_float_output, is_empty, message, op_param, optional_names,
-                      rebatch, variants, with_dtypes)
 from ops.check.compare import compare
 from ops.check.oracle import as_tuple, reference_outputs, samples
 from ops.dtypes import torch_dtype
@@ -28,15 +40,22 @@ def per_op(applies) -> list:
     optional-input test: it is not in it)."""
     return [op_param(op) for op in OPS if applies(op)]
 
+
 ALL = with_dtypes(OPS)
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                  reason="no CUDA device on this machine"))]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+    ),
+]
 
 
 def expected_dtypes(op, sample):
     named = dict(zip([i.name for i in op.decl.inputs], full_inputs(op, sample)))
-    return [torch.int64 if o.is_size else torch_dtype(o.dtype) if o.dtype else named[o.dtype_like].dtype
-            for o in op.decl.outputs]
+    return [
+        torch.int64 if o.is_size else torch_dtype(o.dtype) if o.dtype else named[o.dtype_like].dtype
+        for o in op.decl.outputs
+    ]
 
 
 def assert_matches_reference(op, sample, dtype_name, label="", make_input=lambda t: t):
@@ -53,8 +72,7 @@ def assert_matches_reference(op, sample, dtype_name, label="", make_input=lambda
 
 def each_variant(op, device, dtype):
     for sample in samples(op, device, dtype):
-        for label, variant in variants(op, sample):
-            yield label, variant
+        yield from variants(op, sample)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -68,7 +86,6 @@ def test_matches_reference(op, dtype, device):
 def test_optional_inputs_given_and_omitted(op):
     """Every optional input is given by some sample (so 'omitted' variants exist too, see variants())
     and omitting it is accepted by the op and by the reference."""
-    names = optional_names(op)
     all_samples = samples(op, "cpu", op.decl.dtypes[0])
     for k, decl_input in enumerate(op.decl.inputs):
         if not decl_input.optional:
@@ -81,8 +98,12 @@ def test_optional_inputs_given_and_omitted(op):
         omitted = full_inputs(op, s)
         omitted[k] = None
         for inputs in (full_inputs(op, s), omitted):
-            assert_matches_reference(op, ops.Sample(*inputs, **s.attrs), op.decl.dtypes[0],
-                                     f"'{decl_input.name}' {'omitted' if inputs is omitted else 'given'}")
+            assert_matches_reference(
+                op,
+                ops.Sample(*inputs, **s.attrs),
+                op.decl.dtypes[0],
+                f"'{decl_input.name}' {'omitted' if inputs is omitted else 'given'}",
+            )
 
 
 def _non_contiguous(t):
@@ -157,9 +178,13 @@ def test_backward_matches_autograd_through_the_reference(op):
         grads_ref = torch.autograd.grad(ref, [t for t, f in zip(a, floating) if f], g.double())
         grads = torch.autograd.grad(out, [t for t, f in zip(b, floating) if f], g)
         for x, y in zip(grads, grads_ref):
-            torch.testing.assert_close(x.double(), y, rtol=1e-4, atol=1e-5,
-                                       msg=lambda m: message(op, "float32", f"backward, {label}",
-                                                             sample.inputs[0].shape, m))
+            torch.testing.assert_close(
+                x.double(),
+                y,
+                rtol=1e-4,
+                atol=1e-5,
+                msg=lambda m: message(op, "float32", f"backward, {label}", sample.inputs[0].shape, m),
+            )
 
 
 @pytest.mark.parametrize("op", per_op(lambda op: op.decl.backward is None and has_float_output(op.decl)))
@@ -168,8 +193,9 @@ def test_backward_without_declaration_raises(op):
     differentiating through it raises an error naming the op, never torch's 'autograd kernel was not
     registered' warning with silently wrong gradients."""
     sample = _first_nonempty(op)
-    inputs = [t.detach().clone().requires_grad_() if t is not None and t.is_floating_point() else t
-              for t in sample.inputs]
+    inputs = [
+        t.detach().clone().requires_grad_() if t is not None and t.is_floating_point() else t for t in sample.inputs
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch's fallback warns instead of raising
         out = next(o for o in as_tuple(op(*inputs, **sample.attrs)) if o.is_floating_point())
@@ -234,7 +260,6 @@ def test_torch_export_keeps_dynamic_dims(op):
 @pytest.mark.parametrize("op", WITH_BATCH)
 def test_torch_compile(op):
     """inductor with dynamic=True on two batch sizes, compared with the reference (not the same kernel)."""
-    from torch._dynamo.testing import CompileCounterWithBackend
 
     torch._dynamo.reset()
     for label, sample in variants(op, _batch_sample(op)):
@@ -258,5 +283,6 @@ def _compile_without_duck_sizing(op, label, sample):
             frames.append(counter.frame_count)
         # A data-dependent output may take inductor two graphs on the first call; a new batch size takes none.
         assert frames[1] == frames[0], f"{op.id} ({label}): recompiled for a new batch size despite dynamic=True"
-        assert any(op.decl.name in str(n.target) for g in counter.graphs for n in g.graph.nodes
-                   if n.op == "call_function"), f"{op.id} ({label}): the compiled graph does not call the op"
+        assert any(
+            op.decl.name in str(n.target) for g in counter.graphs for n in g.graph.nodes if n.op == "call_function"
+        ), f"{op.id} ({label}): the compiled graph does not call the op"

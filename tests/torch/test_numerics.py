@@ -7,17 +7,25 @@
 
 import pytest
 import torch
+from op_cases import generated_ops, has_float_output, is_empty, message, op_param
 
 import ops
-from op_cases import generated_ops, has_float_output, is_empty, message, op_param
 from ops.check.oracle import as_tuple, reference_outputs, samples
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                  reason="no CUDA device on this machine"))]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+    ),
+]
 # Ops with a floating output: NaN/inf must show there. (batched_nms returns indices; which boxes a NaN
 # coordinate suppresses is its tests' business, tests/library/test_batched_nms.py.)
-NONFINITE = [pytest.param(op_param(op).values[0], dt, id=f"{op.id}-{dt}", marks=op_param(op).marks)
-             for op in generated_ops() if has_float_output(op.decl) for dt in op.decl.dtypes]
+NONFINITE = [
+    pytest.param(op_param(op).values[0], dt, id=f"{op.id}-{dt}", marks=op_param(op).marks)
+    for op in generated_ops()
+    if has_float_output(op.decl)
+    for dt in op.decl.dtypes
+]
 FP16_MAX = 65504.0
 
 
@@ -39,7 +47,7 @@ def test_nan_and_inf_propagate_like_the_reference(op, dtype, device):
     floating = [k for k, t in enumerate(sample.inputs) if t is not None and t.is_floating_point() and t.numel() >= 3]
     assert floating, f"{op.id}: no floating input with 3+ elements in its first non-empty sample"
     nonfinite_outputs = 0  # poisonings that reach an output (some inputs may define non-finite values away:
-    for k in floating:     # roi_align gives zeros for a roi with a non-finite coordinate)
+    for k in floating:  # roi_align gives zeros for a roi with a non-finite coordinate)
         for shift in (0, 1):
             inputs = list(sample.inputs)
             inputs[k] = _poison(inputs[k], shift)
@@ -53,9 +61,14 @@ def test_nan_and_inf_propagate_like_the_reference(op, dtype, device):
             actual = as_tuple(op(*poisoned.inputs, **poisoned.attrs))
             nonfinite_outputs += any(not torch.isfinite(e).all() for e in expected)
             for a, e in zip(actual, expected):
-                torch.testing.assert_close(a.float(), e.float(), rtol=rtol, atol=atol, equal_nan=True,
-                                           msg=lambda m: message(op, dtype, f"non-finite in input {k}",
-                                                                 a.shape, m))
+                torch.testing.assert_close(
+                    a.float(),
+                    e.float(),
+                    rtol=rtol,
+                    atol=atol,
+                    equal_nan=True,
+                    msg=lambda m: message(op, dtype, f"non-finite in input {k}", a.shape, m),
+                )
     assert nonfinite_outputs, f"{op.id}: no poisoned input reaches an output: the test is trivially finite"
 
 
@@ -70,12 +83,21 @@ def _assert_same_overflow(op, inputs, attrs, device, label):
     assert want.dtype == got.dtype == torch.float16
     keep = ((exact.abs() - 65520.0).abs() > 65520.0 * 1e-4) | ~torch.isfinite(exact)
     g, w = got[keep], want[keep]
-    assert torch.equal(torch.isposinf(g), torch.isposinf(w)) and torch.equal(torch.isneginf(g), torch.isneginf(w)), \
-        (op.id, label, "inf where the reference is finite or the reverse",
-         got[keep][torch.isinf(g) != torch.isinf(w)][:8], want[keep][torch.isinf(g) != torch.isinf(w)][:8])
+    assert torch.equal(torch.isposinf(g), torch.isposinf(w)) and torch.equal(torch.isneginf(g), torch.isneginf(w)), (
+        op.id,
+        label,
+        "inf where the reference is finite or the reverse",
+        got[keep][torch.isinf(g) != torch.isinf(w)][:8],
+        want[keep][torch.isinf(g) != torch.isinf(w)][:8],
+    )
     rtol, atol = op.decl.tolerance("float16")
-    torch.testing.assert_close(g[torch.isfinite(w)].float(), w[torch.isfinite(w)].float(), rtol=rtol, atol=atol,
-                               msg=lambda m: f"{op.id} {label}: {m}")
+    torch.testing.assert_close(
+        g[torch.isfinite(w)].float(),
+        w[torch.isfinite(w)].float(),
+        rtol=rtol,
+        atol=atol,
+        msg=lambda m: f"{op.id} {label}: {m}",
+    )
     return want
 
 
@@ -104,8 +126,12 @@ def test_rms_norm_near_the_float16_range(device):
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_scaled_gelu_near_the_float16_range(device, approximate):
     op = _library_op_or_skip("opforge::scaled_gelu")
-    x = torch.cat([torch.linspace(-FP16_MAX, FP16_MAX, 2001),
-                   torch.tensor([FP16_MAX, -FP16_MAX, 65000.0, 60000.0, 43000.0, 44000.0, 1e-3, -30.0])]).half()
+    x = torch.cat(
+        [
+            torch.linspace(-FP16_MAX, FP16_MAX, 2001),
+            torch.tensor([FP16_MAX, -FP16_MAX, 65000.0, 60000.0, 43000.0, 44000.0, 1e-3, -30.0]),
+        ]
+    ).half()
     y = _assert_same_overflow(op, [x], {"alpha": 1.0, "approximate": approximate}, device, "alpha 1")
     assert torch.isfinite(y).all() and y.max() == FP16_MAX  # gelu(65504) = 65504, no spurious overflow
     y = _assert_same_overflow(op, [x], {"alpha": 1.5, "approximate": approximate}, device, "alpha 1.5")

@@ -24,8 +24,10 @@ def _positive_rows(op_id):
     return register_op(
         op_id,
         inputs=[Input("x", rank=2)],
-        outputs=[Output("rows", shape="[count]", dtype="int64"),
-                 Output.size("count", upper="x.shape[0]", opt="x.shape[0] // 2")],
+        outputs=[
+            Output("rows", shape="[count]", dtype="int64"),
+            Output.size("count", upper="x.shape[0]", opt="x.shape[0] // 2"),
+        ],
         attrs=[Attr("limit", int, -1)],
         kernels=None,
     )(ref)
@@ -61,7 +63,8 @@ def test_schema_text_covers_every_attribute_type():
     decl = _everything_decl()
     assert schema(decl) == (
         'everything(Tensor x, Tensor? bias=None, int k=3, float f=0.5, bool flag=True, str mode="a", '
-        'int[] ks=[1, 2], float[] fs=[0.25]) -> (Tensor, Tensor, Tensor)')
+        "int[] ks=[1, 2], float[] fs=[0.25]) -> (Tensor, Tensor, Tensor)"
+    )
 
 
 def _everything_decl():
@@ -69,14 +72,24 @@ def _everything_decl():
         return x
 
     return OpDecl.build(
-        "opforge_glue_test::everything", ref,
+        "opforge_glue_test::everything",
+        ref,
         inputs=[Input("x", min_rank=2), Input("bias", optional=True, dtypes="like(x)", shape="[x.shape[-1]]")],
-        outputs=[Output("y", shape="[ceil_div(x.shape[0], k), max(x.shape[-1], 1)]"),
-                 Output("idx", shape="[n, 2]", dtype="int64"), Output.size("n", upper="x.shape[0] * k")],
-        attrs=[Attr("k", int, 3), Attr("f", float, 0.5), Attr("flag", bool, True),
-               Attr("mode", str, "a", choices=("a", "b")), Attr("ks", "list[int]", [1, 2]),
-               Attr("fs", "list[float]", [0.25])],
-        kernels=None, workspace="x.shape[0] * 4",
+        outputs=[
+            Output("y", shape="[ceil_div(x.shape[0], k), max(x.shape[-1], 1)]"),
+            Output("idx", shape="[n, 2]", dtype="int64"),
+            Output.size("n", upper="x.shape[0] * k"),
+        ],
+        attrs=[
+            Attr("k", int, 3),
+            Attr("f", float, 0.5),
+            Attr("flag", bool, True),
+            Attr("mode", str, "a", choices=("a", "b")),
+            Attr("ks", "list[int]", [1, 2]),
+            Attr("fs", "list[float]", [0.25]),
+        ],
+        kernels=None,
+        workspace="x.shape[0] * 4",
     )
 
 
@@ -91,8 +104,11 @@ def test_generated_glue_compiles_for_every_argument_kind(tmp_path):
     source = tmp_path / "glue.cpp"
     source.write_text(generate(decl))
     root = Path(__file__).resolve().parents[2]
-    includes = [f"-I{p}" for p in ext.include_paths()] + [f"-I{root / 'csrc'}", f"-I{prototypes}",
-                                                          f"-I{sysconfig.get_paths()['include']}"]
+    includes = [f"-I{p}" for p in ext.include_paths()] + [
+        f"-I{root / 'csrc'}",
+        f"-I{prototypes}",
+        f"-I{sysconfig.get_paths()['include']}",
+    ]
     cmd = ["g++", "-std=c++20", "-fsyntax-only", "-Wall", "-Werror", *includes, str(source)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -106,12 +122,23 @@ def test_check_catches_a_shape_rule_that_disagrees_with_the_reference(unique_id)
     def samples(device, dtype):
         return [Sample(torch.ones(2, 3, dtype=dtype, device=device))]
 
-    good = register_op(unique_id("double"), inputs=[Input("x")], outputs=[Output("y")], kernels=None,
-                       samples=samples)(lambda x: x * 2)
+    good = register_op(unique_id("double"), inputs=[Input("x")], outputs=[Output("y")], kernels=None, samples=samples)(
+        lambda x: x * 2
+    )
     rows = {r.stage: r.status for r in check_op(good, only=("declaration", "build", "torch.cpu"))}
-    assert rows == {"declaration": "pass", "build": "skip", "torch.cpu[float32]": "pass",
-                    "torch.cpu[float16]": "pass", "torch.cpu[bfloat16]": "pass"}
-    wrong = register_op(unique_id("wrong"), inputs=[Input("x")], outputs=[Output("y", shape="[x.shape[1]]")],
-                        kernels=None, samples=samples)(lambda x: x.sum(1))
+    assert rows == {
+        "declaration": "pass",
+        "build": "skip",
+        "torch.cpu[float32]": "pass",
+        "torch.cpu[float16]": "pass",
+        "torch.cpu[bfloat16]": "pass",
+    }
+    wrong = register_op(
+        unique_id("wrong"),
+        inputs=[Input("x")],
+        outputs=[Output("y", shape="[x.shape[1]]")],
+        kernels=None,
+        samples=samples,
+    )(lambda x: x.sum(1))
     [row] = check_op(wrong, only=("declaration",))
     assert row.status == "fail" and "gives [3] but the reference returns [2]" in row.detail

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 import torch
+from op_cases import message
 
 import ops
-from op_cases import message
 from ops.check import oracle
 
 OP = ops.get_op("opforge::scaled_gelu")
@@ -41,8 +41,10 @@ def test_opforge_seed_overrides_the_default(monkeypatch):
 
 
 def test_samples_are_the_same_in_another_process():
-    code = ("import torch, ops; from ops.check.oracle import samples; "
-            "print(float(samples(ops.get_op('opforge::scaled_gelu'), 'cpu', 'float32')[0].inputs[0].sum()))")
+    code = (
+        "import torch, ops; from ops.check.oracle import samples; "
+        "print(float(samples(ops.get_op('opforge::scaled_gelu'), 'cpu', 'float32')[0].inputs[0].sum()))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert float(out.strip().splitlines()[-1]) == pytest.approx(float(_draw()[0].sum()), rel=1e-6)
 

@@ -32,8 +32,11 @@ def cuda_link_flags() -> list[str]:
     but a CUDA build of the extension needs libc10_cuda.so (and libtorch_cuda.so, which brings the CUDA
     runtime with it): the extension carries no search path of its own, so they must be loaded already when
     it is dlopened, as Python's `import torch` does. --no-as-needed keeps them (as libtorch's CMake does)."""
-    present = [name for name in ("torch_cuda", "c10_cuda")
-               if any((Path(d) / f"lib{name}.so").is_file() for d in cpp_ext.library_paths())]
+    present = [
+        name
+        for name in ("torch_cuda", "c10_cuda")
+        if any((Path(d) / f"lib{name}.so").is_file() for d in cpp_ext.library_paths())
+    ]
     return ["-Wl,--no-as-needed", *(f"-l{name}" for name in present), "-Wl,--as-needed"] if present else []
 
 
@@ -43,8 +46,9 @@ def test_extension_has_no_undefined_python_symbols():
     nm = shutil.which("nm")
     if nm is None:
         pytest.skip("nm (binutils) is not installed")
-    out = subprocess.run([nm, "-D", "--undefined-only", str(extension_library())], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [nm, "-D", "--undefined-only", str(extension_library())], capture_output=True, text=True, check=True
+    ).stdout
     strong = [line for line in out.splitlines() if line.split()[-1].startswith("Py") and line.split()[0] != "w"]
     assert not strong, f"strong references to Python's C API: {strong}"
 
@@ -57,8 +61,21 @@ def test_a_libtorch_program_calls_the_ops_without_python(tmp_path):
     includes = [f"-I{p}" for p in cpp_ext.include_paths()]
     libs = [f"-L{p}" for p in cpp_ext.library_paths()] + [f"-Wl,-rpath,{p}" for p in cpp_ext.library_paths()]
     abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
-    cmd = [gxx, "-std=c++20", "-O0", abi, *includes, str(HERE / "cpp" / "call_without_python.cpp"),
-           "-o", str(exe), *libs, "-ltorch_cpu", "-lc10", *cuda_link_flags(), "-ldl"]
+    cmd = [
+        gxx,
+        "-std=c++20",
+        "-O0",
+        abi,
+        *includes,
+        str(HERE / "cpp" / "call_without_python.cpp"),
+        "-o",
+        str(exe),
+        *libs,
+        "-ltorch_cpu",
+        "-lc10",
+        *cuda_link_flags(),
+        "-ldl",
+    ]
     built = subprocess.run(cmd, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-4000:]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}

@@ -4,11 +4,10 @@ library without kernels and driven through the harness's IExprBuilder."""
 
 import pytest
 
-from ops.trt.harness import host as harness
-
 from ops import Attr, Input, Output
 from ops import shape_rule as sr
 from ops.declaration import OpDecl
+from ops.trt.harness import host as harness
 
 
 def reference(x, w, stride, keep):  # never run: the harness checks interfaces, not values
@@ -22,14 +21,24 @@ def decl(tmp_path_factory):
     for name in ("pooled.h", "pooled_cpu.cpp", "pooled_cuda.cu"):
         (kdir / name).write_text("// stub\n")
     return OpDecl.build(
-        "opforge_test::pooled", reference,
-        inputs=[Input("x", dtypes=("float32", "float16"), min_rank=2),
-                Input("w", dtypes="like(x)", shape="[x.shape[-1] * 2]")],
-        outputs=[Output("y", shape="[x.shape[0], ceil_div(x.shape[-1], stride), max(x.shape[1] - 1, keep), "
-                                   "min(count, x.shape[0])]", dtype="like(x)"),
-                 Output.size("count", upper="x.shape[0] * x.shape[1]", opt="x.shape[0]")],
+        "opforge_test::pooled",
+        reference,
+        inputs=[
+            Input("x", dtypes=("float32", "float16"), min_rank=2),
+            Input("w", dtypes="like(x)", shape="[x.shape[-1] * 2]"),
+        ],
+        outputs=[
+            Output(
+                "y",
+                shape="[x.shape[0], ceil_div(x.shape[-1], stride), max(x.shape[1] - 1, keep), min(count, x.shape[0])]",
+                dtype="like(x)",
+            ),
+            Output.size("count", upper="x.shape[0] * x.shape[1]", opt="x.shape[0]"),
+        ],
         attrs=[Attr("stride", int, 2), Attr("keep", int, 1)],
-        kernels=str(kdir), samples=lambda device, dtype: [], workspace="x.shape[0] * 4",
+        kernels=str(kdir),
+        samples=lambda device, dtype: [],
+        workspace="x.shape[0] * 4",
     )
 
 
@@ -75,7 +84,9 @@ def test_explicit_dims_fold_and_stay_symbolic(decl, plugin_host, shape, attrs):
     env = {f"in0_{i}": v for i, v in enumerate(shape)} | {"in1_0": shape[-1] * 2, "size1": 3}
     env |= {"max": max, "min": min, "ceil_div": lambda a, b: -(-a // b)}
     alg = sr.IntAlgebra({"x": shape, "w": [shape[-1] * 2]}, {**values, "count": 3})
-    assert [eval(str(e), {"__builtins__": {}}, env) for e in sym[0]] == sr.evaluate_shape(decl.outputs[0].shape, alg, len)
+    assert [eval(str(e), {"__builtins__": {}}, env) for e in sym[0]] == sr.evaluate_shape(
+        decl.outputs[0].shape, alg, len
+    )
 
 
 def test_size_output_is_int32_and_workspace_follows_the_rule(plugin_host):
@@ -103,8 +114,16 @@ def test_declared_input_shape_is_enforced(plugin_host):
 def test_int_fields_narrowed_like_the_parser(plugin_host, decl):
     from onnx import helper
 
-    node = helper.make_node("pooled", ["x", "w"], ["y", "count"], domain="opforge_test", stride=2**32 + 3, keep=4,
-                            plugin_version="1", plugin_namespace="opforge_test")
+    node = helper.make_node(
+        "pooled",
+        ["x", "w"],
+        ["y", "count"],
+        domain="opforge_test",
+        stride=2**32 + 3,
+        keep=4,
+        plugin_version="1",
+        plugin_namespace="opforge_test",
+    )
     c = plugin_host.creator("pooled", "1", "opforge_test")
     fields = harness.fields_from_onnx_node(node, c.fields)
     assert fields.as_dict() == {"stride": [3], "keep": [4]}  # int64 2**32 + 3 narrowed to int32 3

@@ -11,11 +11,27 @@ from ops.trt.trtexec import command, main, parse_shapes
 
 
 def test_trtexec_command(capsys):
-    assert main(["model.onnx", "--shapes", "x:1x8,4x8,16x8", "--shapes", "w:8,8,8", "--save", "m.engine",
-                 "--plugins", "/opt/lib/libopforge_trt_plugins.so"]) == 0
+    assert (
+        main(
+            [
+                "model.onnx",
+                "--shapes",
+                "x:1x8,4x8,16x8",
+                "--shapes",
+                "w:8,8,8",
+                "--save",
+                "m.engine",
+                "--plugins",
+                "/opt/lib/libopforge_trt_plugins.so",
+            ]
+        )
+        == 0
+    )
     line = capsys.readouterr().out.strip()
-    assert line == ("trtexec --onnx=model.onnx --dynamicPlugins=/opt/lib/libopforge_trt_plugins.so --stronglyTyped "
-                    "--minShapes=x:1x8,w:8 --optShapes=x:4x8,w:8 --maxShapes=x:16x8,w:8 --saveEngine=m.engine")
+    assert line == (
+        "trtexec --onnx=model.onnx --dynamicPlugins=/opt/lib/libopforge_trt_plugins.so --stronglyTyped "
+        "--minShapes=x:1x8,w:8 --optShapes=x:4x8,w:8 --maxShapes=x:16x8,w:8 --saveEngine=m.engine"
+    )
 
 
 @pytest.mark.parametrize("bad", ["x:1x8,4x8", "1x8,4x8,16x8", "x:1x8,4xa,16x8", "x:,,"])
@@ -99,8 +115,19 @@ def test_cmake_project_configures_and_builds(tmp_path):
     src = emit_cmake(tmp_path / "proj", archs="75").parent  # CI speed; Jetson Orin: 87 (the default)
     text = (src / "CMakeLists.txt").read_text()
     assert "find_package(Python" not in text and "Torch" not in text and "nvinfer" not in text.replace("nvinfer1", "")
-    cfg = subprocess.run(["cmake", "-S", str(src), "-B", str(tmp_path / "b"), f"-DTRT_INCLUDE_DIR={include}",
-                          f"-DCMAKE_CUDA_COMPILER={cuda_home() / 'bin' / 'nvcc'}"], capture_output=True, text=True)
+    cfg = subprocess.run(
+        [
+            "cmake",
+            "-S",
+            str(src),
+            "-B",
+            str(tmp_path / "b"),
+            f"-DTRT_INCLUDE_DIR={include}",
+            f"-DCMAKE_CUDA_COMPILER={cuda_home() / 'bin' / 'nvcc'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert cfg.returncode == 0, cfg.stdout[-3000:] + cfg.stderr[-3000:]
     done = subprocess.run(["cmake", "--build", str(tmp_path / "b"), "-j2"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 
-from . import host as harness
-
 from ... import shape_rule as sr
 from ...registry import all_ops
 from ..codegen import has_plugin
+from . import host as harness
 
 
 def plugin_ops():
@@ -29,7 +28,6 @@ def has_gap(sample) -> bool:
 
 def samples(op, dtype="float32"):
     """The op's samples that TensorRT can express (see has_gap)."""
-    import torch
 
     from ...dtypes import torch_dtype
 
@@ -47,8 +45,9 @@ def input_shapes(op, sample) -> list[list[int]]:
     return [list(t.shape) for t in sample.inputs if t is not None]
 
 
-def expected_shapes(op, shapes: list[list[int]], attrs: dict, at_upper: bool = False,
-                    sizes: dict | None = None) -> list[list[int] | None]:
+def expected_shapes(
+    op, shapes: list[list[int]], attrs: dict, at_upper: bool = False, sizes: dict | None = None
+) -> list[list[int] | None]:
     """The declaration's shape rules over concrete ints (None for size outputs). A dim that depends on a
     data-dependent size is None, its upper bound with `at_upper` (what a host allocates before the kernel
     reports the real size), or computed from `sizes` (name -> the value the kernel reported)."""

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import itertools
 
-from . import host as harness
 from ...dtypes import dtype_name
-from .cases import (attrs_of, dims_match, expected_shapes, input_shapes, output_trt_types, samples, trt_types,
-                    valid_type_combos)
+from . import host as harness
+from .cases import (
+    attrs_of,
+    dims_match,
+    expected_shapes,
+    input_shapes,
+    output_trt_types,
+    samples,
+    trt_types,
+    valid_type_combos,
+)
 
 
 def cpu_checks(h: harness.Host, op) -> tuple[bool, str, dict]:
@@ -36,12 +44,23 @@ def cpu_checks(h: harness.Host, op) -> tuple[bool, str, dict]:
         want = expected_shapes(op, shapes, attrs_of(op, sample))
         st, got, text = p.output_shapes([harness.tensor(s) for s in shapes], nb_out)
         if st != 0 or not all(dims_match(g, w) for g, w in zip(got, want)):
-            return False, f"getOutputShapes for inputs {shapes} gave {text.strip()!r} (status {st}), expected {want}", {}
+            return (
+                False,
+                f"getOutputShapes for inputs {shapes} gave {text.strip()!r} (status {st}), expected {want}",
+                {},
+            )
         n_shapes += 1
-        ins = [harness.tensor(list(t.shape), harness.TRT_DTYPE[dtype_name(t.dtype)]) for t in sample.inputs
-               if t is not None]
-        outs = [harness.tensor(s or [], t) for s, t in zip(expected_shapes(op, shapes, attrs_of(op, sample), at_upper=True),
-                                                           output_trt_types(op, sample))]
+        ins = [
+            harness.tensor(list(t.shape), harness.TRT_DTYPE[dtype_name(t.dtype)])
+            for t in sample.inputs
+            if t is not None
+        ]
+        outs = [
+            harness.tensor(s or [], t)
+            for s, t in zip(
+                expected_shapes(op, shapes, attrs_of(op, sample), at_upper=True), output_trt_types(op, sample)
+            )
+        ]
         if p.configure(ins, outs) != 0 or p.on_shape_change(ins, outs) != 0:
             return False, f"configurePlugin/onShapeChange rejected valid inputs {shapes}: {h.log().strip()}", {}
         again = p.recreate()
@@ -63,12 +82,14 @@ def cpu_checks(h: harness.Host, op) -> tuple[bool, str, dict]:
             if not any(v[:pos] == combo[:pos] for v in valid):
                 break
             io = [harness.tensor([2] * max(d.inputs[0].min_rank, 1), t) for t in combo]
-            if p.supports(pos, io, nb_in) != any(v[:pos + 1] == combo[:pos + 1] for v in valid):
+            if p.supports(pos, io, nb_in) != any(v[: pos + 1] == combo[: pos + 1] for v in valid):
                 return False, f"supportsFormatCombination(pos={pos}) disagrees with the declared dtypes on {combo}", {}
             n_formats += 1
     p.destroy()
     dtypes = [harness.TRT_DTYPE_NAME[t] for t in trt_types(d.dtypes)]
-    detail = (f"[{harness.LABEL}] fields from {source}; output shapes on {n_shapes} samples; "
-              f"{n_formats} format queries match dtypes {dtypes}; configure/onShapeChange; serialize round trip "
-              f"and clone on {n_roundtrips} samples")
+    detail = (
+        f"[{harness.LABEL}] fields from {source}; output shapes on {n_shapes} samples; "
+        f"{n_formats} format queries match dtypes {dtypes}; configure/onShapeChange; serialize round trip "
+        f"and clone on {n_roundtrips} samples"
+    )
     return True, detail, {"samples": n_shapes, "format_queries": n_formats}

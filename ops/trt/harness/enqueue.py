@@ -20,9 +20,11 @@ def run_plugin(trt_host, op, sample):
 
     d = op.decl
     if has_gap(sample):
-        raise EnqueueError(f"{d.id}: an absent optional input is followed by a present one; TensorRT passes plugin "
-                           "inputs by position, so this call has no TensorRT form. Fix: pass the earlier input "
-                           "(or reorder the declaration's optional inputs)")
+        raise EnqueueError(
+            f"{d.id}: an absent optional input is followed by a present one; TensorRT passes plugin "
+            "inputs by position, so this call has no TensorRT form. Fix: pass the earlier input "
+            "(or reorder the declaration's optional inputs)"
+        )
     creator = trt_host.creator(d.name, str(d.version), d.namespace)
     node = harness.synthetic_onnx_node(op, sample.attrs)
     p = trt_host.create(creator, harness.fields_from_onnx_node(node, creator.fields))
@@ -34,19 +36,29 @@ def run_plugin(trt_host, op, sample):
         # Outputs at their upper bound where the size is data-dependent (TensorRT allocates that much too);
         # size outputs are TensorRT's int32 size tensors.
         out_shapes = expected_shapes(op, shapes, attrs_of(op, sample), at_upper=True)
-        outs = [torch.empty(s if s is not None else [], dtype=_out_dtype(o, d, inputs), device="cuda")
-                for o, s in zip(d.outputs, out_shapes)]
-        ins_desc = [harness.tensor(list(t.shape), harness.TRT_DTYPE[str(t.dtype).removeprefix("torch.")])
-                    for t in inputs]
-        outs_desc = [harness.tensor(list(t.shape), harness.TRT_DTYPE[str(t.dtype).removeprefix("torch.")])
-                     for t in outs]
+        outs = [
+            torch.empty(s if s is not None else [], dtype=_out_dtype(o, d, inputs), device="cuda")
+            for o, s in zip(d.outputs, out_shapes)
+        ]
+        ins_desc = [
+            harness.tensor(list(t.shape), harness.TRT_DTYPE[str(t.dtype).removeprefix("torch.")]) for t in inputs
+        ]
+        outs_desc = [
+            harness.tensor(list(t.shape), harness.TRT_DTYPE[str(t.dtype).removeprefix("torch.")]) for t in outs
+        ]
         if p.configure(ins_desc, outs_desc) != 0 or p.on_shape_change(ins_desc, outs_desc) != 0:
             raise EnqueueError(f"{d.id}: configurePlugin/onShapeChange failed: {trt_host.log()}")
         ws_bytes = p.workspace(ins_desc, outs_desc)
         ws = torch.empty(max(ws_bytes, 1), dtype=torch.uint8, device="cuda")
         stream = torch.cuda.current_stream()
-        st = p.enqueue(ins_desc, [t.data_ptr() for t in inputs], outs_desc, [t.data_ptr() for t in outs],
-                       ws.data_ptr() if ws_bytes else None, stream.cuda_stream)
+        st = p.enqueue(
+            ins_desc,
+            [t.data_ptr() for t in inputs],
+            outs_desc,
+            [t.data_ptr() for t in outs],
+            ws.data_ptr() if ws_bytes else None,
+            stream.cuda_stream,
+        )
         stream.synchronize()
         if st != 0:
             raise EnqueueError(f"{d.id}: enqueue returned {st}: {trt_host.log()}")

@@ -26,21 +26,42 @@ TRT_DTYPE = {"float32": 0, "float16": 1, "int8": 2, "int32": 3, "bool": 4, "uint
 TRT_DTYPE_NAME = {v: k for k, v in TRT_DTYPE.items()}
 ALL_TRT_DTYPES = list(range(12))  # kFLOAT .. kE8M0
 K_LINEAR, K_CHW2 = 0, 1
-FIELD_TYPE = {"kFLOAT16": 0, "kFLOAT32": 1, "kFLOAT64": 2, "kINT8": 3, "kINT16": 4, "kINT32": 5, "kCHAR": 6,
-              "kDIMS": 7, "kUNKNOWN": 8, "kBF16": 9, "kINT64": 10}
+FIELD_TYPE = {
+    "kFLOAT16": 0,
+    "kFLOAT32": 1,
+    "kFLOAT64": 2,
+    "kINT8": 3,
+    "kINT16": 4,
+    "kINT32": 5,
+    "kCHAR": 6,
+    "kDIMS": 7,
+    "kUNKNOWN": 8,
+    "kBF16": 9,
+    "kINT64": 10,
+}
 FIELD_TYPE_NAME = {v: k for k, v in FIELD_TYPE.items()}
 K_BUILD, K_RUNTIME = 0, 1
 LABEL = "plugin host harness: proves the plugin honours TensorRT's plugin interfaces, not that TensorRT accepted it"
 
 
 class PluginField(ctypes.Structure):  # nvinfer1::PluginField
-    _fields_ = [("name", ctypes.c_char_p), ("data", ctypes.c_void_p), ("type", ctypes.c_int32),
-                ("length", ctypes.c_int32)]
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("data", ctypes.c_void_p),
+        ("type", ctypes.c_int32),
+        ("length", ctypes.c_int32),
+    ]
 
 
 class HxTensor(ctypes.Structure):  # harness.cpp HxTensor
-    _fields_ = [("rank", ctypes.c_int32), ("dims", ctypes.c_int64 * 8), ("min", ctypes.c_int64 * 8),
-                ("max", ctypes.c_int64 * 8), ("type", ctypes.c_int32), ("format", ctypes.c_int32)]
+    _fields_ = [
+        ("rank", ctypes.c_int32),
+        ("dims", ctypes.c_int64 * 8),
+        ("min", ctypes.c_int64 * 8),
+        ("max", ctypes.c_int64 * 8),
+        ("type", ctypes.c_int32),
+        ("format", ctypes.c_int32),
+    ]
 
 
 def tensor(dims, dtype=0, fmt=K_LINEAR, mins=None, maxs=None) -> HxTensor:
@@ -75,8 +96,19 @@ def _compile(out: Path, sources: list[Path], flags: list[str]) -> Path:
     trt = headers.require()
     cuda = cuda_home()
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["c++", "-std=c++17", "-Wall", "-Wno-deprecated-declarations", f"-I{trt}", f"-I{cuda}/include",
-           *map(str, sources), "-o", str(out), "-ldl", *flags]
+    cmd = [
+        "c++",
+        "-std=c++17",
+        "-Wall",
+        "-Wno-deprecated-declarations",
+        f"-I{trt}",
+        f"-I{cuda}/include",
+        *map(str, sources),
+        "-o",
+        str(out),
+        "-ldl",
+        *flags,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"building {out.name} failed:\n{' '.join(cmd)}\n{done.stderr[-4000:]}")
@@ -90,20 +122,31 @@ def _harness_build_dir() -> Path:
 
 
 def build_harness() -> Path:
-    return _compile(_harness_build_dir() / "libopforge_trt_harness.so", [HERE / "harness.cpp"],
-                    ["-shared", "-fPIC", "-O1", "-g", "-fvisibility=hidden"])
+    return _compile(
+        _harness_build_dir() / "libopforge_trt_harness.so",
+        [HERE / "harness.cpp"],
+        ["-shared", "-fPIC", "-O1", "-g", "-fvisibility=hidden"],
+    )
 
 
 def build_fuzzer() -> Path:
     """The createPlugin fuzzer, with AddressSanitizer (pair it with the 'asan' plugin library)."""
-    return _compile(_harness_build_dir() / "opforge_trt_fuzz_asan", [HERE / "fuzz.cpp"],
-                    ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"])
+    return _compile(
+        _harness_build_dir() / "opforge_trt_fuzz_asan",
+        [HERE / "fuzz.cpp"],
+        ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"],
+    )
 
 
 def run_fuzzer(library: Path, cases: int = 2000, seed: int = 1, timeout: float = 120) -> tuple[int, str]:
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1")
-    done = subprocess.run([str(build_fuzzer()), str(library), str(cases), str(seed)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    done = subprocess.run(
+        [str(build_fuzzer()), str(library), str(cases), str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     return done.returncode, done.stdout + done.stderr
 
 
@@ -116,7 +159,7 @@ class Fields:
 
     items: list[tuple[str, int, bytes, int]] = field(default_factory=list)  # name, type, data, length
 
-    def add(self, name: str, ftype: int, data: bytes, length: int) -> "Fields":
+    def add(self, name: str, ftype: int, data: bytes, length: int) -> Fields:
         self.items.append((name, ftype, data, length))
         return self
 
@@ -155,13 +198,18 @@ def fields_from_onnx_node(node, field_names: dict[str, tuple[int, int]]) -> Fiel
         if attr.type == AttributeProto.INT:
             out.add(attr.name, FIELD_TYPE["kINT32"], np.array([attr.i], np.int64).astype(np.int32).tobytes(), 1)
         elif attr.type == AttributeProto.INTS:
-            out.add(attr.name, FIELD_TYPE["kINT32"], np.array(list(attr.ints), np.int64).astype(np.int32).tobytes(),
-                    len(attr.ints))
+            out.add(
+                attr.name,
+                FIELD_TYPE["kINT32"],
+                np.array(list(attr.ints), np.int64).astype(np.int32).tobytes(),
+                len(attr.ints),
+            )
         elif attr.type == AttributeProto.FLOAT:
             out.add(attr.name, FIELD_TYPE["kFLOAT32"], np.array([attr.f], np.float32).tobytes(), 1)
         elif attr.type == AttributeProto.FLOATS:
-            out.add(attr.name, FIELD_TYPE["kFLOAT32"], np.array(list(attr.floats), np.float32).tobytes(),
-                    len(attr.floats))
+            out.add(
+                attr.name, FIELD_TYPE["kFLOAT32"], np.array(list(attr.floats), np.float32).tobytes(), len(attr.floats)
+            )
         elif attr.type == AttributeProto.STRING:
             out.add(attr.name, FIELD_TYPE["kCHAR"], attr.s, len(attr.s))
         else:
@@ -175,7 +223,7 @@ def plugin_key_from_onnx_node(node) -> tuple[str, str, str]:
     return node.op_type, attrs.get("plugin_version", "1"), attrs.get("plugin_namespace", "")
 
 
-def onnx_node_for(op, attrs: dict, inputs) -> "onnx.NodeProto":  # noqa: F821
+def onnx_node_for(op, attrs: dict, inputs) -> onnx.NodeProto:  # noqa: F821
     """The op's node as the exporter writes it (ops.onnx.export_onnx of a one-op module). This is the one
     place to switch if the exporter changes; `synthetic_onnx_node` is the exporter-free fallback."""
     try:
@@ -204,8 +252,12 @@ def synthetic_onnx_node(op, attrs: dict):
     node = helper.make_node(d.name, [i.name for i in d.inputs], [o.name for o in d.outputs], domain=d.namespace)
     # added one by one, not as make_node's **kwargs: an attribute may be called `name` or `domain`
     node.attribute.extend(helper.make_attribute(k, v) for k, v in kwargs.items())
-    node.attribute.extend([helper.make_attribute("plugin_version", str(d.version)),
-                           helper.make_attribute("plugin_namespace", d.namespace)])
+    node.attribute.extend(
+        [
+            helper.make_attribute("plugin_version", str(d.version)),
+            helper.make_attribute("plugin_namespace", d.namespace),
+        ]
+    )
     return node
 
 
@@ -232,16 +284,26 @@ class Host:
         vp, i32, i64, cp = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_char_p
         T = ctypes.POINTER(HxTensor)
         sigs = {
-            "hx_open": (vp, [cp, cp, i32]), "hx_num_creators": (i32, [vp]), "hx_creator_info": (i32, [vp, i32, cp, i32]),
-            "hx_log": (i32, [vp, cp, i32, i32]), "hx_create": (vp, [vp, i32, cp, ctypes.POINTER(PluginField), i32, i32]),
-            "hx_create_null_fc": (vp, [vp, i32]), "hx_destroy": (None, [vp]), "hx_plugin_info": (i32, [vp, cp, i32]),
+            "hx_open": (vp, [cp, cp, i32]),
+            "hx_num_creators": (i32, [vp]),
+            "hx_creator_info": (i32, [vp, i32, cp, i32]),
+            "hx_log": (i32, [vp, cp, i32, i32]),
+            "hx_create": (vp, [vp, i32, cp, ctypes.POINTER(PluginField), i32, i32]),
+            "hx_create_null_fc": (vp, [vp, i32]),
+            "hx_destroy": (None, [vp]),
+            "hx_plugin_info": (i32, [vp, cp, i32]),
             "hx_output_shapes": (i32, [vp, T, i32, i32, cp, i32]),
             "hx_output_types": (i32, [vp, ctypes.POINTER(i32), i32, ctypes.POINTER(i32), i32]),
-            "hx_supports": (i32, [vp, i32, T, i32, i32]), "hx_configure": (i32, [vp, T, i32, T, i32]),
-            "hx_workspace": (i64, [vp, T, i32, T, i32]), "hx_on_shape_change": (i32, [vp, T, i32, T, i32]),
+            "hx_supports": (i32, [vp, i32, T, i32, i32]),
+            "hx_configure": (i32, [vp, T, i32, T, i32]),
+            "hx_workspace": (i64, [vp, T, i32, T, i32]),
+            "hx_on_shape_change": (i32, [vp, T, i32, T, i32]),
             "hx_enqueue": (i32, [vp, T, i32, ctypes.POINTER(vp), T, i32, ctypes.POINTER(vp), vp, vp]),
-            "hx_serialized_fields": (i32, [vp, cp, i32]), "hx_recreate": (vp, [vp, i32, vp]),
-            "hx_clone": (vp, [vp]), "hx_attach": (vp, [vp]), "hx_timing_cache_id": (cp, [vp]),
+            "hx_serialized_fields": (i32, [vp, cp, i32]),
+            "hx_recreate": (vp, [vp, i32, vp]),
+            "hx_clone": (vp, [vp]),
+            "hx_attach": (vp, [vp]),
+            "hx_timing_cache_id": (cp, [vp]),
         }
         for name, (res, args) in sigs.items():
             fn = getattr(L, name)
@@ -280,7 +342,7 @@ class Host:
         self.lib.hx_log(self.h, buf, size, int(clear))
         return buf.value.decode()
 
-    def create(self, creator: CreatorInfo, fields: Fields, phase: int = K_BUILD, name: str = "layer") -> "Plugin | None":
+    def create(self, creator: CreatorInfo, fields: Fields, phase: int = K_BUILD, name: str = "layer") -> Plugin | None:
         arr, n, keep = fields.as_ctypes()
         p = self.lib.hx_create(self.h, creator.index, name.encode(), arr, n, phase)
         del keep
@@ -348,15 +410,15 @@ class Plugin:
             out[name] = (int(ftype), decode_field(int(ftype), bytes.fromhex(hexdata), int(length)))
         return out
 
-    def recreate(self) -> "Plugin | None":
+    def recreate(self) -> Plugin | None:
         p = self.L.hx_recreate(self.host.h, self.creator.index, self.h)
         return Plugin(self.host, self.creator, p) if p else None
 
-    def clone(self) -> "Plugin | None":
+    def clone(self) -> Plugin | None:
         p = self.L.hx_clone(self.h)
         return Plugin(self.host, self.creator, p) if p else None
 
-    def attach(self) -> "Plugin | None":
+    def attach(self) -> Plugin | None:
         p = self.L.hx_attach(self.h)
         return Plugin(self.host, self.creator, p) if p else None
 

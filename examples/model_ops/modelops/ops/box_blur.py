@@ -12,8 +12,12 @@ def samples(device, dtype):
     def rand(*shape):
         return torch.randn(*shape).to(device=device, dtype=dtype)
 
-    return [Sample(rand(2, 3, 9)), Sample(rand(3, 1, 17), kernel=5), Sample(rand(1, 2, 4), kernel=4),
-            Sample(rand(0, 2, 6), kernel=2)]
+    return [
+        Sample(rand(2, 3, 9)),
+        Sample(rand(3, 1, 17), kernel=5),
+        Sample(rand(1, 2, 4), kernel=4),
+        Sample(rand(0, 2, 6), kernel=2),
+    ]
 
 
 def backward(ctx, grad):
