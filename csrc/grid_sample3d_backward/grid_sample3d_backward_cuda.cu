@@ -1,5 +1,5 @@
 // CUDA backward of grid_sample3d: one kernel with the forward's 2-D blocks (threadIdx.x: consecutive output
-// voxels, threadIdx.y: channel lanes c = y, y + blockDim.y, ...). Each thread locates its voxel once, then per
+// voxels, threadIdx.y: channel lanes c = y, y + blockDim.y, ..., as many as gs::channel_lanes gives). Each thread locates its voxel once, then per
 // channel scatters grad_out * weight to the corners inside the volume with float32 atomics (into grad_input
 // itself for float32, into the float32 workspace for float16/bfloat16, converted at the end) and adds the
 // corner values' share of d(sample)/d(index); the channel lanes' partial sums meet in shared memory and one
@@ -117,9 +117,9 @@ template <typename T>
     return ::opforge::Status::error(::opforge::Status::kCudaError, "grid_sample3d_backward: memset failed");
   const int64_t total = p.N * p.out_plane();
   if (total > 0) {
-    // The forward's block shape: 256 threads, up to 8 channel lanes.
-    const unsigned by = p.C >= 8 ? 8u : (p.C > 0 ? static_cast<unsigned>(p.C) : 1u);
-    const dim3 block(32u * (8u / by), by);
+    // The forward's block shape: 256 threads, (256 / lanes) voxels by `lanes` channel lanes.
+    const unsigned lanes = gs::channel_lanes(total, p.C);
+    const dim3 block(256u / lanes, lanes);
     const unsigned blocks = blocks_for(total, block.x, int64_t{1} << 20);
     if (p.nearest)
       backward_kernel<T, true><<<blocks, block, 0, stream>>>(input, grid, gout, gin, grad_grid, p, total);
