@@ -93,12 +93,21 @@ template <typename T, int VEC>
 template <typename T>
 ::opforge::Status dispatch(const T* value, const int64_t* shapes, const int64_t* starts, const T* loc, const T* attn,
                            T* out, const Params& p, cudaStream_t stream) {
-  constexpr int kWide = 16 / sizeof(T);  // one 16-byte load per corner
   const auto fits = [&](int vec) {
     return p.D % vec == 0 && cuda_detail::aligned_to<T>(value, vec) && cuda_detail::aligned_to<T>(out, vec);
   };
-  if (fits(kWide)) return launch<T, kWide>(value, shapes, starts, loc, attn, out, p, stream);
-  if (fits(2)) return launch<T, 2>(value, shapes, starts, loc, attn, out, p, stream);
+  switch (cuda_detail::pick_vec<T>(p, fits)) {  // up to one 16-byte load per corner
+    case 8:
+      if constexpr (sizeof(T) <= 2) return launch<T, 8>(value, shapes, starts, loc, attn, out, p, stream);
+      break;
+    case 4:
+      if constexpr (sizeof(T) <= 4) return launch<T, 4>(value, shapes, starts, loc, attn, out, p, stream);
+      break;
+    case 2:
+      return launch<T, 2>(value, shapes, starts, loc, attn, out, p, stream);
+    default:
+      break;
+  }
   return launch<T, 1>(value, shapes, starts, loc, attn, out, p, stream);
 }
 

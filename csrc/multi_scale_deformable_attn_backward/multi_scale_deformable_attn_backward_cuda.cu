@@ -164,16 +164,18 @@ template <typename T>
   }
   const Params p = cd::make_params(g);
   if (p.rows > 0) {
-    constexpr int kWide = 16 / sizeof(T);
     const auto fits = [&](int vec) {
       return g.D % vec == 0 && cd::aligned_to<T>(value, vec) && cd::aligned_to<T>(gout, vec) &&
              cd::aligned_to<float>(acc, vec < 4 ? vec : 4);
     };
-    ::opforge::Status st =
-        fits(kWide)
-            ? launch<T, kWide>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream)
-        : fits(2) ? launch<T, 2>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream)
-                  : launch<T, 1>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream);
+    const int vec = cd::pick_vec<T>(p, fits);  // the forward's choice of width (msda_cuda.cuh)
+    ::opforge::Status st = ::opforge::Status::ok();
+    if constexpr (sizeof(T) <= 2) {
+      if (vec == 8) st = launch<T, 8>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream);
+    }
+    if (vec == 4) st = launch<T, 4>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream);
+    if (vec == 2) st = launch<T, 2>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream);
+    if (vec == 1) st = launch<T, 1>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream);
     if (!st.is_ok()) return st;
   }
   if (!std::is_same<T, float>::value && nvalue > 0) {
