@@ -25,7 +25,9 @@ __device__ __forceinline__ float trilinear_sum(const float (&v)[8], const float 
   return acc;
 }
 
-template <typename T, bool kNearest>
+// kChunk channels' corner loads are issued before any is used (bilinear). 4 is the default;
+// OPFORGE_GRID_SAMPLE3D_CHUNK=1|2|4|8 selects another (for measurements).
+template <typename T, bool kNearest, int kChunk = 4>
 __global__ void __launch_bounds__(256) forward_kernel(const T* __restrict__ input, const T* __restrict__ grid,
                                                       T* __restrict__ out, const detail::Params p, int64_t total) {
   const int64_t V = p.out_plane(), plane = p.in_plane();
@@ -48,16 +50,16 @@ __global__ void __launch_bounds__(256) forward_kernel(const T* __restrict__ inpu
       detail::locate_trilinear(ix, iy, iz, p, &t);
       const int64_t lanes = blockDim.y;
       int64_t c = threadIdx.y;
-      for (; c + 3 * lanes < p.C; c += 4 * lanes) {  // four channels' loads in flight
-        float v8[4][8];
+      for (; c + (kChunk - 1) * lanes < p.C; c += kChunk * lanes) {  // kChunk channels' loads in flight
+        float v8[kChunk][8];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
+        for (int j = 0; j < kChunk; ++j) {
           const T* s = src + (c + j * lanes) * plane;
 #pragma unroll
           for (int k = 0; k < 8; ++k) v8[j][k] = (t.valid & (1u << k)) ? to_float(__ldg(s + t.off[k])) : 0.0f;
         }
 #pragma unroll
-        for (int j = 0; j < 4; ++j) dst[(c + j * lanes) * V] = from_float<T>(trilinear_sum(v8[j], t.w));
+        for (int j = 0; j < kChunk; ++j) dst[(c + j * lanes) * V] = from_float<T>(trilinear_sum(v8[j], t.w));
       }
       for (; c < p.C; c += lanes) {
         const T* s = src + c * plane;
@@ -76,6 +78,30 @@ __global__ void __launch_bounds__(256) forward_kernel(const T* __restrict__ inpu
 inline dim3 block_for(int64_t voxels, int64_t channels) {
   const unsigned lanes = detail::channel_lanes(voxels, channels);
   return dim3(256u / lanes, lanes);
+}
+
+inline int chunk_requested() {
+  const char* e = std::getenv("OPFORGE_GRID_SAMPLE3D_CHUNK");
+  const int f = e != nullptr ? std::atoi(e) : 4;
+  return f == 1 || f == 2 || f == 8 ? f : 4;
+}
+
+template <typename T>
+void launch_bilinear(const T* input, const T* grid, T* out, const detail::Params& p, int64_t total, unsigned blocks,
+                     dim3 block, cudaStream_t stream) {
+  switch (chunk_requested()) {
+    case 1:
+      forward_kernel<T, false, 1><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
+      break;
+    case 2:
+      forward_kernel<T, false, 2><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
+      break;
+    case 8:
+      forward_kernel<T, false, 8><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
+      break;
+    default:
+      forward_kernel<T, false, 4><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
+  }
 }
 
 inline unsigned blocks_for(int64_t total, unsigned per_block) {
@@ -101,8 +127,7 @@ OPFORGE_CUDA_KERNEL(opforge, grid_sample3d) {
       forward_kernel<T, true><<<blocks, block, 0, stream>>>(input.ptr<const T>(), grid.ptr<const T>(), output.ptr<T>(),
                                                             p, total);
     else
-      forward_kernel<T, false><<<blocks, block, 0, stream>>>(input.ptr<const T>(), grid.ptr<const T>(),
-                                                             output.ptr<T>(), p, total);
+      launch_bilinear<T>(input.ptr<const T>(), grid.ptr<const T>(), output.ptr<T>(), p, total, blocks, block, stream);
     return ::opforge::cuda::launch_status("grid_sample3d: CUDA launch failed");
   });
 }
