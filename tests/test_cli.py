@@ -69,6 +69,15 @@ def test_every_tool_has_the_common_options(module, capsys):
     assert "-v, --verbose" in text and "-q, --quiet" in text
 
 
+def test_new_quiet_leaves_out_the_advice(tmp_path, capsys):
+    from ops.new.cli import main
+
+    argv = ["demo::quiet", "--input", "x", "--output", "y:like(x)", "--dir", str(tmp_path), "-q"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("demo::quiet: wrote") and "Next:" not in out and (tmp_path / "quiet.py").is_file()
+
+
 def test_verbose_adds_the_traceback_of_a_user_error(capsys):
     from ops.check.__main__ import main
 

@@ -303,6 +303,8 @@ def run(args: Args) -> int:
     print(f"outputs: {decl_line}")
     for note in plan.notes:
         print(f"note: {note}")
+    if args.quiet:  # the files written and the notes about them; not the advice below
+        return 0
     print(
         "The kernels are skeletons (kernels_pending=" + repr(tuple(plan.devices)) + "): the op runs its reference "
         "on those devices until you write the bodies and remove the flag."
