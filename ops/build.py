@@ -20,7 +20,6 @@ installed, never one pip would resolve into an isolated build environment.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -28,9 +27,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import paths
+from . import cli, paths
 from .build_output import NinjaLog, capture_fd1
-from .errors import OpforgeError
+from .errors import BuildError, OpforgeError
 from .registry import compiled_ops_in
 
 DEFAULT_PACKAGE = "ops.library"
@@ -238,7 +237,7 @@ def build_package(package_name: str = DEFAULT_PACKAGE, verbose: bool = False) ->
             dist.run_command("build_ext")
     except Exception as e:
         rebuild = f"python -m ops.build{'' if package_name == DEFAULT_PACKAGE else ' --package ' + package_name}"
-        raise OpforgeError(log.failure(f"building {pkg.extension}", rebuild)) from e
+        raise BuildError(log.failure(f"building {pkg.extension}", rebuild)) from e
     built = Path(cmd.get_ext_fullpath(ext.name))
     dest = pkg.extension_dir / built.name
     record = built.parent / f"{pkg.extension_leaf}.build.json"
@@ -250,10 +249,11 @@ def build_package(package_name: str = DEFAULT_PACKAGE, verbose: bool = False) ->
 
 
 def main(argv=None) -> int:
-    from .discovery import add_package_option
-
-    parser = argparse.ArgumentParser(prog="python -m ops.build", description=__doc__.splitlines()[0])
-    add_package_option(parser, f"the op package to build (import name; repeatable; default {DEFAULT_PACKAGE})")
+    parser = cli.parser(
+        "python -m ops.build",
+        __doc__.splitlines()[0] + " Exit status: 0 built, 1 the build failed, 2 a usage error.",
+        packages=f"the op package to build (import name; repeatable; default {DEFAULT_PACKAGE})",
+    )
     parser.add_argument("--print", action="store_true", help="print the sources of the extension and exit")
     parser.add_argument("--trt", action="store_true", help="build the TensorRT plugin library instead")
     parser.add_argument("--trt-cmake", metavar="DIR", help="write a standalone CMake project for the plugin library")
@@ -267,32 +267,30 @@ def main(argv=None) -> int:
         "--jetpack", default="6", help="with --target: JetPack generations, 6 (CUDA 12), 7 (CUDA 13) or 6,7 (default 6)"
     )
     parser.add_argument("--ops", help="with --target: only these ops (comma-separated ids)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the compiler commands")
-    args = parser.parse_args(argv)
+    return cli.main(parser, run, argv)
+
+
+def run(args) -> int:
     names = args.package or [DEFAULT_PACKAGE]
     if args.target:
         from .cross.build import main as cross_main
 
         return cross_main(args, names)
-    try:
-        for name in names:
-            if args.trt or args.trt_cmake:
-                from .trt.build import build, emit_cmake
+    for name in names:
+        if args.trt or args.trt_cmake:
+            from .trt.build import build, emit_cmake
 
-                if args.trt_cmake:
-                    print(f"wrote {emit_cmake(args.trt_cmake, args.cuda_archs, package=name)}")
-                if args.trt:
-                    result = build(package=name, verbose=args.verbose)
-                    print(f"built {result.library} ({', '.join(result.ops)}; TensorRT headers {result.trt_include})")
-            elif args.print:
-                sources, includes, record = generate_sources(name, cuda_enabled())
-                print("\n".join(sources))
-                print(json.dumps({"include_dirs": includes, **record}, indent=2))
-            else:
-                print(f"built {build_package(name, verbose=args.verbose)}")
-    except OpforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+            if args.trt_cmake:
+                print(f"wrote {emit_cmake(args.trt_cmake, args.cuda_archs, package=name)}")
+            if args.trt:
+                result = build(package=name, verbose=args.verbose)
+                print(f"built {result.library} ({', '.join(result.ops)}; TensorRT headers {result.trt_include})")
+        elif args.print:
+            sources, includes, record = generate_sources(name, cuda_enabled())
+            print("\n".join(sources))
+            print(json.dumps({"include_dirs": includes, **record}, indent=2))
+        else:
+            print(f"built {build_package(name, verbose=args.verbose)}")
     return 0
 
 

@@ -13,10 +13,13 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import cli
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "skip"
 
@@ -325,15 +328,15 @@ def print_summary(title: str, steps: list[Step], out=print) -> None:
 def example_main(doc: str, title: str, convert, argv=None) -> int:
     """The command line every example shares: --small, --no-trt, --workdir; prints the summary table and
     returns 1 if any step failed. `convert(workdir, small, trt)` is the example's conversion."""
-    import argparse
-    import tempfile
-
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser = cli.parser(None, doc.split("\n\n")[0] + " Exit status: 0 every step passed, 1 a step failed.")
     parser.add_argument("--small", action="store_true", help="the reduced size the tests run")
     parser.add_argument("--no-trt", dest="trt", action="store_false", help="skip the TensorRT steps")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the ONNX files here")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        steps = convert(args.workdir or Path(tmp), args.small, args.trt)
-    print_summary(title, steps)
-    return 1 if any(s.result == FAIL for s in steps) else 0
+
+    def run(args) -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            steps = convert(args.workdir or Path(tmp), args.small, args.trt)
+        print_summary(title, steps)
+        return 1 if any(s.result == FAIL for s in steps) else 0
+
+    return cli.main(parser, run, argv)

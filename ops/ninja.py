@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import paths
 from .build_output import NinjaLog
-from .errors import OpforgeError
+from .errors import BuildError
 
 
 def escape(path: Path | str) -> str:
@@ -28,4 +28,4 @@ def run(build_dir: Path, lines: list[str], what: str, verbose: bool = False, reb
             log.feed(line)
     log.done()
     if proc.returncode != 0:
-        raise OpforgeError(log.failure(what, rebuild or f"ninja -C {build_dir}"))
+        raise BuildError(log.failure(what, rebuild or f"ninja -C {build_dir}"))

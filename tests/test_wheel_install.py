@@ -161,7 +161,7 @@ def test_the_wheel_carries_sources_and_a_fresh_build(installed):
 
 def test_console_scripts_are_installed(installed):
     python, env, elsewhere = installed
-    for script in ("opforge-check", "opforge-build", "opforge-export"):
+    for script in ("opforge-check", "opforge-build", "opforge-export", "opforge-new", "opforge-precision"):
         assert "usage:" in run([python.parent / script, "--help"], elsewhere, env)
 
 

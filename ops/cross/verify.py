@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import paths
+from .. import cli, paths
 from . import emulate
 
 ELEM = {1: np.float32, 10: np.float16, 7: np.int64, 6: np.int32, 11: np.float64, 9: np.bool_}
@@ -227,13 +227,23 @@ def table() -> tuple[str, bool]:
 
 
 def main(argv=None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if "--table" in args:
-        text, ok = table()
-        print(text)
-        return 0 if ok else 1
-    print(__doc__)
-    return 2
+    parser = cli.parser(
+        "python -m ops.cross.verify",
+        __doc__.split("\n\n")[0] + " Exit status: 0 every artefact and check is right, 1 one is not, 2 a usage error.",
+    )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        required=True,
+        help="print the artefacts of build/jetson/*/manifest.json and the results the last test run recorded",
+    )
+    return cli.main(parser, run, argv)
+
+
+def run(args) -> int:
+    text, ok = table()
+    print(text)
+    return cli.OK if ok else cli.PROBLEMS
 
 
 if __name__ == "__main__":
