@@ -5,6 +5,8 @@
 //     output voxel's grad_out into it in voxel order (aten's order), accumulating in float32.
 #include "grid_sample3d_backward.h"
 
+#include "opforge/cpu_isa.h"
+
 #include <vector>
 
 namespace opforge_kernels {

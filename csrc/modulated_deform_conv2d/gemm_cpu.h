@@ -3,13 +3,13 @@
 // The micro-kernel keeps a kMR x kNR accumulator in registers; it is compiled twice (AVX2+FMA and the
 // baseline ISA) and picked at run time, since the extension is built without -march flags. On aarch64 the
 // second form is NEON with fused multiply-adds (base ASIMD: no run-time check; OPFORGE_CPU_ISA=baseline
-// picks the portable loop instead, kernel_api.h).
+// picks the portable loop instead, opforge/cpu_isa.h).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
-#include "opforge/kernel_api.h"
+#include "opforge/cpu_isa.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

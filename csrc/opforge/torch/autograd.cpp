@@ -29,7 +29,7 @@
 #include <utility>
 #include <vector>
 
-#include "opforge/torch_glue.h"
+#include "opforge/torch/glue.h"
 
 namespace opforge {
 namespace glue {
