@@ -32,7 +32,9 @@ inline const nvinfer1::IDimensionExpr* e_op(nvinfer1::IExprBuilder& eb, nvinfer1
 inline bool shape_matches(const nvinfer1::Dims& got, const std::vector<KnownInt>& expect, const char* name,
                           const char* rule, std::string* why) {
   int64_t dims[nvinfer1::Dims::MAX_DIMS] = {};
-  const int32_t rank = got.nbDims < 0 ? 0 : got.nbDims > nvinfer1::Dims::MAX_DIMS ? nvinfer1::Dims::MAX_DIMS : got.nbDims;
+  const int32_t rank = got.nbDims < 0                          ? 0
+                       : got.nbDims > nvinfer1::Dims::MAX_DIMS ? nvinfer1::Dims::MAX_DIMS
+                                                               : got.nbDims;
   for (int32_t i = 0; i < rank; ++i) dims[i] = got.d[i];
   std::vector<int64_t> values(expect.size());
   std::unique_ptr<bool[]> known(new bool[expect.size() + 1]);

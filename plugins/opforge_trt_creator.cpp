@@ -23,11 +23,21 @@ Creator::Creator(const OpSpec& spec) : spec_(&spec) {
     PluginFieldType t = PluginFieldType::kINT32;
     int32_t length = 1;
     switch (f.kind) {
-      case FieldKind::kInt: case FieldKind::kBool: t = PluginFieldType::kINT32; break;
-      case FieldKind::kInts: t = PluginFieldType::kINT32; length = 0; break;
+      case FieldKind::kInt:
+      case FieldKind::kBool: t = PluginFieldType::kINT32; break;
+      case FieldKind::kInts:
+        t = PluginFieldType::kINT32;
+        length = 0;
+        break;
       case FieldKind::kFloat: t = PluginFieldType::kFLOAT32; break;
-      case FieldKind::kFloats: t = PluginFieldType::kFLOAT32; length = 0; break;
-      case FieldKind::kStr: t = PluginFieldType::kCHAR; length = 0; break;
+      case FieldKind::kFloats:
+        t = PluginFieldType::kFLOAT32;
+        length = 0;
+        break;
+      case FieldKind::kStr:
+        t = PluginFieldType::kCHAR;
+        length = 0;
+        break;
     }
     field_names_.emplace_back(f.name, nullptr, t, length);
   }
@@ -104,7 +114,9 @@ bool Creator::parse(const nvinfer1::PluginFieldCollection* fc, Attrs* attrs, std
         return *why = e.message, false;
     }
     switch (f.kind) {
-      case FieldKind::kInt: case FieldKind::kInts: case FieldKind::kBool: {
+      case FieldKind::kInt:
+      case FieldKind::kInts:
+      case FieldKind::kBool: {
         std::vector<int64_t>& v = attrs->ints[k];
         if (pf.type == PluginFieldType::kINT32) {
           const auto* p = static_cast<const int32_t*>(pf.data);
@@ -119,7 +131,8 @@ bool Creator::parse(const nvinfer1::PluginFieldCollection* fc, Attrs* attrs, std
           return *why = "field '" + name + "' is a bool: expected 0 or 1, got " + std::to_string(v[0]), false;
         break;
       }
-      case FieldKind::kFloat: case FieldKind::kFloats: {
+      case FieldKind::kFloat:
+      case FieldKind::kFloats: {
         std::vector<double>& v = attrs->floats[k];
         if (pf.type == PluginFieldType::kFLOAT32) {
           const auto* p = static_cast<const float*>(pf.data);

@@ -117,8 +117,13 @@ Plugin::Plugin(const OpSpec& spec, std::string layer_name, Attrs attrs)
     : spec_(&spec), layer_name_(std::move(layer_name)), attrs_(std::move(attrs)) {}
 
 Plugin::Plugin(const Plugin& other)
-    : nvinfer1::IPluginV3(), nvinfer1::IPluginV3OneCore(), nvinfer1::IPluginV3OneBuild(),
-      nvinfer1::IPluginV3OneRuntime(), spec_(other.spec_), layer_name_(other.layer_name_), attrs_(other.attrs_),
+    : nvinfer1::IPluginV3(),
+      nvinfer1::IPluginV3OneCore(),
+      nvinfer1::IPluginV3OneBuild(),
+      nvinfer1::IPluginV3OneRuntime(),
+      spec_(other.spec_),
+      layer_name_(other.layer_name_),
+      attrs_(other.attrs_),
       nb_inputs_seen_(other.nb_inputs_seen_) {}
 
 bool Plugin::fail(const std::string& what) const {
@@ -177,12 +182,13 @@ bool Plugin::check_tensors(const Dims* dims, const DataType* types, const nvinfe
       ::opforge::DType declared[32];
       const size_t n = allowed_dtypes(s, declared);
       const std::string got_text = "nvinfer1::DataType " + std::to_string(static_cast<int>(types[k]));
-      if (host::Error e = host::check_dtype(Host::kTensorRT, nullptr, s.name, declared, n, got, known, got_text.c_str()))
+      if (host::Error e =
+              host::check_dtype(Host::kTensorRT, nullptr, s.name, declared, n, got, known, got_text.c_str()))
         return fail(e.message);
       ::opforge::DType like = got;
       if (s.dtype_like >= 0 && dtype_from_trt(types[s.dtype_like], &like)) {
-        if (host::Error e = host::check_same_dtype(Host::kTensorRT, nullptr, s.name, got,
-                                                   spec_->inputs[s.dtype_like].name, like))
+        if (host::Error e =
+                host::check_same_dtype(Host::kTensorRT, nullptr, s.name, got, spec_->inputs[s.dtype_like].name, like))
           return fail(e.message);
       }
     }
@@ -237,7 +243,8 @@ int32_t Plugin::getOutputDataTypes(DataType* out_types, int32_t nb_out, const Da
     if (o.is_size) {
       out_types[j] = DataType::kINT32;  // TensorRT requires kINT32 for size tensors
     } else if (o.dtype_like >= 0) {
-      if (o.dtype_like >= nb_in) return fail(std::string("output '") + o.name + "' takes the dtype of a missing input"), 1;
+      if (o.dtype_like >= nb_in)
+        return fail(std::string("output '") + o.name + "' takes the dtype of a missing input"), 1;
       out_types[j] = in_types[o.dtype_like];
     } else if (!dtype_to_trt(o.dtype, &out_types[j])) {
       return fail(std::string("output '") + o.name + "' has a dtype TensorRT cannot represent"), 1;
@@ -313,9 +320,7 @@ size_t Plugin::getWorkspaceSize(const nvinfer1::DynamicPluginTensorDesc* in, int
       return 0;
     }
     return static_cast<size_t>(bytes);
-  } catch (...) {
-    return 0;
-  }
+  } catch (...) { return 0; }
 }
 
 const char* Plugin::getTimingCacheID() noexcept {
@@ -342,8 +347,8 @@ const char* Plugin::getTimingCacheID() noexcept {
 
 const char* Plugin::getMetadataString() noexcept { return spec_->op_id; }
 
-int32_t Plugin::onShapeChange(const nvinfer1::PluginTensorDesc* in, int32_t nb_in, const nvinfer1::PluginTensorDesc* out,
-                              int32_t nb_out) noexcept {
+int32_t Plugin::onShapeChange(const nvinfer1::PluginTensorDesc* in, int32_t nb_in,
+                              const nvinfer1::PluginTensorDesc* out, int32_t nb_out) noexcept {
   try {
     if (!check_counts(nb_in, nb_out)) return 1;
     if ((nb_in > 0 && in == nullptr) || out == nullptr) return fail("null tensor descriptors"), 1;
@@ -367,11 +372,13 @@ int32_t Plugin::onShapeChange(const nvinfer1::PluginTensorDesc* in, int32_t nb_i
       const Dims& got = out[j].dims;
       const std::string who = std::string("output '") + spec_->outputs[j].name + "'";
       if (rank >= 0 && got.nbDims != rank)
-        return fail(who + " has rank " + std::to_string(got.nbDims) + ", the shape rule gives " + std::to_string(rank)), 1;
+        return fail(who + " has rank " + std::to_string(got.nbDims) + ", the shape rule gives " + std::to_string(rank)),
+               1;
       for (int32_t i = 0; rank >= 0 && i < rank; ++i) {
         if (expect[i].known && got.d[i] != expect[i].v)
-          return fail(who + " dim " + std::to_string(i) + " is " + std::to_string(got.d[i]) + ", the shape rule gives " +
-                      std::to_string(expect[i].v)), 1;
+          return fail(who + " dim " + std::to_string(i) + " is " + std::to_string(got.d[i]) +
+                      ", the shape rule gives " + std::to_string(expect[i].v)),
+                 1;
       }
     }
     nb_inputs_seen_ = nb_in;
@@ -421,7 +428,8 @@ bool Plugin::bound_data_dependent_dims(const Dims* in, int32_t nb_in, int32_t j,
 }
 
 int32_t Plugin::enqueue(const nvinfer1::PluginTensorDesc* in_desc, const nvinfer1::PluginTensorDesc* out_desc,
-                        const void* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept {
+                        const void* const* inputs, void* const* outputs, void* workspace,
+                        cudaStream_t stream) noexcept {
   try {
     const int32_t nb_in = nb_inputs_seen_;
     if (nb_in < 0) return fail("enqueue called before configurePlugin/onShapeChange"), 1;
@@ -458,8 +466,10 @@ int32_t Plugin::enqueue(const nvinfer1::PluginTensorDesc* in_desc, const nvinfer
       } else if (!make_view(out_desc[j], outputs[j], &out[j])) {
         return fail(std::string("output '") + spec_->outputs[j].name + "' has an unsupported descriptor"), 1;
       } else if (!bound_data_dependent_dims(dims.data(), nb_in, j, &out[j])) {
-        return fail(std::string("output '") + spec_->outputs[j].name + "' has a dim that is neither given nor "
-                    "bounded by the declaration"), 1;
+        return fail(std::string("output '") + spec_->outputs[j].name +
+                    "' has a dim that is neither given nor "
+                    "bounded by the declaration"),
+               1;
       }
     }
     ::opforge::DeviceContext ctx;

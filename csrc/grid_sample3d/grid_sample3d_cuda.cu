@@ -81,11 +81,11 @@ OPFORGE_CUDA_KERNEL(opforge, grid_sample3d) {
   cudaStream_t stream = ::opforge::cuda::stream(ctx);
   return OPFORGE_DISPATCH_FLOATING_CUDA(input.dtype, T, [&] {
     if (p.nearest)
-      forward_kernel<T, true><<<blocks, block, 0, stream>>>(input.ptr<const T>(), grid.ptr<const T>(), output.ptr<T>(),
-                                                            p, total);
+      forward_kernel<T, true>
+          <<<blocks, block, 0, stream>>>(input.ptr<const T>(), grid.ptr<const T>(), output.ptr<T>(), p, total);
     else
-      forward_kernel<T, false><<<blocks, block, 0, stream>>>(input.ptr<const T>(), grid.ptr<const T>(),
-                                                             output.ptr<T>(), p, total);
+      forward_kernel<T, false>
+          <<<blocks, block, 0, stream>>>(input.ptr<const T>(), grid.ptr<const T>(), output.ptr<T>(), p, total);
     return ::opforge::cuda::launch_status("grid_sample3d: CUDA launch failed");
   });
 }

@@ -30,8 +30,16 @@ namespace opforge {
 #endif
 
 namespace detail {
-OPFORGE_ALWAYS_INLINE uint32_t float_bits(float f) { uint32_t u; std::memcpy(&u, &f, sizeof u); return u; }
-OPFORGE_ALWAYS_INLINE float bits_float(uint32_t u) { float f; std::memcpy(&f, &u, sizeof f); return f; }
+OPFORGE_ALWAYS_INLINE uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+OPFORGE_ALWAYS_INLINE float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
 
 OPFORGE_ALWAYS_INLINE float fp16_to_float_branchless(uint16_t h) {
   const uint32_t w = static_cast<uint32_t>(h) << 16;
@@ -126,8 +134,7 @@ inline CpuIsa cpu_isa_cap() {
   if (std::strcmp(cap, "avx2") == 0) return CpuIsa::kAvx2;
   if (std::strcmp(cap, "avx512") == 0) return CpuIsa::kAvx512;
   if (std::strcmp(cap, "avx512bf16") == 0) return CpuIsa::kAvx512Bf16;
-  std::fprintf(stderr, "opforge: OPFORGE_CPU_ISA=%s is not one of baseline, avx2, avx512, avx512bf16; ignored\n",
-               cap);
+  std::fprintf(stderr, "opforge: OPFORGE_CPU_ISA=%s is not one of baseline, avx2, avx512, avx512bf16; ignored\n", cap);
   return CpuIsa::kAvx512Bf16;
 }
 inline CpuIsa detect_cpu_isa() {
@@ -135,8 +142,8 @@ inline CpuIsa detect_cpu_isa() {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
     have = CpuIsa::kAvx2;
     // libgcc's and compiler-rt's checks include the OS saving the zmm state (XCR0).
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq"))
       have = __builtin_cpu_supports("avx512bf16") ? CpuIsa::kAvx512Bf16 : CpuIsa::kAvx512;
   }
   const CpuIsa cap = cpu_isa_cap();

@@ -147,8 +147,8 @@ inline Error check_same_dtype(Host host, const char* op, const char* name, DType
                               DType other_dtype) {
   if (got == other_dtype) return {};
   const std::string fix = host == Host::kTorch ? format("cast it with .to(", other, ".dtype)") : fix_dtype(host);
-  return error(ErrorKind::kType, op, "input '", name, "' must have the dtype of '", other, "' (", dtype_name(other_dtype),
-               "), got ", dtype_name(got), ". Fix: ", fix, ".");
+  return error(ErrorKind::kType, op, "input '", name, "' must have the dtype of '", other, "' (",
+               dtype_name(other_dtype), "), got ", dtype_name(got), ". Fix: ", fix, ".");
 }
 
 // The rank of input `name`: the declared exact `rank` (-1: any), at least `min_rank`, at most kMaxRank.
@@ -182,9 +182,8 @@ inline Error check_shape(Host host, const char* op, const char* name, const int6
   if (same) return {};
   std::string expected_text = "[";
   for (int64_t i = 0; i < rank; ++i)
-    expected_text += format(i ? ", " : "", expected_known == nullptr || expected_known[i]
-                                               ? std::to_string(expected[i])
-                                               : std::string("?"));
+    expected_text += format(
+        i ? ", " : "", expected_known == nullptr || expected_known[i] ? std::to_string(expected[i]) : std::string("?"));
   return error(ErrorKind::kValue, op, "input '", name, "' must have shape ", rule, " = ", expected_text + "]", ", got ",
                shape_text(got, got_rank, wildcards), ". Fix: ", fix_shape(host), ".");
 }

@@ -51,7 +51,7 @@
 #define OPFORGE_KERNEL_DEFINITION_(ns, name, device)                                                 \
   ::opforge::Status opforge_kernels::ns::name::device(OPFORGE_KERNEL_PARAMS_##ns##__##name) {        \
     return ::opforge_kernels::ns::name::opforge_##device##_body(OPFORGE_KERNEL_ARGS_##ns##__##name); \
-  }                                                                                                   \
+  }                                                                                                  \
   ::opforge::Status opforge_kernels::ns::name::opforge_##device##_body(OPFORGE_KERNEL_BODY_PARAMS_##ns##__##name)
 
 #if defined(__CUDACC__)
@@ -94,10 +94,15 @@ inline const char* dtype_name(DType t) {
 
 inline size_t dtype_size(DType t) {
   switch (t) {
-    case DType::kFloat32: case DType::kInt32: return 4;
-    case DType::kFloat16: case DType::kBFloat16: return 2;
-    case DType::kFloat64: case DType::kInt64: return 8;
-    case DType::kInt8: case DType::kUInt8: case DType::kBool: return 1;
+    case DType::kFloat32:
+    case DType::kInt32: return 4;
+    case DType::kFloat16:
+    case DType::kBFloat16: return 2;
+    case DType::kFloat64:
+    case DType::kInt64: return 8;
+    case DType::kInt8:
+    case DType::kUInt8:
+    case DType::kBool: return 1;
   }
   return 0;
 }
@@ -170,9 +175,10 @@ struct DeviceContext {
       f(int64_t{0}, n);
       return;
     }
-    parallel_run(parallel_pool, n, grain < 1 ? 1 : grain,
-                 [](void* closure, int64_t begin, int64_t end) { (*static_cast<const F*>(closure))(begin, end); },
-                 const_cast<void*>(static_cast<const void*>(&f)));
+    parallel_run(
+        parallel_pool, n, grain < 1 ? 1 : grain,
+        [](void* closure, int64_t begin, int64_t end) { (*static_cast<const F*>(closure))(begin, end); },
+        const_cast<void*>(static_cast<const void*>(&f)));
   }
 };
 
@@ -200,7 +206,10 @@ inline float fp16_bits_to_float(uint16_t h) {
       bits = sign;
     } else {  // subnormal: normalise it
       exponent = 127 - 15 + 1;
-      while ((mantissa & 0x400u) == 0) { mantissa <<= 1; --exponent; }
+      while ((mantissa & 0x400u) == 0) {
+        mantissa <<= 1;
+        --exponent;
+      }
       mantissa &= 0x3FFu;
       bits = sign | (exponent << 23) | (mantissa << 13);
     }
@@ -268,14 +277,22 @@ inline void store(BFloat16* p, int64_t i, float v) { p[i].bits = float_to_bf16_b
 }  // namespace opforge
 
 // Dispatch a CPU kernel body over the three floating storage types. `T` names the storage type inside.
-#define OPFORGE_DISPATCH_FLOATING_CPU(dtype, T, ...)                                        \
-  [&]() -> ::opforge::Status {                                                              \
-    switch (dtype) {                                                                        \
-      case ::opforge::DType::kFloat32: { using T = float; return __VA_ARGS__(); }           \
-      case ::opforge::DType::kFloat16: { using T = ::opforge::Half; return __VA_ARGS__(); } \
-      case ::opforge::DType::kBFloat16: { using T = ::opforge::BFloat16; return __VA_ARGS__(); } \
-      default:                                                                              \
-        return ::opforge::Status::error(::opforge::Status::kUnsupportedDType,               \
-                                        "dtype not supported by this kernel");              \
-    }                                                                                       \
+#define OPFORGE_DISPATCH_FLOATING_CPU(dtype, T, ...)                                                                 \
+  [&]() -> ::opforge::Status {                                                                                       \
+    switch (dtype) {                                                                                                 \
+      case ::opforge::DType::kFloat32: {                                                                             \
+        using T = float;                                                                                             \
+        return __VA_ARGS__();                                                                                        \
+      }                                                                                                              \
+      case ::opforge::DType::kFloat16: {                                                                             \
+        using T = ::opforge::Half;                                                                                   \
+        return __VA_ARGS__();                                                                                        \
+      }                                                                                                              \
+      case ::opforge::DType::kBFloat16: {                                                                            \
+        using T = ::opforge::BFloat16;                                                                               \
+        return __VA_ARGS__();                                                                                        \
+      }                                                                                                              \
+      default:                                                                                                       \
+        return ::opforge::Status::error(::opforge::Status::kUnsupportedDType, "dtype not supported by this kernel"); \
+    }                                                                                                                \
   }()

@@ -27,8 +27,10 @@ constexpr int kLanes = 32;
 
 template <bool kAvx2>
 OPFORGE_ALWAYS_INLINE float madd(float a, float b, float c) {
-  if constexpr (kAvx2) return std::fma(a, b, c);
-  else return a * b + c;
+  if constexpr (kAvx2)
+    return std::fma(a, b, c);
+  else
+    return a * b + c;
 }
 
 // acc[j % kLanes] += v[j]^2 for j < n; n is a multiple of kLanes except for the row's last block.

@@ -40,16 +40,20 @@ using math::kTanhQ;
 // a * b + c, fused in the AVX2 clone (one rounding, half the instructions). kAvx2: compiled into it.
 template <bool kAvx2>
 OPFORGE_ALWAYS_INLINE float madd(float a, float b, float c) {
-  if constexpr (kAvx2) return std::fma(a, b, c);
-  else return a * b + c;
+  if constexpr (kAvx2)
+    return std::fma(a, b, c);
+  else
+    return a * b + c;
 }
 
 // c[K] + s * (c[K+1] + s * (...)): recursive rather than a loop, so it is straight-line code even where
 // the unroller gives up (it does on the FMA clone), which the vectoriser needs.
 template <bool kAvx2, int K = 0, int N>
 OPFORGE_ALWAYS_INLINE float horner(const float (&c)[N], float s) {
-  if constexpr (K == N - 1) return c[K];
-  else return madd<kAvx2>(horner<kAvx2, K + 1>(c, s), s, c[K]);
+  if constexpr (K == N - 1)
+    return c[K];
+  else
+    return madd<kAvx2>(horner<kAvx2, K + 1>(c, s), s, c[K]);
 }
 
 OPFORGE_ALWAYS_INLINE float clamp(float v, float lo, float hi) {
@@ -124,8 +128,10 @@ OPFORGE_TARGET_AVX2 void gelu_blocks_avx2(const T* x, T* y, int64_t n, int64_t b
 // c[K] + s * (c[K+1] + s * (...)) on 16 lanes.
 template <int K = 0, int N>
 OPFORGE_TARGET_AVX512 OPFORGE_ALWAYS_INLINE __m512 horner16(const float (&c)[N], __m512 s) {
-  if constexpr (K == N - 1) return _mm512_set1_ps(c[K]);
-  else return _mm512_fmadd_ps(horner16<K + 1>(c, s), s, _mm512_set1_ps(c[K]));
+  if constexpr (K == N - 1)
+    return _mm512_set1_ps(c[K]);
+  else
+    return _mm512_fmadd_ps(horner16<K + 1>(c, s), s, _mm512_set1_ps(c[K]));
 }
 
 // c * P(s) / Q(s) with Q(s) >= 1 (every coefficient of Q is positive and s >= 0): the reciprocal estimate

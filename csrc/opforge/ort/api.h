@@ -16,7 +16,6 @@
 namespace opforge {
 namespace ort {
 
-
 // The API table of the runtime that loaded the library, at the version of the headers it was built with
 // (set once by RegisterCustomOps; the C API is backward compatible, so a newer runtime serves it).
 inline const OrtApi* g_api = nullptr;
@@ -39,8 +38,8 @@ class Error : public std::exception {
 using host::format;
 using host::Host;
 
-#define OPFORGE_ORT_REQUIRE(code, cond, ...) \
-  do {                                       \
+#define OPFORGE_ORT_REQUIRE(code, cond, ...)                                             \
+  do {                                                                                   \
     if (!(cond)) throw ::opforge::ort::Error(code, ::opforge::ort::format(__VA_ARGS__)); \
   } while (0)
 

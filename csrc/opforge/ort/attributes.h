@@ -52,11 +52,12 @@ inline bool attribute_absent(const char* op, const OrtKernelInfo* info, const ch
 // result is checked against the other getter: a non-empty FLOATS where INTS is declared is an error.
 inline void expect_not_other_list(const char* op, const OrtKernelInfo* info, const char* name, const char* expected) {
   size_t other = 0;
-  OrtStatus* s = std::strcmp(expected, "INTS") == 0 ? api().KernelInfoGetAttributeArray_float(info, name, nullptr, &other)
-                                                    : api().KernelInfoGetAttributeArray_int64(info, name, nullptr, &other);
+  OrtStatus* s = std::strcmp(expected, "INTS") == 0
+                     ? api().KernelInfoGetAttributeArray_float(info, name, nullptr, &other)
+                     : api().KernelInfoGetAttributeArray_int64(info, name, nullptr, &other);
   if (s != nullptr) api().ReleaseStatus(s);
-  OPFORGE_ORT_REQUIRE(ORT_INVALID_ARGUMENT, s != nullptr || other == 0, op, ": attribute '", name, "' must be ", expected,
-                      ", got ", std::strcmp(expected, "INTS") == 0 ? "FLOATS" : "INTS",
+  OPFORGE_ORT_REQUIRE(ORT_INVALID_ARGUMENT, s != nullptr || other == 0, op, ": attribute '", name, "' must be ",
+                      expected, ", got ", std::strcmp(expected, "INTS") == 0 ? "FLOATS" : "INTS",
                       ". Fix: export the model with opforge (ops.export_onnx) or correct the node.");
 }
 
@@ -89,7 +90,8 @@ inline std::string attr_string(const char* op, const OrtKernelInfo* info, const 
     return dflt;
   }
   std::string out(size, '\0');  // size counts the terminating NUL
-  check(api().KernelInfoGetAttribute_string(info, name, out.data(), &size), format(op, ": reading attribute '", name, "'"));
+  check(api().KernelInfoGetAttribute_string(info, name, out.data(), &size),
+        format(op, ": reading attribute '", name, "'"));
   out.resize(size > 0 ? size - 1 : 0);
   return out;
 }
@@ -105,7 +107,8 @@ inline std::vector<int64_t> attr_ints(const char* op, const OrtKernelInfo* info,
   }
   std::vector<int64_t> out(size);
   if (size > 0)
-    check(api().KernelInfoGetAttributeArray_int64(info, name, out.data(), &size), format(op, ": reading attribute '", name, "'"));
+    check(api().KernelInfoGetAttributeArray_int64(info, name, out.data(), &size),
+          format(op, ": reading attribute '", name, "'"));
   else
     expect_not_other_list(op, info, name, "INTS");
   return out;
@@ -122,7 +125,8 @@ inline std::vector<double> attr_floats(const char* op, const OrtKernelInfo* info
   }
   std::vector<float> raw(size);
   if (size > 0)
-    check(api().KernelInfoGetAttributeArray_float(info, name, raw.data(), &size), format(op, ": reading attribute '", name, "'"));
+    check(api().KernelInfoGetAttributeArray_float(info, name, raw.data(), &size),
+          format(op, ": reading attribute '", name, "'"));
   else
     expect_not_other_list(op, info, name, "FLOATS");
   return std::vector<double>(raw.begin(), raw.end());
@@ -140,7 +144,9 @@ inline void expect_length(const char* op, const char* attr, size_t got, int64_t 
 
 inline StringView string_view(const std::string& s) { return StringView{s.data(), s.size()}; }
 template <typename T>
-inline Span<T> span(const std::vector<T>& v) { return Span<T>{v.data(), static_cast<int64_t>(v.size())}; }
+inline Span<T> span(const std::vector<T>& v) {
+  return Span<T>{v.data(), static_cast<int64_t>(v.size())};
+}
 
 }  // namespace ort
 }  // namespace opforge

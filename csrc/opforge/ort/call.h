@@ -77,7 +77,8 @@ class Call {
   bool input(size_t index, const char* name, std::initializer_list<DType> dtypes, int32_t rank, int32_t min_rank,
              bool optional, TensorView* out) {
     const OrtValue* value = nullptr;
-    if (index < input_count_) check(api().KernelContext_GetInput(context_, index, &value), format(op_, ": reading input '", name, "'"));
+    if (index < input_count_)
+      check(api().KernelContext_GetInput(context_, index, &value), format(op_, ": reading input '", name, "'"));
     if (value == nullptr) {
       OPFORGE_ORT_REQUIRE(ORT_INVALID_ARGUMENT, optional, op_, ": required input '", name, "' (input ", index,
                           ") is missing. Fix: connect a tensor to it.");
@@ -85,7 +86,8 @@ class Call {
     }
     int is_tensor = 0;
     check(api().IsTensor(value, &is_tensor), format(op_, ": inspecting input '", name, "'"));
-    OPFORGE_ORT_REQUIRE(ORT_INVALID_ARGUMENT, is_tensor, op_, ": input '", name, "' must be a tensor. Fix: feed a tensor.");
+    OPFORGE_ORT_REQUIRE(ORT_INVALID_ARGUMENT, is_tensor, op_, ": input '", name,
+                        "' must be a tensor. Fix: feed a tensor.");
     OrtTensorTypeAndShapeInfo* info = nullptr;
     check(api().GetTensorTypeAndShape(value, &info), format(op_, ": reading the shape of input '", name, "'"));
     ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
@@ -113,7 +115,8 @@ class Call {
     raise(host::check_same_dtype(Host::kOnnxRuntime, op_, name, t.dtype, other, o.dtype));
   }
 
-  void expect_shape(const char* name, const TensorView& t, std::initializer_list<int64_t> expected, const char* rule) const {
+  void expect_shape(const char* name, const TensorView& t, std::initializer_list<int64_t> expected,
+                    const char* rule) const {
     expect_shape(name, t, expected.begin(), static_cast<int32_t>(expected.size()), rule);
   }
   void expect_shape(const char* name, const TensorView& t, const TensorView& like, const char* rule) const {
@@ -132,7 +135,8 @@ class Call {
     set_contiguous(v, dims, rank);
     return v;
   }
-  TensorView output(size_t index, const char* name, std::initializer_list<int64_t> dims, DType dtype, const char* rule) {
+  TensorView output(size_t index, const char* name, std::initializer_list<int64_t> dims, DType dtype,
+                    const char* rule) {
     return output(index, name, dims.begin(), static_cast<int32_t>(dims.size()), dtype, rule);
   }
   TensorView output(size_t index, const char* name, const TensorView& like, DType dtype, const char* rule) {
@@ -204,7 +208,8 @@ class Call {
   void write_size(const TensorView& dst, int64_t value) { copy(dst.data, &value, sizeof value, /*to_device=*/true); }
 
  private:
-  void expect_shape(const char* name, const TensorView& t, const int64_t* expected, int32_t rank, const char* rule) const {
+  void expect_shape(const char* name, const TensorView& t, const int64_t* expected, int32_t rank,
+                    const char* rule) const {
     raise(host::check_shape(Host::kOnnxRuntime, op_, name, t.sizes, t.rank, expected, rank, rule));
   }
 
@@ -226,7 +231,8 @@ class Call {
     const cudaMemcpyKind kind = to_device ? cudaMemcpyDefault : cudaMemcpyDeviceToHost;
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, kind, stream);
     if (e == cudaSuccess && !to_device) e = cudaStreamSynchronize(stream);
-    OPFORGE_ORT_REQUIRE(ORT_FAIL, e == cudaSuccess, op_, ": copying a data-dependent output failed: ", cudaGetErrorString(e));
+    OPFORGE_ORT_REQUIRE(ORT_FAIL, e == cudaSuccess, op_,
+                        ": copying a data-dependent output failed: ", cudaGetErrorString(e));
 #else
     (void)to_device;
     OPFORGE_ORT_REQUIRE(ORT_FAIL, false, op_, ": this library was built without CUDA");
@@ -254,7 +260,7 @@ class Call {
     Job job{n, chunk, body, closure};
     const size_t total = static_cast<size_t>((n + chunk - 1) / chunk);
     OrtStatus* s = total > 1 ? api().KernelContext_ParallelFor(static_cast<const OrtKernelContext*>(pool), &run_chunk,
-                                                                total, 0, &job)
+                                                               total, 0, &job)
                              : nullptr;
     if (s != nullptr || total <= 1) {  // no pool to hand the work to: run it here, serially
       if (s != nullptr) api().ReleaseStatus(s);

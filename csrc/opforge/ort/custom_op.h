@@ -23,13 +23,9 @@ using Factory = KernelBase* (*)(const OrtKernelInfo* info, Device device);
 inline OrtStatus* to_status(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
-  } catch (const Error& err) {
-    return api().CreateStatus(err.code(), err.what());
-  } catch (const std::exception& err) {
+  } catch (const Error& err) { return api().CreateStatus(err.code(), err.what()); } catch (const std::exception& err) {
     return api().CreateStatus(ORT_FAIL, format("opforge: ", err.what()).c_str());
-  } catch (...) {
-    return api().CreateStatus(ORT_FAIL, "opforge: unknown C++ exception");
-  }
+  } catch (...) { return api().CreateStatus(ORT_FAIL, "opforge: unknown C++ exception"); }
 }
 
 // One OrtCustomOp: an op on one execution provider for one combination of input dtypes. ORT merges the
@@ -46,11 +42,19 @@ struct CustomOp : OrtCustomOp {
   std::vector<ONNXTensorElementDataType> output_types;
   Factory factory;
 
-  CustomOp(const char* domain_, const char* name_, Device device_, int since_version_, std::vector<ONNXTensorElementDataType> inputs,
-           std::vector<bool> optional, std::vector<ONNXTensorElementDataType> outputs, Factory factory_)
-      : OrtCustomOp{}, domain(domain_), name(name_), provider(device_ == Device::kCpu ? "CPUExecutionProvider" : "CUDAExecutionProvider"),
-        device(device_), since_version(since_version_), input_types(std::move(inputs)),
-        input_optional(std::move(optional)), output_types(std::move(outputs)), factory(factory_) {
+  CustomOp(const char* domain_, const char* name_, Device device_, int since_version_,
+           std::vector<ONNXTensorElementDataType> inputs, std::vector<bool> optional,
+           std::vector<ONNXTensorElementDataType> outputs, Factory factory_)
+      : OrtCustomOp{},
+        domain(domain_),
+        name(name_),
+        provider(device_ == Device::kCpu ? "CPUExecutionProvider" : "CUDAExecutionProvider"),
+        device(device_),
+        since_version(since_version_),
+        input_types(std::move(inputs)),
+        input_optional(std::move(optional)),
+        output_types(std::move(outputs)),
+        factory(factory_) {
     version = ORT_API_VERSION;  // the API version of the headers: what this library asks the runtime for
     GetName = [](const OrtCustomOp* op) { return self(op).name; };
     GetExecutionProviderType = [](const OrtCustomOp* op) { return self(op).provider; };
@@ -69,30 +73,33 @@ struct CustomOp : OrtCustomOp {
     GetVariadicOutputHomogeneity = [](const OrtCustomOp*) { return 1; };
     CreateKernel = nullptr;  // the V2 entry points report errors as OrtStatus instead
     KernelCompute = nullptr;
-    CreateKernelV2 = [](const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
+    CreateKernelV2 = [](const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo* info,
+                        void** kernel) -> OrtStatusPtr {
       *kernel = nullptr;
       try {
         *kernel = self(op).factory(info, self(op).device);
         return nullptr;
-      } catch (...) {
-        return to_status(std::current_exception());
-      }
+      } catch (...) { return to_status(std::current_exception()); }
     };
     KernelComputeV2 = [](void* kernel, OrtKernelContext* context) -> OrtStatusPtr {
       try {
         static_cast<KernelBase*>(kernel)->compute(context);
         return nullptr;
-      } catch (...) {
-        return to_status(std::current_exception());
-      }
+      } catch (...) { return to_status(std::current_exception()); }
     };
     KernelDestroy = [](void* kernel) { delete static_cast<KernelBase*>(kernel); };
     InferOutputShapeFn = nullptr;  // the exporter already writes output shapes into the model's value_info
     GetStartVersion = [](const OrtCustomOp* op) { return self(op).since_version; };
     GetEndVersion = [](const OrtCustomOp*) { return 2147483647; };
-    GetMayInplace = [](int** in, int** out) -> size_t { *in = *out = nullptr; return 0; };
+    GetMayInplace = [](int** in, int** out) -> size_t {
+      *in = *out = nullptr;
+      return 0;
+    };
     ReleaseMayInplace = [](int*, int*) {};
-    GetAliasMap = [](int** in, int** out) -> size_t { *in = *out = nullptr; return 0; };
+    GetAliasMap = [](int** in, int** out) -> size_t {
+      *in = *out = nullptr;
+      return 0;
+    };
     ReleaseAliasMap = [](int*, int*) {};
   }
 
@@ -119,9 +126,10 @@ inline OrtStatus* register_all(OrtSessionOptions* options, const OrtApiBase* bas
   const OrtApi* found = base->GetApi(ORT_API_VERSION);
   if (found == nullptr) {  // a runtime older than the headers: report it through the oldest API table
     const OrtApi* oldest = base->GetApi(1);
-    const std::string message = format("opforge: this custom-op library was built against ONNX Runtime API version ",
-                                       ORT_API_VERSION, " but the runtime is ", base->GetVersionString(),
-                                       ". Fix: use a newer onnxruntime, or rebuild with older headers (ORT_INCLUDE_DIR).");
+    const std::string message =
+        format("opforge: this custom-op library was built against ONNX Runtime API version ", ORT_API_VERSION,
+               " but the runtime is ", base->GetVersionString(),
+               ". Fix: use a newer onnxruntime, or rebuild with older headers (ORT_INCLUDE_DIR).");
     return oldest != nullptr ? oldest->CreateStatus(ORT_FAIL, message.c_str()) : nullptr;
   }
   g_api = found;

@@ -112,10 +112,11 @@ inline void raise(const host::Error& e) {
 }
 
 // Raises `kind` (kType, kValue, kRuntime) with the message of `...` unless `cond` holds.
-#define OPFORGE_REQUIRE(kind, cond, ...)                                                                      \
-  do {                                                                                                       \
-    if (!(cond))                                                                                             \
-      ::opforge::glue::fail(::opforge::host::Error{::opforge::host::ErrorKind::kind, ::opforge::host::format(__VA_ARGS__)}); \
+#define OPFORGE_REQUIRE(kind, cond, ...)                                                                   \
+  do {                                                                                                     \
+    if (!(cond))                                                                                           \
+      ::opforge::glue::fail(                                                                               \
+          ::opforge::host::Error{::opforge::host::ErrorKind::kind, ::opforge::host::format(__VA_ARGS__)}); \
   } while (0)
 
 // Shape-rule divisions as shape_rule.CppAlgebra spells them: a zero divisor is a ValueError that names the
