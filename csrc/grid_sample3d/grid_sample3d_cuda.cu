@@ -90,17 +90,10 @@ template <typename T>
 void launch_bilinear(const T* input, const T* grid, T* out, const detail::Params& p, int64_t total, unsigned blocks,
                      dim3 block, cudaStream_t stream) {
   switch (chunk_requested()) {
-    case 1:
-      forward_kernel<T, false, 1><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
-      break;
-    case 2:
-      forward_kernel<T, false, 2><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
-      break;
-    case 8:
-      forward_kernel<T, false, 8><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
-      break;
-    default:
-      forward_kernel<T, false, 4><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
+    case 1: forward_kernel<T, false, 1><<<blocks, block, 0, stream>>>(input, grid, out, p, total); break;
+    case 2: forward_kernel<T, false, 2><<<blocks, block, 0, stream>>>(input, grid, out, p, total); break;
+    case 8: forward_kernel<T, false, 8><<<blocks, block, 0, stream>>>(input, grid, out, p, total); break;
+    default: forward_kernel<T, false, 4><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
   }
 }
 
@@ -124,8 +117,8 @@ OPFORGE_CUDA_KERNEL(opforge, grid_sample3d) {
   cudaStream_t stream = ::opforge::cuda::stream(ctx);
   return OPFORGE_DISPATCH_FLOATING_CUDA(input.dtype, T, [&] {
     if (p.nearest)
-      forward_kernel<T, true><<<blocks, block, 0, stream>>>(input.ptr<const T>(), grid.ptr<const T>(), output.ptr<T>(),
-                                                            p, total);
+      forward_kernel<T, true>
+          <<<blocks, block, 0, stream>>>(input.ptr<const T>(), grid.ptr<const T>(), output.ptr<T>(), p, total);
     else
       launch_bilinear<T>(input.ptr<const T>(), grid.ptr<const T>(), output.ptr<T>(), p, total, blocks, block, stream);
     return ::opforge::cuda::launch_status("grid_sample3d: CUDA launch failed");

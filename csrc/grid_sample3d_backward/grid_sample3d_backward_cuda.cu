@@ -20,10 +20,9 @@ using ::opforge::cuda::to_float;
 constexpr int kThreads = 256;
 
 template <typename T, bool kNearest>
-__global__ void __launch_bounds__(kThreads, 3) backward_kernel(const T* __restrict__ input, const T* __restrict__ grid,
-                                                             const T* __restrict__ gout, float* __restrict__ gin,
-                                                             T* __restrict__ grad_grid, const detail::Params p,
-                                                             int64_t total) {
+__global__ void __launch_bounds__(kThreads, 3)
+    backward_kernel(const T* __restrict__ input, const T* __restrict__ grid, const T* __restrict__ gout,
+                    float* __restrict__ gin, T* __restrict__ grad_grid, const detail::Params p, int64_t total) {
   __shared__ float partial[3][kThreads];
   const int64_t V = p.out_plane(), plane = p.in_plane();
   const int lane = threadIdx.y * blockDim.x + threadIdx.x;
@@ -110,7 +109,8 @@ template <typename T>
     gin = grad_input;
   } else {
     if (nin > 0 && (ctx.workspace == nullptr || ctx.workspace_bytes < static_cast<size_t>(nin) * sizeof(float)))
-      return ::opforge::Status::error(::opforge::Status::kInternal, "grid_sample3d_backward: workspace smaller than declared");
+      return ::opforge::Status::error(::opforge::Status::kInternal,
+                                      "grid_sample3d_backward: workspace smaller than declared");
     gin = static_cast<float*>(ctx.workspace);
   }
   if (nin > 0 && cudaMemsetAsync(gin, 0, static_cast<size_t>(nin) * sizeof(float), stream) != cudaSuccess)

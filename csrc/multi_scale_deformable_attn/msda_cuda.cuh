@@ -46,7 +46,9 @@ template <> __device__ __forceinline__ unsigned short from_words<unsigned short>
   return static_cast<unsigned short>(w[0]);
 }
 template <> __device__ __forceinline__ unsigned from_words<unsigned>(const unsigned (&w)[4]) { return w[0]; }
-template <> __device__ __forceinline__ uint2 from_words<uint2>(const unsigned (&w)[4]) { return make_uint2(w[0], w[1]); }
+template <> __device__ __forceinline__ uint2 from_words<uint2>(const unsigned (&w)[4]) {
+  return make_uint2(w[0], w[1]);
+}
 template <> __device__ __forceinline__ uint4 from_words<uint4>(const unsigned (&w)[4]) {
   return make_uint4(w[0], w[1], w[2], w[3]);
 }

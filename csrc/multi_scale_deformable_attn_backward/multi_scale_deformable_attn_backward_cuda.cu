@@ -30,10 +30,9 @@ __device__ __forceinline__ float group_sum(float v, int width) {
 
 template <typename T, int VEC>
 __global__ void __launch_bounds__(cd::kThreads)
-    backward_kernel(const T* __restrict__ value, const int64_t* __restrict__ shapes,
-                    const int64_t* __restrict__ starts, const T* __restrict__ loc, const T* __restrict__ attn,
-                    const T* __restrict__ gout, float* __restrict__ gvalue, T* __restrict__ grad_loc,
-                    T* __restrict__ grad_attn, Params p) {
+    backward_kernel(const T* __restrict__ value, const int64_t* __restrict__ shapes, const int64_t* __restrict__ starts,
+                    const T* __restrict__ loc, const T* __restrict__ attn, const T* __restrict__ gout,
+                    float* __restrict__ gvalue, T* __restrict__ grad_loc, T* __restrict__ grad_attn, Params p) {
   const int lane = threadIdx.x & 31;
   const int sub = lane & (p.G - 1);
   const int rows_per_warp = 32 >> p.log2G;
@@ -49,7 +48,10 @@ __global__ void __launch_bounds__(cd::kThreads)
     const T* grow = gout + (active ? row : 0) * p.D;
     for (int32_t pb = 0; pb < p.LP; pb += p.G) {
       fwd::Point mine;
-      mine.row = 0; mine.w = 0; mine.flags = 0; mine.lx = mine.ly = 0.0f;
+      mine.row = 0;
+      mine.w = 0;
+      mine.flags = 0;
+      mine.lx = mine.ly = 0.0f;
       float a_mine = 0.0f, h_mine = 0.0f, w_mine = 0.0f;
       const int32_t pi = pb + sub;
       const bool owner = active && pi < p.LP;
@@ -151,11 +153,11 @@ template <typename T>
   cudaStream_t stream = ::opforge::cuda::stream(ctx);
   const int64_t nvalue = g.N * g.S * g.M * g.D;
   // float32 accumulates into grad_value itself; the half types into the float32 workspace.
-  float* acc = std::is_same<T, float>::value ? reinterpret_cast<float*>(grad_value)
-                                              : static_cast<float*>(ctx.workspace);
+  float* acc =
+      std::is_same<T, float>::value ? reinterpret_cast<float*>(grad_value) : static_cast<float*>(ctx.workspace);
   if (nvalue > 0) {
-    if (acc == nullptr || (!std::is_same<T, float>::value &&
-                           ctx.workspace_bytes < static_cast<size_t>(nvalue) * sizeof(float)))
+    if (acc == nullptr ||
+        (!std::is_same<T, float>::value && ctx.workspace_bytes < static_cast<size_t>(nvalue) * sizeof(float)))
       return ::opforge::Status::error(::opforge::Status::kInternal,
                                       "multi_scale_deformable_attn_backward: workspace missing or too small");
     if (cudaMemsetAsync(acc, 0, static_cast<size_t>(nvalue) * sizeof(float), stream) != cudaSuccess)
@@ -180,8 +182,8 @@ template <typename T>
   }
   if (!std::is_same<T, float>::value && nvalue > 0) {
     const int64_t blocks = (nvalue + cd::kThreads - 1) / cd::kThreads;
-    float_to<T><<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), cd::kThreads, 0, stream>>>(acc, grad_value,
-                                                                                                      nvalue);
+    float_to<T>
+        <<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), cd::kThreads, 0, stream>>>(acc, grad_value, nvalue);
     return ::opforge::cuda::launch_status("multi_scale_deformable_attn_backward: CUDA launch failed (convert)");
   }
   return ::opforge::Status::ok();
@@ -196,9 +198,9 @@ OPFORGE_CUDA_KERNEL(opforge, multi_scale_deformable_attn_backward) {
   namespace bwd = ::opforge_kernels::opforge::multi_scale_deformable_attn_backward;
   namespace fwd = ::opforge_kernels::opforge::multi_scale_deformable_attn::detail;
   fwd::Dims g;
-  ::opforge::Status st = bwd::detail::check_args(value, spatial_shapes, level_start_index, sampling_locations,
-                                                 attention_weights, grad_output, grad_value, grad_sampling_locations,
-                                                 grad_attention_weights, &g);
+  ::opforge::Status st =
+      bwd::detail::check_args(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                              grad_output, grad_value, grad_sampling_locations, grad_attention_weights, &g);
   if (!st.is_ok()) return st;
   return OPFORGE_DISPATCH_FLOATING_CUDA(value.dtype, T, [&] {
     return bwd::run<T>(value.ptr<const T>(), spatial_shapes.ptr<const int64_t>(),

@@ -1,0 +1,1 @@
+"""The core of opforge that every backend builds on (no backend imports here)."""
