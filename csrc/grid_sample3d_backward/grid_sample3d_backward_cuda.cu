@@ -1,9 +1,9 @@
 // CUDA backward of grid_sample3d: one kernel with the forward's 2-D blocks (threadIdx.x: consecutive output
-// voxels, threadIdx.y: channel lanes c = y, y + blockDim.y, ..., as many as gs::channel_lanes gives). Each thread locates its voxel once, then per
-// channel scatters grad_out * weight to the corners inside the volume with float32 atomics (into grad_input
-// itself for float32, into the float32 workspace for float16/bfloat16, converted at the end) and adds the
-// corner values' share of d(sample)/d(index); the channel lanes' partial sums meet in shared memory and one
-// lane writes grad_grid (no atomics on it). Corners outside the volume are never read or written.
+// voxels, threadIdx.y: channel lanes c = y, y + blockDim.y, ..., as many as gs::channel_lanes gives). Each thread
+// locates its voxel once, then per channel scatters grad_out * weight to the corners inside the volume with float32
+// atomics (into grad_input itself for float32, into the float32 workspace for float16/bfloat16, converted at the end)
+// and adds the corner values' share of d(sample)/d(index); the channel lanes' partial sums meet in shared memory and
+// one lane writes grad_grid (no atomics on it). Corners outside the volume are never read or written.
 #include "grid_sample3d_backward.h"
 
 #include "opforge/kernel_cuda.cuh"

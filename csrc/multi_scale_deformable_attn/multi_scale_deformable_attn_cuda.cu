@@ -106,10 +106,8 @@ template <typename T>
     case 4:
       if constexpr (sizeof(T) <= 4) return launch<T, 4>(value, shapes, starts, loc, attn, out, p, stream);
       break;
-    case 2:
-      return launch<T, 2>(value, shapes, starts, loc, attn, out, p, stream);
-    default:
-      break;
+    case 2: return launch<T, 2>(value, shapes, starts, loc, attn, out, p, stream);
+    default: break;
   }
   return launch<T, 1>(value, shapes, starts, loc, attn, out, p, stream);
 }
