@@ -320,12 +320,14 @@ def kernel_time(row, key, fn):
         row[key + "_error"] = f"{type(e).__name__}: {e}"[:200]
 
 
-def bench(official, rows):
+def bench(official, rows, where=("encoder", "decoder")):
     s = sum(h * w for h, w in REALISTIC_LEVELS)
     for n in (2, 4):
-        for lq, where in ((s, "encoder"), (300, "decoder")):
+        for lq, place in ((s, "encoder"), (300, "decoder")):
+            if place not in where:
+                continue
             for dtype in (torch.float32, torch.float16):
-                row = dict(N=n, Lq=lq, where=where, S=s, M=8, D=32, L=4, P=4, dtype=str(dtype))
+                row = dict(N=n, Lq=lq, where=place, S=s, M=8, D=32, L=4, P=4, dtype=str(dtype))
                 try:
                     value, shapes, start, loc, attn, grad = inputs(n, REALISTIC_LEVELS, 8, 32, lq, 4, dtype)
                     leaves = [t.clone().requires_grad_() for t in (value, loc, attn)]
@@ -416,6 +418,7 @@ def main():
         help="the official extension's src directory (copied and patched in a temporary directory)",
     )
     ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--where", default="encoder,decoder", help="benchmark rows: encoder, decoder or both")
     args = ap.parse_args()
     info = dict(
         card=torch.cuda.get_device_name(),
@@ -448,7 +451,7 @@ def main():
     check_edges(results)
     rows: list = []
     if not args.no_bench:
-        bench(official, rows)
+        bench(official, rows, tuple(args.where.split(",")))
     passed = sum(r["ok"] for r in results)
     print(f"{passed}/{len(results)} correctness cases passed", flush=True)
     with open(args.out, "w") as f:

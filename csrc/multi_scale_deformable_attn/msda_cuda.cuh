@@ -162,12 +162,15 @@ inline void set_group(Params* p, int vec) {
   p->log2G = log2_of(p->G);
 }
 
-// Channels per lane (VEC): the widest load that `fits` (D and the pointers' alignment) and still gives the
-// launch kEnoughThreads threads; else the narrowest that fits (the most lanes). Wide loads at decoder sizes
-// (N * Lq * M of a few thousand rows) left most SMs idle: on the H100 (2026-12-06) float16 at Lq = 300, with
-// 16-byte loads and 4 lanes per row, ran 2x slower than float32's 8 lanes. OPFORGE_MSDA_VEC=1|2|4|8 forces a
-// width where it fits (for measurements and for tests of every width).
-constexpr int64_t kEnoughThreads = int64_t{1} << 16;
+// Channels per lane (VEC): the widest load that `fits` (D and the pointers' alignment) and gives a row at
+// least kMinLanes lanes (or all of D's channels one per lane), unless the launch is large, where the widest
+// fitting load wins. Measured on the H100 (2026-12-06) at D = 32, M = 8, L = P = 4: at the decoder's sizes
+// (N * Lq * M = 4800 and 9600 rows) 8 lanes per row beat 4 (float16 with 16-byte loads: 19.4 / 20.0 us) and 16
+// (float32 with 8-byte loads: 13.7 us against 9.6 us at 8 lanes); at the encoder's (87040 rows and more) the
+// widest load with 4 lanes is fastest for float16 (63 us against float32's 73 us at 8 lanes).
+// OPFORGE_MSDA_VEC=1|2|4|8 forces a width where it fits (for measurements and for tests of every width).
+constexpr int kMinLanes = 8;
+constexpr int64_t kLargeLaunch = int64_t{1} << 17;  // threads at the widest load
 
 template <typename T, typename Fits>
 inline int pick_vec(const Params& p, Fits fits) {
@@ -176,13 +179,13 @@ inline int pick_vec(const Params& p, Fits fits) {
     const int f = std::atoi(forced);
     if ((f == 1 || f == 2 || f == 4 || f == 8) && f <= kWide && fits(f)) return f;
   }
-  int chosen = 1;
-  for (int vec = kWide; vec >= 1; vec /= 2) {
-    if (!fits(vec)) continue;
-    chosen = vec;
-    if (p.rows * group_for(p.D, vec) >= kEnoughThreads) break;
-  }
-  return chosen;
+  int widest = 1;
+  while (widest < kWide && fits(widest * 2)) widest *= 2;
+  if (p.rows * group_for(p.D, widest) >= kLargeLaunch) return widest;
+  const int want = group_for(p.D, 1) < kMinLanes ? group_for(p.D, 1) : kMinLanes;
+  for (int vec = widest; vec > 1; vec /= 2)
+    if (fits(vec) && group_for(p.D, vec) >= want) return vec;
+  return 1;
 }
 
 inline Params make_params(const detail::Dims& g) {

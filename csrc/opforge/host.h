@@ -39,7 +39,7 @@ inline void append(std::string& out, double v) {
 }
 
 template <typename... Args>
-std::string format(const Args&... args) {
+std::string concat(const Args&... args) {
   std::string out;
   (append(out, args), ...);
   return out;
@@ -64,7 +64,7 @@ struct Error {
 // line names the op and its layer).
 template <typename... Args>
 Error error(ErrorKind kind, const char* op, const Args&... args) {
-  return Error{kind, op != nullptr ? format(op, ": ", args...) : format(args...)};
+  return Error{kind, op != nullptr ? concat(op, ": ", args...) : concat(args...)};
 }
 
 // ---- values in messages ---------------------------------------------------------------------------
@@ -73,13 +73,13 @@ Error error(ErrorKind kind, const char* op, const Args&... args) {
 inline std::string shape_text(const int64_t* dims, int64_t rank, bool unknown_below_zero = false) {
   std::string out = "[";
   for (int64_t i = 0; i < rank; ++i)
-    out += format(i ? ", " : "", unknown_below_zero && dims[i] < 0 ? std::string("?") : std::to_string(dims[i]));
+    out += concat(i ? ", " : "", unknown_below_zero && dims[i] < 0 ? std::string("?") : std::to_string(dims[i]));
   return out + "]";
 }
 
 inline std::string dtype_list(const DType* dtypes, size_t n) {
   std::string out;
-  for (size_t i = 0; i < n; ++i) out += format(i ? ", " : "", dtype_name(dtypes[i]));
+  for (size_t i = 0; i < n; ++i) out += concat(i ? ", " : "", dtype_name(dtypes[i]));
   return out;
 }
 
@@ -146,7 +146,7 @@ inline Error check_dtype(Host host, const char* op, const char* name, std::initi
 inline Error check_same_dtype(Host host, const char* op, const char* name, DType got, const char* other,
                               DType other_dtype) {
   if (got == other_dtype) return {};
-  const std::string fix = host == Host::kTorch ? format("cast it with .to(", other, ".dtype)") : fix_dtype(host);
+  const std::string fix = host == Host::kTorch ? concat("cast it with .to(", other, ".dtype)") : fix_dtype(host);
   return error(ErrorKind::kType, op, "input '", name, "' must have the dtype of '", other, "' (",
                dtype_name(other_dtype), "), got ", dtype_name(got), ". Fix: ", fix, ".");
 }
@@ -182,7 +182,7 @@ inline Error check_shape(Host host, const char* op, const char* name, const int6
   if (same) return {};
   std::string expected_text = "[";
   for (int64_t i = 0; i < rank; ++i)
-    expected_text += format(
+    expected_text += concat(
         i ? ", " : "", expected_known == nullptr || expected_known[i] ? std::to_string(expected[i]) : std::string("?"));
   return error(ErrorKind::kValue, op, "input '", name, "' must have shape ", rule, " = ", expected_text + "]", ", got ",
                shape_text(got, got_rank, wildcards), ". Fix: ", fix_shape(host), ".");
@@ -233,7 +233,7 @@ inline std::string fix_attribute(Host host, const std::string& what) {
 inline Error check_length(Host host, const char* op, const char* attr, size_t got, int64_t length) {
   if (static_cast<int64_t>(got) == length) return {};
   return error(ErrorKind::kValue, op, attribute_noun(host), " '", attr, "' must have ", length, " elements, got ", got,
-               ". Fix: ", fix_attribute(host, format("a list of ", length, " values")), ".");
+               ". Fix: ", fix_attribute(host, concat("a list of ", length, " values")), ".");
 }
 
 // A str attribute declared with choices.
@@ -242,7 +242,7 @@ inline Error check_choice(Host host, const char* op, const char* attr, std::stri
   std::string allowed;
   for (size_t i = 0; i < nb_choices; ++i) {
     if (value == choices[i]) return {};
-    allowed += format(" '", choices[i], "'");
+    allowed += concat(" '", choices[i], "'");
   }
   return error(ErrorKind::kValue, op, attribute_noun(host), " '", attr, "' must be one of", allowed, ", got '", value,
                "'. Fix: ", fix_attribute(host, "one of those"), ".");

@@ -307,8 +307,8 @@ OPFORGE_ORT_EXPORT const char* OpforgeOrtLibraryInfo() {{
   static const std::string text = [] {{
     std::string out = "api {api_line}\\n";
     for (const opforge::ort::CustomOp* op : opforge::ort::registry()) {{
-      out += opforge::ort::format(op->domain, "::", op->name, " v", op->since_version, " ", op->provider);
-      for (auto t : op->input_types) out += opforge::ort::format(" ", static_cast<int>(t));
+      out += opforge::ort::concat(op->domain, "::", op->name, " v", op->since_version, " ", op->provider);
+      for (auto t : op->input_types) out += opforge::ort::concat(" ", static_cast<int>(t));
       out += "\\n";
     }}
     return out;

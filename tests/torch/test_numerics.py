@@ -54,9 +54,16 @@ def test_nan_and_inf_propagate_like_the_reference(op, dtype, device):
             poisoned = ops.Sample(*inputs, **sample.attrs)
             try:
                 expected = reference_outputs(op, poisoned)
-            except ValueError:  # the poison made the input invalid (roi_align: a NaN batch index): both reject it
-                with pytest.raises(RuntimeError):
-                    op(*poisoned.inputs, **poisoned.attrs)
+            except ValueError:  # the poison made the input invalid (roi_align: a NaN batch index)
+                if device == "cuda":
+                    # A CUDA kernel cannot fail from the device without a host sync; the declaration says what it
+                    # writes instead (roi_align: zeros for that roi, no gradient from it). It runs, and nothing of
+                    # the invalid value reaches an output.
+                    rejected = as_tuple(op(*poisoned.inputs, **poisoned.attrs))
+                    assert all(bool(torch.isfinite(t).all()) for t in rejected), f"{op.id}: non-finite output"
+                else:  # the CPU kernel rejects it as the reference does
+                    with pytest.raises(RuntimeError):
+                        op(*poisoned.inputs, **poisoned.attrs)
                 continue
             actual = as_tuple(op(*poisoned.inputs, **poisoned.attrs))
             nonfinite_outputs += any(not torch.isfinite(e).all() for e in expected)

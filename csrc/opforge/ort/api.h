@@ -35,12 +35,12 @@ class Error : public std::exception {
 };
 
 // Messages are built with opforge/host.h's format (no iostreams: see there).
-using host::format;
+using host::concat;
 using host::Host;
 
 #define OPFORGE_ORT_REQUIRE(code, cond, ...)                                             \
   do {                                                                                   \
-    if (!(cond)) throw ::opforge::ort::Error(code, ::opforge::ort::format(__VA_ARGS__)); \
+    if (!(cond)) throw ::opforge::ort::Error(code, ::opforge::ort::concat(__VA_ARGS__)); \
   } while (0)
 
 // Throws a failed check of opforge/host.h: INVALID_ARGUMENT for the inputs' or attributes' faults, FAIL for
@@ -52,7 +52,7 @@ inline void raise(const host::Error& e) {
 // Throws the message of a failed ORT call (and releases its status).
 inline void check(OrtStatus* status, const std::string& what) {
   if (status == nullptr) return;
-  std::string message = format(what, ": ", api().GetErrorMessage(status));
+  std::string message = concat(what, ": ", api().GetErrorMessage(status));
   const OrtErrorCode code = api().GetErrorCode(status);
   api().ReleaseStatus(status);
   throw Error(code, message);

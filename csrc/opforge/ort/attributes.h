@@ -91,7 +91,7 @@ inline std::string attr_string(const char* op, const OrtKernelInfo* info, const 
   }
   std::string out(size, '\0');  // size counts the terminating NUL
   check(api().KernelInfoGetAttribute_string(info, name, out.data(), &size),
-        format(op, ": reading attribute '", name, "'"));
+        concat(op, ": reading attribute '", name, "'"));
   out.resize(size > 0 ? size - 1 : 0);
   return out;
 }
@@ -108,7 +108,7 @@ inline std::vector<int64_t> attr_ints(const char* op, const OrtKernelInfo* info,
   std::vector<int64_t> out(size);
   if (size > 0)
     check(api().KernelInfoGetAttributeArray_int64(info, name, out.data(), &size),
-          format(op, ": reading attribute '", name, "'"));
+          concat(op, ": reading attribute '", name, "'"));
   else
     expect_not_other_list(op, info, name, "INTS");
   return out;
@@ -126,7 +126,7 @@ inline std::vector<double> attr_floats(const char* op, const OrtKernelInfo* info
   std::vector<float> raw(size);
   if (size > 0)
     check(api().KernelInfoGetAttributeArray_float(info, name, raw.data(), &size),
-          format(op, ": reading attribute '", name, "'"));
+          concat(op, ": reading attribute '", name, "'"));
   else
     expect_not_other_list(op, info, name, "FLOATS");
   return std::vector<double>(raw.begin(), raw.end());

@@ -49,7 +49,7 @@ class Buffer {
 class KernelBase {
  public:
   KernelBase(const OrtKernelInfo* info, const char* op, Device device) : op_(op), device_(device) {
-    check(api().KernelInfoGetAllocator(info, OrtMemTypeDefault, &allocator_), format(op, ": getting ORT's allocator"));
+    check(api().KernelInfoGetAllocator(info, OrtMemTypeDefault, &allocator_), concat(op, ": getting ORT's allocator"));
   }
   virtual ~KernelBase() {
     if (allocator_ != nullptr) api().ReleaseAllocator(allocator_);
@@ -70,7 +70,7 @@ class KernelBase {
 class Call {
  public:
   Call(const KernelBase& kernel, OrtKernelContext* context) : kernel_(kernel), context_(context), op_(kernel.op()) {
-    check(api().KernelContext_GetInputCount(context, &input_count_), format(op_, ": counting inputs"));
+    check(api().KernelContext_GetInputCount(context, &input_count_), concat(op_, ": counting inputs"));
   }
 
   // A present input, validated against its declaration. Returns false for an absent optional input.
@@ -78,18 +78,18 @@ class Call {
              bool optional, TensorView* out) {
     const OrtValue* value = nullptr;
     if (index < input_count_)
-      check(api().KernelContext_GetInput(context_, index, &value), format(op_, ": reading input '", name, "'"));
+      check(api().KernelContext_GetInput(context_, index, &value), concat(op_, ": reading input '", name, "'"));
     if (value == nullptr) {
       OPFORGE_ORT_REQUIRE(ORT_INVALID_ARGUMENT, optional, op_, ": required input '", name, "' (input ", index,
                           ") is missing. Fix: connect a tensor to it.");
       return false;
     }
     int is_tensor = 0;
-    check(api().IsTensor(value, &is_tensor), format(op_, ": inspecting input '", name, "'"));
+    check(api().IsTensor(value, &is_tensor), concat(op_, ": inspecting input '", name, "'"));
     OPFORGE_ORT_REQUIRE(ORT_INVALID_ARGUMENT, is_tensor, op_, ": input '", name,
                         "' must be a tensor. Fix: feed a tensor.");
     OrtTensorTypeAndShapeInfo* info = nullptr;
-    check(api().GetTensorTypeAndShape(value, &info), format(op_, ": reading the shape of input '", name, "'"));
+    check(api().GetTensorTypeAndShape(value, &info), concat(op_, ": reading the shape of input '", name, "'"));
     ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
     size_t dims = 0;
     OrtStatus* s = api().GetTensorElementType(info, &type);
@@ -97,14 +97,14 @@ class Call {
     int64_t sizes[kMaxRank] = {};
     if (s == nullptr && dims <= static_cast<size_t>(kMaxRank)) s = api().GetDimensions(info, sizes, dims);
     api().ReleaseTensorTypeAndShapeInfo(info);
-    check(s, format(op_, ": reading the shape of input '", name, "'"));
+    check(s, concat(op_, ": reading the shape of input '", name, "'"));
     bool known = false;
     const DType dtype = to_dtype(type, &known);
     raise(host::check_dtype(Host::kOnnxRuntime, op_, name, dtypes, dtype, known, onnx_type_name(type)));
     const int32_t r = static_cast<int32_t>(dims);  // dims > kMaxRank: GetDimensions was not called; sizes stay 0
     raise(host::check_rank(Host::kOnnxRuntime, op_, name, sizes, r, rank, min_rank));
     void* data = nullptr;
-    check(api().GetTensorMutableData(const_cast<OrtValue*>(value), &data), format(op_, ": reading input '", name, "'"));
+    check(api().GetTensorMutableData(const_cast<OrtValue*>(value), &data), concat(op_, ": reading input '", name, "'"));
     out->data = data;
     out->dtype = dtype;
     set_contiguous(*out, sizes, r);  // ORT tensors are always dense and row-major
@@ -128,9 +128,9 @@ class Call {
     check_dims(name, dims, rank, rule);
     OrtValue* value = nullptr;
     check(api().KernelContext_GetOutput(context_, index, dims, static_cast<size_t>(rank), &value),
-          format(op_, ": allocating output '", name, "' of shape ", host::shape_text(dims, rank)));
+          concat(op_, ": allocating output '", name, "' of shape ", host::shape_text(dims, rank)));
     TensorView v;
-    check(api().GetTensorMutableData(value, &v.data), format(op_, ": writing output '", name, "'"));
+    check(api().GetTensorMutableData(value, &v.data), concat(op_, ": writing output '", name, "'"));
     v.dtype = dtype;
     set_contiguous(v, dims, rank);
     return v;
@@ -161,7 +161,7 @@ class Call {
       ctx.parallel_run = &parallel_run;
       ctx.parallel_pool = context_;
     } else {
-      check(api().KernelContext_GetGPUComputeStream(context_, &ctx.stream), format(op_, ": getting the CUDA stream"));
+      check(api().KernelContext_GetGPUComputeStream(context_, &ctx.stream), concat(op_, ": getting the CUDA stream"));
     }
     if (workspace_bytes > 0) {
       buffers_.emplace_back(kernel_.allocator(), static_cast<size_t>(workspace_bytes));

@@ -24,7 +24,7 @@ inline OrtStatus* to_status(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const Error& err) { return api().CreateStatus(err.code(), err.what()); } catch (const std::exception& err) {
-    return api().CreateStatus(ORT_FAIL, format("opforge: ", err.what()).c_str());
+    return api().CreateStatus(ORT_FAIL, concat("opforge: ", err.what()).c_str());
   } catch (...) { return api().CreateStatus(ORT_FAIL, "opforge: unknown C++ exception"); }
 }
 
@@ -127,7 +127,7 @@ inline OrtStatus* register_all(OrtSessionOptions* options, const OrtApiBase* bas
   if (found == nullptr) {  // a runtime older than the headers: report it through the oldest API table
     const OrtApi* oldest = base->GetApi(1);
     const std::string message =
-        format("opforge: this custom-op library was built against ONNX Runtime API version ", ORT_API_VERSION,
+        concat("opforge: this custom-op library was built against ONNX Runtime API version ", ORT_API_VERSION,
                " but the runtime is ", base->GetVersionString(),
                ". Fix: use a newer onnxruntime, or rebuild with older headers (ORT_INCLUDE_DIR).");
     return oldest != nullptr ? oldest->CreateStatus(ORT_FAIL, message.c_str()) : nullptr;

@@ -116,7 +116,7 @@ inline void raise(const host::Error& e) {
   do {                                                                                                     \
     if (!(cond))                                                                                           \
       ::opforge::glue::fail(                                                                               \
-          ::opforge::host::Error{::opforge::host::ErrorKind::kind, ::opforge::host::format(__VA_ARGS__)}); \
+          ::opforge::host::Error{::opforge::host::ErrorKind::kind, ::opforge::host::concat(__VA_ARGS__)}); \
   } while (0)
 
 // Shape-rule divisions as shape_rule.CppAlgebra spells them: a zero divisor is a ValueError that names the
