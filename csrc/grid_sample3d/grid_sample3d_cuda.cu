@@ -1,7 +1,7 @@
 // CUDA forward of grid_sample3d. Blocks are 2-D: threadIdx.x walks consecutive output voxels (coalesced grid
 // reads and output writes), threadIdx.y is the channel lane (detail::channel_lanes: usually one, so a thread
 // serves all C channels of its voxel). Each thread computes its voxel's corner offsets and weights once
-// (grid_sample3d.h) and reuses them for every channel; four channels' 8 corner loads each are issued before
+// (grid_sample3d.h) and reuses them for every channel; kChunk (two) channels' 8 corner loads each are issued before
 // any is used (restrict pointers, 32-bit offsets), where aten's grid_sampler_3d re-checks bounds and
 // recomputes 64-bit offsets per channel and corner. float16/bfloat16: float32 math. Corners outside the
 // volume are never read (predicated loads).
@@ -25,9 +25,11 @@ __device__ __forceinline__ float trilinear_sum(const float (&v)[8], const float 
   return acc;
 }
 
-// kChunk channels' corner loads are issued before any is used (bilinear). 4 is the default;
+// kChunk channels' corner loads are issued before any is used (bilinear). 2 is the default: on the H100
+// (2026-12-06, gpu_check_grid_sample3d.py --variants) it was the fastest of 1, 2, 4, 8 in all six benchmark rows
+// (e.g. 2x32x64^3 fp16: 126.5 us against 141.3 at 4; 1x32x48x96x160 fp16: 122.4 against 152.8).
 // OPFORGE_GRID_SAMPLE3D_CHUNK=1|2|4|8 selects another (for measurements).
-template <typename T, bool kNearest, int kChunk = 4>
+template <typename T, bool kNearest, int kChunk = 2>
 __global__ void __launch_bounds__(256) forward_kernel(const T* __restrict__ input, const T* __restrict__ grid,
                                                       T* __restrict__ out, const detail::Params p, int64_t total) {
   const int64_t V = p.out_plane(), plane = p.in_plane();
@@ -82,8 +84,8 @@ inline dim3 block_for(int64_t voxels, int64_t channels) {
 
 inline int chunk_requested() {
   const char* e = std::getenv("OPFORGE_GRID_SAMPLE3D_CHUNK");
-  const int f = e != nullptr ? std::atoi(e) : 4;
-  return f == 1 || f == 2 || f == 8 ? f : 4;
+  const int f = e != nullptr ? std::atoi(e) : 2;
+  return f == 1 || f == 4 || f == 8 ? f : 2;
 }
 
 template <typename T>
@@ -91,9 +93,9 @@ void launch_bilinear(const T* input, const T* grid, T* out, const detail::Params
                      dim3 block, cudaStream_t stream) {
   switch (chunk_requested()) {
     case 1: forward_kernel<T, false, 1><<<blocks, block, 0, stream>>>(input, grid, out, p, total); break;
-    case 2: forward_kernel<T, false, 2><<<blocks, block, 0, stream>>>(input, grid, out, p, total); break;
+    case 4: forward_kernel<T, false, 4><<<blocks, block, 0, stream>>>(input, grid, out, p, total); break;
     case 8: forward_kernel<T, false, 8><<<blocks, block, 0, stream>>>(input, grid, out, p, total); break;
-    default: forward_kernel<T, false, 4><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
+    default: forward_kernel<T, false, 2><<<blocks, block, 0, stream>>>(input, grid, out, p, total);
   }
 }
 
