@@ -53,7 +53,7 @@ def plugin_harness_check(mixed, values: dict, types: dict, record) -> None:
     import torch
 
     from ops.check.trt_stages import _harness, _host, _library
-    from ops.declaration import Sample
+    from ops.core.declaration import Sample
     from ops.precision.formats import rel_l2
     from ops.precision.node_types import FLOAT16
     from ops.precision.torch_eval import attributes, custom_op

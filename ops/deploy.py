@@ -59,7 +59,7 @@ def record_op_calls(model, args) -> list[tuple]:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from .registry import all_ops
+    from .core.registry import all_ops
 
     wanted = {op.torch_op: op for op in all_ops()}
     calls = []
@@ -178,7 +178,7 @@ class Converter:
         return self._step(f"ort.cpu[opset {opset}]", run)
 
     def tensorrt_engine(self, opset: int, input_names: list[str]):
-        from .errors import BackendUnavailable
+        from .core.errors import BackendUnavailable
         from .trt.build import library_path
         from .trt.trtexec import command
 
@@ -267,7 +267,7 @@ class Converter:
                     continue
                 checked += 1
                 if torch.cuda.is_available():
-                    from .declaration import Sample
+                    from .core.declaration import Sample
 
                     cuda_inputs = [t.cuda() if t is not None else None for t in inputs.values()]
                     plugin_out = run_plugin(h, op, Sample(*cuda_inputs, **attrs))

@@ -10,8 +10,8 @@ import argparse
 import importlib
 import sys
 
-from .discovery import add_package_option, load_for_cli
-from .errors import OpforgeError
+from .core.discovery import add_package_option, load_for_cli
+from .core.errors import OpforgeError
 
 
 def _target(spec: str):

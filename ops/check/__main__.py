@@ -8,8 +8,8 @@ import json
 import os
 import sys
 
-from ..discovery import add_package_option, load_for_cli
-from ..errors import OpforgeError
+from ..core.discovery import add_package_option, load_for_cli
+from ..core.errors import OpforgeError
 from . import FAIL, PASS, REFERENCE, SKIP, check_op
 
 MARK = {PASS: "PASS", FAIL: "FAIL", SKIP: "skip", REFERENCE: "REF"}

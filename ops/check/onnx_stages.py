@@ -1,6 +1,6 @@
 """Stages for the ONNX and ONNX Runtime backend: export with both exporters at several opsets, the
 checker with strict shape inference, ORT (the package's native custom-op library, calling the same CPU
-kernels) against the reference at batch 1, 3 and 8 (of the op's declared batch dim, ops.batch) from one dynamic
+kernels) against the reference at batch 1, 3 and 8 (of the op's declared batch dim, ops.core.batch) from one dynamic
 export, the fallback body in plain
 ORT, and Polygraphy's comparator."""
 
@@ -85,9 +85,9 @@ def _no_native_library(op, name: str):
     """The row to return instead of running a stage on the op's native ORT library: skip for an op without
     compiled kernels (nothing for the library to call) or when the library cannot be built here (no ORT
     headers), fail when it does not compile. None when the library is built (once per process and package)."""
-    from ..errors import BackendUnavailable, OpforgeError
-    from ..onnx.ort import library_for
+    from ..core.errors import BackendUnavailable, OpforgeError
     from ..ort.codegen import has_library_op
+    from ..ort.session import library_for
 
     if op.decl.kernel_dir is not None and "cpu" in op.decl.kernels_pending:
         return [

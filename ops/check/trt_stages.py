@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BackendUnavailable, OpforgeError
+from ..core.errors import BackendUnavailable, OpforgeError
 from . import FAIL, PASS, SKIP, StageResult, stage
 
 _cache: dict = {}

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import paths
-from ..errors import BackendUnavailable, OpforgeError
+from ..core import paths
+from ..core.errors import BackendUnavailable, OpforgeError
 from . import emulate, toolchain
 from . import target as targets
 
@@ -47,14 +47,14 @@ class TargetBuild:
     artefacts: list[Artefact]
     skipped: dict[str, str]  # artefact kind -> why it was not built
     manifest: Path | None = None
-    compilers: object = None  # ops.compilers.Compilers
+    compilers: object = None  # ops.native.compilers.Compilers
 
     def artefact(self, kind: str) -> Path | None:
         return next((a.path for a in self.artefacts if a.kind == kind), None)
 
 
 def package_dir(package: str = DEFAULT_PACKAGE) -> Path:
-    from ..discovery import import_package
+    from ..core.discovery import import_package
 
     return paths.build_root() / "jetson" / import_package(package).name
 
@@ -80,7 +80,7 @@ def build(
     """Cross-build the package's TensorRT plugin library, ONNX Runtime op library and the C++ example for
     one JetPack generation. `ops` restricts the build to some ops (the quick CI check); `directory` replaces
     build/jetson/<package>/jetpack<N> (the manifest goes beside it)."""
-    from ..discovery import import_package
+    from ..core.discovery import import_package
     from ..ort import build as ort_build
     from ..ort import headers as ort_headers
     from ..trt import build as trt_build

@@ -20,7 +20,7 @@ import struct
 import subprocess
 from pathlib import Path
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
 from . import emulate
 
 HERE = Path(__file__).resolve().parent

@@ -40,7 +40,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BackendUnavailable
+from ..core.errors import BackendUnavailable
 
 TRIPLE = "aarch64-linux-gnu"
 SYSROOT = Path("/usr") / TRIPLE  # the cross toolchain's libc, libstdc++, libgomp: what qemu-aarch64 -L is given
@@ -69,7 +69,7 @@ LIBRARIES =+ $(_SPACE_) "-L$(TOP)/lib"
 
 def root() -> Path:
     """build/jetson/toolchain (OPFORGE_JETSON_TOOLCHAIN overrides)."""
-    from ..paths import build_root
+    from ..core.paths import build_root
 
     return Path(os.environ.get("OPFORGE_JETSON_TOOLCHAIN") or build_root() / "jetson" / "toolchain")
 
@@ -105,7 +105,7 @@ def _first_line(cmd) -> str:
 
 def host_nvcc() -> Path | None:
     """The installed nvcc (CUDA 13 here): cross-compiles device code with -ccbin aarch64-linux-gnu-g++."""
-    from ..cuda_kernels import cuda_home
+    from ..native.cuda_kernels import cuda_home
 
     cuda = cuda_home()
     return cuda / "bin" / "nvcc" if cuda is not None and (cuda / "bin" / "nvcc").is_file() else None
@@ -549,7 +549,7 @@ def install_trt_headers(log=print) -> Path | None:
 def _shared_headers() -> str | None:
     """shared/tensorrt-10.3/include beside the checkout (where the project's shared folder is laid for
     developers and CI), if it holds the headers."""
-    from ..paths import project_root
+    from ..core.paths import project_root
 
     project = project_root(Path(__file__).resolve())
     if project is None:

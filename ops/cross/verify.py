@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import paths
+from ..core import paths
 from . import emulate
 
 ELEM = {1: np.float32, 10: np.float16, 7: np.int64, 6: np.int32, 11: np.float64, 9: np.bool_}
@@ -155,7 +155,7 @@ def run_example_pair(
 def harness_checks(server: Path, library: Path, lib_dirs, op_ids=None) -> dict[str, tuple[bool, str]]:
     """ops/trt/harness/checks.cpu_checks for each op of the aarch64 plugin library, run through the
     aarch64 harness under qemu."""
-    from ..registry import ops_in
+    from ..core.registry import ops_in
     from ..trt.harness import checks
     from ..trt.harness.host import Host
     from .remote_harness import RemoteHarness

@@ -20,7 +20,7 @@ from .schema import onnx_supported, register_schemas
 def ort_session(model, providers=("CPUExecutionProvider",), **kwargs):
     """An onnxruntime.InferenceSession for `model` (path, bytes or ModelProto) with the native custom-op
     libraries of the opforge ops it uses registered (built on demand)."""
-    from .ort import ort_session as make
+    from ..ort.session import ort_session as make
 
     return make(model, providers=providers, **kwargs)
 

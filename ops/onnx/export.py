@@ -14,8 +14,8 @@ import re
 import warnings
 from pathlib import Path
 
-from ..errors import ExportError, OpforgeError
-from . import _lazy
+from ..core import lazy
+from ..core.errors import ExportError, OpforgeError
 from .quiet import quiet_dynamo_registration_log, quiet_torchscript_log
 from .schema import TRT_ATTRS, onnx_attr_value, onnx_supported, register_schemas
 
@@ -25,7 +25,7 @@ DEFAULT_OPSET = 20
 
 
 def _opforge_ops():
-    from ..registry import all_ops
+    from ..core.registry import all_ops
 
     return all_ops()
 
@@ -244,7 +244,7 @@ def _export_torchscript(model, args, opset, dynamic, ops):
         torch.onnx.export(
             model, tuple(args), buffer, dynamo=False, opset_version=opset, input_names=names, dynamic_axes=axes or None
         )
-    return _lazy.onnx().load_from_string(buffer.getvalue())
+    return lazy.onnx().load_from_string(buffer.getvalue())
 
 
 def default_opset(model_proto) -> int | None:
@@ -252,7 +252,7 @@ def default_opset(model_proto) -> int | None:
 
 
 def _postprocess(m, opset: int, ops, fallback: bool, trace_args):
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
     by_key = {(op.decl.namespace, op.decl.name): op for op in ops if onnx_supported(op.decl)}
     written = default_opset(m)
     if written != opset:
@@ -306,7 +306,7 @@ def _forget_custom_output_shapes(m, by_key) -> None:
 
 def _cleanup(m):
     """onnx-graphsurgeon: drop dead nodes, sort topologically; shapes and dtypes of tensors are kept."""
-    gs = _lazy.require("onnx_graphsurgeon")
+    gs = lazy.require("onnx_graphsurgeon")
     logger = gs.logger.G_LOGGER
     severity, logger.severity = logger.severity, logger.ERROR  # its bfloat16/numpy notes are not ours to show
     try:
@@ -345,7 +345,7 @@ def export_onnx(
     top of this export.)"""
     import torch
 
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
     if not isinstance(opset, int) or opset not in TORCHSCRIPT_OPSETS and opset not in DYNAMO_OPSETS:
         raise ExportError(f"opset must be an int in 11-23 (11-17 TorchScript exporter, 18-23 dynamo), got {opset!r}")
     args = tuple(args) if isinstance(args, (tuple, list)) else (args,)

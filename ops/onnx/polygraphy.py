@@ -8,14 +8,14 @@ from __future__ import annotations
 import time
 import warnings
 
-from . import _lazy
+from ..core import lazy
 
 
 def compare_with_polygraphy(op, path, plan, batches=(1, 3, 8)) -> tuple[bool, str]:
     import numpy as np
     import torch
 
-    _lazy.require("polygraphy")
+    lazy.require("polygraphy")
     from polygraphy.backend.base import BaseRunner
     from polygraphy.backend.onnxrt import OnnxrtRunner
     from polygraphy.comparator import Comparator, CompareFunc

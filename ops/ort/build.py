@@ -12,7 +12,7 @@ kernel and CUDA execution-provider variants. It is compiled against ONNX Runtime
 runtime hands to RegisterCustomOps, at the API version of the headers, so one build loads into that
 runtime version and every newer one. Objects and the ninja file live beside the TensorRT plugin build,
 under <build root>/opforge/<package>/ort/; the CUDA kernel objects are the plugin library's
-(ops/cuda_kernels.py: compiled once for both).
+(ops/native/cuda_kernels.py: compiled once for both).
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import cuda_kernels, ninja, paths, prototypes
-from ..declaration import OpDecl
-from ..errors import BackendUnavailable, OpforgeError
-from ..registry import ops_in
+from ..core import paths
+from ..core.declaration import OpDecl
+from ..core.errors import BackendUnavailable, OpforgeError
+from ..core.registry import ops_in
+from ..native import cuda_kernels, ninja, prototypes
 from . import codegen, headers
 
 DEFAULT_PACKAGE = "ops.library"
@@ -48,7 +49,7 @@ class OrtLibrary:
 
 
 def _package(name: str):
-    from ..discovery import import_package
+    from ..core.discovery import import_package
 
     return import_package(name)
 
@@ -60,7 +61,7 @@ def library_decls(package: str = DEFAULT_PACKAGE) -> list[OpDecl]:
 
 def library_path(package: str = DEFAULT_PACKAGE) -> Path:
     """Where the op package's library is (it may not be built yet: see build())."""
-    from ..packages import package as op_package
+    from ..core.packages import package as op_package
 
     pkg = op_package(package)
     return pkg.build_dir / "ort" / "lib" / f"lib{pkg.ort_library}.so"
@@ -85,9 +86,9 @@ def build(
 ) -> OrtLibrary:
     """Build the op package's library (opforge's own: libopforge_ort_ops.so); incremental through ninja.
     `decls`/`build_dir` build a library for other declarations (tests); `cuda` forces the CUDA variants
-    on or off (default: when nvcc is found). `compilers` (ops/compilers.py) and `cuda_dir` (the kernel
+    on or off (default: when nvcc is found). `compilers` (ops/native/compilers.py) and `cuda_dir` (the kernel
     objects, shared with the plugin library) build for another machine."""
-    from ..packages import package as op_package
+    from ..core.packages import package as op_package
 
     include = headers.require()
     if shutil.which("ninja") is None:
@@ -255,7 +256,7 @@ def build_example(output: Path | None = None, compilers=None, runtime: Path | No
 
 
 def main(argv=None) -> int:
-    from ..discovery import add_package_option
+    from ..core.discovery import add_package_option
 
     parser = argparse.ArgumentParser(prog="python -m ops.ort.build", description=__doc__.splitlines()[0])
     add_package_option(parser, f"the op package to build (import name; repeatable; default {DEFAULT_PACKAGE})")

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import BackendUnavailable
+from ..core.errors import BackendUnavailable
 
 PACKAGE = "libonnxruntime-dev"
 SUITE = "trixie"  # Debian 13: libonnxruntime-dev 1.21.0
@@ -40,7 +40,7 @@ HINT = (
 
 def cache_dir() -> Path:
     """OPFORGE_ORT_HEADERS_CACHE, else ort-headers under opforge's build root (build/ of a checkout)."""
-    from ..paths import build_root
+    from ..core.paths import build_root
 
     return Path(os.environ.get("OPFORGE_ORT_HEADERS_CACHE") or build_root() / "ort-headers")
 

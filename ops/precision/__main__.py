@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
 
 
 def load_target(spec: str):

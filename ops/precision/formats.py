@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
 from .formats import half_format, rel_l2
 
 DEFAULT_BUDGET = 1e-3  # per-node rel_l2 of running that node alone in half

@@ -118,7 +118,7 @@ def plot(report: PrecisionReport, path) -> None:
     try:
         import matplotlib
     except ImportError as e:
-        from ..errors import BackendUnavailable
+        from ..core.errors import BackendUnavailable
 
         raise BackendUnavailable(f"--plot needs matplotlib ({e}). Install it: pip install matplotlib") from e
     matplotlib.use("Agg")

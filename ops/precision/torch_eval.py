@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
 
 # ONNX TensorProto element type -> torch dtype name
 ONNX_TO_TORCH = {
@@ -380,7 +380,7 @@ def handlers() -> dict:
 
 def custom_op(node):
     """The registered opforge op behind a custom-domain node, or None."""
-    from ..registry import all_ops
+    from ..core.registry import all_ops
 
     for op in all_ops():
         if op.decl.namespace == node.domain and op.decl.name == node.op_type:

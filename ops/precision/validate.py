@@ -4,7 +4,7 @@ implicit mixing of float16 and float32 inside a node; the only dtype changes are
 
 from __future__ import annotations
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
 from .node_types import _formal, _schema, elem_types
 
 

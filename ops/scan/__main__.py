@@ -39,8 +39,8 @@ import re
 import sys
 from pathlib import Path
 
-from ..discovery import add_package_option, load_for_cli
-from ..errors import OpforgeError
+from ..core.discovery import add_package_option, load_for_cli
+from ..core.errors import OpforgeError
 
 
 def _opsets(values) -> list[int]:

@@ -46,7 +46,7 @@ def _reference_calls(op) -> set:
 def standing_in(operator) -> list:
     """The registered opforge ops with an ONNX export whose reference calls `operator` (a trace Operator) with
     inputs of the ranks of one of its recorded calls."""
-    from ..registry import all_ops
+    from ..core.registry import all_ops
 
     wanted = {(operator.name, _ranks(c)) for c in operator.calls}
     found = []

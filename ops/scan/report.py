@@ -90,8 +90,8 @@ def fix_command(op, namespace: str, target: str | None = None, package: str | No
 
 
 def _plugin_domains() -> dict:
-    from ..packages import package
-    from ..registry import all_ops
+    from ..core.packages import package
+    from ..core.registry import all_ops
 
     out = {}
     for op in all_ops():
@@ -101,7 +101,7 @@ def _plugin_domains() -> dict:
 
 
 def build_report(target: str | None, trace, results, table, namespace: str, package: str | None = None) -> dict:
-    from ..registry import all_ops
+    from ..core.registry import all_ops
 
     declared = {op.torch_op: op for op in all_ops()}
     plugins = _plugin_domains()

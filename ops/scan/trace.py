@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
 
 # Graph nodes that are bookkeeping of torch.export, not operators of the model: runtime shape assertions and
 # symbolic-size queries. Neither exporter emits a node for them.

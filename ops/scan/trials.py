@@ -117,7 +117,7 @@ class TrialFailed(Exception):
 def short_reason(e: BaseException) -> str:
     """One line saying why an export failed: opforge's own message if it raised one, else the innermost
     exception of the chain that says something (the exporters wrap the real cause two or three times)."""
-    from ..errors import OpforgeError
+    from ..core.errors import OpforgeError
 
     chain, seen = [], set()
     while e is not None and id(e) not in seen:
@@ -134,7 +134,7 @@ def short_reason(e: BaseException) -> str:
 
 def _opforge_ops_in(trace_ops):
     """The declared ops among the traced operators (what the exporters need registered)."""
-    from ..registry import all_ops
+    from ..core.registry import all_ops
 
     wanted = {op.overload for op in trace_ops}
     return [op for op in all_ops() if op.torch_op in wanted]

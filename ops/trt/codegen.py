@@ -9,10 +9,10 @@ declaration's shape language: output shapes through `IExprBuilder`, the same rul
 
 from __future__ import annotations
 
-from .. import shape_rule as sr
-from ..declaration import OpDecl
-from ..dtypes import DTYPES
-from ..prototypes import include_path
+from ..core import shape_rule as sr
+from ..core.declaration import OpDecl
+from ..core.dtypes import DTYPES
+from ..native.prototypes import include_path
 
 GENERATOR_VERSION = 3
 

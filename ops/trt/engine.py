@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import BackendUnavailable, OpforgeError
+from ..core.errors import BackendUnavailable, OpforgeError
 
 INSTALL_HINT = (
     "TensorRT's Python package is not installed. Fix: install TensorRT 10.x for your CUDA "

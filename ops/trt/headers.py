@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..errors import BackendUnavailable
+from ..core.errors import BackendUnavailable
 
 WHEEL = "kernel-lens==2.0.1"
 WHEEL_PREFIX = "kernel_lens/include/tensorrt/"
@@ -42,7 +42,7 @@ HINT = (
 def cache_dir() -> Path:
     """OPFORGE_TRT_HEADERS_CACHE, else trt-headers under opforge's build root (build/ of a checkout, the
     user cache for an installed opforge)."""
-    from ..paths import build_root
+    from ..core.paths import build_root
 
     return Path(os.environ.get("OPFORGE_TRT_HEADERS_CACHE") or build_root() / "trt-headers")
 

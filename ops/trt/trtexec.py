@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
 
 
 def parse_shapes(items: list[str]) -> dict[str, tuple[str, str, str]]:

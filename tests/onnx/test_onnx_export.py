@@ -9,10 +9,10 @@ import torch
 import ops
 from ops.check.batching import batch_plan
 from ops.check.oracle import reference_outputs
+from ops.core.registry import library_ops
 from ops.onnx import export_onnx, ort_session
 from ops.onnx.models import run_session, single_op_module
 from ops.onnx.schema import output_dims
-from ops.registry import library_ops
 
 LIBRARY_OPS = [op for op in library_ops() if op.decl.onnx]  # onnx=False ops are never exported
 

@@ -175,7 +175,7 @@ def test_held_out_inputs_meet_the_target_in_ort_and_torch_half(planned):
 
 def test_export_onnx_precision_argument(tmp_path):
     import ops
-    from ops.errors import ExportError
+    from ops.core.errors import ExportError
 
     model, args = make(tokens=8)
     m = ops.export_onnx(model, args, tmp_path / "m.onnx", opset=17, precision="mixed-float16")

@@ -75,7 +75,7 @@ def _out_dtype(o, d, inputs):
     """The torch dtype of a declared output as the plugin writes it (size outputs: TensorRT's int32)."""
     import torch
 
-    from ...dtypes import torch_dtype
+    from ...core.dtypes import torch_dtype
 
     if o.is_size:
         return torch.int32

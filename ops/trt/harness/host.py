@@ -116,7 +116,7 @@ def _compile(out: Path, sources: list[Path], flags: list[str]) -> Path:
 
 
 def _harness_build_dir() -> Path:
-    from ...paths import build_root
+    from ...core.paths import build_root
 
     return build_root() / "opforge_trt_harness"
 

@@ -1,0 +1,3 @@
+"""The core: the declaration model and its validation, shape rules, the batch, dtypes, errors, the registry of
+declared ops, op packages and where their files go. It imports no backend and no tool; backends attach
+themselves through `registry.on_register` and `discovery.on_op_package`."""
