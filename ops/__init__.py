@@ -67,7 +67,8 @@ def export_onnx(
     **kwargs,
 ):
     """Export a model with opforge ops to ONNX; see ops.onnx.export_onnx for the arguments (imported on first
-    call, so `import ops` never needs onnx).
+    call: `import ops` loads the core, the torch backend and the op library only, never the ONNX or TensorRT
+    backends or a tool).
 
     precision="mixed-float16" (or "mixed-bfloat16") writes a mixed-precision graph (ops.precision): the parts
     that overflow or break the error budget in half on `args` (and the `calibration` argument tuples) stay

@@ -27,14 +27,16 @@ import sys
 from .core.discovery import add_package_option
 from .core.errors import OpforgeError
 from .cross.build import main as cross_main
+from .torch import build as torch_build
 from .torch.build import DEFAULT_PACKAGE, build_package, cuda_enabled, generate_sources
 from .trt.build import build, emit_cmake
+
+# A user's setup.py (README, "Ops in your own package"): `from ops.build import BuildExtension, extension`.
+extension = torch_build.extension
 
 
 def __getattr__(name):  # a user's setup.py: `from ops.build import BuildExtension, extension` (README)
     if name == "BuildExtension":
-        from .torch import build as torch_build
-
         return torch_build.BuildExtension
     raise AttributeError(name)
 

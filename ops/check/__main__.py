@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+import ops
+
 from ..core.discovery import add_package_option, load_for_cli
 from ..core.errors import OpforgeError
 from . import FAIL, PASS, REFERENCE, SKIP, check_op
@@ -52,8 +54,6 @@ def main(argv=None) -> int:
         "opforge.ops entry point are always loaded)",
     )
     args = parser.parse_args(argv)
-
-    import ops
 
     try:
         load_for_cli(args.package)

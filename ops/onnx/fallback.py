@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+import torch
+
 from ..core import lazy
 from ..core.dtypes import torch_dtype
 from ..core.errors import ExportError
+from .quiet import quiet_dynamo_registration_log, quiet_torchscript_log
 from .schema import ELEM_TO_DTYPE
 
 PROBES = (0.0123456789, 0.0234567891, 0.0345678912, 0.0456789123)  # distinctive, harmless magnitudes
@@ -63,15 +67,11 @@ def _sample_for(decl, dtype: str, ranks):
 def _export_reference(decl, tensors, attrs, opset):
     import io
 
-    import torch
-
     onnx = lazy.onnx()
 
     class Reference(torch.nn.Module):
         def forward(self, *inputs):
             return decl.reference(*inputs, **attrs)
-
-    from .quiet import quiet_dynamo_registration_log, quiet_torchscript_log
 
     names = [i.name for i in decl.inputs][: len(tensors)]
     with warnings.catch_warnings(), quiet_dynamo_registration_log(), quiet_torchscript_log():
@@ -106,7 +106,7 @@ def _export_reference(decl, tensors, attrs, opset):
 
 def _constants(g):
     """name -> (numpy value, producing Constant node or None for an initializer)."""
-    from onnx import numpy_helper
+    numpy_helper = lazy.onnx().numpy_helper
 
     out = {init.name: (numpy_helper.to_array(init), None) for init in g.initializer}
     for n in g.node:
@@ -118,8 +118,6 @@ def _constants(g):
 
 
 def _probe_hits(consts, probe) -> list[str]:
-    import numpy as np
-
     return [
         name
         for name, (v, _) in consts.items()
@@ -153,8 +151,6 @@ def _check_no_derived_constants(decl, tensors, attrs, opset, floats, consts, hit
 
 def _body(decl, tensors, attrs, opset):
     """(FunctionProto pieces) of the reference with float attributes wired to function attributes."""
-    import numpy as np
-
     onnx = lazy.onnx()
     helper = onnx.helper
     # Constant(value_float=...) exists from opset 12; at opset 11 float attributes are baked in too.

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import torch
+
+from ..core.declaration import schema_names
+
 
 def single_op_module(op, attrs: dict | None = None):
     """A torch.nn.Module whose forward takes the op's tensor inputs (by their declared names, so both
     exporters name the graph inputs after them; `self` as `self_`) and calls the op with fixed `attrs`."""
-    import torch
-
-    from ..core.declaration import schema_names
-
     decl = op.decl
     values = {a.name: a.default for a in decl.attrs if a.has_default}
     values.update(attrs or {})
@@ -33,7 +33,6 @@ def run_session(session, tensors) -> tuple:
     import ctypes
 
     import onnxruntime as ort
-    import torch
 
     present = [t for t in tensors if t is not None]
     feed = {}

@@ -16,6 +16,7 @@ from ..core import lazy
 from ..core import shape_rule as sr
 from ..core.declaration import OpDecl, ResolvedAttr
 from ..core.errors import ExportError
+from ..core.registry import all_ops
 
 # declaration dtype -> (ONNX type string, TensorProto enum)
 ONNX_DTYPES: dict[str, tuple[str, int]] = {
@@ -238,8 +239,6 @@ def register_schema(decl: OpDecl) -> None:
 
 def register_schemas(ops=None) -> None:
     """Register the OpSchema of every declared op that supports ONNX (or of `ops`)."""
-    from ..core.registry import all_ops
-
     for op in ops if ops is not None else all_ops():
         if onnx_supported(op.decl):
             register_schema(op.decl)

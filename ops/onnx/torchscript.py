@@ -8,6 +8,8 @@ in torch 2.x; a torch that dropped it gives an ExportError, not an AttributeErro
 
 from __future__ import annotations
 
+import torch
+
 from ..core import shape_rule as sr
 from ..core.declaration import OpDecl
 from ..core.dtypes import torch_dtype
@@ -23,8 +25,6 @@ _REGISTERED: set[str] = set()
 
 def torchscript_api():
     """(register_custom_op_symbolic, parse_args), or ExportError if this torch no longer has them."""
-    import torch.onnx
-
     try:
         from torch.onnx import register_custom_op_symbolic
         from torch.onnx.symbolic_helper import parse_args
@@ -101,8 +101,6 @@ def symbolic(decl: OpDecl):
 
 
 def _none_type():
-    import torch
-
     return torch._C.OptionalType.ofTensor()
 
 

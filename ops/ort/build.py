@@ -30,7 +30,9 @@ from pathlib import Path
 
 from ..core import paths
 from ..core.declaration import OpDecl
+from ..core.discovery import add_package_option, import_package
 from ..core.errors import BackendUnavailable, OpforgeError
+from ..core.packages import package as op_package
 from ..core.registry import ops_in
 from ..native import cuda_kernels, ninja, prototypes
 from . import codegen, headers
@@ -49,8 +51,6 @@ class OrtLibrary:
 
 
 def _package(name: str):
-    from ..core.discovery import import_package
-
     return import_package(name)
 
 
@@ -61,8 +61,6 @@ def library_decls(package: str = DEFAULT_PACKAGE) -> list[OpDecl]:
 
 def library_path(package: str = DEFAULT_PACKAGE) -> Path:
     """Where the op package's library is (it may not be built yet: see build())."""
-    from ..core.packages import package as op_package
-
     pkg = op_package(package)
     return pkg.build_dir / "ort" / "lib" / f"lib{pkg.ort_library}.so"
 
@@ -88,8 +86,6 @@ def build(
     `decls`/`build_dir` build a library for other declarations (tests); `cuda` forces the CUDA variants
     on or off (default: when nvcc is found). `compilers` (ops/native/compilers.py) and `cuda_dir` (the kernel
     objects, shared with the plugin library) build for another machine."""
-    from ..core.packages import package as op_package
-
     include = headers.require()
     if shutil.which("ninja") is None:
         raise BackendUnavailable("ninja is needed to build the ONNX Runtime op library. Fix: pip install ninja")
@@ -256,8 +252,6 @@ def build_example(output: Path | None = None, compilers=None, runtime: Path | No
 
 
 def main(argv=None) -> int:
-    from ..core.discovery import add_package_option
-
     parser = argparse.ArgumentParser(prog="python -m ops.ort.build", description=__doc__.splitlines()[0])
     add_package_option(parser, f"the op package to build (import name; repeatable; default {DEFAULT_PACKAGE})")
     parser.add_argument("--list", action="store_true", help="print the variants the library registers")

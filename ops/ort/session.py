@@ -20,7 +20,10 @@ from pathlib import Path
 
 from ..core import lazy
 from ..core.errors import OpforgeError
+from ..core.registry import all_ops
 from ..onnx.schema import onnx_supported
+from .build import build
+from .codegen import has_library_op
 
 _LIBRARIES: dict[str, Path] = {}  # op package -> its built library, this process
 
@@ -37,16 +40,12 @@ def _load(model):
 def library_for(package: str) -> Path:
     """The op package's native ORT library, built (or brought up to date) once per process."""
     if package not in _LIBRARIES:
-        from .build import build
-
         _LIBRARIES[package] = build(package).library
     return _LIBRARIES[package]
 
 
 def used_ops(model) -> list:
     """The registered opforge ops (with ONNX export) whose nodes appear in the model's main graph."""
-    from ..core.registry import all_ops
-
     m = _load(model)
     by_key = {(op.decl.namespace, op.decl.name): op for op in all_ops() if onnx_supported(op.decl)}
     used = {}
@@ -60,8 +59,6 @@ def used_ops(model) -> list:
 def libraries(model) -> list[Path]:
     """The native libraries a model needs: those of the packages of its opforge ops with compiled kernels.
     An op without compiled kernels is accepted only when the model carries its fallback function."""
-    from .codegen import has_library_op
-
     m = _load(model)
     functions = {(f.domain, f.name) for f in m.functions}
     packages = []

@@ -13,7 +13,13 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+from ..core import lazy
 from ..core.errors import OpforgeError
+from .formats import half_format
+from .planner import DEFAULT_BUDGET, DEFAULT_MARGIN, DEFAULT_TARGET, analyze, plan_mixed
+from .report import plot
 
 
 def load_target(spec: str):
@@ -43,8 +49,6 @@ def load_target(spec: str):
 def load_data(path: str | None) -> list:
     if path is None:
         return []
-    import torch
-
     if not Path(path).is_file():
         raise OpforgeError(f"--data {path}: no such file. Fix: torch.save([(x1,), (x2,), ...], '{path}') first.")
     data = torch.load(path, weights_only=True)
@@ -57,8 +61,6 @@ def load_data(path: str | None) -> list:
 
 
 def main(argv=None) -> int:
-    from .planner import DEFAULT_BUDGET, DEFAULT_MARGIN, DEFAULT_TARGET
-
     parser = argparse.ArgumentParser(prog="python -m ops.precision", description=__doc__.split("\n\n")[0])
     parser.add_argument("target", help="module:function returning (model, example_args)")
     parser.add_argument("--data", help="torch.save'd list of argument tuples used as calibration inputs")
@@ -88,12 +90,6 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=25, help="table rows per section (default 25)")
     args = parser.parse_args(argv)
     try:
-        import ops  # noqa: F401  (registers the built-in ops)
-
-        from .formats import half_format
-        from .planner import analyze, plan_mixed
-        from .report import plot
-
         half_format(args.dtype)
         model, example, own = load_target(args.target)
         analysis = analyze(
@@ -106,7 +102,7 @@ def main(argv=None) -> int:
         )
         mixed = plan_mixed(analysis, target=args.target_error, margin=args.margin)
         if args.export_mixed:
-            import onnx
+            onnx = lazy.onnx()
 
             Path(args.export_mixed).parent.mkdir(parents=True, exist_ok=True)
             onnx.save(mixed, args.export_mixed)

@@ -41,6 +41,10 @@ from pathlib import Path
 
 from ..core.discovery import add_package_option, load_for_cli
 from ..core.errors import OpforgeError
+from . import scan
+from .columns import DEFAULT_OPSETS, plan_columns
+from .report import render, suggested_namespace
+from .tensorrt import table_for
 
 
 def _opsets(values) -> list[int]:
@@ -152,11 +156,6 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        from . import scan
-        from .columns import DEFAULT_OPSETS, plan_columns
-        from .report import render, suggested_namespace
-        from .tensorrt import table_for
-
         opsets = _opsets(args.opset) or list(DEFAULT_OPSETS)
         plan_columns(opsets, args.exporter)  # usage errors before the (slow) trace
         table_for(args.trt_version)

@@ -21,11 +21,13 @@ import importlib.util
 import json
 from pathlib import Path
 
+import torch
+
 from ..core import paths
 from ..core.errors import ExtensionError
+from ..core.packages import package
 from ..core.registry import compiled_ops_in
-from ..native import prototypes
-from . import glue, schema
+from ..native.cpu_isa import LEVELS
 from .register import register_missing_kernels
 
 REBUILD = "pip install --no-build-isolation -e . (or: python -m ops.build)"
@@ -53,7 +55,10 @@ def rebuild_hint(package) -> str:
 def _generator_digest() -> bytes:
     """What every op's glue depends on besides its declaration: the generator and the shared headers."""
     h = hashlib.sha256(FINGERPRINT_VERSION.encode())
-    generators = [Path(glue.__file__), Path(schema.__file__), Path(prototypes.__file__)]
+    here = (
+        Path(__file__).resolve().parent
+    )  # the generators' files, read without importing them (import ops stays light)
+    generators = [here / "glue.py", here / "schema.py", here.parent / "native" / "prototypes.py"]
     for path in [*generators, *(paths.csrc_dir() / s for s in SHARED_SOURCES)]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
@@ -93,8 +98,6 @@ def fingerprint(decl) -> str | None:
 
 def problem(package) -> str | None:
     """Why the package's extension cannot be loaded now, or None if it can."""
-    import torch
-
     hint = rebuild_hint(package)
     try:
         found = importlib.util.find_spec(package.extension) is not None
@@ -175,9 +178,6 @@ def cpu_isa(package_name: str = OPFORGE_PACKAGE) -> str:
     the library itself (ops.native.cpu_isa.selected() derives the same rule from /proc/cpuinfo without loading it).
     Loads the extension; raises ExtensionError when it cannot be loaded or predates this query."""
     import ctypes
-
-    from ..core.packages import package
-    from ..native.cpu_isa import LEVELS
 
     pkg = package(package_name)
     load(pkg, strict=True)

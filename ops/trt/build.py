@@ -20,7 +20,9 @@ from pathlib import Path
 
 from ..core import paths
 from ..core.declaration import OpDecl
+from ..core.discovery import import_package
 from ..core.errors import BackendUnavailable, OpforgeError
+from ..core.packages import package as op_package
 from ..core.registry import ops_in
 from ..native import cuda_kernels, ninja, prototypes
 from ..native.cuda_kernels import cuda_archs, cuda_home
@@ -41,8 +43,6 @@ class PluginBuild:
 
 
 def _package(name: str):
-    from ..core.discovery import import_package
-
     return import_package(name)
 
 
@@ -94,8 +94,6 @@ def build(
         )
     if shutil.which("ninja") is None:
         raise BackendUnavailable("ninja is needed to build the plugin library. Fix: pip install ninja")
-    from ..core.packages import package as op_package
-
     pkg = _package(package) if decls is None else op_package(package)
     decls = plugin_decls(package) if decls is None else decls
     if not decls:
@@ -197,8 +195,6 @@ def build(
 
 def library_path(variant: str = "release", package: str = DEFAULT_PACKAGE) -> Path:
     """Where the op package's built library is (it may not exist yet: see build())."""
-    from ..core.packages import package as op_package
-
     pkg = op_package(package)
     return pkg.build_dir / VARIANT_DIRS[variant] / "lib" / f"lib{pkg.plugin_library}.so"
 

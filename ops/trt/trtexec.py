@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import OpforgeError
+from .build import library_path
 
 
 def parse_shapes(items: list[str]) -> dict[str, tuple[str, str, str]]:
@@ -51,8 +52,6 @@ def main(argv=None) -> int:
     parser.add_argument("--save", help="engine path for --saveEngine")
     parser.add_argument("--plugins", help="plugin library (default: the in-tree build)")
     args = parser.parse_args(argv)
-    from .build import library_path
-
     try:
         shapes = parse_shapes(args.shapes)
     except OpforgeError as e:

@@ -92,9 +92,9 @@ def test_every_node_that_overflows_alone_in_half_is_flagged(planned):
     types = elem_types(m)
     flagged = {f.node for f in analysis.report.flagged_nodes()}
     weights = {}
-    from ops.precision.onnx_nodes import _constant_values
+    from ops.precision.onnx_nodes import constant_values
 
-    env = {**_constant_values(m), **analysis.runs[0]}
+    env = {**constant_values(m), **analysis.runs[0]}
     overflowing = set()
     for node in m.graph.node:
         slots = half_slots(node, m, types)
