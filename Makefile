@@ -7,7 +7,7 @@ VENV          ?= .venv
 PY            ?= $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 DEPS          := "setuptools>=77" wheel numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon \
-                 polygraphy==0.53.6 matplotlib onnxconverter-common ruff==0.17.6
+                 polygraphy==0.53.6 matplotlib onnxconverter-common ruff==0.17.6 clang-format==23.1.5
 PYTEST_ARGS   ?=
 
 .PHONY: setup build demo test lint check clean jetson jetson-toolchain
@@ -40,10 +40,16 @@ demo: setup build
 test: setup build
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Style: ruff's lint and formatter (configuration in pyproject.toml). CI runs this before the tests.
+# Style: ruff's lint and formatter (configuration in pyproject.toml) and clang-format over the C/C++/CUDA
+# files (.clang-format). CI runs this before the tests; .pre-commit-config.yaml runs the same checks.
+# clang-format through the interpreter (PyPI's clang-format wheel), so PY=python3 finds the one it installed.
+CXX_SOURCES   = $(shell git ls-files '*.c' '*.cc' '*.cpp' '*.h' '*.hpp' '*.cu' '*.cuh' 2>/dev/null)
+CLANG_FORMAT  = $(PY) -c "import clang_format; clang_format.clang_format()"
+
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(CLANG_FORMAT) --dry-run -Werror $(CXX_SOURCES)
 
 # Jetson (aarch64 + sm_87), README "Deploying to a Jetson": the cross toolchain into build/jetson/toolchain
 # (apt: g++-aarch64-linux-gnu, qemu-user, binfmt-support; Debian trixie's nvidia-cuda-toolkit 12.4 and PyPI's

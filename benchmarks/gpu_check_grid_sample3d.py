@@ -21,6 +21,7 @@ import argparse
 import datetime
 import itertools
 import json
+import os
 import traceback
 
 import torch
@@ -230,10 +231,34 @@ def bench(rows):
         torch.cuda.empty_cache()
 
 
+def forward_variants(out):
+    """The bilinear forward under each launch setting the kernel lets the environment force: channels whose loads
+    are issued together (OPFORGE_GRID_SAMPLE3D_CHUNK) and channel lanes per voxel (OPFORGE_GRID_SAMPLE3D_LANES)."""
+    settings = [("CHUNK", v) for v in ("1", "2", "4", "8")] + [("LANES", v) for v in ("1", "2", "4", "8")]
+    for (name, n, c, d, h, w, do, ho, wo, noise), dtype in itertools.product(BENCH, (torch.float32, torch.float16)):
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(n, c, d, h, w, generator=gen).to("cuda", dtype)
+        grid = identity_grid(n, do, ho, wo, noise, gen).to("cuda", dtype)
+        row = dict(
+            case=name, dtype=str(dtype), aten_fwd_us=time_us(lambda: F.grid_sample(x, grid, align_corners=False))
+        )
+        want = FWD(x, grid, "bilinear", "zeros", False)
+        for var, value in settings:
+            os.environ[f"OPFORGE_GRID_SAMPLE3D_{var}"] = value
+            got = FWD(x, grid, "bilinear", "zeros", False)
+            same = bool(torch.equal(got, want))
+            row[f"{var.lower()}{value}_us"] = time_us(lambda: FWD(x, grid, "bilinear", "zeros", False))
+            row[f"{var.lower()}{value}_same_output"] = same
+            del os.environ[f"OPFORGE_GRID_SAMPLE3D_{var}"]
+        print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+        out.append(row)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="gpu_check_grid_sample3d.json")
     ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--variants", action="store_true", help="only time the forward under each forced launch setting")
     args = ap.parse_args()
     info = dict(
         card=torch.cuda.get_device_name(),
@@ -249,6 +274,12 @@ def main():
     check_nonfinite(results)
     check_empty(results)
     rows: list = []
+    if args.variants:
+        variants: list = []
+        forward_variants(variants)
+        with open(args.out, "w") as f:
+            json.dump(dict(info=info, variants=variants), f, indent=1)
+        return
     if not args.no_bench:
         bench(rows)
     passed = sum(r["ok"] for r in results)

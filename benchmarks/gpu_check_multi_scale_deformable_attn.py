@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
 import shutil
 import statistics
@@ -154,9 +155,23 @@ BWD_TOL = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 6e-2}
 NAMES = ("grad_value", "grad_sampling_locations", "grad_attention_weights")
 
 
-def check_case(case, dtype, official, results):
+# Channels per lane: the launcher's choice, then each width forced (OPFORGE_MSDA_VEC; a width that does not fit
+# the dtype, D or alignment falls back to the launcher's choice). The small cases here would otherwise only run
+# the narrow widths the launcher picks for few rows.
+VEC_MODES = ("auto", "1", "2", "4", "8")
+
+
+def set_vec(mode: str) -> None:
+    if mode == "auto":
+        os.environ.pop("OPFORGE_MSDA_VEC", None)
+    else:
+        os.environ["OPFORGE_MSDA_VEC"] = mode
+
+
+def check_case(case, dtype, official, results, vec="auto"):
     name, n, levels, m, d, lq, p, rng = case
-    label = f"{name}[{str(dtype).split('.')[-1]}]"
+    label = f"{name}[{str(dtype).split('.')[-1]}, vec {vec}]"
+    set_vec(vec)
     try:
         value, shapes, start, loc, attn, grad = inputs(n, levels, m, d, lq, p, dtype, rng)
         f64 = [t.double() if t.is_floating_point() else t for t in (value, shapes, start, loc, attn, grad)]
@@ -169,6 +184,7 @@ def check_case(case, dtype, official, results):
         row = dict(
             case=name,
             dtype=str(dtype),
+            vec=vec,
             fwd_vs_core=rel_err(out, ref),
             bwd_vs_core={k: rel_err(a, b) for k, a, b in zip(NAMES, grads, ref_grads)},
         )
@@ -206,7 +222,8 @@ def check_case(case, dtype, official, results):
     except Exception as e:  # one failing case must not stop the rest
         print(f"FAIL {label}: {type(e).__name__}: {e}", flush=True)
         traceback.print_exc()
-        results.append(dict(case=name, dtype=str(dtype), ok=False, error=f"{type(e).__name__}: {e}"[:400]))
+        results.append(dict(case=name, dtype=str(dtype), vec=vec, ok=False, error=f"{type(e).__name__}: {e}"[:400]))
+    set_vec("auto")
 
 
 def check_edges(results):
@@ -424,9 +441,10 @@ def main():
         info["official_error"] = f"{type(e).__name__}: {e}"[-2000:]
         print(f"FAIL building the official extension: {info['official_error']}", flush=True)
     results: list = []
-    for case in CASES:
-        for dtype in DTYPES:
-            check_case(case, dtype, official, results)
+    for vec in VEC_MODES:
+        for case in CASES:
+            for dtype in DTYPES:
+                check_case(case, dtype, official, results, vec)
     check_edges(results)
     rows: list = []
     if not args.no_bench:

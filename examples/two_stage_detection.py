@@ -10,6 +10,11 @@ runs elsewhere, as deployments split it. Its batch is K, the number of proposals
 conversion exports K dynamic (`Converter(batch_dims={1: 0})`) and runs ONNX Runtime at three proposal counts,
 the way opforge::roi_align's own declaration varies its rois. Each proposal is pooled from the FPN level its
 size selects (Mask R-CNN's rule: level = floor(4 + log2(sqrt(area) / 224)), clamped to P2..P5).
+
+ONNX Runtime's detections are compared with torch's as a set (`match_detections`): NMS keeps the same boxes
+from both, but two boxes whose scores differ by less than the backends' rounding (1e-6 here; ORT's MatMul and
+torch's round differently) may come out in either order. Each detection must find a partner of the same class
+within the tolerance; counts must agree.
 """
 
 from __future__ import annotations
@@ -97,6 +102,28 @@ class SecondStage(torch.nn.Module):
         return boxes[keep], scores[keep], labels[keep]
 
 
+def match_detections(got, want, rtol: float, atol: float) -> tuple[bool, float]:
+    """(ok, worst |diff|) of two (boxes [K, 4], scores [K], labels [K]) results as sets: each wanted detection is
+    paired with the closest unpaired one of the same label; every pair must agree within atol + rtol * |want|."""
+    boxes_g, scores_g, labels_g = (torch.as_tensor(t).cpu() for t in got)
+    boxes_w, scores_w, labels_w = (torch.as_tensor(t).cpu() for t in want)
+    if boxes_g.shape != boxes_w.shape:
+        return False, float("inf")
+    rows_g = torch.cat([boxes_g.float(), scores_g.float()[:, None]], 1)
+    rows_w = torch.cat([boxes_w.float(), scores_w.float()[:, None]], 1)
+    free, worst = torch.ones(len(rows_g), dtype=torch.bool), 0.0
+    for k in range(len(rows_w)):
+        candidates = free & (labels_g == labels_w[k])
+        if not candidates.any():
+            return False, float("inf")
+        dist = (rows_g - rows_w[k]).abs().amax(1).masked_fill(~candidates, float("inf"))
+        j = int(dist.argmin())
+        if not bool(((rows_g[j] - rows_w[k]).abs() <= atol + rtol * rows_w[k].abs()).all()):
+            return False, float(dist[j])
+        free[j], worst = False, max(worst, float(dist[j]))
+    return True, worst
+
+
 def proposals(k: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
     """[k, 5] proposals of image 0 with sizes spread over all four levels (16 to 400 pixels)."""
     g = torch.Generator().manual_seed(seed)
@@ -130,6 +157,7 @@ def convert(workdir: Path, small: bool = False, trt: bool = True, progress=print
         batches=(10, 40, 100) if small else (100, 300, 1000),
         batch_dims={1: 0},
         tolerance=(1e-4, 1e-4),
+        compare=match_detections,
         progress=progress,
     ).run(trt=trt)
 

@@ -20,12 +20,10 @@ installed, never one pip would resolve into an isolated build environment.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from .core.discovery import add_package_option
-from .core.errors import OpforgeError
+from . import cli
 from .cross.build import main as cross_main
 from .torch import build as torch_build
 from .torch.build import DEFAULT_PACKAGE, build_package, cuda_enabled, generate_sources
@@ -42,8 +40,11 @@ def __getattr__(name):  # a user's setup.py: `from ops.build import BuildExtensi
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.build", description=__doc__.splitlines()[0])
-    add_package_option(parser, f"the op package to build (import name; repeatable; default {DEFAULT_PACKAGE})")
+    parser = cli.parser(
+        "python -m ops.build",
+        __doc__.splitlines()[0] + " Exit status: 0 built, 1 the build failed, 2 a usage error.",
+        packages=f"the op package to build (import name; repeatable; default {DEFAULT_PACKAGE})",
+    )
     parser.add_argument("--print", action="store_true", help="print the sources of the extension and exit")
     parser.add_argument("--trt", action="store_true", help="build the TensorRT plugin library instead")
     parser.add_argument("--trt-cmake", metavar="DIR", help="write a standalone CMake project for the plugin library")
@@ -57,28 +58,26 @@ def main(argv=None) -> int:
         "--jetpack", default="6", help="with --target: JetPack generations, 6 (CUDA 12), 7 (CUDA 13) or 6,7 (default 6)"
     )
     parser.add_argument("--ops", help="with --target: only these ops (comma-separated ids)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the compiler commands")
-    args = parser.parse_args(argv)
+    return cli.main(parser, run, argv)
+
+
+def run(args) -> int:
     names = args.package or [DEFAULT_PACKAGE]
     if args.target:
         return cross_main(args, names)
-    try:
-        for name in names:
-            if args.trt or args.trt_cmake:
-                if args.trt_cmake:
-                    print(f"wrote {emit_cmake(args.trt_cmake, args.cuda_archs, package=name)}")
-                if args.trt:
-                    result = build(package=name, verbose=args.verbose)
-                    print(f"built {result.library} ({', '.join(result.ops)}; TensorRT headers {result.trt_include})")
-            elif args.print:
-                sources, includes, record = generate_sources(name, cuda_enabled())
-                print("\n".join(sources))
-                print(json.dumps({"include_dirs": includes, **record}, indent=2))
-            else:
-                print(f"built {build_package(name, verbose=args.verbose)}")
-    except OpforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    for name in names:
+        if args.trt or args.trt_cmake:
+            if args.trt_cmake:
+                print(f"wrote {emit_cmake(args.trt_cmake, args.cuda_archs, package=name)}")
+            if args.trt:
+                result = build(package=name, verbose=args.verbose)
+                print(f"built {result.library} ({', '.join(result.ops)}; TensorRT headers {result.trt_include})")
+        elif args.print:
+            sources, includes, record = generate_sources(name, cuda_enabled())
+            print("\n".join(sources))
+            print(json.dumps({"include_dirs": includes, **record}, indent=2))
+        else:
+            print(f"built {build_package(name, verbose=args.verbose)}")
     return 0
 
 

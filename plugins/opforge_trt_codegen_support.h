@@ -2,6 +2,7 @@
 // short and every op shares one tested implementation.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,19 +27,25 @@ inline const nvinfer1::IDimensionExpr* e_op(nvinfer1::IExprBuilder& eb, nvinfer1
   return eb.operation(op, *a, *b);
 }
 
-// Compares concrete dims with an expected shape; unknown values (either side) always match.
-inline bool shape_matches(const nvinfer1::Dims& got, const std::vector<KnownInt>& expect, std::string* why) {
-  std::string e = "[", g = "[";
-  for (size_t i = 0; i < expect.size(); ++i)
-    e += (i ? ", " : "") + (expect[i].known ? std::to_string(expect[i].v) : std::string("?"));
-  for (int32_t i = 0; i < got.nbDims && i < nvinfer1::Dims::MAX_DIMS; ++i)
-    g += (i ? ", " : "") + (got.d[i] >= 0 ? std::to_string(got.d[i]) : std::string("?"));
-  *why = e + "], got " + g + "]";
-  if (got.nbDims != static_cast<int32_t>(expect.size())) return false;
-  for (int32_t i = 0; i < got.nbDims; ++i) {
-    if (expect[i].known && got.d[i] >= 0 && got.d[i] != expect[i].v) return false;
+// Compares the concrete dims of input `name` with its declared shape `rule`; unknown values (either side)
+// always match. On a mismatch, opforge/host.h's message in *why.
+inline bool shape_matches(const nvinfer1::Dims& got, const std::vector<KnownInt>& expect, const char* name,
+                          const char* rule, std::string* why) {
+  int64_t dims[nvinfer1::Dims::MAX_DIMS] = {};
+  const int32_t rank = got.nbDims < 0                          ? 0
+                       : got.nbDims > nvinfer1::Dims::MAX_DIMS ? nvinfer1::Dims::MAX_DIMS
+                                                               : got.nbDims;
+  for (int32_t i = 0; i < rank; ++i) dims[i] = got.d[i];
+  std::vector<int64_t> values(expect.size());
+  std::unique_ptr<bool[]> known(new bool[expect.size() + 1]);
+  for (size_t i = 0; i < expect.size(); ++i) {
+    values[i] = expect[i].v;
+    known[i] = expect[i].known;
   }
-  return true;
+  host::Error e = host::check_shape(Host::kTensorRT, nullptr, name, dims, rank, values.data(),
+                                    static_cast<int64_t>(expect.size()), rule, known.get());
+  *why = e.message;
+  return !e;
 }
 
 }  // namespace trt

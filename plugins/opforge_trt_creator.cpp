@@ -23,11 +23,21 @@ Creator::Creator(const OpSpec& spec) : spec_(&spec) {
     PluginFieldType t = PluginFieldType::kINT32;
     int32_t length = 1;
     switch (f.kind) {
-      case FieldKind::kInt: case FieldKind::kBool: t = PluginFieldType::kINT32; break;
-      case FieldKind::kInts: t = PluginFieldType::kINT32; length = 0; break;
+      case FieldKind::kInt:
+      case FieldKind::kBool: t = PluginFieldType::kINT32; break;
+      case FieldKind::kInts:
+        t = PluginFieldType::kINT32;
+        length = 0;
+        break;
       case FieldKind::kFloat: t = PluginFieldType::kFLOAT32; break;
-      case FieldKind::kFloats: t = PluginFieldType::kFLOAT32; length = 0; break;
-      case FieldKind::kStr: t = PluginFieldType::kCHAR; length = 0; break;
+      case FieldKind::kFloats:
+        t = PluginFieldType::kFLOAT32;
+        length = 0;
+        break;
+      case FieldKind::kStr:
+        t = PluginFieldType::kCHAR;
+        length = 0;
+        break;
     }
     field_names_.emplace_back(f.name, nullptr, t, length);
   }
@@ -99,11 +109,14 @@ bool Creator::parse(const nvinfer1::PluginFieldCollection* fc, Attrs* attrs, std
     if (pf.length < 0 || pf.length > limit || (!is_list && f.kind != FieldKind::kStr && pf.length != 1))
       return *why = "field '" + name + "':" + expected, false;
     if (pf.length > 0 && pf.data == nullptr) return *why = "field '" + name + "' has length > 0 but no data", false;
-    if (is_list && f.length >= 0 && pf.length != f.length)
-      return *why = "field '" + name + "' must have " + std::to_string(f.length) + " elements, got " +
-                    std::to_string(pf.length), false;
+    if (is_list && f.length >= 0) {
+      if (host::Error e = host::check_length(Host::kTensorRT, nullptr, f.name, pf.length, f.length))
+        return *why = e.message, false;
+    }
     switch (f.kind) {
-      case FieldKind::kInt: case FieldKind::kInts: case FieldKind::kBool: {
+      case FieldKind::kInt:
+      case FieldKind::kInts:
+      case FieldKind::kBool: {
         std::vector<int64_t>& v = attrs->ints[k];
         if (pf.type == PluginFieldType::kINT32) {
           const auto* p = static_cast<const int32_t*>(pf.data);
@@ -118,7 +131,8 @@ bool Creator::parse(const nvinfer1::PluginFieldCollection* fc, Attrs* attrs, std
           return *why = "field '" + name + "' is a bool: expected 0 or 1, got " + std::to_string(v[0]), false;
         break;
       }
-      case FieldKind::kFloat: case FieldKind::kFloats: {
+      case FieldKind::kFloat:
+      case FieldKind::kFloats: {
         std::vector<double>& v = attrs->floats[k];
         if (pf.type == PluginFieldType::kFLOAT32) {
           const auto* p = static_cast<const float*>(pf.data);
@@ -138,13 +152,9 @@ bool Creator::parse(const nvinfer1::PluginFieldCollection* fc, Attrs* attrs, std
         const char* p = static_cast<const char*>(pf.data);
         attrs->strs[k].assign(p, pf.length > 0 ? strnlen(p, static_cast<size_t>(pf.length)) : 0);
         if (f.choices != nullptr) {
-          bool ok = false;
-          std::string options;
-          for (int32_t c = 0; c < f.nb_choices; ++c) {
-            ok = ok || attrs->strs[k] == f.choices[c];
-            options += std::string(c ? ", " : "") + "'" + f.choices[c] + "'";
-          }
-          if (!ok) return *why = "field '" + name + "' must be one of " + options + ", got '" + attrs->strs[k] + "'", false;
+          if (host::Error e = host::check_choice(Host::kTensorRT, nullptr, f.name, attrs->strs[k], f.choices,
+                                                 static_cast<size_t>(f.nb_choices)))
+            return *why = e.message, false;
         }
         break;
       }

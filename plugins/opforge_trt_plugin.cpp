@@ -72,6 +72,19 @@ bool allowed(const InputSpec& s, DataType t) {
   ::opforge::DType d;
   return dtype_from_trt(t, &d) && (s.dtypes & (1u << static_cast<uint32_t>(d))) != 0;
 }
+
+// The declared dtypes of an input (its InputSpec::dtypes bits) as a list; returns how many.
+size_t allowed_dtypes(const InputSpec& s, ::opforge::DType* out) {
+  size_t n = 0;
+  for (uint32_t d = 0; d < 32; ++d)
+    if ((s.dtypes & (1u << d)) != 0) out[n++] = static_cast<::opforge::DType>(d);
+  return n;
+}
+
+// dims as int64 (-1: unknown at build time), for opforge/host.h's checks.
+void dims_of(const Dims& d, int64_t* out) {
+  for (int32_t i = 0; i < d.nbDims && i < Dims::MAX_DIMS; ++i) out[i] = d.d[i];
+}
 }  // namespace
 
 // ---- known-int arithmetic (concrete shape checks) -----------------------------------------------
@@ -82,15 +95,11 @@ KnownInt k_binary(const char* op, KnownInt a, KnownInt b) {
   if (o == "add") return KnownInt::of(a.v + b.v);
   if (o == "sub") return KnownInt::of(a.v - b.v);
   if (o == "mul") return KnownInt::of(a.v * b.v);
-  if (o == "max") return KnownInt::of(std::max(a.v, b.v));
-  if (o == "min") return KnownInt::of(std::min(a.v, b.v));
+  if (o == "max") return KnownInt::of(host::max(a.v, b.v));
+  if (o == "min") return KnownInt::of(host::min(a.v, b.v));
   if (b.v == 0) return KnownInt::unknown();  // division by zero: nothing to compare against
-  auto floordiv = [](int64_t x, int64_t y) {
-    const int64_t q = x / y;
-    return (x % y != 0 && ((x % y < 0) != (y < 0))) ? q - 1 : q;
-  };
-  if (o == "floordiv") return KnownInt::of(floordiv(a.v, b.v));
-  if (o == "ceil_div") return KnownInt::of(-floordiv(-a.v, b.v));
+  if (o == "floordiv") return KnownInt::of(host::floordiv(a.v, b.v));
+  if (o == "ceil_div") return KnownInt::of(host::ceil_div(a.v, b.v));
   return KnownInt::unknown();
 }
 
@@ -108,8 +117,13 @@ Plugin::Plugin(const OpSpec& spec, std::string layer_name, Attrs attrs)
     : spec_(&spec), layer_name_(std::move(layer_name)), attrs_(std::move(attrs)) {}
 
 Plugin::Plugin(const Plugin& other)
-    : nvinfer1::IPluginV3(), nvinfer1::IPluginV3OneCore(), nvinfer1::IPluginV3OneBuild(),
-      nvinfer1::IPluginV3OneRuntime(), spec_(other.spec_), layer_name_(other.layer_name_), attrs_(other.attrs_),
+    : nvinfer1::IPluginV3(),
+      nvinfer1::IPluginV3OneCore(),
+      nvinfer1::IPluginV3OneBuild(),
+      nvinfer1::IPluginV3OneRuntime(),
+      spec_(other.spec_),
+      layer_name_(other.layer_name_),
+      attrs_(other.attrs_),
       nb_inputs_seen_(other.nb_inputs_seen_) {}
 
 bool Plugin::fail(const std::string& what) const {
@@ -158,16 +172,25 @@ bool Plugin::check_tensors(const Dims* dims, const DataType* types, const nvinfe
     const std::string who = std::string("input '") + s.name + "'";
     const int32_t rank = dims[k].nbDims;
     if (rank < 0 || rank > Dims::MAX_DIMS) return fail(who + " has invalid rank " + std::to_string(rank));
-    if (s.rank >= 0 && rank != s.rank)
-      return fail(who + " must have rank " + std::to_string(s.rank) + ", got " + std::to_string(rank));
-    if (rank < s.min_rank)
-      return fail(who + " must have rank >= " + std::to_string(s.min_rank) + ", got " + std::to_string(rank));
+    int64_t d[Dims::MAX_DIMS] = {};
+    dims_of(dims[k], d);
+    if (host::Error e = host::check_rank(Host::kTensorRT, nullptr, s.name, d, rank, s.rank, s.min_rank))
+      return fail(e.message);
     if (types != nullptr) {
-      if (!allowed(s, types[k]))
-        return fail(who + " has a dtype (nvinfer1::DataType " + std::to_string(static_cast<int>(types[k])) +
-                    ") the declaration does not allow");
-      if (s.dtype_like >= 0 && types[k] != types[s.dtype_like])
-        return fail(who + " must have the dtype of input '" + spec_->inputs[s.dtype_like].name + "'");
+      ::opforge::DType got = ::opforge::DType::kFloat32;
+      const bool known = dtype_from_trt(types[k], &got);
+      ::opforge::DType declared[32];
+      const size_t n = allowed_dtypes(s, declared);
+      const std::string got_text = "nvinfer1::DataType " + std::to_string(static_cast<int>(types[k]));
+      if (host::Error e =
+              host::check_dtype(Host::kTensorRT, nullptr, s.name, declared, n, got, known, got_text.c_str()))
+        return fail(e.message);
+      ::opforge::DType like = got;
+      if (s.dtype_like >= 0 && dtype_from_trt(types[s.dtype_like], &like)) {
+        if (host::Error e =
+                host::check_same_dtype(Host::kTensorRT, nullptr, s.name, got, spec_->inputs[s.dtype_like].name, like))
+          return fail(e.message);
+      }
     }
     if (formats != nullptr && formats[k] != nvinfer1::TensorFormat::kLINEAR)
       return fail(who + " must be in TensorFormat::kLINEAR");
@@ -220,7 +243,8 @@ int32_t Plugin::getOutputDataTypes(DataType* out_types, int32_t nb_out, const Da
     if (o.is_size) {
       out_types[j] = DataType::kINT32;  // TensorRT requires kINT32 for size tensors
     } else if (o.dtype_like >= 0) {
-      if (o.dtype_like >= nb_in) return fail(std::string("output '") + o.name + "' takes the dtype of a missing input"), 1;
+      if (o.dtype_like >= nb_in)
+        return fail(std::string("output '") + o.name + "' takes the dtype of a missing input"), 1;
       out_types[j] = in_types[o.dtype_like];
     } else if (!dtype_to_trt(o.dtype, &out_types[j])) {
       return fail(std::string("output '") + o.name + "' has a dtype TensorRT cannot represent"), 1;
@@ -236,9 +260,12 @@ int32_t Plugin::getOutputShapes(const nvinfer1::DimsExprs* in, int32_t nb_in, co
     for (int32_t k = 0; k < nb_in; ++k) {
       const InputSpec& s = spec_->inputs[k];
       const int32_t rank = in[k].nbDims;
-      if (rank < 0 || rank > Dims::MAX_DIMS || (s.rank >= 0 && rank != s.rank) || rank < s.min_rank)
-        return fail(std::string("input '") + s.name + "' has rank " + std::to_string(rank) + ", the declaration needs " +
-                    (s.rank >= 0 ? std::to_string(s.rank) : ">= " + std::to_string(s.min_rank))), 1;
+      if (rank < 0 || rank > Dims::MAX_DIMS)
+        return fail(std::string("input '") + s.name + "' has invalid rank " + std::to_string(rank)), 1;
+      int64_t unknown[Dims::MAX_DIMS];
+      for (int64_t& d : unknown) d = -1;  // expressions: no values to show
+      if (host::Error e = host::check_rank(Host::kTensorRT, nullptr, s.name, unknown, rank, s.rank, s.min_rank))
+        return fail(e.message), 1;
     }
     const char* why = nullptr;
     if (spec_->output_shapes(attrs_, in, nb_in, out, eb, &why) != 0) {
@@ -293,9 +320,7 @@ size_t Plugin::getWorkspaceSize(const nvinfer1::DynamicPluginTensorDesc* in, int
       return 0;
     }
     return static_cast<size_t>(bytes);
-  } catch (...) {
-    return 0;
-  }
+  } catch (...) { return 0; }
 }
 
 const char* Plugin::getTimingCacheID() noexcept {
@@ -322,8 +347,8 @@ const char* Plugin::getTimingCacheID() noexcept {
 
 const char* Plugin::getMetadataString() noexcept { return spec_->op_id; }
 
-int32_t Plugin::onShapeChange(const nvinfer1::PluginTensorDesc* in, int32_t nb_in, const nvinfer1::PluginTensorDesc* out,
-                              int32_t nb_out) noexcept {
+int32_t Plugin::onShapeChange(const nvinfer1::PluginTensorDesc* in, int32_t nb_in,
+                              const nvinfer1::PluginTensorDesc* out, int32_t nb_out) noexcept {
   try {
     if (!check_counts(nb_in, nb_out)) return 1;
     if ((nb_in > 0 && in == nullptr) || out == nullptr) return fail("null tensor descriptors"), 1;
@@ -347,11 +372,13 @@ int32_t Plugin::onShapeChange(const nvinfer1::PluginTensorDesc* in, int32_t nb_i
       const Dims& got = out[j].dims;
       const std::string who = std::string("output '") + spec_->outputs[j].name + "'";
       if (rank >= 0 && got.nbDims != rank)
-        return fail(who + " has rank " + std::to_string(got.nbDims) + ", the shape rule gives " + std::to_string(rank)), 1;
+        return fail(who + " has rank " + std::to_string(got.nbDims) + ", the shape rule gives " + std::to_string(rank)),
+               1;
       for (int32_t i = 0; rank >= 0 && i < rank; ++i) {
         if (expect[i].known && got.d[i] != expect[i].v)
-          return fail(who + " dim " + std::to_string(i) + " is " + std::to_string(got.d[i]) + ", the shape rule gives " +
-                      std::to_string(expect[i].v)), 1;
+          return fail(who + " dim " + std::to_string(i) + " is " + std::to_string(got.d[i]) +
+                      ", the shape rule gives " + std::to_string(expect[i].v)),
+                 1;
       }
     }
     nb_inputs_seen_ = nb_in;
@@ -401,7 +428,8 @@ bool Plugin::bound_data_dependent_dims(const Dims* in, int32_t nb_in, int32_t j,
 }
 
 int32_t Plugin::enqueue(const nvinfer1::PluginTensorDesc* in_desc, const nvinfer1::PluginTensorDesc* out_desc,
-                        const void* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept {
+                        const void* const* inputs, void* const* outputs, void* workspace,
+                        cudaStream_t stream) noexcept {
   try {
     const int32_t nb_in = nb_inputs_seen_;
     if (nb_in < 0) return fail("enqueue called before configurePlugin/onShapeChange"), 1;
@@ -438,8 +466,10 @@ int32_t Plugin::enqueue(const nvinfer1::PluginTensorDesc* in_desc, const nvinfer
       } else if (!make_view(out_desc[j], outputs[j], &out[j])) {
         return fail(std::string("output '") + spec_->outputs[j].name + "' has an unsupported descriptor"), 1;
       } else if (!bound_data_dependent_dims(dims.data(), nb_in, j, &out[j])) {
-        return fail(std::string("output '") + spec_->outputs[j].name + "' has a dim that is neither given nor "
-                    "bounded by the declaration"), 1;
+        return fail(std::string("output '") + spec_->outputs[j].name +
+                    "' has a dim that is neither given nor "
+                    "bounded by the declaration"),
+               1;
       }
     }
     ::opforge::DeviceContext ctx;
@@ -447,7 +477,7 @@ int32_t Plugin::enqueue(const nvinfer1::PluginTensorDesc* in_desc, const nvinfer
     ctx.workspace = kernel_ws > 0 ? workspace : nullptr;
     ctx.workspace_bytes = static_cast<size_t>(kernel_ws);
     const ::opforge::Status st = spec_->launch(attrs_, in, present, out, ctx);
-    if (!st.is_ok()) return fail(std::string("kernel failed: ") + st.message), 1;
+    if (host::Error e = host::check_kernel(Host::kTensorRT, nullptr, "CUDA", st)) return fail(e.message), 1;
 #ifdef OPFORGE_TRT_WITH_KERNELS
     for (auto& s : size_scratch) {  // little-endian: the low 4 bytes of the int64 are the int32 value
       if (cudaMemcpyAsync(outputs[s.first], s.second, 4, cudaMemcpyDeviceToDevice, stream) != cudaSuccess)

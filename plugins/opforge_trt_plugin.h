@@ -13,10 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "opforge/host.h"
 #include "opforge/kernel_api.h"
 
 namespace opforge {
 namespace trt {
+
+// Input and field checks, their messages and the shape arithmetic are opforge/host.h's, shared with the torch
+// and ONNX Runtime glue; the plugin logs a failed check's message after "<op> (layer '<name>'): ".
+using host::Host;
 
 // Limits that keep createPlugin's parsing bounded whatever a caller passes in a PluginFieldCollection.
 constexpr int32_t kMaxFields = 1024;

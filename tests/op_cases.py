@@ -93,7 +93,7 @@ def batch_size(op, sample) -> int | None:
 
 def rebatch(op, sample, batch: int):
     """The sample resized to `batch` along the op's declared batch dim (entries repeated cyclically) in every
-    input tied to it (ops.batch: like(x), a shape rule that names the dim, Input(batch_dim=...))."""
+    input tied to it (ops.core.batch: like(x), a shape rule that names the dim, Input(batch_dim=...))."""
     from ops.check.batching import batched_inputs, resized
 
     inputs = full_inputs(op, sample)

@@ -1,12 +1,19 @@
-"""Every console script declared in pyproject.toml resolves and answers --help."""
+"""Every console script declared in pyproject.toml resolves and answers --help, and every tool built on ops/cli.py
+has one."""
 
 import importlib
+import re
 from pathlib import Path
 
 import pytest
 import tomllib
 
-SCRIPTS = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+NOT_USER_FACING = {
+    "ops.scan.record_trt_table",  # a maintainer's tool: records onnx-tensorrt's tables into the repository
+    "ops.deploy",  # example_main, the command line of the scripts in examples/
+}
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
@@ -20,4 +27,11 @@ def test_console_script_answers_help(name, capsys):
 
 
 def test_every_cli_module_is_a_console_script():
-    assert {v.split(":")[0] for v in SCRIPTS.values()} >= {"ops.check.__main__", "ops.build", "ops.export"}
+    tools = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "ops").rglob("*.py")
+        if path != ROOT / "ops" / "cli.py" and re.search(r"\bcli\.main\(", path.read_text())
+    }
+    assert {"ops.check.__main__", "ops.build", "ops.export", "ops.new.cli", "ops.precision.__main__"} <= tools
+    assert {v.split(":")[0] for v in SCRIPTS.values()} == tools - NOT_USER_FACING
+    assert all(name.startswith("opforge-") for name in SCRIPTS)

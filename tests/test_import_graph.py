@@ -2,6 +2,7 @@
 
     core      ops/core/                      declaration, validation, shape rules, registry, op packages
     native    ops/native/                    what the native hosts share: prototypes, compilers, ninja, ...
+              and the modules LAYER_OF places there (ops/cli.py, the command line every tool shares)
     backend   ops/torch, onnx, ort, trt, cross
     library   ops/library/                   opforge's own op package (a user of the public API)
     tool      everything else: ops (the public API, ops/__init__.py) and the `python -m ops.X` tools
@@ -27,6 +28,15 @@ import ops
 PACKAGE_DIR = Path(ops.__file__).resolve().parent
 BACKENDS = ("ops.torch", "ops.onnx", "ops.ort", "ops.trt", "ops.cross")
 
+# module -> (the layer it is held to, why): a module outside its layer's folder.
+LAYER_OF = {
+    "ops.cli": (
+        "native",
+        "the command-line base (options, exit status) of every `python -m ops.X` tool, the backends' own "
+        "(ops.ort.build, ops.trt.headers, ops.cross.verify, ...) included: it imports only the core, and the "
+        "backends and tools build on it, as on what ops/native shares; the op library never needs it",
+    ),
+}
 # (importer prefix, imported prefix): why a backend may use another one.
 BACKEND_ALLOWANCES = {
     ("ops.ort.session", "ops.onnx"): "ORT runs exported ONNX graphs: a session reads a model's opforge nodes with "
@@ -122,6 +132,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def layer(module: str) -> str:
+    if module in LAYER_OF:
+        return LAYER_OF[module][0]
     if is_under(module, "ops.core"):
         return "core"
     if is_under(module, "ops.native"):
@@ -227,6 +239,9 @@ def test_the_checker_sees_planted_back_edges():
         ("ops.onnx.export", "ops.precision"): "backend imports the tool",
         ("ops.check.oracle", "ops.scan.trace"): "a tool imports another tool",
         ("ops.library.rms_norm", "ops.torch.register"): "the op library imports",
+        ("ops.cli", "ops.torch.extension"): "ops/native imports backend",
+        ("ops.core.discovery", "ops.cli"): "the core imports native",
+        ("ops.library.rms_norm", "ops.cli"): "the op library imports ops.cli",
     }
     for (a, b), why in planted.items():
         bad = {m: set(d) for m, d in graph.items()}

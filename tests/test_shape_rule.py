@@ -62,9 +62,10 @@ def test_references():
 
 def test_cpp_algebra_spells_floor_semantics():
     expr = sr.parse_expr("ceil_div(x.shape[-1] - 1, k) + max(x.shape[0], 2)")
-    code = sr.evaluate(expr, sr.CppAlgebra(lambda i, k: f"{i}.size({k})", lambda n: f"a_{n}", None))
+    code = sr.evaluate(expr, sr.CppAlgebra(lambda i, k: f"{i}.size({k})", lambda n: f"a_{n}", None, '"rule"'))
     assert code == (
-        "(opforge::glue::ceil_div((x.size(-1) - int64_t(1)), a_k) + opforge::glue::max(x.size(0), int64_t(2)))"
+        '(opforge::glue::ceil_div((x.size(-1) - int64_t(1)), a_k, kOp, "rule") + '
+        "opforge::host::max(x.size(0), int64_t(2)))"
     )
 
 

@@ -38,7 +38,7 @@ def run(cmd, cwd, env, timeout=900):
 
 def torch_pin() -> str:
     """The torch the fresh venv installs: exactly this interpreter's (local label included, e.g. 2.13.0+cpu).
-    The wheel's extension is compiled here, against this torch, and ops.extension refuses to load an extension
+    The wheel's extension is compiled here, against this torch, and ops.torch.extension refuses to load an extension
     built for another torch version, so the venv must have this very build."""
     import torch
 
@@ -161,7 +161,7 @@ def test_the_wheel_carries_sources_and_a_fresh_build(installed):
 
 def test_console_scripts_are_installed(installed):
     python, env, elsewhere = installed
-    for script in ("opforge-check", "opforge-build", "opforge-export"):
+    for script in ("opforge-check", "opforge-build", "opforge-export", "opforge-new", "opforge-precision"):
         assert "usage:" in run([python.parent / script, "--help"], elsewhere, env)
 
 

@@ -62,9 +62,7 @@ OPFORGE_HOST_DEVICE inline uint32_t descending_score_key(float v) {
   return ~ascending;
 }
 
-OPFORGE_HOST_DEVICE inline uint64_t class_key(int64_t c) {
-  return static_cast<uint64_t>(c) ^ 0x8000000000000000ull;
-}
+OPFORGE_HOST_DEVICE inline uint64_t class_key(int64_t c) { return static_cast<uint64_t>(c) ^ 0x8000000000000000ull; }
 // int32 classes: the same order in the low 32 bits (a radix sort then needs only those).
 OPFORGE_HOST_DEVICE inline uint64_t class_key(int32_t c) {
   return static_cast<uint64_t>(static_cast<uint32_t>(c) ^ 0x80000000u);

@@ -48,13 +48,17 @@ void radix_sort_pairs(std::vector<K>& keys, std::vector<int32_t>& vals) {
 struct BoxArrays {
   std::vector<float> x1, y1, x2, y2, area;
   void resize(size_t n) {
-    x1.resize(n); y1.resize(n); x2.resize(n); y2.resize(n); area.resize(n);
+    x1.resize(n);
+    y1.resize(n);
+    x2.resize(n);
+    y2.resize(n);
+    area.resize(n);
   }
 };
 
 // IoU(a, b) > thr with the reference's exact rounding (see batched_nms.h).
-inline bool overlaps(float ax1, float ay1, float ax2, float ay2, float aa, float bx1, float by1, float bx2,
-                     float by2, float ba, float thr) {
+inline bool overlaps(float ax1, float ay1, float ax2, float ay2, float aa, float bx1, float by1, float bx2, float by2,
+                     float ba, float thr) {
   const float w = std::max(std::min(ax2, bx2) - std::max(ax1, bx1), 0.0f);
   const float h = std::max(std::min(ay2, by2) - std::max(ay1, by1), 0.0f);
   const float inter = w * h;
@@ -101,18 +105,21 @@ void suppress_class(const BoxArrays& b, const int32_t* rank, int64_t begin, int6
         break;
       }
     }
-    for (; k < m && !hit; ++k)
-      hit = overlaps(kx1[k], ky1[k], kx2[k], ky2[k], ka[k], bx1, by1, bx2, by2, ba, thr);
+    for (; k < m && !hit; ++k) hit = overlaps(kx1[k], ky1[k], kx2[k], ky2[k], ka[k], bx1, by1, bx2, by2, ba, thr);
     if (hit) continue;
-    kx1[m] = bx1; ky1[m] = by1; kx2[m] = bx2; ky2[m] = by2; ka[m] = ba;
+    kx1[m] = bx1;
+    ky1[m] = by1;
+    kx2[m] = bx2;
+    ky2[m] = by2;
+    ka[m] = ba;
     ++m;
     keep_by_rank[rank[j]] = 1;
   }
 }
 
 template <typename T, typename I>
-void run(const T* boxes, const T* scores, const I* idxs, int64_t n, float thr, int64_t max_output,
-         int64_t* keep, int64_t* count, const ::opforge::DeviceContext& ctx) {
+void run(const T* boxes, const T* scores, const I* idxs, int64_t n, float thr, int64_t max_output, int64_t* keep,
+         int64_t* count, const ::opforge::DeviceContext& ctx) {
   // 1. Score order: descending score, equal scores by ascending index (LSD radix sorts are stable).
   std::vector<uint32_t> score_keys(n);
   std::vector<int32_t> order(n);
@@ -136,7 +143,10 @@ void run(const T* boxes, const T* scores, const I* idxs, int64_t n, float thr, i
     const int64_t i = order[rank[p]];
     const float x1 = ::opforge::load(boxes, 4 * i), y1 = ::opforge::load(boxes, 4 * i + 1);
     const float x2 = ::opforge::load(boxes, 4 * i + 2), y2 = ::opforge::load(boxes, 4 * i + 3);
-    sorted.x1[p] = x1; sorted.y1[p] = y1; sorted.x2[p] = x2; sorted.y2[p] = y2;
+    sorted.x1[p] = x1;
+    sorted.y1[p] = y1;
+    sorted.x2[p] = x2;
+    sorted.y2[p] = y2;
     sorted.area[p] = (x2 - x1) * (y2 - y1);
   }
   std::vector<int64_t> seg_begin;

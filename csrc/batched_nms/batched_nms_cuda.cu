@@ -74,7 +74,10 @@ __global__ void gather_kernel(const T* boxes, const int32_t* order, const int32_
     int lo = p + 1, hi = n;
     while (lo < hi) {
       const int mid = lo + (hi - lo) / 2;
-      if (class_keys[mid] == key) lo = mid + 1; else hi = mid;
+      if (class_keys[mid] == key)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     seg_end[p] = lo;
   }
@@ -115,9 +118,9 @@ __global__ void __launch_bounds__(kChunk) mask_kernel(const float4* boxes, const
 }
 
 // One block per 64-position chunk; it walks every class segment whose first position lies in the chunk.
-__global__ void __launch_bounds__(kWalkThreads) walk_kernel(const uint64_t* mask, const int32_t* seg_end,
-                                                            const int32_t* rank, int n, int64_t words, int64_t cap,
-                                                            uint64_t* removed, int32_t* keep_by_rank) {
+__global__ void __launch_bounds__(kWalkThreads)
+    walk_kernel(const uint64_t* mask, const int32_t* seg_end, const int32_t* rank, int n, int64_t words, int64_t cap,
+                uint64_t* removed, int32_t* keep_by_rank) {
   __shared__ uint64_t diag[kChunk];
   __shared__ uint64_t heads_sh;
   __shared__ uint64_t kept_sh;
@@ -215,8 +218,8 @@ inline unsigned grid_for(int64_t n, int threads) {
 }
 
 template <typename T, typename I>
-::opforge::Status launch(const T* boxes, const T* scores, const I* idxs, int n, float thr, int64_t cap,
-                         int64_t* keep, int64_t* count, const ::opforge::DeviceContext& ctx) {
+::opforge::Status launch(const T* boxes, const T* scores, const I* idxs, int n, float thr, int64_t cap, int64_t* keep,
+                         int64_t* count, const ::opforge::DeviceContext& ctx) {
   using ::opforge::Status;
   cudaStream_t stream = ::opforge::cuda::stream(ctx);
   const int64_t words = (n + kChunk - 1) / kChunk;
@@ -240,8 +243,7 @@ template <typename T, typename I>
   const int class_bits = sizeof(I) == 4 ? 32 : 64;
   size_t sort1_bytes = 0, sort2_bytes = 0, scan_bytes = 0;
   if (cub::DeviceRadixSort::SortPairs(nullptr, sort1_bytes, d_score, d_order, n, 0, 32, stream) != cudaSuccess ||
-      cub::DeviceRadixSort::SortPairs(nullptr, sort2_bytes, d_class, d_rank, n, 0, class_bits, stream) !=
-          cudaSuccess ||
+      cub::DeviceRadixSort::SortPairs(nullptr, sort2_bytes, d_class, d_rank, n, 0, class_bits, stream) != cudaSuccess ||
       cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, flags, position, n, stream) != cudaSuccess)
     return Status::error(Status::kCudaError, "batched_nms: querying CUB temporary storage failed");
   size_t temp_bytes = sort1_bytes > sort2_bytes ? sort1_bytes : sort2_bytes;
@@ -262,11 +264,11 @@ template <typename T, typename I>
   gather_kernel<T><<<grid, 256, 0, stream>>>(boxes, order, rank, d_class.Current(), n, sorted, area, seg_end);
   const unsigned split = static_cast<unsigned>(words < kMaxColumnSplit ? words : kMaxColumnSplit);
   mask_kernel<<<dim3(static_cast<unsigned>(words), split), kChunk, 0, stream>>>(sorted, area, seg_end, n, words, thr,
-                                                                                 mask);
+                                                                                mask);
   if (cudaMemsetAsync(removed, 0, words * sizeof(uint64_t), stream) != cudaSuccess)
     return Status::error(Status::kCudaError, "batched_nms: clearing the removed bits failed");
   walk_kernel<<<static_cast<unsigned>(words), kWalkThreads, 0, stream>>>(mask, seg_end, rank, n, words, cap, removed,
-                                                                          flags);
+                                                                         flags);
   if (cub::DeviceScan::ExclusiveSum(temp, scan_bytes, flags, position, n, stream) != cudaSuccess)
     return Status::error(Status::kCudaError, "batched_nms: scan failed");
   write_kernel<<<grid, 256, 0, stream>>>(flags, position, order, n, cap, keep, count);

@@ -89,8 +89,9 @@ inline ::opforge::Status check_args(const ::opforge::TensorView& f1, const ::opf
   p->out_w = (p->width + 2 * padding[1] - span_w) / stride[1] + 1;
   if (out.rank != 5 || out.sizes[0] != p->batch || out.sizes[1] != p->patch_h || out.sizes[2] != p->patch_w ||
       out.sizes[3] != p->out_h || out.sizes[4] != p->out_w)
-    return Status::error(Status::kInvalidArgument,
-                         "correlation: the cost volume (grad_out in the backward) must be [B, patch_h, patch_w, out_h, out_w]");
+    return Status::error(
+        Status::kInvalidArgument,
+        "correlation: the cost volume (grad_out in the backward) must be [B, patch_h, patch_w, out_h, out_w]");
   return Status::ok();
 }
 

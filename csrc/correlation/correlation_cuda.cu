@@ -37,8 +37,8 @@ struct TileConfig {
 
 template <typename T, int G>
 __global__ void __launch_bounds__(kMaxThreads)
-correlation_tiled_kernel(const T* __restrict__ f1, const T* __restrict__ f2, T* __restrict__ out,
-                         const detail::Params p, const TileConfig cfg) {
+    correlation_tiled_kernel(const T* __restrict__ f1, const T* __restrict__ f2, T* __restrict__ out,
+                             const detail::Params p, const TileConfig cfg) {
   extern __shared__ float smem[];
   const int tile_h = cfg.tile_h, rows_cap = cfg.rows_cap, cols = cfg.cols;
   float* f1s = smem;                                           // [chunk][tile_h][kTileW]

@@ -73,8 +73,8 @@ void run(const detail::Params& p, const float* g, const float* f1t, const float*
 
 OPFORGE_CPU_KERNEL(opforge, correlation_backward) {
   detail::Params p;
-  const ::opforge::Status st = detail::check_args(f1, f2, grad_out, grad_f1, grad_f2, kernel_size, patch_size,
-                                                  stride, padding, dilation, dilation_patch, &p);
+  const ::opforge::Status st = detail::check_args(f1, f2, grad_out, grad_f1, grad_f2, kernel_size, patch_size, stride,
+                                                  padding, dilation, dilation_patch, &p);
   if (!st.is_ok()) return st;
   return OPFORGE_DISPATCH_FLOATING_CPU(f1.dtype, T, [&] {
     if (f1.numel() == 0) return ::opforge::Status::ok();

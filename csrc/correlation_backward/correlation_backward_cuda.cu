@@ -21,9 +21,8 @@ constexpr int kChannels = 8;
 // deterministic). grad_out, f1 and f2 are read through L1/L2.
 template <typename T>
 __global__ void correlation_backward_kernel(const T* __restrict__ grad, const T* __restrict__ f1,
-                                            const T* __restrict__ f2, T* __restrict__ grad_f1,
-                                            T* __restrict__ grad_f2, const detail::Params p, int64_t groups,
-                                            int64_t total) {
+                                            const T* __restrict__ f2, T* __restrict__ grad_f1, T* __restrict__ grad_f2,
+                                            const detail::Params p, int64_t groups, int64_t total) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int H = static_cast<int>(p.height), W = static_cast<int>(p.width);
   const int64_t plane = p.height * p.width;
@@ -86,8 +85,8 @@ __global__ void correlation_backward_kernel(const T* __restrict__ grad, const T*
 
 OPFORGE_CUDA_KERNEL(opforge, correlation_backward) {
   detail::Params p;
-  const ::opforge::Status st = detail::check_args(f1, f2, grad_out, grad_f1, grad_f2, kernel_size, patch_size,
-                                                  stride, padding, dilation, dilation_patch, &p);
+  const ::opforge::Status st = detail::check_args(f1, f2, grad_out, grad_f1, grad_f2, kernel_size, patch_size, stride,
+                                                  padding, dilation, dilation_patch, &p);
   if (!st.is_ok()) return st;
   if (f1.numel() == 0) return ::opforge::Status::ok();
   const int64_t groups = (p.channels + kChannels - 1) / kChannels;

@@ -3,6 +3,8 @@
 // every channel; each channel's outputs for the block are then one contiguous run.
 #include "grid_sample3d.h"
 
+#include "opforge/cpu_isa.h"
+
 namespace opforge_kernels {
 namespace opforge {
 namespace grid_sample3d {

@@ -22,8 +22,7 @@ inline ::opforge::Status check_args(const ::opforge::TensorView& input, const ::
   const Status st = ::opforge_kernels::opforge::grid_sample3d::detail::check_args(input, grid, grad_out, mode,
                                                                                   padding_mode, align_corners, p);
   if (!st.is_ok()) return st;
-  if (grad_input.dtype != input.dtype || grad_grid.dtype != input.dtype || grad_input.rank != 5 ||
-      grad_grid.rank != 5)
+  if (grad_input.dtype != input.dtype || grad_grid.dtype != input.dtype || grad_input.rank != 5 || grad_grid.rank != 5)
     return Status::error(Status::kInvalidArgument,
                          "grid_sample3d_backward: grad_input and grad_grid must be 5-D of input's dtype");
   for (int i = 0; i < 5; ++i)
@@ -34,9 +33,7 @@ inline ::opforge::Status check_args(const ::opforge::TensorView& input, const ::
 }
 
 // Source indices of one grid point for the backward, and d(index)/d(grid) per axis.
-struct Point {
-  float ix, iy, iz, mx, my, mz;
-};
+struct Point { float ix, iy, iz, mx, my, mz; };
 
 template <typename Load>
 OPFORGE_HOST_DEVICE inline Point locate(const Params& p, Load g) {

@@ -5,6 +5,8 @@
 //     output voxel's grad_out into it in voxel order (aten's order), accumulating in float32.
 #include "grid_sample3d_backward.h"
 
+#include "opforge/cpu_isa.h"
+
 #include <vector>
 
 namespace opforge_kernels {
@@ -65,7 +67,8 @@ void grid_grads(const detail::Params& p, const T* input, const T* grid, const T*
 }
 
 template <typename T>
-void input_grads(const detail::Params& p, const T* grid, const T* gout, T* grad_input, const ::opforge::DeviceContext& ctx) {
+void input_grads(const detail::Params& p, const T* grid, const T* gout, T* grad_input,
+                 const ::opforge::DeviceContext& ctx) {
   const int64_t V = p.out_plane(), plane = p.in_plane();
   const int64_t work = V * 16 + plane;
   const int64_t grain = work >= 32768 ? 1 : 32768 / (work > 0 ? work : 1);

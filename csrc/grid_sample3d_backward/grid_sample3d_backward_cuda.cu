@@ -1,9 +1,9 @@
 // CUDA backward of grid_sample3d: one kernel with the forward's 2-D blocks (threadIdx.x: consecutive output
-// voxels, threadIdx.y: channel lanes c = y, y + blockDim.y, ...). Each thread locates its voxel once, then per
-// channel scatters grad_out * weight to the corners inside the volume with float32 atomics (into grad_input
-// itself for float32, into the float32 workspace for float16/bfloat16, converted at the end) and adds the
-// corner values' share of d(sample)/d(index); the channel lanes' partial sums meet in shared memory and one
-// lane writes grad_grid (no atomics on it). Corners outside the volume are never read or written.
+// voxels, threadIdx.y: channel lanes c = y, y + blockDim.y, ..., as many as gs::channel_lanes gives). Each thread
+// locates its voxel once, then per channel scatters grad_out * weight to the corners inside the volume with float32
+// atomics (into grad_input itself for float32, into the float32 workspace for float16/bfloat16, converted at the end)
+// and adds the corner values' share of d(sample)/d(index); the channel lanes' partial sums meet in shared memory and
+// one lane writes grad_grid (no atomics on it). Corners outside the volume are never read or written.
 #include "grid_sample3d_backward.h"
 
 #include "opforge/kernel_cuda.cuh"
@@ -20,10 +20,9 @@ using ::opforge::cuda::to_float;
 constexpr int kThreads = 256;
 
 template <typename T, bool kNearest>
-__global__ void __launch_bounds__(kThreads, 3) backward_kernel(const T* __restrict__ input, const T* __restrict__ grid,
-                                                             const T* __restrict__ gout, float* __restrict__ gin,
-                                                             T* __restrict__ grad_grid, const detail::Params p,
-                                                             int64_t total) {
+__global__ void __launch_bounds__(kThreads, 3)
+    backward_kernel(const T* __restrict__ input, const T* __restrict__ grid, const T* __restrict__ gout,
+                    float* __restrict__ gin, T* __restrict__ grad_grid, const detail::Params p, int64_t total) {
   __shared__ float partial[3][kThreads];
   const int64_t V = p.out_plane(), plane = p.in_plane();
   const int lane = threadIdx.y * blockDim.x + threadIdx.x;
@@ -110,16 +109,17 @@ template <typename T>
     gin = grad_input;
   } else {
     if (nin > 0 && (ctx.workspace == nullptr || ctx.workspace_bytes < static_cast<size_t>(nin) * sizeof(float)))
-      return ::opforge::Status::error(::opforge::Status::kInternal, "grid_sample3d_backward: workspace smaller than declared");
+      return ::opforge::Status::error(::opforge::Status::kInternal,
+                                      "grid_sample3d_backward: workspace smaller than declared");
     gin = static_cast<float*>(ctx.workspace);
   }
   if (nin > 0 && cudaMemsetAsync(gin, 0, static_cast<size_t>(nin) * sizeof(float), stream) != cudaSuccess)
     return ::opforge::Status::error(::opforge::Status::kCudaError, "grid_sample3d_backward: memset failed");
   const int64_t total = p.N * p.out_plane();
   if (total > 0) {
-    // The forward's block shape: 256 threads, up to 8 channel lanes.
-    const unsigned by = p.C >= 8 ? 8u : (p.C > 0 ? static_cast<unsigned>(p.C) : 1u);
-    const dim3 block(32u * (8u / by), by);
+    // The forward's block shape: 256 threads, (256 / lanes) voxels by `lanes` channel lanes.
+    const unsigned lanes = gs::channel_lanes(total, p.C);
+    const dim3 block(256u / lanes, lanes);
     const unsigned blocks = blocks_for(total, block.x, int64_t{1} << 20);
     if (p.nearest)
       backward_kernel<T, true><<<blocks, block, 0, stream>>>(input, grid, gout, gin, grad_grid, p, total);

@@ -3,13 +3,13 @@
 // The micro-kernel keeps a kMR x kNR accumulator in registers; it is compiled twice (AVX2+FMA and the
 // baseline ISA) and picked at run time, since the extension is built without -march flags. On aarch64 the
 // second form is NEON with fused multiply-adds (base ASIMD: no run-time check; OPFORGE_CPU_ISA=baseline
-// picks the portable loop instead, kernel_api.h).
+// picks the portable loop instead, opforge/cpu_isa.h).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
-#include "opforge/kernel_api.h"
+#include "opforge/cpu_isa.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -37,19 +37,19 @@ inline void pack_a(const float* a, int64_t lda, int64_t M, int64_t R, float* out
 
 inline int64_t packed_a_size(int64_t M, int64_t R) { return (M + kMR - 1) / kMR * kMR * R; }
 
-#define OPFORGE_DCN_MICRO_BODY                                                      \
-  float acc[kMR][kNR];                                                              \
-  for (int i = 0; i < kMR; ++i)                                                     \
-    for (int j = 0; j < kNR; ++j) acc[i][j] = 0.0f;                                 \
-  for (int64_t r = 0; r < R; ++r) {                                                 \
-    const float* brow = b + r * ldb;                                                \
-    const float* arow = a + r * kMR;                                                \
-    for (int i = 0; i < kMR; ++i) {                                                 \
-      const float av = arow[i];                                                     \
-      for (int j = 0; j < kNR; ++j) acc[i][j] += av * brow[j];                      \
-    }                                                                               \
-  }                                                                                 \
-  for (int i = 0; i < kMR; ++i)                                                     \
+#define OPFORGE_DCN_MICRO_BODY                                 \
+  float acc[kMR][kNR];                                         \
+  for (int i = 0; i < kMR; ++i)                                \
+    for (int j = 0; j < kNR; ++j) acc[i][j] = 0.0f;            \
+  for (int64_t r = 0; r < R; ++r) {                            \
+    const float* brow = b + r * ldb;                           \
+    const float* arow = a + r * kMR;                           \
+    for (int i = 0; i < kMR; ++i) {                            \
+      const float av = arow[i];                                \
+      for (int j = 0; j < kNR; ++j) acc[i][j] += av * brow[j]; \
+    }                                                          \
+  }                                                            \
+  for (int i = 0; i < kMR; ++i)                                \
     for (int j = 0; j < kNR; ++j) c[i * ldc + j] = acc[i][j];
 
 // c[kMR][kNR] = a_block[R][kMR]^T * b[R][kNR] (b row stride ldb, c row stride ldc): 12 ymm accumulators.

@@ -47,9 +47,16 @@ inline ::opforge::Status check_args(const ::opforge::TensorView& x, const ::opfo
                          "modulated_deform_conv2d: stride and dilation must be >= 1 and padding >= 0");
   if (offset.dtype != x.dtype || weight.dtype != x.dtype || (mask && mask->dtype != x.dtype))
     return Status::error(Status::kInvalidArgument, "modulated_deform_conv2d: all inputs must share a dtype");
-  g->B = x.sizes[0]; g->C = x.sizes[1]; g->H = x.sizes[2]; g->W = x.sizes[3];
-  g->Cout = weight.sizes[0]; g->Cg = weight.sizes[1]; g->kh = weight.sizes[2]; g->kw = weight.sizes[3];
-  g->groups = groups; g->dg = deformable_groups;
+  g->B = x.sizes[0];
+  g->C = x.sizes[1];
+  g->H = x.sizes[2];
+  g->W = x.sizes[3];
+  g->Cout = weight.sizes[0];
+  g->Cg = weight.sizes[1];
+  g->kh = weight.sizes[2];
+  g->kw = weight.sizes[3];
+  g->groups = groups;
+  g->dg = deformable_groups;
   if (groups < 1 || deformable_groups < 1)
     return Status::error(Status::kInvalidArgument,
                          "modulated_deform_conv2d: groups and deformable_groups must be >= 1");
@@ -64,8 +71,12 @@ inline ::opforge::Status check_args(const ::opforge::TensorView& x, const ::opfo
   g->Coutg = g->Cout / groups;
   g->Cd = g->C / deformable_groups;
   g->K = g->kh * g->kw;
-  g->sh = stride[0]; g->sw = stride[1]; g->ph = padding[0]; g->pw = padding[1];
-  g->dh = dilation[0]; g->dw = dilation[1];
+  g->sh = stride[0];
+  g->sw = stride[1];
+  g->ph = padding[0];
+  g->pw = padding[1];
+  g->dh = dilation[0];
+  g->dw = dilation[1];
   g->OH = (g->H + 2 * g->ph - g->dh * (g->kh - 1) - 1) / g->sh + 1;
   g->OW = (g->W + 2 * g->pw - g->dw * (g->kw - 1) - 1) / g->sw + 1;
   if (g->H + 2 * g->ph - g->dh * (g->kh - 1) - 1 < 0 || g->W + 2 * g->pw - g->dw * (g->kw - 1) - 1 < 0)
@@ -99,7 +110,10 @@ OPFORGE_HOST_DEVICE inline Tap locate(float py, float px, int64_t H, int64_t W) 
   Tap t;
   t.valid = 0;
   t.ly = t.lx = 0.0f;
-  for (int n = 0; n < 4; ++n) { t.idx[n] = 0; t.w[n] = 0.0f; }
+  for (int n = 0; n < 4; ++n) {
+    t.idx[n] = 0;
+    t.w[n] = 0.0f;
+  }
   // Outside [-1, H] x [-1, W] every corner is outside the image. On the border lines (-1 and H) the value
   // is 0 as well (the corners inside have weight 0), but they are computed, so the offset gradient there
   // is torchvision's (its coordinate weights are taken from the corners alone).
@@ -115,8 +129,12 @@ OPFORGE_HOST_DEVICE inline Tap locate(float py, float px, int64_t H, int64_t W) 
   const float fy = floorf(py), fx = floorf(px);
   const int32_t y0 = static_cast<int32_t>(fy), x0 = static_cast<int32_t>(fx);
   const float ly = py - fy, lx = px - fx, hy = 1.0f - ly, hx = 1.0f - lx;
-  t.ly = ly; t.lx = lx;
-  t.w[0] = hy * hx; t.w[1] = hy * lx; t.w[2] = ly * hx; t.w[3] = ly * lx;
+  t.ly = ly;
+  t.lx = lx;
+  t.w[0] = hy * hx;
+  t.w[1] = hy * lx;
+  t.w[2] = ly * hx;
+  t.w[3] = ly * lx;
   const int32_t h = static_cast<int32_t>(H), w = static_cast<int32_t>(W);
   for (int n = 0; n < 4; ++n) {
     const int32_t yc = y0 + (n >> 1), xc = x0 + (n & 1);

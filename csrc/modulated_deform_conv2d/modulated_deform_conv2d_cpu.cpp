@@ -81,8 +81,8 @@ void fill_columns(const Geometry& g, const T* x, const T* mask, int64_t b, int64
 }
 
 template <typename T>
-::opforge::Status forward(const Geometry& g, const T* x, const T* offset, const T* weight, const T* mask,
-                          const T* bias, T* y, const ::opforge::DeviceContext& ctx) {
+::opforge::Status forward(const Geometry& g, const T* x, const T* offset, const T* weight, const T* mask, const T* bias,
+                          T* y, const ::opforge::DeviceContext& ctx) {
   const int64_t R = g.Cg * g.K;
   const int64_t mpad = (g.Coutg + gemm::kMR - 1) / gemm::kMR * gemm::kMR;
   // The weight in float, packed per group for the GEMM.

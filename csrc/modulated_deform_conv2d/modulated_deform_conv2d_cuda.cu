@@ -37,11 +37,11 @@ namespace {
 using ::opforge::cuda::from_float;
 using ::opforge::cuda::Pack;
 using ::opforge::cuda::to_float;
+using tile::arrange_weight;
 using tile::kBN;
+using tile::kTT;
 using tile::Params;
 using tile::TileTaps;
-using tile::arrange_weight;
-using tile::kTT;
 using tile::to_channels_last;
 
 constexpr int kBM = 64;
@@ -190,8 +190,8 @@ struct WeightTile {
       } else {
 #pragma unroll
         for (int i = 0; i < kV; i += 4)
-          *reinterpret_cast<float4*>(&tl.w[cc][mm + i]) = make_float4(
-              to_float(v[r].v[i]), to_float(v[r].v[i + 1]), to_float(v[r].v[i + 2]), to_float(v[r].v[i + 3]));
+          *reinterpret_cast<float4*>(&tl.w[cc][mm + i]) = make_float4(to_float(v[r].v[i]), to_float(v[r].v[i + 1]),
+                                                                      to_float(v[r].v[i + 2]), to_float(v[r].v[i + 3]));
       }
     }
   }
@@ -199,14 +199,16 @@ struct WeightTile {
 
 // The weight tile element by element, for rows that do not start 16-byte aligned (coutg % kV != 0).
 template <typename T>
-__device__ __forceinline__ void load_weight_tile_unaligned(const T* __restrict__ src, int c_left, int m_left,
-                                                           int coutg, Tiles<T>& tl) {
+__device__ __forceinline__ void load_weight_tile_unaligned(const T* __restrict__ src, int c_left, int m_left, int coutg,
+                                                           Tiles<T>& tl) {
   using Cfg = Config<T>;
   for (int e = threadIdx.x; e < Cfg::kCK * kBM; e += kThreads) {
     const int cc = e / kBM, mm = e % kBM;
     const T v = cc < c_left && mm < m_left ? src[cc * coutg + mm] : from_float<T>(0.0f);
-    if constexpr (Cfg::kTC) tl.w[cc][mm] = v;
-    else tl.w[cc][mm] = to_float(v);
+    if constexpr (Cfg::kTC)
+      tl.w[cc][mm] = v;
+    else
+      tl.w[cc][mm] = to_float(v);
   }
 }
 
@@ -279,12 +281,14 @@ __global__ void __launch_bounds__(kThreads, 2)
         } else {
 #pragma unroll
           for (int i = 0; i < kV; i += 4)
-            *reinterpret_cast<float4*>(&tl.col[q][v * kV + i]) = make_float4(vals[i], vals[i + 1], vals[i + 2],
-                                                                             vals[i + 3]);
+            *reinterpret_cast<float4*>(&tl.col[q][v * kV + i]) =
+                make_float4(vals[i], vals[i + 1], vals[i + 2], vals[i + 3]);
         }
       }
-      if (weight_packed) w_tile.store(tl);
-      else load_weight_tile_unaligned<T>(w_src, c_left, m_left, static_cast<int>(p.Coutg), tl);
+      if (weight_packed)
+        w_tile.store(tl);
+      else
+        load_weight_tile_unaligned<T>(w_src, c_left, m_left, static_cast<int>(p.Coutg), tl);
       __syncthreads();
       if constexpr (Cfg::kTC) {
 #pragma unroll

@@ -27,8 +27,8 @@ struct Params {
 };
 
 inline Params params(const Geometry& g) {
-  return Params{g.B, g.C, g.H, g.W, g.Cout, g.Cg, g.Coutg, g.kh, g.kw, g.K, g.OH, g.OW, g.P, g.groups, g.dg, g.Cd,
-                g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.B * g.P};
+  return Params{g.B, g.C,      g.H,  g.W,  g.Cout, g.Cg, g.Coutg, g.kh, g.kw, g.K,  g.OH,     g.OW,
+                g.P, g.groups, g.dg, g.Cd, g.sh,   g.sw, g.ph,    g.pw, g.dh, g.dw, g.B * g.P};
 }
 
 // The deformable groups [first, last] that input channels [c_begin, c_end) of one convolution group touch.
@@ -70,9 +70,7 @@ __device__ inline void columns(const Params& p, int64_t n0, TileTaps* s) {
 // locate() in two steps, for a caller that loads the next tap's offsets while it works on this one:
 // fetch_entry() loads the raw offset and mask of entry e (deformable group e / kBN, pixel e % kBN), which
 // place_entry() turns into the TileTaps entry. Both only read the tap-independent part of s.
-struct TapRaw {
-  float dy = 0.0f, dx = 0.0f, m = 1.0f;
-};
+struct TapRaw { float dy = 0.0f, dx = 0.0f, m = 1.0f; };
 
 template <typename T>
 __device__ __forceinline__ TapRaw fetch_entry(const Params& p, const T* __restrict__ offset, const T* __restrict__ mask,

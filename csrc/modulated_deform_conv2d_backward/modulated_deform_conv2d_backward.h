@@ -48,8 +48,7 @@ inline ::opforge::Status check_args(const ::opforge::TensorView& grad_out, const
 // d(sample)/d(py, px) times gv, for corner values v (0 for corners outside the image), written as autograd
 // evaluates the reference (products of gv with each corner value first), so infinities and NaNs in the
 // incoming gradient give the same non-finite results as the reference.
-OPFORGE_HOST_DEVICE inline void coordinate_grads(float gv, const float v[4], float ly, float lx, float* gy,
-                                                 float* gx) {
+OPFORGE_HOST_DEVICE inline void coordinate_grads(float gv, const float v[4], float ly, float lx, float* gy, float* gx) {
   const float hy = 1.0f - ly, hx = 1.0f - lx;
   const float g0 = gv * v[0], g1 = gv * v[1], g2 = gv * v[2], g3 = gv * v[3];
   *gy = (g2 * hx + g3 * lx) - (g0 * hx + g1 * lx);

@@ -75,8 +75,8 @@ struct Image {
       std::memset(gm.get(), 0, sizeof(float) * g.dg * g.K * kTile);
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         // Gradient of the columns: W_g^T [R, Coutg] x grad_out tile [Coutg, kTile].
-        gemm::multiply(wt_packed + gi * gemm::packed_a_size(R, g.Coutg), R, g.Coutg,
-                       gtile.get() + gi * g.Coutg * kTile, kTile, kTile, gcol.get(), kTile);
+        gemm::multiply(wt_packed + gi * gemm::packed_a_size(R, g.Coutg), R, g.Coutg, gtile.get() + gi * g.Coutg * kTile,
+                       kTile, kTile, gcol.get(), kTile);
         for (int64_t cl = 0; cl < g.Cg; ++cl) {
           const int64_t c = gi * g.Cg + cl, d = c / g.Cd;
           const T* plane = x + (b * g.C + c) * g.H * g.W;
@@ -128,8 +128,8 @@ struct Image {
 
   // One (channel, tap) row of the tile: the forward column (for grad_weight) and the gradients it
   // sends to x, offset and mask.
-  void channel_tap(int64_t b, int64_t d, int64_t k, int64_t p0, int64_t np, const Tap* taps, const T* plane,
-                   float* gxp, const float* gc, float* col, float* goff, float* gm) const {
+  void channel_tap(int64_t b, int64_t d, int64_t k, int64_t p0, int64_t np, const Tap* taps, const T* plane, float* gxp,
+                   const float* gc, float* col, float* goff, float* gm) const {
     const T* m = mask ? mask + ((b * g.dg + d) * g.K + k) * g.P + p0 : nullptr;
     const auto load = [plane](int32_t idx) { return ::opforge::load(plane, idx); };
     for (int64_t q = 0; q < np; ++q) {
@@ -205,9 +205,9 @@ template <typename T>
 
 OPFORGE_CPU_KERNEL(opforge, modulated_deform_conv2d_backward) {
   Geometry g;
-  const ::opforge::Status st = detail::check_args(grad_out, x, offset, weight, mask, grad_x, grad_offset, grad_weight,
-                                                  grad_mask, grad_bias, stride, padding, dilation, groups,
-                                                  deformable_groups, &g);
+  const ::opforge::Status st =
+      detail::check_args(grad_out, x, offset, weight, mask, grad_x, grad_offset, grad_weight, grad_mask, grad_bias,
+                         stride, padding, dilation, groups, deformable_groups, &g);
   if (!st.is_ok()) return st;
   return OPFORGE_DISPATCH_FLOATING_CPU(x.dtype, T, [&] {
     return backward<T>(g, grad_out.ptr<const T>(), x.ptr<const T>(), offset.ptr<const T>(), weight.ptr<const T>(),

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "multi_scale_deformable_attn/multi_scale_deformable_attn.h"
 #include "opforge/kernel_cuda.cuh"
@@ -45,7 +46,9 @@ template <> __device__ __forceinline__ unsigned short from_words<unsigned short>
   return static_cast<unsigned short>(w[0]);
 }
 template <> __device__ __forceinline__ unsigned from_words<unsigned>(const unsigned (&w)[4]) { return w[0]; }
-template <> __device__ __forceinline__ uint2 from_words<uint2>(const unsigned (&w)[4]) { return make_uint2(w[0], w[1]); }
+template <> __device__ __forceinline__ uint2 from_words<uint2>(const unsigned (&w)[4]) {
+  return make_uint2(w[0], w[1]);
+}
 template <> __device__ __forceinline__ uint4 from_words<uint4>(const unsigned (&w)[4]) {
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
@@ -147,12 +150,39 @@ inline int log2_of(int g) {
 }
 
 // Lanes per row for D channels of VEC: the next power of two of D / VEC, at most 32.
-inline void set_group(Params* p, int vec) {
-  const int chunks = (p->D + vec - 1) / vec;
+inline int group_for(int D, int vec) {
+  const int chunks = (D + vec - 1) / vec;
   int g = 1;
   while (g < chunks && g < 32) g <<= 1;
-  p->G = g;
-  p->log2G = log2_of(g);
+  return g;
+}
+
+inline void set_group(Params* p, int vec) {
+  p->G = group_for(p->D, vec);
+  p->log2G = log2_of(p->G);
+}
+
+// Channels per lane (VEC): the widest load that `fits` (D and the pointers' alignment) and still gives the
+// launch kEnoughThreads threads; else the narrowest that fits (the most lanes). Wide loads at decoder sizes
+// (N * Lq * M of a few thousand rows) left most SMs idle: on the H100 (2026-12-06) float16 at Lq = 300, with
+// 16-byte loads and 4 lanes per row, ran 2x slower than float32's 8 lanes. OPFORGE_MSDA_VEC=1|2|4|8 forces a
+// width where it fits (for measurements and for tests of every width).
+constexpr int64_t kEnoughThreads = int64_t{1} << 16;
+
+template <typename T, typename Fits>
+inline int pick_vec(const Params& p, Fits fits) {
+  constexpr int kWide = 16 / static_cast<int>(sizeof(T));
+  if (const char* forced = std::getenv("OPFORGE_MSDA_VEC")) {
+    const int f = std::atoi(forced);
+    if ((f == 1 || f == 2 || f == 4 || f == 8) && f <= kWide && fits(f)) return f;
+  }
+  int chosen = 1;
+  for (int vec = kWide; vec >= 1; vec /= 2) {
+    if (!fits(vec)) continue;
+    chosen = vec;
+    if (p.rows * group_for(p.D, vec) >= kEnoughThreads) break;
+  }
+  return chosen;
 }
 
 inline Params make_params(const detail::Dims& g) {

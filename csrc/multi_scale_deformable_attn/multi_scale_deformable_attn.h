@@ -27,9 +27,7 @@ namespace multi_scale_deformable_attn {
 
 namespace detail {
 
-struct Dims {
-  int64_t N, S, M, D, Lq, L, P;
-};
+struct Dims { int64_t N, S, M, D, Lq, L, P; };
 
 inline bool dims_are(const ::opforge::TensorView& t, std::initializer_list<int64_t> want) {
   if (t.rank != static_cast<int32_t>(want.size())) return false;
@@ -50,7 +48,10 @@ inline ::opforge::Status check_dims(const ::opforge::TensorView& value, const ::
     return Status::error(Status::kInvalidArgument,
                          "multi_scale_deformable_attn: value must be [N, S, M, D], spatial_shapes [L, 2] and "
                          "sampling_locations [N, Lq, M, L, P, 2]");
-  g->N = value.sizes[0]; g->S = value.sizes[1]; g->M = value.sizes[2]; g->D = value.sizes[3];
+  g->N = value.sizes[0];
+  g->S = value.sizes[1];
+  g->M = value.sizes[2];
+  g->D = value.sizes[3];
   g->L = spatial_shapes.sizes[0];
   g->Lq = sampling_locations.sizes[1];
   g->P = sampling_locations.sizes[4];
@@ -88,9 +89,7 @@ inline const char* format_message(const char* fmt, ...) {
 }
 
 // One level as the kernels use it.
-struct Level {
-  int64_t H, W, start;
-};
+struct Level { int64_t H, W, start; };
 
 // The CUDA kernels' bound (see the top of this file): a level that no consistent input can have (H or W outside
 // [0, S], start outside [0, S]) is read as empty, which also keeps start + r * W + c far from overflowing.
@@ -115,11 +114,11 @@ inline ::opforge::Status read_levels(const ::opforge::TensorView& spatial_shapes
                                           "does not fit value.shape[1] (S) = %lld: H and W must be in [0, S]",
                                           static_cast<long long>(l), h, w, static_cast<long long>(g.S)));
     if (starts[l] != total)
-      return Status::error(Status::kInvalidArgument,
-                           format_message("opforge::multi_scale_deformable_attn: level_start_index[%lld] = %lld, "
-                                          "expected %lld (the sum of H*W over the levels before it)",
-                                          static_cast<long long>(l), static_cast<long long>(starts[l]),
-                                          static_cast<long long>(total)));
+      return Status::error(
+          Status::kInvalidArgument,
+          format_message("opforge::multi_scale_deformable_attn: level_start_index[%lld] = %lld, "
+                         "expected %lld (the sum of H*W over the levels before it)",
+                         static_cast<long long>(l), static_cast<long long>(starts[l]), static_cast<long long>(total)));
     levels[l] = Level{h, w, starts[l]};
     total += h * w;
     if (total > g.S && l + 1 < g.L) {  // levels left: only a lower bound is known (and no overflow can follow)

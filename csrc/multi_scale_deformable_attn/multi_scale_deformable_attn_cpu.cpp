@@ -39,8 +39,8 @@ template <typename T>
         for (int64_t l = 0; l < g.L; ++l)
           for (int64_t p = 0; p < g.P; ++p) {
             const int64_t i = pbase + l * g.P + p;
-            const Point pt = detail::locate(::opforge::load(loc, 2 * i), ::opforge::load(loc, 2 * i + 1), levels[l],
-                                            g.S);
+            const Point pt =
+                detail::locate(::opforge::load(loc, 2 * i), ::opforge::load(loc, 2 * i + 1), levels[l], g.S);
             const float a = ::opforge::load(attn, i);
             if (pt.flags & detail::kNaNPoint) {
               for (int64_t d = 0; d < g.D; ++d) acc[d] += a * NAN;

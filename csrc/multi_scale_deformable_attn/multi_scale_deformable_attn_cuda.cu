@@ -40,7 +40,10 @@ __global__ void __launch_bounds__(cuda_detail::kThreads)
       for (int i = 0; i < VEC; ++i) acc[i] = 0.0f;
       for (int32_t pb = 0; pb < p.LP; pb += p.G) {
         detail::Point mine;
-        mine.row = 0; mine.w = 0; mine.flags = 0; mine.lx = mine.ly = 0.0f;
+        mine.row = 0;
+        mine.w = 0;
+        mine.flags = 0;
+        mine.lx = mine.ly = 0.0f;
         float a_mine = 0.0f;
         const int32_t pi = pb + sub;
         if (active && pi < p.LP) {
@@ -85,20 +88,27 @@ template <typename T, int VEC>
 ::opforge::Status launch(const T* value, const int64_t* shapes, const int64_t* starts, const T* loc, const T* attn,
                          T* out, Params p, cudaStream_t stream) {
   cuda_detail::set_group(&p, VEC);
-  forward_kernel<T, VEC><<<cuda_detail::grid_for(p), cuda_detail::kThreads, 0, stream>>>(value, shapes, starts, loc,
-                                                                                        attn, out, p);
+  forward_kernel<T, VEC>
+      <<<cuda_detail::grid_for(p), cuda_detail::kThreads, 0, stream>>>(value, shapes, starts, loc, attn, out, p);
   return ::opforge::cuda::launch_status("multi_scale_deformable_attn: CUDA launch failed");
 }
 
 template <typename T>
 ::opforge::Status dispatch(const T* value, const int64_t* shapes, const int64_t* starts, const T* loc, const T* attn,
                            T* out, const Params& p, cudaStream_t stream) {
-  constexpr int kWide = 16 / sizeof(T);  // one 16-byte load per corner
   const auto fits = [&](int vec) {
     return p.D % vec == 0 && cuda_detail::aligned_to<T>(value, vec) && cuda_detail::aligned_to<T>(out, vec);
   };
-  if (fits(kWide)) return launch<T, kWide>(value, shapes, starts, loc, attn, out, p, stream);
-  if (fits(2)) return launch<T, 2>(value, shapes, starts, loc, attn, out, p, stream);
+  switch (cuda_detail::pick_vec<T>(p, fits)) {  // up to one 16-byte load per corner
+    case 8:
+      if constexpr (sizeof(T) <= 2) return launch<T, 8>(value, shapes, starts, loc, attn, out, p, stream);
+      break;
+    case 4:
+      if constexpr (sizeof(T) <= 4) return launch<T, 4>(value, shapes, starts, loc, attn, out, p, stream);
+      break;
+    case 2: return launch<T, 2>(value, shapes, starts, loc, attn, out, p, stream);
+    default: break;
+  }
   return launch<T, 1>(value, shapes, starts, loc, attn, out, p, stream);
 }
 

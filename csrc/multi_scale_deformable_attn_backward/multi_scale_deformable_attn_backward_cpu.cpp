@@ -98,9 +98,9 @@ OPFORGE_CPU_KERNEL(opforge, multi_scale_deformable_attn_backward) {
   namespace bwd = ::opforge_kernels::opforge::multi_scale_deformable_attn_backward;
   namespace fwd = ::opforge_kernels::opforge::multi_scale_deformable_attn::detail;
   fwd::Dims g;
-  ::opforge::Status st = bwd::detail::check_args(value, spatial_shapes, level_start_index, sampling_locations,
-                                                 attention_weights, grad_output, grad_value, grad_sampling_locations,
-                                                 grad_attention_weights, &g);
+  ::opforge::Status st =
+      bwd::detail::check_args(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                              grad_output, grad_value, grad_sampling_locations, grad_attention_weights, &g);
   if (!st.is_ok()) return st;
   std::vector<fwd::Level> levels(static_cast<size_t>(g.L));
   st = fwd::read_levels(spatial_shapes, level_start_index, g, levels.data());

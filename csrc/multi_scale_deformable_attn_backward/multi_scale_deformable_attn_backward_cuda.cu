@@ -30,10 +30,9 @@ __device__ __forceinline__ float group_sum(float v, int width) {
 
 template <typename T, int VEC>
 __global__ void __launch_bounds__(cd::kThreads)
-    backward_kernel(const T* __restrict__ value, const int64_t* __restrict__ shapes,
-                    const int64_t* __restrict__ starts, const T* __restrict__ loc, const T* __restrict__ attn,
-                    const T* __restrict__ gout, float* __restrict__ gvalue, T* __restrict__ grad_loc,
-                    T* __restrict__ grad_attn, Params p) {
+    backward_kernel(const T* __restrict__ value, const int64_t* __restrict__ shapes, const int64_t* __restrict__ starts,
+                    const T* __restrict__ loc, const T* __restrict__ attn, const T* __restrict__ gout,
+                    float* __restrict__ gvalue, T* __restrict__ grad_loc, T* __restrict__ grad_attn, Params p) {
   const int lane = threadIdx.x & 31;
   const int sub = lane & (p.G - 1);
   const int rows_per_warp = 32 >> p.log2G;
@@ -49,7 +48,10 @@ __global__ void __launch_bounds__(cd::kThreads)
     const T* grow = gout + (active ? row : 0) * p.D;
     for (int32_t pb = 0; pb < p.LP; pb += p.G) {
       fwd::Point mine;
-      mine.row = 0; mine.w = 0; mine.flags = 0; mine.lx = mine.ly = 0.0f;
+      mine.row = 0;
+      mine.w = 0;
+      mine.flags = 0;
+      mine.lx = mine.ly = 0.0f;
       float a_mine = 0.0f, h_mine = 0.0f, w_mine = 0.0f;
       const int32_t pi = pb + sub;
       const bool owner = active && pi < p.LP;
@@ -151,11 +153,11 @@ template <typename T>
   cudaStream_t stream = ::opforge::cuda::stream(ctx);
   const int64_t nvalue = g.N * g.S * g.M * g.D;
   // float32 accumulates into grad_value itself; the half types into the float32 workspace.
-  float* acc = std::is_same<T, float>::value ? reinterpret_cast<float*>(grad_value)
-                                              : static_cast<float*>(ctx.workspace);
+  float* acc =
+      std::is_same<T, float>::value ? reinterpret_cast<float*>(grad_value) : static_cast<float*>(ctx.workspace);
   if (nvalue > 0) {
-    if (acc == nullptr || (!std::is_same<T, float>::value &&
-                           ctx.workspace_bytes < static_cast<size_t>(nvalue) * sizeof(float)))
+    if (acc == nullptr ||
+        (!std::is_same<T, float>::value && ctx.workspace_bytes < static_cast<size_t>(nvalue) * sizeof(float)))
       return ::opforge::Status::error(::opforge::Status::kInternal,
                                       "multi_scale_deformable_attn_backward: workspace missing or too small");
     if (cudaMemsetAsync(acc, 0, static_cast<size_t>(nvalue) * sizeof(float), stream) != cudaSuccess)
@@ -164,22 +166,24 @@ template <typename T>
   }
   const Params p = cd::make_params(g);
   if (p.rows > 0) {
-    constexpr int kWide = 16 / sizeof(T);
     const auto fits = [&](int vec) {
       return g.D % vec == 0 && cd::aligned_to<T>(value, vec) && cd::aligned_to<T>(gout, vec) &&
              cd::aligned_to<float>(acc, vec < 4 ? vec : 4);
     };
-    ::opforge::Status st =
-        fits(kWide)
-            ? launch<T, kWide>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream)
-        : fits(2) ? launch<T, 2>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream)
-                  : launch<T, 1>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream);
+    const int vec = cd::pick_vec<T>(p, fits);  // the forward's choice of width (msda_cuda.cuh)
+    ::opforge::Status st = ::opforge::Status::ok();
+    if constexpr (sizeof(T) <= 2) {
+      if (vec == 8) st = launch<T, 8>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream);
+    }
+    if (vec == 4) st = launch<T, 4>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream);
+    if (vec == 2) st = launch<T, 2>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream);
+    if (vec == 1) st = launch<T, 1>(value, shapes, starts, loc, attn, gout, acc, grad_loc, grad_attn, p, stream);
     if (!st.is_ok()) return st;
   }
   if (!std::is_same<T, float>::value && nvalue > 0) {
     const int64_t blocks = (nvalue + cd::kThreads - 1) / cd::kThreads;
-    float_to<T><<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), cd::kThreads, 0, stream>>>(acc, grad_value,
-                                                                                                      nvalue);
+    float_to<T>
+        <<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), cd::kThreads, 0, stream>>>(acc, grad_value, nvalue);
     return ::opforge::cuda::launch_status("multi_scale_deformable_attn_backward: CUDA launch failed (convert)");
   }
   return ::opforge::Status::ok();
@@ -194,9 +198,9 @@ OPFORGE_CUDA_KERNEL(opforge, multi_scale_deformable_attn_backward) {
   namespace bwd = ::opforge_kernels::opforge::multi_scale_deformable_attn_backward;
   namespace fwd = ::opforge_kernels::opforge::multi_scale_deformable_attn::detail;
   fwd::Dims g;
-  ::opforge::Status st = bwd::detail::check_args(value, spatial_shapes, level_start_index, sampling_locations,
-                                                 attention_weights, grad_output, grad_value, grad_sampling_locations,
-                                                 grad_attention_weights, &g);
+  ::opforge::Status st =
+      bwd::detail::check_args(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                              grad_output, grad_value, grad_sampling_locations, grad_attention_weights, &g);
   if (!st.is_ok()) return st;
   return OPFORGE_DISPATCH_FLOATING_CUDA(value.dtype, T, [&] {
     return bwd::run<T>(value.ptr<const T>(), spatial_shapes.ptr<const int64_t>(),

@@ -46,14 +46,22 @@ inline Status launch_status(const char* message) {
 }  // namespace opforge
 
 // Dispatch a CUDA launch over float32/float16/bfloat16. `T` names float, __half or __nv_bfloat16 inside.
-#define OPFORGE_DISPATCH_FLOATING_CUDA(dtype, T, ...)                                       \
-  [&]() -> ::opforge::Status {                                                              \
-    switch (dtype) {                                                                        \
-      case ::opforge::DType::kFloat32: { using T = float; return __VA_ARGS__(); }           \
-      case ::opforge::DType::kFloat16: { using T = __half; return __VA_ARGS__(); }          \
-      case ::opforge::DType::kBFloat16: { using T = __nv_bfloat16; return __VA_ARGS__(); }  \
-      default:                                                                              \
-        return ::opforge::Status::error(::opforge::Status::kUnsupportedDType,               \
-                                        "dtype not supported by this kernel");              \
-    }                                                                                       \
+#define OPFORGE_DISPATCH_FLOATING_CUDA(dtype, T, ...)                                                                \
+  [&]() -> ::opforge::Status {                                                                                       \
+    switch (dtype) {                                                                                                 \
+      case ::opforge::DType::kFloat32: {                                                                             \
+        using T = float;                                                                                             \
+        return __VA_ARGS__();                                                                                        \
+      }                                                                                                              \
+      case ::opforge::DType::kFloat16: {                                                                             \
+        using T = __half;                                                                                            \
+        return __VA_ARGS__();                                                                                        \
+      }                                                                                                              \
+      case ::opforge::DType::kBFloat16: {                                                                            \
+        using T = __nv_bfloat16;                                                                                     \
+        return __VA_ARGS__();                                                                                        \
+      }                                                                                                              \
+      default:                                                                                                       \
+        return ::opforge::Status::error(::opforge::Status::kUnsupportedDType, "dtype not supported by this kernel"); \
+    }                                                                                                                \
   }()

@@ -1,5 +1,7 @@
 #include "rms_norm.h"
 
+#include "opforge/cpu_isa.h"
+
 #include <cmath>
 #include <memory>
 #include <new>
@@ -8,7 +10,7 @@
 // Speed: rows are spread over the host's thread pool (ctx.parallel_for); half rows go through float32
 // stack blocks (opforge::load_block/store_block, vectorised) instead of a branchy conversion per
 // element; the loops are compiled twice, baseline and AVX2+FMA (on aarch64: baseline and ASIMD with FMA
-// and NEON float16 conversion), picked at run time (kernel_api.h).
+// and NEON float16 conversion), picked at run time (opforge/cpu_isa.h).
 namespace opforge_kernels {
 namespace opforge {
 namespace rms_norm {
@@ -25,8 +27,10 @@ constexpr int kLanes = 32;
 
 template <bool kAvx2>
 OPFORGE_ALWAYS_INLINE float madd(float a, float b, float c) {
-  if constexpr (kAvx2) return std::fma(a, b, c);
-  else return a * b + c;
+  if constexpr (kAvx2)
+    return std::fma(a, b, c);
+  else
+    return a * b + c;
 }
 
 // acc[j % kLanes] += v[j]^2 for j < n; n is a multiple of kLanes except for the row's last block.
@@ -107,7 +111,7 @@ OPFORGE_TARGET_AVX2 void rows_avx2(const T* x, const T* w, T* y, int64_t cols, f
 }
 #endif
 #if OPFORGE_HAVE_ASIMD
-// AArch64's wide form: fused multiply-adds and NEON float16 conversions (kernel_api.h).
+// AArch64's wide form: fused multiply-adds and NEON float16 conversions (opforge/cpu_isa.h).
 template <typename T>
 void rows_asimd(const T* x, const T* w, T* y, int64_t cols, float eps, int64_t r0, int64_t r1) {
   rows_impl<T, true>(x, w, y, cols, eps, r0, r1);

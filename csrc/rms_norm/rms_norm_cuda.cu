@@ -51,8 +51,7 @@ __device__ __forceinline__ float block_sum(float v, float* warp_sums) {
 // kVectorized requires every row start and the weight to be 16-byte aligned and cols to be a multiple
 // of the pack size (checked on the host).
 template <typename T, bool kVectorized>
-__global__ void rms_norm_kernel(const T* x, const T* __restrict__ w, T* y, int64_t rows, int64_t cols,
-                                float eps) {
+__global__ void rms_norm_kernel(const T* x, const T* __restrict__ w, T* y, int64_t rows, int64_t cols, float eps) {
   __shared__ float warp_sums[kMaxThreads / kWarp];
   __shared__ float inv_shared;
   constexpr int kVec = Pack<T>::kSize;
@@ -123,8 +122,8 @@ constexpr int kBlockThreads = kRowThreads == kWarp ? kWarp * kRowsPerBlock : kRo
 
 template <typename T, int kRowThreads, int kPacks>
 __global__ void __launch_bounds__(kBlockThreads<kRowThreads>, kMinThreadsPerSm / kBlockThreads<kRowThreads>)
-rms_norm_rows_in_registers(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int64_t rows,
-                           int64_t packs_per_row, int64_t cols, float eps) {
+    rms_norm_rows_in_registers(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int64_t rows,
+                               int64_t packs_per_row, int64_t cols, float eps) {
   constexpr bool kWarpPerRow = kRowThreads == kWarp;
   constexpr int kVec = Pack<T>::kSize;
   __shared__ float warp_sums[kWarpPerRow ? 1 : kRowThreads / kWarp];
@@ -182,8 +181,8 @@ void launch_rows_in_registers(const T* x, const T* w, T* y, int64_t rows, int64_
   const dim3 block = kRowThreads == kWarp ? dim3(kWarp, kRowsPerBlock) : dim3(kRowThreads);
   const int64_t blocks_needed = (rows + block.y - 1) / block.y;
   const unsigned blocks = static_cast<unsigned>(blocks_needed < kMaxBlocks ? blocks_needed : kMaxBlocks);
-  rms_norm_rows_in_registers<T, kRowThreads, kPacks><<<blocks, block, 0, stream>>>(x, w, y, rows, packs_per_row,
-                                                                                   cols, eps);
+  rms_norm_rows_in_registers<T, kRowThreads, kPacks>
+      <<<blocks, block, 0, stream>>>(x, w, y, rows, packs_per_row, cols, eps);
 }
 
 // Picks the register kernel's shape for a row of `packs` packs: 64 bytes (4 packs) in flight per thread
@@ -191,20 +190,28 @@ void launch_rows_in_registers(const T* x, const T* w, T* y, int64_t rows, int64_
 template <typename T>
 bool launch_vectorized(const T* x, const T* w, T* y, int64_t rows, int64_t packs, int64_t cols, float eps,
                        cudaStream_t stream) {
-  if (packs <= 32) launch_rows_in_registers<T, 32, 1>(x, w, y, rows, packs, cols, eps, stream);
-  else if (packs <= 64) launch_rows_in_registers<T, 32, 2>(x, w, y, rows, packs, cols, eps, stream);
-  else if (packs <= 128) launch_rows_in_registers<T, 32, 4>(x, w, y, rows, packs, cols, eps, stream);
-  else if (packs <= 256) launch_rows_in_registers<T, 128, 2>(x, w, y, rows, packs, cols, eps, stream);
-  else if (packs <= 512) launch_rows_in_registers<T, 128, 4>(x, w, y, rows, packs, cols, eps, stream);
-  else if (packs <= 1024) launch_rows_in_registers<T, 256, 4>(x, w, y, rows, packs, cols, eps, stream);
-  else if (packs <= 2048) launch_rows_in_registers<T, 512, 4>(x, w, y, rows, packs, cols, eps, stream);
-  else return false;  // 8 packs a thread would spill (bfloat16 at the 64-register cap)
+  if (packs <= 32)
+    launch_rows_in_registers<T, 32, 1>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 64)
+    launch_rows_in_registers<T, 32, 2>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 128)
+    launch_rows_in_registers<T, 32, 4>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 256)
+    launch_rows_in_registers<T, 128, 2>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 512)
+    launch_rows_in_registers<T, 128, 4>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 1024)
+    launch_rows_in_registers<T, 256, 4>(x, w, y, rows, packs, cols, eps, stream);
+  else if (packs <= 2048)
+    launch_rows_in_registers<T, 512, 4>(x, w, y, rows, packs, cols, eps, stream);
+  else
+    return false;  // 8 packs a thread would spill (bfloat16 at the 64-register cap)
   return true;
 }
 
 template <typename T>
-void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& weight,
-            const ::opforge::TensorView& y, int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
+void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& weight, const ::opforge::TensorView& y,
+            int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
   const T* xp = x.ptr<const T>();
   const T* wp = weight.ptr<const T>();
   T* yp = y.ptr<T>();

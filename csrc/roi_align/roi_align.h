@@ -88,8 +88,9 @@ inline ::opforge::Status check_args(const char* op, const ::opforge::TensorView&
     return Status::error(Status::kInvalidArgument, "roi_align: features, rois and the output must share a dtype");
   if (pooled.rank != 4 || pooled.sizes[0] != rois.sizes[0] || pooled.sizes[1] != features.sizes[1] ||
       pooled.sizes[2] != pooled_height || pooled.sizes[3] != pooled_width)
-    return Status::error(Status::kInvalidArgument,
-                         "roi_align: the output (grad_out in the backward) must be [K, C, pooled_height, pooled_width]");
+    return Status::error(
+        Status::kInvalidArgument,
+        "roi_align: the output (grad_out in the backward) must be [K, C, pooled_height, pooled_width]");
   p->batch = features.sizes[0];
   p->channels = features.sizes[1];
   p->height = features.sizes[2];

@@ -41,8 +41,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     if (c < cp) {
       for (int iy = 0; iy < g.grid_h; ++iy) {
         detail::Axis ya;
-        if (!detail::bilinear_axis(detail::sample_coord(g.y_start, ph, g.bin_h, iy, g.grid_h), p.height, &ya))
-          continue;
+        if (!detail::bilinear_axis(detail::sample_coord(g.y_start, ph, g.bin_h, iy, g.grid_h), p.height, &ya)) continue;
         for (int ix = 0; ix < g.grid_w; ++ix) {
           detail::Axis xa;
           if (!detail::bilinear_axis(detail::sample_coord(g.x_start, pw, g.bin_w, ix, g.grid_w), p.width, &xa))
@@ -93,12 +92,10 @@ __global__ void forward_direct(const T* __restrict__ x, const T* __restrict__ ro
     float acc = 0.0f;
     for (int iy = 0; iy < g.grid_h; ++iy) {
       detail::Axis ya;
-      if (!detail::bilinear_axis(detail::sample_coord(g.y_start, ph, g.bin_h, iy, g.grid_h), p.height, &ya))
-        continue;
+      if (!detail::bilinear_axis(detail::sample_coord(g.y_start, ph, g.bin_h, iy, g.grid_h), p.height, &ya)) continue;
       for (int ix = 0; ix < g.grid_w; ++ix) {
         detail::Axis xa;
-        if (!detail::bilinear_axis(detail::sample_coord(g.x_start, pw, g.bin_w, ix, g.grid_w), p.width, &xa))
-          continue;
+        if (!detail::bilinear_axis(detail::sample_coord(g.x_start, pw, g.bin_w, ix, g.grid_w), p.width, &xa)) continue;
         const detail::Corners q = detail::corners(ya, xa, p.width);
         acc = detail::fadd(acc, detail::interpolate(q, to_float(plane[q.o1]), to_float(plane[q.o2]),
                                                     to_float(plane[q.o3]), to_float(plane[q.o4])));
@@ -135,13 +132,12 @@ template <typename T>
   }
   T* xt = reinterpret_cast<T*>(align16(ctx.workspace));
   if (p.batch * hw > 0)  // else no sample is taken (an empty map, or no image for any batch index)
-    to_channels_last<T, T><<<transpose_grid(p.batch, cp, hw), dim3(kTile, 8), 0, stream>>>(x, xt, p.batch,
-                                                                                           p.channels, cp, hw);
+    to_channels_last<T, T>
+        <<<transpose_grid(p.batch, cp, hw), dim3(kTile, 8), 0, stream>>>(x, xt, p.batch, p.channels, cp, hw);
   const size_t smem = static_cast<size_t>(s.chunk_channels * p.bins()) * sizeof(float);
   const bool staged = smem <= 48 * 1024;
-  forward_channels_last<T><<<dim3(static_cast<unsigned>(p.rois), static_cast<unsigned>(s.chunks)),
-                             s.lanes * s.groups, staged ? smem : 0, stream>>>(xt, rois, y, p, cp, s.lanes, s.groups,
-                                                                              staged);
+  forward_channels_last<T><<<dim3(static_cast<unsigned>(p.rois), static_cast<unsigned>(s.chunks)), s.lanes * s.groups,
+                             staged ? smem : 0, stream>>>(xt, rois, y, p, cp, s.lanes, s.groups, staged);
   return ::opforge::cuda::launch_status("roi_align: CUDA launch failed (channels-last)");
 }
 
@@ -157,7 +153,6 @@ OPFORGE_CUDA_KERNEL(opforge, roi_align) {
                                                   spatial_scale, sampling_ratio, aligned, &p);
   if (!st.is_ok()) return st;
   if (y.numel() == 0) return ::opforge::Status::ok();
-  return OPFORGE_DISPATCH_FLOATING_CUDA(features.dtype, T, [&] {
-    return launch<T>(p, features.ptr<const T>(), rois.ptr<const T>(), y.ptr<T>(), ctx);
-  });
+  return OPFORGE_DISPATCH_FLOATING_CUDA(
+      features.dtype, T, [&] { return launch<T>(p, features.ptr<const T>(), rois.ptr<const T>(), y.ptr<T>(), ctx); });
 }

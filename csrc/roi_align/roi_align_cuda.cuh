@@ -20,8 +20,8 @@ namespace opforge {
 namespace roi_align {
 namespace cuda_common {
 
-using ::opforge::cuda::Pack;
 using ::opforge::cuda::from_float;
+using ::opforge::cuda::Pack;
 using ::opforge::cuda::to_float;
 
 constexpr int kLanes = 16;         // lanes per group: one 16-byte pack of channels each
@@ -119,9 +119,7 @@ inline dim3 transpose_grid(int64_t n_images, int64_t Cp, int64_t HW) {
               static_cast<unsigned>(z > 0 ? z : 1));
 }
 
-inline char* align16(void* p) {
-  return reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + 15) / 16 * 16);
-}
+inline char* align16(void* p) { return reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + 15) / 16 * 16); }
 
 }  // namespace cuda_common
 }  // namespace roi_align

@@ -67,12 +67,10 @@ __global__ void __launch_bounds__(kMaxThreads)
     }
     for (int iy = 0; iy < g.grid_h; ++iy) {
       detail::Axis ya;
-      if (!detail::bilinear_axis(detail::sample_coord(g.y_start, ph, g.bin_h, iy, g.grid_h), p.height, &ya))
-        continue;
+      if (!detail::bilinear_axis(detail::sample_coord(g.y_start, ph, g.bin_h, iy, g.grid_h), p.height, &ya)) continue;
       for (int ix = 0; ix < g.grid_w; ++ix) {
         detail::Axis xa;
-        if (!detail::bilinear_axis(detail::sample_coord(g.x_start, pw, g.bin_w, ix, g.grid_w), p.width, &xa))
-          continue;
+        if (!detail::bilinear_axis(detail::sample_coord(g.x_start, pw, g.bin_w, ix, g.grid_w), p.width, &xa)) continue;
         const detail::Corners q = detail::corners(ya, xa, p.width);
         add_pack<V>(base + q.o1 * cp, q.w1, gb);
         add_pack<V>(base + q.o2 * cp, q.w2, gb);
@@ -102,12 +100,12 @@ template <typename T>
   if (p.rois > 0 && p.channels > 0) {
     const size_t smem = static_cast<size_t>(s.chunk_channels * p.bins()) * sizeof(float);
     const bool staged = smem <= 48 * 1024;
-    backward_channels_last<T><<<dim3(static_cast<unsigned>(p.rois), static_cast<unsigned>(s.chunks)),
-                                s.lanes * s.groups, staged ? smem : 0, stream>>>(grad_out, rois, gt, p, cp, s.lanes,
-                                                                                 s.groups, staged);
+    backward_channels_last<T>
+        <<<dim3(static_cast<unsigned>(p.rois), static_cast<unsigned>(s.chunks)), s.lanes * s.groups, staged ? smem : 0,
+           stream>>>(grad_out, rois, gt, p, cp, s.lanes, s.groups, staged);
   }
-  from_channels_last<T><<<transpose_grid(p.batch, cp, hw), dim3(kTile, 8), 0, stream>>>(gt, grad_features, p.batch,
-                                                                                        p.channels, cp, hw);
+  from_channels_last<T>
+      <<<transpose_grid(p.batch, cp, hw), dim3(kTile, 8), 0, stream>>>(gt, grad_features, p.batch, p.channels, cp, hw);
   return ::opforge::cuda::launch_status("roi_align_backward: CUDA launch failed");
 }
 

@@ -24,7 +24,7 @@ def fit_rational(x, f, num_degree, den_degree, iters=60):
         scale = np.sqrt(w) / (np.abs(f) * q_prev)
         a = np.concatenate([a_p, -f[:, None] * a_q], 1) * scale[:, None]
         c, *_ = np.linalg.lstsq(a, f * scale, rcond=None)
-        p, q = c[: num_degree + 1], np.concatenate([[1.0], c[num_degree + 1:]])
+        p, q = c[: num_degree + 1], np.concatenate([[1.0], c[num_degree + 1 :]])
         q_prev = np.polynomial.polynomial.polyval(s, q)
         err = (np.polynomial.polynomial.polyval(s, p) / q_prev - f) / f
         if best is None or np.abs(err).max() < best[0]:

@@ -1,5 +1,6 @@
 #include "scaled_gelu.h"
 #include "gelu_math.h"
+#include "opforge/cpu_isa.h"
 
 #include <cmath>
 #include <type_traits>
@@ -11,7 +12,7 @@
 //    ulp), so the float32 result is within a few ulp of a correctly rounded erf/tanh
 //    (tests/library/test_scaled_gelu.py measures each form of the loop against float64);
 //  * half inputs go through a float32 stack block (opforge::load_block/store_block, vectorised);
-//  * the loop is compiled twice, baseline and AVX2+FMA, picked at run time (kernel_api.h says why), and
+//  * the loop is compiled twice, baseline and AVX2+FMA, picked at run time (opforge/cpu_isa.h says why), and
 //    written a third time with AVX-512 intrinsics for the CPUs where aten's gelu runs 16 lanes a vector:
 //    there the division becomes a 14-bit reciprocal estimate and one Newton step (a vector divide's
 //    throughput per element does not grow with the vector width), and T is read and written in registers;
@@ -39,16 +40,20 @@ using math::kTanhQ;
 // a * b + c, fused in the AVX2 clone (one rounding, half the instructions). kAvx2: compiled into it.
 template <bool kAvx2>
 OPFORGE_ALWAYS_INLINE float madd(float a, float b, float c) {
-  if constexpr (kAvx2) return std::fma(a, b, c);
-  else return a * b + c;
+  if constexpr (kAvx2)
+    return std::fma(a, b, c);
+  else
+    return a * b + c;
 }
 
 // c[K] + s * (c[K+1] + s * (...)): recursive rather than a loop, so it is straight-line code even where
 // the unroller gives up (it does on the FMA clone), which the vectoriser needs.
 template <bool kAvx2, int K = 0, int N>
 OPFORGE_ALWAYS_INLINE float horner(const float (&c)[N], float s) {
-  if constexpr (K == N - 1) return c[K];
-  else return madd<kAvx2>(horner<kAvx2, K + 1>(c, s), s, c[K]);
+  if constexpr (K == N - 1)
+    return c[K];
+  else
+    return madd<kAvx2>(horner<kAvx2, K + 1>(c, s), s, c[K]);
 }
 
 OPFORGE_ALWAYS_INLINE float clamp(float v, float lo, float hi) {
@@ -123,8 +128,10 @@ OPFORGE_TARGET_AVX2 void gelu_blocks_avx2(const T* x, T* y, int64_t n, int64_t b
 // c[K] + s * (c[K+1] + s * (...)) on 16 lanes.
 template <int K = 0, int N>
 OPFORGE_TARGET_AVX512 OPFORGE_ALWAYS_INLINE __m512 horner16(const float (&c)[N], __m512 s) {
-  if constexpr (K == N - 1) return _mm512_set1_ps(c[K]);
-  else return _mm512_fmadd_ps(horner16<K + 1>(c, s), s, _mm512_set1_ps(c[K]));
+  if constexpr (K == N - 1)
+    return _mm512_set1_ps(c[K]);
+  else
+    return _mm512_fmadd_ps(horner16<K + 1>(c, s), s, _mm512_set1_ps(c[K]));
 }
 
 // c * P(s) / Q(s) with Q(s) >= 1 (every coefficient of Q is positive and s >= 0): the reciprocal estimate
@@ -201,14 +208,14 @@ OPFORGE_TARGET_AVX512_BF16 void gelu_blocks_avx512_bf16(const ::opforge::BFloat1
 #endif
 
 #if OPFORGE_HAVE_ASIMD
-// AArch64's wide form: the same loop with fused multiply-adds and NEON float16 conversions (kernel_api.h).
+// AArch64's wide form: the same loop with fused multiply-adds and NEON float16 conversions (opforge/cpu_isa.h).
 template <typename T, bool kTanh>
 void gelu_blocks_asimd(const T* x, T* y, int64_t n, int64_t b0, int64_t b1, float alpha) {
   gelu_blocks<T, kTanh, true>(x, y, n, b0, b1, alpha);
 }
 #endif
 
-// The widest form of the loop this CPU runs (kernel_api.h: cpu_isa()).
+// The widest form of the loop this CPU runs (opforge/cpu_isa.h: cpu_isa()).
 template <typename T, bool kTanh>
 auto widest_blocks() -> void (*)(const T*, T*, int64_t, int64_t, int64_t, float) {
 #if OPFORGE_HAVE_ASIMD

@@ -25,8 +25,10 @@ using ::opforge::cuda::to_float;
 // c[K] + s * (c[K+1] + s * (...)).
 template <int K = 0, int N>
 __device__ __forceinline__ float horner(const float (&c)[N], float s) {
-  if constexpr (K == N - 1) return c[K];
-  else return fmaf(horner<K + 1>(c, s), s, c[K]);
+  if constexpr (K == N - 1)
+    return c[K];
+  else
+    return fmaf(horner<K + 1>(c, s), s, c[K]);
 }
 
 // The exact form is the CPU kernel's formula (scaled_gelu_cpu.cpp, gelu_floats, says why each step is there),
@@ -74,8 +76,8 @@ __global__ void scaled_gelu_kernel(const T* x, T* y, int64_t n, float alpha, boo
 }
 
 template <typename T>
-void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& y, int64_t n, float alpha,
-            bool use_tanh, cudaStream_t stream) {
+void launch(const ::opforge::TensorView& x, const ::opforge::TensorView& y, int64_t n, float alpha, bool use_tanh,
+            cudaStream_t stream) {
   const T* xp = x.ptr<const T>();
   T* yp = y.ptr<T>();
   constexpr int kVec = Pack<T>::kSize;

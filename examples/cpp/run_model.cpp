@@ -15,7 +15,8 @@
 // time of one run (on a Jetson: the number to look at; under emulation: only ratios mean anything).
 //
 // Build (tests do it through `python -m ops.ort.build --example`):
-//   g++ -std=c++17 -I<ort headers> run_model.cpp -o ort_run_model <site-packages>/onnxruntime/capi/libonnxruntime.so.1.32.0
+//   g++ -std=c++17 -I<ort headers> run_model.cpp -o ort_run_model
+//   <site-packages>/onnxruntime/capi/libonnxruntime.so.1.32.0
 #include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
@@ -40,10 +41,14 @@ struct Tensor {
 
 size_t element_size(ONNXTensorElementDataType t) {
   switch (t) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return 4;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return 2;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return 8;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return 4;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return 2;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return 8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return 1;
     default: throw std::runtime_error("unsupported element type " + std::to_string(static_cast<int>(t)));
   }
@@ -140,10 +145,12 @@ int run(int argc, char** argv) {
     std::ofstream out(path, std::ios::binary);
     for (Ort::Value& v : outputs) {
       const auto info = v.GetTensorTypeAndShapeInfo();
-      const int32_t header[2] = {static_cast<int32_t>(info.GetElementType()), static_cast<int32_t>(info.GetShape().size())};
+      const int32_t header[2] = {static_cast<int32_t>(info.GetElementType()),
+                                 static_cast<int32_t>(info.GetShape().size())};
       out.write(reinterpret_cast<const char*>(header), sizeof header);
       const std::vector<int64_t> dims = info.GetShape();
-      out.write(reinterpret_cast<const char*>(dims.data()), static_cast<std::streamsize>(dims.size() * sizeof(int64_t)));
+      out.write(reinterpret_cast<const char*>(dims.data()),
+                static_cast<std::streamsize>(dims.size() * sizeof(int64_t)));
       out.write(static_cast<const char*>(v.GetTensorRawData()),
                 static_cast<std::streamsize>(info.GetElementCount() * element_size(info.GetElementType())));
     }

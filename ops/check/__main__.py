@@ -1,17 +1,12 @@
-"""python -m ops.check [OP ...] [--all] [--json] [--only STAGE] [--quick]"""
+"""python -m ops.check [OP ...] [--all] [--package PKG] [--json] [--only STAGE] [--quick] [-v | -q]"""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import os
 import sys
 
 import ops
 
-from ..core.discovery import add_package_option, load_for_cli
-from ..core.errors import OpforgeError
+from .. import cli
 from . import FAIL, PASS, REFERENCE, SKIP, check_op
 
 MARK = {PASS: "PASS", FAIL: "FAIL", SKIP: "skip", REFERENCE: "REF"}
@@ -34,12 +29,16 @@ def render(op_id: str, rows, pending=()) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ops.check", description="Verify ops on every backend against their reference."
+    parser = cli.parser(
+        "python -m ops.check",
+        "Verify ops on every backend against their reference. Exit status: 0 every stage passed, 1 a stage "
+        "failed, 2 a usage error (an unknown op, a bad option).",
+        packages="import this op package (its ops join --all; installed op packages with an "
+        "opforge.ops entry point are always loaded)",
+        json="print a JSON report instead of tables (stdout holds it alone; everything else goes to stderr)",
     )
     parser.add_argument("ops", nargs="*", help="op ids ('ns::name') or unambiguous names")
     parser.add_argument("--all", action="store_true", help="check every declared op")
-    parser.add_argument("--json", action="store_true", help="print a JSON report instead of tables")
     parser.add_argument(
         "--only",
         action="append",
@@ -48,49 +47,25 @@ def main(argv=None) -> int:
         help="run only stages whose name starts with STAGE (repeatable)",
     )
     parser.add_argument("--quick", action="store_true", help="fewer dtypes in the slow stages")
-    add_package_option(
-        parser,
-        "import this op package (its ops join --all; installed op packages with an "
-        "opforge.ops entry point are always loaded)",
-    )
-    args = parser.parse_args(argv)
+    return cli.main(parser, run, argv)
 
-    try:
-        load_for_cli(args.package)
-        targets = ops.all_ops() if args.all else [ops.get_op(name) for name in args.ops]
-    except OpforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def run(args) -> cli.Report:
+    cli.load_packages(args)
+    targets = ops.all_ops() if args.all else [ops.get_op(name) for name in args.ops]
     if not targets:
-        parser.error("name an op, or pass --all")
+        raise cli.UsageError("no op to check. Fix: name an op (ns::name), or pass --all")
     report, failed, pending = {}, False, {}
-    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        for op in targets:
-            rows = check_op(op, only=args.only, quick=args.quick)
-            failed = failed or any(r.status == FAIL for r in rows)
-            report[op.id] = [r.to_json() for r in rows]
-            if op.decl.kernels_pending:
-                pending[op.id] = list(op.decl.kernels_pending)
-            if not args.json:
-                print(render(op.id, rows, op.decl.kernels_pending), flush=True)
-    if args.json:
-        print(json.dumps({"ok": not failed, "ops": report, "kernels_pending": pending}, indent=2))
-    return 1 if failed else 0
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """With --json, stdout holds the report alone: whatever a library prints while the stages run (exporters,
-    compilers) goes to stderr, down to the file descriptor, so the report always parses."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+    for op in targets:
+        rows = check_op(op, only=args.only, quick=args.quick)
+        op_failed = any(r.status == FAIL for r in rows)
+        failed = failed or op_failed
+        report[op.id] = [r.to_json() for r in rows]
+        if op.decl.kernels_pending:
+            pending[op.id] = list(op.decl.kernels_pending)
+        if not args.json and (op_failed or not args.quiet):
+            print(render(op.id, rows, op.decl.kernels_pending), flush=True)
+    return cli.Report({"ok": not failed, "ops": report, "kernels_pending": pending}, cli.PROBLEMS if failed else cli.OK)
 
 
 if __name__ == "__main__":

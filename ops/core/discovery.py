@@ -74,11 +74,6 @@ def load_installed() -> list[str]:
     return loaded
 
 
-def add_package_option(parser, help_text: str) -> None:
-    """The CLIs' `--package PKG` (repeatable)."""
-    parser.add_argument("--package", action="append", default=[], metavar="PKG", help=help_text)
-
-
 def load_for_cli(names) -> None:
     """What a CLI knows about: every installed op package, then those named with --package."""
     load_installed()

@@ -28,6 +28,11 @@ class ExportError(OpforgeError, RuntimeError):
     """An op or model cannot be exported to ONNX as requested."""
 
 
+class BuildError(OpforgeError, RuntimeError):
+    """A compiler or linker failed while building: the tool ran and the build is what failed (exit status 1 of
+    the CLIs, where a user's mistake is 2). The message holds the failing command and its first error."""
+
+
 class BackwardNotDeclared(OpforgeError, RuntimeError):
     """A gradient was requested through an op whose declaration has no `backward` (raised by backward)."""
 

@@ -294,10 +294,12 @@ class IntAlgebra:
 
 class CppAlgebra:
     """C++ int64 expression text. `dim_code(input, index)`, `name_code(name)` and `item_code(name, index)`
-    spell the leaves."""
+    spell the leaves. `rule`, a C++ string literal naming the rule ("output 'y' = [...]"), goes with every
+    division to the glue's floordiv/ceil_div (csrc/opforge/host.h), with the generated constant `kOp`, so a
+    divisor the inputs make zero is reported naming the op and the rule."""
 
-    def __init__(self, dim_code, name_code, item_code):
-        self.dim_code, self.name_code, self.item_code = dim_code, name_code, item_code
+    def __init__(self, dim_code, name_code, item_code, rule: str | None = None):
+        self.dim_code, self.name_code, self.item_code, self.rule = dim_code, name_code, item_code, rule
 
     def const(self, value):
         return f"int64_t({value})"
@@ -315,4 +317,7 @@ class CppAlgebra:
         symbol = {"add": "+", "sub": "-", "mul": "*"}.get(op)
         if symbol:
             return f"({a} {symbol} {b})"
-        return f"opforge::glue::{op}({a}, {b})"
+        if op in ("max", "min"):
+            return f"opforge::host::{op}({a}, {b})"
+        context = f", kOp, {self.rule}" if self.rule is not None else ""
+        return f"opforge::glue::{op}({a}, {b}{context})"

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from ..core import paths
 from ..core.discovery import import_package
-from ..core.errors import BackendUnavailable, OpforgeError
 from ..ort import build as ort_build
 from ..ort import headers as ort_headers
 from ..trt import build as trt_build
@@ -289,29 +288,26 @@ def check(result: TargetBuild) -> list[str]:
 
 
 def main(args, names: list[str]) -> int:
-    """`python -m ops.build --target ...` (ops/build.py hands its arguments here)."""
+    """`python -m ops.build --target ...` (ops/build.py hands its arguments here). Exit status 1 when an
+    artefact is not what the target needs; errors are raised for ops.cli to report."""
     jetpacks = [j.strip() for j in (args.jetpack or "6").split(",") if j.strip()]
     ops = [o.strip() for o in (args.ops or "").split(",") if o.strip()] or None
     status = 0
-    try:
-        for name in names:
-            for jp in jetpacks:
-                res = build(name, args.target, args.cuda_archs, jp, ops, verbose=args.verbose)
-                for a in res.artefacts:
-                    cuda = a.info.get("cuda") or {}
-                    code = (
-                        f"SASS {','.join(cuda.get('sass', []))} PTX {','.join(cuda.get('ptx', []))}"
-                        if cuda
-                        else "no CUDA code"
-                    )
-                    print(f"built {paths.relative_to_project(a.path)}  [{a.info.get('architecture')}; {code}]")
-                for kind, why in res.skipped.items():
-                    print(f"skipped {kind}: {why}")
-                for problem in check(res):
-                    print(f"error: {problem}")
-                    status = 1
-                print(f"manifest {paths.relative_to_project(res.manifest)}")
-    except (OpforgeError, BackendUnavailable) as e:
-        print(f"error: {e}")
-        return 1
+    for name in names:
+        for jp in jetpacks:
+            res = build(name, args.target, args.cuda_archs, jp, ops, verbose=args.verbose)
+            for a in res.artefacts:
+                cuda = a.info.get("cuda") or {}
+                code = (
+                    f"SASS {','.join(cuda.get('sass', []))} PTX {','.join(cuda.get('ptx', []))}"
+                    if cuda
+                    else "no CUDA code"
+                )
+                print(f"built {paths.relative_to_project(a.path)}  [{a.info.get('architecture')}; {code}]")
+            for kind, why in res.skipped.items():
+                print(f"skipped {kind}: {why}")
+            for problem in check(res):
+                print(f"error: {problem}")
+                status = 1
+            print(f"manifest {paths.relative_to_project(res.manifest)}")
     return status

@@ -85,7 +85,9 @@ struct Arg {
   void* ptr() const { return tag == 'n' ? nullptr : reinterpret_cast<void*>(p); }
   char* chars() { return tag == 'n' ? nullptr : buf.data(); }
   template <typename T>
-  T* array() { return tag == 'n' ? nullptr : reinterpret_cast<T*>(buf.data()); }
+  T* array() {
+    return tag == 'n' ? nullptr : reinterpret_cast<T*>(buf.data());
+  }
   int32_t i32() const { return static_cast<int32_t>(i); }
 };
 
@@ -131,27 +133,50 @@ Arg read_arg(Reader& r) {
 struct Writer {
   std::string out;
   template <typename T>
-  void put(T v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void put(T v) {
+    out.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
 };
 
 void serve(const std::string& fn, std::vector<Arg>& a, Writer& w) {
-  auto P = [&](void* v) { w.put<char>('p'); w.put<uint64_t>(reinterpret_cast<uint64_t>(v)); };
-  auto I = [&](int32_t v) { w.put<char>('i'); w.put<int32_t>(v); };
+  auto P = [&](void* v) {
+    w.put<char>('p');
+    w.put<uint64_t>(reinterpret_cast<uint64_t>(v));
+  };
+  auto I = [&](int32_t v) {
+    w.put<char>('i');
+    w.put<int32_t>(v);
+  };
   auto need = [&](size_t n) {
     if (a.size() != n) throw std::runtime_error(fn + ": wrong argument count");
   };
-  if (fn == "hx_open") { need(3); P(hx_open(a[0].s.c_str(), a[1].chars(), a[2].i32())); }
-  else if (fn == "hx_num_creators") { need(1); I(hx_num_creators(a[0].ptr())); }
-  else if (fn == "hx_creator_info") { need(4); I(hx_creator_info(a[0].ptr(), a[1].i32(), a[2].chars(), a[3].i32())); }
-  else if (fn == "hx_log") { need(4); I(hx_log(a[0].ptr(), a[1].chars(), a[2].i32(), a[3].i32())); }
-  else if (fn == "hx_create") {
+  if (fn == "hx_open") {
+    need(3);
+    P(hx_open(a[0].s.c_str(), a[1].chars(), a[2].i32()));
+  } else if (fn == "hx_num_creators") {
+    need(1);
+    I(hx_num_creators(a[0].ptr()));
+  } else if (fn == "hx_creator_info") {
+    need(4);
+    I(hx_creator_info(a[0].ptr(), a[1].i32(), a[2].chars(), a[3].i32()));
+  } else if (fn == "hx_log") {
+    need(4);
+    I(hx_log(a[0].ptr(), a[1].chars(), a[2].i32(), a[3].i32()));
+  } else if (fn == "hx_create") {
     need(6);
     P(hx_create(a[0].ptr(), a[1].i32(), a[2].tag == 'n' ? nullptr : a[2].s.c_str(),
                 a[3].tag == 'n' ? nullptr : a[3].fields.data(), a[4].i32(), a[5].i32()));
-  } else if (fn == "hx_create_null_fc") { need(2); P(hx_create_null_fc(a[0].ptr(), a[1].i32())); }
-  else if (fn == "hx_destroy") { need(1); hx_destroy(a[0].ptr()); w.put<char>('v'); }
-  else if (fn == "hx_plugin_info") { need(3); I(hx_plugin_info(a[0].ptr(), a[1].chars(), a[2].i32())); }
-  else if (fn == "hx_output_shapes") {
+  } else if (fn == "hx_create_null_fc") {
+    need(2);
+    P(hx_create_null_fc(a[0].ptr(), a[1].i32()));
+  } else if (fn == "hx_destroy") {
+    need(1);
+    hx_destroy(a[0].ptr());
+    w.put<char>('v');
+  } else if (fn == "hx_plugin_info") {
+    need(3);
+    I(hx_plugin_info(a[0].ptr(), a[1].chars(), a[2].i32()));
+  } else if (fn == "hx_output_shapes") {
     need(6);
     I(hx_output_shapes(a[0].ptr(), a[1].array<HxTensor>(), a[2].i32(), a[3].i32(), a[4].chars(), a[5].i32()));
   } else if (fn == "hx_output_types") {
@@ -170,11 +195,19 @@ void serve(const std::string& fn, std::vector<Arg>& a, Writer& w) {
     } else {
       I((fn == "hx_configure" ? hx_configure : hx_on_shape_change)(a[0].ptr(), in, a[2].i32(), out, a[4].i32()));
     }
-  } else if (fn == "hx_serialized_fields") { need(3); I(hx_serialized_fields(a[0].ptr(), a[1].chars(), a[2].i32())); }
-  else if (fn == "hx_recreate") { need(3); P(hx_recreate(a[0].ptr(), a[1].i32(), a[2].ptr())); }
-  else if (fn == "hx_clone") { need(1); P(hx_clone(a[0].ptr())); }
-  else if (fn == "hx_attach") { need(1); P(hx_attach(a[0].ptr())); }
-  else if (fn == "hx_timing_cache_id") {
+  } else if (fn == "hx_serialized_fields") {
+    need(3);
+    I(hx_serialized_fields(a[0].ptr(), a[1].chars(), a[2].i32()));
+  } else if (fn == "hx_recreate") {
+    need(3);
+    P(hx_recreate(a[0].ptr(), a[1].i32(), a[2].ptr()));
+  } else if (fn == "hx_clone") {
+    need(1);
+    P(hx_clone(a[0].ptr()));
+  } else if (fn == "hx_attach") {
+    need(1);
+    P(hx_attach(a[0].ptr()));
+  } else if (fn == "hx_timing_cache_id") {
     need(1);
     const char* s = hx_timing_cache_id(a[0].ptr());
     w.put<char>('s');

@@ -40,6 +40,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import cli
 from ..core.errors import BackendUnavailable
 from ..core.paths import build_root, project_root
 from ..native.cuda_kernels import cuda_home
@@ -566,17 +567,30 @@ def install(log=print) -> Status:
 
 
 def main(argv=None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    parser = cli.parser(
+        "python -m ops.cross.toolchain",
+        "Install the Jetson cross toolchain into build/jetson/toolchain (what is missing), then print what is "
+        "there. Exit status: 0 complete, 1 something is missing (--check) or an install step failed, 2 a usage "
+        "error.",
+        json="print what was found and what is missing as JSON",
+    )
+    parser.add_argument("--check", action="store_true", help="only look: install nothing; exit 1 if incomplete")
+    return cli.main(parser, run, argv)
+
+
+def run(args) -> cli.Report:
     try:
-        st = status() if "--check" in args else install()
+        st = status() if args.check else install()
     except BackendUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    for name, path in st.found.items():
-        print(f"{name:24s} {path}  {st.versions.get(name, '')}")
-    for name, why in st.missing.items():
-        print(f"{name:24s} MISSING: {why}")
-    return 1 if "--check" in args and st.missing else 0
+        return cli.Report({"error": str(e)}, cli.PROBLEMS)
+    if not args.json:
+        for name, path in st.found.items():
+            print(f"{name:24s} {path}  {st.versions.get(name, '')}")
+        for name, why in st.missing.items():
+            print(f"{name:24s} MISSING: {why}")
+    report = {"found": {n: str(p) for n, p in st.found.items()}, "versions": st.versions, "missing": st.missing}
+    return cli.Report(report, cli.PROBLEMS if args.check and st.missing else cli.OK)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import cli
 from ..core import paths
 from ..core.registry import ops_in
 from ..onnx import export_onnx
@@ -222,13 +223,23 @@ def table() -> tuple[str, bool]:
 
 
 def main(argv=None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if "--table" in args:
-        text, ok = table()
-        print(text)
-        return 0 if ok else 1
-    print(__doc__)
-    return 2
+    parser = cli.parser(
+        "python -m ops.cross.verify",
+        __doc__.split("\n\n")[0] + " Exit status: 0 every artefact and check is right, 1 one is not, 2 a usage error.",
+    )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        required=True,
+        help="print the artefacts of build/jetson/*/manifest.json and the results the last test run recorded",
+    )
+    return cli.main(parser, run, argv)
+
+
+def run(args) -> int:
+    text, ok = table()
+    print(text)
+    return cli.OK if ok else cli.PROBLEMS
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Which form of the hot CPU loops opforge's kernels run on this machine, read the way kernel_api.h's cpu_isa()
+"""Which form of the hot CPU loops opforge's kernels run on this machine, read the way cpu_isa.h's cpu_isa()
 decides it: the widest of baseline, avx2, avx512, avx512bf16 whose CPU features /proc/cpuinfo lists, capped by
 OPFORGE_CPU_ISA (on aarch64: asimd, or baseline). For benchmark records and for tests that run each form
 (Linux; elsewhere every feature reads as absent). What the loaded kernels actually took is

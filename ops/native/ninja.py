@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from ..core import paths
-from ..core.errors import OpforgeError
+from ..core.errors import BuildError
 from .build_output import NinjaLog
 
 
@@ -28,4 +28,4 @@ def run(build_dir: Path, lines: list[str], what: str, verbose: bool = False, reb
             log.feed(line)
     log.done()
     if proc.returncode != 0:
-        raise OpforgeError(log.failure(what, rebuild or f"ninja -C {build_dir}"))
+        raise BuildError(log.failure(what, rebuild or f"ninja -C {build_dir}"))

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import cli
 from ..core.declaration import DEVICES, Input, OpDecl
 from ..core.discovery import load_installed
-from ..core.errors import DeclarationError, OpforgeError
+from ..core.errors import OpforgeError
 from ..core.registry import all_ops
 from ..core.validate import build_decl
 from .fit import (
@@ -237,14 +238,15 @@ class Args(argparse.Namespace):
         return [parse_input(s, None if s.split(":")[0].strip() == first else first) for s in self.input]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m ops.new",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Scaffold a new op: its declaration (reference + samples) and CPU/CUDA kernel skeletons, which "
+def parser() -> cli.Parser:
+    p = cli.parser(
+        "python -m ops.new",
+        "Scaffold a new op: its declaration (reference + samples) and CPU/CUDA kernel skeletons, which "
         "build and pass ops.check at once (the skeleton kernels are marked kernels_pending: the reference "
-        "runs on those devices, and ops.check says so, until you write the bodies).",
+        "runs on those devices, and ops.check says so, until you write the bodies). Exit status: 0 written, "
+        "2 a user error (one line saying what to fix).",
         epilog=HELP,
+        raw=True,
     )
     p.add_argument("id", help="the new op's id, NS::NAME")
     src = p.add_argument_group("where the signature comes from (default: the flags below)")
@@ -278,21 +280,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv, namespace=Args())
-    try:
-        args.attr_specs = [parse_attr(s) for s in args.attr]
-        plan, files = scaffold(args)
-        where = existing_op(plan, plan.package)
-        if where is not None:
-            raise OpforgeError(f"{plan.id} already exists (declared at {where}). Fix: pick another name")
-        if args.dry_run:
-            for path, text in files.items():
-                print(f"==> {path}\n{text}")
-            return 0
-        write(files)
-    except (OpforgeError, DeclarationError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.main(parser(), run, argv, namespace=Args())
+
+
+def run(args: Args) -> int:
+    args.attr_specs = [parse_attr(s) for s in args.attr]
+    plan, files = scaffold(args)
+    where = existing_op(plan, plan.package)
+    if where is not None:
+        raise OpforgeError(f"{plan.id} already exists (declared at {where}). Fix: pick another name")
+    if args.dry_run:
+        for path, text in files.items():
+            print(f"==> {path}\n{text}")
+        return 0
+    write(files)
     cwd = Path.cwd()
     package = plan.package
     pkg = f" --package {package}" if package else ""
@@ -303,6 +304,8 @@ def main(argv=None) -> int:
     print(f"outputs: {decl_line}")
     for note in plan.notes:
         print(f"note: {note}")
+    if args.quiet:  # the files written and the notes about them; not the advice below
+        return 0
     print(
         "The kernels are skeletons (kernels_pending=" + repr(tuple(plan.devices)) + "): the op runs its reference "
         "on those devices until you write the bodies and remove the flag."

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from ..core import shape_rule as sr
+from ..core.cpp import DTYPE_ENUMERATOR
 from ..core.declaration import DEVICES, Attr, Input, OpDecl, attr_type_name
 from ..core.dtypes import FLOATING
 from ..native.prototypes import context_name, context_names, parameters
@@ -223,19 +224,6 @@ def _cpp_storage(dtype: str, cuda: bool) -> str:
     }[dtype]
 
 
-_DTYPE_ENUM = {
-    "float32": "kFloat32",
-    "float16": "kFloat16",
-    "bfloat16": "kBFloat16",
-    "float64": "kFloat64",
-    "int8": "kInt8",
-    "uint8": "kUInt8",
-    "int32": "kInt32",
-    "int64": "kInt64",
-    "bool": "kBool",
-}
-
-
 def _out_dtypes(decl: OpDecl, o) -> tuple[str, ...]:
     return (o.dtype,) if o.dtype else decl.input(o.dtype_like).dtypes
 
@@ -251,7 +239,7 @@ def _signature_comment(decl: OpDecl) -> list[str]:
 def _dispatch_cases(decl: OpDecl, o, cuda: bool, call: str) -> list[str]:
     lines = []
     for dt in _out_dtypes(decl, o):
-        lines.append(f"    case ::opforge::DType::{_DTYPE_ENUM[dt]}: {call.format(T=_cpp_storage(dt, cuda))}")
+        lines.append(f"    case ::opforge::DType::{DTYPE_ENUMERATOR[dt]}: {call.format(T=_cpp_storage(dt, cuda))}")
     return lines
 
 

@@ -17,7 +17,6 @@ under <build root>/opforge/<package>/ort/; the CUDA kernel objects are the plugi
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -28,10 +27,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import cli
 from ..core import paths
 from ..core.declaration import OpDecl
-from ..core.discovery import add_package_option, import_package
-from ..core.errors import BackendUnavailable, OpforgeError
+from ..core.discovery import import_package
+from ..core.errors import BackendUnavailable, BuildError, OpforgeError
 from ..core.packages import package as op_package
 from ..core.registry import ops_in
 from ..native import cuda_kernels, ninja, prototypes
@@ -247,31 +247,32 @@ def build_example(output: Path | None = None, compilers=None, runtime: Path | No
     if not out.exists() or out.stat().st_mtime < max(src.stat().st_mtime, runtime.stat().st_mtime):
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            raise OpforgeError(f"building the C++ example failed (`{' '.join(cmd)}`):\n{done.stderr[-4000:]}")
+            raise BuildError(f"building the C++ example failed (`{' '.join(cmd)}`):\n{done.stderr[-4000:]}")
     return out
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.ort.build", description=__doc__.splitlines()[0])
-    add_package_option(parser, f"the op package to build (import name; repeatable; default {DEFAULT_PACKAGE})")
+    parser = cli.parser(
+        "python -m ops.ort.build",
+        __doc__.splitlines()[0] + " Exit status: 0 built, 1 the build failed, 2 a usage error.",
+        packages=f"the op package to build (import name; repeatable; default {DEFAULT_PACKAGE})",
+    )
     parser.add_argument("--list", action="store_true", help="print the variants the library registers")
     parser.add_argument("--example", action="store_true", help="also build the C++ example (examples/cpp)")
-    parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        for name in args.package or [DEFAULT_PACKAGE]:
-            result = build(name, verbose=args.verbose)
-            print(
-                f"built {result.library} ({', '.join(result.ops)}; ORT API version {result.api_version}; CUDA "
-                f"variants {'compiled' if result.with_cuda else 'not compiled (no nvcc)'})"
-            )
-            if args.list:
-                print("\n".join(library_info(result.library)))
-        if args.example:
-            print(f"built {build_example()}")
-    except OpforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return cli.main(parser, run, argv)
+
+
+def run(args) -> int:
+    for name in args.package or [DEFAULT_PACKAGE]:
+        result = build(name, verbose=args.verbose)
+        print(
+            f"built {result.library} ({', '.join(result.ops)}; ORT API version {result.api_version}; CUDA "
+            f"variants {'compiled' if result.with_cuda else 'not compiled (no nvcc)'})"
+        )
+        if args.list:
+            print("\n".join(library_info(result.library)))
+    if args.example:
+        print(f"built {build_example()}")
     return 0
 
 

@@ -10,7 +10,7 @@ the sizes the kernel reported and the leading box copied in (ORT cannot shrink a
 The op is registered as one OrtCustomOp per execution provider and combination of input dtypes (a
 *variant*): ORT merges them into one schema, picks the variant whose types match the node, and so knows
 every output's dtype during type inference without a schema of ours. The runtime support is
-csrc/opforge/ort_glue.h.
+csrc/opforge/ort/ (opforge/ort/glue.h includes its parts).
 """
 
 from __future__ import annotations
@@ -18,36 +18,13 @@ from __future__ import annotations
 import itertools
 
 from ..core import shape_rule as sr
+from ..core.cpp import c_string, cpp_double, cpp_int, kernel_dtype, kernel_dtypes, onnx_element_type
 from ..core.declaration import OpDecl, ResolvedOutput
-from ..core.dtypes import DTYPES
 from ..core.errors import OpforgeError
 from ..native.prototypes import include_path
 
-GENERATOR_VERSION = 3  # bump when the generated code changes shape
+GENERATOR_VERSION = 4  # bump when the generated code changes shape
 
-ONNX_ELEM = {
-    "float32": "FLOAT",
-    "float16": "FLOAT16",
-    "bfloat16": "BFLOAT16",
-    "float64": "DOUBLE",
-    "int8": "INT8",
-    "uint8": "UINT8",
-    "int32": "INT32",
-    "int64": "INT64",
-    "bool": "BOOL",
-}
-KERNEL_DTYPE = {
-    "float32": "kFloat32",
-    "float16": "kFloat16",
-    "bfloat16": "kBFloat16",
-    "float64": "kFloat64",
-    "int8": "kInt8",
-    "uint8": "kUInt8",
-    "int32": "kInt32",
-    "int64": "kInt64",
-    "bool": "kBool",
-}
-assert set(ONNX_ELEM) == set(KERNEL_DTYPE) == set(DTYPES)
 MAX_VARIANTS = 256  # per op and device; past that, ORT's kernel lookup and our library would bloat
 ATTR_MEMBER = {
     "int": "int64_t",
@@ -73,29 +50,17 @@ def has_library_op(decl: OpDecl) -> bool:
     return decl.onnx and decl.kernel_dir is not None and "cpu" not in decl.kernels_pending
 
 
-def _c_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _cpp_int(v: int) -> str:
-    return "(-9223372036854775807 - 1)" if v == -(2**63) else f"int64_t({v})"
-
-
-def _cpp_float(v: float) -> str:
-    return repr(float(v))  # shortest text that round-trips to the same double
-
-
 def _attr_default(a) -> str:
     if not a.has_default:
         return {"int": "0", "float": "0.0", "bool": "0", "str": '""', "list[int]": "{}", "list[float]": "{}"}[a.type]
     v = a.default
     return {
-        "int": lambda: _cpp_int(v),
-        "float": lambda: _cpp_float(v),
+        "int": lambda: cpp_int(v),
+        "float": lambda: cpp_double(v),
         "bool": lambda: "1" if v else "0",
-        "str": lambda: _c_string(v),
-        "list[int]": lambda: "{" + ", ".join(_cpp_int(e) for e in v) + "}",
-        "list[float]": lambda: "{" + ", ".join(_cpp_float(e) for e in v) + "}",
+        "str": lambda: c_string(v),
+        "list[int]": lambda: "{" + ", ".join(cpp_int(e) for e in v) + "}",
+        "list[float]": lambda: "{" + ", ".join(cpp_double(e) for e in v) + "}",
     }[a.type]()
 
 
@@ -108,11 +73,12 @@ def _attr_read(a) -> str:
         "list[int]": "attr_ints",
         "list[float]": "attr_floats",
     }[a.type]
-    call = f"ort::{reader}(kOp, info, {_c_string(a.name)}, {'true' if a.has_default else 'false'}, {_attr_default(a)})"
+    call = f"ort::{reader}(kOp, info, {c_string(a.name)}, {'true' if a.has_default else 'false'}, {_attr_default(a)})"
     return f"{call} != 0" if a.type == "bool" else call
 
 
-def _expr(decl: OpDecl, node, size_values: dict[str, str]) -> str:
+def _expr(decl: OpDecl, node, size_values: dict[str, str], rule: str) -> str:
+    """C++ of one shape-rule expression; `rule` names it in the message of a division by zero."""
     attrs = {a.name for a in decl.attrs}
 
     def name_code(n):
@@ -120,15 +86,17 @@ def _expr(decl: OpDecl, node, size_values: dict[str, str]) -> str:
 
     # list[int] elements (stride[0]; the declaration made indices absolute) index the attribute's vector,
     # whose length the kernel's constructor checked against the declared one.
-    return sr.evaluate(node, sr.CppAlgebra(lambda i, k: f"i_{i}.size({k})", name_code, lambda n, k: f"a_{n}[{k}]"))
+    algebra = sr.CppAlgebra(lambda i, k: f"i_{i}.size({k})", name_code, lambda n, k: f"a_{n}[{k}]", c_string(rule))
+    return sr.evaluate(node, algebra)
 
 
-def _dims(decl: OpDecl, rule: sr.Dims, size_values: dict[str, str]) -> str:
-    return "std::initializer_list<int64_t>{" + ", ".join(_expr(decl, d, size_values) for d in rule.dims) + "}"
+def _dims(decl: OpDecl, rule: sr.Dims, size_values: dict[str, str], what: str) -> str:
+    named = f"{what} = {sr.to_text(rule)}"
+    return "std::initializer_list<int64_t>{" + ", ".join(_expr(decl, d, size_values, named) for d in rule.dims) + "}"
 
 
 def _out_dtype(o: ResolvedOutput) -> str:
-    return f"opforge::DType::{KERNEL_DTYPE[o.dtype]}" if o.dtype else f"i_{o.dtype_like}.dtype"
+    return kernel_dtype(o.dtype) if o.dtype else f"i_{o.dtype_like}.dtype"
 
 
 def variants(decl: OpDecl) -> list[dict[str, str]]:
@@ -162,22 +130,22 @@ def _kernel_class(w, decl: OpDecl) -> None:
     w(f"  Kernel(const OrtKernelInfo* info, ort::Device device)\n      : KernelBase(info, kOp, device){init} {{")
     for a in decl.attrs:
         if a.length is not None:
-            w(f"    ort::expect_length(kOp, {_c_string(a.name)}, a_{a.name}.size(), {a.length});")
+            w(f"    ort::expect_length(kOp, {c_string(a.name)}, a_{a.name}.size(), {a.length});")
         if a.choices:
             w(
-                f"    ort::expect_choice(kOp, {_c_string(a.name)}, a_{a.name}, "
-                f"{{{', '.join(_c_string(c) for c in a.choices)}}});"
+                f"    ort::expect_choice(kOp, {c_string(a.name)}, a_{a.name}, "
+                f"{{{', '.join(c_string(c) for c in a.choices)}}});"
             )
     w("  }")
     w()
     w("  void compute(OrtKernelContext* context) override {")
     w("    ort::Call call(*this, context);")
     for k, i in enumerate(decl.inputs):
-        dtypes = "{" + ", ".join(f"opforge::DType::{KERNEL_DTYPE[d]}" for d in i.dtypes) + "}"
+        dtypes = kernel_dtypes(i.dtypes)
         rank = -1 if i.rank is None else i.rank
         w(f"    opforge::TensorView i_{i.name};")
         check = (
-            f"call.input({k}, {_c_string(i.name)}, {dtypes}, {rank}, {i.min_rank}, "
+            f"call.input({k}, {c_string(i.name)}, {dtypes}, {rank}, {i.min_rank}, "
             f"{'true' if i.optional else 'false'}, &i_{i.name})"
         )
         w(f"    const bool has_{i.name} = {check};" if i.optional else f"    {check};")
@@ -185,13 +153,16 @@ def _kernel_class(w, decl: OpDecl) -> None:
         guard = f"if (has_{i.name}) " if i.optional else ""
         if i.dtype_like:
             w(
-                f"    {guard}call.same_dtype({_c_string(i.name)}, i_{i.name}, {_c_string(i.dtype_like)}, i_{i.dtype_like});"
+                f"    {guard}call.same_dtype({c_string(i.name)}, i_{i.name}, {c_string(i.dtype_like)}, i_{i.dtype_like});"
             )
         if i.shape is not None:
-            expected = f"i_{i.shape.input}" if isinstance(i.shape, sr.Like) else _dims(decl, i.shape, {})
+            if isinstance(i.shape, sr.Like):
+                expected = f"i_{i.shape.input}"
+            else:
+                expected = _dims(decl, i.shape, {}, f"input '{i.name}'")
             w(
-                f"    {guard}call.expect_shape({_c_string(i.name)}, i_{i.name}, {expected}, "
-                f"{_c_string(sr.to_text(i.shape))});"
+                f"    {guard}call.expect_shape({c_string(i.name)}, i_{i.name}, {expected}, "
+                f"{c_string(sr.to_text(i.shape))});"
             )
     # Outputs. Those whose size the kernel decides (size outputs, and outputs whose shape names one) are
     # computed into upper-bound buffers; the others are ORT's outputs from the start.
@@ -204,25 +175,27 @@ def _kernel_class(w, decl: OpDecl) -> None:
         if o.is_size or (isinstance(o.shape, sr.Dims) and sr.references(o.shape)[1] & size_names)
     }
     for o in sizes:
-        w(f"    const int64_t upper_{o.name} = {_expr(decl, o.upper, {})};")
+        upper_rule = f"the upper bound of size output '{o.name}' = {sr.to_text(o.upper)}"
+        w(f"    const int64_t upper_{o.name} = {_expr(decl, o.upper, {}, upper_rule)};")
     for k, o in enumerate(decl.outputs):
-        rule = _c_string(sr.to_text(o.shape))
+        rule = c_string(sr.to_text(o.shape))
         if o.name in deferred:
             w(
-                f"    const opforge::TensorView o_{o.name} = call.temp({_c_string(o.name)}, "
-                f"{_dims(decl, o.shape, upper)}, {_out_dtype(o)}, {rule});"
+                f"    const opforge::TensorView o_{o.name} = call.temp({c_string(o.name)}, "
+                f"{_dims(decl, o.shape, upper, f'output {o.name!r}')}, {_out_dtype(o)}, {rule});"
             )
         elif isinstance(o.shape, sr.Like):
             w(
-                f"    const opforge::TensorView o_{o.name} = call.output({k}, {_c_string(o.name)}, i_{o.shape.input}, "
+                f"    const opforge::TensorView o_{o.name} = call.output({k}, {c_string(o.name)}, i_{o.shape.input}, "
                 f"{_out_dtype(o)}, {rule});"
             )
         else:
             w(
-                f"    const opforge::TensorView o_{o.name} = call.output({k}, {_c_string(o.name)}, "
-                f"{_dims(decl, o.shape, {})}, {_out_dtype(o)}, {rule});"
+                f"    const opforge::TensorView o_{o.name} = call.output({k}, {c_string(o.name)}, "
+                f"{_dims(decl, o.shape, {}, f'output {o.name!r}')}, {_out_dtype(o)}, {rule});"
             )
-    w(f"    const opforge::DeviceContext ctx = call.context({_expr(decl, decl.workspace, {})});")
+    workspace = _expr(decl, decl.workspace, {}, f"the workspace = {sr.to_text(decl.workspace)}")
+    w(f"    const opforge::DeviceContext ctx = call.context({workspace});")
     args = [f"has_{i.name} ? &i_{i.name} : nullptr" if i.optional else f"i_{i.name}" for i in decl.inputs]
     args += [f"o_{o.name}" for o in decl.outputs]
     args += [KERNEL_ATTR_ARG[a.type].format(n=f"a_{a.name}") for a in decl.attrs]
@@ -238,14 +211,14 @@ def _kernel_class(w, decl: OpDecl) -> None:
     if deferred:
         values = {o.name: f"value_{o.name}" for o in sizes}
         for o in sizes:
-            w(f"    const int64_t value_{o.name} = call.size_value({_c_string(o.name)}, o_{o.name}, upper_{o.name});")
+            w(f"    const int64_t value_{o.name} = call.size_value({c_string(o.name)}, o_{o.name}, upper_{o.name});")
         for k, o in enumerate(decl.outputs):
             if o.name not in deferred:
                 continue
-            rule = _c_string(sr.to_text(o.shape))
+            rule = c_string(sr.to_text(o.shape))
             w(
-                f"    const opforge::TensorView r_{o.name} = call.output({k}, {_c_string(o.name)}, "
-                f"{_dims(decl, o.shape, values)}, {_out_dtype(o)}, {rule});"
+                f"    const opforge::TensorView r_{o.name} = call.output({k}, {c_string(o.name)}, "
+                f"{_dims(decl, o.shape, values, f'output {o.name!r}')}, {_out_dtype(o)}, {rule});"
             )
             if o.is_size:
                 w(f"    call.write_size(r_{o.name}, value_{o.name});")
@@ -264,11 +237,11 @@ def _variant_table(w, decl: OpDecl, device: str) -> None:
     enum = "kCpu" if device == "cpu" else "kCuda"
     w(f"const ort::CustomOp kOps_{device}[] = {{")
     for chosen in variants(decl):
-        ins = ", ".join(f"ONNX_TENSOR_ELEMENT_DATA_TYPE_{ONNX_ELEM[chosen[i.name]]}" for i in decl.inputs)
+        ins = ", ".join(onnx_element_type(chosen[i.name]) for i in decl.inputs)
         opt = ", ".join("true" if i.optional else "false" for i in decl.inputs)
-        outs = ", ".join(f"ONNX_TENSOR_ELEMENT_DATA_TYPE_{ONNX_ELEM[chosen[o.name]]}" for o in decl.outputs)
+        outs = ", ".join(onnx_element_type(chosen[o.name]) for o in decl.outputs)
         w(
-            f"    {{{_c_string(decl.namespace)}, {_c_string(decl.name)}, ort::Device::{enum}, {decl.version}, "
+            f"    {{{c_string(decl.namespace)}, {c_string(decl.name)}, ort::Device::{enum}, {decl.version}, "
             f"{{{ins}}}, {{{opt}}}, {{{outs}}}, &make}},"
         )
     w("};")
@@ -294,12 +267,12 @@ def generate(decl: OpDecl) -> str:
 
     w(f"// Generated by opforge (ORT glue v{GENERATOR_VERSION}) from the declaration of {decl.id} at {decl.source}.")
     w("// Do not edit: `python -m ops.ort.build` regenerates it.")
-    w('#include "opforge/ort_glue.h"')
+    w('#include "opforge/ort/glue.h"')
     w(f'#include "{include_path(decl)}"  // the generated prototypes (ops/native/prototypes.py)')
     w()
     w("namespace {")
     w("namespace ort = ::opforge::ort;")
-    w(f"constexpr const char* kOp = {_c_string(decl.id)};")
+    w(f"constexpr const char* kOp = {c_string(decl.id)};")
     w()
     _kernel_class(w, decl)
     w()
@@ -319,7 +292,7 @@ INDEX = """\
 // Generated by opforge: the entry points of lib{stem}.so, the ONNX Runtime custom-op library of the op
 // package {package} ({count} ops: {ops}).
 // Each op's glue registers its variants itself (opforge::ort::Register), so this file lists none.
-#include "opforge/ort_glue.h"
+#include "opforge/ort/glue.h"
 
 #define OPFORGE_ORT_EXPORT extern "C" __attribute__((visibility("default")))
 

@@ -1,6 +1,6 @@
 """FP16 without surprises: find the layers that overflow in half, and export a mixed-precision graph.
 
-    python -m ops.precision examples.fp16_overflow:make --json report.json --plot ranges.png
+    python -m ops.precision examples.fp16_overflow:make --json-out report.json --plot ranges.png
     ops.export_onnx(model, args, "model.onnx", precision="mixed-float16")
 
 - torch_eval.py:    runs an ONNX graph node by node with torch kernels at the graph's dtypes (any device)

@@ -1,13 +1,13 @@
-"""python -m ops.precision module:function [--data inputs.pt] [--dtype float16|bfloat16] [--json out.json]
-[--plot out.png] [--budget 1e-3] [--export-mixed out.onnx]
+"""python -m ops.precision module:function [--data inputs.pt] [--dtype float16|bfloat16] [--json]
+[--json-out out.json] [--plot out.png] [--budget 1e-3] [--export-mixed out.onnx]
 
 function() returns (model, example_args) or (model, example_args, calibration): calibration is a list of
 argument tuples, like --data (a torch.save'd list); the example args are always included. The plan must
-meet --target-error * --margin on every calibration input, so that it holds on inputs it was not made on. Prints the ranked table; user errors print one line."""
+meet --target-error * --margin on every calibration input, so that it holds on inputs it was not made on. Prints the ranked table (--json: the report as JSON).
+Exit status 0 analysed, 2 a user error (one line saying what to fix)."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .. import cli
 from ..core import lazy
 from ..core.errors import OpforgeError
 from .formats import half_format
@@ -61,7 +62,12 @@ def load_data(path: str | None) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.precision", description=__doc__.split("\n\n")[0])
+    parser = cli.parser(
+        "python -m ops.precision",
+        __doc__.split("\n\n")[0],
+        packages=cli.PACKAGE_HELP,
+        json="print the full report as JSON on stdout instead of the table",
+    )
     parser.add_argument("target", help="module:function returning (model, example_args)")
     parser.add_argument("--data", help="torch.save'd list of argument tuples used as calibration inputs")
     parser.add_argument("--dtype", default="float16", help="float16 (default) or bfloat16")
@@ -84,46 +90,42 @@ def main(argv=None) -> int:
         help=f"the plan must meet target-error * margin on the calibration inputs (default {DEFAULT_MARGIN:g})",
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset of the analysed export (default 17)")
-    parser.add_argument("--json", metavar="PATH", help="write the full report as JSON ('-' for stdout)")
+    parser.add_argument("--json-out", metavar="PATH", help="also write the full report as JSON to PATH")
     parser.add_argument("--plot", metavar="PNG", help="plot per-node max |activation| against the half limit")
     parser.add_argument("--export-mixed", metavar="ONNX", help="also write the mixed-precision ONNX graph")
     parser.add_argument("--rows", type=int, default=25, help="table rows per section (default 25)")
-    args = parser.parse_args(argv)
-    try:
-        half_format(args.dtype)
-        model, example, own = load_target(args.target)
-        analysis = analyze(
-            model,
-            example,
-            calibration=own + load_data(args.data),
-            dtype=args.dtype,
-            budget=args.budget,
-            opset=args.opset,
-        )
-        mixed = plan_mixed(analysis, target=args.target_error, margin=args.margin)
-        if args.export_mixed:
-            onnx = lazy.onnx()
+    return cli.main(parser, run, argv)
 
-            Path(args.export_mixed).parent.mkdir(parents=True, exist_ok=True)
-            onnx.save(mixed, args.export_mixed)
-        if args.json != "-":
-            print(analysis.report.table(args.rows))
-        if args.json:
-            text = json.dumps(analysis.report.to_json(), indent=1, default=str)
-            if args.json == "-":
-                print(text)
-            else:
-                Path(args.json).write_text(text)
-                print(f"wrote {args.json}")
-        if args.plot:
-            plot(analysis.report, args.plot)
-            print(f"wrote {args.plot}")
-        if args.export_mixed:
-            print(f"wrote {args.export_mixed}")
-    except OpforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+def run(args) -> cli.Report:
+    cli.load_packages(args)
+    half_format(args.dtype)
+    model, example, own = load_target(args.target)
+    analysis = analyze(
+        model,
+        example,
+        calibration=own + load_data(args.data),
+        dtype=args.dtype,
+        budget=args.budget,
+        opset=args.opset,
+    )
+    mixed = plan_mixed(analysis, target=args.target_error, margin=args.margin)
+    if args.export_mixed:
+        onnx = lazy.onnx()
+        Path(args.export_mixed).parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(mixed, args.export_mixed)
+    report = analysis.report.to_json()
+    if not args.json:
+        print(analysis.report.table(args.rows))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=1, default=str))
+        cli.note(args, f"wrote {args.json_out}")
+    if args.plot:
+        plot(analysis.report, args.plot)
+        cli.note(args, f"wrote {args.plot}")
+    if args.export_mixed:
+        cli.note(args, f"wrote {args.export_mixed}")
+    return cli.Report(report)
 
 
 if __name__ == "__main__":

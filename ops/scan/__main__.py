@@ -31,15 +31,13 @@ Exit status: 0 no blocker, 1 blockers found, 2 a usage error (one line saying wh
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
-import json
 import re
 import sys
 from pathlib import Path
 
-from ..core.discovery import add_package_option, load_for_cli
+from .. import cli
 from ..core.errors import OpforgeError
 from . import scan
 from .columns import DEFAULT_OPSETS, plan_columns
@@ -120,11 +118,13 @@ def load_target(spec: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ops.scan",
-        description=__doc__.split("\n\n")[0],
+    parser = cli.parser(
+        "python -m ops.scan",
+        __doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        raw=True,
+        packages=cli.PACKAGE_HELP,
+        json="print the facts as JSON instead of the table (stdout holds it alone)",
     )
     parser.add_argument("target", help="module:function returning (model, example_args)")
     parser.add_argument(
@@ -150,38 +150,34 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--namespace", default=None, help="namespace of the ops.new suggestions (default: the model module's name)"
     )
-    parser.add_argument("--json", action="store_true", help="print the facts as JSON instead of the table")
-    add_package_option(
-        parser, "import this op package first (installed ones with an opforge.ops entry point are always loaded)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        opsets = _opsets(args.opset) or list(DEFAULT_OPSETS)
-        plan_columns(opsets, args.exporter)  # usage errors before the (slow) trace
-        table_for(args.trt_version)
-        load_for_cli(args.package)
-        model, inputs, module = load_target(args.target)
-        namespace = args.namespace or suggested_namespace(module)
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", namespace):
-            raise OpforgeError(
-                f"--namespace must be a lower-case identifier (an op id is ns::name), got "
-                f"{namespace!r}. Fix: e.g. --namespace mymodels"
-            )
-        report = scan(
-            model,
-            inputs,
-            opsets=opsets,
-            exporter=args.exporter,
-            trt_version=args.trt_version,
-            namespace=namespace,
-            target=args.target,
-            package=_destination(args.package),
+    return cli.main(parser, run, argv)
+
+
+def run(args) -> cli.Report:
+    opsets = _opsets(args.opset) or list(DEFAULT_OPSETS)
+    plan_columns(opsets, args.exporter)  # usage errors before the (slow) trace
+    table_for(args.trt_version)
+    cli.load_packages(args)
+    model, inputs, module = load_target(args.target)
+    namespace = args.namespace or suggested_namespace(module)
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", namespace):
+        raise OpforgeError(
+            f"--namespace must be a lower-case identifier (an op id is ns::name), got "
+            f"{namespace!r}. Fix: e.g. --namespace mymodels"
         )
-    except OpforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=1) if args.json else render(report))
-    return 1 if report["blockers"] else 0
+    report = scan(
+        model,
+        inputs,
+        opsets=opsets,
+        exporter=args.exporter,
+        trt_version=args.trt_version,
+        namespace=namespace,
+        target=args.target,
+        package=_destination(args.package),
+    )
+    if not args.json:
+        print(render(report))
+    return cli.Report(report, cli.PROBLEMS if report["blockers"] else cli.OK)
 
 
 if __name__ == "__main__":

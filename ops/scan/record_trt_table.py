@@ -10,12 +10,13 @@ kept."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from .. import cli
 
 SOURCE_URL = "https://github.com/onnx/onnx-tensorrt/blob/{commit}/docs/operators.md"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "trt_onnx_support.json"
@@ -81,11 +82,14 @@ def record(git_dir: str, ref: str) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.scan.record_trt_table", description=__doc__.split("\n\n")[0])
+    parser = cli.parser("python -m ops.scan.record_trt_table", __doc__.split("\n\n")[0])
     parser.add_argument("git_dir", help="a clone of onnx/onnx-tensorrt (its .git directory, or a bare repository)")
     parser.add_argument("refs", nargs="+", help="release tags to record, e.g. release/10.1-GA")
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT)
-    args = parser.parse_args(argv)
+    return cli.main(parser, run, argv)
+
+
+def run(args) -> int:
     data = json.loads(args.output.read_text()) if args.output.exists() else {"tables": {}}
     for ref in args.refs:
         table = record(args.git_dir, ref)

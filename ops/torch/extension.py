@@ -34,9 +34,10 @@ REBUILD = "pip install --no-build-isolation -e . (or: python -m ops.build)"
 FINGERPRINT_VERSION = "2"
 SHARED_SOURCES = (
     "opforge/kernel_api.h",
+    "opforge/cpu_isa.h",
     "opforge/kernel_cuda.cuh",
-    "opforge/torch_glue.h",
-    "opforge/torch_autograd.cpp",
+    "opforge/torch/glue.h",
+    "opforge/torch/autograd.cpp",
 )
 OPFORGE_PACKAGE = "ops.library"
 
@@ -174,7 +175,7 @@ def status(package_name: str = OPFORGE_PACKAGE) -> dict:
 
 def cpu_isa(package_name: str = OPFORGE_PACKAGE) -> str:
     """The form of the hot CPU loops (one of ops.native.cpu_isa.LEVELS) that the package's compiled kernels take in
-    this process: kernel_api.h's cpu_isa() as compiled into its extension, OPFORGE_CPU_ISA applied, read from
+    this process: cpu_isa.h's cpu_isa() as compiled into its extension, OPFORGE_CPU_ISA applied, read from
     the library itself (ops.native.cpu_isa.selected() derives the same rule from /proc/cpuinfo without loading it).
     Loads the extension; raises ExtensionError when it cannot be loaded or predates this query."""
     import ctypes

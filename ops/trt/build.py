@@ -199,7 +199,8 @@ def library_path(variant: str = "release", package: str = DEFAULT_PACKAGE) -> Pa
     return pkg.build_dir / VARIANT_DIRS[variant] / "lib" / f"lib{pkg.plugin_library}.so"
 
 
-KERNEL_API_HEADERS = ("kernel_api.h", "kernel_cuda.cuh")
+# The framework-free headers the adapter and the kernels include; opforge/torch/ and opforge/ort/ stay out.
+KERNEL_API_HEADERS = ("kernel_api.h", "cpu_isa.h", "kernel_cuda.cuh", "host.h")
 
 
 def emit_cmake(dest, archs: str = "87", package: str = DEFAULT_PACKAGE) -> Path:
@@ -217,7 +218,7 @@ def emit_cmake(dest, archs: str = "87", package: str = DEFAULT_PACKAGE) -> Path:
         _copy(plugins / name, dest / "plugins" / name)
     generate_sources(dest / "gen", decls)
     prototypes.write_headers(decls, dest)  # dest/gen/include: CMakeLists.txt.in puts it on the include path
-    for header in KERNEL_API_HEADERS:  # the framework-free kernel API; torch_glue.h needs ATen and stays out
+    for header in KERNEL_API_HEADERS:
         _copy(csrc / "opforge" / header, dest / "csrc" / "opforge" / header)
     kernels = []
     for d in decls:

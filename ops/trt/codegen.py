@@ -10,11 +10,12 @@ declaration's shape language: output shapes through `IExprBuilder`, the same rul
 from __future__ import annotations
 
 from ..core import shape_rule as sr
+from ..core.cpp import c_string, cpp_double, cpp_int, dtype_mask
 from ..core.declaration import OpDecl
 from ..core.dtypes import DTYPES
 from ..native.prototypes import include_path
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 FIELD_KIND = {
     "int": "kInt",
@@ -41,22 +42,6 @@ DIM_OPS = {
     "max": "kMAX",
     "min": "kMIN",
 }
-
-
-def c_string(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif 32 <= ord(ch) < 127 and ch != "?":  # '?' escaped: no trigraph surprises
-            out.append(ch)
-        else:
-            out.extend(f"\\{b:03o}" for b in ch.encode())
-    return '"' + "".join(out) + '"'
-
-
-def c_double(value: float) -> str:
-    return float(value).hex()  # a C++17 hex-float literal: the exact double, no decimal rounding
 
 
 def has_plugin(decl: OpDecl) -> bool:
@@ -127,13 +112,6 @@ class KnownAlgebra:
         return f'k_binary("{op}", {a}, {b})'
 
 
-def _mask(dtypes) -> str:
-    bits = 0
-    for d in dtypes:
-        bits |= 1 << DTYPES[d][1]
-    return f"0x{bits:x}u"
-
-
 def _fields(decl: OpDecl, w: list[str]) -> None:
     rows = []
     for k, a in enumerate(decl.attrs):
@@ -142,12 +120,12 @@ def _fields(decl: OpDecl, w: list[str]) -> None:
             if a.type in ("int", "bool", "list[int]"):
                 values = [int(v) for v in (a.default if a.type == "list[int]" else [a.default])]
                 if values:
-                    w.append(f"const int64_t kDefault{k}[] = {{{', '.join(f'int64_t({v})' for v in values)}}};")
+                    w.append(f"const int64_t kDefault{k}[] = {{{', '.join(cpp_int(v) for v in values)}}};")
                     ints = f"kDefault{k}, {len(values)}"
             elif a.type in ("float", "list[float]"):
                 values = list(a.default) if a.type == "list[float]" else [a.default]
                 if values:
-                    w.append(f"const double kDefault{k}[] = {{{', '.join(c_double(v) for v in values)}}};")
+                    w.append(f"const double kDefault{k}[] = {{{', '.join(cpp_double(v) for v in values)}}};")
                     floats = f"kDefault{k}, {len(values)}"
             else:
                 text = c_string(a.default)
@@ -253,8 +231,7 @@ def _check_input_shapes(decl: OpDecl, w: list[str]) -> None:
             w.append(f"    for (int32_t d = 0; d < in[{src}].nbDims; ++d) e.push_back(k_dim(in, nb_in, {src}, d));")
         else:
             w.append(f"    std::vector<KnownInt> e = {{{', '.join(sr.evaluate(d, alg) for d in i.shape.dims)}}};")
-        w.append(f"    if (!shape_matches(in[{k}], e, why))")
-        w.append(f"      return *why = \"input '{i.name}' must have shape {rule} = \" + *why, false;")
+        w.append(f"    if (!shape_matches(in[{k}], e, {c_string(i.name)}, {c_string(rule)}, why)) return false;")
         w.append("  }")
     w.append("  return true;")
     w.append("}")
@@ -308,7 +285,7 @@ def generate(decl: OpDecl) -> str:
         rank = -1 if i.rank is None else i.rank
         n_required += not i.optional
         w.append(
-            f"    {{{c_string(i.name)}, {_mask(i.dtypes)}, {like}, {'true' if i.optional else 'false'}, {rank}, "
+            f"    {{{c_string(i.name)}, {dtype_mask(i.dtypes)}, {like}, {'true' if i.optional else 'false'}, {rank}, "
             f"{i.min_rank}}},"
         )
     w.append("};")

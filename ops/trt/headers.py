@@ -20,6 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .. import cli
 from ..core.errors import BackendUnavailable
 from ..core.paths import build_root
 
@@ -119,15 +120,28 @@ def require(fetch_if_missing: bool = True) -> Path:
 
 
 def main(argv=None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    parser = cli.parser(
+        "python -m ops.trt.headers",
+        "Print the directory of TensorRT's headers, fetching them into the cache if they are missing. Exit "
+        "status: 0 found, 1 not found (with --check) or the fetch failed, 2 a usage error.",
+        json="print the path and version as JSON (path null when not found)",
+    )
+    parser.add_argument("--check", action="store_true", help="only look: never fetch; exit 1 if not found")
+    return cli.main(parser, run, argv)
+
+
+def run(args) -> cli.Report:
     try:
-        path = require(fetch_if_missing="--check" not in args)
+        path = require(fetch_if_missing=not args.check)
     except BackendUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(path)
-    print(f"TensorRT headers {'.'.join(map(str, version(path)))}", file=sys.stderr)
-    return 0
+        return cli.Report({"path": None, "error": str(e)}, cli.PROBLEMS)
+    got = ".".join(map(str, version(path)))
+    if not args.json:
+        print(path)
+    if not args.quiet:
+        print(f"TensorRT headers {got}", file=sys.stderr)
+    return cli.Report({"path": str(path), "version": got})
 
 
 if __name__ == "__main__":

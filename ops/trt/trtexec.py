@@ -8,11 +8,11 @@ with --dynamicPlugins (getCreators), builds --stronglyTyped, and saves the engin
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
 
+from .. import cli
 from ..core.errors import OpforgeError
 from .build import library_path
 
@@ -46,24 +46,35 @@ def command(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.trt.trtexec", description=__doc__.splitlines()[0])
-    parser.add_argument("onnx")
-    parser.add_argument("--shapes", action="append", default=[], metavar="NAME:MIN,OPT,MAX")
+    parser = cli.parser(
+        "python -m ops.trt.trtexec",
+        __doc__.splitlines()[0],
+        json="print the command as a JSON list of arguments instead of a shell line",
+    )
+    parser.add_argument("onnx", help="the ONNX model to build an engine for")
+    parser.add_argument(
+        "--shapes",
+        action="append",
+        default=[],
+        metavar="NAME:MIN,OPT,MAX",
+        help="one input's shape profile, dims joined by 'x' (repeatable), e.g. x:1x8,4x8,16x8",
+    )
     parser.add_argument("--save", help="engine path for --saveEngine")
     parser.add_argument("--plugins", help="plugin library (default: the in-tree build)")
-    args = parser.parse_args(argv)
-    try:
-        shapes = parse_shapes(args.shapes)
-    except OpforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.main(parser, run, argv)
+
+
+def run(args) -> cli.Report:
+    shapes = parse_shapes(args.shapes)
     lib = Path(args.plugins) if args.plugins else library_path()
-    if not lib.exists():
+    if not lib.exists() and not args.quiet:
         print(
             f"note: {lib} is not built yet: run `python -m ops.build --trt` (or use the CMake project)", file=sys.stderr
         )
-    print(shlex.join(command(args.onnx, shapes, lib.resolve(), args.save)))
-    return 0
+    cmd = command(args.onnx, shapes, lib.resolve(), args.save)
+    if not args.json:
+        print(shlex.join(cmd))
+    return cli.Report(cmd)
 
 
 if __name__ == "__main__":

@@ -132,7 +132,11 @@ def test_bad_attributes_are_rejected():
         torch.ops.opforge.correlation(f1, f2, [1, 1], [3, 3], [1, 1], [0, 0], [1, 1], [0, 1])
     with pytest.raises(Exception, match="padding"):
         torch.ops.opforge.correlation(f1, f2, [1, 1], [3, 3], [1, 1], [-1, 0], [1, 1], [1, 1])
-    with pytest.raises(ValueError, match="divides by zero"):  # caught by the shape rule before the kernel
+    # caught by the shape rule before the kernel, naming the op, the output and its rule
+    with pytest.raises(
+        ValueError,
+        match=r"opforge::correlation: the shape rule of output 'corr' = .*// stride\[0\].* divides by zero.*got 3 // 0",
+    ):
         torch.ops.opforge.correlation(f1, f2, [1, 1], [3, 3], [0, 1], [0, 0], [1, 1], [1, 1])
 
 

@@ -5,7 +5,7 @@ x86-64, AVX2+FMA, AVX-512 (16 lanes, reciprocal estimate plus a Newton step inst
 float16/bfloat16 converted in registers, masked tails) and AVX-512 with BF16 (bfloat16 rounded by
 vcvtneps2bf16, subnormal lanes by the integer rounding). A machine runs only the widest one it has, so each
 path is run here in a subprocess with OPFORGE_CPU_ISA capping the choice, and that subprocess reports the
-form its kernels took (ops.torch.extension.cpu_isa(): kernel_api.h's cpu_isa() read from the loaded extension),
+form its kernels took (ops.torch.extension.cpu_isa(): cpu_isa.h's cpu_isa() read from the loaded extension),
 which must be the one asked for; a path the CPU lacks is skipped with its reason. Every path must meet the same bound against erf/tanh evaluated in float64:
 
 - float32: |got - ref| <= 8 (ulp(ref) + ulp(1) |alpha x / 2|). The second term is the cancellation in

@@ -209,7 +209,7 @@ def test_cli_json_and_plot(tmp_path, capsys):
             "examples.fp16_overflow:make",
             "--data",
             str(tmp_path / "data.pt"),
-            "--json",
+            "--json-out",
             str(tmp_path / "r.json"),
             "--plot",
             str(tmp_path / "r.png"),

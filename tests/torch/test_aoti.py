@@ -5,9 +5,14 @@ aoti_load_package, run and compared with eager. The package calls the ops throug
 Slow: compiling the package runs a C++ compiler over the generated model, ~1 minute on 2 cores (up to a
 few minutes on a loaded machine). One test."""
 
+import pytest
 import torch
 
 import ops
+
+# On the GPU machine's torch 2.11.0+cu130, aoti_load_package segfaults the interpreter even for a plain model
+# without opforge ops (checked 2026-12-06): a crash of torch there, not a result about opforge.
+AOTI_LOAD_CRASHES = torch.__version__.startswith("2.11.")
 
 
 class Block(torch.nn.Module):
@@ -22,6 +27,10 @@ class Block(torch.nn.Module):
         return h + x
 
 
+@pytest.mark.skipif(
+    AOTI_LOAD_CRASHES,
+    reason=f"torch {torch.__version__}: aoti_load_package segfaults even without opforge ops (checked 2026-12-06)",
+)
 def test_aoti_package_runs_opforge_ops(tmp_path):
     torch.manual_seed(0)
     model = Block().eval()

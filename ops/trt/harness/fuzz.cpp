@@ -39,9 +39,14 @@ class Finder final : public ILoggerFinder {
 
 size_t width(PluginFieldType t) {
   switch (t) {
-    case PluginFieldType::kINT64: case PluginFieldType::kFLOAT64: return 8;
-    case PluginFieldType::kINT32: case PluginFieldType::kFLOAT32: case PluginFieldType::kDIMS: return 4;
-    case PluginFieldType::kINT16: case PluginFieldType::kFLOAT16: case PluginFieldType::kBF16: return 2;
+    case PluginFieldType::kINT64:
+    case PluginFieldType::kFLOAT64: return 8;
+    case PluginFieldType::kINT32:
+    case PluginFieldType::kFLOAT32:
+    case PluginFieldType::kDIMS: return 4;
+    case PluginFieldType::kINT16:
+    case PluginFieldType::kFLOAT16:
+    case PluginFieldType::kBF16: return 2;
     default: return 1;
   }
 }
@@ -105,27 +110,79 @@ Case make_case(std::mt19937_64& rng, const PluginFieldCollection* schema) {
     const size_t n = c.fields.size();
     Field* f = n ? &c.fields[std::uniform_int_distribution<size_t>(0, n - 1)(rng)] : nullptr;
     switch (kind) {
-      case 0: if (n) c.fields.erase(c.fields.begin() + (rng() % n)); break;  // missing
-      case 1: if (f) { f->type = static_cast<PluginFieldType>(rng() % 15); resize_for(f); } break;  // mistyped
-      case 2: if (f) { static const int32_t L[] = {-1, -1000, 0, 2, 3, 1 << 17, 1 << 30, 2147483647};
-                       f->length = L[rng() % 8]; resize_for(f); } break;  // wrong / oversized length
-      case 3: { Field u; u.name.reset(new std::string("unknown_" + std::to_string(rng() % 100)));
-                u.type = PluginFieldType::kINT32; u.length = 1; u.data.assign(4, 0); c.fields.push_back(std::move(u)); } break;
-      case 4: if (f && f->name) { Field d; d.name.reset(new std::string(*f->name)); d.type = f->type; d.length = f->length;
-                       d.data = f->data; c.fields.push_back(std::move(d)); } break;  // duplicate
-      case 5: if (f) f->name.reset(); break;  // null name
-      case 6: if (f && f->length > 0) f->null_data = true; break;
-      case 7: if (f && f->type == PluginFieldType::kCHAR) {  // truncated, unterminated string
-                std::string s(static_cast<size_t>(rng() % 40), 'a' + static_cast<char>(rng() % 26));
-                f->length = static_cast<int32_t>(s.size()); f->data.assign(s.begin(), s.end()); } break;
-      case 8: if (f && f->type == PluginFieldType::kINT32 && f->length > 0) {  // out-of-range values
-                int32_t v = static_cast<int32_t>(rng()); std::memcpy(f->data.data(), &v, 4); } break;
-      case 9: if (f && f->type == PluginFieldType::kFLOAT32 && f->length > 0) {
-                float v = (rng() % 2) ? NAN : INFINITY; std::memcpy(f->data.data(), &v, 4); } break;
+      case 0:
+        if (n) c.fields.erase(c.fields.begin() + (rng() % n));
+        break;  // missing
+      case 1:
+        if (f) {
+          f->type = static_cast<PluginFieldType>(rng() % 15);
+          resize_for(f);
+        }
+        break;  // mistyped
+      case 2:
+        if (f) {
+          static const int32_t L[] = {-1, -1000, 0, 2, 3, 1 << 17, 1 << 30, 2147483647};
+          f->length = L[rng() % 8];
+          resize_for(f);
+        }
+        break;  // wrong / oversized length
+      case 3: {
+        Field u;
+        u.name.reset(new std::string("unknown_" + std::to_string(rng() % 100)));
+        u.type = PluginFieldType::kINT32;
+        u.length = 1;
+        u.data.assign(4, 0);
+        c.fields.push_back(std::move(u));
+      } break;
+      case 4:
+        if (f && f->name) {
+          Field d;
+          d.name.reset(new std::string(*f->name));
+          d.type = f->type;
+          d.length = f->length;
+          d.data = f->data;
+          c.fields.push_back(std::move(d));
+        }
+        break;  // duplicate
+      case 5:
+        if (f) f->name.reset();
+        break;  // null name
+      case 6:
+        if (f && f->length > 0) f->null_data = true;
+        break;
+      case 7:
+        if (f && f->type == PluginFieldType::kCHAR) {  // truncated, unterminated string
+          std::string s(static_cast<size_t>(rng() % 40), 'a' + static_cast<char>(rng() % 26));
+          f->length = static_cast<int32_t>(s.size());
+          f->data.assign(s.begin(), s.end());
+        }
+        break;
+      case 8:
+        if (f && f->type == PluginFieldType::kINT32 && f->length > 0) {  // out-of-range values
+          int32_t v = static_cast<int32_t>(rng());
+          std::memcpy(f->data.data(), &v, 4);
+        }
+        break;
+      case 9:
+        if (f && f->type == PluginFieldType::kFLOAT32 && f->length > 0) {
+          float v = (rng() % 2) ? NAN : INFINITY;
+          std::memcpy(f->data.data(), &v, 4);
+        }
+        break;
       case 10: c.fields.clear(); break;
       case 11: c.null_fc = true; break;
-      case 12: if (f) { f->type = PluginFieldType::kINT64; resize_for(f); } break;   // wider ints
-      case 13: if (f) { f->type = PluginFieldType::kFLOAT64; resize_for(f); } break;
+      case 12:
+        if (f) {
+          f->type = PluginFieldType::kINT64;
+          resize_for(f);
+        }
+        break;   // wider ints
+      case 13:
+        if (f) {
+          f->type = PluginFieldType::kFLOAT64;
+          resize_for(f);
+        }
+        break;
     }
   }
   return c;
@@ -187,9 +244,10 @@ int main(int argc, char** argv) {
     delete copy;
     delete again;
   }
-  std::printf("{\"cases\": %lld, \"created\": %lld, \"rejected\": %lld, \"rejected_silently\": %lld, "
-              "\"roundtrip_failures\": %lld}\n",
-              static_cast<long long>(cases), static_cast<long long>(created), static_cast<long long>(rejected),
-              static_cast<long long>(silent), static_cast<long long>(roundtrip_failures));
+  std::printf(
+      "{\"cases\": %lld, \"created\": %lld, \"rejected\": %lld, \"rejected_silently\": %lld, "
+      "\"roundtrip_failures\": %lld}\n",
+      static_cast<long long>(cases), static_cast<long long>(created), static_cast<long long>(rejected),
+      static_cast<long long>(silent), static_cast<long long>(roundtrip_failures));
   return (silent == 0 && roundtrip_failures == 0 && created > 0 && rejected > 0) ? 0 : 1;
 }

@@ -101,8 +101,7 @@ class ExprBuilder final : public IExprBuilder, public apiv::VExprBuilder {
   const IDimensionExpr* constant(int64_t v) override { return make(true, v, std::to_string(v), false); }
   const IDimensionExpr* symbol(const std::string& name) { return make(false, 0, name, false); }
 
-  const IDimensionExpr* operation(DimensionOperation op, const IDimensionExpr& a,
-                                  const IDimensionExpr& b) override {
+  const IDimensionExpr* operation(DimensionOperation op, const IDimensionExpr& a, const IDimensionExpr& b) override {
     const Expr* x = owned(&a);
     const Expr* y = owned(&b);
     const char* sym = op_symbol(op);
@@ -139,7 +138,8 @@ class ExprBuilder final : public IExprBuilder, public apiv::VExprBuilder {
     return make(false, 0, text, false);
   }
 
-  const IDimensionExpr* declareSizeTensor(int32_t index, const IDimensionExpr& opt, const IDimensionExpr& upper) override {
+  const IDimensionExpr* declareSizeTensor(int32_t index, const IDimensionExpr& opt,
+                                          const IDimensionExpr& upper) override {
     const Expr* o = owned(&opt);
     const Expr* u = owned(&upper);
     if (o == nullptr || u == nullptr || o->isSizeTensor()) {
@@ -303,7 +303,8 @@ HX_EXPORT int32_t hx_log(void* h, char* buf, int32_t n, int32_t clear) {
   return size;
 }
 
-HX_EXPORT void* hx_create(void* h, int32_t creator, const char* name, const PluginField* fields, int32_t nb, int32_t phase) {
+HX_EXPORT void* hx_create(void* h, int32_t creator, const char* name, const PluginField* fields, int32_t nb,
+                          int32_t phase) {
   IPluginCreatorV3One* c = static_cast<Host*>(h)->creators.at(creator);
   PluginFieldCollection fc{nb, fields};
   return wrap(c->createPlugin(name, &fc, static_cast<TensorRTPhase>(phase)));
@@ -329,7 +330,8 @@ HX_EXPORT int32_t hx_plugin_info(void* p, char* buf, int32_t n) {
   s += std::string(w->core ? w->core->getPluginVersion() : "?") + "\n";
   s += std::string(w->core ? w->core->getPluginNamespace() : "?") + "\n";
   s += std::to_string(w->build ? w->build->getNbOutputs() : -1) + "\n";
-  s += std::to_string(w->core != nullptr) + std::to_string(w->build != nullptr) + std::to_string(w->runtime != nullptr) + "\n";
+  s += std::to_string(w->core != nullptr) + std::to_string(w->build != nullptr) +
+       std::to_string(w->runtime != nullptr) + "\n";
   if (w->core && w->build && w->runtime) {
     s += std::string(w->plugin->getInterfaceInfo().kind) + " " + w->core->getInterfaceInfo().kind + " " +
          w->build->getInterfaceInfo().kind + " " + w->runtime->getInterfaceInfo().kind + "\n";
@@ -348,7 +350,7 @@ HX_EXPORT int32_t hx_output_shapes(void* p, const HxTensor* in, int32_t nb_in, i
     ins[k].nbDims = in[k].rank;
     for (int32_t i = 0; i < in[k].rank && i < Dims::MAX_DIMS; ++i) {
       ins[k].d[i] = in[k].dims[i] >= 0 ? eb.constant(in[k].dims[i])
-                                      : eb.symbol("in" + std::to_string(k) + "_" + std::to_string(i));
+                                       : eb.symbol("in" + std::to_string(k) + "_" + std::to_string(i));
     }
   }
   std::vector<DimsExprs> outs(nb_out > 0 ? nb_out : 1);
@@ -423,8 +425,9 @@ HX_EXPORT int32_t hx_on_shape_change(void* p, const HxTensor* in, int32_t nb_in,
   return w->runtime->onShapeChange(i.data(), nb_in, o.data(), nb_out);
 }
 
-HX_EXPORT int32_t hx_enqueue(void* p, const HxTensor* in, int32_t nb_in, const void* const* in_ptrs, const HxTensor* out,
-                             int32_t nb_out, void* const* out_ptrs, void* workspace, void* stream) {
+HX_EXPORT int32_t hx_enqueue(void* p, const HxTensor* in, int32_t nb_in, const void* const* in_ptrs,
+                             const HxTensor* out, int32_t nb_out, void* const* out_ptrs, void* workspace,
+                             void* stream) {
   Plugin* w = static_cast<Plugin*>(p);
   std::vector<PluginTensorDesc> i(nb_in), o(nb_out);
   for (int32_t k = 0; k < nb_in; ++k) i[k] = to_desc(in[k]);
@@ -443,9 +446,13 @@ HX_EXPORT int32_t hx_serialized_fields(void* p, char* buf, int32_t n) {
     const PluginField& f = fc->fields[k];
     size_t width = 0;
     switch (f.type) {
-      case PluginFieldType::kINT64: case PluginFieldType::kFLOAT64: width = 8; break;
-      case PluginFieldType::kINT32: case PluginFieldType::kFLOAT32: width = 4; break;
-      case PluginFieldType::kINT16: case PluginFieldType::kFLOAT16: case PluginFieldType::kBF16: width = 2; break;
+      case PluginFieldType::kINT64:
+      case PluginFieldType::kFLOAT64: width = 8; break;
+      case PluginFieldType::kINT32:
+      case PluginFieldType::kFLOAT32: width = 4; break;
+      case PluginFieldType::kINT16:
+      case PluginFieldType::kFLOAT16:
+      case PluginFieldType::kBF16: width = 2; break;
       default: width = 1; break;
     }
     s += std::string(f.name) + "\t" + std::to_string(static_cast<int>(f.type)) + "\t" + std::to_string(f.length) + "\t";

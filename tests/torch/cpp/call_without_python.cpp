@@ -56,9 +56,7 @@ int main(int argc, char** argv) {
   std::string message;
   try {
     yg.sum().backward();
-  } catch (const c10::Error& e) {
-    message = e.what_without_backtrace();
-  }
+  } catch (const c10::Error& e) { message = e.what_without_backtrace(); }
   std::printf("backward error: %s\n", message.c_str());
   expect(message.find("opforge::rms_norm") != std::string::npos &&
              message.find("not registered in this process") != std::string::npos,

@@ -6,8 +6,8 @@ namespace {
 
 // One warp per index: lanes stride over the row's D values and reduce the squared sum with shuffles.
 template <typename T, typename I>
-__global__ void gather_rows(const T* table, const I* idx, const T* weight, T* rows, float* norms, int64_t v,
-                            int64_t d, int64_t n) {
+__global__ void gather_rows(const T* table, const I* idx, const T* weight, T* rows, float* norms, int64_t v, int64_t d,
+                            int64_t n) {
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (warp >= n) return;

@@ -29,8 +29,7 @@ OPFORGE_CUDA_KERNEL(modelops, masked_pool) {
   const int64_t blocks = (total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096;
   return OPFORGE_DISPATCH_FLOATING_CUDA(x.dtype, T, [&] {
     masked_pool_kernel<T><<<static_cast<unsigned>(blocks), 256, 0, ::opforge::cuda::stream(ctx)>>>(
-        x.ptr<const T>(), mask ? mask->ptr<const T>() : nullptr, y.ptr<T>(), x.size(1), x.size(2), x.size(3),
-        total);
+        x.ptr<const T>(), mask ? mask->ptr<const T>() : nullptr, y.ptr<T>(), x.size(1), x.size(2), x.size(3), total);
     return ::opforge::cuda::launch_status("modelops::masked_pool: CUDA launch failed");
   });
 }

@@ -29,7 +29,7 @@
 #include <utility>
 #include <vector>
 
-#include "opforge/torch_glue.h"
+#include "opforge/torch/glue.h"
 
 namespace opforge {
 namespace glue {
@@ -56,9 +56,13 @@ NodePtr make_node(Args&&... args) {
 
 // The node's own pointer, for unpacking saved outputs: getptr() where torch has it, else shared_from_this().
 template <typename N>
-auto self_ptr(N* n, int) -> decltype(n->getptr()) { return n->getptr(); }
+auto self_ptr(N* n, int) -> decltype(n->getptr()) {
+  return n->getptr();
+}
 template <typename N>
-auto self_ptr(N* n, long) -> decltype(n->shared_from_this()) { return n->shared_from_this(); }
+auto self_ptr(N* n, long) -> decltype(n->shared_from_this()) {
+  return n->shared_from_this();
+}
 
 c10::List<std::optional<at::Tensor>> optional_list(const std::vector<at::Tensor>& tensors) {
   c10::List<std::optional<at::Tensor>> out;
@@ -72,13 +76,17 @@ std::vector<at::Tensor> run_backward(const AutogradSpec& spec, const std::vector
                                      const c10::impl::GenericList& attrs, const variable_list& grads) {
   const auto handle = c10::Dispatcher::singleton().findSchema({spec.backward_op, ""});
   if (!handle.has_value()) {
-    OPFORGE_REQUIRE(kRuntime, spec.has_backward, spec.op, " declares no backward, so it cannot be differentiated: "
+    OPFORGE_REQUIRE(kRuntime, spec.has_backward, spec.op,
+                    " declares no backward, so it cannot be differentiated: "
                     "a gradient was requested through it. Fix: declare backward=fn(ctx, *grad_outputs) in its "
                     "register_op, or call it on inputs that do not require grad (torch::NoGradGuard).");
-    OPFORGE_REQUIRE(kRuntime, false, spec.op, ": a gradient was requested through it, and its backward is the "
-                    "Python function of its declaration, run through the helper op ", spec.backward_op,
+    OPFORGE_REQUIRE(kRuntime, false, spec.op,
+                    ": a gradient was requested through it, and its backward is the "
+                    "Python function of its declaration, run through the helper op ",
+                    spec.backward_op,
                     ", which is not registered in this process (no Python here, or the op package that declares ",
-                    spec.op, " was not imported). Fix: differentiate it from Python after importing its op "
+                    spec.op,
+                    " was not imported). Fix: differentiate it from Python after importing its op "
                     "package, or call it on inputs that do not require grad (torch::NoGradGuard).");
   }
   torch::jit::Stack stack;
