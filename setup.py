@@ -26,7 +26,7 @@ except ImportError:
         "Install torch first (here: pip install torch==2.13.0), then: pip install --no-build-isolation -e ."
     )
 
-from ops.build import BuildExtension, extension, object_dir  # noqa: E402
+from ops.torch.build import BuildExtension, extension, object_dir  # noqa: E402
 
 DATA_TREES = {"csrc": "ops/csrc", "plugins": "ops/plugins"}  # checkout dir -> place in the wheel
 SOURCE_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu", ".in"}

@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 
 import ops
-from ops import extension
 from ops.check.compare import compare
+from ops.torch import extension
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)

@@ -39,7 +39,7 @@ import bench_overhead
 import torch
 
 import ops
-from ops import extension
+from ops.torch import extension
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"ort": 1.3, "kernels": 1.25, "overhead": 1.3}  # issue 9

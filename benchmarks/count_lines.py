@@ -100,9 +100,9 @@ def split_declaration(source: str) -> dict[str, int]:
 
 def module_counts(module_path: Path) -> dict:
     """The counts of a declaration module and every op it declares (kernels and generated code summed)."""
-    from ops.packages import package
-    from ops.prototypes import include_path, include_root
-    from ops.registry import all_ops
+    from ops.core.packages import package
+    from ops.core.registry import all_ops
+    from ops.native.prototypes import include_path, include_root
 
     counts = split_declaration(module_path.read_text())
     decls = [op.decl for op in all_ops() if Path(sys.modules[op.reference.__module__].__file__) == module_path]

@@ -52,8 +52,8 @@ def plugin_harness_check(mixed, values: dict, types: dict, record) -> None:
     library (`python -m ops.build --trt`)."""
     import torch
 
-    from ops.check.trt_stages import _harness, _host, _library
-    from ops.declaration import Sample
+    from ops.check.trt_stages import plugin_host, plugin_library
+    from ops.core.declaration import Sample
     from ops.precision.formats import rel_l2
     from ops.precision.node_types import FLOAT16
     from ops.precision.torch_eval import attributes, custom_op
@@ -62,20 +62,19 @@ def plugin_harness_check(mixed, values: dict, types: dict, record) -> None:
     if not torch.cuda.is_available():
         record("plugin_harness", False, skipped="no CUDA device: enqueue needs a GPU")
         return
-    host_mod, _ = _harness()
     rows = {}
     for node in mixed.graph.node:
         op = custom_op(node) if node.domain not in ("", "ai.onnx") else None
         if op is None or types.get(node.output[0]) != FLOAT16:
             continue
-        library, problem = _library(op)
+        library, problem = plugin_library(op)
         if problem:
             record("plugin_harness", False, error=f"plugin library: {problem[1]}"[:400])
             return
         a = attributes(node)
         attrs = {at.name: a.get(at.name, at.default) for at in op.decl.attrs}
         inputs = [values[n].cuda() if n else None for n in node.input]
-        got = run_plugin(_host(host_mod, library), op, Sample(*inputs, **attrs))
+        got = run_plugin(plugin_host(library), op, Sample(*inputs, **attrs))
         want = values[node.output[0]]
         rows[node.name] = {
             "op": op.id,
@@ -97,7 +96,7 @@ def check_model(name: str, device: str, reference: str) -> dict:
     from ops.precision import analyze, plan_mixed
     from ops.precision.formats import half_format, rel_l2
     from ops.precision.node_types import FLOAT16, elem_types, half_slots
-    from ops.precision.onnx_nodes import _constant_values, float32_values, run_node_in_half
+    from ops.precision.onnx_nodes import constant_values, float32_values, run_node_in_half
     from ops.precision.torch_eval import TorchGraphRunner
 
     out = {"model": name, "checks": {}}
@@ -174,7 +173,7 @@ def check_model(name: str, device: str, reference: str) -> dict:
 
     try:  # exhaustive: every node alone in half on the device
         types = elem_types(m32)
-        env = {**_constant_values(m32), **analysis.runs[0]}
+        env = {**constant_values(m32), **analysis.runs[0]}
         flagged = set(out["flagged"])
         overflowing, kernels = set(), {}
         for node in m32.graph.node:

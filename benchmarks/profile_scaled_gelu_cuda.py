@@ -19,7 +19,7 @@ import math
 import torch
 from torch.utils.cpp_extension import load_inline
 
-from ops import paths
+from ops.core import paths
 
 CUDA_SOURCE = r"""
 #include <torch/types.h>

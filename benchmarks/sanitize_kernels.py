@@ -24,7 +24,7 @@ import torch
 
 from ops.check.compare import compare
 from ops.check.oracle import reference_outputs, samples
-from ops.registry import library_ops
+from ops.core.registry import library_ops
 
 
 def main(argv=None) -> int:

@@ -66,7 +66,7 @@ TRT_SHAPES = {"x": ((1, 3, 16), (3, 3, 16), (8, 3, 16))}  # min, opt, max: the b
 def tensorrt_step(path: Path) -> str:
     """The TensorRT leg: build an engine with the plugin library where TensorRT is installed; everywhere
     print the equivalent trtexec command. Never reports an engine that was not built."""
-    from ops.errors import BackendUnavailable
+    from ops.core.errors import BackendUnavailable
     from ops.trt.build import library_path
     from ops.trt.trtexec import command
 

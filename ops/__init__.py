@@ -9,13 +9,15 @@ compiled kernels (ops._C). A user's op package does the same for its own ops whe
 op then raises ExtensionError with the rebuild command, and `ops.load_extension()` raises it directly.
 """
 
-from .batch import Batch
-from .declaration import REQUIRED, Attr, Input, Output, Sample
-from .discovery import op_package
-from .dtypes import FLOATING
-from .errors import BackendUnavailable, DeclarationError, ExportError, ExtensionError, OpforgeError, ShapeRuleError
-from .packages import OpPackage
-from .registry import Op, all_ops, get_op, register_op
+from .core.batch import Batch
+from .core.declaration import REQUIRED, Attr, Input, Output, Sample
+from .core.discovery import op_package, packages
+from .core.dtypes import FLOATING
+from .core.errors import BackendUnavailable, DeclarationError, ExportError, ExtensionError, OpforgeError, ShapeRuleError
+from .core.packages import OpPackage
+from .core.packages import package as op_package_named
+from .core.registry import Op, all_ops, get_op, register_op
+from .torch import extension as _extension  # the torch backend registers its hooks on import, before any op
 
 __all__ = [
     "Attr",
@@ -46,12 +48,8 @@ __all__ = [
 def load_extension(package: str | None = None):
     """Load the compiled kernels of one op package (default: every op package imported so far), raising
     ExtensionError (with the rebuild command) if they are missing, stale or built for another torch."""
-    from .discovery import packages
-    from .extension import load
-    from .packages import package as op_package_named
-
     for pkg in packages() if package is None else [op_package_named(package)]:
-        load(pkg, strict=True)
+        _extension.load(pkg, strict=True)
 
 
 PRECISIONS = ("float32", "mixed-float16", "mixed-bfloat16")
@@ -69,7 +67,8 @@ def export_onnx(
     **kwargs,
 ):
     """Export a model with opforge ops to ONNX; see ops.onnx.export_onnx for the arguments (imported on first
-    call, so `import ops` never needs onnx).
+    call: `import ops` loads the core, the torch backend and the op library only, never the ONNX or TensorRT
+    backends or a tool).
 
     precision="mixed-float16" (or "mixed-bfloat16") writes a mixed-precision graph (ops.precision): the parts
     that overflow or break the error budget in half on `args` (and the `calibration` argument tuples) stay
@@ -108,7 +107,4 @@ def build_engine(onnx_path, shapes=None, engine_path=None, **kwargs):
     return build(onnx_path, shapes, engine_path, **kwargs)
 
 
-from . import torch as _torch_backend  # noqa: E402,F401  (the torch backend's registration hook, before any op)
-
-# isort: split
 from . import library  # noqa: E402,F401  (last: opforge's own op package declares its ops on import)

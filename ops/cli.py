@@ -41,8 +41,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .discovery import load_for_cli
-from .errors import BuildError, OpforgeError
+from .core.discovery import load_for_cli
+from .core.errors import BuildError, OpforgeError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
 

@@ -19,7 +19,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
 from . import cli
+from .check.trt_stages import plugin_host, plugin_library
+from .core import lazy
+from .core.declaration import Sample
+from .core.errors import BackendUnavailable
+from .core.registry import all_ops
+from .onnx import export_onnx, ort_session
+from .onnx.models import run_session
+from .torch.register import split_args
+from .trt.build import library_path
+from .trt.codegen import has_plugin
+from .trt.engine import build_engine
+from .trt.harness import host as harness_host
+from .trt.harness.cases import dims_match, expected_shapes
+from .trt.harness.enqueue import run_plugin
+from .trt.trtexec import command
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "skip"
 
@@ -39,8 +57,6 @@ def _as_tuple(x) -> tuple:
 
 def _max_diff(got, want, rtol: float, atol: float) -> tuple[bool, float]:
     """(within tolerance, max |diff|) over every output; integer outputs must match exactly."""
-    import torch
-
     ok, worst = True, 0.0
     for g, w in zip(got, want):
         g, w = g.detach().cpu(), w.detach().cpu()
@@ -59,11 +75,6 @@ def _max_diff(got, want, rtol: float, atol: float) -> tuple[bool, float]:
 
 def record_op_calls(model, args) -> list[tuple]:
     """Every opforge op call of one forward on `args`: (op, positional args, outputs), in call order."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    from .registry import all_ops
-
     wanted = {op.torch_op: op for op in all_ops()}
     calls = []
 
@@ -121,8 +132,6 @@ class Converter:
         return step
 
     def torch_reference(self):
-        import torch
-
         def run():
             with torch.inference_mode():
                 self.expected = {
@@ -134,9 +143,7 @@ class Converter:
         return self._step("torch.eager", run)
 
     def export(self, opset: int):
-        import onnx
-
-        from .onnx import export_onnx
+        onnx = lazy.onnx()
 
         exporter = "torchscript" if opset <= 17 else "dynamo"
         path = self.workdir / f"{self.name}_opset{opset}.onnx"
@@ -161,9 +168,6 @@ class Converter:
         return self._step(f"onnx.export[{exporter}-{opset}]", run)
 
     def onnx_runtime(self, opset: int):
-        from .onnx import ort_session
-        from .onnx.models import run_session
-
         def run():
             if opset not in self.models:
                 return SKIP, "no export to run", {}
@@ -185,10 +189,6 @@ class Converter:
         return self._step(f"ort.cpu[opset {opset}]", run)
 
     def tensorrt_engine(self, opset: int, input_names: list[str]):
-        from .errors import BackendUnavailable
-        from .trt.build import library_path
-        from .trt.trtexec import command
-
         def run():
             if opset not in self.models:
                 return SKIP, "no export", {}
@@ -200,8 +200,6 @@ class Converter:
                 shapes[name] = tuple("x".join(map(str, self.inputs[b][k].shape)) for b in (lo, opt, hi))
             cmd = " ".join(command(self.models[opset], shapes, library_path().resolve()))
             try:
-                from .trt.engine import build_engine
-
                 engine = build_engine(
                     self.models[opset],
                     shapes={n: tuple(tuple(int(d) for d in s.split("x")) for s in v) for n, v in shapes.items()},
@@ -219,14 +217,7 @@ class Converter:
     def plugin_nodes(self, opset: int):
         """The plugin host harness on every opforge node of the exported model, with the inputs and
         attributes that node sees at the middle batch size; GPU enqueue where CUDA exists."""
-        import onnx
-        import torch
-
-        from .check.trt_stages import _harness, _host, _library
-        from .torch.register import split_args
-        from .trt.codegen import has_plugin
-        from .trt.harness.cases import dims_match, expected_shapes
-        from .trt.harness.enqueue import run_plugin
+        onnx = lazy.onnx()
 
         def run():
             if opset not in self.models:
@@ -237,7 +228,6 @@ class Converter:
             nodes: dict[str, list] = {}
             for n in m.graph.node:
                 nodes.setdefault(f"{n.domain}::{n.op_type}", []).append(n)
-            host_mod, _ = _harness()
             seen: dict[str, int] = {}
             checked, enqueued, worst, problems = 0, 0, 0.0, []
             for op, args, outs in calls:
@@ -248,13 +238,13 @@ class Converter:
                 if k >= len(nodes.get(op.id, [])):
                     problems.append(f"{op.id} call {k} has no ONNX node")
                     continue
-                result, problem = _library(op)
+                result, problem = plugin_library(op)
                 if problem:
                     return SKIP if problem[0] == "skip" else FAIL, f"no plugin library: {problem[1]}", {}
-                h = _host(host_mod, result)
+                h = plugin_host(result)
                 node = nodes[op.id][k]
                 creator = h.creator(op.decl.name, str(op.decl.version), op.decl.namespace)
-                plugin = h.create(creator, host_mod.fields_from_onnx_node(node, creator.fields))
+                plugin = h.create(creator, harness_host.fields_from_onnx_node(node, creator.fields))
                 if plugin is None:
                     problems.append(f"{op.id} node {node.name}: createPlugin rejected its fields: {h.log().strip()}")
                     continue
@@ -262,7 +252,7 @@ class Converter:
                 present = [t for t in inputs.values() if t is not None]
                 shapes = [list(t.shape) for t in present]
                 want = expected_shapes(op, shapes, attrs)
-                st, got, text = plugin.output_shapes([host_mod.tensor(s) for s in shapes], len(op.decl.outputs))
+                st, got, text = plugin.output_shapes([harness_host.tensor(s) for s in shapes], len(op.decl.outputs))
                 plugin.destroy()
                 torch_shapes = [list(t.shape) for t in outs]
                 if st != 0 or not all(
@@ -274,8 +264,6 @@ class Converter:
                     continue
                 checked += 1
                 if torch.cuda.is_available():
-                    from .declaration import Sample
-
                     cuda_inputs = [t.cuda() if t is not None else None for t in inputs.values()]
                     plugin_out = run_plugin(h, op, Sample(*cuda_inputs, **attrs))
                     ok, diff = _max_diff(plugin_out, outs, *self.tolerance)

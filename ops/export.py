@@ -11,20 +11,20 @@ import importlib
 import json
 import sys
 
-from . import cli
+import ops
+
+from . import cli, export_onnx
+from .check.oracle import samples
+from .onnx import DEFAULT_OPSET, ort_session
+from .onnx.models import run_session, single_op_module
 
 
 def _target(spec: str):
-    import ops
-
     if ":" in spec and "::" not in spec:
         module, _, attr = spec.partition(":")
         made = getattr(importlib.import_module(module), attr)()
         model, args = made
         return model, tuple(args) if isinstance(args, (list, tuple)) else (args,)
-    from .check.oracle import samples
-    from .onnx.models import single_op_module
-
     op = ops.get_op(spec)
     sample = samples(op, "cpu", "float32")[0]
     return single_op_module(op, sample.attrs), sample.inputs
@@ -59,10 +59,6 @@ def main(argv=None) -> int:
 
 def run(args) -> cli.Report:
     cli.load_packages(args)
-    from . import export_onnx  # the public entry: float32, or the mixed-precision graph of ops.precision
-    from .onnx import DEFAULT_OPSET, ort_session
-    from .onnx.models import run_session
-
     model, inputs = _target(args.target)
     opset = args.opset or DEFAULT_OPSET
     m = export_onnx(

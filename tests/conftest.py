@@ -49,8 +49,8 @@ def pytest_configure(config):
 def _import_packages(names):
     """--package: a user's op package is tested like the built-in ops. Its kernels are loaded with the others at
     session start, so a missing or stale build of it stops the run too."""
-    from ops.discovery import import_package
-    from ops.errors import OpforgeError
+    from ops.core.discovery import import_package
+    from ops.core.errors import OpforgeError
 
     for name in names:
         try:
@@ -67,7 +67,7 @@ def unique_id():
 
 def pytest_report_header(config):
     from ops.check.oracle import seed
-    from ops.extension import status
+    from ops.torch.extension import status
 
     s = status()
     return [

@@ -32,7 +32,7 @@ def op_param(op, *rest, id_suffix=""):
 def _extension_marks(op):
     if op.decl.kernel_dir is None:
         return ()
-    from ops.extension import status
+    from ops.torch.extension import status
 
     s = status()
     return () if s["loaded"] else (pytest.mark.skip(reason=f"ops._C not loaded: {s['error']}"),)
@@ -70,7 +70,7 @@ def is_empty(sample) -> bool:
 
 
 def batch_sample(op, all_samples):
-    """A non-empty sample whose declared batch (ops.batch) is present with a size >= 2, for the dynamic-shape
+    """A non-empty sample whose declared batch (ops.core.batch) is present with a size >= 2, for the dynamic-shape
     tests, or None (also for an op without a batch)."""
     for s in all_samples:
         size = batch_size(op, s)
@@ -93,7 +93,7 @@ def batch_size(op, sample) -> int | None:
 
 def rebatch(op, sample, batch: int):
     """The sample resized to `batch` along the op's declared batch dim (entries repeated cyclically) in every
-    input tied to it (ops.batch: like(x), a shape rule that names the dim, Input(batch_dim=...))."""
+    input tied to it (ops.core.batch: like(x), a shape rule that names the dim, Input(batch_dim=...))."""
     from ops.check.batching import batched_inputs, resized
 
     inputs = full_inputs(op, sample)

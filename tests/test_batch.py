@@ -1,4 +1,4 @@
-"""The batch model (ops/batch.py): which dim of an op varies between calls is inferred from the shape rules or
+"""The batch model (ops/core/batch.py): which dim of an op varies between calls is inferred from the shape rules or
 declared, and every input dim tied to it follows; ops.check.batching resizes samples along it."""
 
 import pytest

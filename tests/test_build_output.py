@@ -1,4 +1,4 @@
-"""What builds print (ops/build_output.py): progress on a terminal, nothing per step elsewhere, every command
+"""What builds print (ops/native/build_output.py): progress on a terminal, nothing per step elsewhere, every command
 with -v, and on failure the failing command, the first compiler error with file:line, and the rebuild hint."""
 
 import io
@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from ops.build_output import NinjaLog, capture_fd1, step_label
+from ops.native.build_output import NinjaLog, capture_fd1, step_label
 
 NINJA = """[1/3] c++ -MMD -MF a.o.d -O3 -c /src/csrc/rms_norm/rms_norm_cpu.cpp -o /b/rms_norm_cpu.o
 [2/3] NVCC /b/obj/rms_norm_cuda.o

@@ -10,7 +10,7 @@ import torch
 
 from ops import Input, Output, Sample, cli, register_op
 from ops.check import FAIL
-from ops.errors import BuildError, OpforgeError
+from ops.core.errors import BuildError, OpforgeError
 
 # (module, argv that is a user error, words the message must hold): one semantic error per tool where it is
 # cheap to reach, and an unknown option for each (argparse's errors take the same path).

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import ops
 from ops import Attr, DeclarationError, Input, Output, Sample, register_op
-from ops.paths import csrc_dir
+from ops.core.paths import csrc_dir
 
 
 def declare(op_id, reference=None, **overrides):
@@ -186,7 +186,7 @@ def test_list_attribute_elements_drive_the_output_shape(unique_id):
     )
     assert [str(d) for d in op.decl.outputs[0].shape.dims[2:]] == [
         str(d)
-        for d in ops.shape_rule.parse_shape(
+        for d in ops.core.shape_rule.parse_shape(
             "[(x.shape[2] - window[0]) // stride[0] + 1, (x.shape[3] - window[1]) // stride[1] + 1]"
         ).dims
     ]

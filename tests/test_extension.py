@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import ops
-from ops import extension
-from ops.packages import package
+from ops.core.packages import package
+from ops.torch import extension
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,9 @@ def test_fingerprint_ignores_hidden_and_non_source_files():
 def test_fingerprint_follows_the_declaration_and_the_kernels():
     decl = ops.get_op("opforge::rms_norm").decl
     assert "eps" in extension.declaration_text(decl) and "float16" in extension.declaration_text(decl)
-    assert len({extension.fingerprint(op.decl) for op in ops.registry.library_ops()}) == len(ops.registry.library_ops())
+    assert len({extension.fingerprint(op.decl) for op in ops.core.registry.library_ops()}) == len(
+        ops.core.registry.library_ops()
+    )
 
 
 def test_a_stale_build_fails_the_suite_with_the_rebuild_command(tmp_path):

@@ -22,9 +22,9 @@ import torch
 
 import ops
 from ops import Attr, Input, Output
-from ops.declaration import OpDecl
-from ops.errors import DeclarationError
-from ops.prototypes import include_path, write_headers
+from ops.core.errors import DeclarationError
+from ops.core.validate import build_decl
+from ops.native.prototypes import include_path, write_headers
 from ops.torch.schema import backward_schema, schema, schema_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def _build(inputs, outputs, attrs=(), op_id="names::probe"):
         reference.__signature__ = inspect.Signature(
             [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
         )
-    return OpDecl.build(
+    return build_decl(
         op_id, reference, inputs=inputs, outputs=outputs, attrs=attrs, kernels=None, samples=lambda device, dtype: []
     )
 

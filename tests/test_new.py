@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import ops
 from ops import new
-from ops.declaration import FLOATING, REQUIRED, Attr, Input, Output
-from ops.errors import DeclarationError
+from ops.core.declaration import FLOATING, REQUIRED, Attr, Input, Output
+from ops.core.errors import DeclarationError
+from ops.core.validate import build_decl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -286,9 +286,9 @@ def test_kernels_pending_is_validated():
 
     kw = dict(inputs=[Input("x")], outputs=[Output("y")], samples=lambda d, t: [])
     with pytest.raises(DeclarationError, match="kernels_pending.*drawn from the declared devices"):
-        ops.declaration.OpDecl.build("demo::p", ref, kernels=None, kernels_pending=("tpu",), **kw)
+        build_decl("demo::p", ref, kernels=None, kernels_pending=("tpu",), **kw)
     with pytest.raises(DeclarationError, match="no kernels_pending with kernels=None"):
-        ops.declaration.OpDecl.build("demo::p", ref, kernels=None, kernels_pending=("cpu",), **kw)
+        build_decl("demo::p", ref, kernels=None, kernels_pending=("cpu",), **kw)
 
 
 def test_check_renders_reference_stages():
@@ -400,7 +400,7 @@ def test_flags_samples_and_placeholder_fit_the_declared_rules(capsys, tmp_path):
     exec(code, {"register_op": register_op, "__name__": "pool"})
     assert captured["kernels_pending"] == ("cpu", "cuda")
     fields = {k: v for k, v in captured.items() if k in ("inputs", "outputs", "attrs", "samples")}
-    decl = ops.declaration.OpDecl.build(captured["id"], captured["fn"], kernels=None, **fields)
+    decl = build_decl(captured["id"], captured["fn"], kernels=None, **fields)
     cases = decl.samples("cpu", torch.float32)
     assert any(len(s.inputs) == 1 for s in cases) and any(len(s.inputs) == 2 for s in cases)
     assert any(s.inputs[0].numel() == 0 for s in cases)
@@ -443,7 +443,7 @@ def test_cpu_skeleton_compiles_against_the_generated_prototypes(capsys, tmp_path
     passes g++ -fsyntax-only -Wall -Werror (the full build is test_three_generated_ops_build_and_pass_check)."""
     import shutil
 
-    from ops import prototypes
+    from ops.native import prototypes
 
     if shutil.which("g++") is None:
         pytest.skip("no g++")

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import ops
-from ops import extension
-from ops.discovery import import_package, op_package
-from ops.errors import DeclarationError, OpforgeError
-from ops.packages import package
-from ops.registry import ops_in
+from ops.core.discovery import import_package, op_package
+from ops.core.errors import DeclarationError, OpforgeError
+from ops.core.packages import package
+from ops.core.registry import ops_in
+from ops.torch import extension
 
 EXAMPLE_KERNELS = Path(__file__).resolve().parents[1] / "examples" / "user_package" / "mypkg" / "csrc" / "softclip"
 _counter = itertools.count()

@@ -1,4 +1,4 @@
-"""Generated kernel prototypes (ops/prototypes.py): the header every host and kernel file includes, the
+"""Generated kernel prototypes (ops/native/prototypes.py): the header every host and kernel file includes, the
 OPFORGE_*_KERNEL bodies it enables, and the check of hand-written signatures against the declaration."""
 
 import shutil
@@ -9,8 +9,9 @@ import torch
 
 import ops
 from ops import Attr, Input, Output, Sample, register_op
-from ops.paths import csrc_dir
-from ops.prototypes import (
+from ops.core.paths import csrc_dir
+from ops.core.registry import compiled_ops_in
+from ops.native.prototypes import (
     KernelSignatureError,
     canonical_type,
     check_kernel_sources,
@@ -18,7 +19,6 @@ from ops.prototypes import (
     include_path,
     write_headers,
 )
-from ops.registry import compiled_ops_in
 
 DCN = "opforge::modulated_deform_conv2d"
 

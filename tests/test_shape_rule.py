@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ops import shape_rule as sr
-from ops.errors import ShapeRuleError
+from ops.core import shape_rule as sr
+from ops.core.errors import ShapeRuleError
 
 
 @pytest.mark.parametrize(

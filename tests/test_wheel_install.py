@@ -38,7 +38,7 @@ def run(cmd, cwd, env, timeout=900):
 
 def torch_pin() -> str:
     """The torch the fresh venv installs: exactly this interpreter's (local label included, e.g. 2.13.0+cpu).
-    The wheel's extension is compiled here, against this torch, and ops.extension refuses to load an extension
+    The wheel's extension is compiled here, against this torch, and ops.torch.extension refuses to load an extension
     built for another torch version, so the venv must have this very build."""
     import torch
 
@@ -63,7 +63,7 @@ def cuda_torch_here() -> str | None:
 def trt_stages_run(env) -> bool:
     """The TensorRT plugin stages build and run here (host harness, no GPU needed) when TensorRT's headers are
     given to the venv and nvcc exists to compile the op's CUDA kernel into the plugin library."""
-    from ops.cuda_kernels import cuda_home
+    from ops.native.cuda_kernels import cuda_home
 
     home = cuda_home()
     return "TRT_INCLUDE_DIR" in env and home is not None and (home / "bin" / "nvcc").is_file()
@@ -144,7 +144,7 @@ def test_the_wheel_carries_sources_and_a_fresh_build(installed):
         [
             python,
             "-c",
-            "import ops, ops.paths as p, ops.extension as e; print(ops.__file__); "
+            "import ops, ops.core.paths as p, ops.torch.extension as e; print(ops.__file__); "
             "print(p.csrc_dir()); print(p.plugins_dir()); print(e.status())",
         ],
         elsewhere,

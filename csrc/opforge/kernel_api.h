@@ -17,7 +17,7 @@
 //   attrs  : int -> int64_t, float -> double, bool -> bool, str -> opforge::StringView,
 //            list[int] -> opforge::Span<int64_t>, list[float] -> opforge::Span<double>
 //
-// The build generates these prototypes from the declaration (ops/prototypes.py) into
+// The build generates these prototypes from the declaration (ops/native/prototypes.py) into
 // <build>/gen/include/opforge_kernels/<ns>/<name>.h; a kernel file includes that header and writes only
 // the bodies, at global scope, with the declaration's names as parameters:
 //

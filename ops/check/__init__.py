@@ -73,9 +73,7 @@ def stage(name: str, order: int):
 
 
 def stages() -> list[Stage]:
-    from . import __path__ as here
-
-    for module in pkgutil.iter_modules(here):
+    for module in pkgutil.iter_modules(__path__):
         if module.name.endswith("_stages"):
             importlib.import_module(f"{__name__}.{module.name}")
     return sorted(_STAGES, key=lambda s: (s.order, s.name))

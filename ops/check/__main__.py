@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import ops
+
 from .. import cli
 from . import FAIL, PASS, REFERENCE, SKIP, check_op
 
@@ -49,8 +51,6 @@ def main(argv=None) -> int:
 
 
 def run(args) -> cli.Report:
-    import ops
-
     cli.load_packages(args)
     targets = ops.all_ops() if args.all else [ops.get_op(name) for name in args.ops]
     if not targets:

@@ -1,4 +1,4 @@
-"""The declared batch (ops.batch) applied to samples: which dims of a sample's tensors to make symbolic in a
+"""The declared batch (ops.core.batch) applied to samples: which dims of a sample's tensors to make symbolic in a
 dynamic export, and the sample resized along them, so the checks run one exported model at several sizes.
 
 The batch is the declaration's, not input 0's dim 0: RoIAlign varies its rois (`rois.shape[0]`) and keeps its

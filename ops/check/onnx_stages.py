@@ -1,6 +1,6 @@
 """Stages for the ONNX and ONNX Runtime backend: export with both exporters at several opsets, the
 checker with strict shape inference, ORT (the package's native custom-op library, calling the same CPU
-kernels) against the reference at batch 1, 3 and 8 (of the op's declared batch dim, ops.batch) from one dynamic
+kernels) against the reference at batch 1, 3 and 8 (of the op's declared batch dim, ops.core.batch) from one dynamic
 export, the fallback body in plain
 ORT, and Polygraphy's comparator."""
 
@@ -9,6 +9,14 @@ from __future__ import annotations
 import importlib.util
 import time
 
+from ..core import lazy
+from ..core.errors import BackendUnavailable, OpforgeError
+from ..onnx import export_onnx, ort_session
+from ..onnx.models import run_session, single_op_module
+from ..onnx.polygraphy import compare_with_polygraphy
+from ..onnx.schema import onnx_supported, output_dims
+from ..ort.codegen import has_library_op
+from ..ort.session import library_for
 from . import FAIL, PASS, SKIP, StageResult, stage
 from .batching import batch_plan
 from .compare import compare, merge
@@ -47,8 +55,6 @@ def _missing() -> str | None:
 
 
 def _why_not(op) -> str | None:
-    from ..onnx.schema import onnx_supported
-
     if not onnx_supported(op.decl):
         return "declared with onnx=False"
     return _missing()
@@ -85,10 +91,6 @@ def _no_native_library(op, name: str):
     """The row to return instead of running a stage on the op's native ORT library: skip for an op without
     compiled kernels (nothing for the library to call) or when the library cannot be built here (no ORT
     headers), fail when it does not compile. None when the library is built (once per process and package)."""
-    from ..errors import BackendUnavailable, OpforgeError
-    from ..onnx.ort import library_for
-    from ..ort.codegen import has_library_op
-
     if op.decl.kernel_dir is not None and "cpu" in op.decl.kernels_pending:
         return [
             StageResult(
@@ -123,9 +125,7 @@ def onnx_export(op, ctx):
     blocked = _blocked(op, "onnx.export")
     if blocked:
         return blocked
-    import onnx
-
-    from ..onnx import export_onnx
+    onnx = lazy.onnx()
 
     plan = batch_plan(op)
     if plan is None:
@@ -138,9 +138,6 @@ def onnx_export(op, ctx):
                 " is present and not empty",
             )
         ]
-    from ..onnx.models import single_op_module
-    from ..onnx.schema import output_dims
-
     sample = plan.sample
     module = single_op_module(op, sample.attrs)
     # What the custom node's outputs must be inferred as: the shape rules over the symbolic batch.
@@ -198,9 +195,6 @@ def ort_cpu(op, ctx):
     blocked = _blocked(op, "ort.cpu") or _no_native_library(op, "ort.cpu")
     if blocked:
         return blocked
-    from ..onnx import export_onnx, ort_session
-    from ..onnx.models import run_session, single_op_module
-
     rows = []
     for dtype in op.decl.dtypes:
         name = f"ort.cpu[{dtype}]"
@@ -259,9 +253,6 @@ def ort_fallback(op, ctx):
                 "body (export_onnx(fallback=True) refuses the op)",
             )
         ]
-    from ..onnx import export_onnx, ort_session
-    from ..onnx.models import run_session, single_op_module
-
     plan = batch_plan(op)
     if plan is None:
         return [StageResult("ort.fallback", FAIL, "no float32 sample to export")]
@@ -315,8 +306,6 @@ def ort_polygraphy(op, ctx):
     models = ctx.artifacts.get("onnx", {})
     if not models:
         return [StageResult("ort.polygraphy", SKIP, "no export from onnx.export")]
-    from ..onnx.polygraphy import compare_with_polygraphy
-
     key = ("dynamo", 20) if ("dynamo", 20) in models else sorted(models)[0]
     plan = batch_plan(op)
     ok, detail = compare_with_polygraphy(op, models[key], plan, plan.sizes(BATCHES))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..dtypes import torch_dtype
+from ..core.dtypes import torch_dtype
 from .compare import compare, merge
 
 

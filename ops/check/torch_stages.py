@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .. import shape_rule as sr
-from ..extension import load, status
-from ..packages import package
+from ..core import shape_rule as sr
+from ..core.packages import package
+from ..torch.extension import load, status
 from ..torch.register import output_shapes
 from . import FAIL, PASS, REFERENCE, SKIP, StageResult, pending_note, stage
 from .oracle import check_backend, reference_outputs, samples

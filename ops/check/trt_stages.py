@@ -8,15 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BackendUnavailable, OpforgeError
+import torch
+
+from ..core.errors import BackendUnavailable, OpforgeError
+from ..onnx import export_onnx
+from ..onnx.models import single_op_module
+from ..trt.build import build
+from ..trt.codegen import has_plugin
+from ..trt.engine import build_engine
+from ..trt.harness import checks, host
+from ..trt.harness.cases import has_gap
+from ..trt.harness.enqueue import run_plugin
+from ..trt.headers import version
 from . import FAIL, PASS, SKIP, StageResult, stage
+from .oracle import check_backend, samples
 
 _cache: dict = {}
 
 
 def _no_plugin(op) -> StageResult | None:
-    from ..trt.codegen import has_plugin
-
     if has_plugin(op.decl):
         return None
     if op.decl.kernel_dir is not None and "cuda" in op.decl.kernels_pending and op.decl.onnx:
@@ -35,13 +45,11 @@ def _no_plugin(op) -> StageResult | None:
     return StageResult("trt.plugin", SKIP, "the op has no CUDA kernels: nothing for a TensorRT plugin to run")
 
 
-def _library(op, variant: str = "release"):
+def plugin_library(op, variant: str = "release"):
     """Build once per process and op package (the package's ops share one library); returns (build, None)
     or (None, (skip|fail, problem))."""
     key = (variant, op.decl.package)
     if key not in _cache:
-        from ..trt.build import build
-
         try:
             _cache[key] = (build(variant, package=op.decl.package), None)
         except BackendUnavailable as e:
@@ -51,30 +59,22 @@ def _library(op, variant: str = "release"):
     return _cache[key]
 
 
-def _host(host, result):
+def plugin_host(result):
     key = ("host", str(result.library))
     if key not in _cache:
         _cache[key] = host.Host(result.library)
     return _cache[key]
 
 
-def _harness():
-    from ..trt.harness import checks, host
-
-    return host, checks
-
-
 @stage("trt.plugin", order=70)
 def plugin(op, ctx):
     if (row := _no_plugin(op)) is not None:
         return row
-    result, problem = _library(op)
+    result, problem = plugin_library(op)
     if problem:
         return StageResult("trt.plugin", SKIP if problem[0] == "skip" else FAIL, problem[1])
     if op.id not in result.ops:
         return StageResult("trt.plugin", FAIL, f"{op.id} is missing from {result.library.name}")
-    from ..trt.headers import version
-
     return StageResult(
         "trt.plugin",
         PASS,
@@ -89,14 +89,13 @@ def plugin(op, ctx):
 def harness_cpu(op, ctx):
     if (row := _no_plugin(op)) is not None:
         return StageResult("trt.harness", SKIP, row.detail)
-    result, problem = _library(op)
+    result, problem = plugin_library(op)
     if problem:
         return StageResult("trt.harness", SKIP if problem[0] == "skip" else FAIL, f"no plugin library: {problem[1]}")
-    host, checks = _harness()
-    ok, detail, metrics = checks.cpu_checks(_host(host, result), op)
+    ok, detail, metrics = checks.cpu_checks(plugin_host(result), op)
     rows = [StageResult("trt.harness", PASS if ok else FAIL, detail, metrics)]
     if not ctx.quick:
-        asan, problem = _library(op, "asan")
+        asan, problem = plugin_library(op, "asan")
         if problem:
             rows.append(
                 StageResult("trt.harness.fuzz", SKIP if problem[0] == "skip" else FAIL, f"no ASan build: {problem[1]}")
@@ -118,21 +117,14 @@ def harness_cpu(op, ctx):
 
 @stage("trt.enqueue", order=72)
 def enqueue(op, ctx):
-    import torch
-
     if (row := _no_plugin(op)) is not None:
         return StageResult("trt.enqueue", SKIP, row.detail)
     if not torch.cuda.is_available():
         return StageResult("trt.enqueue", SKIP, "no CUDA device on this machine (enqueue needs a GPU)")
-    result, problem = _library(op)
+    result, problem = plugin_library(op)
     if problem:
         return StageResult("trt.enqueue", SKIP if problem[0] == "skip" else FAIL, f"no plugin library: {problem[1]}")
-    host, _ = _harness()
-    from ..trt.harness.cases import has_gap
-    from ..trt.harness.enqueue import run_plugin  # the same runner the GPU tests use
-    from .oracle import check_backend
-
-    h = _host(host, result)
+    h = plugin_host(result)
     rows = []
     for dtype in [t for t in ("float32", "float16") if t in op.decl.dtypes]:
         m = check_backend(op, "cuda", dtype, lambda s: run_plugin(h, op, s), keep=lambda s: not has_gap(s))
@@ -161,15 +153,8 @@ def engine(op, ctx):
             "TensorRT is not installed (import tensorrt failed): no engine "
             "build; the harness rows above do not show TensorRT accepting the plugin",
         )
-    import torch
-
     if not torch.cuda.is_available():
         return StageResult("trt.engine", SKIP, "TensorRT is installed but there is no CUDA device")
-    from ..onnx import export_onnx
-    from ..onnx.models import single_op_module
-    from ..trt.engine import build_engine
-    from .oracle import samples
-
     sample = next(s for s in samples(op, "cuda", op.decl.dtypes[0]) if all(t.numel() for t in s.inputs))
     path = Path(ctx.workdir) / f"{op.decl.name}.onnx"
     export_onnx(single_op_module(op, sample.attrs), sample.inputs, path, opset=17)

@@ -6,7 +6,7 @@ share live; this module is its Python side for the literals those checks are giv
 
 from __future__ import annotations
 
-from ..dtypes import DTYPES
+from .dtypes import DTYPES
 
 # dtype name -> its opforge::DType enumerator (csrc/opforge/kernel_api.h; DTYPES holds its value).
 DTYPE_ENUMERATOR = {

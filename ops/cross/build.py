@@ -23,9 +23,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import paths
+from ..core import paths
+from ..core.discovery import import_package
+from ..ort import build as ort_build
+from ..ort import headers as ort_headers
+from ..trt import build as trt_build
+from ..trt import headers as trt_headers
 from . import emulate, toolchain
 from . import target as targets
+from .remote_harness import build_fuzzer, build_server
 
 DEFAULT_PACKAGE = "ops.library"
 
@@ -46,15 +52,13 @@ class TargetBuild:
     artefacts: list[Artefact]
     skipped: dict[str, str]  # artefact kind -> why it was not built
     manifest: Path | None = None
-    compilers: object = None  # ops.compilers.Compilers
+    compilers: object = None  # ops.native.compilers.Compilers
 
     def artefact(self, kind: str) -> Path | None:
         return next((a.path for a in self.artefacts if a.kind == kind), None)
 
 
 def package_dir(package: str = DEFAULT_PACKAGE) -> Path:
-    from ..discovery import import_package
-
     return paths.build_root() / "jetson" / import_package(package).name
 
 
@@ -79,12 +83,6 @@ def build(
     """Cross-build the package's TensorRT plugin library, ONNX Runtime op library and the C++ example for
     one JetPack generation. `ops` restricts the build to some ops (the quick CI check); `directory` replaces
     build/jetson/<package>/jetpack<N> (the manifest goes beside it)."""
-    from ..discovery import import_package
-    from ..ort import build as ort_build
-    from ..ort import headers as ort_headers
-    from ..trt import build as trt_build
-    from ..trt import headers as trt_headers
-
     t = targets.target(target_name, cuda_archs)
     comp = targets.compilers(t, jetpack)
     pkg = import_package(package)
@@ -94,7 +92,7 @@ def build(
     artefacts: list[Artefact] = []
     skipped: dict[str, str] = {}
     st = toolchain.status()
-    record = toolchain._record()
+    record = toolchain.read_record()
     cxx_version = st.versions.get("g++-aarch64-linux-gnu", comp.cxx)
     nvcc_version = (
         f"nvcc {record.get('cuda12', {}).get('nvcc', '')} ({record.get('cuda12', {}).get('deb', '')})"
@@ -216,16 +214,12 @@ def cuda_lib_dir(result: TargetBuild) -> Path:
 
 def harness_server(result: TargetBuild) -> Path:
     """The plugin host harness cross-compiled with its server (ops/cross/remote_harness.py)."""
-    from .remote_harness import build_server
-
     return build_server(
         result.compilers, toolchain.status().found["tensorrt-10.3"], result.directory / "work" / "harness"
     )
 
 
 def fuzzer(result: TargetBuild) -> Path:
-    from .remote_harness import build_fuzzer
-
     return build_fuzzer(
         result.compilers, toolchain.status().found["tensorrt-10.3"], result.directory / "work" / "harness"
     )
@@ -246,7 +240,7 @@ def write_manifest(result: TargetBuild, comp) -> Path:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError):
         manifest = {}
-    record = toolchain._record()
+    record = toolchain.read_record()
     manifest.update(
         {
             "package": result.package,

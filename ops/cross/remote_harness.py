@@ -20,7 +20,8 @@ import struct
 import subprocess
 from pathlib import Path
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
+from ..trt.harness import host
 from . import emulate
 
 HERE = Path(__file__).resolve().parent
@@ -30,8 +31,6 @@ FIELD_WIDTH = {0: 2, 1: 4, 2: 8, 3: 1, 4: 2, 5: 4, 6: 1, 7: 72, 8: 1, 9: 2, 10: 
 
 
 def _harness_sources() -> list[Path]:
-    from ..trt.harness import host
-
     return [host.HERE / "harness.cpp", HERE / "harness_server.cpp"]
 
 
@@ -63,8 +62,6 @@ def build_server(compilers, trt_include: Path, out_dir: Path) -> Path:
 
 
 def build_fuzzer(compilers, trt_include: Path, out_dir: Path) -> Path:
-    from ..trt.harness import host
-
     head = [
         compilers.cxx,
         "-std=c++17",

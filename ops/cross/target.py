@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..compilers import Compilers
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
+from ..native.compilers import Compilers
 from . import toolchain
 
 

@@ -41,7 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import cli
-from ..errors import BackendUnavailable
+from ..core.errors import BackendUnavailable
+from ..core.paths import build_root, project_root
+from ..native.cuda_kernels import cuda_home
+from ..ort.headers import apt_options
+from ..trt.headers import version
 
 TRIPLE = "aarch64-linux-gnu"
 SYSROOT = Path("/usr") / TRIPLE  # the cross toolchain's libc, libstdc++, libgomp: what qemu-aarch64 -L is given
@@ -70,8 +74,6 @@ LIBRARIES =+ $(_SPACE_) "-L$(TOP)/lib"
 
 def root() -> Path:
     """build/jetson/toolchain (OPFORGE_JETSON_TOOLCHAIN overrides)."""
-    from ..paths import build_root
-
     return Path(os.environ.get("OPFORGE_JETSON_TOOLCHAIN") or build_root() / "jetson" / "toolchain")
 
 
@@ -106,8 +108,6 @@ def _first_line(cmd) -> str:
 
 def host_nvcc() -> Path | None:
     """The installed nvcc (CUDA 13 here): cross-compiles device code with -ccbin aarch64-linux-gnu-g++."""
-    from ..cuda_kernels import cuda_home
-
     cuda = cuda_home()
     return cuda / "bin" / "nvcc" if cuda is not None and (cuda / "bin" / "nvcc").is_file() else None
 
@@ -156,7 +156,7 @@ def status() -> Status:
         st.versions["g++-aarch64-linux-gnu"] = _first_line([f"{TRIPLE}-g++", "--version"])
     if "qemu-user" in st.found:
         st.versions["qemu-user"] = _first_line(["qemu-aarch64", "--version"])
-    record = _record()
+    record = read_record()
     c12 = cuda12_dir()
     if (c12 / "bin" / "nvcc").is_file() and (c12 / "lib" / "libcudart.so").exists():
         st.found["cuda12"] = c12
@@ -201,7 +201,7 @@ def status() -> Status:
     return st
 
 
-def _record() -> dict:
+def read_record() -> dict:
     path = root() / "toolchain.json"
     try:
         return json.loads(path.read_text())
@@ -210,7 +210,7 @@ def _record() -> dict:
 
 
 def _save_record(**entries) -> None:
-    record = _record()
+    record = read_record()
     record.update(entries)
     path = root() / "toolchain.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -287,15 +287,13 @@ def debian_download(
 ) -> Path:
     """`apt-get download package` from Debian `suite` under a private apt configuration in dest/apt (the
     system's sources and state are neither read nor changed; the index is checked with Debian's keyring)."""
-    from ..ort.headers import _apt_options
-
     apt = dest / "apt"
     for sub in ("lists/partial", "cache/archives/partial", "state"):
         (apt / sub).mkdir(parents=True, exist_ok=True)
     (apt / "state" / "status").touch()
     signed = f"signed-by={KEYRING}" if Path(KEYRING).is_file() else "trusted=yes"
     (apt / "sources.list").write_text(f"deb [{signed}] {DEB_MIRROR} {suite} {components}\n")
-    options = _apt_options(apt)
+    options = apt_options(apt)
     for cmd in (["apt-get", *options, "update"], ["apt-get", *options, "download", package]):
         done = _run(cmd, cwd=dest)
         if done.returncode != 0:
@@ -504,8 +502,6 @@ def install_onnxruntime(log=print) -> Path:
 def install_trt_headers(log=print) -> Path | None:
     """build/jetson/toolchain/tensorrt-10.3/include, copied from OPFORGE_TRT_10_3_INCLUDE or from tag
     v10.3.0 of a clone of NVIDIA/TensorRT (OPFORGE_TENSORRT_GIT); None when neither is given."""
-    from ..trt.headers import version
-
     out = trt_include()
     if (out / "NvInferRuntime.h").is_file():
         return out
@@ -550,8 +546,6 @@ def install_trt_headers(log=print) -> Path | None:
 def _shared_headers() -> str | None:
     """shared/tensorrt-10.3/include beside the checkout (where the project's shared folder is laid for
     developers and CI), if it holds the headers."""
-    from ..paths import project_root
-
     project = project_root(Path(__file__).resolve())
     if project is None:
         return None

@@ -20,9 +20,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .. import cli, paths
+from .. import cli
+from ..core import paths
+from ..core.registry import ops_in
+from ..onnx import export_onnx
+from ..trt.harness import checks
+from ..trt.harness.host import Host
 from . import emulate
+from .remote_harness import RemoteHarness
 
 ELEM = {1: np.float32, 10: np.float16, 7: np.int64, 6: np.int32, 11: np.float64, 9: np.bool_}
 
@@ -45,8 +52,6 @@ def record(check: str, ok: bool, detail: str, **extra) -> None:
 
 def write_tensors(path: Path, tensors) -> None:
     """The C++ example's .bin format (examples/cpp/run_model.cpp)."""
-    import torch
-
     codes = {torch.float32: 1, torch.float16: 10, torch.bfloat16: 16, torch.int64: 7}
     with open(path, "wb") as f:
         for t in tensors:
@@ -73,10 +78,6 @@ def read_tensors(path: Path) -> list[np.ndarray]:
 
 def export_case(model, inputs, workdir: Path, name: str = "model") -> tuple[Path, Path, Path]:
     """Export `model` (opset 17) and write inputs.bin / expected.bin (torch's outputs) into workdir."""
-    import torch
-
-    from ..onnx import export_onnx
-
     workdir.mkdir(parents=True, exist_ok=True)
     onnx_path = workdir / f"{name}.onnx"
     export_onnx(model, tuple(inputs), onnx_path, opset=17)
@@ -155,11 +156,6 @@ def run_example_pair(
 def harness_checks(server: Path, library: Path, lib_dirs, op_ids=None) -> dict[str, tuple[bool, str]]:
     """ops/trt/harness/checks.cpu_checks for each op of the aarch64 plugin library, run through the
     aarch64 harness under qemu."""
-    from ..registry import ops_in
-    from ..trt.harness import checks
-    from ..trt.harness.host import Host
-    from .remote_harness import RemoteHarness
-
     remote = RemoteHarness(server, lib_dirs=lib_dirs)
     out = {}
     try:

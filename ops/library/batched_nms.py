@@ -15,9 +15,7 @@ inter = w * h, union = (area_a + area_b) - inter, iou = inter / union without fu
 
 import torch
 
-from ops.declaration import Attr, Input, Output, Sample
-from ops.dtypes import FLOATING
-from ops.registry import register_op
+from ops import FLOATING, Attr, Input, Output, Sample, register_op
 
 
 def random_boxes(n, *, size=100.0, spread=1.0, generator=None):

@@ -20,9 +20,7 @@ sum over displacements, so no atomics are needed (see csrc/correlation_backward/
 import torch
 import torch.nn.functional as F
 
-from ops.declaration import Attr, Input, Output, Sample
-from ops.dtypes import FLOATING
-from ops.registry import register_op
+from ops import FLOATING, Attr, Input, Output, Sample, register_op
 
 PAIR_ATTRS = [
     Attr("kernel_size", "list[int]", (1, 1), length=2),

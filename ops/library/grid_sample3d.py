@@ -31,9 +31,7 @@ at (11-23; ops.check's ort.fallback exports at 11, 17 and 20)."""
 import torch
 import torch.nn.functional as F
 
-from ops.declaration import Attr, Input, Output, Sample
-from ops.dtypes import FLOATING
-from ops.registry import register_op
+from ops import FLOATING, Attr, Input, Output, Sample, register_op
 
 ATTRS = [
     Attr("mode", str, "bilinear", choices=("bilinear", "nearest")),

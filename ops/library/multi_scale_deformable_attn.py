@@ -24,9 +24,7 @@ grad_value, grad_sampling_locations and grad_attention_weights."""
 
 import torch
 
-from ops.declaration import Input, Output, Sample
-from ops.dtypes import FLOATING
-from ops.registry import register_op
+from ops import FLOATING, Input, Output, Sample, register_op
 
 _N, _LQ, _M, _D = "value.shape[0]", "sampling_locations.shape[1]", "value.shape[2]", "value.shape[3]"
 _L, _P = "spatial_shapes.shape[0]", "sampling_locations.shape[4]"

@@ -5,9 +5,7 @@ far past fp16's 65504, so a naive half-precision reduction returns inf and the o
 
 import torch
 
-from ops.declaration import Attr, Input, Output, Sample
-from ops.dtypes import FLOATING
-from ops.registry import register_op
+from ops import FLOATING, Attr, Input, Output, Sample, register_op
 
 
 def samples(device, dtype):

@@ -39,9 +39,7 @@ input works as for any other op."""
 
 import torch
 
-from ops.declaration import Attr, Input, Output, Sample
-from ops.dtypes import FLOATING
-from ops.registry import register_op
+from ops import FLOATING, Attr, Input, Output, Sample, register_op
 
 MAX_GRID = 65536  # per axis; kMaxGrid in csrc/roi_align/roi_align.h
 

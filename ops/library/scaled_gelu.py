@@ -4,9 +4,7 @@ import math
 
 import torch
 
-from ops.declaration import Attr, Input, Output, Sample
-from ops.dtypes import FLOATING
-from ops.registry import register_op
+from ops import FLOATING, Attr, Input, Output, Sample, register_op
 
 
 def samples(device, dtype):

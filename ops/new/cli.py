@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import cli
-from ..declaration import DEVICES, Input, OpDecl
-from ..discovery import load_installed
-from ..errors import OpforgeError
-from ..registry import all_ops
+from ..core.declaration import DEVICES, Input, OpDecl
+from ..core.discovery import load_installed
+from ..core.errors import OpforgeError
+from ..core.registry import all_ops
+from ..core.validate import build_decl
 from .fit import (
     cases_from_flags,
     cases_from_runs,
@@ -119,7 +120,7 @@ def validate(plan: Plan, kernels: Any = None) -> OpDecl:
         raise NotImplementedError
 
     reference.__signature__ = inspect.Signature(params)
-    return OpDecl.build(
+    return build_decl(
         plan.id,
         reference,
         inputs=plan.inputs,

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from .. import shape_rule as sr
-from ..declaration import REQUIRED, Attr, OpDecl, Output
-from ..dtypes import dtype_name
-from ..errors import OpforgeError
+from ..core import shape_rule as sr
+from ..core.declaration import REQUIRED, Attr, OpDecl, Output
+from ..core.dtypes import dtype_name
+from ..core.errors import OpforgeError
 from ..onnx.quiet import quiet_torchscript_log
 from .plan import Plan, output_names
 from .syntax import EXAMPLES, LIKE, SpecError

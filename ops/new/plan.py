@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
-from ..declaration import DEVICES, Attr, Input, Output, Validator, attr_type_name
-from ..dtypes import FLOATING
-from ..errors import DeclarationError, OpforgeError
+from ..core.declaration import DEVICES, Attr, Input, Output, attr_type_name
+from ..core.dtypes import FLOATING
+from ..core.errors import DeclarationError, OpforgeError
+from ..core.validate import Validator
 from .syntax import SpecError
 
 

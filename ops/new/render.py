@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from .. import shape_rule as sr
+from ..core import shape_rule as sr
 from ..core.cpp import DTYPE_ENUMERATOR
-from ..declaration import DEVICES, Attr, Input, OpDecl, attr_type_name
-from ..dtypes import FLOATING
-from ..prototypes import context_name, context_names, parameters
+from ..core.declaration import DEVICES, Attr, Input, OpDecl, attr_type_name
+from ..core.dtypes import FLOATING
+from ..native.prototypes import context_name, context_names, parameters
 from .plan import Plan, resolve_operator
 
 

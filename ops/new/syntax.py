@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..declaration import ATTR_TYPES, Attr, Input, Output
-from ..dtypes import DTYPES, FLOATING
-from ..errors import OpforgeError
+from ..core.declaration import ATTR_TYPES, Attr, Input, Output
+from ..core.dtypes import DTYPES, FLOATING
+from ..core.errors import OpforgeError
 
 EXAMPLES = {
     "--input": "--input x  |  --input 'x:float32,float16'  |  --input 'mask:optional'  |  --input 'w:like(x):rank=1'",

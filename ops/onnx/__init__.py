@@ -13,6 +13,7 @@ Every heavy package (onnx, onnxscript, onnxruntime, ...) is imported lazily with
 
 from __future__ import annotations
 
+from ..ort.session import ort_session as make
 from .export import DEFAULT_OPSET, export_onnx
 from .schema import onnx_supported, register_schemas
 
@@ -20,8 +21,6 @@ from .schema import onnx_supported, register_schemas
 def ort_session(model, providers=("CPUExecutionProvider",), **kwargs):
     """An onnxruntime.InferenceSession for `model` (path, bytes or ModelProto) with the native custom-op
     libraries of the opforge ops it uses registered (built on demand)."""
-    from .ort import ort_session as make
-
     return make(model, providers=providers, **kwargs)
 
 

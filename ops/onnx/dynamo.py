@@ -5,16 +5,15 @@ declaration: the exporter reads parameter annotations to tell tensor inputs (una
 from attributes (int, float, bool, str, Sequence[...]), and binds the FX node's arguments by name, so the
 parameters are the torch schema's names (ops/torch/schema.py: `kernel_` for a declared `kernel`) while the ONNX
 node's attributes keep the declared ones. The helpers it calls are `_opforge_`-prefixed globals: no declared
-name starts so (ops.declaration.RESERVED_PREFIX), so no parameter can hide them."""
+name starts so (ops.core.declaration.RESERVED_PREFIX), so no parameter can hide them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Optional
 
-from ..declaration import OpDecl
-from ..torch.schema import schema_names
-from . import _lazy
+from ..core import lazy
+from ..core.declaration import OpDecl, schema_names
 from .schema import onnx_attr_value, register_schema
 
 ANNOTATIONS = {
@@ -29,7 +28,7 @@ ANNOTATIONS = {
 
 def translation(decl: OpDecl):
     """An onnxscript-traceable function emitting one node (domain = namespace, op_type = name)."""
-    onnxscript = _lazy.require("onnxscript")
+    onnxscript = lazy.require("onnxscript")
     register_schema(decl)  # onnxscript looks the op up in the registered schemas
     opset = onnxscript.values.Opset(decl.namespace, decl.version)
     emit = getattr(opset, decl.name)
@@ -64,7 +63,7 @@ def translation(decl: OpDecl):
 
 def _emit_without_self(op, inputs: list, attrs: dict):
     """What onnxscript's `Op.__call__` does, for an attribute named `self` (which its own parameter would take)."""
-    evaluator = _lazy.require("onnxscript.evaluator").default()
+    evaluator = lazy.require("onnxscript.evaluator").default()
     if hasattr(evaluator, "eval"):  # onnxscript < 0.6 (torch 2.10 and older)
         return evaluator.eval(op.op_schema, inputs, attrs)
     return evaluator.eval_op(op, inputs, attrs)

@@ -14,19 +14,25 @@ import re
 import warnings
 from pathlib import Path
 
-from ..errors import ExportError, OpforgeError
-from . import _lazy
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..core import lazy
+from ..core.errors import ExportError, OpforgeError
+from ..core.registry import all_ops
+from .dynamo import translation
+from .fallback import attach_fallbacks
 from .quiet import quiet_dynamo_registration_log, quiet_torchscript_log
 from .schema import TRT_ATTRS, onnx_attr_value, onnx_supported, register_schemas
+from .torchscript import register_symbolics, torchscript_api
 
 TORCHSCRIPT_OPSETS = range(11, 18)  # torch.onnx.export(dynamo=False): opforge's symbolics
 DYNAMO_OPSETS = range(18, 24)  # torch.onnx.export(dynamo=True): custom_translation_table, onnxscript optimiser
 DEFAULT_OPSET = 20
 
 
-def _opforge_ops():
-    from ..registry import all_ops
-
+def opforge_ops_in():
     return all_ops()
 
 
@@ -88,8 +94,6 @@ def _translate_failure(e: BaseException, opset: int, exporter: str) -> ExportErr
 def _normalise_dynamic(dynamic, args) -> dict[int, dict[int, str]]:
     """dynamic: False/None (static), True (dim 0 of every tensor argument is 'batch'), or
     {arg index: {dim: name}}."""
-    import torch
-
     if not dynamic:
         return {}
     if dynamic is True:
@@ -108,10 +112,6 @@ def _ops_for_translation(model, args, ops):
     names = Counter(op.decl.name for op in ops)
     if all(n == 1 for n in names.values()):
         return ops
-    import torch
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     wanted = {op.torch_op: op for op in ops}
     seen = []
 
@@ -139,8 +139,6 @@ def _present_arguments(model, args, dynamic):
     flattened tensor arguments, where a None argument has no leaf, so one None among the arguments made it drop
     every declared dim name ('s77' instead of 'batch'). The wrapper takes the present tensors under the
     forward's own parameter names (the graph input names) and calls the model with None where they were."""
-    import torch
-
     present = [k for k, a in enumerate(args) if a is not None]
     if len(present) == len(args):
         return model, args, dynamic
@@ -172,11 +170,7 @@ def _present_arguments(model, args, dynamic):
     )
 
 
-def _export_dynamo(model, args, opset, dynamic, ops):
-    import torch
-
-    from .dynamo import translation
-
+def export_dynamo(model, args, opset, dynamic, ops):
     table = {}
     for op in _ops_for_translation(model, args, ops):
         table[op.torch_op] = translation(op.decl) if onnx_supported(op.decl) else _unsupported_translation(op)
@@ -218,11 +212,7 @@ def _input_names(model, count: int) -> list[str]:
     return params[:count] if len(params) >= count else [f"input_{k}" for k in range(count)]
 
 
-def _export_torchscript(model, args, opset, dynamic, ops):
-    import torch
-
-    from .torchscript import register_symbolics, torchscript_api
-
+def export_torchscript(model, args, opset, dynamic, ops):
     torchscript_api()
     supported = [op for op in ops if onnx_supported(op.decl)]
     register_symbolics(supported)
@@ -244,7 +234,7 @@ def _export_torchscript(model, args, opset, dynamic, ops):
         torch.onnx.export(
             model, tuple(args), buffer, dynamo=False, opset_version=opset, input_names=names, dynamic_axes=axes or None
         )
-    return _lazy.onnx().load_from_string(buffer.getvalue())
+    return lazy.onnx().load_from_string(buffer.getvalue())
 
 
 def default_opset(model_proto) -> int | None:
@@ -252,7 +242,7 @@ def default_opset(model_proto) -> int | None:
 
 
 def _postprocess(m, opset: int, ops, fallback: bool, trace_args):
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
     by_key = {(op.decl.namespace, op.decl.name): op for op in ops if onnx_supported(op.decl)}
     written = default_opset(m)
     if written != opset:
@@ -282,8 +272,6 @@ def _postprocess(m, opset: int, ops, fallback: bool, trace_args):
     m.opset_import.extend(imports + [onnx.helper.make_opsetid(d, v) for d, v in sorted(domains.items())])
     _forget_custom_output_shapes(m, by_key)
     if fallback and used:
-        from .fallback import attach_fallbacks
-
         attach_fallbacks(m, list(used.values()), opset)
     m = _cleanup(m)
     # value_info for every intermediate, custom outputs included, from the registered schemas
@@ -306,7 +294,7 @@ def _forget_custom_output_shapes(m, by_key) -> None:
 
 def _cleanup(m):
     """onnx-graphsurgeon: drop dead nodes, sort topologically; shapes and dtypes of tensors are kept."""
-    gs = _lazy.require("onnx_graphsurgeon")
+    gs = lazy.require("onnx_graphsurgeon")
     logger = gs.logger.G_LOGGER
     severity, logger.severity = logger.severity, logger.ERROR  # its bfloat16/numpy notes are not ours to show
     try:
@@ -343,23 +331,21 @@ def export_onnx(
     Writes `path` when given; returns the onnx.ModelProto. Raises ExportError on any problem. (A
     mixed-precision graph: `ops.export_onnx(..., precision="mixed-float16")`, which ops.precision writes on
     top of this export.)"""
-    import torch
-
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
     if not isinstance(opset, int) or opset not in TORCHSCRIPT_OPSETS and opset not in DYNAMO_OPSETS:
         raise ExportError(f"opset must be an int in 11-23 (11-17 TorchScript exporter, 18-23 dynamo), got {opset!r}")
     args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
     if isinstance(model, torch.nn.Module):
         model = model.eval()
-    ops = _opforge_ops()
+    ops = opforge_ops_in()
     register_schemas([op for op in ops if onnx_supported(op.decl)])
     dyn = _normalise_dynamic(dynamic, args)
     exporter = "TorchScript" if opset in TORCHSCRIPT_OPSETS else "dynamo"
     try:
         if exporter == "TorchScript":
-            m = _export_torchscript(model, args, opset, dyn, ops)
+            m = export_torchscript(model, args, opset, dyn, ops)
         else:
-            m = _export_dynamo(model, args, opset, dyn, ops)
+            m = export_dynamo(model, args, opset, dyn, ops)
     except OpforgeError as e:
         raise (e if isinstance(e, ExportError) else ExportError(str(e))) from None
     except Exception as e:  # exporter internals: translate to one clear line

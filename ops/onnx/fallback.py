@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import warnings
 
-from ..dtypes import torch_dtype
-from ..errors import ExportError
-from . import _lazy
+import numpy as np
+import torch
+
+from ..core import lazy
+from ..core.dtypes import torch_dtype
+from ..core.errors import ExportError
+from .quiet import quiet_dynamo_registration_log, quiet_torchscript_log
 from .schema import ELEM_TO_DTYPE
 
 PROBES = (0.0123456789, 0.0234567891, 0.0345678912, 0.0456789123)  # distinctive, harmless magnitudes
@@ -28,7 +32,7 @@ PROBES_CHECK = (0.0567891234, 0.0678912345, 0.0789123456, 0.0891234567)  # a sec
 
 
 def _node_facts(m, node, decl):
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
     types = {}
     for v in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
         if v.type.HasField("tensor_type"):
@@ -63,15 +67,11 @@ def _sample_for(decl, dtype: str, ranks):
 def _export_reference(decl, tensors, attrs, opset):
     import io
 
-    import torch
-
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
 
     class Reference(torch.nn.Module):
         def forward(self, *inputs):
             return decl.reference(*inputs, **attrs)
-
-    from .quiet import quiet_dynamo_registration_log, quiet_torchscript_log
 
     names = [i.name for i in decl.inputs][: len(tensors)]
     with warnings.catch_warnings(), quiet_dynamo_registration_log(), quiet_torchscript_log():
@@ -106,7 +106,7 @@ def _export_reference(decl, tensors, attrs, opset):
 
 def _constants(g):
     """name -> (numpy value, producing Constant node or None for an initializer)."""
-    from onnx import numpy_helper
+    numpy_helper = lazy.onnx().numpy_helper
 
     out = {init.name: (numpy_helper.to_array(init), None) for init in g.initializer}
     for n in g.node:
@@ -118,8 +118,6 @@ def _constants(g):
 
 
 def _probe_hits(consts, probe) -> list[str]:
-    import numpy as np
-
     return [
         name
         for name, (v, _) in consts.items()
@@ -153,9 +151,7 @@ def _check_no_derived_constants(decl, tensors, attrs, opset, floats, consts, hit
 
 def _body(decl, tensors, attrs, opset):
     """(FunctionProto pieces) of the reference with float attributes wired to function attributes."""
-    import numpy as np
-
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
     helper = onnx.helper
     # Constant(value_float=...) exists from opset 12; at opset 11 float attributes are baked in too.
     floats = [a for a in decl.attrs if a.type == "float"] if opset >= 12 else []
@@ -224,7 +220,7 @@ def _body(decl, tensors, attrs, opset):
 
 
 def make_function(decl, tensors, attrs, opset):
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
     model, nodes, inputs, outputs, floats = _body(decl, tensors, attrs, opset)
     fn = onnx.helper.make_function(
         decl.namespace,
@@ -241,7 +237,7 @@ def make_function(decl, tensors, attrs, opset):
 
 
 def attach_fallbacks(m, ops, opset: int) -> None:
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
     inferred = onnx.shape_inference.infer_shapes(m)
     imports = {o.domain: o.version for o in m.opset_import}
     for op in ops:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import torch
+
+from ..core.declaration import schema_names
+
 
 def single_op_module(op, attrs: dict | None = None):
     """A torch.nn.Module whose forward takes the op's tensor inputs (by their declared names, so both
     exporters name the graph inputs after them; `self` as `self_`) and calls the op with fixed `attrs`."""
-    import torch
-
-    from ..torch.schema import schema_names
-
     decl = op.decl
     values = {a.name: a.default for a in decl.attrs if a.has_default}
     values.update(attrs or {})
@@ -18,7 +18,7 @@ def single_op_module(op, attrs: dict | None = None):
     spelled = schema_names(decl)
     names = [spelled[i.name] for i in decl.inputs]
     params = ", ".join(f"{n}=None" if i.optional else n for n, i in zip(names, decl.inputs))
-    # The module's own names are `opforge_`-prefixed: no input can be called so (ops.declaration.RESERVED_PREFIX),
+    # The module's own names are `opforge_`-prefixed: no input can be called so (ops.core.declaration.RESERVED_PREFIX),
     # while an input may well be called `self`.
     source = f"def forward(opforge_module, {params}):\n    return _opforge_op({', '.join(names)}, *_opforge_attrs)\n"
     namespace = {"_opforge_op": op.torch_op, "_opforge_attrs": [values[a.name] for a in decl.attrs]}
@@ -33,7 +33,6 @@ def run_session(session, tensors) -> tuple:
     import ctypes
 
     import onnxruntime as ort
-    import torch
 
     present = [t for t in tensors if t is not None]
     feed = {}

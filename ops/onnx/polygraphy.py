@@ -8,23 +8,23 @@ from __future__ import annotations
 import time
 import warnings
 
-from . import _lazy
+import torch
+
+from ..core import lazy
+from . import ort_session
+from .models import single_op_module
 
 
 def compare_with_polygraphy(op, path, plan, batches=(1, 3, 8)) -> tuple[bool, str]:
     import numpy as np
-    import torch
 
-    _lazy.require("polygraphy")
+    lazy.require("polygraphy")
     from polygraphy.backend.base import BaseRunner
     from polygraphy.backend.onnxrt import OnnxrtRunner
     from polygraphy.comparator import Comparator, CompareFunc
     from polygraphy.logger import G_LOGGER
 
     G_LOGGER.module_severity = G_LOGGER.ERROR  # ops.check prints one row, not Polygraphy's per-run log
-
-    from . import ort_session
-    from .models import single_op_module
 
     """`plan`: an ops.check.batching.BatchPlan (the sample the model was exported from, rebatched)."""
     module = single_op_module(op, plan.sample.attrs)

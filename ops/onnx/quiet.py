@@ -2,6 +2,8 @@
 
 import contextlib
 
+import torch
+
 
 @contextlib.contextmanager
 def quiet_dynamo_registration_log():
@@ -23,8 +25,6 @@ def quiet_torchscript_log():
     """The TorchScript exporter's ONNX log is always on (torch checks the truthiness of the function
     `_jit_is_onnx_log_enabled` instead of calling it), so a failed export dumps the whole TorchScript graph
     to stdout before our one-line ExportError. Silence that log for the duration of the export only."""
-    import torch
-
     original = getattr(torch._C, "_jit_onnx_log", None)
     if original is None:
         yield

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import shape_rule as sr
-from ..declaration import OpDecl, ResolvedAttr
-from ..errors import ExportError
-from . import _lazy
+from ..core import lazy
+from ..core import shape_rule as sr
+from ..core.declaration import OpDecl, ResolvedAttr
+from ..core.errors import ExportError
+from ..core.registry import all_ops
 
 # declaration dtype -> (ONNX type string, TensorProto enum)
 ONNX_DTYPES: dict[str, tuple[str, int]] = {
@@ -138,7 +139,7 @@ def output_dims(decl: OpDecl, input_dims: dict[str, list | None], attrs: dict) -
 
 
 def _inference_function(decl: OpDecl):
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
 
     def infer(ctx):
         dims, elem = {}, {}
@@ -174,7 +175,7 @@ def _inference_function(decl: OpDecl):
 
 def make_schema(decl: OpDecl):
     """The OpSchema of `decl` (domain = namespace, op_type = name, since_version = version)."""
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
     defs = onnx.defs
     S = defs.OpSchema
     params = type_params(decl)
@@ -227,7 +228,7 @@ def register_schema(decl: OpDecl) -> None:
             f"{decl.id}: declared with onnx=False (at {decl.source}), so it has no ONNX schema. "
             "Fix: remove onnx=False once the op can be exported, or keep it out of exported models."
         )
-    defs = _lazy.onnx().defs
+    defs = lazy.onnx().defs
     if defs.has(decl.name, decl.version, decl.namespace):
         # registered by an earlier import of another copy of this declaration (e.g. a reloaded module)
         defs.deregister_schema(decl.name, decl.version, decl.namespace)
@@ -238,8 +239,6 @@ def register_schema(decl: OpDecl) -> None:
 
 def register_schemas(ops=None) -> None:
     """Register the OpSchema of every declared op that supports ONNX (or of `ops`)."""
-    from ..registry import all_ops
-
     for op in ops if ops is not None else all_ops():
         if onnx_supported(op.decl):
             register_schema(op.decl)

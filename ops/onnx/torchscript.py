@@ -8,10 +8,12 @@ in torch 2.x; a torch that dropped it gives an ExportError, not an AttributeErro
 
 from __future__ import annotations
 
-from .. import shape_rule as sr
-from ..declaration import OpDecl
-from ..dtypes import torch_dtype
-from ..errors import ExportError
+import torch
+
+from ..core import shape_rule as sr
+from ..core.declaration import OpDecl
+from ..core.dtypes import torch_dtype
+from ..core.errors import ExportError
 from .schema import onnx_attr_value
 
 OPSETS = range(11, 18)
@@ -23,8 +25,6 @@ _REGISTERED: set[str] = set()
 
 def torchscript_api():
     """(register_custom_op_symbolic, parse_args), or ExportError if this torch no longer has them."""
-    import torch.onnx
-
     try:
         from torch.onnx import register_custom_op_symbolic
         from torch.onnx.symbolic_helper import parse_args
@@ -89,7 +89,7 @@ def symbolic(decl: OpDecl):
 
     # torch calls a symbolic with the graph context and the node's inputs by position; the generated signature
     # is the declaration's (inputs, then attributes), so parse_args sees one parameter per argument. Its own
-    # names are `opforge_`-prefixed, which no declared name can be (ops.declaration.RESERVED_PREFIX).
+    # names are `opforge_`-prefixed, which no declared name can be (ops.core.declaration.RESERVED_PREFIX).
     names = [i.name for i in decl.inputs] + [a.name for a in attrs_decl]
     source = (
         f"def {decl.namespace}_{decl.name}(opforge_g, {', '.join(names)}):\n"
@@ -101,8 +101,6 @@ def symbolic(decl: OpDecl):
 
 
 def _none_type():
-    import torch
-
     return torch._C.OptionalType.ofTensor()
 
 

@@ -12,7 +12,7 @@ kernel and CUDA execution-provider variants. It is compiled against ONNX Runtime
 runtime hands to RegisterCustomOps, at the API version of the headers, so one build loads into that
 runtime version and every newer one. Objects and the ninja file live beside the TensorRT plugin build,
 under <build root>/opforge/<package>/ort/; the CUDA kernel objects are the plugin library's
-(ops/cuda_kernels.py: compiled once for both).
+(ops/native/cuda_kernels.py: compiled once for both).
 """
 
 from __future__ import annotations
@@ -27,10 +27,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import cli, cuda_kernels, ninja, paths, prototypes
-from ..declaration import OpDecl
-from ..errors import BackendUnavailable, BuildError, OpforgeError
-from ..registry import ops_in
+from .. import cli
+from ..core import paths
+from ..core.declaration import OpDecl
+from ..core.discovery import import_package
+from ..core.errors import BackendUnavailable, BuildError, OpforgeError
+from ..core.packages import package as op_package
+from ..core.registry import ops_in
+from ..native import cuda_kernels, ninja, prototypes
 from . import codegen, headers
 
 DEFAULT_PACKAGE = "ops.library"
@@ -47,8 +51,6 @@ class OrtLibrary:
 
 
 def _package(name: str):
-    from ..discovery import import_package
-
     return import_package(name)
 
 
@@ -59,8 +61,6 @@ def library_decls(package: str = DEFAULT_PACKAGE) -> list[OpDecl]:
 
 def library_path(package: str = DEFAULT_PACKAGE) -> Path:
     """Where the op package's library is (it may not be built yet: see build())."""
-    from ..packages import package as op_package
-
     pkg = op_package(package)
     return pkg.build_dir / "ort" / "lib" / f"lib{pkg.ort_library}.so"
 
@@ -84,10 +84,8 @@ def build(
 ) -> OrtLibrary:
     """Build the op package's library (opforge's own: libopforge_ort_ops.so); incremental through ninja.
     `decls`/`build_dir` build a library for other declarations (tests); `cuda` forces the CUDA variants
-    on or off (default: when nvcc is found). `compilers` (ops/compilers.py) and `cuda_dir` (the kernel
+    on or off (default: when nvcc is found). `compilers` (ops/native/compilers.py) and `cuda_dir` (the kernel
     objects, shared with the plugin library) build for another machine."""
-    from ..packages import package as op_package
-
     include = headers.require()
     if shutil.which("ninja") is None:
         raise BackendUnavailable("ninja is needed to build the ONNX Runtime op library. Fix: pip install ninja")

@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 from .. import cli
-from ..errors import BackendUnavailable
+from ..core.errors import BackendUnavailable
+from ..core.paths import build_root
 
 PACKAGE = "libonnxruntime-dev"
 SUITE = "trixie"  # Debian 13: libonnxruntime-dev 1.21.0
@@ -41,8 +42,6 @@ HINT = (
 
 def cache_dir() -> Path:
     """OPFORGE_ORT_HEADERS_CACHE, else ort-headers under opforge's build root (build/ of a checkout)."""
-    from ..paths import build_root
-
     return Path(os.environ.get("OPFORGE_ORT_HEADERS_CACHE") or build_root() / "ort-headers")
 
 
@@ -66,7 +65,7 @@ def find() -> Path | None:
     return next((c for c in candidates if _has_headers(c)), None)
 
 
-def _apt_options(root: Path) -> list[str]:
+def apt_options(root: Path) -> list[str]:
     """apt-get options that confine apt to `root`: nothing of the system's apt configuration is used."""
     # apt drops to the _apt user to download, and that user cannot write into a directory we own.
     user = "root" if os.geteuid() == 0 else os.environ.get("USER", "")
@@ -105,7 +104,7 @@ def fetch(dest: Path | None = None) -> Path:
     (apt / "state" / "status").touch()
     signed = f"signed-by={KEYRING}" if Path(KEYRING).is_file() else "trusted=yes"
     (apt / "sources.list").write_text(f"deb [{signed}] {MIRROR} {SUITE} main\n")
-    options = _apt_options(apt)
+    options = apt_options(apt)
     with tempfile.TemporaryDirectory(prefix="opforge-ort-headers-", dir=dest) as tmp:
         for cmd in (["apt-get", *options, "update"], ["apt-get", *options, "download", PACKAGE]):
             done = _run(cmd, cwd=Path(tmp))

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from ..core import lazy
+from ..onnx import export_onnx
 from .planner import DEFAULT_BUDGET, DEFAULT_MARGIN, DEFAULT_TARGET, analyze, plan_mixed
 
 __all__ = ["DEFAULT_BUDGET", "DEFAULT_MARGIN", "DEFAULT_TARGET", "analyze", "export_mixed", "plan_mixed"]
@@ -38,8 +40,6 @@ def export_mixed(
     """Export float32, analyse, and write the mixed-precision graph. Returns (ModelProto, PrecisionReport)."""
     import json
 
-    from ..onnx import export_onnx
-
     m32 = export_onnx(model, args, opset=opset, dynamic=dynamic, fallback=fallback)
     analysis = analyze(
         model, args, calibration=calibration, dtype=dtype, budget=budget, opset=opset, modules=False, onnx_model=m32
@@ -54,7 +54,7 @@ def export_mixed(
     if path is not None:
         from pathlib import Path
 
-        import onnx
+        onnx = lazy.onnx()
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         onnx.save(mixed, str(path))

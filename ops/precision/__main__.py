@@ -13,8 +13,14 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from .. import cli
-from ..errors import OpforgeError
+from ..core import lazy
+from ..core.errors import OpforgeError
+from .formats import half_format
+from .planner import DEFAULT_BUDGET, DEFAULT_MARGIN, DEFAULT_TARGET, analyze, plan_mixed
+from .report import plot
 
 
 def load_target(spec: str):
@@ -44,8 +50,6 @@ def load_target(spec: str):
 def load_data(path: str | None) -> list:
     if path is None:
         return []
-    import torch
-
     if not Path(path).is_file():
         raise OpforgeError(f"--data {path}: no such file. Fix: torch.save([(x1,), (x2,), ...], '{path}') first.")
     data = torch.load(path, weights_only=True)
@@ -58,8 +62,6 @@ def load_data(path: str | None) -> list:
 
 
 def main(argv=None) -> int:
-    from .planner import DEFAULT_BUDGET, DEFAULT_MARGIN, DEFAULT_TARGET
-
     parser = cli.parser(
         "python -m ops.precision",
         __doc__.split("\n\n")[0],
@@ -96,12 +98,6 @@ def main(argv=None) -> int:
 
 
 def run(args) -> cli.Report:
-    import ops  # noqa: F401  (registers the built-in ops)
-
-    from .formats import half_format
-    from .planner import analyze, plan_mixed
-    from .report import plot
-
     cli.load_packages(args)
     half_format(args.dtype)
     model, example, own = load_target(args.target)
@@ -115,8 +111,7 @@ def run(args) -> cli.Report:
     )
     mixed = plan_mixed(analysis, target=args.target_error, margin=args.margin)
     if args.export_mixed:
-        import onnx
-
+        onnx = lazy.onnx()
         Path(args.export_mixed).parent.mkdir(parents=True, exist_ok=True)
         onnx.save(mixed, args.export_mixed)
     report = analysis.report.to_json()

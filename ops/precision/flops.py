@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from .torch_eval import custom_op
+
 LAYOUT_OPS = {
     "Reshape",
     "Transpose",
@@ -50,8 +52,6 @@ def node_flops(node, env: dict) -> float:
     if node.op_type in ("Conv", "ConvTranspose") and len(ins) > 1 and ins[1] is not None and out is not None:
         return 2.0 * _numel(out) * math.prod(ins[1].shape[1:])
     if node.domain not in ("", "ai.onnx") and out is not None:
-        from .torch_eval import custom_op
-
         op = custom_op(node)
         names = [i.name for i in op.decl.inputs] if op is not None else []
         weight = next((t for n, t in zip(names, ins) if n == "weight" and t is not None and t.dim() == 4), None)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import OpforgeError
+import torch
+
+from ..core.errors import OpforgeError
 
 
 @dataclass(frozen=True)
@@ -15,8 +17,6 @@ class HalfFormat:
     onnx_type: int  # TensorProto element type
 
     def torch_dtype(self):
-        import torch
-
         return getattr(torch, self.name)
 
 
@@ -36,8 +36,6 @@ def half_format(name: str) -> HalfFormat:
 
 def rel_l2(got, want) -> float:
     """||got - want|| / ||want|| in float64; inf when got has a non-finite value that want has not."""
-    import torch
-
     g, w = got.detach().double().cpu(), want.detach().double().cpu()
     if g.shape != w.shape:
         return float("inf")

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+
+from ..core import lazy
+from ..onnx.export import opforge_ops_in
+from ..onnx.schema import onnx_supported, register_schemas
+from .flops import LAYOUT_OPS
 from .formats import HalfFormat
 from .node_types import FLOAT, elem_types, half_slots
 
 
 def is_layout(node) -> bool:
     """Data movement only (no arithmetic): exact in any precision."""
-    from .flops import LAYOUT_OPS
-
     return (
         node.domain in ("", "ai.onnx")
         and node.op_type in LAYOUT_OPS
@@ -31,8 +35,7 @@ def _suffix(elem: int) -> str:
 
 
 def _convert_tensor(proto, elem: int, name: str):
-    import numpy as np
-    from onnx import numpy_helper
+    numpy_helper = lazy.onnx().numpy_helper
 
     array = numpy_helper.to_array(proto)
     if elem == 16:
@@ -46,7 +49,7 @@ def _convert_tensor(proto, elem: int, name: str):
 
 def convert_to_mixed(model, keep_float32: set, fmt: HalfFormat):
     """A copy of `model` in which every node that can run in half, and is not named in keep_float32, does."""
-    import onnx
+    onnx = lazy.onnx()
 
     m = copy.deepcopy(model)
     g = m.graph
@@ -111,10 +114,7 @@ def convert_to_mixed(model, keep_float32: set, fmt: HalfFormat):
     del g.initializer[:]
     g.initializer.extend(keep_inits)
     del g.value_info[:]
-    from ..onnx.export import _opforge_ops
-    from ..onnx.schema import onnx_supported, register_schemas
-
-    register_schemas([op for op in _opforge_ops() if onnx_supported(op.decl)])
+    register_schemas([op for op in opforge_ops_in() if onnx_supported(op.decl)])
     return onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True, data_prop=True)
 
 

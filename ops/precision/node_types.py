@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core import lazy
+
 FLOAT, FLOAT16, BFLOAT16 = 1, 10, 16
 HALF_TYPES = {"float16": FLOAT16, "bfloat16": BFLOAT16}
 _TYPE_STR = {FLOAT16: "tensor(float16)", BFLOAT16: "tensor(bfloat16)"}
@@ -34,8 +36,8 @@ def opset_of(model, domain: str = "") -> int:
     return 1
 
 
-def _schema(node, model):
-    import onnx
+def node_schema(node, model):
+    onnx = lazy.onnx()
 
     domain = "" if node.domain in ("", "ai.onnx") else node.domain
     try:
@@ -44,7 +46,7 @@ def _schema(node, model):
         return None
 
 
-def _formal(params, index):
+def formal_param(params, index):
     if index < len(params):
         return params[index]
     last = params[-1] if params else None
@@ -53,7 +55,7 @@ def _formal(params, index):
 
 
 def onnx_option():
-    import onnx
+    onnx = lazy.onnx()
 
     return onnx.defs.OpSchema.FormalParameterOption
 
@@ -70,7 +72,7 @@ def half_slots(node, model, elem_type: dict, half: int = FLOAT16) -> HalfSlots |
         return HalfSlots(tuple(floats_in), tuple(floats_out))
     if not floats_in and not floats_out:
         return None
-    schema = _schema(node, model)
+    schema = node_schema(node, model)
     if schema is None:
         return None
     constraints = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
@@ -79,7 +81,7 @@ def half_slots(node, model, elem_type: dict, half: int = FLOAT16) -> HalfSlots |
     ins, outs = [], []
     for positions, params, chosen in ((floats_in, schema.inputs, ins), (floats_out, schema.outputs, outs)):
         for i in positions:
-            formal = _formal(params, i)
+            formal = formal_param(params, i)
             if formal is None:
                 return None
             param = formal.type_str
@@ -92,7 +94,7 @@ def half_slots(node, model, elem_type: dict, half: int = FLOAT16) -> HalfSlots |
     # every slot bound to a converted type parameter converts, or the node would mix types
     for positions, params, chosen in ((floats_in, schema.inputs, ins), (floats_out, schema.outputs, outs)):
         for i in positions:
-            formal = _formal(params, i)
+            formal = formal_param(params, i)
             if formal.type_str in bound and i not in chosen:
                 chosen.append(i)
     if not ins and not outs:

@@ -12,8 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import torch
+
+from ..onnx import ort_session
+from ..onnx.models import run_session
+from .flops import node_flops
 from .formats import HalfFormat, rel_l2, risk_flags
 from .node_types import FLOAT, elem_types, half_slots
+from .torch_eval import TorchGraphRunner, run_node, tensor_from_proto
 
 
 @dataclass
@@ -62,11 +68,7 @@ def float32_values(model, samples, reference: str = "ort") -> list[dict]:
     """For each sample (a tuple of torch tensors): {value name: torch tensor} of every intermediate and output
     of the float32 graph, run in ONNX Runtime (reference="torch": ops.precision's torch runner, float32 on the
     CPU, for machines without the native ORT op library)."""
-    import torch
-
     if reference == "torch":
-        from .torch_eval import TorchGraphRunner
-
         runner = TorchGraphRunner(model)
         runs = []
         for sample in samples:
@@ -74,9 +76,6 @@ def float32_values(model, samples, reference: str = "ort") -> list[dict]:
             feeds = {i.name: t.cpu() for i, t in zip(model.graph.input, present)}
             runs.append({**{k: v.cpu() for k, v in runner.run(feeds, keep_all=True).items()}, **feeds})
         return runs
-
-    from ..onnx import ort_session
-    from ..onnx.models import run_session
 
     exposed = _expose_all(model)
     session = ort_session(exposed)
@@ -93,8 +92,6 @@ def float32_values(model, samples, reference: str = "ort") -> list[dict]:
 
 def _stats(t, fmt: HalfFormat):
     """(max |x| over finite values, fraction of nonzero values that flush to zero in half)."""
-    import torch
-
     if not t.is_floating_point() or t.numel() == 0:
         return 0.0, 0.0
     a = t.detach().float().abs()
@@ -109,8 +106,6 @@ def _stats(t, fmt: HalfFormat):
 
 def run_node_in_half(node, model, values: dict, slots, fmt: HalfFormat, device="cpu"):
     """The node's outputs when it runs alone in half on its float32 inputs rounded to half."""
-    from .torch_eval import run_node
-
     weights = {}
     ins = []
     for i, name in enumerate(node.input):
@@ -136,17 +131,13 @@ def run_node_in_half(node, model, values: dict, slots, fmt: HalfFormat, device="
 
 
 def _initializer(model, name):
-    from .torch_eval import tensor_from_proto
-
     for t in model.graph.initializer:
         if t.name == name:
             return tensor_from_proto(t)
     raise KeyError(name)
 
 
-def _constant_values(model) -> dict:
-    from .torch_eval import tensor_from_proto
-
+def constant_values(model) -> dict:
     out = {t.name: tensor_from_proto(t) for t in model.graph.initializer}
     return out
 
@@ -155,10 +146,8 @@ def analyze_nodes(
     model, runs: list[dict], fmt: HalfFormat, budget: float, underflow_limit: float, device: str = "cpu"
 ) -> list[NodeFinding]:
     """One NodeFinding per node of the main graph, aggregated over the calibration runs (worst case)."""
-    from .flops import node_flops
-
     types = elem_types(model)
-    weights = _constant_values(model)
+    weights = constant_values(model)
     findings = []
     for node in model.graph.node:
         f = NodeFinding(

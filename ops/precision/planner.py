@@ -12,8 +12,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import OpforgeError
+import torch
+
+from ..core.errors import OpforgeError
+from ..onnx import export_onnx
 from .formats import half_format, rel_l2
+from .mixed import convert_to_mixed, is_layout
+from .node_types import FLOAT, elem_types, half_slots, opset_of
+from .onnx_nodes import analyze_nodes, constant_values, float32_values, run_node_in_half
+from .report import PrecisionReport
+from .torch_eval import TorchGraphRunner, run_node
+from .torch_modules import analyze_modules
+from .validate import check_strongly_typed
 
 DEFAULT_BUDGET = 1e-3  # per-node rel_l2 of running that node alone in half
 DEFAULT_TARGET = 1e-3  # end-to-end rel_l2 of the mixed graph against float32
@@ -30,8 +40,6 @@ class Analysis:
 
 
 def _samples(args, calibration) -> list:
-    import torch
-
     def as_tuple(a):
         return tuple(a) if isinstance(a, (list, tuple)) else (a,)
 
@@ -62,13 +70,6 @@ def analyze(
 ) -> Analysis:
     """Record, per exported ONNX node and per torch module, the float32 activation range and the error of
     running that part alone in half; flag overflow, underflow and budget breaches."""
-    import torch
-
-    from ..onnx import export_onnx
-    from .onnx_nodes import analyze_nodes, float32_values
-    from .report import PrecisionReport
-    from .torch_modules import analyze_modules
-
     fmt = half_format(dtype)
     if not budget > 0:
         raise OpforgeError(f"the error budget must be a positive rel_l2, got {budget!r}. Fix: e.g. --budget 1e-3")
@@ -83,16 +84,12 @@ def analyze(
         if modules and isinstance(model, torch.nn.Module)
         else []
     )
-    from .node_types import opset_of
-
     report = PrecisionReport(fmt.name, fmt.max, budget, underflow, nodes, mods, opset_of(m))
     return Analysis(report, m, samples, runs)
 
 
 def _mixed_run(mixed, analysis, device):
     """(worst end-to-end rel_l2 over the samples, every value of the mixed run per sample)."""
-    from .torch_eval import TorchGraphRunner
-
     runner = TorchGraphRunner(mixed, device)
     worst, values = 0.0, []
     for sample, ref in zip(analysis.samples, analysis.runs):
@@ -106,9 +103,7 @@ def _mixed_run(mixed, analysis, device):
 
 def _float32_env(model, analysis, k: int) -> dict:
     """Every float32 value of sample k (weights, graph inputs, the ORT run's intermediates)."""
-    from .onnx_nodes import _constant_values
-
-    env = dict(_constant_values(model))
+    env = dict(constant_values(model))
     feeds = [t for t in analysis.samples[k] if t is not None]
     env.update({i.name: t for i, t in zip(model.graph.input, feeds)})
     env.update(analysis.runs[k])
@@ -119,12 +114,6 @@ def _sensitivities(model, analysis, candidates, fmt, device="cpu") -> dict:
     """{node: worst end-to-end rel_l2 over the calibration samples when that node alone runs in half (its
     float32 inputs rounded to half, its outputs rounded to half) and everything else in float32}. Only the
     node's downstream cone is recomputed, in float32, with torch kernels."""
-    import torch
-
-    from .node_types import elem_types, half_slots
-    from .onnx_nodes import run_node_in_half
-    from .torch_eval import run_node
-
     types = elem_types(model)
     nodes = list(model.graph.node)
     index = {n.name: i for i, n in enumerate(nodes)}
@@ -163,8 +152,6 @@ def _large_producers(model, report, fmt) -> dict:
     Softmax or Exp after it tolerates (attention logits of 1e7 built from q, k rounded to half shift by 1e4
     and flip near-ties): this is structural, a handful of calibration inputs with no near-tie would not
     show it in a measured sensitivity."""
-    from .mixed import is_layout
-
     by_name = {f.node: f for f in report.nodes}
     producer = {o: n for n in model.graph.node for o in n.output if o}
     limit = fmt.max / 64
@@ -194,8 +181,6 @@ def _large_producers(model, report, fmt) -> dict:
 
 def _candidates(model, analysis, keep, fmt) -> list:
     """Nodes that compute in half in the graph where only `keep` stays float32 (layout nodes excluded)."""
-    from .mixed import convert_to_mixed, is_layout
-
     half = _half_nodes(convert_to_mixed(model, set(keep), fmt), fmt)
     return [
         n.name
@@ -225,9 +210,6 @@ def plan_mixed(
     4. Pruning: each matmul-class node (>= 1% of the FLOPs) that moved in 2-3 goes back to half when the
        calibration error stays within the calibration target without it.
     The margin makes the plan hold on inputs it was not made on."""
-    from .mixed import convert_to_mixed
-    from .validate import check_strongly_typed
-
     report = analysis.report
     fmt = half_format(report.dtype)
     if not 0 < margin <= 1:
@@ -310,8 +292,6 @@ def plan_mixed(
 
 def _half_nodes(mixed, fmt) -> set:
     """Names of nodes of the mixed graph that compute in half (a half float output, Casts excluded)."""
-    from .node_types import elem_types
-
     types = elem_types(mixed)
     return {
         n.name
@@ -322,8 +302,6 @@ def _half_nodes(mixed, fmt) -> set:
 
 def _float32_nodes(mixed) -> set:
     """Names of nodes of the mixed graph that compute in float32 (a float32 output, Casts excluded)."""
-    from .node_types import FLOAT, elem_types
-
     types = elem_types(mixed)
     return {
         n.name

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from ..core.errors import BackendUnavailable
+
 # "no-half": running the part in half failed (no half kernel): certain to break a half deployment, as
 # overflow and non-finite outputs are, but it says nothing about the values, so it ranks below them.
 FLAG_WEIGHT = {"overflow": 5, "non-finite": 4, "no-half": 3, "budget": 2, "underflow": 1}
@@ -118,8 +120,6 @@ def plot(report: PrecisionReport, path) -> None:
     try:
         import matplotlib
     except ImportError as e:
-        from ..errors import BackendUnavailable
-
         raise BackendUnavailable(f"--plot needs matplotlib ({e}). Install it: pip install matplotlib") from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import math
 
-from ..errors import OpforgeError
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core import lazy
+from ..core.errors import OpforgeError
+from ..core.registry import all_ops
 
 # ONNX TensorProto element type -> torch dtype name
 ONNX_TO_TORCH = {
@@ -30,8 +36,6 @@ ONNX_TO_TORCH = {
 
 
 def torch_dtype_of(elem_type: int):
-    import torch
-
     if elem_type not in ONNX_TO_TORCH:
         raise OpforgeError(
             f"ONNX element type {elem_type} has no torch dtype here. Fix: keep such tensors out of "
@@ -41,7 +45,7 @@ def torch_dtype_of(elem_type: int):
 
 
 def attributes(node) -> dict:
-    import onnx
+    onnx = lazy.onnx()
 
     out = {}
     for a in node.attribute:
@@ -55,9 +59,7 @@ def attributes(node) -> dict:
 
 
 def tensor_from_proto(proto, device="cpu"):
-    import numpy as np
-    import torch
-    from onnx import numpy_helper
+    numpy_helper = lazy.onnx().numpy_helper
 
     array = numpy_helper.to_array(proto)
     if proto.data_type == 16:  # bfloat16: numpy has none; ml_dtypes arrays go through their bits
@@ -91,8 +93,6 @@ def _reduce(fn):
 
 
 def _conv(a, x, w, b=None):
-    import torch.nn.functional as F
-
     nd = x.dim() - 2
     if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         raise OpforgeError(
@@ -114,8 +114,6 @@ def _conv(a, x, w, b=None):
 
 def _pool(kind):
     def run(a, x):
-        import torch.nn.functional as F
-
         nd = x.dim() - 2
         kernel = a["kernel_shape"]
         pads = a.get("pads", [0] * 2 * nd)
@@ -145,8 +143,6 @@ def _pool(kind):
 
 
 def _gemm(a, x, w, c=None):
-    import torch
-
     x = x.t() if a.get("transA", 0) else x
     w = w.t() if a.get("transB", 0) else w
     y = torch.matmul(x, w) * a.get("alpha", 1.0) if a.get("alpha", 1.0) != 1.0 else torch.matmul(x, w)
@@ -171,8 +167,6 @@ def _slice(a, x, starts, ends, axes=None, steps=None):
 
 
 def _split(a, x, split=None):
-    import torch
-
     axis = a.get("axis", 0)
     sizes = _ints(split) if split is not None else a.get("split")
     if sizes is None:
@@ -189,16 +183,11 @@ def _reshape(a, x, shape):
 
 
 def _layer_norm(a, x, scale, bias=None):
-    import torch.nn.functional as F
-
     axis = a.get("axis", -1) % x.dim()
     return F.layer_norm(x, x.shape[axis:], scale, bias, a.get("epsilon", 1e-5))
 
 
 def _handlers() -> dict:
-    import torch
-    import torch.nn.functional as F
-
     def unary(f):
         return lambda a, x: f(x)
 
@@ -380,8 +369,6 @@ def handlers() -> dict:
 
 def custom_op(node):
     """The registered opforge op behind a custom-domain node, or None."""
-    from ..registry import all_ops
-
     for op in all_ops():
         if op.decl.namespace == node.domain and op.decl.name == node.op_type:
             return op
@@ -424,8 +411,6 @@ class TorchGraphRunner:
 
     def run(self, feeds: dict, keep_all: bool = False) -> dict:
         """{graph output name: tensor}, or every value when keep_all (graph inputs and weights excluded)."""
-        import torch
-
         env = dict(self.weights)
         env.update({k: v.to(self.device) for k, v in feeds.items()})
         produced = {}

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+import torch
+
 from .formats import HalfFormat, rel_l2, risk_flags
 
 
@@ -28,8 +30,6 @@ def _first_line(e: Exception) -> str:
 
 
 def _tensors(x):
-    import torch
-
     if isinstance(x, torch.Tensor):
         return [x]
     if isinstance(x, (list, tuple)):
@@ -40,8 +40,6 @@ def _tensors(x):
 
 
 def _cast(x, dtype):
-    import torch
-
     if isinstance(x, torch.Tensor):
         return x.to(dtype) if x.is_floating_point() else x
     if isinstance(x, (list, tuple)):
@@ -53,8 +51,6 @@ def _cast(x, dtype):
 
 def record_calls(model, samples) -> dict:
     """{module path: [(args, kwargs, output)]} of every float32 call, detached copies."""
-    import torch
-
     calls: dict = {}
     handles = []
 
@@ -84,8 +80,6 @@ def record_calls(model, samples) -> dict:
 
 
 def _stats(tensors, fmt):
-    import torch
-
     top, flushed = 0.0, 0.0
     for t in tensors:
         if not t.is_floating_point() or t.numel() == 0:
@@ -102,8 +96,6 @@ def _stats(tensors, fmt):
 def analyze_modules(
     model, samples, fmt: HalfFormat, budget: float, underflow_limit: float, device: str = "cpu"
 ) -> list[ModuleFinding]:
-    import torch
-
     calls = record_calls(model, samples)
     modules = dict(model.named_modules())
     findings = []

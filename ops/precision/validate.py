@@ -4,8 +4,9 @@ implicit mixing of float16 and float32 inside a node; the only dtype changes are
 
 from __future__ import annotations
 
-from ..errors import OpforgeError
-from .node_types import _formal, _schema, elem_types
+from ..core import lazy
+from ..core.errors import OpforgeError
+from .node_types import elem_types, formal_param, node_schema
 
 
 def type_problems(model) -> list[str]:
@@ -16,18 +17,18 @@ def type_problems(model) -> list[str]:
         for name in list(node.input) + list(node.output):
             if name and name not in types:
                 problems.append(f"{node.name}: tensor {name!r} has no explicit element type")
-        schema = _schema(node, model)
+        schema = node_schema(node, model)
         if schema is None:
             continue
         allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
         bound: dict = {}
         for names, params in ((node.input, schema.inputs), (node.output, schema.outputs)):
             for i, name in enumerate(names):
-                formal = _formal(params, i) if params else None
+                formal = formal_param(params, i) if params else None
                 if not name or formal is None or name not in types:
                     continue
                 bound.setdefault(formal.type_str, set()).add(types[name])
-        import onnx
+        onnx = lazy.onnx()
 
         for param, elems in bound.items():
             strs = {

@@ -10,6 +10,12 @@ opset (ops.scan.trials), its ONNX ops are looked up in onnx-tensorrt's recorded 
 
 from __future__ import annotations
 
+from .columns import DEFAULT_OPSETS, plan_columns
+from .report import build_report
+from .tensorrt import table_for
+from .trace import trace_model
+from .trials import scan_column
+
 
 def scan(
     model,
@@ -22,12 +28,6 @@ def scan(
     target: str | None = None,
     package: str | None = None,
 ) -> dict:
-    from .columns import DEFAULT_OPSETS, plan_columns
-    from .report import build_report
-    from .tensorrt import table_for
-    from .trace import trace_model
-    from .trials import scan_column
-
     columns = plan_columns(opsets or DEFAULT_OPSETS, exporter)
     table = table_for(trt_version)
     args = tuple(args) if isinstance(args, (list, tuple)) else (args,)

@@ -38,7 +38,11 @@ import sys
 from pathlib import Path
 
 from .. import cli
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
+from . import scan
+from .columns import DEFAULT_OPSETS, plan_columns
+from .report import render, suggested_namespace
+from .tensorrt import table_for
 
 
 def _opsets(values) -> list[int]:
@@ -150,11 +154,6 @@ def main(argv=None) -> int:
 
 
 def run(args) -> cli.Report:
-    from . import scan
-    from .columns import DEFAULT_OPSETS, plan_columns
-    from .report import render, suggested_namespace
-    from .tensorrt import table_for
-
     opsets = _opsets(args.opset) or list(DEFAULT_OPSETS)
     plan_columns(opsets, args.exporter)  # usage errors before the (slow) trace
     table_for(args.trt_version)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
 
 EXPORTERS = ("torchscript", "dynamo")
 OPSETS = range(11, 24)  # what ops.export_onnx accepts

@@ -8,22 +8,21 @@ no table maps operators to ops, so a newly declared op is found without editing 
 
 from __future__ import annotations
 
+import torch
+
+from ..core.registry import all_ops
+from .trace import TensorSpec, trace_model
+
 _CALLS: dict[str, set] = {}  # op id -> {(operator name, input ranks)} its reference calls; per process
 
 
 def _ranks(call) -> tuple:
-    from .trace import TensorSpec
-
     return tuple(len(a.shape) for a in call.args if isinstance(a, TensorSpec))
 
 
 def _reference_calls(op) -> set:
     if op.id in _CALLS:
         return _CALLS[op.id]
-    import torch
-
-    from .trace import trace_model
-
     calls: set = set()
     try:
         sample = next(
@@ -46,8 +45,6 @@ def _reference_calls(op) -> set:
 def standing_in(operator) -> list:
     """The registered opforge ops with an ONNX export whose reference calls `operator` (a trace Operator) with
     inputs of the ranks of one of its recorded calls."""
-    from ..registry import all_ops
-
     wanted = {(operator.name, _ranks(c)) for c in operator.calls}
     found = []
     for op in all_ops():

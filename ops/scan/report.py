@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..core.packages import package
+from ..core.registry import all_ops
 from ..new.plan import SCHEMA_TYPES, declared_names
 from . import tensorrt as trt
 from .library import standing_in
+from .trace import TensorSpec
 
 
 def suggested_namespace(module: str | None) -> str:
@@ -47,8 +50,6 @@ def _recorded_call_flags(op) -> str:
     """--shapes and --attr flags for ops.new from the operator's first recorded call, so that ops.new runs the
     operator on inputs it accepts (guessed shapes rarely fit an operator with coupled inputs) with the attribute
     values the model uses."""
-    from .trace import TensorSpec
-
     schema = getattr(op.overload, "_schema", None)
     if schema is None or not op.calls:
         return ""
@@ -90,9 +91,6 @@ def fix_command(op, namespace: str, target: str | None = None, package: str | No
 
 
 def _plugin_domains() -> dict:
-    from ..packages import package
-    from ..registry import all_ops
-
     out = {}
     for op in all_ops():
         lib = f"lib{package(op.decl.package).plugin_library}.so" if op.decl.package else "its plugin library"
@@ -101,8 +99,6 @@ def _plugin_domains() -> dict:
 
 
 def build_report(target: str | None, trace, results, table, namespace: str, package: str | None = None) -> dict:
-    from ..registry import all_ops
-
     declared = {op.torch_op: op for op in all_ops()}
     plugins = _plugin_domains()
     columns = [r.column for r in results]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
 
 TABLE_FILE = Path(__file__).resolve().parent / "trt_onnx_support.json"
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import OpforgeError
+import torch
+import torch.fx
+
+from ..core.errors import OpforgeError
 
 # Graph nodes that are bookkeeping of torch.export, not operators of the model: runtime shape assertions and
 # symbolic-size queries. Neither exporter emits a node for them.
@@ -110,8 +113,6 @@ def _module_path(node) -> str:
 def _concrete(value) -> int:
     """An int for a (possibly symbolic) size. A data-dependent size (e.g. the count a NMS returns) has no
     value at trace time: take a small one inside its known range, which is enough to build a trial input."""
-    import torch
-
     if isinstance(value, int):
         return value
     if isinstance(value, torch.SymInt):
@@ -131,9 +132,6 @@ def _concrete(value) -> int:
 
 def _spec(value):
     """Replace fx nodes in an argument by what they stand for: TensorSpec for tensors, ints for sizes."""
-    import torch
-    import torch.fx
-
     if isinstance(value, torch.fx.Node):
         value = value.meta.get("val")
         if value is None:
@@ -151,8 +149,6 @@ def _spec(value):
 
 def trace_model(model, args) -> Trace:
     """torch.export the model once (non-strict, static shapes) and group its calls by operator overload."""
-    import torch
-
     if isinstance(model, torch.nn.Module):
         model = model.eval()
     try:

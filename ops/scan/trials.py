@@ -19,6 +19,15 @@ import io
 import warnings
 from dataclasses import dataclass, field
 
+import torch
+from torch.utils import _pytree as pytree
+
+from ..core import lazy
+from ..core.errors import OpforgeError
+from ..core.registry import all_ops
+from ..onnx.export import default_opset, export_dynamo, export_torchscript
+from ..onnx.quiet import quiet_dynamo_registration_log
+from ..onnx.schema import onnx_supported, register_schemas
 from .columns import Column
 from .trace import Operator, TensorSpec, Trace
 
@@ -48,8 +57,6 @@ _CACHE: dict[tuple, Outcome] = {}
 def make_input(spec: TensorSpec):
     """A tensor like the recorded one. Integer tensors are zeros (a valid index into anything non-empty),
     booleans are True, floating ones random."""
-    import torch
-
     dtype = getattr(torch, spec.dtype)
     if dtype.is_floating_point or dtype.is_complex:
         return torch.randn(spec.shape, dtype=dtype)
@@ -60,9 +67,6 @@ def make_input(spec: TensorSpec):
 
 def _one_call_module(overload, call):
     """(module, input tensors) making `call`: tensors become the forward's inputs, the rest is baked in."""
-    import torch
-    from torch.utils import _pytree as pytree
-
     flat, tree = pytree.tree_flatten((call.args, call.kwargs))
     slots = [i for i, v in enumerate(flat) if isinstance(v, TensorSpec)]
     inputs = tuple(make_input(flat[i]) for i in slots)
@@ -82,8 +86,6 @@ def _one_call_module(overload, call):
 
 def _batch_module(members):
     """One module making every call in `members` [(operator, call)], call k inside submodule `call{k}`."""
-    import torch
-
     parts, inputs, counts = [], [], []
     for op, call in members:
         module, tensors = _one_call_module(op.overload, call)
@@ -117,8 +119,6 @@ class TrialFailed(Exception):
 def short_reason(e: BaseException) -> str:
     """One line saying why an export failed: opforge's own message if it raised one, else the innermost
     exception of the chain that says something (the exporters wrap the real cause two or three times)."""
-    from ..errors import OpforgeError
-
     chain, seen = [], set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -134,19 +134,13 @@ def short_reason(e: BaseException) -> str:
 
 def _opforge_ops_in(trace_ops):
     """The declared ops among the traced operators (what the exporters need registered)."""
-    from ..registry import all_ops
-
     wanted = {op.overload for op in trace_ops}
     return [op for op in all_ops() if op.torch_op in wanted]
 
 
 def export(column: Column, model, args, declared) -> object:
     """Export with the column's exporter at its opset; returns the onnx.ModelProto or raises TrialFailed."""
-    import onnx
-
-    from ..onnx.export import _export_dynamo, _export_torchscript, default_opset
-    from ..onnx.quiet import quiet_dynamo_registration_log
-    from ..onnx.schema import onnx_supported, register_schemas
+    onnx = lazy.onnx()
 
     register_schemas([op for op in declared if onnx_supported(op.decl)])  # onnx.checker knows the custom nodes
     try:
@@ -158,9 +152,9 @@ def export(column: Column, model, args, declared) -> object:
         ):
             warnings.simplefilter("ignore")
             if column.exporter == "torchscript":
-                m = _export_torchscript(model, args, column.opset, {}, declared)
+                m = export_torchscript(model, args, column.opset, {}, declared)
             else:
-                m = _export_dynamo(model, args, column.opset, {}, declared)
+                m = export_dynamo(model, args, column.opset, {}, declared)
     except Exception as e:
         raise TrialFailed(short_reason(e)) from e
     written = default_opset(m)

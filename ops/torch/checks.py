@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from .. import shape_rule as sr
-from ..declaration import OpDecl
-from ..dtypes import dtype_name
+from ..core import shape_rule as sr
+from ..core.declaration import OpDecl
+from ..core.dtypes import dtype_name
 
 
 def _fail(error: type, decl: OpDecl, message: str):

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from .. import shape_rule as sr
-from ..declaration import OpDecl
-from ..dtypes import torch_dtype
-from ..errors import BackwardNotDeclared, ExtensionError
+from ..core import shape_rule as sr
+from ..core.declaration import OpDecl
+from ..core.dtypes import torch_dtype
+from ..core.errors import BackwardNotDeclared, ExtensionError
 from .checks import check_inputs
 from .schema import backward_op_name, backward_schema, schema
 
@@ -104,7 +104,7 @@ class BackwardContext:
     optional input is None). Reading an input or output that `saves=` leaves out says so, with the fix."""
 
     def __init__(self, decl: OpDecl, saved: dict, attrs: dict):
-        self.__dict__["_opforge_decl"] = decl  # no declared name starts with opforge_ (ops.declaration)
+        self.__dict__["_opforge_decl"] = decl  # no declared name starts with opforge_ (ops.core.declaration)
         self.__dict__.update(attrs)
         self.__dict__.update(saved)
 

@@ -17,7 +17,7 @@ ONNX attribute and the TensorRT plugin field.
 
 from __future__ import annotations
 
-from ..declaration import OpDecl, ResolvedAttr
+from ..core.declaration import OpDecl, ResolvedAttr, schema_names  # in the core: ops.Op maps its keywords too
 
 SCHEMA_TYPES = {
     "int": "int",
@@ -38,24 +38,6 @@ def default_text(a: ResolvedAttr) -> str:
     if a.type.startswith("list["):
         return "[" + ", ".join(repr(e) for e in v) + "]"
     return repr(v)
-
-
-# Argument names torch gives a meaning of its own (see the module docstring).
-TORCH_SPECIAL_NAMES = frozenset({"self", "kernel", "cls"})
-
-
-def schema_names(decl: OpDecl) -> dict[str, str]:
-    """Declared input/attribute name -> its name in the torch schema (the same but for TORCH_SPECIAL_NAMES)."""
-    declared = [i.name for i in decl.inputs] + [a.name for a in decl.attrs]
-    taken = set(declared) | {o.name for o in decl.outputs}
-    out = {}
-    for name in declared:
-        spelled = name
-        while spelled in TORCH_SPECIAL_NAMES or (spelled != name and spelled in taken):
-            spelled += "_"
-        taken.add(spelled)
-        out[name] = spelled
-    return out
 
 
 def schema_kwargs(decl: OpDecl, kwargs: dict) -> dict:
@@ -86,5 +68,5 @@ def backward_schema(decl: OpDecl) -> str:
     ways, so None round-trips as None (an undefined tensor in C++), never as a zero tensor."""
     names = schema_names(decl)
     attrs = "".join(f", {SCHEMA_TYPES[a.type]} {names[a.name]}" for a in decl.attrs)
-    # opforge_-prefixed: declared names never start so (ops.declaration.RESERVED_PREFIX)
+    # opforge_-prefixed: declared names never start so (ops.core.declaration.RESERVED_PREFIX)
     return f"{backward_op_name(decl)}(Tensor?[] opforge_saved, Tensor?[] opforge_grads{attrs}) -> Tensor?[]"

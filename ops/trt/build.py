@@ -5,7 +5,7 @@
 
 The in-tree build writes <build root>/opforge/<package>/trt/{gen,obj,lib} and a ninja file (incremental, parallel). Kernels
 are compiled with nvcc for OPFORGE_TRT_CUDA_ARCHS (default "75": sm_75 code + compute_75 PTX, which the
-driver JITs on newer GPUs), once for this library and the ONNX Runtime one (ops/cuda_kernels.py).
+driver JITs on newer GPUs), once for this library and the ONNX Runtime one (ops/native/cuda_kernels.py).
 `variant="asan"` builds the same library without CUDA kernels, with AddressSanitizer, for the fuzzing
 harness (enqueue then fails with a message; every other path is the same code).
 """
@@ -18,11 +18,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import cuda_kernels, ninja, paths, prototypes
-from ..cuda_kernels import cuda_archs, cuda_home
-from ..declaration import OpDecl
-from ..errors import BackendUnavailable, OpforgeError
-from ..registry import ops_in
+from ..core import paths
+from ..core.declaration import OpDecl
+from ..core.discovery import import_package
+from ..core.errors import BackendUnavailable, OpforgeError
+from ..core.packages import package as op_package
+from ..core.registry import ops_in
+from ..native import cuda_kernels, ninja, prototypes
+from ..native.cuda_kernels import cuda_archs, cuda_home
 from . import codegen, headers
 
 ADAPTER_SOURCES = ("opforge_trt_plugin.cpp", "opforge_trt_creator.cpp", "opforge_trt_entry.cpp")
@@ -40,8 +43,6 @@ class PluginBuild:
 
 
 def _package(name: str):
-    from ..discovery import import_package
-
     return import_package(name)
 
 
@@ -72,7 +73,7 @@ def build(
     """Build an op package's plugin library, lib<stem>.so (opforge's own: libopforge_trt_plugins.so).
     variant: 'release' (with CUDA kernels), 'asan' (no kernels, AddressSanitizer) or 'host' (no kernels:
     every interface path but enqueue). `decls`/`build_dir` build a library for other declarations (the
-    codegen tests). `compilers` (ops/compilers.py), `trt_include` and `cuda_dir` (the kernel objects, shared with the ONNX
+    codegen tests). `compilers` (ops/native/compilers.py), `trt_include` and `cuda_dir` (the kernel objects, shared with the ONNX
     Runtime library) build for another machine (ops/cross);
     release builds also archive the objects as lib<stem>.a."""
     if variant not in VARIANT_DIRS:
@@ -93,8 +94,6 @@ def build(
         )
     if shutil.which("ninja") is None:
         raise BackendUnavailable("ninja is needed to build the plugin library. Fix: pip install ninja")
-    from ..packages import package as op_package
-
     pkg = _package(package) if decls is None else op_package(package)
     decls = plugin_decls(package) if decls is None else decls
     if not decls:
@@ -196,8 +195,6 @@ def build(
 
 def library_path(variant: str = "release", package: str = DEFAULT_PACKAGE) -> Path:
     """Where the op package's built library is (it may not exist yet: see build())."""
-    from ..packages import package as op_package
-
     pkg = op_package(package)
     return pkg.build_dir / VARIANT_DIRS[variant] / "lib" / f"lib{pkg.plugin_library}.so"
 

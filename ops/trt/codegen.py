@@ -9,11 +9,11 @@ declaration's shape language: output shapes through `IExprBuilder`, the same rul
 
 from __future__ import annotations
 
-from .. import shape_rule as sr
+from ..core import shape_rule as sr
 from ..core.cpp import c_string, cpp_double, cpp_int, dtype_mask
-from ..declaration import OpDecl
-from ..dtypes import DTYPES
-from ..prototypes import include_path
+from ..core.declaration import OpDecl
+from ..core.dtypes import DTYPES
+from ..native.prototypes import include_path
 
 GENERATOR_VERSION = 4
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import BackendUnavailable, OpforgeError
+from ..core.errors import BackendUnavailable, OpforgeError
+from .build import build, library_path
 
 INSTALL_HINT = (
     "TensorRT's Python package is not installed. Fix: install TensorRT 10.x for your CUDA "
@@ -56,8 +57,6 @@ def build_engine(
     feeds it (fp16 lives in the graph, not in a builder flag). Returns the serialized engine and writes
     it to engine_path when given."""
     trt = import_tensorrt()
-    from .build import build, library_path
-
     profiles = _profiles(shapes)
     lib = Path(plugin_library) if plugin_library else library_path()
     if not lib.exists():

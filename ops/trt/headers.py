@@ -21,7 +21,8 @@ import zipfile
 from pathlib import Path
 
 from .. import cli
-from ..errors import BackendUnavailable
+from ..core.errors import BackendUnavailable
+from ..core.paths import build_root
 
 WHEEL = "kernel-lens==2.0.1"
 WHEEL_PREFIX = "kernel_lens/include/tensorrt/"
@@ -43,8 +44,6 @@ HINT = (
 def cache_dir() -> Path:
     """OPFORGE_TRT_HEADERS_CACHE, else trt-headers under opforge's build root (build/ of a checkout, the
     user cache for an installed opforge)."""
-    from ..paths import build_root
-
     return Path(os.environ.get("OPFORGE_TRT_HEADERS_CACHE") or build_root() / "trt-headers")
 
 

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from .. import cli
-from ..errors import OpforgeError
+from ..core.errors import OpforgeError
+from .build import library_path
 
 
 def parse_shapes(items: list[str]) -> dict[str, tuple[str, str, str]]:
@@ -64,8 +65,6 @@ def main(argv=None) -> int:
 
 
 def run(args) -> cli.Report:
-    from .build import library_path
-
     shapes = parse_shapes(args.shapes)
     lib = Path(args.plugins) if args.plugins else library_path()
     if not lib.exists() and not args.quiet:

@@ -10,7 +10,7 @@ from ops.trt.harness import host as harness
 
 
 def _build(variant):
-    from ops.errors import BackendUnavailable
+    from ops.core.errors import BackendUnavailable
     from ops.trt.build import build
 
     why = harness.have_compiler()

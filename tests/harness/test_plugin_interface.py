@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ops
-from ops.dtypes import dtype_name
+from ops.core.dtypes import dtype_name
 from ops.trt.harness import host as harness
 from ops.trt.harness.cases import (
     attrs_of,

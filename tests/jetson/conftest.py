@@ -45,7 +45,7 @@ def toolchain_status():
 
 
 def _quick_dir() -> Path:
-    from ops.paths import build_root
+    from ops.core.paths import build_root
 
     return build_root() / "jetson" / "quick" / "ops.library"
 

@@ -5,7 +5,7 @@ x86-64, AVX2+FMA, AVX-512 (16 lanes, reciprocal estimate plus a Newton step inst
 float16/bfloat16 converted in registers, masked tails) and AVX-512 with BF16 (bfloat16 rounded by
 vcvtneps2bf16, subnormal lanes by the integer rounding). A machine runs only the widest one it has, so each
 path is run here in a subprocess with OPFORGE_CPU_ISA capping the choice, and that subprocess reports the
-form its kernels took (ops.extension.cpu_isa(): cpu_isa.h's cpu_isa() read from the loaded extension),
+form its kernels took (ops.torch.extension.cpu_isa(): cpu_isa.h's cpu_isa() read from the loaded extension),
 which must be the one asked for; a path the CPU lacks is skipped with its reason. Every path must meet the same bound against erf/tanh evaluated in float64:
 
 - float32: |got - ref| <= 8 (ulp(ref) + ulp(1) |alpha x / 2|). The second term is the cancellation in
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ops import cpu_isa
+from ops.native import cpu_isa
 
 OP_ID = "opforge::scaled_gelu"
 ALPHAS = [1.0, 1.5, -1.25]
@@ -84,7 +84,7 @@ def run_path(isa: str, x: torch.Tensor, tmp_path: Path) -> dict:
     per process)."""
     torch.save(x, tmp_path / "x.pt")
     script = f"""
-import torch, ops, ops.extension
+import torch, ops, ops.torch.extension
 op = ops.get_op({OP_ID!r})
 x = torch.load({str(tmp_path / "x.pt")!r})
 out = {{}}
@@ -95,7 +95,7 @@ for dtype in {list(DTYPES)!r}:
             key = f"{{dtype}} {{approximate}} {{alpha}}"
             out[key] = op(xd, alpha=alpha, approximate=approximate)
             out["lengths " + key] = [op(xd[5:5 + n], alpha=alpha, approximate=approximate) for n in {LENGTHS!r}]
-out["cpu_isa"] = ops.extension.cpu_isa()  # the form the kernels above took in this process
+out["cpu_isa"] = ops.torch.extension.cpu_isa()  # the form the kernels above took in this process
 torch.save(out, {str(tmp_path / "out.pt")!r})
 """
     env = {**os.environ, "OPFORGE_CPU_ISA": isa}
@@ -177,8 +177,8 @@ def test_each_cpu_path_meets_the_float64_bound(isa, x, tmp_path):
 
 def test_an_unknown_isa_name_is_reported_not_silently_ignored(tmp_path):
     script = (
-        f"import torch, ops, ops.extension; print(ops.get_op({OP_ID!r})(torch.ones(3)).tolist()); "
-        "print(ops.extension.cpu_isa())"
+        f"import torch, ops, ops.torch.extension; print(ops.get_op({OP_ID!r})(torch.ones(3)).tolist()); "
+        "print(ops.torch.extension.cpu_isa())"
     )
     env = {**os.environ, "OPFORGE_CPU_ISA": "avx9000"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)

@@ -9,10 +9,10 @@ import torch
 import ops
 from ops.check.batching import batch_plan
 from ops.check.oracle import reference_outputs
+from ops.core.registry import library_ops
 from ops.onnx import export_onnx, ort_session
 from ops.onnx.models import run_session, single_op_module
 from ops.onnx.schema import output_dims
-from ops.registry import library_ops
 
 LIBRARY_OPS = [op for op in library_ops() if op.decl.onnx]  # onnx=False ops are never exported
 
@@ -99,12 +99,12 @@ def test_fallback_runs_in_plain_ort(tmp_path, mixed_model):
 def test_opset_mismatch_fails_loudly(monkeypatch):
     import ops.onnx.export as ex
 
-    real = ex._export_torchscript
+    real = ex.export_torchscript
 
     def wrong_opset(model, args, opset, dynamic, op_list):
         return real(model, args, opset + 1, dynamic, op_list)
 
-    monkeypatch.setattr(ex, "_export_torchscript", wrong_opset)
+    monkeypatch.setattr(ex, "export_torchscript", wrong_opset)
     op = ops.get_op("opforge::scaled_gelu")
     with pytest.raises(ops.ExportError, match="asked for opset 11 but the exporter wrote opset 12"):
         export_onnx(single_op_module(op), (torch.randn(2, 3),), opset=11)

@@ -69,7 +69,7 @@ def test_fallback_runs_in_plain_ort_at_every_opset(op, opset):
 def test_an_op_without_fallback_body_is_refused_by_name(op):
     """onnx_fallback=False (batched_nms: greedy suppression is a data-dependent loop): a fallback export names
     the op and the fix instead of tracing a body that cannot exist."""
-    from ops.errors import ExportError
+    from ops.core.errors import ExportError
 
     sample = _sample(op)
     with pytest.raises(ExportError, match=f"{op.id} declares onnx_fallback=False.*Fix:"):
@@ -111,7 +111,7 @@ def test_a_constant_derived_from_an_attribute_is_refused(unique_id, tmp_path):
         return x / bound + x * (1.0 / bound)  # 1/bound is a constant computed from the attribute
 
     op = _declare_clip(unique_id, scaled)
-    from ops.errors import ExportError
+    from ops.core.errors import ExportError
 
     with pytest.raises(ExportError, match="constants computed from them"):
         export_onnx(

@@ -7,8 +7,8 @@ from onnx import TensorProto, helper
 
 import ops
 from ops.check.batching import batch_plan
+from ops.core.registry import library_ops
 from ops.onnx.schema import ONNX_DTYPES, onnx_supported, output_dims, register_schema, register_schemas
-from ops.registry import library_ops
 
 LIBRARY_OPS = [op for op in library_ops() if onnx_supported(op.decl)]  # onnx=False ops have no schema
 

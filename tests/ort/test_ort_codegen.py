@@ -4,8 +4,8 @@ with their defaults, data-dependent outputs through upper-bound buffers, and wha
 import pytest
 
 from ops import Attr, Input, Output
-from ops.declaration import OpDecl
-from ops.errors import OpforgeError
+from ops.core.errors import OpforgeError
+from ops.core.validate import build_decl
 from ops.ort import codegen
 
 
@@ -32,7 +32,7 @@ def _decl(kernels="dir", **overrides):
         workspace="x.shape[0] * 4",
     )
     fields.update(overrides)
-    decl = OpDecl.build("opforge_codegen_test::everything", ref, **fields)
+    decl = build_decl("opforge_codegen_test::everything", ref, **fields)
     if kernels:
         object.__setattr__(decl, "kernel_dir", __import__("pathlib").Path("/nowhere/everything"))
     return decl
@@ -69,14 +69,14 @@ def test_an_op_without_kernels_is_refused():
 
 
 def test_too_many_dtype_combinations_are_refused():
-    from ops.dtypes import DTYPES
+    from ops.core.dtypes import DTYPES
 
     inputs = [Input(n, dtypes=tuple(DTYPES)) for n in ("a", "b", "c")]  # 9^3 combinations
 
     def ref(a, b, c):
         return a
 
-    decl = OpDecl.build(
+    decl = build_decl(
         "opforge_codegen_test::wide",
         ref,
         inputs=inputs,

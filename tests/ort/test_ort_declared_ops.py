@@ -15,7 +15,7 @@ import torch
 from onnx import TensorProto, helper
 
 from ops import Attr, Input, Output, Sample
-from ops.declaration import OpDecl
+from ops.core.validate import build_decl
 from ops.ort.build import build
 
 NS = "opforge_ort_test"
@@ -178,7 +178,7 @@ def _declare(tmp_path):
         (tmp_path / "csrc" / name).mkdir(parents=True)
         for file, text in files.items():
             (tmp_path / "csrc" / name / file).write_text(textwrap.dedent(text))
-    axpy = OpDecl.build(
+    axpy = build_decl(
         f"{NS}::axpy",
         axpy_reference,
         inputs=[
@@ -200,7 +200,7 @@ def _declare(tmp_path):
         workspace="x.shape[1] * 4",
         samples=_samples,
     )
-    rows = OpDecl.build(
+    rows = build_decl(
         f"{NS}::positive_rows",
         rows_reference,
         inputs=[Input("x", dtypes=("float32", "int32", "int64"), rank=2)],
@@ -214,7 +214,7 @@ def _declare(tmp_path):
         kernels=str(tmp_path / "csrc" / "positive_rows"),
         samples=_samples,
     )
-    pad = OpDecl.build(
+    pad = build_decl(
         f"{NS}::pad_rows",
         pad_rows_reference,
         inputs=[Input("x", dtypes=("float32", "int64"), rank=2)],
@@ -402,7 +402,7 @@ def test_a_required_attribute_missing_from_the_node_is_named(tmp_path):
         " const ::opforge::DeviceContext&) {\n  for (int64_t i = 0; i < x.numel(); ++i) y.ptr<float>()[i] ="
         " x.ptr<const float>()[i] * k;\n  return ::opforge::Status::ok();\n}\n}}}\n"
     )
-    decl = OpDecl.build(
+    decl = build_decl(
         "opforge_ort_test2::need_k",
         ref,
         inputs=[Input("x", dtypes=("float32",))],

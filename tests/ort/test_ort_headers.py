@@ -22,7 +22,7 @@ def test_ort_include_dir_comes_first(tmp_path, monkeypatch):
 
 
 def test_apt_is_confined_to_the_private_directory(tmp_path):
-    options = headers._apt_options(tmp_path)
+    options = headers.apt_options(tmp_path)
     values = dict(o.split("=", 1) for o in options[1::2])
     assert options[::2] == ["-o"] * len(values)
     assert values["Dir::Etc::sourceparts"] == "-"  # the system's sources.list.d is not read

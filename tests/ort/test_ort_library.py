@@ -5,10 +5,10 @@ import subprocess
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from ops.core.registry import compiled_ops_in
 from ops.ort.build import cuda_wanted, library_decls, library_info, library_path
 from ops.ort.codegen import variants
 from ops.ort.headers import api_version
-from ops.registry import compiled_ops_in
 
 
 def _gelu_model() -> bytes:
@@ -99,7 +99,7 @@ def test_only_the_entry_points_are_exported_and_no_onnxruntime_symbol_is_needed(
 
 
 def test_a_model_without_opforge_nodes_registers_nothing(tmp_path):
-    from ops.onnx.ort import libraries
+    from ops.ort.session import libraries
 
     node = helper.make_node("Relu", ["x"], ["y"])
     graph = helper.make_graph(

@@ -12,10 +12,10 @@ import torch
 
 import ops
 from ops.check.oracle import reference_outputs, samples
-from ops.errors import OpforgeError
+from ops.core.errors import OpforgeError
+from ops.core.registry import library_ops
 from ops.onnx import export_onnx, ort_session
 from ops.onnx.models import run_session, single_op_module
-from ops.registry import library_ops
 
 CASES = [(op, dtype) for op in library_ops() if op.decl.onnx for dtype in op.decl.dtypes]  # onnx=False: no node
 CUDA_CASES = [(op, dtype) for op, dtype in CASES if "cuda" in op.decl.devices]

@@ -92,9 +92,9 @@ def test_every_node_that_overflows_alone_in_half_is_flagged(planned):
     types = elem_types(m)
     flagged = {f.node for f in analysis.report.flagged_nodes()}
     weights = {}
-    from ops.precision.onnx_nodes import _constant_values
+    from ops.precision.onnx_nodes import constant_values
 
-    env = {**_constant_values(m), **analysis.runs[0]}
+    env = {**constant_values(m), **analysis.runs[0]}
     overflowing = set()
     for node in m.graph.node:
         slots = half_slots(node, m, types)
@@ -175,7 +175,7 @@ def test_held_out_inputs_meet_the_target_in_ort_and_torch_half(planned):
 
 def test_export_onnx_precision_argument(tmp_path):
     import ops
-    from ops.errors import ExportError
+    from ops.core.errors import ExportError
 
     model, args = make(tokens=8)
     m = ops.export_onnx(model, args, tmp_path / "m.onnx", opset=17, precision="mixed-float16")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ops.errors import OpforgeError
+from ops.core.errors import OpforgeError
 from ops.scan.columns import plan_columns
 
 

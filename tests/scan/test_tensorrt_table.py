@@ -3,7 +3,7 @@ the way ops.scan reads them."""
 
 import pytest
 
-from ops.errors import OpforgeError
+from ops.core.errors import OpforgeError
 from ops.scan import tensorrt as trt
 from ops.scan.record_trt_table import parse_operators_md, version_of
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import ops
-from ops.extension import status
+from ops.torch.extension import status
 
 needs_C = pytest.mark.skipif(not status()["loaded"], reason=f"ops._C not loaded: {status()['error']}")
 rms_norm = ops.get_op("opforge::rms_norm")
@@ -83,7 +83,7 @@ def test_fake_tensors_report_the_same_errors():
 from op_cases import full_inputs, generated_ops, has_float_output, is_empty, op_param  # noqa: E402
 
 from ops.check.oracle import samples  # noqa: E402
-from ops.errors import BackwardNotDeclared  # noqa: E402
+from ops.core.errors import BackwardNotDeclared  # noqa: E402
 
 PER_OP = [op_param(op) for op in generated_ops()]
 

@@ -179,7 +179,7 @@ def test_extension_loaded_before_the_declarations():
         "import glob, torch; torch.ops.load_library(glob.glob('ops/_C*.so')[0]); import ops; "
         "x = torch.randn(3, 8, requires_grad=True); w = torch.randn(8); "
         "ops.get_op('opforge::rms_norm')(x, w).sum().backward(); assert x.grad.shape == (3, 8); "
-        "assert ops.extension.status()['loaded']"
+        "assert ops.torch.extension.status()['loaded']"
     )
     done = _python(code)
     assert done.returncode == 0, done.stderr[-3000:]

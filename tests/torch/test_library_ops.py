@@ -28,8 +28,8 @@ from op_cases import (
 import ops
 from ops.check.compare import compare
 from ops.check.oracle import as_tuple, reference_outputs, samples
-from ops.dtypes import torch_dtype
-from ops.errors import BackwardNotDeclared
+from ops.core.dtypes import torch_dtype
+from ops.core.errors import BackwardNotDeclared
 
 OPS = generated_ops()
 PER_OP = [op_param(op) for op in OPS]

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ops import Attr, Input, Output, Sample, register_op
-from ops.declaration import OpDecl
-from ops.prototypes import write_headers
+from ops.core.validate import build_decl
+from ops.native.prototypes import write_headers
 from ops.torch.glue import generate
 from ops.torch.schema import schema
 
@@ -71,7 +71,7 @@ def _everything_decl():
     def ref(x, bias=None, k=3, f=0.5, flag=True, mode="a", ks=(1, 2), fs=(0.25,)):
         return x
 
-    return OpDecl.build(
+    return build_decl(
         "opforge_glue_test::everything",
         ref,
         inputs=[Input("x", min_rank=2), Input("bias", optional=True, dtypes="like(x)", shape="[x.shape[-1]]")],

@@ -15,7 +15,7 @@ import torch
 import torch.utils.cpp_extension as cpp_ext
 
 import ops  # noqa: F401
-from ops.packages import package
+from ops.core.packages import package
 
 HERE = Path(__file__).resolve().parent
 

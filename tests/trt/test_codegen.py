@@ -5,8 +5,8 @@ library without kernels and driven through the harness's IExprBuilder."""
 import pytest
 
 from ops import Attr, Input, Output
-from ops import shape_rule as sr
-from ops.declaration import OpDecl
+from ops.core import shape_rule as sr
+from ops.core.validate import build_decl
 from ops.trt.harness import host as harness
 
 
@@ -20,7 +20,7 @@ def decl(tmp_path_factory):
     kdir.mkdir()
     for name in ("pooled.h", "pooled_cpu.cpp", "pooled_cuda.cu"):
         (kdir / name).write_text("// stub\n")
-    return OpDecl.build(
+    return build_decl(
         "opforge_test::pooled",
         reference,
         inputs=[
@@ -44,7 +44,7 @@ def decl(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plugin_host(decl, tmp_path_factory):
-    from ops.errors import BackendUnavailable
+    from ops.core.errors import BackendUnavailable
     from ops.trt.build import build
 
     try:

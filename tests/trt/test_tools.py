@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from ops.errors import BackendUnavailable, OpforgeError
+from ops.core.errors import BackendUnavailable, OpforgeError
 from ops.trt import headers
 from ops.trt.trtexec import command, main, parse_shapes
 

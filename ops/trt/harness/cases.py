@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 
-from ... import shape_rule as sr
-from ...registry import all_ops
+from ...core import shape_rule as sr
+from ...core.dtypes import dtype_name, torch_dtype
+from ...core.registry import all_ops
 from ..codegen import has_plugin
 from . import host as harness
 
@@ -28,8 +29,6 @@ def has_gap(sample) -> bool:
 
 def samples(op, dtype="float32"):
     """The op's samples that TensorRT can express (see has_gap)."""
-
-    from ...dtypes import torch_dtype
 
     all_samples = list(op.decl.samples("cpu", torch_dtype(dtype))) if op.decl.samples else []
     return [s for s in all_samples if not has_gap(s)]
@@ -79,8 +78,6 @@ def dims_match(got, want) -> bool:
 
 def output_trt_types(op, sample) -> list[int]:
     """The nvinfer1::DataType of each output for this sample's input dtypes (size outputs: kINT32)."""
-    from ...dtypes import dtype_name
-
     given = {i.name: t for i, t in zip(op.decl.inputs, sample.inputs) if t is not None}
     out = []
     for o in op.decl.outputs:

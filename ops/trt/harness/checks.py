@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from ...dtypes import dtype_name
+from ...core.dtypes import dtype_name
 from . import host as harness
 from .cases import (
     attrs_of,

@@ -3,8 +3,11 @@ from torch tensors. Used by `ops.check`'s trt.enqueue stage and by the GPU tests
 
 from __future__ import annotations
 
+import torch
+
+from ...core.dtypes import torch_dtype
 from . import host as harness
-from .cases import attrs_of, expected_shapes
+from .cases import attrs_of, expected_shapes, has_gap
 
 
 class EnqueueError(AssertionError):
@@ -14,10 +17,6 @@ class EnqueueError(AssertionError):
 def run_plugin(trt_host, op, sample):
     """Create the op's plugin from the fields an ONNX node would give, configure it for the sample's shapes
     and run enqueue on the current CUDA stream. Returns the outputs (torch tensors on the GPU)."""
-    import torch
-
-    from .cases import has_gap
-
     d = op.decl
     if has_gap(sample):
         raise EnqueueError(
@@ -73,10 +72,6 @@ def run_plugin(trt_host, op, sample):
 
 def _out_dtype(o, d, inputs):
     """The torch dtype of a declared output as the plugin writes it (size outputs: TensorRT's int32)."""
-    import torch
-
-    from ...dtypes import torch_dtype
-
     if o.is_size:
         return torch.int32
     if o.dtype:

@@ -19,6 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core import lazy
+from ...core.paths import build_root
+from ...onnx import export_onnx
+from ...onnx.models import single_op_module
+from .. import headers
+from ..build import cuda_home
+
 HERE = Path(__file__).resolve().parent
 
 # nvinfer1 enums (NvInferRuntimeBase.h / NvInferPluginBase.h / NvInferRuntime.h, TensorRT 10.x)
@@ -87,9 +94,6 @@ def tensors(items) -> ctypes.Array:
 
 def _compile(out: Path, sources: list[Path], flags: list[str]) -> Path:
     """Rebuild `out` when a source or header it depends on is newer (cheap: one translation unit)."""
-    from .. import headers
-    from ..build import cuda_home
-
     deps = sources + sorted(HERE.glob("*.h"))
     if out.exists() and all(out.stat().st_mtime >= p.stat().st_mtime for p in deps):
         return out
@@ -116,8 +120,6 @@ def _compile(out: Path, sources: list[Path], flags: list[str]) -> Path:
 
 
 def _harness_build_dir() -> Path:
-    from ...paths import build_root
-
     return build_root() / "opforge_trt_harness"
 
 
@@ -189,7 +191,7 @@ def fields_from_onnx_node(node, field_names: dict[str, tuple[int, int]]) -> Fiel
     attributes named by the creator's getFieldNames() (`field_names`: name -> (type, length)); INT/INTS ->
     kINT32 with int64 values narrowed, FLOAT/FLOATS -> kFLOAT32, STRING -> kCHAR. plugin_version and
     plugin_namespace pick the creator and are not passed as fields."""
-    from onnx import AttributeProto
+    AttributeProto = lazy.onnx().AttributeProto
 
     out = Fields()
     for attr in node.attribute:
@@ -225,12 +227,7 @@ def plugin_key_from_onnx_node(node) -> tuple[str, str, str]:
 
 def onnx_node_for(op, attrs: dict, inputs) -> onnx.NodeProto:  # noqa: F821
     """The op's node as the exporter writes it (ops.onnx.export_onnx of a one-op module). This is the one
-    place to switch if the exporter changes; `synthetic_onnx_node` is the exporter-free fallback."""
-    try:
-        from ...onnx import export_onnx
-        from ...onnx.models import single_op_module
-    except ImportError:
-        return synthetic_onnx_node(op, attrs)
+    place to switch if the exporter changes; `synthetic_onnx_node` is the exporter-free alternative."""
     model = export_onnx(single_op_module(op, attrs), tuple(inputs), opset=17, check=False)
     nodes = [n for n in model.graph.node if n.domain == op.decl.namespace and n.op_type == op.decl.name]
     assert len(nodes) == 1, f"expected one {op.id} node in the exported graph, found {len(nodes)}"
@@ -240,7 +237,7 @@ def onnx_node_for(op, attrs: dict, inputs) -> onnx.NodeProto:  # noqa: F821
 def synthetic_onnx_node(op, attrs: dict):
     """A node built with onnx.helper exactly as an exporter would: op_type = name, domain = namespace,
     typed attributes for every declared attribute, plus plugin_version/plugin_namespace strings."""
-    from onnx import helper
+    helper = lazy.onnx().helper
 
     d = op.decl
     values = {a.name: a.default for a in d.attrs if a.has_default}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # ops/ (this file is ops/core/paths.py)
 _SOURCE_ROOT = PACKAGE_DIR.parent
 
 
@@ -75,3 +75,20 @@ def write_if_changed(path: Path, text: str) -> Path:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return path
+
+
+def kernel_search_dirs(origin: Path | None) -> list[Path]:
+    """Where 'auto' looks for csrc/: the declaring module's directory, each enclosing package directory, and
+    the project root of a source checkout (never site-packages itself)."""
+    if origin is None:
+        return []
+    origin = Path(origin).resolve()
+    dirs = [origin]
+    d = origin
+    while (d / "__init__.py").is_file() and (d.parent / "__init__.py").is_file():
+        d = d.parent
+        dirs.append(d)
+    root = project_root(origin)
+    if root is not None and root not in dirs:
+        dirs.append(root)
+    return dirs

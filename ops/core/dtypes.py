@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 # name -> (torch attribute name, opforge::DType enum value in csrc/opforge/kernel_api.h)
 DTYPES: dict[str, tuple[str, int]] = {
     "float32": ("float32", 0),
@@ -19,8 +21,6 @@ FLOATING = ("float32", "float16", "bfloat16")
 
 
 def torch_dtype(name: str):
-    import torch
-
     return getattr(torch, DTYPES[name][0])
 
 

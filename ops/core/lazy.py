@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import BackendUnavailable
+from .errors import BackendUnavailable
 
 PACKAGES = {
     "onnx": "onnx",

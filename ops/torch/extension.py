@@ -21,9 +21,14 @@ import importlib.util
 import json
 from pathlib import Path
 
-from . import paths
-from .errors import ExtensionError
-from .registry import compiled_ops_in
+import torch
+
+from ..core import paths
+from ..core.errors import ExtensionError
+from ..core.packages import package
+from ..core.registry import compiled_ops_in
+from ..native.cpu_isa import LEVELS
+from .register import register_missing_kernels
 
 REBUILD = "pip install --no-build-isolation -e . (or: python -m ops.build)"
 FINGERPRINT_VERSION = "2"
@@ -34,7 +39,6 @@ SHARED_SOURCES = (
     "opforge/torch/glue.h",
     "opforge/torch/autograd.cpp",
 )
-KERNEL_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu"}
 OPFORGE_PACKAGE = "ops.library"
 
 _state: dict[str, dict] = {}  # op package name -> {"loaded", "error", "cuda"}
@@ -52,23 +56,14 @@ def rebuild_hint(package) -> str:
 def _generator_digest() -> bytes:
     """What every op's glue depends on besides its declaration: the generator and the shared headers."""
     h = hashlib.sha256(FINGERPRINT_VERSION.encode())
-    here = Path(__file__).resolve().parent
-    generators = [here / "torch" / "glue.py", here / "torch" / "schema.py", here / "prototypes.py"]
+    here = (
+        Path(__file__).resolve().parent
+    )  # the generators' files, read without importing them (import ops stays light)
+    generators = [here / "glue.py", here / "schema.py", here.parent / "native" / "prototypes.py"]
     for path in [*generators, *(paths.csrc_dir() / s for s in SHARED_SOURCES)]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.digest()
-
-
-def kernel_sources(decl) -> list[Path]:
-    d = decl.kernel_dir
-    if d is None or not d.is_dir():
-        return []
-    return sorted(
-        p
-        for p in d.rglob("*")
-        if p.suffix in KERNEL_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(d).parts)
-    )
 
 
 def declaration_text(decl) -> str:
@@ -91,7 +86,7 @@ def declaration_text(decl) -> str:
 
 def fingerprint(decl) -> str | None:
     """None when the op's kernel sources are not present (an installed package that ships only binaries)."""
-    files = kernel_sources(decl)
+    files = decl.kernel_sources()
     if not files:
         return None
     h = hashlib.sha256(_generator_digest())
@@ -104,8 +99,6 @@ def fingerprint(decl) -> str | None:
 
 def problem(package) -> str | None:
     """Why the package's extension cannot be loaded now, or None if it can."""
-    import torch
-
     hint = rebuild_hint(package)
     try:
         found = importlib.util.find_spec(package.extension) is not None
@@ -135,8 +128,6 @@ def problem(package) -> str | None:
 def load(package, strict: bool) -> bool:
     """Load the package's extension once. strict=True raises ExtensionError on a problem; strict=False records
     it and registers stand-in kernels that raise it when a compiled op is called."""
-    from .torch.register import register_missing_kernels
-
     state = _state.setdefault(package.name, {"loaded": False, "error": None, "cuda": False})
     if state["loaded"]:
         return True
@@ -166,8 +157,6 @@ def load(package, strict: bool) -> bool:
 
 def _register_cpu_only_stand_ins(package):
     """Built without CUDA (CPU torch or no nvcc): a CUDA call should say so, not 'no kernel'."""
-    from .torch.register import register_missing_kernels
-
     for op in compiled_ops_in(package.name):
         if "cuda" in op.decl.devices:
             register_missing_kernels(
@@ -185,14 +174,11 @@ def status(package_name: str = OPFORGE_PACKAGE) -> dict:
 
 
 def cpu_isa(package_name: str = OPFORGE_PACKAGE) -> str:
-    """The form of the hot CPU loops (one of ops.cpu_isa.LEVELS) that the package's compiled kernels take in
+    """The form of the hot CPU loops (one of ops.native.cpu_isa.LEVELS) that the package's compiled kernels take in
     this process: cpu_isa.h's cpu_isa() as compiled into its extension, OPFORGE_CPU_ISA applied, read from
-    the library itself (ops.cpu_isa.selected() derives the same rule from /proc/cpuinfo without loading it).
+    the library itself (ops.native.cpu_isa.selected() derives the same rule from /proc/cpuinfo without loading it).
     Loads the extension; raises ExtensionError when it cannot be loaded or predates this query."""
     import ctypes
-
-    from .cpu_isa import LEVELS
-    from .packages import package
 
     pkg = package(package_name)
     load(pkg, strict=True)

@@ -1,4 +1,4 @@
-"""Finding and importing op packages (see ops.packages for what an op package is).
+"""Finding and importing op packages (see ops.core.packages for what an op package is).
 
 ops.op_package(__name__)      # in an op package's __init__.py: declare its ops, load its kernels
 load_installed()              # every installed package with an `opforge.ops` entry point
@@ -11,6 +11,7 @@ import importlib
 import importlib.metadata
 import pkgutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import OpforgeError
@@ -18,6 +19,15 @@ from .packages import OpPackage, package, register, registered
 from .registry import all_ops, ops_in
 
 ENTRY_POINT_GROUP = "opforge.ops"
+# What backends do when an op package has declared its ops (ops.torch loads its compiled kernels): they add
+# themselves here when imported, so the core never imports a backend.
+_ON_OP_PACKAGE: list[Callable[[OpPackage], None]] = []
+
+
+def on_op_package(hook: Callable[[OpPackage], None]) -> Callable[[OpPackage], None]:
+    """Call `hook(package)` for every op package made from now on with `op_package(..., load=True)`."""
+    _ON_OP_PACKAGE.append(hook)
+    return hook
 
 
 def op_package(
@@ -35,9 +45,8 @@ def op_package(
         if not module.name.startswith("_"):
             importlib.import_module(f"{name}.{module.name}")
     if load:
-        from .extension import load as load_extension
-
-        load_extension(pkg, strict=False)
+        for hook in _ON_OP_PACKAGE:
+            hook(pkg)
     return pkg
 
 

@@ -10,10 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import paths
-from .declaration import DEVICES, OpDecl
+from .declaration import DEVICES, OpDecl, schema_names
 from .errors import DeclarationError, OpforgeError
 from .packages import built_op_ids
+from .validate import build_decl
 
 _OPS: dict[str, Op] = {}
 # What backends do with a declaration when it registers (ops.torch defines the torch op): they add themselves
@@ -33,8 +36,6 @@ class Op:
     plain-PyTorch oracle."""
 
     def __init__(self, decl: OpDecl):
-        from .torch.schema import schema_names
-
         self.decl = decl
         self.reference = decl.reference
         self.__doc__ = decl.doc
@@ -47,8 +48,6 @@ class Op:
 
     @property
     def torch_op(self):
-        import torch
-
         return getattr(getattr(torch.ops, self.decl.namespace), self.decl.name).default
 
     def schema_kwargs(self, kwargs: dict) -> dict:
@@ -107,7 +106,7 @@ def register_op(
 
     See README.md ("Write your first op") for every field. The declaration is validated here: a bad one
     raises DeclarationError naming the op, the field, what was expected, what was given, and the fix.
-    The op belongs to the op package (ops.packages) of the module that declares it; `kernels='auto'` finds
+    The op belongs to the op package (ops.core.packages) of the module that declares it; `kernels='auto'` finds
     csrc/<name>/ relative to that module.
     """
     op_name = id if isinstance(id, str) else repr(id)
@@ -124,7 +123,7 @@ def register_op(
     def decorate(reference: Callable) -> Op:
         origin, source = _where(reference)
         package = _package_of(reference)
-        decl = OpDecl.build(
+        decl = build_decl(
             id,
             reference,
             inputs=inputs,
@@ -157,7 +156,7 @@ def register_op(
                 "(or make sure the module is imported under one name only)",
             )
         if not _ON_REGISTER:
-            raise OpforgeError(f"{decl.id}: no backend registered a hook (import ops, not ops.registry alone)")
+            raise OpforgeError(f"{decl.id}: no backend registered a hook (import ops, not ops.core.registry alone)")
         for hook in _ON_REGISTER:
             try:
                 hook(decl)

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import OpforgeError
-from . import _lazy
-from .schema import onnx_supported
+from ..core import lazy
+from ..core.errors import OpforgeError
+from ..core.registry import all_ops
+from ..onnx.schema import onnx_supported
+from .build import build
+from .codegen import has_library_op
 
 _LIBRARIES: dict[str, Path] = {}  # op package -> its built library, this process
 
 
 def _load(model):
-    onnx = _lazy.onnx()
+    onnx = lazy.onnx()
     if isinstance(model, (str, Path)):
         return onnx.load(str(model), load_external_data=False)
     if isinstance(model, bytes):
@@ -37,16 +40,12 @@ def _load(model):
 def library_for(package: str) -> Path:
     """The op package's native ORT library, built (or brought up to date) once per process."""
     if package not in _LIBRARIES:
-        from ..ort.build import build
-
         _LIBRARIES[package] = build(package).library
     return _LIBRARIES[package]
 
 
 def used_ops(model) -> list:
     """The registered opforge ops (with ONNX export) whose nodes appear in the model's main graph."""
-    from ..registry import all_ops
-
     m = _load(model)
     by_key = {(op.decl.namespace, op.decl.name): op for op in all_ops() if onnx_supported(op.decl)}
     used = {}
@@ -60,8 +59,6 @@ def used_ops(model) -> list:
 def libraries(model) -> list[Path]:
     """The native libraries a model needs: those of the packages of its opforge ops with compiled kernels.
     An op without compiled kernels is accepted only when the model carries its fallback function."""
-    from ..ort.codegen import has_library_op
-
     m = _load(model)
     functions = {(f.domain, f.name) for f in m.functions}
     packages = []
@@ -84,7 +81,7 @@ def ort_session(model, providers=("CPUExecutionProvider",), session_options=None
     """An InferenceSession for `model` (path, bytes or ModelProto) with the native libraries of the opforge
     ops it uses registered. With bind_ops=False nothing is registered (a graph exported with fallback=True
     then runs on its functions)."""
-    ort = _lazy.require("onnxruntime")
+    ort = lazy.require("onnxruntime")
     m = _load(model)
     options = session_options or ort.SessionOptions()
     if bind_ops:

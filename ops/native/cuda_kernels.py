@@ -14,8 +14,9 @@ import shlex
 import shutil
 from pathlib import Path
 
-from . import ninja, paths, prototypes
-from .declaration import OpDecl
+from ..core import paths
+from ..core.declaration import OpDecl
+from . import ninja, prototypes
 
 
 def cuda_home() -> Path | None:
@@ -46,7 +47,7 @@ def gencode() -> list[str]:
 def build(decls: list[OpDecl], build_dir: Path, nvcc: Path, verbose: bool = False, compilers=None) -> list[Path]:
     """Compile each op's CUDA kernel file into build_dir/obj (ninja: only what changed); return the objects in
     the order of `decls`. The ninja file lists the ops of the last call; other ops' objects stay where they are.
-    `compilers` (ops/compilers.py) builds for another machine: its nvcc, flags and archs."""
+    `compilers` (ops/native/compilers.py) builds for another machine: its nvcc, flags and archs."""
     includes = [paths.csrc_dir(), *prototypes.kernel_include_dirs(decls, build_dir)]
     nvflags = [
         "-std=c++17",

@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
-from .errors import OpforgeError
+from ..core import paths
+from ..core.errors import OpforgeError
 
 GENERATOR_VERSION = 2
 # Fully qualified: a parameter may be named `int64_t` or `opforge` and must not hide a later parameter's type.
@@ -301,9 +301,7 @@ def _describe_mismatch(decl, found: Found) -> str | None:
 def check_kernel_sources(decl) -> None:
     """Raise KernelSignatureError when a spelled-out cpu/cuda signature in the op's kernel directory differs
     from the declaration. Bodies written with OPFORGE_CPU_KERNEL/OPFORGE_CUDA_KERNEL have nothing to check."""
-    from .extension import kernel_sources
-
-    for path in kernel_sources(decl):
+    for path in decl.kernel_sources():
         for found in find_entry_points(decl, path):
             problem = _describe_mismatch(decl, found)
             if problem:

@@ -14,11 +14,11 @@ Each op package has its own artefacts, named after it and kept apart from every 
   `libopforge_trt_plugins.so`);
 - the ONNX Runtime custom-op library `lib<package with dots as _>_ort_ops.so` (opforge's is
   `libopforge_ort_ops.so`);
-- generated glue and objects under `<build root>/opforge/<package>/` (see ops.paths.build_root).
+- generated glue and objects under `<build root>/opforge/<package>/` (see ops.core.paths.build_root).
 
 Installed op packages announce themselves with an entry point in the group `opforge.ops` (the value is the
 package's import name); `python -m ops.check --all`, `ops.export` and `ops.build` load those
-(ops.discovery). This module is the model only: names and places, no imports of declarations.
+(ops.core.discovery). This module is the model only: names and places, no imports of declarations.
 """
 
 from __future__ import annotations

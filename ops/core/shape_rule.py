@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import torch
+
 from .errors import ShapeRuleError
 
 BINARY_OPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.FloorDiv: "floordiv"}
@@ -287,8 +289,6 @@ class IntAlgebra:
     def _minmax(op, a, b):
         if isinstance(a, int) and isinstance(b, int):
             return max(a, b) if op == "max" else min(a, b)
-        import torch  # SymInts: keep the result symbolic instead of guarding on a comparison
-
         return torch.sym_max(a, b) if op == "max" else torch.sym_min(a, b)
 
 

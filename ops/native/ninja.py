@@ -7,9 +7,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from . import paths
+from ..core import paths
+from ..core.errors import BuildError
 from .build_output import NinjaLog
-from .errors import BuildError
 
 
 def escape(path: Path | str) -> str:
@@ -18,7 +18,7 @@ def escape(path: Path | str) -> str:
 
 
 def run(build_dir: Path, lines: list[str], what: str, verbose: bool = False, rebuild: str | None = None) -> None:
-    """Write build_dir/build.ninja from `lines` and run ninja there, showing progress as ops.build_output does;
+    """Write build_dir/build.ninja from `lines` and run ninja there, showing progress as ops.native.build_output does;
     a failure raises with the failing command, the first compiler error and `rebuild` (how to try again)."""
     paths.write_if_changed(build_dir / "build.ninja", "\n".join(lines) + "\n")
     cmd = ["ninja", "-C", str(build_dir)] + (["-v"] if verbose else [])

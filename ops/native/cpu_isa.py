@@ -2,7 +2,7 @@
 decides it: the widest of baseline, avx2, avx512, avx512bf16 whose CPU features /proc/cpuinfo lists, capped by
 OPFORGE_CPU_ISA (on aarch64: asimd, or baseline). For benchmark records and for tests that run each form
 (Linux; elsewhere every feature reads as absent). What the loaded kernels actually took is
-ops.extension.cpu_isa(), read from the compiled library itself."""
+ops.torch.extension.cpu_isa(), read from the compiled library itself."""
 
 from __future__ import annotations
 
