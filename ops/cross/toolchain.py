@@ -195,8 +195,8 @@ def status() -> Status:
         st.missing["tensorrt-10.3"] = (
             f"no TensorRT 10.3 headers in {inc}: no registry this machine reaches ships them. Fix: set "
             f"OPFORGE_TRT_10_3_INCLUDE to a directory of them (or put them in shared/tensorrt-10.3/include "
-            f"beside the checkout), or OPFORGE_TENSORRT_GIT to a clone of NVIDIA/TensorRT (tag {TRT_TAG}), and "
-            f"run python -m ops.cross.toolchain"
+            f"beside the checkout), or OPFORGE_TENSORRT_GIT to a clone of NVIDIA/TensorRT (tag {TRT_TAG}; found "
+            f"without it at ../TensorRT or ../.mirror/NVIDIA+TensorRT/repo), and run python -m ops.cross.toolchain"
         )
     return st
 
@@ -500,8 +500,8 @@ def install_onnxruntime(log=print) -> Path:
 
 
 def install_trt_headers(log=print) -> Path | None:
-    """build/jetson/toolchain/tensorrt-10.3/include, copied from OPFORGE_TRT_10_3_INCLUDE or from tag
-    v10.3.0 of a clone of NVIDIA/TensorRT (OPFORGE_TENSORRT_GIT); None when neither is given."""
+    """build/jetson/toolchain/tensorrt-10.3/include from OPFORGE_TRT_10_3_INCLUDE, or tag v10.3.0 of an
+    NVIDIA/TensorRT clone (OPFORGE_TENSORRT_GIT, else one beside the checkout); None when there is neither."""
     out = trt_include()
     if (out / "NvInferRuntime.h").is_file():
         return out
@@ -509,8 +509,12 @@ def install_trt_headers(log=print) -> Path | None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     source = None
-    given = os.environ.get("OPFORGE_TRT_10_3_INCLUDE") or _shared_headers()
-    git_dir = os.environ.get("OPFORGE_TENSORRT_GIT")
+    given = os.environ.get("OPFORGE_TRT_10_3_INCLUDE") or _beside_checkout(
+        "shared/tensorrt-10.3/include", marker="NvInferRuntime.h"
+    )
+    git_dir = os.environ.get("OPFORGE_TENSORRT_GIT") or _beside_checkout(
+        "TensorRT/.git", ".mirror/NVIDIA+TensorRT/repo", marker="HEAD"
+    )
     if given and (Path(given) / "NvInferRuntime.h").is_file():
         for h in Path(given).glob("*.h"):
             shutil.copy2(h, staging / h.name)
@@ -543,14 +547,13 @@ def install_trt_headers(log=print) -> Path | None:
     return out
 
 
-def _shared_headers() -> str | None:
-    """shared/tensorrt-10.3/include beside the checkout (where the project's shared folder is laid for
-    developers and CI), if it holds the headers."""
+def _beside_checkout(*candidates: str, marker: str) -> str | None:
+    """The first of `candidates` (relative to the checkout's parent) that holds `marker`: the project's shared
+    folder (shared/tensorrt-10.3/include) or a fetched NVIDIA/TensorRT (TensorRT/.git, or
+    .mirror/NVIDIA+TensorRT/repo, the layout this project's `fetch` tool writes)."""
     project = project_root(Path(__file__).resolve())
-    if project is None:
-        return None
-    candidate = project.parent / "shared" / "tensorrt-10.3" / "include"
-    return str(candidate) if (candidate / "NvInferRuntime.h").is_file() else None
+    found = [project.parent / c for c in candidates if project is not None and (project.parent / c / marker).exists()]
+    return str(found[0]) if found else None
 
 
 def _git_dir(path: Path) -> Path:
