@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import os
@@ -26,6 +25,7 @@ import traceback
 
 import torch
 import torch.nn.functional as F
+from cuda_timing import cuda_time_us, run_info
 
 import ops  # noqa: F401  (registers torch.ops.opforge.*)
 
@@ -152,19 +152,7 @@ def check_empty(results):
 
 def time_us(fn, reps=40, warmup=8):
     """Median of `reps` CUDA-event timings of fn(), in microseconds."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3)
-    times.sort()
-    return times[len(times) // 2]
+    return cuda_time_us(fn, warmup=warmup, repeats=reps)
 
 
 # (name, N, C, D, H, W, Do, Ho, Wo, noise): identity grid over the output + uniform noise of +-noise
@@ -260,13 +248,7 @@ def main():
     ap.add_argument("--no-bench", action="store_true")
     ap.add_argument("--variants", action="store_true", help="only time the forward under each forced launch setting")
     args = ap.parse_args()
-    info = dict(
-        card=torch.cuda.get_device_name(),
-        torch=torch.__version__,
-        cuda=torch.version.cuda,
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        targets=dict(fwd_ratio=TARGET_FWD, fwd_bwd_ratio=TARGET_FWD_BWD),
-    )
+    info = run_info(targets=dict(fwd_ratio=TARGET_FWD, fwd_bwd_ratio=TARGET_FWD_BWD))
     print(json.dumps(info), flush=True)
     results: list = []
     for seed, (case, combo, dtype) in enumerate(itertools.product(CASES, COMBOS, DTYPES)):

@@ -22,12 +22,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re
 import shutil
-import statistics
 import tempfile
 import time
 import traceback
@@ -35,6 +33,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from cuda_timing import cuda_time_us, run_info
 
 import ops  # noqa: F401  (registers torch.ops.opforge.*)
 from ops.library.multi_scale_deformable_attn import make_sample
@@ -279,19 +278,7 @@ def check_edges(results):
 
 
 def time_us(fn, warmup=10, iters=20, repeats=7):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(iters):
-            fn()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) * 1e3 / iters)
-    return statistics.median(samples)
+    return cuda_time_us(fn, warmup=warmup, repeats=repeats, calls=iters)
 
 
 def graph_us(fn, iters=20, repeats=7):
@@ -420,13 +407,7 @@ def main():
     ap.add_argument("--no-bench", action="store_true")
     ap.add_argument("--where", default="encoder,decoder", help="benchmark rows: encoder, decoder or both")
     args = ap.parse_args()
-    info = dict(
-        card=torch.cuda.get_device_name(),
-        torch=torch.__version__,
-        cuda=torch.version.cuda,
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        targets=dict(fwd_vs_official=FWD_TARGET, fwd_bwd_vs_official=FWD_BWD_TARGET),
-    )
+    info = run_info(targets=dict(fwd_vs_official=FWD_TARGET, fwd_bwd_vs_official=FWD_BWD_TARGET))
     print(json.dumps(info), flush=True)
     official = None
     try:

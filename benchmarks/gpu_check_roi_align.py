@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
-import statistics
 import traceback
 
 import torch
+from cuda_timing import cuda_time_us, run_info
 
 import ops
 from ops.library.roi_align import random_rois
@@ -196,18 +195,7 @@ def check_bad_rois(results):
 
 
 def median_ms(fn, warmup=5, reps=30):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return cuda_time_us(fn, warmup=warmup, repeats=reps) / 1e3
 
 
 def bench(rows):
@@ -278,13 +266,7 @@ def main():
         tv_version = torchvision.__version__
     except Exception as e:  # the correctness rows then fail with the reason; the rest still runs
         tv_version = f"unavailable: {e}"
-    info = dict(
-        card=torch.cuda.get_device_name(),
-        torch=torch.__version__,
-        torchvision=tv_version,
-        cuda=torch.version.cuda,
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    )
+    info = run_info(torchvision=tv_version)
     print(json.dumps(info), flush=True)
     results: list = []
     for case in CASES:
