@@ -31,11 +31,13 @@ build: setup
 	$(PY) -m ops.build --trt
 	$(PY) -m ops.ort.build
 
-demo: setup build
-	$(PY) -m ops.check --all
-	@# Example (a): segmentation with DCNv2 + rms_norm + scaled_gelu, 3x360x640, batch 1/4/8:
-	@# torch -> ONNX (opset 17, 20) -> ONNX Runtime -> TensorRT step, with a summary table at the end.
-	$(PY) examples/segmentation.py
+# Each step timed; the table at the end says where the time went (tools/timed_steps.py).
+demo:
+	@python3 tools/timed_steps.py \
+	  "install: venv, torch, dependencies, headers (make setup)" "$(MAKE) --no-print-directory setup" \
+	  "native builds: ops._C, TensorRT plugins, ORT ops (make build)" "$(MAKE) --no-print-directory build" \
+	  "python -m ops.check --all" "$(PY) -m ops.check --all" \
+	  "example (a): segmentation, torch -> ONNX -> ORT -> TensorRT step" "$(PY) examples/segmentation.py"
 
 test: setup build
 	$(PY) -m pytest $(PYTEST_ARGS)
