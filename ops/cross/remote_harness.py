@@ -46,32 +46,21 @@ def _compile(out: Path, sources: list[Path], cmd_head: list[str], flags: list[st
     return out
 
 
+def _target_command(compilers, trt_include: Path) -> list[str]:
+    """The target compiler and flags the harness programs are built with (TensorRT and CUDA headers)."""
+    return [compilers.cxx, "-std=c++17", "-O1", "-g", "-Wall", "-Wno-deprecated-declarations",
+            f"-I{trt_include}", f"-I{compilers.cuda_include}"]  # fmt: skip
+
+
 def build_server(compilers, trt_include: Path, out_dir: Path) -> Path:
     """harness.cpp + harness_server.cpp, compiled by the target's compiler into one executable."""
-    head = [
-        compilers.cxx,
-        "-std=c++17",
-        "-O1",
-        "-g",
-        "-Wall",
-        "-Wno-deprecated-declarations",
-        f"-I{trt_include}",
-        f"-I{compilers.cuda_include}",
-    ]
+    head = _target_command(compilers, trt_include)
     return _compile(Path(out_dir) / "opforge_trt_harness_server", _harness_sources(), head, ["-ldl"])
 
 
 def build_fuzzer(compilers, trt_include: Path, out_dir: Path) -> Path:
-    head = [
-        compilers.cxx,
-        "-std=c++17",
-        "-O1",
-        "-g",
-        "-Wall",
-        "-Wno-deprecated-declarations",
-        f"-I{trt_include}",
-        f"-I{compilers.cuda_include}",
-    ]
+    """fuzz.cpp (the createPlugin fuzzer), compiled by the target's compiler."""
+    head = _target_command(compilers, trt_include)
     return _compile(Path(out_dir) / "opforge_trt_fuzz", [host.HERE / "fuzz.cpp"], head, ["-ldl"])
 
 
