@@ -17,6 +17,7 @@ from .core.errors import BackendUnavailable, DeclarationError, ExportError, Exte
 from .core.packages import OpPackage
 from .core.packages import package as op_package_named
 from .core.registry import Op, all_ops, get_op, register_op
+from .core.triton_launch import Triton, TritonConfig
 from .torch import extension as _extension  # the torch backend registers its hooks on import, before any op
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "REQUIRED",
     "Sample",
     "ShapeRuleError",
+    "Triton",
+    "TritonConfig",
     "all_ops",
     "build_engine",
     "export_onnx",

@@ -7,6 +7,7 @@ with a `DeclarationError` naming the op, the field, what was expected, what was 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from . import shape_rule as sr
 from .batch import DEFAULT_NAME, ResolvedBatch
 from .dtypes import FLOATING
+from .triton_launch import ResolvedTriton
 
 DEVICES = ("cpu", "cuda")
 KERNEL_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu"}
@@ -236,6 +238,9 @@ class OpDecl:
     kernels_pending: tuple[str, ...] = ()
     # The dim that varies between calls and the input dims tied to it (ops.core.batch); no dims: the op has none.
     batch: ResolvedBatch = ResolvedBatch(DEFAULT_NAME, (), "none")
+    # The launch of a Triton kernel (<kernel dir>/<name>_triton.py) for CUDA (ops.core.triton_launch); None: the
+    # CUDA kernel, if any, is C++ only. With both, the build's choice decides (ops.native.kernel_sources).
+    triton: ResolvedTriton | None = None
 
     def runs_kernel(self, device: str) -> bool:
         """Whether a call on `device` runs a compiled kernel (not the reference)."""
@@ -263,8 +268,10 @@ class OpDecl:
             files["header"] = self.kernel_dir / f"{self.name}.h"
         if "cpu" in self.devices:
             files["cpu"] = self.kernel_dir / f"{self.name}_cpu.cpp"
-        if "cuda" in self.devices:
+        if "cuda" in self.devices and (self.triton is None or (self.kernel_dir / f"{self.name}_cuda.cu").is_file()):
             files["cuda"] = self.kernel_dir / f"{self.name}_cuda.cu"
+        if self.triton is not None:
+            files["triton"] = self.kernel_dir / f"{self.name}_triton.py"
         return files
 
     def kernel_sources(self) -> list[Path]:
@@ -291,6 +298,22 @@ class OpDecl:
 # Argument names torch gives a meaning of its own (ops/torch/schema.py's docstring says where and why): the torch
 # schema spells them with a trailing `_`. The core's Op maps its keywords with this; the torch backend writes it.
 TORCH_SPECIAL_NAMES = frozenset({"self", "kernel", "cls"})
+
+
+def dtype_variants(decl: OpDecl) -> list[dict[str, str]]:
+    """Every combination of input dtypes the op accepts: input name -> dtype (inputs declared 'like(other)'
+    follow the other), plus each output's dtype. What a native host compiles one kernel variant for."""
+    free = [i for i in decl.inputs if i.dtype_like is None]
+    out = []
+    for combo in itertools.product(*(i.dtypes for i in free)):
+        chosen = dict(zip((i.name for i in free), combo))
+        for i in decl.inputs:
+            if i.dtype_like:
+                chosen[i.name] = chosen[i.dtype_like]
+        for o in decl.outputs:
+            chosen[o.name] = o.dtype or chosen[o.dtype_like]
+        out.append(chosen)
+    return out
 
 
 def schema_names(decl: OpDecl) -> dict[str, str]:

@@ -78,6 +78,7 @@ REGISTER_OP_OPTIONS = (
     "onnx",
     "onnx_fallback",
     "kernels_pending",
+    "triton",
     "batch",
 )
 
@@ -100,6 +101,7 @@ def register_op(
     onnx_fallback=True,
     kernels_pending=(),
     batch="auto",
+    triton=None,
     **unknown,
 ) -> Callable[[Callable], Op]:
     """Declare an op once; decorate its plain-PyTorch reference implementation.
@@ -140,6 +142,7 @@ def register_op(
             onnx=onnx,
             onnx_fallback=onnx_fallback,
             kernels_pending=kernels_pending,
+            triton=triton,
             batch=batch,
             source=source,
             package=package,

@@ -72,7 +72,16 @@ class BinOp:
     rhs: Expr
 
 
-Expr = Const | Dim | Name | Item | BinOp
+@dataclass(frozen=True)
+class Call:
+    """``numel(x)`` or ``present(x)`` of an input: launch expressions only (ops.core.triton_launch); a shape rule
+    never parses one (parse_expr's `calls` is empty there)."""
+
+    fn: str
+    input: str
+
+
+Expr = Const | Dim | Name | Item | BinOp | Call
 
 
 @dataclass(frozen=True)
@@ -93,13 +102,17 @@ ShapeRule = Like | Dims
 # ---- parsing ---------------------------------------------------------------------------------
 
 
-def _convert(node: ast.AST, text: str) -> Expr:
+def _convert(node: ast.AST, text: str, calls: tuple[str, ...] = ()) -> Expr:
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return Const(node.value)
     if isinstance(node, ast.Name):
         return Name(node.id)
     if isinstance(node, ast.BinOp) and type(node.op) in BINARY_OPS:
-        return BinOp(BINARY_OPS[type(node.op)], _convert(node.left, text), _convert(node.right, text))
+        return BinOp(BINARY_OPS[type(node.op)], _convert(node.left, text, calls), _convert(node.right, text, calls))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in calls:
+        if len(node.args) != 1 or not isinstance(node.args[0], ast.Name) or node.keywords:
+            raise ShapeRuleError(f"in {text!r}: {node.func.id}() takes one input name")
+        return Call(node.func.id, node.args[0].id)
     if isinstance(node, ast.Subscript):  # x.shape[i] or attr[i]
         value = node.value
         is_dim = isinstance(value, ast.Attribute) and value.attr == "shape" and isinstance(value.value, ast.Name)
@@ -115,11 +128,14 @@ def _convert(node: ast.AST, text: str) -> Expr:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CALLS:
         if len(node.args) != 2 or node.keywords:
             raise ShapeRuleError(f"in {text!r}: {node.func.id}() takes exactly two arguments")
-        return BinOp(node.func.id, _convert(node.args[0], text), _convert(node.args[1], text))
-    raise ShapeRuleError(f"in {text!r}: {ast.unparse(node)!r} is not part of the shape language; allowed: {ALLOWED}")
+        return BinOp(node.func.id, _convert(node.args[0], text, calls), _convert(node.args[1], text, calls))
+    allowed = ALLOWED + "".join(f", {c}(input)" for c in calls)
+    raise ShapeRuleError(f"in {text!r}: {ast.unparse(node)!r} is not part of the shape language; allowed: {allowed}")
 
 
-def parse_expr(source: str | int) -> Expr:
+def parse_expr(source: str | int, calls: tuple[str, ...] = ()) -> Expr:
+    """One integer expression. `calls`: the one-input functions allowed besides the shape language's own
+    (a kernel launch description takes numel() and present(); a shape rule none)."""
     if type(source) is int:
         return Const(source)
     if not isinstance(source, str):
@@ -128,7 +144,7 @@ def parse_expr(source: str | int) -> Expr:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as e:
         raise ShapeRuleError(f"{source!r} is not a valid expression: {e.msg}") from None
-    return _convert(tree.body, source)
+    return _convert(tree.body, source, calls)
 
 
 def parse_shape(spec: str | Sequence[str | int]) -> ShapeRule:
@@ -164,6 +180,8 @@ def to_text(node: Expr | ShapeRule) -> str:
         return node.name
     if isinstance(node, Item):
         return f"{node.name}[{node.index}]"
+    if isinstance(node, Call):
+        return f"{node.fn}({node.input})"
     symbol = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//"}.get(node.op)
     if symbol:
         return f"({to_text(node.lhs)} {symbol} {to_text(node.rhs)})"
@@ -187,6 +205,8 @@ def references(node: Expr | ShapeRule) -> tuple[set[str], set[str], list[Dim]]:
             dims.append(n)
         elif isinstance(n, Name):
             names.add(n.name)
+        elif isinstance(n, Call):
+            inputs.add(n.input)
         elif isinstance(n, BinOp):
             visit(n.lhs)
             visit(n.rhs)
@@ -237,6 +257,8 @@ def evaluate(expr: Expr, algebra: Algebra) -> Any:
         return algebra.name(expr.name)
     if isinstance(expr, Item):
         return algebra.item(expr.name, expr.index)
+    if isinstance(expr, Call):
+        return algebra.call(expr.fn, expr.input)
     return algebra.binary(expr.op, evaluate(expr.lhs, algebra), evaluate(expr.rhs, algebra))
 
 

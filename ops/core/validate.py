@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import paths, triton_launch
 from . import shape_rule as sr
 from .declaration import (
     ATTR_TYPES,
@@ -58,6 +58,7 @@ def build_decl(
     onnx_fallback: Any = True,
     kernels_pending: Any = (),
     batch: Any = "auto",
+    triton: Any = None,
     source: str = "?",
     package: str | None = None,
     origin: Path | None = None,
@@ -108,6 +109,14 @@ def build_decl(
             "pass onnx_fallback=False when the reference cannot be exported as standard ONNX ops",
         )
     pending = v.kernels_pending(kernels_pending, devs, kernel_dir)
+    resolved_triton = triton_launch.resolve(op, triton, res_inputs, res_outputs, res_attrs)
+    if resolved_triton is not None and (kernel_dir is None or "cuda" not in devs):
+        v.fail(
+            "triton",
+            "an op with a kernel directory and 'cuda' in devices (the Triton kernel is its CUDA kernel)",
+            f"kernels={kernels!r}, devices={devs}",
+            f"put {name}_triton.py in csrc/{name}/ and keep 'cuda' in devices",
+        )
     return OpDecl(
         id=f"{namespace}::{name}",
         namespace=namespace,
@@ -131,6 +140,7 @@ def build_decl(
         saves=saved,
         kernels_pending=pending,
         batch=res_batch,
+        triton=resolved_triton,
     )
 
 

@@ -5,7 +5,7 @@ far past fp16's 65504, so a naive half-precision reduction returns inf and the o
 
 import torch
 
-from ops import FLOATING, Attr, Input, Output, Sample, register_op
+from ops import FLOATING, Attr, Input, Output, Sample, Triton, TritonConfig, register_op
 
 
 def samples(device, dtype):
@@ -37,6 +37,31 @@ def backward(ctx, grad):
     return grad_x.to(ctx.x.dtype), grad_w.to(ctx.weight.dtype)
 
 
+def _one_pass(block, rows, num_warps):
+    return TritonConfig(BLOCK=block, ROWS=rows, ONE_PASS=True, num_warps=num_warps, max_key=block)
+
+
+# The Triton variant of the CUDA kernel (csrc/rms_norm/rms_norm_triton.py), used when a build selects it
+# (OPFORGE_CUDA_KERNELS=triton): one-pass configs by row length (the tightest fit is the default), and a looping
+# config for rows longer than 16384.
+TRITON = Triton(
+    kernel="rms_norm_fwd",
+    args={"x": "x", "w": "weight", "y": "y", "rows": "numel(x) // x.shape[-1]", "cols": "x.shape[-1]", "eps": "eps"},
+    grid=["ceil_div(numel(x) // x.shape[-1], ROWS)"],
+    key="x.shape[-1]",
+    configs=[
+        _one_pass(64, 16, 4),
+        _one_pass(256, 8, 4),
+        _one_pass(1024, 2, 4),
+        _one_pass(2048, 1, 4),
+        _one_pass(4096, 1, 8),
+        _one_pass(8192, 1, 16),
+        _one_pass(16384, 1, 16),
+        TritonConfig(BLOCK=2048, ROWS=1, ONE_PASS=False, num_warps=8),
+    ],
+)
+
+
 @register_op(
     "opforge::rms_norm",
     inputs=[
@@ -48,6 +73,7 @@ def backward(ctx, grad):
     backward=backward,
     saves=("x", "weight"),  # what backward reads: the output need not be kept alive for it
     samples=samples,
+    triton=TRITON,
 )
 def rms_norm(x, weight, eps=1e-6):
     """RMSNorm over the last dim with a float32 accumulator for every input dtype."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..core import paths
 from ..core.declaration import OpDecl
-from . import ninja, prototypes
+from . import kernel_sources, ninja, prototypes
 
 
 def cuda_home() -> Path | None:
@@ -73,7 +73,8 @@ def build(decls: list[OpDecl], build_dir: Path, nvcc: Path, verbose: bool = Fals
         "  description = NVCC $out",
     ]
     lines += [
-        f"build {ninja.escape(obj)}: nvcc {ninja.escape(d.kernel_files()['cuda'])}" for d, obj in zip(decls, objs)
+        f"build {ninja.escape(obj)}: nvcc {ninja.escape(kernel_sources.cuda_source(d, build_dir))}"
+        for d, obj in zip(decls, objs)
     ]
     ninja.run(build_dir, lines, "compiling the CUDA kernels", verbose)
     return objs

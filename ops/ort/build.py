@@ -34,7 +34,7 @@ from ..core.discovery import import_package
 from ..core.errors import BackendUnavailable, BuildError, OpforgeError
 from ..core.packages import package as op_package
 from ..core.registry import ops_in
-from ..native import cuda_kernels, ninja, prototypes
+from ..native import cuda_kernels, kernel_sources, ninja, prototypes
 from . import codegen, headers
 
 DEFAULT_PACKAGE = "ops.library"
@@ -161,7 +161,11 @@ def build(
     if with_cuda:  # shared with the TensorRT plugin library (compiled by the first of the two to build)
         cuda_dir = cuda_dir or (Path(build_dir) if build_dir else pkg.build_dir) / "cuda"
         objs += cuda_kernels.build(
-            [d for d in decls if "cuda" in d.kernel_files()], cuda_dir, cuda_root / "bin" / "nvcc", verbose, compilers
+            [d for d in decls if kernel_sources.has_cuda_kernel(d)],
+            cuda_dir,
+            cuda_root / "bin" / "nvcc",
+            verbose,
+            compilers,
         )
     lib = bdir / "lib" / f"lib{stem}.so"
     lines.append(f"build {ninja.escape(lib)}: link {' '.join(ninja.escape(o) for o in objs)}")

@@ -15,11 +15,9 @@ csrc/opforge/ort/ (opforge/ort/glue.h includes its parts).
 
 from __future__ import annotations
 
-import itertools
-
 from ..core import shape_rule as sr
 from ..core.cpp import c_string, cpp_double, cpp_int, kernel_dtype, kernel_dtypes, onnx_element_type
-from ..core.declaration import OpDecl, ResolvedOutput
+from ..core.declaration import OpDecl, ResolvedOutput, dtype_variants
 from ..core.errors import OpforgeError
 from ..native.prototypes import include_path
 
@@ -100,25 +98,15 @@ def _out_dtype(o: ResolvedOutput) -> str:
 
 
 def variants(decl: OpDecl) -> list[dict[str, str]]:
-    """Every combination of input dtypes the op accepts: input name -> dtype (inputs declared 'like(other)'
-    follow the other), plus each output's dtype."""
-    free = [i for i in decl.inputs if i.dtype_like is None]
-    combos = list(itertools.product(*(i.dtypes for i in free)))
-    if len(combos) > MAX_VARIANTS:
+    """Every combination of input dtypes the op accepts (ops.core.declaration.dtype_variants), within the
+    number of kernels a native ONNX Runtime op registers."""
+    out = dtype_variants(decl)
+    if len(out) > MAX_VARIANTS:
         raise OpforgeError(
-            f"{decl.id}: its inputs allow {len(combos)} dtype combinations; a native ONNX Runtime op "
+            f"{decl.id}: its inputs allow {len(out)} dtype combinations; a native ONNX Runtime op "
             f"registers one kernel per combination and at most {MAX_VARIANTS} are supported. Fix: "
             "narrow the inputs' dtypes, or tie them with dtypes='like(other)'."
         )
-    out = []
-    for combo in combos:
-        chosen = dict(zip((i.name for i in free), combo))
-        for i in decl.inputs:
-            if i.dtype_like:
-                chosen[i.name] = chosen[i.dtype_like]
-        for o in decl.outputs:
-            chosen[o.name] = o.dtype or chosen[o.dtype_like]
-        out.append(chosen)
     return out
 
 

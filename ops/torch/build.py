@@ -24,6 +24,7 @@ from ..core.errors import BuildError, OpforgeError
 from ..core.packages import package
 from ..core.registry import compiled_ops_in
 from ..native.build_output import NinjaLog, capture_fd1
+from ..native.kernel_sources import cuda_language, cuda_source
 from ..native.prototypes import kernel_include_dirs
 from .extension import fingerprint
 from .glue import generate
@@ -119,14 +120,23 @@ def generate_sources(package_name: str = DEFAULT_PACKAGE, with_cuda: bool = Fals
     for op in ops:
         decl = op.decl
         files = decl.kernel_files()
-        missing = [str(p) for what, p in files.items() if (what != "cuda" or with_cuda) and not p.is_file()]
+        needed = {"cuda", "triton"} if with_cuda else set()
+        missing = [
+            str(p)
+            for what, p in files.items()
+            if (what not in ("cuda", "triton") or what in needed) and not p.is_file()
+        ]
         if missing:
             raise OpforgeError(
                 f"{decl.id}: kernel sources missing: {missing}. They are needed to build; an "
                 "installed package that ships only its compiled extension cannot be rebuilt"
             )
         sources.append(str(paths.write_if_changed(gen / f"{decl.namespace}_{decl.name}_torch.cpp", generate(decl))))
-        sources += [str(files[d]) for d in ("cpu", "cuda") if d in files and (d == "cpu" or with_cuda)]
+        if "cpu" in files:
+            sources.append(str(files["cpu"]))
+        if with_cuda and cuda_language(decl) is not None:
+            sources.append(str(cuda_source(decl, pkg.build_dir, log=print)))
+            record.setdefault("cuda_kernels", {})[decl.id] = cuda_language(decl)
         record["ops"][decl.id] = fingerprint(decl)
     return sources, includes, record
 

@@ -81,7 +81,9 @@ def declaration_text(decl) -> str:
         decl.saves,
     )
     # Which devices register their compiled kernel: dropping a device from kernels_pending needs a rebuild.
-    return repr(parts + ((("kernels_pending", decl.kernels_pending),) if decl.kernels_pending else ()))
+    extra = (("kernels_pending", decl.kernels_pending),) if decl.kernels_pending else ()
+    extra += (("triton", decl.triton),) if decl.triton else ()  # the launch description shapes the launcher
+    return repr(parts + extra)
 
 
 def fingerprint(decl) -> str | None:
@@ -91,7 +93,11 @@ def fingerprint(decl) -> str | None:
         return None
     h = hashlib.sha256(_generator_digest())
     h.update(declaration_text(decl).encode())
-    for path in files:
+    # A Triton kernel and its tuned table are Python and JSON, not C++, so kernel_sources() leaves them out.
+    triton_files = (
+        [decl.kernel_files()["triton"], decl.kernel_dir / f"{decl.name}_triton_tuned.json"] if decl.triton else []
+    )
+    for path in files + [p for p in triton_files if p.is_file()]:
         h.update(path.relative_to(decl.kernel_dir).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]

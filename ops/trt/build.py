@@ -24,7 +24,7 @@ from ..core.discovery import import_package
 from ..core.errors import BackendUnavailable, OpforgeError
 from ..core.packages import package as op_package
 from ..core.registry import ops_in
-from ..native import cuda_kernels, ninja, prototypes
+from ..native import cuda_kernels, kernel_sources, ninja, prototypes
 from ..native.cuda_kernels import cuda_archs, cuda_home
 from . import codegen, headers
 
@@ -200,7 +200,7 @@ def library_path(variant: str = "release", package: str = DEFAULT_PACKAGE) -> Pa
 
 
 # The framework-free headers the adapter and the kernels include; opforge/torch/ and opforge/ort/ stay out.
-KERNEL_API_HEADERS = ("kernel_api.h", "cpu_isa.h", "kernel_cuda.cuh", "host.h")
+KERNEL_API_HEADERS = ("kernel_api.h", "cpu_isa.h", "kernel_cuda.cuh", "host.h", "triton_launch.h")
 
 
 def emit_cmake(dest, archs: str = "87", package: str = DEFAULT_PACKAGE) -> Path:
@@ -223,15 +223,23 @@ def emit_cmake(dest, archs: str = "87", package: str = DEFAULT_PACKAGE) -> Path:
     kernels = []
     for d in decls:
         for what in ("header", "cuda"):
-            if what not in d.kernel_files():  # the hand-written header is optional
+            if what == "header" and what not in d.kernel_files():  # the hand-written header is optional
                 continue
-            src = d.kernel_files()[what]
-            rel = Path("csrc") / src.parent.name / src.name
+            rel_dir = Path("csrc") / d.kernel_dir.name
+            if what == "header":
+                src = d.kernel_files()[what]
+            else:  # a Triton launcher .incbin's its images by this path, found through the project's -Wa,-I
+                blob = (rel_dir / f"{d.namespace}_{d.name}_triton.bin").as_posix()
+                src = kernel_sources.cuda_source(d, dest, blob_name=blob)
+                if src.with_suffix(".bin").is_file():
+                    _copy(src.with_suffix(".bin"), dest / blob)
+            rel = rel_dir / src.name
             _copy(src, dest / rel)
             if what == "cuda":
                 kernels.append(rel.as_posix())
         for extra in [*d.kernel_dir.glob("*.cuh"), *d.kernel_dir.glob("*.h")]:  # headers beside its own
             _copy(extra, dest / "csrc" / d.kernel_dir.name / extra.name)
+    shutil.rmtree(dest / "gen" / "triton", ignore_errors=True)  # the launchers' build copies, now under csrc/
     text = (plugins / "CMakeLists.txt.in").read_text().replace("opforge_trt_plugins", stem)
     text = (
         text.replace("@ARCHS@", archs)
