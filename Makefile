@@ -7,7 +7,7 @@ VENV          ?= .venv
 PY            ?= $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 DEPS          := "setuptools>=77" wheel numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon \
-                 polygraphy==0.53.6 matplotlib onnxconverter-common ruff==0.17.6 clang-format==23.1.5
+                 polygraphy==0.53.6 matplotlib onnxconverter-common ruff==0.17.6 clang-format==23.1.5 triton==3.9.0
 PYTEST_ARGS   ?=
 
 .PHONY: setup build demo test lint check clean jetson jetson-toolchain

@@ -29,7 +29,8 @@ except ImportError:
 from ops.torch.build import BuildExtension, extension, object_dir  # noqa: E402
 
 DATA_TREES = {"csrc": "ops/csrc", "plugins": "ops/plugins"}  # checkout dir -> place in the wheel
-SOURCE_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu", ".in"}
+# .py and .json: an op's Triton kernel (<op>_triton.py) and its tuned table (<op>_triton_tuned.json).
+SOURCE_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu", ".in", ".py", ".json"}
 
 
 class BuildPyWithSources(build_py):

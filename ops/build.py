@@ -7,6 +7,7 @@
     python -m ops.build --trt-cmake DIR [--cuda-archs 87] [--package P]   # emit its standalone CMake project
     python -m ops.build --target jetson-orin [--package P] [--jetpack 6,7]  # cross-build every native artefact
                                                                             # for a Jetson (ops/cross/build.py)
+    python -m ops.build --cuda-kernels triton    # ops with a C++ and a Triton CUDA kernel take the Triton one
 
 The same machinery is the build hook for a user's setup.py (see README, "Ops in your own package"):
 
@@ -21,10 +22,12 @@ installed, never one pip would resolve into an isolated build environment.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from . import cli
 from .cross.build import main as cross_main
+from .native import kernel_sources
 from .torch import build as torch_build
 from .torch.build import DEFAULT_PACKAGE, build_package, cuda_enabled, generate_sources
 from .trt.build import build, emit_cmake
@@ -58,11 +61,19 @@ def main(argv=None) -> int:
         "--jetpack", default="6", help="with --target: JetPack generations, 6 (CUDA 12), 7 (CUDA 13) or 6,7 (default 6)"
     )
     parser.add_argument("--ops", help="with --target: only these ops (comma-separated ids)")
+    parser.add_argument(
+        "--cuda-kernels",
+        metavar="CHOICE",
+        help="for ops with both a C++ and a Triton CUDA kernel: 'cuda' (default), 'triton', or op ids to build with "
+        f"Triton (sets {kernel_sources.ENV} for this build; see README, 'CUDA kernels in Triton')",
+    )
     return cli.main(parser, run, argv)
 
 
 def run(args) -> int:
     names = args.package or [DEFAULT_PACKAGE]
+    if args.cuda_kernels is not None:
+        os.environ[kernel_sources.ENV] = args.cuda_kernels
     if args.target:
         return cross_main(args, names)
     for name in names:

@@ -30,7 +30,8 @@ the smallest max_key (the tightest fit), else the first config without one. `pyt
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import shape_rule as sr
@@ -87,6 +88,9 @@ class Triton:
     configs: tuple[TritonConfig, ...] | list[TritonConfig]
     key: str | None = None
     int64: tuple[str, ...] = ()
+    # Inputs ops.tune times the configs on: (device, dtype) -> list of ops.Sample at the sizes that matter
+    # (default: the op's samples, which are usually too small to time).
+    tune: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class ResolvedTriton:
     key: sr.Expr | None
     configs: tuple[TritonConfig, ...]
     meta_names: tuple[str, ...]  # the constexpr parameters every config sets, in declaration order
+    tune: Callable | None = field(default=None, compare=False, repr=False)
+    spec: Triton | None = field(default=None, compare=False, repr=False)  # as declared (to declare it again)
 
     @property
     def tensors(self) -> tuple[str, ...]:
@@ -206,7 +212,11 @@ def resolve(op: str, spec: Any, inputs, outputs, attrs) -> ResolvedTriton | None
     grid = tuple(spec.grid) if isinstance(spec.grid, (list, tuple)) else None
     if not grid or len(grid) > 3:
         fail("grid: 1 to 3 launch expressions", spec.grid, "e.g. grid=['ceil_div(numel(y), BLOCK)']")
+    if spec.tune is not None and not callable(spec.tune):
+        fail("tune: a function (device, dtype) -> list of ops.Sample", spec.tune, "pass a function or None")
     return ResolvedTriton(
+        spec=spec,
+        tune=spec.tune,
         kernel=spec.kernel,
         args=tuple(args),
         grid=tuple(expression(f"grid[{i}]", g) for i, g in enumerate(grid)),

@@ -81,7 +81,7 @@ def build_decl(
     v.unique_names(res_inputs, res_outputs, res_attrs)
     res_batch = v.batch(batch, res_inputs, res_outputs)
     devs = v.devices(devices)
-    kernel_dir = v.kernels(kernels, name, devs, origin, lambda: f"{namespace}::{name}" in built())
+    kernel_dir = v.kernels(kernels, name, devs, origin, lambda: f"{namespace}::{name}" in built(), triton is not None)
     ws = v.expression("workspace", workspace, res_inputs, res_attrs, set(), "bytes, e.g. 'x.shape[0] * 4'")
     v.reference(reference, res_inputs, res_attrs)
     v.callable_or_none("backward", backward, "a function (ctx, *grad_outputs) -> grads per input")
@@ -432,10 +432,12 @@ class Validator(ShapeValidation):
             )
         return tuple(d for d in DEVICES if d in devices)
 
-    def kernels(self, kernels, name, devices, origin: Path | None, built: Callable[[], bool]) -> Path | None:
+    def kernels(
+        self, kernels, name, devices, origin: Path | None, built: Callable[[], bool], triton: bool = False
+    ) -> Path | None:
         """The op's kernel directory. 'auto' looks for csrc/<name>/ beside the declaring module, then in each
         enclosing package directory, then at the project root; a relative path is relative to the declaring
-        module's directory."""
+        module's directory. With `triton` (a Triton launch declared), <name>_triton.py can be the CUDA kernel."""
         if kernels is None:
             return None
         if not isinstance(kernels, (str, Path)):
@@ -451,8 +453,16 @@ class Validator(ShapeValidation):
         else:
             directory = Path(kernels)
             candidates = [directory if directory.is_absolute() or origin is None else origin / directory]
+
+        def has(directory: Path, what: str) -> bool:
+            if what == "cuda" and triton and (directory / f"{name}_triton.py").is_file():
+                return True
+            return (directory / expected[what]).is_file()
+
+        if triton:
+            expected["cuda"] = f"{name}_cuda.cu or {name}_triton.py"
         for directory in candidates:
-            if all((directory / expected[w]).is_file() for w in devices):
+            if all(has(directory, w) for w in devices):
                 return directory.resolve()
         if candidates and built():  # an installed package whose wheel carries the compiled kernels only
             return candidates[0]
@@ -460,7 +470,7 @@ class Validator(ShapeValidation):
         if where is not None:
             for what in devices:
                 path = where / expected[what]
-                if not path.is_file():
+                if not has(where, what):
                     self.fail(
                         "kernels",
                         f"a {what} kernel file at {path}",
