@@ -88,6 +88,9 @@ def {d.name}({", ".join(params)}):
 def build_package(root: Path, names) -> None:
     pkg = root / "tritonbench"
     pkg.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "tritonbench"\nversion = "0"\n'
+    )  # its build dir: root/build
     (pkg / "__init__.py").write_text("import ops\n\nops.op_package(__name__)\n")
     for name in names:
         op = ops.get_op(f"opforge::{name}")
@@ -131,13 +134,22 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", help="write the JSON here")
     parser.add_argument("--ops", default=",".join(OPS))
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the reference")
+    parser.add_argument(
+        "--package-dir",
+        help="write and build the tritonbench package here and keep it (for `python -m ops.tune tritonbench::<op>`); "
+        "default: a temporary directory",
+    )
     args = parser.parse_args()
     assert torch.cuda.is_available(), "this benchmark needs a CUDA device"
     names = [n for n in args.ops.split(",") if ops.get_op(f"opforge::{n}").decl.triton is not None]
     ops.load_extension()
     record = json.loads(ops.op_package_named("ops.library").build_record.read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        build_package(Path(tmp), names)
+        where = Path(args.package_dir) if args.package_dir else Path(tmp)
+        if where.exists() and args.package_dir:
+            shutil.rmtree(where)
+        build_package(where, names)
         bench_record = json.loads(ops.op_package_named("tritonbench").build_record.read_text())
         bw = copy_bandwidth()
         rows = []
@@ -154,13 +166,14 @@ def main():
                         k: compare(op(*ins, **attrs), want, *tol)["ok"]
                         for k, op in (("cuda", cuda_op), ("triton", triton_op))
                     }
-                    compiled = torch.compile(cuda_op.decl.reference)
+                    compiled = torch.compile(cuda_op.decl.reference) if args.compile else None
                     t = {
                         "cuda_cpp": cuda_time_us(lambda: cuda_op(*ins, **attrs)),
                         "triton": cuda_time_us(lambda: triton_op(*ins, **attrs)),
                         "aten": cuda_time_us(aten),
-                        "compile": cuda_time_us(lambda: compiled(*ins, **attrs)),
                     }
+                    if compiled is not None:
+                        t["compile"] = cuda_time_us(lambda: compiled(*ins, **attrs))
                     moved = sum(x.numel() * x.element_size() for x in ins) + ins[0].numel() * ins[0].element_size()
                     row = {
                         "op": name,
