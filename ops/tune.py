@@ -141,6 +141,7 @@ def main(argv=None) -> int:
 
 
 def run(args) -> cli.Report:
+    cli.load_packages(args)
     op = get_op(args.op)
     if op.decl.triton is None:
         raise OpforgeError(f"{op.id} has no Triton kernel (no triton= in its declaration): nothing to tune")

@@ -20,6 +20,10 @@ optional input is given, else 0), integer attributes and the configuration's met
 kernel arguments are passed as int32 unless named in `int64=`; the launcher refuses a value that does not fit
 rather than truncating it.
 
+Each config is compiled twice: generic, and aligned (every pointer 16-byte aligned, and the integer parameters
+named in `aligned=` multiples of 16, which lets masked loads vectorise); the launcher takes the aligned one
+exactly where that holds.
+
 Configuration choice (the generated launcher, csrc/opforge/triton_launch.h): every configuration is compiled
 ahead of time. A config with `max_key=N` may only run where key <= N (e.g. a one-pass kernel holding a whole row);
 one without is valid everywhere. Without a tuned table the launcher takes, among the valid configs, the one with
@@ -88,6 +92,9 @@ class Triton:
     configs: tuple[TritonConfig, ...] | list[TritonConfig]
     key: str | None = None
     int64: tuple[str, ...] = ()
+    # Integer parameters the aligned compilation may take as multiples of 16 (as Triton's JIT specialises them),
+    # so masked loads along them vectorise; the launcher takes it only where they are (and the pointers aligned).
+    aligned: tuple[str, ...] = ()
     # Inputs ops.tune times the configs on: (device, dtype) -> list of ops.Sample at the sizes that matter
     # (default: the op's samples, which are usually too small to time).
     tune: Callable | None = None
@@ -110,6 +117,7 @@ class ResolvedTriton:
     key: sr.Expr | None
     configs: tuple[TritonConfig, ...]
     meta_names: tuple[str, ...]  # the constexpr parameters every config sets, in declaration order
+    aligned: tuple[str, ...] = ()  # integer parameters hinted as multiples of 16 in the aligned compilation
     tune: Callable | None = field(default=None, compare=False, repr=False)
     spec: Triton | None = field(default=None, compare=False, repr=False)  # as declared (to declare it again)
 
@@ -206,9 +214,12 @@ def resolve(op: str, spec: Any, inputs, outputs, attrs) -> ResolvedTriton | None
         else:
             e = expression(f"args[{param!r}]", source)
             args.append(TritonArg(param, "expr", sr.to_text(e), "i64" if param in int64 else "i32", e))
-    for name in int64:
-        if not any(a.param == name and a.kind == "expr" for a in args):
-            fail("int64: names of integer kernel parameters", name, "list parameters given by integer expressions")
+    for what, names in (("int64", int64), ("aligned", tuple(spec.aligned))):
+        for name in names:
+            if not any(a.param == name and a.kind == "expr" for a in args):
+                fail(
+                    f"{what}: names of integer kernel parameters", name, "list parameters given by integer expressions"
+                )
     grid = tuple(spec.grid) if isinstance(spec.grid, (list, tuple)) else None
     if not grid or len(grid) > 3:
         fail("grid: 1 to 3 launch expressions", spec.grid, "e.g. grid=['ceil_div(numel(y), BLOCK)']")
@@ -223,6 +234,7 @@ def resolve(op: str, spec: Any, inputs, outputs, attrs) -> ResolvedTriton | None
         key=None if spec.key is None else expression("key", spec.key),
         configs=configs,
         meta_names=meta_names,
+        aligned=tuple(spec.aligned),
     )
 
 

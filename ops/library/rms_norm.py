@@ -57,16 +57,22 @@ TRITON = Triton(
     args={"x": "x", "w": "weight", "y": "y", "rows": "numel(x) // x.shape[-1]", "cols": "x.shape[-1]", "eps": "eps"},
     grid=["ceil_div(numel(x) // x.shape[-1], ROWS)"],
     key="x.shape[-1]",
-    configs=[
+    configs=[  # per row length, the Triton tutorials' warp count first (the default among equals), one alternative
         _one_pass(64, 16, 4),
         _one_pass(256, 8, 4),
         _one_pass(1024, 2, 4),
+        _one_pass(1024, 4, 8),
         _one_pass(2048, 1, 4),
+        _one_pass(2048, 2, 8),
         _one_pass(4096, 1, 8),
+        _one_pass(4096, 1, 16),
+        _one_pass(8192, 1, 8),
         _one_pass(8192, 1, 16),
+        _one_pass(16384, 1, 8),
         _one_pass(16384, 1, 16),
         TritonConfig(BLOCK=2048, ROWS=1, ONE_PASS=False, num_warps=8),
     ],
+    aligned=("cols",),  # rows of a multiple of 16 elements: masked loads along them vectorise
     tune=tune_samples,
 )
 

@@ -10,11 +10,14 @@ the op's C++ launcher.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import importlib.util
 import json
+import multiprocessing
 import os
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -145,45 +148,82 @@ def _param_count(ptx: str, function: str) -> int:
     return len(re.findall(r"\.param\s", m.group(1)))
 
 
-def _compile_one(triton, fn, sig, attrs, config, arch, cache_dir: Path, source_hash: str) -> dict:
-    key = json.dumps(
-        [source_hash, fn.__name__, sig, sorted(attrs), config.label(), arch, triton.__version__], sort_keys=True
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    d = cache_dir / digest
-    if (d / "meta.json").is_file():
-        meta = json.loads((d / "meta.json").read_text())
-        meta["cubin"] = (d / "kernel.cubin").read_bytes()
-        meta["ptx"] = (d / "kernel.ptx").read_text()
-        meta["cached"] = True
-        return meta
+@dataclass(frozen=True)
+class _Job:
+    """One compilation, in plain data so a worker process can run it (a JITFunction does not pickle: the
+    worker imports the kernel file itself)."""
+
+    path: str  # the <op>_triton.py
+    module: str
+    function: str
+    signature: dict
+    hinted: tuple[int, ...]
+    meta: dict
+    num_warps: int
+    num_stages: int
+    label: str
+    arch: str
+    cache_dir: str
+    source_hash: str
+    triton_version: str
+
+    @property
+    def directory(self) -> Path:
+        key = json.dumps(
+            [
+                self.source_hash,
+                self.function,
+                self.signature,
+                list(self.hinted),
+                self.label,
+                self.arch,
+                self.triton_version,
+            ],
+            sort_keys=True,
+        )
+        return Path(self.cache_dir) / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _cached(job: _Job) -> dict | None:
+    d = job.directory
+    if not (d / "meta.json").is_file():
+        return None
+    meta = json.loads((d / "meta.json").read_text())
+    return {**meta, "cubin": (d / "kernel.cubin").read_bytes(), "ptx": (d / "kernel.ptx").read_text()}
+
+
+def _load_function(path: str, module: str, function: str):
+    if module not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[module] = mod  # Triton reads the function's module globals while compiling
+        spec.loader.exec_module(mod)
+    return getattr(sys.modules[module], function)
+
+
+def _compile(job: _Job) -> None:
+    """Compile one job into its cache directory (atomically: a concurrent build sees all of it or none)."""
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's default, stated (3.9 warns otherwise)
+    import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    constexprs = {k: v for k, v in config.meta.items()}
+    fn = _load_function(job.path, job.module, job.function)
     src = ASTSource(
         fn=fn,
-        signature=sig,
-        constexprs=constexprs,
-        attrs={(i,): [["tt.divisibility", 16]] for i in attrs},
+        signature=job.signature,
+        constexprs=dict(job.meta),
+        attrs={(i,): [["tt.divisibility", 16]] for i in job.hinted},
     )
     k = triton.compile(
         src,
-        target=GPUTarget("cuda", int(arch), 32),
-        options={"num_warps": config.num_warps, "num_stages": config.num_stages},
+        target=GPUTarget("cuda", int(job.arch), 32),
+        options={"num_warps": job.num_warps, "num_stages": job.num_stages},
     )
     md = k.metadata
-    if (
-        getattr(md, "num_ctas", 1) != 1
-        or getattr(md, "global_scratch_size", 0)
-        or getattr(md, "cluster_dims", None)
-        not in (
-            None,
-            (1, 1, 1),
-        )
-    ):
+    if getattr(md, "num_ctas", 1) != 1 or getattr(md, "global_scratch_size", 0):
         raise OpforgeError(
-            f"{fn.__name__} (config {config.label()}, sm_{arch}) needs thread-block clusters or global scratch "
+            f"{job.function} (config {job.label}, sm_{job.arch}) needs thread-block clusters or global scratch "
             "memory, which opforge's AOT launcher does not provide. Fix: use num_ctas=1 and no on-device "
             "tensor descriptors"
         )
@@ -196,13 +236,29 @@ def _compile_one(triton, fn, sig, attrs, config, arch, cache_dir: Path, source_h
         "param_count": _param_count(ptx, md.name),
         "portable": bool(target) and not target.group(1).rstrip(",").endswith("a"),
     }
+    d = job.directory
     tmp = d.with_name(d.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "kernel.cubin").write_bytes(k.asm["cubin"])
     (tmp / "kernel.ptx").write_text(ptx)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, d) if not d.exists() else None
-    return {**meta, "cubin": k.asm["cubin"], "ptx": ptx, "cached": False}
+    try:
+        os.replace(tmp, d)
+    except OSError:  # another build put it there first: theirs is the same
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compile_all(jobs: list[_Job]) -> None:
+    """The uncached jobs, on every core (Triton's compile is CPU-bound and mostly single-threaded)."""
+    workers = min(len(jobs) // 4, os.cpu_count() or 1)  # a worker imports torch: worth it for 8+ jobs
+    if workers <= 1:
+        for job in jobs:
+            _compile(job)
+        return
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's threads
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        for future in [pool.submit(_compile, job) for job in jobs]:
+            future.result()
 
 
 def compile_op(decl: OpDecl, log=None) -> AotResult:
@@ -217,23 +273,44 @@ def compile_op(decl: OpDecl, log=None) -> AotResult:
     path = decl.kernel_files()["triton"]
     source_hash = hashlib.sha256(path.read_bytes()).hexdigest()
     cache_dir = package(decl.package or "ops.library").build_dir / "triton" / f"{decl.namespace}_{decl.name}"
-    pointer_params = [
-        i for i, name in enumerate(fn.arg_names) if any(a.param == name and a.kind == "tensor" for a in t.args)
+    # The aligned compilation's hints: every pointer 16-byte aligned, the `aligned=` integers multiples of 16.
+    hinted = [
+        i
+        for i, name in enumerate(fn.arg_names)
+        if any(a.param == name and (a.kind == "tensor" or name in t.aligned) for a in t.args)
     ]
     variants = tuple(dtype_variants(decl))
-    kernels = []
-    compiled = 0
+    jobs = {}
     for variant in variants:
         sig = signature(decl, fn, variant)
         for aligned in (True, False):
-            attrs = pointer_params if aligned else []
             for config in t.configs:
-                per_arch = []
-                meta = None
                 for arch in archs():
-                    meta = _compile_one(triton, fn, sig, attrs, config, arch, cache_dir, source_hash)
-                    compiled += not meta["cached"]
-                    per_arch.append(
+                    jobs[(tuple(variant.items()), aligned, config.label(), arch)] = _Job(
+                        path=str(path),
+                        module=f"opforge_triton_{decl.namespace}_{decl.name}",
+                        function=t.kernel,
+                        signature=sig,
+                        hinted=tuple(hinted) if aligned else (),
+                        meta=dict(config.meta),
+                        num_warps=config.num_warps,
+                        num_stages=config.num_stages,
+                        label=config.label(),
+                        arch=arch,
+                        cache_dir=str(cache_dir),
+                        source_hash=source_hash,
+                        triton_version=triton.__version__,
+                    )
+    todo = [job for job in jobs.values() if _cached(job) is None]
+    _compile_all(todo)
+    kernels = []
+    for variant in variants:
+        for aligned in (True, False):
+            for config in t.configs:
+                images = []
+                for arch in archs():
+                    meta = _cached(jobs[(tuple(variant.items()), aligned, config.label(), arch)])
+                    images.append(
                         Image(
                             int(arch),
                             meta["cubin"],
@@ -250,9 +327,10 @@ def compile_op(decl: OpDecl, log=None) -> AotResult:
                         config=config,
                         function=meta["function"],
                         num_warps=meta["num_warps"],
-                        images=tuple(per_arch),
+                        images=tuple(images),
                     )
                 )
+    compiled = len(todo)
     result = AotResult(
         decl=decl,
         kernels=tuple(kernels),

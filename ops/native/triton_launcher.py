@@ -229,17 +229,6 @@ def generate(decl: OpDecl, aot: AotResult, blob_name: str) -> str:
         "opforge_key > opforge_t::kMaxKeys[opforge_config]) opforge_config = -1;"
     )
     w.append(f"  if (opforge_config < 0) switch (opforge_variant) {{ {tuned_cases} default: opforge_config = 0; }}")
-    tensors = t.tensors
-    aligned = " && ".join(
-        f"::opforge::triton::aligned16({n} != nullptr ? {n}->data : nullptr)"
-        if n in optional
-        else f"::opforge::triton::aligned16({n}.data)"
-        for n in tensors
-    )
-    w.append(f"  const bool opforge_aligned = {aligned or 'true'};")
-    w.append(
-        "  const int opforge_index = (opforge_variant * 2 + (opforge_aligned ? 0 : 1)) * opforge_t::kConfigs + opforge_config;"
-    )
     meta_vars = {m: f"opforge_t::kMeta_{m}[opforge_config]" for m in t.meta_names}
     alg = _Algebra(decl, meta_vars)
     for a in t.args:
@@ -263,6 +252,19 @@ def generate(decl: OpDecl, aot: AotResult, blob_name: str) -> str:
             w.append(
                 f"  {CPP_SCALAR[a.type]} opforge_p_{a.param} = static_cast<{CPP_SCALAR[a.type]}>(opforge_v_{a.param});"
             )
+    tensors = t.tensors
+    aligned = " && ".join(
+        f"::opforge::triton::aligned16({n} != nullptr ? {n}->data : nullptr)"
+        if n in optional
+        else f"::opforge::triton::aligned16({n}.data)"
+        for n in tensors
+    )
+    aligned_ints = " && ".join(f"opforge_v_{p} % 16 == 0" for p in t.aligned)
+    aligned = " && ".join(x for x in (aligned, aligned_ints) if x)
+    w.append(f"  const bool opforge_aligned = {aligned or 'true'};")
+    w.append(
+        "  const int opforge_index = (opforge_variant * 2 + (opforge_aligned ? 0 : 1)) * opforge_t::kConfigs + opforge_config;"
+    )
     grid = [sr.evaluate(g, alg) for g in t.grid] + ["int64_t(1)"] * (3 - len(t.grid))
     w.append(f"  const int64_t opforge_grid[3] = {{{', '.join(grid)}}};")
     w.append("  if (opforge_arith.divided_by_zero)")

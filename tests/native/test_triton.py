@@ -65,7 +65,8 @@ def declare(unique_id, tmp_path, kernel=KERNEL, **launch):
     )(ref).decl
 
 
-def test_every_variant_alignment_and_config_is_compiled_for_sm87_and_sm90(unique_id, tmp_path):
+def test_every_variant_alignment_and_config_is_compiled_for_sm87_and_sm90(unique_id, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPFORGE_BUILD_DIR", str(tmp_path / "build"))  # an empty cache
     decl = declare(unique_id, tmp_path)
     result = triton_aot.compile_op(decl)
     assert result.archs == (87, 90)
