@@ -233,7 +233,9 @@ def emit_cmake(dest, archs: str = "87", package: str = DEFAULT_PACKAGE) -> Path:
                 src = kernel_sources.cuda_source(d, dest, blob_name=blob)
                 if src.with_suffix(".bin").is_file():
                     _copy(src.with_suffix(".bin"), dest / blob)
-            rel = rel_dir / src.name
+            # A Triton launcher is host-only C++: built as CXX, whose -Wa,-I finds its .incbin (nvcc would split
+            # that flag at the comma).
+            rel = rel_dir / (src.stem + ".cpp" if src.with_suffix(".bin").is_file() else src.name)
             _copy(src, dest / rel)
             if what == "cuda":
                 kernels.append(rel.as_posix())

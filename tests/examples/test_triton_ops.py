@@ -94,13 +94,25 @@ def test_the_cmake_export_carries_the_launcher_and_its_images(project, tmp_path)
         text=True,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    launcher = dest / "csrc" / "scale_shift" / "tritonops_scale_shift_triton.cu"
+    launcher = dest / "csrc" / "scale_shift" / "tritonops_scale_shift_triton.cpp"  # host C++: CMake builds it as CXX
     blob = launcher.with_suffix(".bin")
     assert launcher.is_file() and blob.stat().st_size > 0
     assert '.incbin \\"csrc/scale_shift/tritonops_scale_shift_triton.bin\\"' in launcher.read_text()
     cmake = (dest / "CMakeLists.txt").read_text()
-    assert "csrc/scale_shift/tritonops_scale_shift_triton.cu" in cmake and "-Wa,-I${CMAKE_CURRENT_SOURCE_DIR}" in cmake
+    assert "csrc/scale_shift/tritonops_scale_shift_triton.cpp" in cmake and "-Wa,-I${CMAKE_CURRENT_SOURCE_DIR}" in cmake
     assert (dest / "csrc" / "opforge" / "triton_launch.h").is_file() and not (dest / "gen" / "triton").exists()
+    if shutil.which("cmake") is None:
+        return  # the files are checked above; building them needs cmake
+    cfg = subprocess.run(
+        ["cmake", "-S", str(dest), "-B", str(tmp_path / "b"), f"-DTRT_INCLUDE_DIR={headers.find()}"]
+        + [f"-DCMAKE_CUDA_COMPILER={cuda_home() / 'bin' / 'nvcc'}", "-DCMAKE_CUDA_ARCHITECTURES=90"],
+        capture_output=True,
+        text=True,
+    )
+    assert cfg.returncode == 0, cfg.stdout[-3000:] + cfg.stderr[-3000:]
+    done = subprocess.run(["cmake", "--build", str(tmp_path / "b"), "-j2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _manifest(tmp_path / "b" / "libtritonops_trt_plugins.so")["archs"] == [87, 90]
 
 
 def test_the_readme_shows_the_example_as_it_is():
