@@ -63,8 +63,8 @@ OPFORGE_ALWAYS_INLINE float total(float (&acc)[kLanes]) {
 }
 
 // out[j] = (x[j] - mean) * rstd * w[j] (+ b[j] when b is given); out may be x.
-OPFORGE_ALWAYS_INLINE void normalize(const float* x, const float* w, const float* b, float mean, float rstd,
-                                     float* out, int64_t n) {
+OPFORGE_ALWAYS_INLINE void normalize(const float* x, const float* w, const float* b, float mean, float rstd, float* out,
+                                     int64_t n) {
   if (b != nullptr) {
     for (int64_t j = 0; j < n; ++j) out[j] = (x[j] - mean) * rstd * w[j] + b[j];
   } else {

@@ -129,13 +129,22 @@ class ResolvedTriton:
         return f"{self.kernel}: {len(self.configs)} configs ({', '.join(c.label() for c in self.configs)})"
 
 
-def resolve(op: str, spec: Any, inputs, outputs, attrs) -> ResolvedTriton | None:
-    """Validate `triton=` against the op's inputs, outputs and attributes; None when not given."""
+def resolve(op: str, spec: Any, inputs, outputs, attrs, kernel_dir=None, devices=("cuda",)) -> ResolvedTriton | None:
+    """Validate `triton=` against the op's inputs, outputs, attributes, kernel directory and devices; None when
+    not given."""
     if spec is None:
         return None
 
     def fail(expected, got, fix):
         raise DeclarationError(op, "triton", expected, got, fix)
+
+    if kernel_dir is None or "cuda" not in devices:
+        name = op.rpartition("::")[2]
+        fail(
+            "an op with a kernel directory and 'cuda' in devices (the Triton kernel is its CUDA kernel)",
+            f"kernel directory {kernel_dir}, devices {list(devices)}",
+            f"put {name}_triton.py in csrc/{name}/ and keep 'cuda' in devices",
+        )
 
     if not isinstance(spec, Triton):
         fail("ops.Triton(kernel=..., args=..., grid=..., configs=...)", spec, "describe the launch with ops.Triton")

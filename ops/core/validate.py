@@ -109,14 +109,7 @@ def build_decl(
             "pass onnx_fallback=False when the reference cannot be exported as standard ONNX ops",
         )
     pending = v.kernels_pending(kernels_pending, devs, kernel_dir)
-    resolved_triton = triton_launch.resolve(op, triton, res_inputs, res_outputs, res_attrs)
-    if resolved_triton is not None and (kernel_dir is None or "cuda" not in devs):
-        v.fail(
-            "triton",
-            "an op with a kernel directory and 'cuda' in devices (the Triton kernel is its CUDA kernel)",
-            f"kernels={kernels!r}, devices={devs}",
-            f"put {name}_triton.py in csrc/{name}/ and keep 'cuda' in devices",
-        )
+    resolved_triton = triton_launch.resolve(op, triton, res_inputs, res_outputs, res_attrs, kernel_dir, devs)
     return OpDecl(
         id=f"{namespace}::{name}",
         namespace=namespace,
@@ -447,7 +440,9 @@ class Validator(ShapeValidation):
                 kernels,
                 f"put the kernels in csrc/{name}/ beside the declaring module",
             )
-        expected = {"cpu": f"{name}_cpu.cpp", "cuda": f"{name}_cuda.cu"}
+        # With a Triton launch declared, <name>_triton.py can be the CUDA kernel.
+        alternatives = {"cpu": [f"{name}_cpu.cpp"], "cuda": [f"{name}_cuda.cu"] + [f"{name}_triton.py"] * triton}
+        expected = {what: " or ".join(files) for what, files in alternatives.items()}
         if kernels == "auto":
             candidates = [d / "csrc" / name for d in paths.kernel_search_dirs(origin)]
         else:
@@ -455,12 +450,8 @@ class Validator(ShapeValidation):
             candidates = [directory if directory.is_absolute() or origin is None else origin / directory]
 
         def has(directory: Path, what: str) -> bool:
-            if what == "cuda" and triton and (directory / f"{name}_triton.py").is_file():
-                return True
-            return (directory / expected[what]).is_file()
+            return any((directory / f).is_file() for f in alternatives[what])
 
-        if triton:
-            expected["cuda"] = f"{name}_cuda.cu or {name}_triton.py"
         for directory in candidates:
             if all(has(directory, w) for w in devices):
                 return directory.resolve()
