@@ -1,4 +1,5 @@
-"""Lazy imports of the optional ONNX packages, each with the pip command that installs it."""
+"""Lazy imports of the optional packages (ONNX, ONNX Runtime, Polygraphy, Triton), each with the pip command that
+installs it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ PACKAGES = {
     "onnxruntime": "onnxruntime",
     "onnx_graphsurgeon": "onnx-graphsurgeon",
     "polygraphy": "polygraphy",
+    "triton": "'opforge[triton]'",
 }
 
 
@@ -21,7 +23,7 @@ def require(module: str):
     except ImportError as e:
         top = module.split(".")[0]
         raise BackendUnavailable(
-            f"{module} is needed for this ONNX feature but cannot be imported ({e}). "
+            f"{module} is needed for this feature but cannot be imported ({e}). "
             f"Install it: pip install {PACKAGES.get(top, top)}"
         ) from e
 
