@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import io
 import json
 import os
@@ -159,15 +160,66 @@ def extension(package_name: str = DEFAULT_PACKAGE, with_cuda: bool | None = None
     return ext
 
 
+def _newer_than_all(path: Path, inputs) -> bool:
+    try:
+        built = path.stat().st_mtime_ns
+        return all(os.stat(p).st_mtime_ns <= built for p in inputs)
+    except OSError:  # the output or an input is missing
+        return False
+
+
+def link_when_changed(compiler) -> None:
+    """Make `compiler` (a setuptools CCompiler) link only when the link would make something new. torch's
+    BuildExtension sets `force` so that ninja, not setuptools, decides what to compile; setuptools then relinks
+    the extension on every build, even when ninja compiled nothing: about a second of a no-change rebuild's
+    three (benchmarks/bench_build.py). A link is skipped when its output exists, no object is newer than it,
+    and the link is the same as the last one (objects, options, linker: recorded in build_temp, beside the
+    objects, never in build_lib, whose files a setup.py install ships)."""
+    link = compiler.link
+    signature = inspect.signature(link)
+
+    def link_if_changed(*args, **kwargs):
+        call = signature.bind(*args, **kwargs)
+        call.apply_defaults()
+        a = call.arguments
+        build_temp = a.get("build_temp")
+        out = Path(a["output_dir"] or "", a["output_filename"])
+        if build_temp is None:
+            return link(*args, **kwargs)
+        key = json.dumps(
+            {
+                "linker": [list(compiler.linker_so), list(getattr(compiler, "linker_so_cxx", []) or [])],
+                "objects": [str(o) for o in [*a["objects"], *compiler.objects]],
+                **{k: repr(v) for k, v in a.items() if k not in ("objects", "build_temp")},
+            },
+            indent=1,
+        )
+        stamp = Path(build_temp) / f"{out.name}.link.json"
+        if stamp.is_file() and stamp.read_text() == key and _newer_than_all(out, json.loads(key)["objects"]):
+            return None
+        stamp.unlink(missing_ok=True)  # a failed link leaves none: the next build links again
+        result = link(*args, **kwargs)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(key)
+        return result
+
+    compiler.link = link_if_changed
+
+
 @functools.lru_cache(maxsize=1)
 def _build_extension_class():
     class BuildExtension(_cpp_extension().BuildExtension):
         """torch's BuildExtension (ninja), plus the opforge build record written beside each op-package
-        extension, so a stale or foreign build is detected before it is loaded."""
+        extension, so a stale or foreign build is detected before it is loaded, and no relink when nothing
+        changed (link_when_changed)."""
 
         def __init__(self, *args, **kwargs):
             kwargs.setdefault("use_ninja", True)
             super().__init__(*args, **kwargs)
+
+        def build_extensions(self):
+            link_when_changed(self.compiler)
+            super().build_extensions()
 
         def run(self):
             super().run()
