@@ -6,13 +6,14 @@ one-function C file (milliseconds), the way build_ext calls it."""
 import functools
 import os
 import shutil
+import sys
 
 import pytest
 from setuptools._distutils.ccompiler import new_compiler
 from setuptools._distutils.errors import LinkError
 from setuptools._distutils.sysconfig import customize_compiler
 
-from ops.torch.build import link_when_changed
+from ops.torch.build import extension, link_when_changed
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
 
@@ -115,3 +116,11 @@ def test_without_build_temp_every_link_runs(setup):
     link(build_temp=None)
     link(build_temp=None)
     assert len(calls) == 2
+
+
+def test_the_extension_links_without_debug_info():
+    """Python's CFLAGS carry -g: without the flag a 20-op extension was 36 MB, 34 of them DWARF, and its link three
+    times the 1-op package's. The objects keep their debug info; the ONNX Runtime and TensorRT libraries have none."""
+    ext = extension("ops.library", with_cuda=False)
+    assert ext.extra_link_args[-1:] == (["-Wl,--strip-debug"] if sys.platform.startswith("linux") else [])
+    assert not any(a.startswith("-g") for a in ext.extra_compile_args)
