@@ -21,7 +21,6 @@ installed, never one pip would resolve into an isolated build environment.
 from __future__ import annotations
 
 import json
-import sys
 
 from . import cli
 from .cross.build import main as cross_main
@@ -82,4 +81,4 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.end_process(main())
