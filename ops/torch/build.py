@@ -177,13 +177,22 @@ def _newer_than_all(path: Path, inputs) -> bool:
         return False
 
 
+def _identity(path: Path) -> str:
+    """The file as this link left it: another link of the same path (an older opforge) is noticed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "\nmissing"
+    return f"\n{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+
 def link_when_changed(compiler) -> None:
     """Make `compiler` (a setuptools CCompiler) link only when the link would make something new. torch's
     BuildExtension sets `force` so that ninja, not setuptools, decides what to compile; setuptools then relinks
     the extension on every build, even when ninja compiled nothing: about a second of a no-change rebuild's
-    three (benchmarks/bench_build.py). A link is skipped when its output exists, no object is newer than it,
-    and the link is the same as the last one (objects, options, linker: recorded in build_temp, beside the
-    objects, never in build_lib, whose files a setup.py install ships)."""
+    three (benchmarks/bench_build.py). A link is skipped when its output is the file the last link made, no
+    object is newer than it, and the link is the same (objects, options, linker: recorded in build_temp, beside
+    the objects, never in build_lib, whose files a setup.py install ships)."""
     link = compiler.link
     signature = inspect.signature(link)
 
@@ -203,13 +212,17 @@ def link_when_changed(compiler) -> None:
             },
             indent=1,
         )
-        stamp = Path(build_temp) / f"{out.name}.link.json"
-        if stamp.is_file() and stamp.read_text() == key and _newer_than_all(out, json.loads(key)["objects"]):
+        stamp = Path(build_temp) / f"{out.name}.link"
+        if (
+            stamp.is_file()
+            and stamp.read_text() == key + _identity(out)
+            and _newer_than_all(out, [*a["objects"], *compiler.objects])
+        ):
             return None
         stamp.unlink(missing_ok=True)  # a failed link leaves none: the next build links again
         result = link(*args, **kwargs)
         stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(key)
+        stamp.write_text(key + _identity(out))
         return result
 
     compiler.link = link_if_changed

@@ -51,7 +51,7 @@ def test_an_unchanged_link_is_skipped(setup):
     first = link()
     assert len(calls) == 1 and out.is_file()
     assert link() == first and len(calls) == 1  # nothing new: the library is left as it is
-    assert sorted(p.name for p in temp.glob("*.link.json")) == ["libx.so.link.json"]
+    assert sorted(p.name for p in temp.glob("*.link")) == ["libx.so.link"]
     assert not list(out.parent.glob("*.json"))  # nothing beside the library (build_lib is what an install ships)
 
 
@@ -98,6 +98,16 @@ def test_a_missing_library_or_object_relinks(setup):
     assert len(calls) == 2 and out.is_file()
 
 
+def test_a_library_another_link_wrote_is_relinked(setup):
+    """Same objects, same options, but the file is not the one this link made (an older opforge linked it)."""
+    _, calls, link, _, out, _ = setup
+    first = link()
+    out.write_bytes(out.read_bytes() + b"\0")
+    os.utime(out, ns=(first, first))
+    link()
+    assert len(calls) == 2
+
+
 def test_a_failed_link_is_retried(setup):
     compiler, calls, link, objects, out, temp = setup
     link()
@@ -105,7 +115,7 @@ def test_a_failed_link_is_retried(setup):
     compiler.linker_so = ["false"]
     with pytest.raises(LinkError):
         link(extra_postargs=["-lm"])
-    assert not (temp / "libx.so.link.json").exists()
+    assert not (temp / "libx.so.link").exists()
     compiler.linker_so = broken
     link()  # the same link as before the failure, but its record is gone: it runs again
     assert len(calls) == 3
