@@ -9,13 +9,16 @@ Runtime library, `python -m ops.ort.build`) it times, as the user's command line
 - a one-kernel edit: the first op's CPU kernel changed (a comment line appended), then rebuilt; in the 20-op and the
   1-op package back to back, --repeat times (target: 20-op median at most 1.2x the 1-op median).
 
-It also times `python -c "import torch"` and `import ops`: the floor under every command above. Before timing, the
-20-op package's kernels are run against their references (`ops.check --only torch.cpu`).
+Between the no-change rebuilds it times `python -c "import torch"` and `import ops` (ended as the build commands end,
+ops.cli.end_process): the floor under every command above, taken under the same load. For the no-change rebuilds
+it also records their CPU time (user + sys: close to the wall time the same command takes on an idle machine) and
+the command's own work (its main(), timed in-process after the imports). Before timing, the 20-op package's kernels
+are run against their references (`ops.check --only torch.cpu`).
 
     python benchmarks/bench_build.py [--ops 20] [--repeat 3] [--libs torch,trt,ort] [--keep DIR] [--json PATH]
 
-Writes results/build-<host>-<date>.json (machine, load average before/after, cores, commit, every timing) and prints
-a table. The machine's load is recorded because these are wall-clock times of compiler runs.
+Writes results/build-<host>-<date>.json (machine, load averages through the run, cores, commit, every timing) and
+prints a table. The machine's load is recorded because these are wall-clock times of compiler runs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -221,15 +225,33 @@ def command(lib: str) -> list[str]:
     }[lib]
 
 
-def timed(argv: list[str], project: Path) -> float:
+def timed(argv: list[str], project: Path, cpu: list | None = None) -> float:
+    """Wall-clock seconds of `python argv` in `project`; its CPU seconds (user + sys) appended to `cpu`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(python() + argv, cwd=project, env=env_for(project), capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise RuntimeError(
             f"`python {' '.join(argv)}` failed in {project}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
     return elapsed
+
+
+def work(lib: str, project: Path) -> float:
+    """The command's own work, in-process: its main() timed after the imports, without Python's start and exit."""
+    module, *argv = command(lib)[1:]
+    code = (
+        f"import time\nfrom {module} import main\nt = time.perf_counter()\nrc = main({argv!r})\n"
+        "print(f'\\n{time.perf_counter() - t}')\nraise SystemExit(rc)\n"
+    )
+    done = subprocess.run(python() + ["-c", code], cwd=project, env=env_for(project), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{lib} build failed in {project}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def available_libs() -> list[str]:
@@ -276,6 +298,11 @@ def machine() -> dict:
         python() + ["-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
     ).stdout.strip()
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "ops", "csrc", "benchmarks/bench_build.py"],
+        capture_output=True,
+        text=True,
+    )
     nvcc = shutil.which("nvcc")
     nvcc_version = ""
     if nvcc:
@@ -289,7 +316,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "torch": torch_version,
         "nvcc": nvcc_version,
-        "commit": commit.stdout.strip(),
+        "commit": commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else ""),
     }
 
 
@@ -309,6 +336,7 @@ def run(ops: int = 20, repeat: int = 3, libs: list[str] | None = None, workdir: 
         "machine": machine(),
         "settings": {"ops": ops, "repeat": repeat, "libs": libs, "workdir": str(workdir)},
         "load_before": list(os.getloadavg()),
+        "load": {},
         "targets": {"noop_s": TARGET_NOOP_S, "edit_ratio": TARGET_EDIT_RATIO},
     }
     try:
@@ -318,19 +346,28 @@ def run(ops: int = 20, repeat: int = 3, libs: list[str] | None = None, workdir: 
         for k, n in sizes.items():
             scaffold(projects[k], FORMULAS[:n])
         record["scaffold_s"] = time.perf_counter() - t
-        record["floor"] = {
-            "import torch": [timed(["-c", "import torch"], ROOT) for _ in range(repeat)],
-            "import ops": [timed(["-c", "import ops"], ROOT) for _ in range(repeat)],
-        }
-        full, noop = {}, {}
+        full, noop = {}, {f"{lib}/{k}": [] for lib in libs for k in sizes}
+        floor = {"import torch": [], "import ops": []}
+        noop_cpu = {f"{lib}/{k}": [] for lib in libs for k in sizes}
         for k in ("N", "1"):
             for lib in libs:
                 full[f"{lib}/{k}"] = timed(command(lib), projects[k])
+        record["load"]["after full builds"] = list(os.getloadavg())
         if check:
             record["check"] = check_kernels(projects["N"])
-        for k in ("N", "1"):
+        work_s = {lib: [] for lib in libs}
+        for _ in range(repeat):  # the floor between the rebuilds: both see the same neighbours' load
+            for what in floor:
+                floor[what].append(timed(["-c", f"{what}, gc; gc.freeze()"], ROOT))  # ends as the builds do
+            for k in ("N", "1"):
+                for lib in libs:
+                    noop[f"{lib}/{k}"].append(timed(command(lib), projects[k], noop_cpu[f"{lib}/{k}"]))
             for lib in libs:
-                noop[f"{lib}/{k}"] = [timed(command(lib), projects[k]) for _ in range(repeat)]
+                work_s[lib].append(work(lib, projects["N"]))
+        record["floor"] = floor
+        record["noop_work"] = work_s
+        record["noop_cpu"] = noop_cpu
+        record["load"]["after no-change rebuilds"] = list(os.getloadavg())
         edit = {f"{lib}/{k}": [] for lib in libs if lib != "trt" for k in sizes}
         first = FORMULAS[0][0]
         for r in range(repeat):
@@ -362,7 +399,13 @@ def summary(record: dict) -> dict:
             row["edit_ratio"] = row["edit_N"] / row["edit_1"]
             row["edit_met"] = row["edit_ratio"] <= TARGET_EDIT_RATIO
         rows.append(row)
-    return {"ops": ops, "rows": rows, "floor": {k: median(v) for k, v in record.get("floor", {}).items()}}
+    return {
+        "ops": ops,
+        "rows": rows,
+        "floor": {k: median(v) for k, v in record.get("floor", {}).items()},
+        "noop_work": {k: median(v) for k, v in record.get("noop_work", {}).items()},
+        "noop_cpu": {k: median(v) for k, v in record.get("noop_cpu", {}).items() if k.endswith("/N")},
+    }
 
 
 def table(record: dict) -> str:
@@ -394,6 +437,17 @@ def table(record: dict) -> str:
         f"Floor (medians): {floor}. Load average {record['load_before'][0]:.1f} -> {record['load_after'][0]:.1f} "
         f"on {record['machine']['cores']} cores."
     )
+    if s.get("noop_cpu"):
+        cpu = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in s["noop_cpu"].items())
+        lines.append(
+            f"No-change rebuild of the {n}-op package, CPU time (user + sys; about its wall time on an idle "
+            f"machine): {cpu}."
+        )
+    if s.get("noop_work"):
+        own = ", ".join(f"{lib} {v:.2f} s" for lib, v in s["noop_work"].items())
+        lines.append(
+            f"No-change rebuild of the {n}-op package, the command's own work (main(), after the imports): {own}."
+        )
     if "check" in record:
         c = record["check"]
         lines.append(

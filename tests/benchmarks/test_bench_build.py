@@ -88,6 +88,8 @@ def record(bench, noop_n: float, edit_1: float, edit_n: float) -> dict:
         "full": {"torch/1": 40.0, "torch/N": 260.0, "trt/1": 20.0, "trt/N": 120.0},
         "noop": {"torch/1": [1.8, 1.7, 1.9], "torch/N": [noop_n] * 3, "trt/1": [1.6] * 3, "trt/N": [1.7] * 3},
         "edit": {"torch/1": [edit_1, edit_1 + 1, edit_1 - 1], "torch/N": [edit_n] * 3},
+        "noop_work": {"torch": [0.2, 0.25, 0.3], "trt": [0.05] * 3},
+        "noop_cpu": {"torch/1": [1.0] * 3, "torch/N": [1.4, 1.5, 1.6], "trt/1": [1.0] * 3, "trt/N": [1.2] * 3},
         "check": {"ok": True, "ops": 20, "stages_passed": 60, "stages": 60, "pending": {}},
     }
     rec["summary"] = bench.summary(rec)
@@ -111,6 +113,8 @@ def test_table(bench):
     assert "| trt | 20.0 s | 120.0 s | 1.60 s | 1.70 s met | - | - | - (no CPU kernel) |" in lines
     assert 'Floor (medians): `python -c "import torch"` 1.30 s, `python -c "import ops"` 1.50 s' in text
     assert "Load average 2.0 -> 3.0 on 2 cores" in text
+    assert "CPU time (user + sys; about its wall time on an idle machine): torch 1.50 s, trt 1.20 s." in text
+    assert "the command's own work (main(), after the imports): torch 0.25 s, trt 0.05 s." in text
     assert "60/60 stages passed over 20 ops, pending none" in text
 
 
