@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from . import cli
 from .cross.build import main as cross_main
@@ -93,4 +92,4 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.end_process(main())
