@@ -52,7 +52,8 @@ build: setup
 # this checkout and builds only DEMO_OPS (a partial build: python -m ops.build --ops); make build builds every
 # op, and python -m ops.check --all then checks them all.
 demo:
-	@echo "make demo: builds and checks the ops of example (a): $(DEMO_OPS)"
+	@echo "make demo: builds and checks the $(words $(DEMO_OPS)) ops example (a) uses: $(DEMO_OPS)" \
+	  "(make build builds every op, python -m ops.check --all then checks them all)"
 	@python3 tools/timed_steps.py \
 	  "install: venv, torch, dependencies, headers (make deps)" "$(MAKE) --no-print-directory deps" \
 	  "build ops._C with those ops (ops.build --ops)" "$(PY) -m ops.build --ops $(subst $(space),$(comma),$(DEMO_OPS))" \

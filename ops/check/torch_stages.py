@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..core import shape_rule as sr
-from ..core.packages import left_out, package
+from ..core.packages import left_out, package, partial_build
 from ..torch.extension import load, status
 from ..torch.register import output_shapes
 from . import FAIL, PASS, REFERENCE, SKIP, StageResult, pending_note, stage
@@ -56,10 +56,12 @@ def build(op, ctx):
             if op.decl.kernels_pending
             else ""
         )
+        partial = partial_build(pkg.name)
+        partial = f"; a partial build of {len(partial)} ops (python -m ops.build --ops)" if partial else ""
         return StageResult(
             "build",
             PASS,
-            f"{pkg.extension} loaded ({'CPU+CUDA' if s['cuda'] else 'CPU only'} kernels){pending}",
+            f"{pkg.extension} loaded ({'CPU+CUDA' if s['cuda'] else 'CPU only'} kernels){partial}{pending}",
             {"cuda_kernels": s["cuda"], "extension": pkg.extension, "kernels_pending": list(op.decl.kernels_pending)},
         )
     return StageResult("build", FAIL, s["error"])
