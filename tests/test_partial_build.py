@@ -7,6 +7,7 @@ A two-op package in a temporary project, with a record written by hand and an em
 the compiled extension (nothing here compiles: the build itself is what `make demo` and the suite's own builds
 run)."""
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from ops.torch.build import generate_sources, select_ops
 from ops.trt.build import plugin_decls
 
 KERNELS = Path(__file__).resolve().parents[1] / "examples" / "user_package" / "mypkg" / "csrc"
+_counter = itertools.count()
 DECLARATION = """
 import torch
 from ops import Attr, Input, Output, Sample, register_op
@@ -41,17 +43,18 @@ def {name}(x, bound=3.0):
 
 
 @pytest.fixture
-def two_ops(tmp_path, request):
-    """A project with the op package <top>.ops declaring <ns>::kept and <ns>::dropped (load=False: the record is
-    written by each test before the extension loads). Returns (package name, kept op, dropped op)."""
-    tag = request.node.name.replace("test_", "")[:40]
-    top, ns = f"opforge_partial_{tag}", f"partial_{tag}"
+def two_ops(tmp_path):
+    """A project with the op package <top>.ops declaring <ns>::kept_<n> and <ns>::dropped_<n> (load=False: the record
+    is written by each test before the extension loads). Op names are unique in the process: one name in two
+    namespaces breaks the ONNX exporter for every later test. Returns (package, kept op, dropped op)."""
+    n = next(_counter)
+    top, ns = f"opforge_partial_{n}", f"partial_{n}"
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     pkg_dir = tmp_path / top / "ops"
     pkg_dir.mkdir(parents=True)
     (tmp_path / top / "__init__.py").write_text("")
     (pkg_dir / "__init__.py").write_text("import ops\n\nops.op_package(__name__, load=False)\n")
-    for name in ("kept", "dropped"):
+    for name in (f"kept_{n}", f"dropped_{n}"):
         (pkg_dir / f"{name}.py").write_text(DECLARATION.format(ns=ns, name=name))
         kdir = tmp_path / top / "csrc" / name
         kdir.mkdir(parents=True)
@@ -60,7 +63,7 @@ def two_ops(tmp_path, request):
     sys.path.insert(0, str(tmp_path))
     try:
         pkg = import_package(f"{top}.ops")
-        kept, dropped = sorted(ops_in(pkg.name), key=lambda op: op.decl.name != "kept")
+        kept, dropped = sorted(ops_in(pkg.name), key=lambda op: not op.decl.name.startswith("kept"))
         yield pkg, kept, dropped
     finally:
         sys.path[:] = [p for p in sys.path if p != str(tmp_path)]
@@ -79,12 +82,12 @@ def test_the_generated_build_of_a_partial_build_holds_its_ops_and_says_so(two_op
     pkg, kept, dropped = two_ops
     sources, _, record = generate_sources(pkg.name, only=[kept.id])
     assert record["partial"] is True and set(record["ops"]) == {kept.id}
-    assert any(s.endswith(f"{kept.decl.namespace}_kept_torch.cpp") for s in sources)
-    assert not any("dropped" in s for s in sources)
+    assert any(s.endswith(f"{kept.decl.namespace}_{kept.decl.name}_torch.cpp") for s in sources)
+    assert not any(dropped.decl.name in s for s in sources)
     _, _, full = generate_sources(pkg.name)
     assert "partial" not in full and set(full["ops"]) == {kept.id, dropped.id}
     # an op named by its name alone, and every op named: a full build
-    assert [op.id for op in select_ops(pkg.name, ["kept"])] == [kept.id]
+    assert [op.id for op in select_ops(pkg.name, [kept.decl.name])] == [kept.id]
     assert "partial" not in generate_sources(pkg.name, only=[dropped.id, kept.id])[2]
 
 
@@ -117,6 +120,10 @@ def test_a_partial_build_loads_and_the_ops_it_left_out_say_how_to_build_them(two
     assert [d.id for d in plugin_decls(pkg.name)] == [kept.id]
     assert [d.id for d in library_decls(pkg.name)] == [kept.id]
     assert narrowed([kept.decl, dropped.decl], pkg.name) == [kept.decl]
+
+
+def test_an_op_of_no_package_is_never_left_out():
+    assert partial_build(None) is None and left_out("ns::op", None) is None
 
 
 def test_a_full_build_that_lacks_an_op_is_still_a_problem(two_ops):

@@ -116,10 +116,12 @@ def built_op_ids(name: str | None) -> set:
         return set()
 
 
-def partial_build(name: str) -> frozenset[str] | None:
+def partial_build(name: str | None) -> frozenset[str] | None:
     """The op ids a partial build of the package's torch extension holds (`python -m ops.build --ops ...`, what
     `make demo` runs), or None when its build is of every op (or there is none). The package's TensorRT plugin
     and ONNX Runtime libraries are then built for the same ops, until a full build."""
+    if not name:  # an op declared outside any op package
+        return None
     try:
         record = json.loads(package(name).build_record.read_text())
     except (OSError, ValueError, OpforgeError):
@@ -134,7 +136,7 @@ def narrowed(decls: list, name: str) -> list:
     return list(decls) if built is None else [d for d in decls if d.id in built]
 
 
-def left_out(op_id: str, name: str) -> str | None:
+def left_out(op_id: str, name: str | None) -> str | None:
     """Why op `op_id` of package `name` has no compiled code: a partial build left it out (None otherwise)."""
     built = partial_build(name)
     if built is None or op_id in built:
