@@ -6,23 +6,40 @@
 VENV          ?= .venv
 PY            ?= $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
-DEPS          := "setuptools>=77" wheel numpy ninja pytest hypothesis onnx onnxscript onnxruntime onnx-graphsurgeon \
-                 polygraphy==0.53.6 matplotlib onnxconverter-common ruff==0.17.6 clang-format==23.1.5 triton==3.9.0
+# What building and checking ops needs (the build tools and opforge[onnx]), then what the tests and lint add
+# (triton: the Triton kernels' AOT compile, opforge[triton]).
+RUN_DEPS      := "setuptools>=77" wheel numpy ninja onnx onnxscript onnxruntime onnx-graphsurgeon polygraphy==0.53.6
+DEV_DEPS      := pytest hypothesis matplotlib onnxconverter-common ruff==0.17.6 clang-format==23.1.5 triton==3.9.0
 PYTEST_ARGS   ?=
+# The ops example (a) (examples/segmentation.py) uses, and the backward op of DCNv2's gradient: what make demo
+# builds and checks. make build builds every op.
+DEMO_OPS      := opforge::modulated_deform_conv2d opforge::modulated_deform_conv2d_backward opforge::rms_norm \
+                 opforge::scaled_gelu
+comma         := ,
+empty         :=
+space         := $(empty) $(empty)
 
-.PHONY: setup build demo test lint check clean jetson jetson-toolchain
+.PHONY: deps setup build demo test lint check clean jetson jetson-toolchain
 
-setup: .setup-stamp
+# deps: the venv, torch, RUN_DEPS and the TensorRT/ONNX Runtime headers: what make demo needs. setup adds DEV_DEPS
+# and installs opforge itself into the venv (pip install -e ., which builds every op).
+deps: .deps-stamp
 
-.setup-stamp: pyproject.toml setup.py
+.deps-stamp: pyproject.toml
 	@if [ "$(PY)" = "$(VENV)/bin/python" ] && [ ! -x "$(PY)" ]; then python3 -m venv $(VENV); fi
 	@# Pin torch explicitly: an unpinned torch resolves to a multi-GB CUDA build.
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install -q $(DEPS)
+	$(PY) -m pip install -q $(RUN_DEPS)
 	@# TensorRT headers (10.14.1, from the kernel-lens wheel) into build/trt-headers: never committed.
 	$(PY) -m ops.trt.headers
 	@# ONNX Runtime C API headers (Debian trixie's libonnxruntime-dev, private apt config) into build/ort-headers.
 	$(PY) -m ops.ort.headers
+	@touch $@
+
+setup: .setup-stamp
+
+.setup-stamp: .deps-stamp pyproject.toml setup.py
+	$(PY) -m pip install -q $(DEV_DEPS)
 	$(PY) -m pip install -q --no-build-isolation -e .
 	@touch $@
 
@@ -31,12 +48,19 @@ build: setup
 	$(PY) -m ops.build --trt
 	$(PY) -m ops.ort.build
 
-# Each step timed; the table at the end says where the time went (tools/timed_steps.py).
+# The whole path (declare -> torch -> ONNX -> ONNX Runtime -> the TensorRT step) for the ops example (a) uses:
+# each step timed, the table at the end says where the time went (tools/timed_steps.py). It runs opforge from
+# this checkout and builds only DEMO_OPS (a partial build: python -m ops.build --ops); make build builds every
+# op, and python -m ops.check --all then checks them all.
 demo:
+	@echo "make demo: builds and checks the $(words $(DEMO_OPS)) ops example (a) uses: $(DEMO_OPS)" \
+	  "(make build builds every op, python -m ops.check --all then checks them all)"
 	@python3 tools/timed_steps.py \
-	  "install: venv, torch, dependencies, headers (make setup)" "$(MAKE) --no-print-directory setup" \
-	  "native builds: ops._C, TensorRT plugins, ORT ops (make build)" "$(MAKE) --no-print-directory build" \
-	  "python -m ops.check --all" "$(PY) -m ops.check --all" \
+	  "install: venv, torch, dependencies, headers (make deps)" "$(MAKE) --no-print-directory deps" \
+	  "build ops._C with those ops (ops.build --ops)" "$(PY) -m ops.build --ops $(subst $(space),$(comma),$(DEMO_OPS))" \
+	  "build the TensorRT plugin library (same ops)" "$(PY) -m ops.build --trt" \
+	  "build the ONNX Runtime op library (same ops)" "$(PY) -m ops.ort.build" \
+	  "python -m ops.check on those ops" "$(PY) -m ops.check $(DEMO_OPS)" \
 	  "example (a): segmentation, torch -> ONNX -> ORT -> TensorRT step" "$(PY) examples/segmentation.py"
 
 test: setup build
@@ -68,4 +92,4 @@ jetson: setup jetson-toolchain
 	  echo; $(PY) -m ops.cross.verify --table || status=1; exit $$status
 
 clean:
-	rm -rf build ops/_C*.so ops/_C.build.json .setup-stamp
+	rm -rf build ops/_C*.so ops/_C.build.json .deps-stamp .setup-stamp

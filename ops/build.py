@@ -2,6 +2,8 @@
 
     python -m ops.build                          # opforge's own ops -> ops._C, in place (ninja; no-op in seconds)
     python -m ops.build --package mypkg.ops      # a user's op package -> mypkg/ops/_C*.so, in place
+    python -m ops.build --ops opforge::rms_norm,...  # a partial build: only these ops (what make demo runs); the
+                                                 # package's TensorRT and ORT libraries then hold only these too
     python -m ops.build --print [--package P]    # list the generated files and the sources of the extension
     python -m ops.build --trt [--package P]      # build the package's TensorRT plugin library (ops/trt/build.py)
     python -m ops.build --trt-cmake DIR [--cuda-archs 87] [--package P]   # emit its standalone CMake project
@@ -28,7 +30,7 @@ from . import cli
 from .cross.build import main as cross_main
 from .native import kernel_sources
 from .torch import build as torch_build
-from .torch.build import DEFAULT_PACKAGE, build_package, cuda_enabled, generate_sources
+from .torch.build import DEFAULT_PACKAGE, build_package, cuda_enabled, generate_sources, select_ops
 from .trt.build import build, emit_cmake
 
 # A user's setup.py (README, "Ops in your own package"): `from ops.build import BuildExtension, extension`.
@@ -59,7 +61,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--jetpack", default="6", help="with --target: JetPack generations, 6 (CUDA 12), 7 (CUDA 13) or 6,7 (default 6)"
     )
-    parser.add_argument("--ops", help="with --target: only these ops (comma-separated ids)")
+    parser.add_argument(
+        "--ops",
+        help="only these ops (comma-separated ids): a partial build of the torch extension, whose TensorRT and ONNX "
+        "Runtime libraries then hold the same ops until a full build; with --target, only these ops there",
+    )
     parser.add_argument(
         "--cuda-kernels",
         metavar="CHOICE",
@@ -75,6 +81,13 @@ def run(args) -> int:
         os.environ[kernel_sources.ENV] = args.cuda_kernels
     if args.target:
         return cross_main(args, names)
+    only = [o.strip() for o in (args.ops or "").split(",") if o.strip()] or None
+    if only and (args.trt or args.trt_cmake):
+        raise cli.UsageError(
+            "--ops chooses the ops of the torch extension's build (the TensorRT and ONNX Runtime libraries built "
+            "after it hold the same ops) or of a --target build. Fix: python -m ops.build --ops ..., then "
+            "python -m ops.build --trt"
+        )
     for name in names:
         if args.trt or args.trt_cmake:
             if args.trt_cmake:
@@ -83,11 +96,13 @@ def run(args) -> int:
                 result = build(package=name, verbose=args.verbose)
                 print(f"built {result.library} ({', '.join(result.ops)}; TensorRT headers {result.trt_include})")
         elif args.print:
-            sources, includes, record = generate_sources(name, cuda_enabled())
+            sources, includes, record = generate_sources(name, cuda_enabled(), only)
             print("\n".join(sources))
             print(json.dumps({"include_dirs": includes, **record}, indent=2))
         else:
-            print(f"built {build_package(name, verbose=args.verbose)}")
+            built = build_package(name, verbose=args.verbose, only=only)
+            chosen = [op.id for op in select_ops(name, only)] if only else []
+            print(f"built {built}" + (f" (a partial build of {len(chosen)} ops: {', '.join(chosen)})" if only else ""))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..core import shape_rule as sr
-from ..core.packages import package
+from ..core.packages import left_out, package, partial_build
 from ..torch.extension import load, status
 from ..torch.register import output_shapes
 from . import FAIL, PASS, REFERENCE, SKIP, StageResult, pending_note, stage
@@ -47,6 +47,8 @@ def build(op, ctx):
     pkg = package(op.decl.package)
     load(pkg, strict=False)
     s = status(pkg.name)
+    if s["loaded"] and left_out(op.id, pkg.name):
+        return StageResult("build", FAIL, left_out(op.id, pkg.name))
     if s["loaded"]:
         pending = (
             f"; kernels pending on {', '.join(op.decl.kernels_pending)}: compiled, not called (the reference "
@@ -54,10 +56,12 @@ def build(op, ctx):
             if op.decl.kernels_pending
             else ""
         )
+        partial = partial_build(pkg.name)
+        partial = f"; a partial build of {len(partial)} ops (python -m ops.build --ops)" if partial else ""
         return StageResult(
             "build",
             PASS,
-            f"{pkg.extension} loaded ({'CPU+CUDA' if s['cuda'] else 'CPU only'} kernels){pending}",
+            f"{pkg.extension} loaded ({'CPU+CUDA' if s['cuda'] else 'CPU only'} kernels){partial}{pending}",
             {"cuda_kernels": s["cuda"], "extension": pkg.extension, "kernels_pending": list(op.decl.kernels_pending)},
         )
     return StageResult("build", FAIL, s["error"])
@@ -65,9 +69,13 @@ def build(op, ctx):
 
 def extension_problem(op) -> str | None:
     """Why compiled kernels cannot run, for stages to report in one line instead of per sample."""
-    if op.decl.kernel_dir is None or status(op.decl.package)["loaded"]:
+    if op.decl.kernel_dir is None:
         return None
-    return f"{package(op.decl.package).extension} is not usable (see the build row)"
+    if not status(op.decl.package)["loaded"]:
+        return f"{package(op.decl.package).extension} is not usable (see the build row)"
+    if left_out(op.id, op.decl.package):
+        return f"not in this partial build of {package(op.decl.package).extension} (see the build row)"
+    return None
 
 
 def _device_rows(op, device: str):

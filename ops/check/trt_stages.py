@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import BackendUnavailable, OpforgeError
+from ..core.packages import left_out
 from ..onnx import export_onnx
 from ..onnx.models import single_op_module
 from ..trt.build import build
@@ -27,6 +28,8 @@ _cache: dict = {}
 
 
 def _no_plugin(op) -> StageResult | None:
+    if has_plugin(op.decl) and left_out(op.id, op.decl.package):  # so the plugin library leaves it out too
+        return StageResult("trt.plugin", FAIL, "not in this partial build of the op package (see the build row)")
     if has_plugin(op.decl):
         return None
     if op.decl.kernel_dir is not None and "cuda" in op.decl.kernels_pending and op.decl.onnx:
@@ -88,7 +91,7 @@ def plugin(op, ctx):
 @stage("trt.harness", order=71)
 def harness_cpu(op, ctx):
     if (row := _no_plugin(op)) is not None:
-        return StageResult("trt.harness", SKIP, row.detail)
+        return StageResult("trt.harness", row.status, row.detail)
     result, problem = plugin_library(op)
     if problem:
         return StageResult("trt.harness", SKIP if problem[0] == "skip" else FAIL, f"no plugin library: {problem[1]}")
@@ -118,7 +121,7 @@ def harness_cpu(op, ctx):
 @stage("trt.enqueue", order=72)
 def enqueue(op, ctx):
     if (row := _no_plugin(op)) is not None:
-        return StageResult("trt.enqueue", SKIP, row.detail)
+        return StageResult("trt.enqueue", row.status, row.detail)
     if not torch.cuda.is_available():
         return StageResult("trt.enqueue", SKIP, "no CUDA device on this machine (enqueue needs a GPU)")
     result, problem = plugin_library(op)
@@ -143,7 +146,7 @@ def enqueue(op, ctx):
 @stage("trt.engine", order=73)
 def engine(op, ctx):
     if (row := _no_plugin(op)) is not None:
-        return StageResult("trt.engine", SKIP, row.detail)
+        return StageResult("trt.engine", row.status, row.detail)
     try:
         import tensorrt
     except ImportError:

@@ -114,3 +114,36 @@ def built_op_ids(name: str | None) -> set:
         return set(json.loads(package(name).build_record.read_text()).get("ops", {}))
     except (OSError, ValueError, OpforgeError):
         return set()
+
+
+def partial_build(name: str | None) -> frozenset[str] | None:
+    """The op ids a partial build of the package's torch extension holds (`python -m ops.build --ops ...`, what
+    `make demo` runs), or None when its build is of every op (or there is none). The package's TensorRT plugin
+    and ONNX Runtime libraries are then built for the same ops, until a full build."""
+    if not name:  # an op declared outside any op package
+        return None
+    try:
+        record = json.loads(package(name).build_record.read_text())
+    except (OSError, ValueError, OpforgeError):
+        return None
+    return frozenset(record.get("ops", {})) if record.get("partial") else None
+
+
+def narrowed(decls: list, name: str) -> list:
+    """The declarations of package `name` that its native libraries hold: `decls` less the ops a partial build
+    of its torch extension left out."""
+    built = partial_build(name)
+    return list(decls) if built is None else [d for d in decls if d.id in built]
+
+
+def left_out(op_id: str, name: str | None) -> str | None:
+    """Why op `op_id` of package `name` has no compiled code: a partial build left it out (None otherwise)."""
+    built = partial_build(name)
+    if built is None or op_id in built:
+        return None
+    pkg = package(name)
+    rebuild = "python -m ops.build" + ("" if name == "ops.library" else f" --package {name}")
+    return (
+        f"{op_id} is not in this build of {pkg.extension}: a partial build of {len(built)} ops "
+        f"({', '.join(sorted(built))}; python -m ops.build --ops, what make demo runs). Build every op: {rebuild}"
+    )

@@ -31,6 +31,7 @@ from ..core import paths
 from ..core.declaration import OpDecl
 from ..core.discovery import import_package
 from ..core.errors import BackendUnavailable, BuildError, OpforgeError
+from ..core.packages import narrowed, partial_build
 from ..core.packages import package as op_package
 from ..core.registry import ops_in
 from ..native import cuda_kernels, kernel_sources, ninja, prototypes
@@ -54,8 +55,10 @@ def _package(name: str):
 
 
 def library_decls(package: str = DEFAULT_PACKAGE) -> list[OpDecl]:
-    """The ops of an op package that go into its ORT library (compiled kernels, onnx=True)."""
-    return [op.decl for op in ops_in(_package(package).name) if codegen.has_library_op(op.decl)]
+    """The ops of an op package that go into its ORT library (compiled kernels, onnx=True; after a partial build
+    of its torch extension, `ops.build --ops`, those of them it holds)."""
+    name = _package(package).name
+    return narrowed([op.decl for op in ops_in(name) if codegen.has_library_op(op.decl)], name)
 
 
 def library_path(package: str = DEFAULT_PACKAGE) -> Path:
@@ -84,15 +87,19 @@ def build(
     """Build the op package's library (opforge's own: libopforge_ort_ops.so); incremental through ninja.
     `decls`/`build_dir` build a library for other declarations (tests); `cuda` forces the CUDA variants
     on or off (default: when nvcc is found). `compilers` (ops/native/compilers.py) and `cuda_dir` (the kernel
-    objects, shared with the plugin library) build for another machine."""
+    objects, shared with the plugin library) build for another machine. After a partial build of the package's
+    torch extension (ops.build --ops) the library holds those ops only, until a full build."""
     include = headers.require()
     if shutil.which("ninja") is None:
         raise BackendUnavailable("ninja is needed to build the ONNX Runtime op library. Fix: pip install ninja")
     pkg = _package(package) if decls is None else op_package(package)
+    partial = partial_build(pkg.name) if decls is None else None  # for the message: what it narrowed to
     decls = library_decls(package) if decls is None else decls
     if not decls:
         raise OpforgeError(
-            f"op package {pkg.name!r} has no op with compiled kernels and ONNX export: nothing for "
+            f"op package {pkg.name!r} has no op with compiled kernels and ONNX export"
+            + (f" in its partial build ({', '.join(sorted(partial))})" if partial is not None else "")
+            + ": nothing for "
             "a native ONNX Runtime library to hold (ops declared with kernels=None run in ORT only "
             "through a fallback body: export_onnx(..., fallback=True))"
         )

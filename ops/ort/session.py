@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..core import lazy
 from ..core.errors import OpforgeError
+from ..core.packages import left_out
 from ..core.registry import all_ops
 from ..onnx.schema import onnx_supported
 from .build import build
@@ -63,10 +64,16 @@ def libraries(model) -> list[Path]:
     functions = {(f.domain, f.name) for f in m.functions}
     packages = []
     for op in used_ops(m):
-        if has_library_op(op.decl):
+        missing = left_out(op.id, op.decl.package)  # a partial build of its package left it out
+        if has_library_op(op.decl) and not missing:
             if op.decl.package not in packages:
                 packages.append(op.decl.package)
         elif (op.decl.namespace, op.decl.name) not in functions:
+            if missing:
+                raise OpforgeError(
+                    f"the model uses {op.id}, which its package's ONNX Runtime library leaves out, and carries no "
+                    f"fallback body for it: {missing}"
+                )
             raise OpforgeError(
                 f"{op.id}: the model uses this op, which has no compiled CPU kernel (declared with kernels=None, or "
                 "its cpu kernel is in kernels_pending), so no "

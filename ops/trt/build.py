@@ -22,6 +22,7 @@ from ..core import paths
 from ..core.declaration import OpDecl
 from ..core.discovery import import_package
 from ..core.errors import BackendUnavailable, OpforgeError
+from ..core.packages import narrowed, partial_build
 from ..core.packages import package as op_package
 from ..core.registry import ops_in
 from ..native import cuda_kernels, kernel_sources, ninja, prototypes
@@ -47,8 +48,10 @@ def _package(name: str):
 
 
 def plugin_decls(package: str = DEFAULT_PACKAGE) -> list[OpDecl]:
-    """The ops of an op package that get a TensorRT plugin (those with CUDA kernels)."""
-    return [op.decl for op in ops_in(_package(package).name) if codegen.has_plugin(op.decl)]
+    """The ops of an op package that get a TensorRT plugin (those with CUDA kernels; after a partial build of its
+    torch extension, `ops.build --ops`, those of them it holds)."""
+    name = _package(package).name
+    return narrowed([op.decl for op in ops_in(name) if codegen.has_plugin(op.decl)], name)
 
 
 def generate_sources(gen_dir: Path, decls: list[OpDecl]) -> list[Path]:
@@ -75,7 +78,8 @@ def build(
     every interface path but enqueue). `decls`/`build_dir` build a library for other declarations (the
     codegen tests). `compilers` (ops/native/compilers.py), `trt_include` and `cuda_dir` (the kernel objects, shared with the ONNX
     Runtime library) build for another machine (ops/cross);
-    release builds also archive the objects as lib<stem>.a."""
+    release builds also archive the objects as lib<stem>.a. After a partial build of the package's torch
+    extension (ops.build --ops) the library holds those ops only, until a full build."""
     if variant not in VARIANT_DIRS:
         raise OpforgeError(f"unknown plugin build variant {variant!r}: use one of {sorted(VARIANT_DIRS)}")
     trt_include = Path(trt_include) if trt_include else headers.require()
@@ -95,10 +99,13 @@ def build(
     if shutil.which("ninja") is None:
         raise BackendUnavailable("ninja is needed to build the plugin library. Fix: pip install ninja")
     pkg = _package(package) if decls is None else op_package(package)
+    partial = partial_build(pkg.name) if decls is None else None  # for the message: what it narrowed to
     decls = plugin_decls(package) if decls is None else decls
     if not decls:
         raise OpforgeError(
-            f"op package {pkg.name!r} has no op with CUDA kernels: nothing for a TensorRT plugin library to hold"
+            f"op package {pkg.name!r} has no op with CUDA kernels"
+            + (f" in its partial build ({', '.join(sorted(partial))})" if partial is not None else "")
+            + ": nothing for a TensorRT plugin library to hold"
         )
     bdir = Path(build_dir) if build_dir else pkg.build_dir / VARIANT_DIRS[variant]
     csrc = paths.csrc_dir()

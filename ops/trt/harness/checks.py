@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 from ...core.dtypes import dtype_name
 from . import host as harness
 from .cases import (
@@ -27,8 +25,8 @@ def cpu_checks(h: harness.Host, op) -> tuple[bool, str, dict]:
         return False, f"creator not found in the library: {e}", {}
     if list(creator.fields) != [a.name for a in d.attrs]:
         return False, f"getFieldNames {list(creator.fields)} != declared attrs {[a.name for a in d.attrs]}", {}
-    n_shapes = n_formats = n_roundtrips = 0
-    nb_in, nb_out = len(d.inputs), len(d.outputs)
+    n_shapes = n_roundtrips = 0
+    nb_out = len(d.outputs)
     source = "the exported ONNX node"
     for idx, sample in enumerate(samples(op)):
         node = harness.synthetic_onnx_node(op, sample.attrs)
@@ -76,20 +74,49 @@ def cpu_checks(h: harness.Host, op) -> tuple[bool, str, dict]:
         again.destroy()
     first = samples(op)[0].attrs if samples(op) else {}  # required attributes need a value
     p = h.create(creator, harness.fields_from_onnx_node(harness.synthetic_onnx_node(op, first), creator.fields))
-    valid = set(valid_type_combos(op))
-    for combo in itertools.product(harness.ALL_TRT_DTYPES, repeat=nb_in + nb_out):
-        for pos in range(nb_in + nb_out):
-            if not any(v[:pos] == combo[:pos] for v in valid):
-                break
-            io = [harness.tensor([2] * max(d.inputs[0].min_rank, 1), t) for t in combo]
-            if p.supports(pos, io, nb_in) != any(v[: pos + 1] == combo[: pos + 1] for v in valid):
-                return False, f"supportsFormatCombination(pos={pos}) disagrees with the declared dtypes on {combo}", {}
-            n_formats += 1
+    problem, n_formats = format_queries(p, op)
     p.destroy()
+    if problem:
+        return False, problem, {}
     dtypes = [harness.TRT_DTYPE_NAME[t] for t in trt_types(d.dtypes)]
     detail = (
         f"[{harness.LABEL}] fields from {source}; output shapes on {n_shapes} samples; "
-        f"{n_formats} format queries match dtypes {dtypes}; configure/onShapeChange; serialize round trip "
+        f"{n_formats} format queries match dtypes {dtypes} (every dtype at every position TensorRT asks about, "
+        f"{len(harness.ALL_TRT_DTYPES)} fillings of the later positions each; non-linear formats refused); "
+        "configure/onShapeChange; serialize round trip "
         f"and clone on {n_roundtrips} samples"
     )
     return True, detail, {"samples": n_shapes, "format_queries": n_formats}
+
+
+def format_queries(p: harness.Plugin, op) -> tuple[str | None, int]:
+    """supportsFormatCombination against the declared dtypes, as TensorRT asks it: about position pos only once
+    inOut[0..pos-1] hold a supported choice. So walk the tree of supported prefixes, every dtype tried at each
+    position, instead of every full combination (12^6 for six tensors, nearly all of them repeats of the same
+    question). The positions after pos are not yet chosen when TensorRT asks, so the answer must not depend
+    on them: each question is asked with every dtype at every later position (one filling per dtype,
+    rotated), and once more in a non-linear format, which must be refused. Returns (problem or None, count)."""
+    d = op.decl
+    nb_in, n = len(d.inputs), len(d.inputs) + len(d.outputs)
+    valid = set(valid_type_combos(op))
+    dims = [2] * max(d.inputs[0].min_rank, 1)
+    dtypes = harness.ALL_TRT_DTYPES
+    count, prefixes = 0, [()]
+    while prefixes:
+        prefix = prefixes.pop()
+        pos = len(prefix)
+        for t in dtypes:
+            want = any(v[: pos + 1] == (*prefix, t) for v in valid)
+            for shift in range(len(dtypes) if pos + 1 < n else 1):  # nothing after the last position
+                combo = (*prefix, t, *(dtypes[(shift + j) % len(dtypes)] for j in range(n - pos - 1)))
+                io = [harness.tensor(dims, c) for c in combo]
+                if p.supports(pos, io, nb_in) != want:
+                    return f"supportsFormatCombination(pos={pos}) disagrees with the declared dtypes on {combo}", count
+                count += 1
+            io[pos] = harness.tensor(dims, t, harness.K_CHW2)
+            if p.supports(pos, io, nb_in):
+                return f"supportsFormatCombination(pos={pos}) accepts a non-linear format on {combo}", count
+            count += 1
+            if want and pos + 1 < n:
+                prefixes.append((*prefix, t))
+    return None, count
