@@ -60,7 +60,7 @@ demo:
 	  "build ops._C with those ops (ops.build --ops)" "$(PY) -m ops.build --ops $(subst $(space),$(comma),$(DEMO_OPS))" \
 	  "build the TensorRT plugin library (same ops)" "$(PY) -m ops.build --trt" \
 	  "build the ONNX Runtime op library (same ops)" "$(PY) -m ops.ort.build" \
-	  "python -m ops.check on those ops" "$(PY) -m ops.check $(DEMO_OPS)" \
+	  "python -m ops.check --quick on those ops" "$(PY) -m ops.check --quick $(DEMO_OPS)" \
 	  "example (a): segmentation, torch -> ONNX -> ORT -> TensorRT step" "$(PY) examples/segmentation.py"
 
 test: setup build
