@@ -88,16 +88,17 @@ def declaration_text(decl) -> str:
 
 def fingerprint(decl) -> str | None:
     """None when the op's kernel sources are not present (an installed package that ships only binaries)."""
-    files = decl.kernel_sources()
+    # A Triton kernel and its tuned table are Python and JSON, not C++, so kernel_sources() leaves them out; an op
+    # whose only CUDA kernel is Triton (devices=("cuda",)) has no C++ source at all.
+    triton_files = (
+        [decl.kernel_files()["triton"], decl.kernel_dir / f"{decl.name}_triton_tuned.json"] if decl.triton else []
+    )
+    files = decl.kernel_sources() + [p for p in triton_files if p.is_file()]
     if not files:
         return None
     h = hashlib.sha256(_generator_digest())
     h.update(declaration_text(decl).encode())
-    # A Triton kernel and its tuned table are Python and JSON, not C++, so kernel_sources() leaves them out.
-    triton_files = (
-        [decl.kernel_files()["triton"], decl.kernel_dir / f"{decl.name}_triton_tuned.json"] if decl.triton else []
-    )
-    for path in files + [p for p in triton_files if p.is_file()]:
+    for path in files:
         h.update(path.relative_to(decl.kernel_dir).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
