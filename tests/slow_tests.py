@@ -219,12 +219,16 @@ class SlowTests:
             except subprocess.TimeoutExpired:
                 pass
         if self.proc.poll() is None:  # stopped early (-x, Ctrl-C): stop it and what it started
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+            for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, None)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                    self.proc.wait(timeout=wait)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.proc.wait()
         self._log.close()
 
     # ---- the beside process: report every test's phases --------------------------------------------
