@@ -6,6 +6,7 @@ import itertools
 import fixture_ops  # noqa: F401  (registers the tests-only ops: opforge_fixture::*)
 import op_cases
 import pytest
+import slow_tests
 import torch
 
 import ops
@@ -14,6 +15,7 @@ _counter = itertools.count()
 
 
 def pytest_addoption(parser):
+    slow_tests.add_options(parser)
     parser.addoption(
         "--op",
         action="append",
@@ -33,6 +35,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    config.pluginmanager.register(slow_tests.SlowTests(config), "opforge-slow-tests")
     _import_packages(config.getoption("package"))
     wanted = config.getoption("op")
     if wanted:

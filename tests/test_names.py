@@ -394,6 +394,7 @@ OPFORGE_CUDA_KERNEL(namespkg, odd_names_compiled) {
 """
 
 
+@pytest.mark.slow(cpu_s=55)
 def test_a_compiled_op_with_such_names_passes_every_backend(tmp_path):
     """Built like a user's op package (README 'Ops in your own package'): ops.check walks torch CPU, opcheck,
     both exporters, the native ONNX Runtime library and the TensorRT plugin harness; the generated torch suite

@@ -312,6 +312,7 @@ def test_check_renders_reference_stages():
 # ---- three generated ops, built once, checked ------------------------------------------------
 
 
+@pytest.mark.slow(cpu_s=50)
 def test_three_generated_ops_build_and_pass_check(tmp_path):
     """In a fresh op package (the 'Ops in your own package' layout): the three ops are generated with the
     commands a user types, the package is built once, and ops.check passes with the pending stages as REF."""

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import ops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +66,7 @@ def _trt_headers() -> bool:
     return headers.find() is not None
 
 
+@pytest.mark.slow(cpu_s=55)
 def test_new_op_from_readme_builds_and_passes_check(tmp_path):
     project = tmp_path / "project"
     _write_readme_files(project)

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# ~130 CPU-s with the venv (the library's ORT and TensorRT libraries built in it from the installed sources)
+pytestmark = pytest.mark.slow(cpu_s=26)
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DEPS = [
     "numpy",

@@ -14,6 +14,8 @@ import pytest
 
 from ops.check import FAIL, PASS
 
+pytestmark = pytest.mark.slow(cpu_s=27)  # ~80 CPU-s: the build and the full ops.check of the module fixture
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "examples" / "model_ops"
 OPS = ("modelops::embedding_rows", "modelops::masked_pool", "modelops::box_blur")

@@ -8,12 +8,14 @@ import shutil
 import subprocess
 
 import pytest
+from jetson_cases import record
 
 from ops.cross import build as cross_build
-from ops.cross import emulate, toolchain, verify
+from ops.cross import emulate, toolchain
 from ops.trt.build import emit_cmake, plugin_decls
 
 
+@pytest.mark.slow(cpu_s=30)
 @pytest.mark.parametrize("jetpack", ["6", "7"])
 def test_the_emitted_cmake_project_cross_builds(tmp_path, jetpack):
     if shutil.which("cmake") is None:
@@ -52,7 +54,7 @@ def test_the_emitted_cmake_project_cross_builds(tmp_path, jetpack):
         and code.get("ptx") == ["sm_87"]
         and f"libcudart.so.{12 if jetpack == '6' else 13}" in emulate.needed(lib)
     )
-    verify.record(
+    record(
         f"CMake project (--trt-cmake) cross-built, JetPack {jetpack}",
         ok,
         f"{emulate.machine(lib)}; {code}; {kernels} ops; needs {emulate.needed(lib)[0]}",

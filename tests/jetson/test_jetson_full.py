@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from jetson_cases import x86_library
+from jetson_cases import record, x86_library
 
 import ops
 from ops.cross import build as cross_build
@@ -37,7 +37,7 @@ def test_every_artefact_of_every_op(toolchain_status, jetpack):
     res = cross_build.build("ops.library", "jetson-orin", None, jetpack, None, log=lambda *a: None)
     problems = cross_build.check(res)
     ops_built = next((a.info["ops"] for a in res.artefacts if a.kind == "ort_ops"), [])
-    verify.record(
+    record(
         f"full: readelf AArch64 / cuobjdump sm_87, JetPack {jetpack}, every op",
         not problems and not res.skipped,
         "; ".join(problems)
@@ -70,7 +70,7 @@ def test_the_segmentation_example_under_qemu_matches_x86(full_build, tmp_path, i
         1e-3,
         env={"OPFORGE_CPU_ISA": isa} if isa == "baseline" else None,
     )
-    verify.record(
+    record(
         f"full: segmentation --small (batch 2) C++ example, OPFORGE_CPU_ISA={isa}, qemu vs x86",
         r["ok"],
         f"torch match on aarch64: {'MATCH' in r['aarch64_stdout']}; max |x86 - aarch64| "
@@ -90,7 +90,7 @@ def test_the_plugin_harness_cpu_checks_pass_for_every_op(full_build):
         [cross_build.cuda_lib_dir(full_build)],
     )
     for op_id, (ok, detail) in results.items():
-        verify.record(f"full: plugin harness CPU checks {op_id} (aarch64, qemu)", ok, detail)
+        record(f"full: plugin harness CPU checks {op_id} (aarch64, qemu)", ok, detail)
     bad = {k: v for k, v in results.items() if not v[0]}
     assert results and not bad, bad
 
@@ -104,7 +104,7 @@ def test_the_createplugin_fuzz_passes_for_every_op(full_build):
         [cross_build.cuda_lib_dir(full_build)],
         cases=3000,
     )
-    verify.record(
+    record(
         "full: createPlugin fuzz, every creator (aarch64, qemu, no ASan)",
         rc == 0,
         out.strip().splitlines()[-1] if out.strip() else f"exit {rc}",
@@ -187,7 +187,7 @@ def test_the_aarch64_loop_against_the_portable_loop_under_qemu(full_build, tmp_p
             times[isa].append(_median_ms(done.stdout))
     asimd, base = sorted(times["asimd"])[1], sorted(times["baseline"])[1]
     ratio = asimd / base
-    verify.record(
+    record(
         f"ratio under qemu: {name}, asimd / portable loop",
         True,
         f"{ratio:.2f} ({asimd:.1f} ms / {base:.1f} ms, median of 3 x 5 runs; qemu, not a Jetson)",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from jetson_cases import QUICK_OP, x86_library
+from jetson_cases import QUICK_OP, record, x86_library
 
 import ops
 from ops.cross import build as cross_build
@@ -22,7 +22,7 @@ class GeluModel(torch.nn.Module):
 def test_every_artefact_is_aarch64_and_carries_sm87(quick_build):
     problems = cross_build.check(quick_build)
     kinds = {a.kind for a in quick_build.artefacts}
-    verify.record(
+    record(
         "quick: readelf AArch64 / cuobjdump sm_87 (JetPack 6, 1 op)",
         not problems and "ort_ops" in kinds,
         "; ".join(problems) or f"{len(kinds)} artefacts: {', '.join(sorted(kinds))}",
@@ -78,7 +78,7 @@ def test_the_cpp_example_under_qemu_matches_x86(quick_build, tmp_path, dtype):
             tol,
             env={"OPFORGE_CPU_ISA": isa} if isa == "baseline" else None,
         )
-        verify.record(
+        record(
             f"quick: C++ example {QUICK_OP} {str(dtype)[6:]} OPFORGE_CPU_ISA={isa}, qemu vs x86",
             r["ok"],
             f"max |x86 - aarch64| {r.get('max_abs_x86_vs_aarch64')}; aarch64 {r['aarch64_seconds']} s",
@@ -97,7 +97,7 @@ def test_the_plugin_harness_cpu_checks_pass_on_the_aarch64_library(quick_build):
     )
     assert set(results) == {QUICK_OP}
     ok, detail = results[QUICK_OP]
-    verify.record(f"quick: plugin harness CPU checks {QUICK_OP} (aarch64 library, qemu)", ok, detail)
+    record(f"quick: plugin harness CPU checks {QUICK_OP} (aarch64 library, qemu)", ok, detail)
     assert ok, detail
 
 
@@ -110,7 +110,7 @@ def test_the_createplugin_fuzz_passes_on_the_aarch64_library(quick_build):
         [cross_build.cuda_lib_dir(quick_build)],
         cases=1000,
     )
-    verify.record(
+    record(
         f"quick: createPlugin fuzz {QUICK_OP} (aarch64 library, qemu, no ASan)",
         rc == 0,
         out.strip().splitlines()[-1] if out.strip() else f"exit {rc}",

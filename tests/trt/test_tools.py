@@ -104,6 +104,7 @@ def test_headers_env_override(tmp_path, monkeypatch):
     assert headers.find() != tmp_path
 
 
+@pytest.mark.slow(cpu_s=30)
 @pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("nvcc") is None, reason="needs cmake and nvcc")
 def test_cmake_project_configures_and_builds(tmp_path):
     """The emitted project builds against the headers alone (no TensorRT libraries, no Python)."""
