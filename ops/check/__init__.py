@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -60,6 +61,8 @@ class Stage:
 
 
 _STAGES: list[Stage] = []
+_PREPARERS: list[Callable] = []
+_BACKGROUND: list[threading.Thread] = []
 
 
 def stage(name: str, order: int):
@@ -70,6 +73,29 @@ def stage(name: str, order: int):
         return fn
 
     return decorate
+
+
+def preparer(fn):
+    """Register fn(ops, only, quick) -> threading.Thread | None: work a stage module starts before the checks of
+    `ops` begin and does on another thread (a build its later stages need), so it overlaps the earlier stages
+    instead of following them. The stages that need it wait for it; `settle()` waits for all of it."""
+    _PREPARERS.append(fn)
+    return fn
+
+
+def prepare(ops, only: Iterable[str] = (), quick: bool = False) -> None:
+    """Start the background work of every stage module for a run over `ops` (python -m ops.check does)."""
+    stages()  # imports the stage modules, which register their preparers
+    for fn in _PREPARERS:
+        thread = fn(list(ops), tuple(only), quick)
+        if thread is not None:
+            _BACKGROUND.append(thread)
+
+
+def settle() -> None:
+    """Wait for the background work `prepare` started (before printing, so its output never splits a table)."""
+    while _BACKGROUND:
+        _BACKGROUND.pop().join()
 
 
 def stages() -> list[Stage]:

@@ -7,7 +7,7 @@ import sys
 import ops
 
 from .. import cli
-from . import FAIL, PASS, REFERENCE, SKIP, check_op
+from . import FAIL, PASS, REFERENCE, SKIP, check_op, prepare, settle
 
 MARK = {PASS: "PASS", FAIL: "FAIL", SKIP: "skip", REFERENCE: "REF"}
 
@@ -56,8 +56,10 @@ def run(args) -> cli.Report:
     if not targets:
         raise cli.UsageError("no op to check. Fix: name an op (ns::name), or pass --all")
     report, failed, pending = {}, False, {}
+    prepare(targets, only=args.only, quick=args.quick)  # e.g. the TensorRT libraries, built while torch is checked
     for op in targets:
         rows = check_op(op, only=args.only, quick=args.quick)
+        settle()
         op_failed = any(r.status == FAIL for r in rows)
         failed = failed or op_failed
         report[op.id] = [r.to_json() for r in rows]

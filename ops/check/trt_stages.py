@@ -6,6 +6,7 @@ needs TensorRT installed) shows TensorRT accepting it. Each row says which it is
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import torch
@@ -21,10 +22,13 @@ from ..trt.harness import checks, host
 from ..trt.harness.cases import has_gap
 from ..trt.harness.enqueue import run_plugin
 from ..trt.headers import version
-from . import FAIL, PASS, SKIP, StageResult, stage
+from . import FAIL, PASS, SKIP, StageResult, preparer, stage
 from .oracle import check_backend, samples
 
 _cache: dict = {}
+_prebuilt = threading.Event()  # clear while prebuild's thread builds; the stages below wait for it
+_prebuilt.set()
+STAGE_NAMES = ("trt.plugin", "trt.harness", "trt.enqueue", "trt.engine")
 
 
 def _no_plugin(op) -> StageResult | None:
@@ -69,8 +73,49 @@ def plugin_host(result):
     return _cache[key]
 
 
+@preparer
+def prebuild(targets, only, quick):
+    """What the TensorRT stages of a run will need, built on another thread from the start of the run: each op
+    package's plugin library, its AddressSanitizer variant (unless quick) and the harness and fuzzer that drive
+    them. The torch and ONNX stages before them are single-threaded Python, so on a 2-core machine the compilers
+    take the idle core instead of running after those stages. The same cached results (errors included) reach the
+    stages, which wait for the thread first; an error that is not cached is met again there and reported."""
+
+    def runs(name):
+        return not only or any(name.startswith(prefix) for prefix in only)
+
+    if not any(runs(name) for name in STAGE_NAMES):
+        return None
+    firsts = {}  # one op per package: the library is the package's
+    for op in targets:
+        if has_plugin(op.decl) and not left_out(op.id, op.decl.package):
+            firsts.setdefault(op.decl.package, op)
+    if not firsts:
+        return None
+    harness = runs("trt.harness") or runs("trt.enqueue")
+    fuzz = runs("trt.harness") and not quick
+
+    def work():
+        try:
+            for op in firsts.values():
+                if plugin_library(op)[1] is None and harness:
+                    host.build_harness()
+                if fuzz and plugin_library(op, "asan")[1] is None:
+                    host.build_fuzzer()
+        except Exception:  # not swallowed: the stage that needs it builds it again and reports the error
+            pass
+        finally:
+            _prebuilt.set()
+
+    _prebuilt.clear()
+    thread = threading.Thread(target=work, name="opforge-trt-prebuild", daemon=True)
+    thread.start()
+    return thread
+
+
 @stage("trt.plugin", order=70)
 def plugin(op, ctx):
+    _prebuilt.wait()
     if (row := _no_plugin(op)) is not None:
         return row
     result, problem = plugin_library(op)
@@ -90,6 +135,7 @@ def plugin(op, ctx):
 
 @stage("trt.harness", order=71)
 def harness_cpu(op, ctx):
+    _prebuilt.wait()
     if (row := _no_plugin(op)) is not None:
         return StageResult("trt.harness", row.status, row.detail)
     result, problem = plugin_library(op)
@@ -120,6 +166,7 @@ def harness_cpu(op, ctx):
 
 @stage("trt.enqueue", order=72)
 def enqueue(op, ctx):
+    _prebuilt.wait()
     if (row := _no_plugin(op)) is not None:
         return StageResult("trt.enqueue", row.status, row.detail)
     if not torch.cuda.is_available():
@@ -145,6 +192,7 @@ def enqueue(op, ctx):
 
 @stage("trt.engine", order=73)
 def engine(op, ctx):
+    _prebuilt.wait()
     if (row := _no_plugin(op)) is not None:
         return StageResult("trt.engine", row.status, row.detail)
     try:
