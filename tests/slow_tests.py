@@ -164,6 +164,8 @@ class SlowTests:
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         for data in self._wait_for(item):
             report = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
+            if report.skipped and isinstance(report.longrepr, list):  # JSON made the (path, line, reason) a list
+                report.longrepr = tuple(report.longrepr)
             ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
