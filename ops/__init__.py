@@ -17,7 +17,7 @@ from .core.errors import BackendUnavailable, DeclarationError, ExportError, Exte
 from .core.packages import OpPackage
 from .core.packages import package as op_package_named
 from .core.registry import Op, all_ops, get_op, register_op
-from .core.triton_launch import Triton, TritonConfig
+from .core.triton_launch import Inductor, Triton, TritonConfig
 from .torch import extension as _extension  # the torch backend registers its hooks on import, before any op
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "REQUIRED",
     "Sample",
     "ShapeRuleError",
+    "Inductor",
     "Triton",
     "TritonConfig",
     "all_ops",

@@ -23,12 +23,14 @@ import torch
 
 from . import cli
 from .core import shape_rule as sr
+from .core.declaration import variant_label
 from .core.dtypes import torch_dtype
 from .core.errors import OpforgeError
 from .core.packages import package
 from .core.registry import get_op
 from .core.triton_launch import bucket
-from .native.triton_launcher import tuned_table_path, variant_label
+from .native import inductor_capture
+from .native.triton_launcher import tuned_table_path
 from .torch import extension
 
 
@@ -78,7 +80,8 @@ def force_function(op):
 
 
 def tune(op, dtypes, iters: int = 50, log=print) -> dict:
-    decl, t = op.decl, op.decl.triton
+    decl = inductor_capture.concrete(op.decl)  # Inductor's launch, where it writes the kernel
+    t = decl.triton
     force = force_function(op)
     inputs_of = t.tune or decl.samples
     names = [i.name for i in decl.inputs]

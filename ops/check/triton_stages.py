@@ -9,9 +9,9 @@ import ctypes
 import json
 
 from ..core.errors import BackendUnavailable, OpforgeError
-from ..native import kernel_sources, triton_aot
+from ..native import inductor_capture, kernel_sources, triton_aot
 from ..trt.codegen import has_plugin
-from . import FAIL, PASS, SKIP, StageResult, stage
+from . import FAIL, PASS, SKIP, StageResult, preparer, stage
 from .trt_stages import plugin_library
 
 
@@ -26,12 +26,27 @@ def manifest(library, decl) -> dict | None:
     return json.loads(fn().decode())
 
 
+@preparer
+def capture_inductor_kernels(ops, only, quick):
+    """Lower the Inductor ops' references here, before any stage runs and before another thread starts: the
+    TensorRT stages' background build needs the captured kernels, and two threads importing torch's Dynamo and
+    Inductor at once fail half-way (a partially initialized module). A refusal is the triton.aot row's to report."""
+    for op in ops:
+        if op.decl.from_inductor:
+            try:
+                inductor_capture.concrete(op.decl)
+            except (OpforgeError, BackendUnavailable):
+                pass
+    return None
+
+
 @stage("triton.aot", order=69)
 def aot(op, ctx):
     decl = op.decl
     if decl.triton is None:
         return StageResult("triton.aot", SKIP, "no Triton kernel declared: the op's CUDA kernel, if any, is C++")
     try:
+        decl = inductor_capture.concrete(decl)  # Inductor's kernel, captured from the reference
         result = triton_aot.compile_op(decl)
     except BackendUnavailable as e:
         return StageResult("triton.aot", SKIP, str(e))
@@ -50,7 +65,8 @@ def aot(op, ctx):
         StageResult(
             "triton.aot",
             PASS,
-            f"{result.summary()}; this build's CUDA kernel: "
+            ("Inductor's kernel for the reference; " if op.decl.from_inductor else "")
+            + f"{result.summary()}; this build's CUDA kernel: "
             + ("Triton" if language == "triton" else f"C++ (select Triton with {kernel_sources.ENV}=triton)"),
             metrics,
         )

@@ -17,7 +17,7 @@ from typing import Any
 from . import shape_rule as sr
 from .batch import DEFAULT_NAME, ResolvedBatch
 from .dtypes import FLOATING
-from .triton_launch import ResolvedTriton
+from .triton_launch import ResolvedInductor, ResolvedTriton
 
 DEVICES = ("cpu", "cuda")
 KERNEL_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu"}
@@ -240,7 +240,13 @@ class OpDecl:
     batch: ResolvedBatch = ResolvedBatch(DEFAULT_NAME, (), "none")
     # The launch of a Triton kernel (<kernel dir>/<name>_triton.py) for CUDA (ops.core.triton_launch); None: the
     # CUDA kernel, if any, is C++ only. With both, the build's choice decides (ops.native.kernel_sources).
-    triton: ResolvedTriton | None = None
+    # ResolvedInductor: the Triton kernel is what Inductor writes for the reference, known once a build has
+    # lowered it (ops.native.inductor_capture.concrete gives the op with its ResolvedTriton).
+    triton: ResolvedTriton | ResolvedInductor | None = None
+
+    @property
+    def from_inductor(self) -> bool:
+        return isinstance(self.triton, ResolvedInductor)
 
     def runs_kernel(self, device: str) -> bool:
         """Whether a call on `device` runs a compiled kernel (not the reference)."""
@@ -270,8 +276,8 @@ class OpDecl:
             files["cpu"] = self.kernel_dir / f"{self.name}_cpu.cpp"
         if "cuda" in self.devices and (self.triton is None or (self.kernel_dir / f"{self.name}_cuda.cu").is_file()):
             files["cuda"] = self.kernel_dir / f"{self.name}_cuda.cu"
-        if self.triton is not None:
-            files["triton"] = self.kernel_dir / f"{self.name}_triton.py"
+        if isinstance(self.triton, ResolvedTriton):
+            files["triton"] = self.triton.source or self.kernel_dir / f"{self.name}_triton.py"
         return files
 
     def kernel_sources(self) -> list[Path]:
@@ -298,6 +304,11 @@ class OpDecl:
 # Argument names torch gives a meaning of its own (ops/torch/schema.py's docstring says where and why): the torch
 # schema spells them with a trailing `_`. The core's Op maps its keywords with this; the torch backend writes it.
 TORCH_SPECIAL_NAMES = frozenset({"self", "kernel", "cls"})
+
+
+def variant_label(decl: OpDecl, variant: dict) -> str:
+    """'x=float16' (the free inputs' dtypes): how tuned tables and Triton kernels name a dtype variant."""
+    return ",".join(f"{i.name}={variant[i.name]}" for i in decl.inputs if i.dtype_like is None)
 
 
 def dtype_variants(decl: OpDecl) -> list[dict[str, str]]:

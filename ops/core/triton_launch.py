@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import shape_rule as sr
@@ -120,6 +121,15 @@ class ResolvedTriton:
     aligned: tuple[str, ...] = ()  # integer parameters hinted as multiples of 16 in the aligned compilation
     tune: Callable | None = field(default=None, compare=False, repr=False)
     spec: Triton | None = field(default=None, compare=False, repr=False)  # as declared (to declare it again)
+    # Where the kernel file is when the build wrote it (Inductor's kernels: ops/native/inductor_capture.py);
+    # None: the hand-written <kernel dir>/<op>_triton.py.
+    source: Path | None = None
+    # dtype variant label -> the kernel function compiled for it, where they differ (Inductor writes one kernel
+    # per dtype variant); a variant not named here runs `kernel`.
+    variant_kernels: tuple[tuple[str, str], ...] = ()
+
+    def kernel_for(self, variant_label: str) -> str:
+        return dict(self.variant_kernels).get(variant_label, self.kernel)
 
     @property
     def tensors(self) -> tuple[str, ...]:
@@ -127,6 +137,27 @@ class ResolvedTriton:
 
     def describe(self) -> str:
         return f"{self.kernel}: {len(self.configs)} configs ({', '.join(c.label() for c in self.configs)})"
+
+
+@dataclass(frozen=True)
+class Inductor:
+    """`triton=Inductor()`: the op's CUDA kernel is what torch's Inductor writes for its reference. The build
+    lowers the reference with Inductor, takes the Triton kernel it writes and how it launches it, and compiles
+    that ahead of time like a hand-written Triton kernel (ops/native/inductor_capture.py). `configs` replaces
+    the candidate configurations opforge gives Inductor's kernel (meta-parameters XBLOCK, and R0_BLOCK for a
+    reduction); `tune` as in Triton."""
+
+    configs: tuple[TritonConfig, ...] | list[TritonConfig] | None = None
+    tune: Callable | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedInductor:
+    """A validated Inductor(): the launch is known only after the build has lowered the reference."""
+
+    configs: tuple[TritonConfig, ...] | None
+    tune: Callable | None = field(default=None, compare=False, repr=False)
+    spec: Inductor | None = field(default=None, compare=False, repr=False)
 
 
 def resolve(op: str, spec: Any, inputs, outputs, attrs, kernel_dir=None, devices=("cuda",)) -> ResolvedTriton | None:
@@ -137,6 +168,9 @@ def resolve(op: str, spec: Any, inputs, outputs, attrs, kernel_dir=None, devices
 
     def fail(expected, got, fix):
         raise DeclarationError(op, "triton", expected, got, fix)
+
+    if isinstance(spec, Inductor):
+        return _resolve_inductor(spec, inputs, attrs, kernel_dir, devices, fail)
 
     if kernel_dir is None or "cuda" not in devices:
         name = op.rpartition("::")[2]
@@ -247,6 +281,41 @@ def resolve(op: str, spec: Any, inputs, outputs, attrs, kernel_dir=None, devices
     )
 
 
+def _check_configs(configs, fail) -> tuple[TritonConfig, ...]:
+    configs = tuple(configs) if isinstance(configs, (list, tuple)) else None
+    if not configs or not all(isinstance(c, TritonConfig) for c in configs):
+        fail("configs: a non-empty list of ops.TritonConfig", configs, "list at least one TritonConfig(...)")
+    return configs
+
+
+def _resolve_inductor(spec: Inductor, inputs, attrs, kernel_dir, devices, fail) -> ResolvedInductor:
+    if kernel_dir is None or "cuda" not in devices:
+        fail(
+            "an op with a kernel directory and 'cuda' in devices (Inductor's kernel is its CUDA kernel)",
+            f"kernel directory {kernel_dir}, devices {list(devices)}",
+            "give the op its csrc/<op>/ directory (the CPU kernel stays C++) and keep 'cuda' in devices",
+        )
+    for a in attrs:
+        if a.type != "float":
+            fail(
+                "attributes that are floats (Inductor passes them to its kernel at run time)",
+                f"attribute {a.name!r} of type {a.type}",
+                "Inductor bakes other attributes' values into the kernel it writes; write the kernel with "
+                "Triton(...) or in CUDA C++",
+            )
+    for i in inputs:
+        if i.optional:
+            fail(
+                "inputs that are always given",
+                f"optional input {i.name!r}",
+                "Inductor writes one kernel per graph; write the kernel with Triton(...) (present() in its launch)",
+            )
+    configs = None if spec.configs is None else _check_configs(spec.configs, fail)
+    if spec.tune is not None and not callable(spec.tune):
+        fail("tune: a function (device, dtype) -> list of ops.Sample", spec.tune, "pass a function or None")
+    return ResolvedInductor(configs=configs, tune=spec.tune, spec=spec)
+
+
 def _calls(e: sr.Expr) -> list[sr.Call]:
     if isinstance(e, sr.Call):
         return [e]
@@ -276,4 +345,14 @@ def bucket(key: int) -> int:
     return b
 
 
-__all__ = ["Triton", "TritonConfig", "ResolvedTriton", "TritonArg", "resolve", "default_config", "bucket"]
+__all__ = [
+    "Triton",
+    "TritonConfig",
+    "Inductor",
+    "ResolvedInductor",
+    "ResolvedTriton",
+    "TritonArg",
+    "resolve",
+    "default_config",
+    "bucket",
+]

@@ -81,7 +81,7 @@ def build_decl(
     v.unique_names(res_inputs, res_outputs, res_attrs)
     res_batch = v.batch(batch, res_inputs, res_outputs)
     devs = v.devices(devices)
-    kernel_dir = v.kernels(kernels, name, devs, origin, lambda: f"{namespace}::{name}" in built(), triton is not None)
+    kernel_dir = v.kernels(kernels, name, devs, origin, lambda: f"{namespace}::{name}" in built(), triton)
     ws = v.expression("workspace", workspace, res_inputs, res_attrs, set(), "bytes, e.g. 'x.shape[0] * 4'")
     v.reference(reference, res_inputs, res_attrs)
     v.callable_or_none("backward", backward, "a function (ctx, *grad_outputs) -> grads per input")
@@ -101,13 +101,8 @@ def build_decl(
     if not isinstance(onnx, bool):
         raise DeclarationError(op, "onnx", "a bool", onnx, "pass onnx=False for an op without ONNX export")
     if not isinstance(onnx_fallback, bool):
-        raise DeclarationError(
-            op,
-            "onnx_fallback",
-            "a bool",
-            onnx_fallback,
-            "pass onnx_fallback=False when the reference cannot be exported as standard ONNX ops",
-        )
+        fix = "pass onnx_fallback=False when the reference cannot be exported as standard ONNX ops"
+        raise DeclarationError(op, "onnx_fallback", "a bool", onnx_fallback, fix)
     pending = v.kernels_pending(kernels_pending, devs, kernel_dir)
     resolved_triton = triton_launch.resolve(op, triton, res_inputs, res_outputs, res_attrs, kernel_dir, devs)
     return OpDecl(
@@ -426,11 +421,11 @@ class Validator(ShapeValidation):
         return tuple(d for d in DEVICES if d in devices)
 
     def kernels(
-        self, kernels, name, devices, origin: Path | None, built: Callable[[], bool], triton: bool = False
+        self, kernels, name, devices, origin: Path | None, built: Callable[[], bool], triton=None
     ) -> Path | None:
         """The op's kernel directory. 'auto' looks for csrc/<name>/ beside the declaring module, then in each
         enclosing package directory, then at the project root; a relative path is relative to the declaring
-        module's directory. With `triton` (a Triton launch declared), <name>_triton.py can be the CUDA kernel."""
+        module's directory. A Triton launch lets <name>_triton.py be the CUDA kernel; with Inductor() none is."""
         if kernels is None:
             return None
         if not isinstance(kernels, (str, Path)):
@@ -440,8 +435,9 @@ class Validator(ShapeValidation):
                 kernels,
                 f"put the kernels in csrc/{name}/ beside the declaring module",
             )
-        # With a Triton launch declared, <name>_triton.py can be the CUDA kernel.
-        alternatives = {"cpu": [f"{name}_cpu.cpp"], "cuda": [f"{name}_cuda.cu"] + [f"{name}_triton.py"] * triton}
+        from_inductor = isinstance(triton, triton_launch.Inductor)
+        hand_triton = [f"{name}_triton.py"] * (triton is not None and not from_inductor)
+        alternatives = {"cpu": [f"{name}_cpu.cpp"], "cuda": [f"{name}_cuda.cu"] + hand_triton}
         expected = {what: " or ".join(files) for what, files in alternatives.items()}
         if kernels == "auto":
             candidates = [d / "csrc" / name for d in paths.kernel_search_dirs(origin)]
@@ -450,7 +446,8 @@ class Validator(ShapeValidation):
             candidates = [directory if directory.is_absolute() or origin is None else origin / directory]
 
         def has(directory: Path, what: str) -> bool:
-            return any((directory / f).is_file() for f in alternatives[what])
+            inductors = what == "cuda" and from_inductor and directory.is_dir()
+            return inductors or any((directory / f).is_file() for f in alternatives[what])
 
         for directory in candidates:
             if all(has(directory, w) for w in devices):

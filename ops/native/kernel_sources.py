@@ -15,7 +15,7 @@ from pathlib import Path
 from ..core import paths
 from ..core.declaration import OpDecl
 from ..core.errors import OpforgeError
-from . import triton_aot, triton_launcher
+from . import inductor_capture, triton_aot, triton_launcher
 
 ENV = "OPFORGE_CUDA_KERNELS"
 
@@ -44,6 +44,7 @@ def cuda_source(decl: OpDecl, build_dir: Path, log=None, blob_name: str | None =
     .incbin's) are (re)generated into build_dir/gen/triton, its kernels compiled ahead of time or taken from
     the cache. `blob_name`: how the launcher names the blob (default: its absolute path)."""
     if cuda_language(decl) == "triton":
+        decl = inductor_capture.concrete(decl, log)  # Inductor's kernel, where it writes it
         aot = triton_aot.compile_op(decl, log)
         stem = build_dir / "gen" / "triton" / f"{decl.namespace}_{decl.name}_triton"
         data, _ = triton_launcher.blob(aot)

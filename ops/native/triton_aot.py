@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import lazy
-from ..core.declaration import OpDecl, dtype_variants
+from ..core.declaration import OpDecl, dtype_variants, variant_label
 from ..core.errors import OpforgeError
 from ..core.packages import package
 from ..core.triton_launch import TRITON_TYPES, TritonConfig
@@ -100,19 +100,21 @@ def kernel_module(decl: OpDecl):
     return module
 
 
-def jit_function(decl: OpDecl):
+def jit_function(decl: OpDecl, name: str | None = None):
+    """The @triton.jit function `name` (default: the declared kernel), checked against the launch description."""
     module = kernel_module(decl)
     t = decl.triton
-    fn = getattr(module, t.kernel, None)
+    name = name or t.kernel
+    fn = getattr(module, name, None)
     path = decl.kernel_files()["triton"]
     if fn is None or not hasattr(fn, "arg_names"):
-        raise OpforgeError(f"{decl.id}: {path} has no @triton.jit function {t.kernel!r}. Fix: define it there")
+        raise OpforgeError(f"{decl.id}: {path} has no @triton.jit function {name!r}. Fix: define it there")
     declared = [a.param for a in t.args] + list(t.meta_names)
     if sorted(fn.arg_names) != sorted(declared):
         missing = sorted(set(fn.arg_names) - set(declared))
         extra = sorted(set(declared) - set(fn.arg_names))
         raise OpforgeError(
-            f"{decl.id}: the parameters of {t.kernel} ({', '.join(fn.arg_names)}) and the declaration's triton "
+            f"{decl.id}: the parameters of {name} ({', '.join(fn.arg_names)}) and the declaration's triton "
             f"args + config meta-parameters differ: not declared {missing}, not in the kernel {extra}. Fix: map "
             "every runtime parameter in args= and set every constexpr in each TritonConfig"
         )
@@ -120,8 +122,15 @@ def jit_function(decl: OpDecl):
     wrong = sorted(set(constexpr) ^ set(t.meta_names))
     if wrong:
         raise OpforgeError(
-            f"{decl.id}: {t.kernel}'s tl.constexpr parameters {constexpr} must be exactly the configs' "
+            f"{decl.id}: {name}'s tl.constexpr parameters {constexpr} must be exactly the configs' "
             f"meta-parameters {list(t.meta_names)} (differ: {wrong}). Fix: annotate them ': tl.constexpr'"
+        )
+    # The launcher passes the arguments in the order args= lists them: it must be the kernel's.
+    runtime = [p.name for p in fn.params if not p.is_constexpr]
+    if runtime != [a.param for a in t.args]:
+        raise OpforgeError(
+            f"{decl.id}: triton args= lists the parameters as {[a.param for a in t.args]}, {name} takes them as "
+            f"{runtime}. Fix: list args= in the kernel's parameter order"
         )
     return fn
 
@@ -268,20 +277,21 @@ def compile_op(decl: OpDecl, log=None) -> AotResult:
     triton = lazy.require("triton")
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's default, stated (3.9 warns otherwise)
     start = time.perf_counter()
-    fn = jit_function(decl)
     t = decl.triton
     path = decl.kernel_files()["triton"]
     source_hash = hashlib.sha256(path.read_bytes()).hexdigest()
     cache_dir = package(decl.package or "ops.library").build_dir / "triton" / f"{decl.namespace}_{decl.name}"
-    # The aligned compilation's hints: every pointer 16-byte aligned, the `aligned=` integers multiples of 16.
-    hinted = [
-        i
-        for i, name in enumerate(fn.arg_names)
-        if any(a.param == name and (a.kind == "tensor" or name in t.aligned) for a in t.args)
-    ]
     variants = tuple(dtype_variants(decl))
+    functions = {name: jit_function(decl, name) for name in {t.kernel_for(variant_label(decl, v)) for v in variants}}
     jobs = {}
     for variant in variants:
+        fn = functions[t.kernel_for(variant_label(decl, variant))]
+        # The aligned compilation's hints: every pointer 16-byte aligned, the `aligned=` integers multiples of 16.
+        hinted = [
+            i
+            for i, name in enumerate(fn.arg_names)
+            if any(a.param == name and (a.kind == "tensor" or name in t.aligned) for a in t.args)
+        ]
         sig = signature(decl, fn, variant)
         for aligned in (True, False):
             for config in t.configs:
@@ -289,7 +299,7 @@ def compile_op(decl: OpDecl, log=None) -> AotResult:
                     jobs[(tuple(variant.items()), aligned, config.label(), arch)] = _Job(
                         path=str(path),
                         module=f"opforge_triton_{decl.namespace}_{decl.name}",
-                        function=t.kernel,
+                        function=fn.__name__,
                         signature=sig,
                         hinted=tuple(hinted) if aligned else (),
                         meta=dict(config.meta),

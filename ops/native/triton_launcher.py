@@ -16,22 +16,17 @@ from pathlib import Path
 
 from ..core import shape_rule as sr
 from ..core.cpp import c_string, kernel_dtype
-from ..core.declaration import OpDecl
+from ..core.declaration import OpDecl, variant_label
 from ..core.errors import OpforgeError
 from .prototypes import include_path
 from .triton_aot import AotResult
 
 GENERATOR_VERSION = 1
-CPP_SCALAR = {"i32": "int32_t", "i64": "int64_t", "fp32": "float", "i1": "int8_t"}
+CPP_SCALAR = {"i32": "int32_t", "i64": "int64_t", "fp32": "float", "fp64": "double", "i1": "int8_t"}
 
 
 def tuned_table_path(decl: OpDecl) -> Path:
     return decl.kernel_dir / f"{decl.name}_triton_tuned.json"
-
-
-def variant_label(decl: OpDecl, variant: dict) -> str:
-    """'x=float16' (the free inputs' dtypes): how the tuned table names a dtype variant."""
-    return ",".join(f"{i.name}={variant[i.name]}" for i in decl.inputs if i.dtype_like is None)
 
 
 def tuned_table(decl: OpDecl) -> dict[str, dict[int, int]]:

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import json
 from pathlib import Path
 
@@ -90,16 +91,17 @@ def fingerprint(decl) -> str | None:
     """None when the op's kernel sources are not present (an installed package that ships only binaries)."""
     # A Triton kernel and its tuned table are Python and JSON, not C++, so kernel_sources() leaves them out; an op
     # whose only CUDA kernel is Triton (devices=("cuda",)) has no C++ source at all.
-    triton_files = (
-        [decl.kernel_files()["triton"], decl.kernel_dir / f"{decl.name}_triton_tuned.json"] if decl.triton else []
-    )
+    # An Inductor op's kernel is written from its reference: the reference's file stands for the kernel.
+    kernel = Path(inspect.getsourcefile(decl.reference)) if decl.from_inductor else decl.kernel_files().get("triton")
+    triton_files = [kernel, decl.kernel_dir / f"{decl.name}_triton_tuned.json"] if decl.triton else []
     files = decl.kernel_sources() + [p for p in triton_files if p.is_file()]
     if not files:
         return None
     h = hashlib.sha256(_generator_digest())
     h.update(declaration_text(decl).encode())
     for path in files:
-        h.update(path.relative_to(decl.kernel_dir).as_posix().encode())
+        where = path.relative_to(decl.kernel_dir) if path.is_relative_to(decl.kernel_dir) else Path(path.name)
+        h.update(where.as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 

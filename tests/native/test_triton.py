@@ -98,6 +98,11 @@ def test_a_kernel_that_does_not_match_its_launch_is_refused(unique_id, tmp_path)
     decl = declare(unique_id, tmp_path / "3", kernel=KERNEL.replace("def axpb", "def other"))
     with pytest.raises(OpforgeError, match="has no @triton.jit function 'axpb'"):
         triton_aot.compile_op(decl)
+    # The launcher passes args= in its order: listed otherwise, every launch would swap two arguments.
+    swapped = {"b": "b", "x": "x", **LAUNCH["args"]}
+    decl = declare(unique_id, tmp_path / "4", args=swapped)
+    with pytest.raises(OpforgeError, match=r"list args= in the kernel's parameter order"):
+        triton_aot.compile_op(decl)
 
 
 def test_the_launcher_embeds_the_images_and_mirrors_the_launch(unique_id, tmp_path):

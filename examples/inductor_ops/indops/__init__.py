@@ -1,0 +1,3 @@
+import ops
+
+ops.op_package(__name__)
