@@ -55,30 +55,35 @@ def _roofline(nbytes_read: int, nbytes_written: int, device) -> float:
     return per_byte * (nbytes_read + nbytes_written)
 
 
+def _row(op: str, dtype, shape, fns: dict, want, read: int, written: int, hand: str) -> dict:
+    """Error and time of each of `fns`, the copy roofline of `read` + `written` bytes, and the ratios."""
+    row = {"op": op, "dtype": str(dtype).removeprefix("torch."), "shape": list(shape)}
+    for name, fn in fns.items():
+        row[f"{name}_max_err"] = _error(fn(), want)
+        row[f"{name}_us"] = cuda_time_us(fn)
+    row["copy_roofline_us"] = _roofline(read, written, want.device)
+    for name in fns:
+        row[f"{name}_of_roofline"] = row["copy_roofline_us"] / row[f"{name}_us"]
+    for other in (hand, "torch_compile"):
+        row[f"inductor_aot_vs_{other}"] = row[f"{other}_us"] / row["inductor_aot_us"]
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def bench_scale_shift(dtype) -> list[dict]:
     rows = []
     compiled = torch.compile(scale_shift_reference, dynamic=False)
     for n in POINTWISE:
         x = torch.randn(n, device="cuda").to(dtype)
-        want = scale_shift_reference(x.float(), 1.5, -0.25)
         fns = {
             "inductor_aot": lambda: torch.ops.indops.scale_shift(x, 1.5, -0.25),
             "cuda_cpp": lambda: torch.ops.indops.scale_shift_cuda(x, 1.5, -0.25),
             "eager": lambda: scale_shift_reference(x, 1.5, -0.25),
             "torch_compile": lambda: compiled(x, 1.5, -0.25),
         }
-        row = {"op": "scale_shift", "dtype": str(dtype).removeprefix("torch."), "shape": [n]}
-        for name, fn in fns.items():
-            row[f"{name}_max_err"] = _error(fn(), want)
-            row[f"{name}_us"] = cuda_time_us(fn)
         nbytes = x.numel() * x.element_size()
-        row["copy_roofline_us"] = _roofline(nbytes, nbytes, x.device)
-        for name in fns:
-            row[f"{name}_of_roofline"] = row["copy_roofline_us"] / row[f"{name}_us"]
-        row["inductor_aot_vs_cuda_cpp"] = row["cuda_cpp_us"] / row["inductor_aot_us"]
-        row["inductor_aot_vs_torch_compile"] = row["torch_compile_us"] / row["inductor_aot_us"]
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        want = scale_shift_reference(x.float(), 1.5, -0.25)
+        rows.append(_row("scale_shift", dtype, x.shape, fns, want, nbytes, nbytes, hand="cuda_cpp"))
     return rows
 
 
@@ -88,25 +93,16 @@ def bench_gated(dtype) -> list[dict]:
     for r, c in ROWS:
         x, gate = (torch.randn(r, c, device="cuda").to(dtype) for _ in range(2))
         w = torch.randn(c, device="cuda").to(dtype)
-        want = gated_reference(x.float(), gate.float(), w.float(), 1e-6)
         fns = {
             "inductor_aot": lambda: torch.ops.indops.gated_rms_norm(x, gate, w, 1e-6),
             "mul_then_rms_norm_cuda": lambda: torch.ops.opforge.rms_norm(x * gate, w, 1e-6),
             "eager": lambda: gated_reference(x, gate, w, 1e-6),
             "torch_compile": lambda: compiled(x, gate, w, 1e-6),
         }
-        row = {"op": "gated_rms_norm", "dtype": str(dtype).removeprefix("torch."), "shape": [r, c]}
-        for name, fn in fns.items():
-            row[f"{name}_max_err"] = _error(fn(), want)
-            row[f"{name}_us"] = cuda_time_us(fn)
         size = x.element_size()
-        row["copy_roofline_us"] = _roofline(2 * x.numel() * size + c * size, x.numel() * size, x.device)
-        for name in fns:
-            row[f"{name}_of_roofline"] = row["copy_roofline_us"] / row[f"{name}_us"]
-        row["inductor_aot_vs_mul_then_rms_norm_cuda"] = row["mul_then_rms_norm_cuda_us"] / row["inductor_aot_us"]
-        row["inductor_aot_vs_torch_compile"] = row["torch_compile_us"] / row["inductor_aot_us"]
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        want = gated_reference(x.float(), gate.float(), w.float(), 1e-6)
+        read, written = (2 * x.numel() + c) * size, x.numel() * size
+        rows.append(_row("gated_rms_norm", dtype, x.shape, fns, want, read, written, hand="mul_then_rms_norm_cuda"))
     return rows
 
 

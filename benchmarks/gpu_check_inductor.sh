@@ -35,12 +35,14 @@ cd "$ROOT"
 if has a; then log bench default; timeout 300 python3 benchmarks/bench_inductor.py --out "$OUT/bench_default.json" | cut -c1-400; fi
 if has b; then
 cd "$EX"
-log tune; for op in indops::scale_shift indops::gated_rms_norm; do timeout 300 python3 -m ops.tune $op --package indops 2>&1 | tail -2; done
+# Each table written changes the package's fingerprint: rebuild before the next op is timed.
+log tune; for op in indops::scale_shift indops::gated_rms_norm; do timeout 300 python3 -m ops.tune $op --package indops 2>&1 | tail -2
+  python3 -m ops.build --package indops 2>&1 | tail -1; done
 cp indops/csrc/gated_rms_norm/gated_rms_norm_triton_tuned.json "$OUT/" 2>/dev/null; cp indops/csrc/scale_shift/scale_shift_triton_tuned.json "$OUT/" 2>/dev/null
 python3 -m ops.build --package indops 2>&1 | tail -1
 cd "$ROOT"
 log bench tuned; timeout 300 python3 benchmarks/bench_inductor.py --out "$OUT/bench_tuned.json" | cut -c1-400
-log pytest; timeout 500 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/native/test_inductor_capture.py tests/examples/test_inductor_ops.py 2>&1 | tail -15
+log pytest; timeout 500 python3 -m pytest -q -p no:cacheprovider -p no:logging -o addopts= --tb=short ${PYTEST_TARGETS:-tests/native tests/examples/test_inductor_ops.py tests/examples/test_triton_ops.py} 2>&1 | grep -E "^E |Error|passed|failed" | tail -40
 fi
 log done
 } >> "$OUT/log.txt" 2>&1

@@ -7,16 +7,15 @@ warning lines. The kernels' numbers are tests/native/test_inductor_capture.py's 
 
 import ctypes
 import json
-import os
-import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from triton_packages import built_copy
 
 from ops.check import FAIL, PASS
-from ops.native.cuda_kernels import cuda_home
 from ops.trt import headers
 
 pytest.importorskip("triton", reason="triton is not installed (pip install 'opforge[triton]')")
@@ -30,20 +29,7 @@ pytestmark = pytest.mark.slow(cpu_s=120)
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A copy of the example (the tree stays clean), its three native libraries built."""
-    if cuda_home() is None:
-        pytest.skip("nvcc is not installed: the Triton launcher is compiled by it")
-    project = tmp_path_factory.mktemp("inductor_ops") / "inductor_ops"
-    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("build", "*.so", "_C.build.json", "__pycache__"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(project)])}
-    builds = [["ops.build", "--package", "indops"], ["ops.ort.build", "--package", "indops"]]
-    if headers.find() is not None:
-        builds.append(["ops.build", "--trt", "--package", "indops"])
-    logs = []
-    for argv in builds:
-        done = subprocess.run([sys.executable, "-m", *argv], cwd=project, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, (argv, done.stdout[-3000:] + done.stderr[-3000:])
-        logs.append(done.stdout + done.stderr)
-    return project, env, "\n".join(logs)
+    return built_copy(tmp_path_factory, "inductor_ops", "indops")
 
 
 def _manifest(library: Path, op: str) -> dict:
@@ -53,7 +39,7 @@ def _manifest(library: Path, op: str) -> dict:
 
 
 def test_the_build_captures_inductors_kernels_and_links_them_into_the_ort_and_trt_libraries(project):
-    root, _, _ = project
+    root, _ = project
     capture = json.loads(
         (root / "build" / "opforge" / "indops" / "inductor" / "indops_gated_rms_norm" / "capture.json").read_text()
     )
@@ -68,7 +54,7 @@ def test_the_build_captures_inductors_kernels_and_links_them_into_the_ort_and_tr
 
 
 def test_ops_check_passes_the_cpu_stages_and_the_aot_stage_without_warnings(project):
-    root, env, _ = project
+    root, env = project
     done = subprocess.run(
         [sys.executable, "-m", "ops.check", *OPS, "--package", "indops", "--quick", "--json"],
         cwd=root,
@@ -89,3 +75,11 @@ def test_ops_check_passes_the_cpu_stages_and_the_aot_stage_without_warnings(proj
     assert done.returncode == 0
     noise = [line for line in done.stderr.splitlines() if "Warning" in line or "warn(" in line or "leaked" in line]
     assert not noise, noise
+
+
+def test_the_readme_shows_the_example_as_it_is():
+    blocks = re.findall(r"^```\w+ example=(\S+)\n(.*?)^```$", (ROOT / "README.md").read_text(), re.M | re.S)
+    blocks = [(path, body) for path, body in blocks if path.startswith("examples/inductor_ops/")]
+    assert [path for path, _ in blocks] == ["examples/inductor_ops/indops/gated_rms_norm.py"]
+    for path, body in blocks:
+        assert (ROOT / path).read_text() == body, path

@@ -18,26 +18,19 @@ def tune_samples(device, dtype):
     return [Sample(torch.randn(n, device=device).to(dtype)) for n in (1 << 20, 1 << 24, 1 << 26)]
 
 
-@register_op(
-    "indops::scale_shift",
-    inputs=[Input("x", dtypes=FLOATING)],
-    outputs=[Output("y", shape="like(x)", dtype="like(x)")],
-    attrs=[Attr("scale", float, 2.0), Attr("shift", float, 0.5)],
-    samples=samples,
-    triton=Inductor(tune=tune_samples),
-)
 def scale_shift(x, scale=2.0, shift=0.5):
     """y = x * scale + shift, in float32 for every input dtype."""
     return (x.float() * scale + shift).to(x.dtype)
 
 
-@register_op(
-    "indops::scale_shift_cuda",
-    inputs=[Input("x", dtypes=FLOATING)],
-    outputs=[Output("y", shape="like(x)", dtype="like(x)")],
-    attrs=[Attr("scale", float, 2.0), Attr("shift", float, 0.5)],
-    samples=samples,
-)
-def scale_shift_cuda(x, scale=2.0, shift=0.5):
-    """The same op, its CUDA kernel hand-written (csrc/scale_shift_cuda/)."""
-    return (x.float() * scale + shift).to(x.dtype)
+# The same declaration twice: Inductor writes indops::scale_shift's CUDA kernel; indops::scale_shift_cuda's is
+# hand-written (csrc/scale_shift_cuda/scale_shift_cuda_cuda.cu).
+for name, cuda in (("scale_shift", {"triton": Inductor(tune=tune_samples)}), ("scale_shift_cuda", {})):
+    register_op(
+        f"indops::{name}",
+        inputs=[Input("x", dtypes=FLOATING)],
+        outputs=[Output("y", shape="like(x)", dtype="like(x)")],
+        attrs=[Attr("scale", float, 2.0), Attr("shift", float, 0.5)],
+        samples=samples,
+        **cuda,
+    )(scale_shift)
