@@ -3,36 +3,18 @@ with, and the documented configuration choice the generated launcher mirrors."""
 
 import pytest
 import torch
+from triton_cases import axpb, axpb_launch
 
 from ops import FLOATING, Attr, DeclarationError, Input, Output, Sample, Triton, TritonConfig, register_op
 from ops.core import shape_rule as sr
 from ops.core.errors import ShapeRuleError
 from ops.core.triton_launch import bucket, default_config
 
-KERNEL = """import triton
-import triton.language as tl
-
-
-@triton.jit
-def k(x, b, y, n, has_b, alpha, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < n
-    v = tl.load(x + offs, mask=m).to(tl.float32) * alpha
-    if has_b:
-        v += tl.load(b + offs, mask=m).to(tl.float32)
-    tl.store(y + offs, v.to(y.dtype.element_ty), mask=m)
-"""
+KERNEL = axpb("k")
 
 
 def launch(**overrides):
-    spec = dict(
-        kernel="k",
-        args={"x": "x", "b": "b", "y": "y", "n": "numel(x)", "has_b": "present(b)", "alpha": "alpha"},
-        grid=["ceil_div(numel(x), BLOCK)"],
-        key="numel(x)",
-        configs=[TritonConfig(BLOCK=256, num_warps=2, max_key=256), TritonConfig(BLOCK=1024)],
-        int64=("n",),
-    )
+    spec = axpb_launch("k")
     spec.update(overrides)
     return Triton(**spec)
 

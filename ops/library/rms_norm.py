@@ -5,7 +5,9 @@ far past fp16's 65504, so a naive half-precision reduction returns inf and the o
 
 import torch
 
-from ops import FLOATING, Attr, Input, Output, Sample, Triton, TritonConfig, register_op
+from ops import FLOATING, Attr, Input, Output, Sample, Triton, register_op
+
+from ._row_triton import ROW_CONFIGS
 
 
 def samples(device, dtype):
@@ -45,33 +47,14 @@ def tune_samples(device, dtype):
     ]
 
 
-def _one_pass(block, rows, num_warps):
-    return TritonConfig(BLOCK=block, ROWS=rows, ONE_PASS=True, num_warps=num_warps, max_key=block)
-
-
 # The Triton variant of the CUDA kernel (csrc/rms_norm/rms_norm_triton.py), used when a build selects it
-# (OPFORGE_CUDA_KERNELS=triton): one-pass configs by row length (the tightest fit is the default), and a looping
-# config for rows longer than 16384.
+# (OPFORGE_CUDA_KERNELS=triton): the shared configs by row length.
 TRITON = Triton(
     kernel="rms_norm_fwd",
     args={"x": "x", "w": "weight", "y": "y", "rows": "numel(x) // x.shape[-1]", "cols": "x.shape[-1]", "eps": "eps"},
     grid=["ceil_div(numel(x) // x.shape[-1], ROWS)"],
     key="x.shape[-1]",
-    configs=[  # per row length, the Triton tutorials' warp count first (the default among equals), one alternative
-        _one_pass(64, 16, 4),
-        _one_pass(256, 8, 4),
-        _one_pass(1024, 2, 4),
-        _one_pass(1024, 4, 8),
-        _one_pass(2048, 1, 4),
-        _one_pass(2048, 2, 8),
-        _one_pass(4096, 1, 8),
-        _one_pass(4096, 1, 16),
-        _one_pass(8192, 1, 8),
-        _one_pass(8192, 1, 16),
-        _one_pass(16384, 1, 8),
-        _one_pass(16384, 1, 16),
-        TritonConfig(BLOCK=2048, ROWS=1, ONE_PASS=False, num_warps=8),
-    ],
+    configs=list(ROW_CONFIGS),  # by row length (ops/library/_row_triton.py)
     aligned=("cols",),  # rows of a multiple of 16 elements: masked loads along them vectorise
     tune=tune_samples,
 )

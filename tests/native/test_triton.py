@@ -9,9 +9,10 @@ import subprocess
 
 import pytest
 import torch
+from triton_cases import axpb, axpb_launch
 
 import ops
-from ops import FLOATING, Attr, Input, Output, Sample, Triton, TritonConfig, register_op
+from ops import FLOATING, Attr, Input, Output, Sample, Triton, register_op
 from ops.core.errors import OpforgeError
 from ops.native import kernel_sources, triton_aot, triton_launcher
 from ops.native.cuda_kernels import cuda_home
@@ -19,28 +20,8 @@ from ops.native.prototypes import kernel_include_dirs
 
 triton = pytest.importorskip("triton", reason="triton is not installed (pip install 'opforge[triton]')")
 
-KERNEL = """import triton
-import triton.language as tl
-
-
-@triton.jit
-def axpb(x, b, y, n, has_b, alpha, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < n
-    v = tl.load(x + offs, mask=m).to(tl.float32) * alpha
-    if has_b:
-        v += tl.load(b + offs, mask=m).to(tl.float32)
-    tl.store(y + offs, v.to(y.dtype.element_ty), mask=m)
-"""
-
-LAUNCH = dict(
-    kernel="axpb",
-    args={"x": "x", "b": "b", "y": "y", "n": "numel(x)", "has_b": "present(b)", "alpha": "alpha"},
-    grid=["ceil_div(numel(x), BLOCK)"],
-    key="numel(x)",
-    configs=[TritonConfig(BLOCK=256, num_warps=2, max_key=256), TritonConfig(BLOCK=1024)],
-    int64=("n",),
-)
+KERNEL = axpb()
+LAUNCH = axpb_launch()
 
 
 def declare(unique_id, tmp_path, kernel=KERNEL, **launch):
