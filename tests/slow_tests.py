@@ -122,7 +122,7 @@ class SlowTests:
             "addopts=",
             f"--basetemp={self.shared / 'tmp'}",
             f"{BESIDE_OPTION}={self.shared}",
-            *(f"--package={p}" for p in self.config.getoption("package")),
+            *(f"--package={p}" for p in self.config.getoption("package", default=None) or ()),
             *(i.nodeid for i in ordered),
         ]
         log = open(self.shared / "beside.log", "w")  # closed in pytest_sessionfinish, when the process has ended
