@@ -27,7 +27,7 @@ cd "$EX"
 log build indops; for argv in "ops.build --package indops" "ops.ort.build --package indops" "ops.build --trt --package indops"; do
   t0=$SECONDS; python3 -m $argv 2>&1 | grep -v "^ *$" | tail -3; echo "$((SECONDS - t0)) s: $argv"; done
 cat build/opforge/indops/inductor/indops_gated_rms_norm/capture.json 2>/dev/null | head -30
-if has a; then log check; python3 -m ops.check indops::scale_shift indops::gated_rms_norm indops::scale_shift_cuda --package indops --json > "$OUT/check.json" 2> "$WORK/check.err"
+if has a; then log check; python3 -m ops.check indops::scale_shift indops::gated_rms_norm indops::softmax indops::scale_shift_cuda --package indops --json > "$OUT/check.json" 2> "$WORK/check.err"
 echo "ops.check exit $?"; grep -ciE "warn" "$WORK/check.err"
 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); [print(op, row['stage'], row['status'], row['detail'][:160]) for op, rows in r['ops'].items() for row in rows if row['status'] != 'pass' or 'cuda' in row['stage'] or 'enqueue' in row['stage'] or 'triton' in row['stage']]" "$OUT/check.json"
 fi

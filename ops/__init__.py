@@ -17,7 +17,7 @@ from .core.errors import BackendUnavailable, DeclarationError, ExportError, Exte
 from .core.packages import OpPackage
 from .core.packages import package as op_package_named
 from .core.registry import Op, all_ops, get_op, register_op
-from .core.triton_launch import Inductor, Triton, TritonConfig
+from .core.triton_launch import Inductor, Scratch, Triton, TritonConfig
 from .torch import extension as _extension  # the torch backend registers its hooks on import, before any op
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Sample",
     "ShapeRuleError",
     "Inductor",
+    "Scratch",
     "Triton",
     "TritonConfig",
     "all_ops",

@@ -60,6 +60,9 @@ struct Driver {
   CUresult (*launch_kernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
                             void**, void**) = nullptr;
   CUresult (*get_error_string)(CUresult, const char**) = nullptr;
+  // Optional (a CUDA 11.2+ driver): stream-ordered allocation, for kernels with scratch buffers.
+  CUresult (*mem_alloc_async)(CUdeviceptr*, size_t, CUstream) = nullptr;
+  CUresult (*mem_free_async)(CUdeviceptr, CUstream) = nullptr;
   bool ok = false;
 };
 
@@ -76,6 +79,8 @@ inline const Driver& driver() {
            sym(r.device_get_attribute, "cuDeviceGetAttribute") && sym(r.module_load_data, "cuModuleLoadData") &&
            sym(r.module_get_function, "cuModuleGetFunction") && sym(r.func_set_attribute, "cuFuncSetAttribute") &&
            sym(r.launch_kernel, "cuLaunchKernel") && sym(r.get_error_string, "cuGetErrorString");
+    sym(r.mem_alloc_async, "cuMemAllocAsync");
+    sym(r.mem_free_async, "cuMemFreeAsync");
     return r;
   }();
   return d;
@@ -204,6 +209,26 @@ inline int choose_config(int64_t key, const int64_t* max_keys, int config_count,
   for (int i = 0; i < config_count; ++i)
     if (max_keys[i] < 0) return i;
   return 0;  // unreachable: the declaration requires a config without max_key
+}
+
+// A kernel's scratch buffer (ops.Scratch: e.g. the float32 intermediates Inductor keeps for a half-precision
+// reduction): stream-ordered from the device's default memory pool, so no host synchronisation, and freed on the
+// same stream after the launch (scratch_free). Zero bytes: a null pointer.
+inline Status scratch_alloc(CUdeviceptr* out, int64_t bytes, void* stream) {
+  *out = 0;
+  if (bytes <= 0) return Status::ok();
+  const Driver& d = driver();
+  if (!d.ok || d.mem_alloc_async == nullptr)
+    return Status::error(Status::kCudaError,
+                         "Triton kernel: a scratch buffer needs the CUDA driver's cuMemAllocAsync (a CUDA 11.2+ "
+                         "driver), which this process cannot load");
+  const CUresult r = d.mem_alloc_async(out, static_cast<size_t>(bytes), static_cast<CUstream>(stream));
+  if (r != CUDA_SUCCESS) return driver_error("Triton kernel: cuMemAllocAsync of a scratch buffer failed", r);
+  return Status::ok();
+}
+
+inline void scratch_free(CUdeviceptr p, void* stream) {
+  if (p != 0 && driver().mem_free_async != nullptr) driver().mem_free_async(p, static_cast<CUstream>(stream));
 }
 
 // Launch `k` with `params` on `stream`: pointers to each declared argument, then `kScratchSlots` pointers to a

@@ -84,6 +84,16 @@ class TritonConfig:
 
 
 @dataclass(frozen=True)
+class Scratch:
+    """A kernel argument that is a scratch buffer: `size` elements (a launch expression) of `dtype`, allocated
+    by the launcher for the launch (stream-ordered, csrc/opforge/triton_launch.h) and freed after it. Inductor's
+    kernels use one where a half-precision op keeps float32 intermediates."""
+
+    size: str
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
 class Triton:
     """The launch description of an op's Triton kernel (see the module docstring)."""
 
@@ -104,9 +114,11 @@ class Triton:
 @dataclass(frozen=True)
 class TritonArg:
     param: str  # the kernel's parameter name
-    kind: str  # "tensor" (a pointer), "attr" (a scalar attribute) or "expr" (an integer launch expression)
+    # "tensor" (a pointer), "attr" (a scalar attribute), "expr" (an integer launch expression) or "scratch" (a
+    # buffer the launcher allocates: `expr` elements of the pointer type)
+    kind: str
     source: str  # the tensor or attribute name, or the expression's text
-    type: str  # Triton type: "*" for a pointer (the element type is the variant's), fp32, i32, i64, i1
+    type: str  # Triton type: "*" for a tensor (the element type is the variant's), *fp32 (scratch), fp32, i32, i64, i1
     expr: sr.Expr | None = None
 
 
@@ -243,7 +255,12 @@ def resolve(op: str, spec: Any, inputs, outputs, attrs, kernel_dir=None, devices
             fail("args keys: the kernel's parameter names", param, "use the @triton.jit function's names")
         if param in meta_names:
             fail(f"args without the meta-parameters {list(meta_names)}", param, "configs set constexpr parameters")
-        if isinstance(source, str) and source in tensors:
+        if isinstance(source, Scratch):
+            if source.dtype not in TRITON_TYPES:
+                fail(f"args[{param!r}]: Scratch of a dtype in {sorted(TRITON_TYPES)}", source.dtype, "e.g. 'float32'")
+            e = expression(f"args[{param!r}] (the scratch size)", source.size)
+            args.append(TritonArg(param, "scratch", sr.to_text(e), "*" + TRITON_TYPES[source.dtype], e))
+        elif isinstance(source, str) and source in tensors:
             args.append(TritonArg(param, "tensor", source, "*"))
         elif isinstance(source, str) and source in scalar_attrs and scalar_attrs[source].type in ("float", "bool"):
             args.append(TritonArg(param, "attr", source, "fp32" if scalar_attrs[source].type == "float" else "i1"))

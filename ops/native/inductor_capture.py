@@ -24,9 +24,9 @@ import torch
 from ..core import lazy
 from ..core.declaration import OpDecl
 from ..core.packages import package
-from ..core.triton_launch import Triton, TritonConfig, resolve
+from ..core.triton_launch import Scratch, Triton, TritonConfig, resolve
 
-CAPTURE_VERSION = 1
+CAPTURE_VERSION = 2
 
 
 def _cache_key(decl: OpDecl) -> str:
@@ -40,6 +40,14 @@ def _cache_key(decl: OpDecl) -> str:
         repr((decl.id, decl.inputs, decl.outputs, decl.attrs, decl.triton)),
     ]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
+
+
+def _to_json(source):
+    return {"scratch": source.size, "dtype": source.dtype} if isinstance(source, Scratch) else source
+
+
+def _from_json(source):
+    return Scratch(source["scratch"], source["dtype"]) if isinstance(source, dict) else source
 
 
 def capture_dir(decl: OpDecl) -> Path:
@@ -67,7 +75,7 @@ def concrete(decl: OpDecl, log=None) -> OpDecl:
             "torch": torch.__version__,
             "kernel": spec.kernel,
             "variant_kernels": per_variant,
-            "args": spec.args,
+            "args": {p: _to_json(v) for p, v in spec.args.items()},
             "grid": list(spec.grid),
             "launch_key": spec.key,
             "int64": list(spec.int64),
@@ -86,7 +94,7 @@ def concrete(decl: OpDecl, log=None) -> OpDecl:
     configs = [TritonConfig(**c) for c in record["configs"]]
     spec = Triton(
         kernel=record["kernel"],
-        args=record["args"],
+        args={p: _from_json(v) for p, v in record["args"].items()},
         grid=record["grid"],
         key=record["launch_key"],
         configs=configs,

@@ -15,9 +15,10 @@ What is captured, per dtype variant and per input rank among the op's samples:
   and output pointers, or float attributes.
 
 Refused at build time, each with the reason: a reference Inductor does not lower to Triton alone (the op it
-falls back on is named: a matmul, a sort, ...); more than one kernel or an intermediate buffer (the launcher
-runs one kernel and has no scratch memory); an output that is a view or an input; a dim Inductor specialized
-to a constant; kernels that differ between the samples' ranks in what the launch description cannot express.
+falls back on is named: a matmul, a sort, ...); more than one kernel (the launcher runs one); an output that is a
+view or an input; a dim Inductor specialized to a constant; kernels that differ between the samples' ranks in
+what the launch description cannot express. A buffer only the kernel itself uses (Inductor keeps a half op's
+float32 intermediates in one) becomes a Scratch argument, which the launcher allocates for the launch.
 
 This module imports Dynamo and Inductor (about 1.8 s), so only a build that lowers a reference loads it.
 """
@@ -43,7 +44,7 @@ from torch._inductor.compile_fx import compile_fx
 from ..core.declaration import OpDecl, dtype_variants, variant_label
 from ..core.dtypes import torch_dtype
 from ..core.errors import OpforgeError
-from ..core.triton_launch import Triton, TritonConfig
+from ..core.triton_launch import Scratch, Triton, TritonConfig
 
 # The candidates given Inductor's kernels when the declaration names none; `python -m ops.tune` picks among them
 # per key bucket on a GPU. Pointwise: elements per program. Reduction: rows per program x row chunk per loop
@@ -140,6 +141,12 @@ def _lower(decl: OpDecl, inputs: list, attrs: list) -> tuple[str, list[str], lis
                 ) from None
         finally:
             torch._dynamo.reset()
+    if "code" not in got:  # Inductor had nothing to generate: the outputs alias the inputs
+        raise _fail(
+            decl,
+            "Inductor wrote no kernel for the reference (its outputs are inputs or views of them)",
+            "return a new tensor (e.g. .clone()), or write the kernel with Triton(...)",
+        )
     return got["code"], got["sources"], got["extern"]
 
 
@@ -391,12 +398,10 @@ def capture_one(decl: OpDecl, variant: dict, sample) -> Launch:
     for param, value in zip(runtime, args):
         types[param] = signature.get(param, "")
         if isinstance(value, _Tensor) and value.role == "buffer" and value.name not in outputs:
-            raise _fail(
-                decl,
-                f"{kernel.name} writes an intermediate buffer; opforge's launcher has no scratch memory",
-                "simplify the reference, or write the kernel with Triton(...)",
-            )
-        if isinstance(value, _Tensor):
+            # An intermediate only this kernel uses (a half op's float32 values): the launcher allocates it.
+            size = _launch_text(decl, sympy.Mul(*value.shape), ranks) if value.shape else "1"
+            described[param] = Scratch(size, str(value.dtype).removeprefix("torch."))
+        elif isinstance(value, _Tensor):
             described[param] = value.name
         elif isinstance(value, _Attr):
             described[param] = value.name
@@ -443,6 +448,53 @@ def _samples(decl: OpDecl, variant: dict) -> list:
     return [chosen[k] for k in sorted(chosen)]
 
 
+def _body(decl: OpDecl, launch: Launch) -> str:
+    """The kernel as compiled, under one name (the decorator left out holds the sample's size hints)."""
+    return _kernel_module(decl, launch.source, launch.kernel, "kernel")
+
+
+def _variant_launches(decl: OpDecl) -> dict[str, Launch]:
+    """variant label -> Inductor's launch for it, the same on every input rank among the samples."""
+    out = {}
+    for variant in dtype_variants(decl):
+        try:
+            launches = [capture_one(decl, variant, s) for s in _samples(decl, variant)]
+        except Refused as e:  # say which dtypes: Inductor's lowering of half types differs (float32 scratch)
+            marker = "triton=Inductor(): "
+            raise Refused(str(e).replace(marker, f"{marker}for {variant_label(decl, variant)}, ", 1)) from None
+        base = launches[0]
+        for other in launches[1:]:
+            if other.args != base.args or _body(decl, other) != _body(decl, base):
+                raise _fail(
+                    decl,
+                    f"Inductor's kernel or its launch differs between input ranks {base.ranks} and {other.ranks} "
+                    f"({base.args} vs {other.args})",
+                    "declare the inputs' ranks so one rank is lowered, or write the kernel with Triton(...)",
+                )
+        out[variant_label(decl, variant)] = base
+    return out
+
+
+def _one_launch(decl: OpDecl, launches: dict[str, Launch]) -> dict[str, Launch]:
+    """One launch for every variant. Where Inductor's differ (a half variant keeps float32 intermediates in a
+    scratch buffer, float32 does not), the variants take the launch with scratch: that kernel loads, computes in
+    float32 and stores through the pointers' own types, so it is float32's computation too, provided it casts to
+    no half type itself (then it is refused)."""
+    distinct = {repr(v.args): v for v in launches.values()}
+    if len(distinct) == 1:
+        return launches
+    general = max(distinct.values(), key=lambda v: sum(isinstance(a, Scratch) for a in v.args.values()))
+    body = _body(decl, general)
+    if not any(isinstance(a, Scratch) for a in general.args.values()) or re.search(r"tl\.(float16|bfloat16)", body):
+        first, other = list(distinct.values())[:2]
+        raise _fail(
+            decl,
+            f"Inductor's launch differs between dtype variants ({first.args} vs {other.args})",
+            "write the kernel with Triton(...)",
+        )
+    return {label: general for label in launches}
+
+
 def describe(decl: OpDecl) -> tuple[Triton, dict, dict, str]:
     """Lower the reference for every dtype variant and input rank: the Triton launch description, the kernel
     function per variant label, Inductor's type of each parameter, and the kernel module text (one function
@@ -451,33 +503,12 @@ def describe(decl: OpDecl) -> tuple[Triton, dict, dict, str]:
     imports: list[str] = []  # the kernel modules' imports, once
     texts: list[list[str]] = []  # per function: its lines
     per_variant: dict[str, str] = {}
-    first: Launch | None = None
-    for variant in dtype_variants(decl):
-        launches = [capture_one(decl, variant, s) for s in _samples(decl, variant)]
-        base = launches[0]
-
-        def body(launch: Launch) -> str:  # the kernel as compiled (the decorator holds the sample's size hints)
-            return _kernel_module(decl, launch.source, launch.kernel, "kernel")
-
-        for other in launches[1:]:
-            if other.args != base.args or body(other) != body(base):
-                raise _fail(
-                    decl,
-                    f"Inductor's kernel or its launch differs between input ranks {base.ranks} and {other.ranks} "
-                    f"({base.args} vs {other.args})",
-                    "declare the inputs' ranks so one rank is lowered, or write the kernel with Triton(...)",
-                )
-        if first is None:
-            first = base
-        elif base.args != first.args or base.params != first.params or base.constexprs != first.constexprs:
-            raise _fail(
-                decl,
-                f"Inductor's launch differs between dtype variants ({first.args} vs {base.args})",
-                "write the kernel with Triton(...)",
-            )
-        if body(base) not in functions:
+    launches = _one_launch(decl, _variant_launches(decl))
+    first = next(iter(launches.values()))
+    for label, base in launches.items():
+        if _body(decl, base) not in functions:
             new_name = f"{decl.name}_inductor_{len(functions)}"
-            functions[body(base)] = new_name
+            functions[_body(decl, base)] = new_name
             for line in _kernel_module(decl, base.source, base.kernel, new_name).splitlines():
                 target = imports if line.startswith(("import ", "from ")) else texts[-1] if texts else None
                 if target is imports and line in imports:
@@ -486,7 +517,7 @@ def describe(decl: OpDecl) -> tuple[Triton, dict, dict, str]:
                     texts.append([])
                     target = texts[-1]
                 target.append(line)
-        per_variant[variant_label(decl, variant)] = functions[body(base)]
+        per_variant[label] = functions[_body(decl, base)]
     assert first is not None
     if first.grid_type != "Grid1D":
         raise _fail(decl, f"Inductor launches its kernel on a {first.grid_type} grid", "write the kernel with Triton")

@@ -145,7 +145,7 @@ def signature(decl: OpDecl, fn, variant: dict) -> dict[str, str]:
             sig[name] = "constexpr"
         elif a.kind == "tensor":
             sig[name] = "*" + TRITON_TYPES[variant[a.source]]
-        else:
+        else:  # attributes, integers, scratch pointers: their declared type
             sig[name] = a.type
     return sig
 
@@ -286,11 +286,12 @@ def compile_op(decl: OpDecl, log=None) -> AotResult:
     jobs = {}
     for variant in variants:
         fn = functions[t.kernel_for(variant_label(decl, variant))]
-        # The aligned compilation's hints: every pointer 16-byte aligned, the `aligned=` integers multiples of 16.
+        # The aligned compilation's hints: every pointer 16-byte aligned (scratch always is), the `aligned=`
+        # integers multiples of 16.
         hinted = [
             i
             for i, name in enumerate(fn.arg_names)
-            if any(a.param == name and (a.kind == "tensor" or name in t.aligned) for a in t.args)
+            if any(a.param == name and (a.kind in ("tensor", "scratch") or name in t.aligned) for a in t.args)
         ]
         sig = signature(decl, fn, variant)
         for aligned in (True, False):

@@ -21,7 +21,9 @@ from ..core.errors import OpforgeError
 from .prototypes import include_path
 from .triton_aot import AotResult
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+# Bytes per element of a scratch buffer, by its Triton pointer type.
+SCRATCH_BYTES = {"*fp32": 4, "*fp16": 2, "*bf16": 2, "*fp64": 8, "*i8": 1, "*u8": 1, "*i32": 4, "*i64": 8, "*i1": 1}
 CPP_SCALAR = {"i32": "int32_t", "i64": "int64_t", "fp32": "float", "fp64": "double", "i1": "int8_t"}
 
 
@@ -226,8 +228,12 @@ def generate(decl: OpDecl, aot: AotResult, blob_name: str) -> str:
     w.append(f"  if (opforge_config < 0) switch (opforge_variant) {{ {tuned_cases} default: opforge_config = 0; }}")
     meta_vars = {m: f"opforge_t::kMeta_{m}[opforge_config]" for m in t.meta_names}
     alg = _Algebra(decl, meta_vars)
+    scratch = [a for a in t.args if a.kind == "scratch"]
     for a in t.args:
-        if a.kind == "tensor":
+        if a.kind == "scratch":  # sized here, allocated just before the launch (below)
+            w.append(f"  const int64_t opforge_n_{a.param} = {sr.evaluate(a.expr, alg)};")
+            w.append(f"  CUdeviceptr opforge_p_{a.param} = 0;")
+        elif a.kind == "tensor":
             data = (
                 f"({a.source} != nullptr ? {a.source}->data : nullptr)" if a.source in optional else f"{a.source}.data"
             )
@@ -270,10 +276,27 @@ def generate(decl: OpDecl, aot: AotResult, blob_name: str) -> str:
     params = [f"&opforge_p_{a.param}" for a in t.args] + ["&opforge_scratch"] * 4
     w.append(f"  void* opforge_params[] = {{{', '.join(params)}}};")
     w.append('  static_assert(::opforge::triton::kScratchSlots == 4, "opforge_params holds 4 scratch slots");')
-    w.append(
-        f"  return ::opforge::triton::launch(opforge_t::kKernels[opforge_index], opforge_t::kCaches[opforge_index], "
-        f"opforge_grid, opforge_params, {len(t.args)}, "
-        "opforge_ctx.stream);"
+    launch = (
+        f"::opforge::triton::launch(opforge_t::kKernels[opforge_index], opforge_t::kCaches[opforge_index], "
+        f"opforge_grid, opforge_params, {len(t.args)}, opforge_ctx.stream)"
     )
+    if not scratch:
+        w.append(f"  return {launch};")
+    else:  # allocated after every check above, freed (stream-ordered) whatever the launch returns
+        for k, a in enumerate(scratch):
+            elem = SCRATCH_BYTES[a.type]
+            w.append(
+                f"  const ::opforge::Status opforge_s{k} = ::opforge::triton::scratch_alloc(&opforge_p_{a.param}, "
+                f"opforge_n_{a.param} * {elem}, opforge_ctx.stream);"
+            )
+            w.append(f"  if (!opforge_s{k}.is_ok()) {{")
+            for b in scratch[:k]:
+                w.append(f"    ::opforge::triton::scratch_free(opforge_p_{b.param}, opforge_ctx.stream);")
+            w.append(f"    return opforge_s{k};")
+            w.append("  }")
+        w.append(f"  const ::opforge::Status opforge_status = {launch};")
+        for a in scratch:
+            w.append(f"  ::opforge::triton::scratch_free(opforge_p_{a.param}, opforge_ctx.stream);")
+        w.append("  return opforge_status;")
     w.append("}")
     return "\n".join(w) + "\n"

@@ -22,7 +22,7 @@ pytest.importorskip("triton", reason="triton is not installed (pip install 'opfo
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "inductor_ops"
-OPS = ("indops::scale_shift", "indops::gated_rms_norm")
+OPS = ("indops::scale_shift", "indops::gated_rms_norm", "indops::softmax")
 pytestmark = pytest.mark.slow(cpu_s=120)
 
 
@@ -44,10 +44,14 @@ def test_the_build_captures_inductors_kernels_and_links_them_into_the_ort_and_tr
         (root / "build" / "opforge" / "indops" / "inductor" / "indops_gated_rms_norm" / "capture.json").read_text()
     )
     assert capture["args"]["r0_numel"] == "x.shape[-1]" and capture["int64"] == ["ks0"]
+    softmax = json.loads(
+        (root / "build" / "opforge" / "indops" / "inductor" / "indops_softmax" / "capture.json").read_text()
+    )
+    assert {"scratch": "numel(x)", "dtype": "float32"} in softmax["args"].values()  # Inductor's float32 buffer
     libs = {p.name: p for p in (root / "build").rglob("lib*.so")}
     wanted = ["libindops_ort_ops.so"] + (["libindops_trt_plugins.so"] if headers.find() else [])
     for name in wanted:
-        for op, configs in (("indops::scale_shift", 3), ("indops::gated_rms_norm", 5)):
+        for op, configs in (("indops::scale_shift", 3), ("indops::gated_rms_norm", 5), ("indops::softmax", 5)):
             held = _manifest(libs[name], op)
             assert held["archs"] == [87, 90] and held["kernel"].endswith("_inductor_0"), (name, held)
             assert held["kernels"] == 3 * 2 * configs, held  # dtype variants x aligned/generic x configs

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from ops import FLOATING, Attr, Inductor, Input, Output, Sample, register_op
+from ops import FLOATING, Attr, Inductor, Input, Output, Sample, TritonConfig, register_op
 from ops.core.errors import DeclarationError
 from ops.native import inductor_capture, inductor_lowering, triton_aot
 
@@ -22,7 +22,7 @@ def rand(device, dtype, *shape):
     return torch.randn(*shape).to(device=device, dtype=dtype)
 
 
-def declare(unique_id, tmp_path, reference, inputs=None, attrs=(), samples=None, outputs=None, **extra):
+def declare(unique_id, tmp_path, reference, inputs=None, attrs=(), samples=None, outputs=None, configs=None, **extra):
     op_id = unique_id("ind")
     kdir = tmp_path / "csrc" / op_id.split("::")[1]
     kdir.mkdir(parents=True)
@@ -34,7 +34,7 @@ def declare(unique_id, tmp_path, reference, inputs=None, attrs=(), samples=None,
         devices=("cuda",),
         kernels=str(kdir),
         samples=samples or (lambda d, t: [Sample(rand(d, t, 4, 33)), Sample(rand(d, t, 2, 3, 8))]),
-        triton=Inductor(),
+        triton=Inductor(configs=configs),
         **extra,
     )(reference).decl
 
@@ -197,7 +197,7 @@ INTERPRET = textwrap.dedent(
         def call(self, fn, input):
             return self.tensors[input].numel()
 
-    worst = 0.0
+    SCRATCH = {"*fp32": torch.float32, "*fp16": torch.float16, "*bf16": torch.bfloat16}
     for number, case in enumerate(spec["cases"]):
         torch.manual_seed(0)
         tensors = {n: torch.randn(*s).to(getattr(torch, case["dtype"])) for n, s in case["inputs"].items()}
@@ -208,11 +208,14 @@ INTERPRET = textwrap.dedent(
             names = {k: v for k, v in config.items() if k.isupper()}
             algebra = Ints(tensors, names)
             args = []
-            for param, (kind, source) in spec["args"].items():
+            for param, (kind, source, type_) in spec["args"].items():
                 if kind == "tensor":
                     args.append(tensors[source])
                 elif kind == "attr":
                     args.append(case["attrs"][source])
+                elif kind == "scratch":  # what the launcher allocates
+                    count = sr.evaluate(sr.parse_expr(source, calls=("numel",)), algebra)
+                    args.append(torch.full((count,), float("nan"), dtype=SCRATCH[type_]))
                 else:
                     args.append(sr.evaluate(sr.parse_expr(source, calls=("numel",)), algebra))
             grid = tuple(sr.evaluate(sr.parse_expr(g, calls=("numel",)), algebra) for g in spec["grid"])
@@ -228,7 +231,7 @@ def _interpret(decl, cases):
     t = inductor_capture.concrete(decl).triton
     spec = {
         "source": str(t.source),
-        "args": {a.param: (a.kind, a.source) for a in t.args},
+        "args": {a.param: (a.kind, a.source, a.type) for a in t.args},
         "grid": [str(g) for g in t.spec.grid],
         "key": str(t.spec.key),
         "configs": [dict(c.meta) for c in t.configs],
@@ -272,4 +275,29 @@ def test_captured_kernels_match_the_reference_at_shapes_and_ranks_the_capture_ne
         x, gate, w = (torch.randn(*s).to(dtype) for s in case["inputs"].values())
         want = gated(x.float(), gate.float(), w.float(), 1e-5).flatten()
         tol = 1e-5 if dtype == torch.float32 else 2e-3
+        assert torch.allclose(torch.tensor(row["y"]), want, rtol=tol, atol=tol), (case, row["config"])
+
+
+def test_a_half_softmax_gets_its_float32_intermediates_as_scratch_and_matches_the_reference(
+    unique_id, tmp_path, build_dir
+):
+    # Small blocks, several loop steps per row: Triton's interpreter takes ~13 s per config at the default sizes.
+    small = [TritonConfig(XBLOCK=2, R0_BLOCK=16, num_warps=1, num_stages=1)]
+    decl = declare(unique_id, tmp_path, lambda x: x.softmax(-1), configs=small)
+    t = inductor_capture.concrete(decl).triton
+    scratch = [a for a in t.args if a.kind == "scratch"]
+    assert [(a.source, a.type) for a in scratch] == [("numel(x)", "*fp32")], t.args
+    cases = [
+        {"dtype": dtype, "inputs": {"x": shape}, "out": shape, "attrs": {}}
+        for dtype in ("float16", "float32")
+        for shape in ((3, 5, 7), (2, 40), (4, 1))
+    ]
+    rows = _interpret(decl, cases)
+    assert len(rows) == len(cases) * len(t.configs)
+    for row in rows:
+        case = cases[row["case"]]
+        torch.manual_seed(0)
+        x = torch.randn(*case["inputs"]["x"]).to(getattr(torch, case["dtype"]))
+        want = x.float().softmax(-1).flatten()
+        tol = 1e-5 if case["dtype"] == "float32" else 2e-3
         assert torch.allclose(torch.tensor(row["y"]), want, rtol=tol, atol=tol), (case, row["config"])

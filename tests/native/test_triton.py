@@ -159,3 +159,42 @@ def test_the_launcher_compiles_and_reports_its_kernels_without_a_gpu(unique_id, 
     force = getattr(so, f"opforge_triton_force_config_{decl.namespace}__{decl.name}")
     assert force(1) == 0 and force(2) == -1 and force(-1) == 0
     shutil.rmtree(tmp_path / "build")
+
+
+SCRATCH_KERNEL = """import triton
+import triton.language as tl
+
+
+@triton.jit
+def axpb(x, tmp, y, n, BLOCK: tl.constexpr):  # the launch's kernel name; y = 2 x through a float32 buffer
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    tl.store(tmp + offs, tl.load(x + offs, mask=m).to(tl.float32) * 2, mask=m)
+    tl.store(y + offs, tl.load(tmp + offs, mask=m).to(y.dtype.element_ty), mask=m)
+"""
+
+
+def test_a_scratch_argument_is_allocated_for_the_launch_and_freed_after_it(unique_id, tmp_path):
+    """ops.Scratch: the launcher sizes the buffer from its launch expression, allocates it stream-ordered after
+    every check (a refused input allocates nothing) and frees it whatever the launch returns; compiled by nvcc."""
+    decl = declare(
+        unique_id,
+        tmp_path,
+        kernel=SCRATCH_KERNEL,
+        args={"x": "x", "tmp": ops.Scratch("numel(x)", "float32"), "y": "y", "n": "numel(x)"},
+        int64=("n",),
+    )
+    assert [(a.kind, a.source, a.type) for a in decl.triton.args][1] == ("scratch", "numel(x)", "*fp32")
+    src = kernel_sources.cuda_source(decl, tmp_path / "build")
+    text = src.read_text()
+    alloc, launch, free = (
+        text.index(s) for s in ("scratch_alloc(&opforge_p_tmp", "::launch(", "scratch_free(opforge_p_tmp")
+    )
+    assert text.index("divides by zero") < alloc < launch < free
+    assert "opforge_n_tmp * 4" in text
+    includes = [ops.core.paths.csrc_dir(), *kernel_include_dirs([decl], tmp_path / "build")]
+    cmd = [str(cuda_home() / "bin" / "nvcc"), "-std=c++17", "-shared", "-Xcompiler", "-fPIC"]
+    cmd += [*(f"-I{p}" for p in includes), str(src), "-o", str(tmp_path / "libscratch.so")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ctypes.CDLL(str(tmp_path / "libscratch.so"))  # loads without a GPU driver
