@@ -7,7 +7,7 @@
 # 3. ops.check of both (every stage: torch.cuda, opcheck[cuda], trt.enqueue, triton.aot/linked);
 # 4. benchmarks/bench_inductor.py with the default configs, then ops.tune of both, a rebuild, the benchmark again;
 # 5. the pytest files of the Inductor work.
-# STEPS=a runs 1-4 up to the default-config benchmark, STEPS=b the rest (one device call each fits 10 minutes; b
+# STEPS=a runs 1-4 up to the default-config benchmark (STEPS=check: the check only), STEPS=b the rest (one device call each fits 10 minutes; b
 # reuses a's builds under build/gpu-inductor while the machine is warm, and rebuilds them otherwise).
 set -uo pipefail
 STEPS=${STEPS:-a b}; has() { [[ " $STEPS " == *" $1 "* ]]; }
@@ -27,7 +27,7 @@ cd "$EX"
 log build indops; for argv in "ops.build --package indops" "ops.ort.build --package indops" "ops.build --trt --package indops"; do
   t0=$SECONDS; python3 -m $argv 2>&1 | grep -v "^ *$" | tail -3; echo "$((SECONDS - t0)) s: $argv"; done
 cat build/opforge/indops/inductor/indops_gated_rms_norm/capture.json 2>/dev/null | head -30
-if has a; then log check; python3 -m ops.check indops::scale_shift indops::gated_rms_norm indops::softmax indops::scale_shift_cuda --package indops --json > "$OUT/check.json" 2> "$WORK/check.err"
+if has a || has check; then log check; python3 -m ops.check indops::scale_shift indops::gated_rms_norm indops::softmax indops::scale_shift_cuda --package indops --json > "$OUT/check.json" 2> "$WORK/check.err"
 echo "ops.check exit $?"; grep -ciE "warn" "$WORK/check.err"
 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); [print(op, row['stage'], row['status'], row['detail'][:160]) for op, rows in r['ops'].items() for row in rows if row['status'] != 'pass' or 'cuda' in row['stage'] or 'enqueue' in row['stage'] or 'triton' in row['stage']]" "$OUT/check.json"
 fi
