@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The H100 run behind VERIFICATION.md's Inductor entry (issue 22, item 4). From the repo root, on a CUDA machine:
 #   OUT=<dir> bash benchmarks/gpu_check_inductor.sh
-# 1. ops._C with opforge::rms_norm's hand-written CUDA kernel (a partial build: what the benchmark compares with);
+# 1. ops._C with every library op (opforge::rms_norm's hand-written CUDA kernel is what the benchmark compares with;
+#    a partial build would stop the pytest step at its start);
 # 2. examples/inductor_ops (a copy): its three native libraries, the CUDA kernels of indops::scale_shift and
 #    indops::gated_rms_norm captured from Inductor on this machine's torch and compiled ahead of time;
 # 3. ops.check of both (every stage: torch.cuda, opcheck[cuda], trt.enqueue, triton.aot/linked);
@@ -22,7 +23,7 @@ log() { echo "== $* ($(date -u +%T))"; }
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
   git log --oneline -1; date -u; } > "$OUT/log.txt"
 {
-log build ops._C rms_norm; OPFORGE_TRT=0 python3 -m ops.build --ops opforge::rms_norm 2>&1 | tail -2
+log build ops._C; OPFORGE_TRT=0 python3 -m ops.build 2>&1 | tail -2
 cd "$EX"
 log build indops; for argv in "ops.build --package indops" "ops.ort.build --package indops" "ops.build --trt --package indops"; do
   t0=$SECONDS; python3 -m $argv 2>&1 | grep -v "^ *$" | tail -3; echo "$((SECONDS - t0)) s: $argv"; done

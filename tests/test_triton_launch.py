@@ -5,7 +5,7 @@ import pytest
 import torch
 from triton_cases import axpb, axpb_launch
 
-from ops import FLOATING, Attr, DeclarationError, Input, Output, Sample, Triton, TritonConfig, register_op
+from ops import FLOATING, Attr, DeclarationError, Input, Output, Sample, Scratch, Triton, TritonConfig, register_op
 from ops.core import shape_rule as sr
 from ops.core.errors import ShapeRuleError
 from ops.core.triton_launch import bucket, default_config
@@ -55,6 +55,8 @@ def test_a_launch_resolves_every_argument_kind(unique_id, tmp_path):
         "alpha": ("attr", "fp32"),
     }
     assert t.meta_names == ("BLOCK",) and t.tensors == ("x", "b", "y")
+    as_double = declare(unique_id, tmp_path / "2", launch(fp64=("alpha",))).decl.triton
+    assert {a.param: a.type for a in as_double.args}["alpha"] == "fp64"
     assert sr.to_text(t.grid[0]) == "ceil_div(numel(x), BLOCK)" and sr.to_text(t.key) == "numel(x)"
 
 
@@ -79,6 +81,8 @@ def test_the_kernel_file_can_be_the_cuda_kernel(unique_id, tmp_path):
         ({"args": {"x": "x", "m": "mode"}}, "attribute 'mode' is a str"),
         ({"args": {"x": "x", "BLOCK": "numel(x)"}}, "args without the meta-parameters"),
         ({"int64": ("x",)}, "int64: names of integer kernel parameters"),
+        ({"fp64": ("n",)}, "fp64: names of kernel parameters given by float attributes"),
+        ({"args": {"x": "x", "t": Scratch("numel(x)", "complex64")}}, "Scratch of a dtype in"),
         ({"key": "sum(x)"}, "not part of the shape language"),
         ({"kernel": "not a name"}, "kernel: the name of a @triton.jit function"),
     ],

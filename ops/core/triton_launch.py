@@ -17,8 +17,8 @@ declaration says is how a call becomes a launch:
 
 Launch expressions are the shape language (ops/core/shape_rule.py) plus `numel(t)` and `present(t)` (1 when an
 optional input is given, else 0), integer attributes and the configuration's meta-parameters by name. Integer
-kernel arguments are passed as int32 unless named in `int64=`; the launcher refuses a value that does not fit
-rather than truncating it.
+kernel arguments are passed as int32 unless named in `int64=` (float attributes as float unless named in `fp64=`);
+the launcher refuses a value that does not fit rather than truncating it.
 
 Each config is compiled twice: generic, and aligned (every pointer 16-byte aligned, and the integer parameters
 named in `aligned=` multiples of 16, which lets masked loads vectorise); the launcher takes the aligned one
@@ -103,6 +103,8 @@ class Triton:
     configs: tuple[TritonConfig, ...] | list[TritonConfig]
     key: str | None = None
     int64: tuple[str, ...] = ()
+    # Float attribute parameters passed as double (fp64) rather than float (Inductor's kernels take them so).
+    fp64: tuple[str, ...] = ()
     # Integer parameters the aligned compilation may take as multiples of 16 (as Triton's JIT specialises them),
     # so masked loads along them vectorise; the launcher takes it only where they are (and the pointers aligned).
     aligned: tuple[str, ...] = ()
@@ -248,7 +250,7 @@ def resolve(op: str, spec: Any, inputs, outputs, attrs, kernel_dir=None, devices
 
     if not isinstance(spec.args, dict) or not spec.args:
         fail("args: a dict kernel parameter -> tensor, attribute or expression", spec.args, "map every parameter")
-    int64 = tuple(spec.int64)
+    int64, fp64 = tuple(spec.int64), tuple(spec.fp64)
     args = []
     for param, source in spec.args.items():
         if not isinstance(param, str) or not _IDENT.match(param):
@@ -263,7 +265,8 @@ def resolve(op: str, spec: Any, inputs, outputs, attrs, kernel_dir=None, devices
         elif isinstance(source, str) and source in tensors:
             args.append(TritonArg(param, "tensor", source, "*"))
         elif isinstance(source, str) and source in scalar_attrs and scalar_attrs[source].type in ("float", "bool"):
-            args.append(TritonArg(param, "attr", source, "fp32" if scalar_attrs[source].type == "float" else "i1"))
+            is_float = scalar_attrs[source].type == "float"
+            args.append(TritonArg(param, "attr", source, ("fp64" if param in fp64 else "fp32") if is_float else "i1"))
         elif isinstance(source, str) and source in scalar_attrs and scalar_attrs[source].type not in ("int",):
             fail(
                 f"args[{param!r}]: a tensor, a float/bool/int attribute or an integer expression",
@@ -280,6 +283,9 @@ def resolve(op: str, spec: Any, inputs, outputs, attrs, kernel_dir=None, devices
                 fail(
                     f"{what}: names of integer kernel parameters", name, "list parameters given by integer expressions"
                 )
+    for name in fp64:
+        if not any(a.param == name and a.type == "fp64" for a in args):
+            fail("fp64: names of kernel parameters given by float attributes", name, "list float attribute parameters")
     grid = tuple(spec.grid) if isinstance(spec.grid, (list, tuple)) else None
     if not grid or len(grid) > 3:
         fail("grid: 1 to 3 launch expressions", spec.grid, "e.g. grid=['ceil_div(numel(y), BLOCK)']")

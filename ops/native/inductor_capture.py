@@ -26,7 +26,7 @@ from ..core.declaration import OpDecl
 from ..core.packages import package
 from ..core.triton_launch import Scratch, Triton, TritonConfig, resolve
 
-CAPTURE_VERSION = 2
+CAPTURE_VERSION = 3
 
 
 def _cache_key(decl: OpDecl) -> str:
@@ -67,7 +67,7 @@ def concrete(decl: OpDecl, log=None) -> OpDecl:
         # Deferred: the lowering imports Dynamo and Inductor (~1.8 s), which a build with nothing to capture skips.
         from . import inductor_lowering
 
-        spec, per_variant, types, text = inductor_lowering.describe(decl)
+        spec, per_variant, text = inductor_lowering.describe(decl)
         directory.mkdir(parents=True, exist_ok=True)
         kernel_path.write_text(text)
         record = {
@@ -80,11 +80,11 @@ def concrete(decl: OpDecl, log=None) -> OpDecl:
             "launch_key": spec.key,
             "int64": list(spec.int64),
             "aligned": list(spec.aligned),
+            "fp64": list(spec.fp64),
             "configs": [
                 {**c.meta, "num_warps": c.num_warps, "num_stages": c.num_stages, "max_key": c.max_key}
                 for c in spec.configs
             ],
-            "types": types,
         }
         record_path.write_text(json.dumps(record, indent=1) + "\n")
         if log is not None:
@@ -100,18 +100,14 @@ def concrete(decl: OpDecl, log=None) -> OpDecl:
         configs=configs,
         int64=tuple(record["int64"]),
         aligned=tuple(record["aligned"]),
+        fp64=tuple(record["fp64"]),
         tune=decl.triton.tune,
     )
     resolved = resolve(decl.id, spec, decl.inputs, decl.outputs, decl.attrs, decl.kernel_dir, decl.devices)
-    # Inductor passes float attributes as fp64 scalars (the declaration's own Triton kernels take fp32).
-    args = tuple(
-        dataclasses.replace(a, type=record["types"][a.param]) if a.kind == "attr" else a for a in resolved.args
-    )
     return dataclasses.replace(
         decl,
         triton=dataclasses.replace(
             resolved,
-            args=args,
             source=kernel_path,
             variant_kernels=tuple(sorted(record["variant_kernels"].items())),
         ),

@@ -76,7 +76,7 @@ class Launch:
     kernel: str  # Inductor's function name
     source: str  # its module: imports + the @triton.jit function
     params: tuple[str, ...]  # runtime parameters, in order
-    args: dict  # param -> input/output name, attribute name, or launch expression text
+    args: dict  # param -> input/output name, attribute name, launch expression text, or Scratch
     types: dict  # param -> Triton type from Inductor's signature
     constexprs: tuple[str, ...]  # XBLOCK, R0_BLOCK, ...
     grid_type: str
@@ -135,7 +135,7 @@ def _lower(decl: OpDecl, inputs: list, attrs: list) -> tuple[str, list[str], lis
             if "code" not in got:
                 raise _fail(
                     decl,
-                    f"Dynamo/Inductor could not lower the reference: {type(e).__name__}: {str(e).splitlines()[0]}",
+                    f"Dynamo/Inductor could not lower the reference: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}",
                     "keep the reference to torch ops on its tensor inputs (no Python on tensor values, no "
                     "data-dependent control flow), or write the kernel with Triton(...)",
                 ) from None
@@ -495,30 +495,29 @@ def _one_launch(decl: OpDecl, launches: dict[str, Launch]) -> dict[str, Launch]:
     return {label: general for label in launches}
 
 
-def describe(decl: OpDecl) -> tuple[Triton, dict, dict, str]:
+def _split_module(text: str) -> tuple[list[str], str]:
+    """A kernel module's import lines, and its @triton.jit function."""
+    head, jit, function = text.partition("@triton.jit")
+    return [line for line in head.splitlines() if line.startswith(("import ", "from "))], (jit + function).strip()
+
+
+def describe(decl: OpDecl) -> tuple[Triton, dict, str]:
     """Lower the reference for every dtype variant and input rank: the Triton launch description, the kernel
-    function per variant label, Inductor's type of each parameter, and the kernel module text (one function
-    per distinct kernel)."""
-    functions: dict[str, str] = {}  # kernel text -> function name
+    function per variant label, and the kernel module text (one function per distinct kernel)."""
+    functions: dict[str, str] = {}  # kernel body -> its function name
     imports: list[str] = []  # the kernel modules' imports, once
-    texts: list[list[str]] = []  # per function: its lines
+    texts: list[str] = []  # the functions
     per_variant: dict[str, str] = {}
     launches = _one_launch(decl, _variant_launches(decl))
+    for label, launch in launches.items():
+        body = _body(decl, launch)
+        if body not in functions:
+            functions[body] = f"{decl.name}_inductor_{len(functions)}"
+            lines, function = _split_module(_kernel_module(decl, launch.source, launch.kernel, functions[body]))
+            imports += [line for line in lines if line not in imports]
+            texts.append(function)
+        per_variant[label] = functions[body]
     first = next(iter(launches.values()))
-    for label, base in launches.items():
-        if _body(decl, base) not in functions:
-            new_name = f"{decl.name}_inductor_{len(functions)}"
-            functions[_body(decl, base)] = new_name
-            for line in _kernel_module(decl, base.source, base.kernel, new_name).splitlines():
-                target = imports if line.startswith(("import ", "from ")) else texts[-1] if texts else None
-                if target is imports and line in imports:
-                    continue
-                if target is None or (target is not imports and line.startswith("@triton.jit")):
-                    texts.append([])
-                    target = texts[-1]
-                target.append(line)
-        per_variant[label] = functions[_body(decl, base)]
-    assert first is not None
     if first.grid_type != "Grid1D":
         raise _fail(decl, f"Inductor launches its kernel on a {first.grid_type} grid", "write the kernel with Triton")
     reduction = "R0_BLOCK" in first.constexprs
@@ -528,28 +527,18 @@ def describe(decl: OpDecl) -> tuple[Triton, dict, dict, str]:
     xnumel = first.args.get("xnumel")
     if xnumel is None:
         raise _fail(decl, "Inductor's kernel has no xnumel", "write the kernel with Triton(...)")
+    if "XBLOCK" not in first.constexprs:  # a persistent reduction without an x dim: not lowered here so far
+        raise _fail(decl, "Inductor's kernel has no XBLOCK meta-parameter", "write the kernel with Triton(...)")
     configs = decl.triton.configs or (REDUCTION_CONFIGS if reduction else POINTWISE_CONFIGS)
-    if "XBLOCK" not in first.constexprs:  # one program per x index (a persistent reduction without an x dim)
-        configs = tuple(
-            TritonConfig(
-                **{k: v for k, v in c.meta.items() if k != "XBLOCK"},
-                num_warps=c.num_warps,
-                num_stages=c.num_stages,
-                max_key=c.max_key,
-            )
-            for c in configs
-        )
-        grid = [xnumel]
-    else:
-        grid = [f"ceil_div({xnumel}, XBLOCK)"]
     ints = [p for p in first.params if first.types.get(p) in ("i32", "i64")]
     spec = Triton(
         kernel=per_variant[next(iter(per_variant))],
         args=dict(first.args),
-        grid=grid,
+        grid=[f"ceil_div({xnumel}, XBLOCK)"],
         key=first.args["r0_numel"] if reduction else xnumel,
         configs=list(configs),
         int64=tuple(p for p in ints if first.types[p] == "i64"),
+        fp64=tuple(p for p, t in first.types.items() if t == "fp64"),  # float attributes, as Inductor passes them
         # Every pointer 16-byte aligned and these integers multiples of 16 lets masked loads vectorise: the
         # row length and strides of a reduction, the element count of a pointwise kernel.
         aligned=tuple(p for p in ints if not (reduction and p == "xnumel")),
@@ -560,8 +549,7 @@ def describe(decl: OpDecl) -> tuple[Triton, dict, dict, str]:
         f"({inspect.getsourcefile(decl.reference)}), captured by opforge (ops/native/inductor_lowering.py). "
         'Generated by the build: do not edit."""\n'
     )
-    functions_text = "\n\n\n".join("\n".join(t).strip("\n") for t in texts if "".join(t).strip())
-    return spec, per_variant, first.types, header + "\n".join(imports) + "\n\n\n" + functions_text + "\n"
+    return spec, per_variant, header + "\n".join(imports) + "\n\n\n" + "\n\n\n".join(texts) + "\n"
 
 
 __all__ = ["Refused", "Launch", "capture_one", "describe", "POINTWISE_CONFIGS", "REDUCTION_CONFIGS"]
